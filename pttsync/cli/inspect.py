@@ -1,0 +1,124 @@
+"""`pttsync inspect merkle | tree-list | oplog | check`: read-only views of a store."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..core.merkle import Level, MerkleTree, Node
+from ..core.store import Store, StoredOplog
+from ..core.timeutil import to_iso
+from ..datadir import DataDir, select_topic
+from ..errors import UsageError
+from .output import emit_json, node_json, node_line, oplog_json
+
+_LEVELS = {"year": Level.YEAR, "month": Level.MONTH, "day": Level.DAY, "hour": Level.HOUR}
+
+
+def cmd_merkle(args: argparse.Namespace) -> int:
+    deepest = _LEVELS[args.level]
+    with DataDir(args.data).open_store() as store:
+        topic = select_topic(store, args.topic)
+        tree = store.tree(topic.topic_id)
+        years = tree.level_nodes(Level.YEAR)
+        digest = tree.digest().hex()
+        total = sum(y.leaves for y in years)
+        if args.json:
+            emit_json(
+                {
+                    "topic_id": topic.topic_id.hex(),
+                    "digest": digest,
+                    "leaves": total,
+                    "level": args.level,
+                    "nodes": [node_json(n) for n in tree.level_nodes(deepest)],
+                }
+            )
+            return 0
+        print(f"topic  {topic.topic_id.hex()}  ({topic.name})")
+        print(f"digest {digest}  ({total:,} leaves)")
+        if not years:
+            print("(the tree is empty)")
+        for i, year in enumerate(years):
+            _print_subtree(tree, year, deepest, "", i == len(years) - 1)
+    return 0
+
+
+def _print_subtree(tree: MerkleTree, node: Node, deepest: Level, prefix: str, last: bool) -> None:
+    print(prefix + ("└── " if last else "├── ") + node_line(node))
+    if node.level <= deepest:
+        return
+    kids = tree.children(node)
+    child_prefix = prefix + ("    " if last else "│   ")
+    for i, kid in enumerate(kids):
+        assert isinstance(kid, Node)  # calendar levels above an hour have node children
+        _print_subtree(tree, kid, deepest, child_prefix, i == len(kids) - 1)
+
+
+def cmd_tree_list(args: argparse.Namespace) -> int:
+    with DataDir(args.data).open_store() as store:
+        topic = select_topic(store, args.topic)
+        nodes = store.tree(topic.topic_id).tree_list(args.at)
+    if args.json:
+        emit_json(
+            {
+                "topic_id": topic.topic_id.hex(),
+                "to_sync_time": to_iso(args.at),
+                "nodes": [node_json(n) for n in nodes],
+            }
+        )
+        return 0
+    print(f"tree list for to-sync-time {to_iso(args.at)}: {len(nodes)} nodes")
+    for node in nodes:
+        print("  " + node_line(node))
+    return 0
+
+
+def cmd_oplog(args: argparse.Namespace) -> int:
+    with DataDir(args.data).open_store() as store:
+        topic = select_topic(store, args.topic)
+        found = _find_oplog(store, topic.topic_id, args.oplog_id)
+    info = oplog_json(found.oplog, found.status)
+    if args.json:
+        emit_json(info)
+        return 0
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if key in ("master_sigs", "internal_sigs"):
+            sigs = value if isinstance(value, list) else []
+            print(f"{key:<{width}}  {len(sigs)}")
+            for sig in sigs:
+                print(f"{'':<{width}}    {sig['signer']} at {sig['time']}")
+        else:
+            print(f"{key:<{width}}  {'-' if value is None else value}")
+    return 0
+
+
+def _find_oplog(store: Store, topic_id: bytes, text: str) -> StoredOplog:
+    wanted = text.strip().lower()
+    if len(wanted) < 4 or len(wanted) > 64 or any(c not in "0123456789abcdef" for c in wanted):
+        raise UsageError(f"{text!r} is not a hex oplog ID or a prefix of at least 4 hex digits")
+    prefix = bytes.fromhex(wanted[: len(wanted) // 2 * 2])
+    matches = [
+        s for s in store.find(topic_id, prefix, limit=50) if s.oplog.oplog_id.hex().startswith(wanted)
+    ][:2]
+    if not matches:
+        raise UsageError(f"no oplog {text!r} in topic {topic_id.hex()[:16]}…")
+    if len(matches) > 1:
+        raise UsageError(f"oplog prefix {text!r} is ambiguous; give more digits")
+    return matches[0]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    with DataDir(args.data).open_store() as store:
+        topic = select_topic(store, args.topic)
+        problems = store.check(topic.topic_id)
+        digest = store.tree(topic.topic_id).digest().hex()
+    if args.json:
+        emit_json({"topic_id": topic.topic_id.hex(), "ok": not problems, "digest": digest,
+                   "problems": problems})
+    elif problems:
+        print(f"{len(problems)} problems:")
+        for p in problems:
+            print("  " + p)
+    else:
+        print(f"ok: store is consistent; digest {digest}")
+    return 1 if problems else 0

@@ -1,0 +1,442 @@
+"""The oplog record: content, signatures, hash, canonical encoding, strict decoding.
+
+Adapted from go-pttai's BaseOplog (docs/pip-11/oplog.md has the field table
+and every difference from go-pttai, with reasons):
+
+* The **content** is version, topic, creator, create time, object, op,
+  previous log and data.  The **oplog ID** is the SHA-256 of its canonical
+  CBOR, so a creator cannot sign two different contents under one ID.
+* The **creator signature** signs `["pttsync/creator-sig/1", id]`.  Its time
+  is the create time.
+* **Master** and **internal (device) signatures** each sign
+  `["pttsync/<kind>-sig/1", id, signer, time]`: they cover the content (through
+  the ID) but not each other, so co-signatures can be collected in any order
+  and unioned by signer.
+* The **update time** is the time of the last signature: the create time, or
+  the latest co-signature time.  It is stored, and checked.
+* The **hash** is the SHA-256 of `["pttsync/oplog-hash/1", id, creator
+  signature, master signatures, internal signatures, update time]`.  It
+  changes with every new signature, which is why the Merkle tree sees
+  co-signature differences.
+
+All of these are canonical CBOR (RFC 8949 deterministic encoding).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from ..errors import (
+    IntegrityError,
+    MalformedOplogError,
+    OversizeError,
+    SignatureError,
+    TimestampError,
+    UsageError,
+)
+from . import codec
+from .identity import PEER_ID_SIZE, SIGNATURE_SIZE, Identity, verify_signature
+from .timeutil import MAX_TIME
+
+FORMAT_VERSION = 1
+TOPIC_ID_SIZE = 32
+OPLOG_ID_SIZE = 32
+HASH_SIZE = 32
+MAX_OBJECT_ID_SIZE = 128
+MAX_DATA_SIZE = 64 * 1024
+MAX_OP = 0xFFFF
+MAX_MASTER_SIGS = 64
+MAX_INTERNAL_SIGS = 16
+# Content, plus 80 signatures of about 110 bytes each, with room to spare.
+MAX_OPLOG_SIZE = MAX_DATA_SIZE + 16 * 1024
+
+_ID_TAG = "pttsync/oplog-id/1"
+_CREATOR_TAG = "pttsync/creator-sig/1"
+_HASH_TAG = "pttsync/oplog-hash/1"
+
+
+class OplogStatus(IntEnum):
+    """Where an oplog is in its life (PIP-7).  Only VALID oplogs are in the tree."""
+
+    INTERNAL_PENDING = 1  # waiting for a quorum of the creator's own devices
+    PENDING = 2  # waiting for a quorum of the topic's masters
+    VALID = 3  # accepted: applied, in the Merkle tree, synced to everyone
+
+
+class SignKind(IntEnum):
+    MASTER = 1
+    INTERNAL = 2
+
+
+_COSIGN_TAGS = {SignKind.MASTER: "pttsync/master-sig/1", SignKind.INTERNAL: "pttsync/internal-sig/1"}
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A co-signature: who signed, when, and the 64-byte Ed25519 signature."""
+
+    signer: bytes
+    time: int
+    sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Oplog:
+    """One signed operation.  Build it with `create_oplog`, never by hand."""
+
+    version: int
+    topic_id: bytes
+    oplog_id: bytes
+    creator: bytes
+    create_time: int
+    object_id: bytes
+    op: int
+    prev_id: bytes | None
+    data: bytes  # canonical CBOR of the op's payload
+    creator_sig: bytes
+    master_sigs: tuple[Signature, ...]
+    internal_sigs: tuple[Signature, ...]
+    update_time: int
+    hash: bytes
+
+    @property
+    def key(self) -> tuple[int, bytes]:
+        """The Merkle leaf key: update time, then oplog ID."""
+        return (self.update_time, self.oplog_id)
+
+    def decoded_data(self) -> Any:
+        return codec.loads(self.data, max_size=MAX_DATA_SIZE)
+
+
+# ---------------------------------------------------------------------------
+# The byte strings that are hashed and signed.
+
+
+def _content_map(
+    topic_id: bytes,
+    creator: bytes,
+    create_time: int,
+    object_id: bytes,
+    op: int,
+    prev_id: bytes | None,
+    data: bytes,
+    version: int = FORMAT_VERSION,
+) -> dict[str, object]:
+    # Keys in canonical order (length, then bytes): see codec.dumps_presorted.
+    return {
+        "d": data,
+        "v": version,
+        "cr": creator,
+        "ct": create_time,
+        "ob": object_id,
+        "op": op,
+        "pv": prev_id,
+        "tp": topic_id,
+    }
+
+
+def compute_oplog_id(o: Oplog) -> bytes:
+    content = _content_map(
+        o.topic_id, o.creator, o.create_time, o.object_id, o.op, o.prev_id, o.data, o.version
+    )
+    return hashlib.sha256(codec.dumps_presorted([_ID_TAG, content])).digest()
+
+
+def creator_message(oplog_id: bytes) -> bytes:
+    return codec.dumps_presorted([_CREATOR_TAG, oplog_id])
+
+
+def cosign_message(kind: SignKind, oplog_id: bytes, signer: bytes, time: int) -> bytes:
+    return codec.dumps_presorted([_COSIGN_TAGS[kind], oplog_id, signer, time])
+
+
+def _sig_list(sigs: Iterable[Signature]) -> list[list[object]]:
+    return [[s.signer, s.time, s.sig] for s in sigs]
+
+
+def compute_hash(
+    oplog_id: bytes,
+    creator_sig: bytes,
+    master_sigs: tuple[Signature, ...],
+    internal_sigs: tuple[Signature, ...],
+    update_time: int,
+) -> bytes:
+    body = [
+        _HASH_TAG,
+        oplog_id,
+        creator_sig,
+        _sig_list(master_sigs),
+        _sig_list(internal_sigs),
+        update_time,
+    ]
+    return hashlib.sha256(codec.dumps_presorted(body)).digest()
+
+
+def _update_time(create_time: int, *sig_lists: tuple[Signature, ...]) -> int:
+    return max([create_time, *(s.time for sigs in sig_lists for s in sigs)])
+
+
+# ---------------------------------------------------------------------------
+# Making and co-signing oplogs.
+
+
+def create_oplog(
+    identity: Identity,
+    *,
+    topic_id: bytes,
+    object_id: bytes,
+    op: int,
+    data: bytes,
+    create_time: int,
+    prev_id: bytes | None = None,
+) -> Oplog:
+    """Make and sign a new oplog with `identity` as its creator.
+
+    `data` must already be canonical CBOR (use `codec.dumps`).
+
+    Raises:
+        UsageError: a field is out of range, or `data` is not canonical CBOR.
+    """
+    _check_content_args(topic_id, object_id, op, data, create_time, prev_id)
+    content = _content_map(
+        topic_id, identity.peer_id, create_time, object_id, op, prev_id, data
+    )
+    oplog_id = hashlib.sha256(codec.dumps_presorted([_ID_TAG, content])).digest()
+    creator_sig = identity.sign(creator_message(oplog_id))
+    return Oplog(
+        version=FORMAT_VERSION,
+        topic_id=topic_id,
+        oplog_id=oplog_id,
+        creator=identity.peer_id,
+        create_time=create_time,
+        object_id=object_id,
+        op=op,
+        prev_id=prev_id,
+        data=data,
+        creator_sig=creator_sig,
+        master_sigs=(),
+        internal_sigs=(),
+        update_time=create_time,
+        hash=compute_hash(oplog_id, creator_sig, (), (), create_time),
+    )
+
+
+def _check_content_args(
+    topic_id: bytes,
+    object_id: bytes,
+    op: int,
+    data: bytes,
+    create_time: int,
+    prev_id: bytes | None,
+) -> None:
+    if len(topic_id) != TOPIC_ID_SIZE:
+        raise UsageError(f"topic_id must be {TOPIC_ID_SIZE} bytes")
+    if not 1 <= len(object_id) <= MAX_OBJECT_ID_SIZE:
+        raise UsageError(f"object_id must be 1..{MAX_OBJECT_ID_SIZE} bytes")
+    if type(op) is not int or not 0 <= op <= MAX_OP:
+        raise UsageError(f"op must be an integer in [0, {MAX_OP}]")
+    if prev_id is not None and len(prev_id) != OPLOG_ID_SIZE:
+        raise UsageError(f"prev_id must be {OPLOG_ID_SIZE} bytes")
+    if type(create_time) is not int or not 0 <= create_time <= MAX_TIME:
+        raise UsageError("create_time must be integer nanoseconds in [0, MAX_TIME]")
+    if len(data) > MAX_DATA_SIZE or not codec.is_canonical(data, max_size=MAX_DATA_SIZE):
+        raise UsageError(f"data must be canonical CBOR of at most {MAX_DATA_SIZE} bytes")
+
+
+def cosign(oplog: Oplog, identity: Identity, kind: SignKind, time: int) -> Oplog:
+    """Return `oplog` with `identity`'s master or internal signature added.
+
+    Signing again as the same signer returns the oplog unchanged.  The update
+    time moves to `time` if that is later, and the hash is recomputed.
+
+    Raises:
+        UsageError: `time` is before the create time or out of range.
+    """
+    if type(time) is not int or not oplog.create_time <= time <= MAX_TIME:
+        raise UsageError("a co-signature's time must be between the create time and MAX_TIME")
+    current = oplog.master_sigs if kind is SignKind.MASTER else oplog.internal_sigs
+    if any(s.signer == identity.peer_id for s in current):
+        return oplog
+    sig = Signature(
+        identity.peer_id, time, identity.sign(cosign_message(kind, oplog.oplog_id, identity.peer_id, time))
+    )
+    merged = tuple(sorted((*current, sig), key=lambda s: s.signer))
+    return with_signatures(
+        oplog,
+        master_sigs=merged if kind is SignKind.MASTER else oplog.master_sigs,
+        internal_sigs=merged if kind is SignKind.INTERNAL else oplog.internal_sigs,
+    )
+
+
+def with_signatures(
+    oplog: Oplog, *, master_sigs: tuple[Signature, ...], internal_sigs: tuple[Signature, ...]
+) -> Oplog:
+    """Return `oplog` with these co-signature lists; update time and hash follow.
+
+    The lists must be sorted by signer with no signer twice (`verify_oplog` checks).
+    """
+    update_time = _update_time(oplog.create_time, master_sigs, internal_sigs)
+    return Oplog(
+        version=oplog.version,
+        topic_id=oplog.topic_id,
+        oplog_id=oplog.oplog_id,
+        creator=oplog.creator,
+        create_time=oplog.create_time,
+        object_id=oplog.object_id,
+        op=oplog.op,
+        prev_id=oplog.prev_id,
+        data=oplog.data,
+        creator_sig=oplog.creator_sig,
+        master_sigs=master_sigs,
+        internal_sigs=internal_sigs,
+        update_time=update_time,
+        hash=compute_hash(
+            oplog.oplog_id, oplog.creator_sig, master_sigs, internal_sigs, update_time
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Verification.
+
+
+def verify_oplog(oplog: Oplog, *, signatures: bool = True) -> None:
+    """Check every invariant of a record; with `signatures`, every signature too.
+
+    Raises:
+        TimestampError, IntegrityError, SignatureError, MalformedOplogError.
+    """
+    if oplog.version != FORMAT_VERSION:
+        raise MalformedOplogError(f"unsupported format version {oplog.version}", field="v")
+    for name, sigs in (("ms", oplog.master_sigs), ("is", oplog.internal_sigs)):
+        signers = [s.signer for s in sigs]
+        if signers != sorted(set(signers)):
+            raise MalformedOplogError("signatures must be sorted by signer, one each", field=name)
+        for s in sigs:
+            if s.time < oplog.create_time:
+                raise TimestampError("a co-signature is older than the oplog", field=name)
+    if oplog.update_time < oplog.create_time:
+        raise TimestampError("update time is before create time", field="ut")
+    expected_ut = _update_time(oplog.create_time, oplog.master_sigs, oplog.internal_sigs)
+    if oplog.update_time != expected_ut:
+        raise TimestampError("update time is not the time of the last signature", field="ut")
+    if compute_oplog_id(oplog) != oplog.oplog_id:
+        raise IntegrityError("oplog ID does not match the content", field="id")
+    expected_hash = compute_hash(
+        oplog.oplog_id, oplog.creator_sig, oplog.master_sigs, oplog.internal_sigs, oplog.update_time
+    )
+    if expected_hash != oplog.hash:
+        raise IntegrityError("hash does not match the content and signatures", field="h")
+    if not signatures:
+        return
+    if not verify_signature(oplog.creator, oplog.creator_sig, creator_message(oplog.oplog_id)):
+        raise SignatureError("creator signature does not verify", field="cs")
+    for kind, name, sigs in (
+        (SignKind.MASTER, "ms", oplog.master_sigs),
+        (SignKind.INTERNAL, "is", oplog.internal_sigs),
+    ):
+        for s in sigs:
+            message = cosign_message(kind, oplog.oplog_id, s.signer, s.time)
+            if not verify_signature(s.signer, s.sig, message):
+                raise SignatureError(
+                    f"signature by {s.signer.hex()[:16]}… does not verify", field=name
+                )
+
+
+# ---------------------------------------------------------------------------
+# Canonical encoding and strict decoding.
+
+_FIELDS = frozenset(
+    ["d", "h", "v", "cr", "cs", "ct", "id", "is", "ms", "ob", "op", "pv", "tp", "ut"]
+)
+
+
+def encode_oplog(oplog: Oplog) -> bytes:
+    """The canonical CBOR of a whole record, as stored and sent."""
+    # Keys in canonical order (length, then bytes): see codec.dumps_presorted.
+    return codec.dumps_presorted(
+        {
+            "d": oplog.data,
+            "h": oplog.hash,
+            "v": oplog.version,
+            "cr": oplog.creator,
+            "cs": oplog.creator_sig,
+            "ct": oplog.create_time,
+            "id": oplog.oplog_id,
+            "is": _sig_list(oplog.internal_sigs),
+            "ms": _sig_list(oplog.master_sigs),
+            "ob": oplog.object_id,
+            "op": oplog.op,
+            "pv": oplog.prev_id,
+            "tp": oplog.topic_id,
+            "ut": oplog.update_time,
+        }
+    )
+
+
+def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
+    """Decode and verify one record.
+
+    With `signatures=False` (records read back from our own store) the
+    signature checks are skipped; every structural check still runs.
+
+    Raises:
+        MalformedOplogError: not canonical CBOR, a wrong type, an unknown or a
+            missing field.
+        OversizeError: the record, a field or a list is over its limit.
+        TimestampError, IntegrityError, SignatureError: see `verify_oplog`.
+    """
+    try:
+        m = codec.loads(data, max_size=MAX_OPLOG_SIZE)
+        codec.check_keys(m, _FIELDS, "oplog")
+        version = codec.get_int(m, "v", 0, 2**32)
+        if version != FORMAT_VERSION:
+            raise MalformedOplogError(f"unsupported format version {version}", field="v")
+        body = codec.get_bytes(m, "d", max_size=MAX_DATA_SIZE)
+        if not codec.is_canonical(body, max_size=MAX_DATA_SIZE):
+            raise MalformedOplogError("data is not canonical CBOR", field="d")
+        oplog = Oplog(
+            version=version,
+            topic_id=codec.get_bytes(m, "tp", size=TOPIC_ID_SIZE),
+            oplog_id=codec.get_bytes(m, "id", size=OPLOG_ID_SIZE),
+            creator=codec.get_bytes(m, "cr", size=PEER_ID_SIZE),
+            create_time=codec.get_int(m, "ct", 0, MAX_TIME),
+            object_id=codec.get_bytes(m, "ob", max_size=MAX_OBJECT_ID_SIZE),
+            op=codec.get_int(m, "op", 0, MAX_OP),
+            prev_id=codec.get_optional_bytes(m, "pv", size=OPLOG_ID_SIZE),
+            data=body,
+            creator_sig=codec.get_bytes(m, "cs", size=SIGNATURE_SIZE),
+            master_sigs=_decode_sigs(codec.get_list(m, "ms", max_items=MAX_MASTER_SIGS), "ms"),
+            internal_sigs=_decode_sigs(
+                codec.get_list(m, "is", max_items=MAX_INTERNAL_SIGS), "is"
+            ),
+            update_time=codec.get_int(m, "ut", 0, MAX_TIME),
+            hash=codec.get_bytes(m, "h", size=HASH_SIZE),
+        )
+    except codec.CBORFormatError as exc:
+        cls = OversizeError if exc.oversize else MalformedOplogError
+        raise cls(str(exc), field=exc.field) from None
+    if not oplog.object_id:
+        raise MalformedOplogError("must not be empty", field="ob")
+    verify_oplog(oplog, signatures=signatures)
+    return oplog
+
+
+def _decode_sigs(items: list[Any], field: str) -> tuple[Signature, ...]:
+    sigs = []
+    for item in items:
+        if type(item) is not list or len(item) != 3:
+            raise codec.CBORFormatError("a signature is [signer, time, signature]", field=field)
+        signer, time, sig = item
+        sigs.append(
+            Signature(
+                codec.as_bytes(signer, field, size=PEER_ID_SIZE),
+                codec.get_int({field: time}, field, 0, MAX_TIME),
+                codec.as_bytes(sig, field, size=SIGNATURE_SIZE),
+            )
+        )
+    return tuple(sigs)

@@ -1,0 +1,104 @@
+"""The data directory: one peer's identity and store on disk.
+
+```
+DIR/                  mode 0700
+├── identity.key      Ed25519 private key, PEM PKCS#8, mode 0600
+└── store.sqlite3     the SQLite store (plus its -wal and -shm files)
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .core.identity import Identity
+from .core.store import Store, TopicInfo
+from .core.topic import new_topic
+from .errors import DataDirError, UsageError
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "identity.key"
+STORE_FILE = "store.sqlite3"
+
+
+class DataDir:
+    """A peer's data directory.  Opening it checks nothing until you ask."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.key_path = self.path / KEY_FILE
+        self.store_path = self.path / STORE_FILE
+
+    @classmethod
+    def init(
+        cls, path: Path | str, *, topic_name: str, now: int, nonce: bytes
+    ) -> tuple[DataDir, Identity, TopicInfo]:
+        """Make a new identity and a new topic in a new (or empty) directory.
+
+        Raises:
+            DataDirError: the directory already holds a peer, or is not a directory.
+        """
+        d = cls(path)
+        if d.path.exists() and not d.path.is_dir():
+            raise DataDirError(f"{d.path} exists and is not a directory")
+        if d.key_path.exists() or d.store_path.exists():
+            raise DataDirError(f"{d.path} is already a pttsync data directory")
+        try:
+            d.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataDirError(f"cannot create {d.path}: {exc.strerror}") from None
+        identity = Identity.generate()
+        topic = new_topic(identity, name=topic_name, create_time=now, nonce=nonce)
+        identity.save(d.key_path)
+        with Store.open(d.store_path, create=True) as store:
+            store.add_topic(topic)
+        log.info("initialised %s: peer %s, topic %s", d.path, identity.text, topic.topic_id.hex())
+        return d, identity, topic
+
+    def check(self) -> None:
+        """Raise DataDirError unless this is a complete pttsync data directory."""
+        if not self.path.is_dir():
+            raise DataDirError(
+                f"no pttsync data directory at {self.path} (run: pttsync init --data {self.path})"
+            )
+        missing = [p.name for p in (self.key_path, self.store_path) if not p.exists()]
+        if len(missing) == 2:
+            raise DataDirError(
+                f"{self.path} is not a pttsync data directory (run: pttsync init --data {self.path})"
+            )
+        if missing:
+            raise DataDirError(f"{self.path} is incomplete: {missing[0]} is missing")
+
+    def identity(self) -> Identity:
+        self.check()
+        return Identity.load(self.key_path)
+
+    def open_store(self, *, synchronous: str = "FULL") -> Store:
+        self.check()
+        return Store.open(self.store_path, synchronous=synchronous)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+
+def select_topic(store: Store, text: str | None) -> TopicInfo:
+    """The topic named by a hex ID or unique hex prefix, or the first topic if None.
+
+    Raises:
+        UsageError: the text matches no topic, or more than one.
+    """
+    topics = store.topics()
+    if not topics:
+        raise UsageError("this store holds no topic")
+    if text is None:
+        return topics[0]
+    wanted = text.strip().lower()
+    matches = [t for t in topics if t.topic_id.hex().startswith(wanted)]
+    if not matches:
+        raise UsageError(f"no topic {text!r} in this store")
+    if len(matches) > 1:
+        raise UsageError(f"topic prefix {text!r} is ambiguous")
+    return matches[0]
