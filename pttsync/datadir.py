@@ -67,7 +67,8 @@ class DataDir:
         missing = [p.name for p in (self.key_path, self.store_path) if not p.exists()]
         if len(missing) == 2:
             raise DataDirError(
-                f"{self.path} is not a pttsync data directory (run: pttsync init --data {self.path})"
+                f"{self.path} is not a pttsync data directory"
+                f" (run: pttsync init --data {self.path})"
             )
         if missing:
             raise DataDirError(f"{self.path} is incomplete: {missing[0]} is missing")

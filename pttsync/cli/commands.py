@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 from ..core.synthetic import populate
 from ..core.timeutil import to_iso
 from ..datadir import DataDir, select_topic
+from ..signer import ProcessSigner
 from .output import Progress, emit_json
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -37,12 +42,26 @@ def cmd_gen(args: argparse.Namespace) -> int:
     identity = d.identity()
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
     progress = Progress("gen", enabled=not args.quiet and args.count > args.batch)
-    with d.open_store() as store:
+    # A signer process signs the next batch while this one stores the last;
+    # for a single batch there is nothing to overlap, so it is not started.
+    parallel = args.sign_workers > 0 and args.count > args.batch
+    with (
+        d.open_store() as store,
+        ProcessSigner(d.key_path, identity) if parallel else nullcontext() as signer,
+    ):
         topic = select_topic(store, args.topic)
         started = time.perf_counter()
         result = populate(
-            store, identity, topic.topic_id, count=args.count, start=args.start, end=args.end,
-            seed=seed, batch_size=args.batch, progress=progress,
+            store,
+            identity,
+            topic.topic_id,
+            count=args.count,
+            start=args.start,
+            end=args.end,
+            seed=seed,
+            batch_size=args.batch,
+            progress=progress,
+            sign=signer,
         )
         seconds = time.perf_counter() - started
     rate = args.count / seconds if seconds > 0 else 0.0

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
 
 from ..core.merkle import Level, MerkleTree, Node
-from ..core.store import Store, StoredOplog
 from ..core.timeutil import to_iso
 from ..datadir import DataDir, select_topic
 from ..errors import UsageError
 from .output import emit_json, node_json, node_line, oplog_json
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..core.store import Store, StoredOplog
 
 _LEVELS = {"year": Level.YEAR, "month": Level.MONTH, "day": Level.DAY, "hour": Level.HOUR}
 
@@ -98,7 +102,9 @@ def _find_oplog(store: Store, topic_id: bytes, text: str) -> StoredOplog:
         raise UsageError(f"{text!r} is not a hex oplog ID or a prefix of at least 4 hex digits")
     prefix = bytes.fromhex(wanted[: len(wanted) // 2 * 2])
     matches = [
-        s for s in store.find(topic_id, prefix, limit=50) if s.oplog.oplog_id.hex().startswith(wanted)
+        s
+        for s in store.find(topic_id, prefix, limit=50)
+        if s.oplog.oplog_id.hex().startswith(wanted)
     ][:2]
     if not matches:
         raise UsageError(f"no oplog {text!r} in topic {topic_id.hex()[:16]}…")
@@ -113,8 +119,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         problems = store.check(topic.topic_id)
         digest = store.tree(topic.topic_id).digest().hex()
     if args.json:
-        emit_json({"topic_id": topic.topic_id.hex(), "ok": not problems, "digest": digest,
-                   "problems": problems})
+        emit_json(
+            {
+                "topic_id": topic.topic_id.hex(),
+                "ok": not problems,
+                "digest": digest,
+                "problems": problems,
+            }
+        )
     elif problems:
         print(f"{len(problems)} problems:")
         for p in problems:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..core.timeutil import parse_iso
 from ..errors import LocalError, PttsyncError, UsageError
 from . import commands, inspect
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -88,23 +91,44 @@ def build_parser() -> argparse.ArgumentParser:
     data_arg(p)
     topic_arg(p)
     p.add_argument("--count", type=_count, required=True, help="how many oplogs to write")
-    p.add_argument("--from", dest="start", type=_iso, required=True, metavar="ISO",
-                   help="earliest update time, e.g. 2025-01-01 (UTC unless an offset is given)")
-    p.add_argument("--to", dest="end", type=_iso, required=True, metavar="ISO",
-                   help="update times are before this, e.g. 2026-01-01")
+    p.add_argument(
+        "--from",
+        dest="start",
+        type=_iso,
+        required=True,
+        metavar="ISO",
+        help="earliest update time, e.g. 2025-01-01 (UTC unless an offset is given)",
+    )
+    p.add_argument(
+        "--to",
+        dest="end",
+        type=_iso,
+        required=True,
+        metavar="ISO",
+        help="update times are before this, e.g. 2026-01-01",
+    )
     p.add_argument("--seed", type=int, help="random seed (default: a random one, printed)")
-    p.add_argument("--batch", type=_positive, default=5000, help="oplogs per transaction")
+    p.add_argument("--batch", type=_positive, default=10000, help="oplogs per transaction")
+    p.add_argument(
+        "--sign-workers",
+        type=int,
+        choices=[0, 1],
+        default=1,
+        help="1 (default): sign in a worker process, overlapped with storing; 0: sign inline",
+    )
     json_arg(p)
     p.set_defaults(func=commands.cmd_gen)
 
     p = sub.add_parser(
-        "inspect", help="look inside a store (works while no node runs)",
+        "inspect",
+        help="look inside a store (works while no node runs)",
         description="Look at a store's Merkle tree, tree lists and oplogs.",
     )
     isub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
     q = isub.add_parser(
-        "merkle", help="the Merkle tree, down to a level",
+        "merkle",
+        help="the Merkle tree, down to a level",
         description=(
             "Print the Merkle tree from its years down to LEVEL: each node's level, start"
             " (ISO 8601, UTC), hash, number of children and number of leaves."
@@ -113,13 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_arg(q)
     topic_arg(q)
-    q.add_argument("--level", choices=["year", "month", "day", "hour"], default="month",
-                   help="the deepest level to show (default: month)")
+    q.add_argument(
+        "--level",
+        choices=["year", "month", "day", "hour"],
+        default="month",
+        help="the deepest level to show (default: month)",
+    )
     json_arg(q)
     q.set_defaults(func=inspect.cmd_merkle)
 
     q = isub.add_parser(
-        "tree-list", help="the PIP-11 tree list for a to-sync-time",
+        "tree-list",
+        help="the PIP-11 tree list for a to-sync-time",
         description=(
             "Print the tree list a sync round compares for to-sync-time AT: past years,"
             " then this year's months, this month's days and today's hours before AT's hour."
@@ -132,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=inspect.cmd_tree_list)
 
     q = isub.add_parser(
-        "oplog", help="one decoded oplog and its status",
+        "oplog",
+        help="one decoded oplog and its status",
         description="Print one oplog, found by its hex ID or a unique prefix of it.",
     )
     data_arg(q)
@@ -142,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=inspect.cmd_oplog)
 
     q = isub.add_parser(
-        "check", help="verify the store's consistency",
+        "check",
+        help="verify the store's consistency",
         description=(
             "Check that every valid oplog has its leaf, every leaf its oplog, and that every"
             " tree node matches a rebuild from the leaves.  Exits 1 if anything is wrong."
@@ -156,11 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (
-        logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
     )
     logging.basicConfig(
-        level=level, stream=sys.stderr,
+        level=level,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.identity import peer_id_text
-from ..core.merkle import Leaf, Node
-from ..core.oplog import Oplog, OplogStatus
 from ..core.timeutil import to_iso
+
+if TYPE_CHECKING:
+    from ..core.merkle import Leaf, Node
+    from ..core.oplog import Oplog, OplogStatus
 
 
 def emit_json(value: object) -> None:

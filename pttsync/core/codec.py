@@ -14,10 +14,13 @@ semantic tags, so a record has exactly one byte form and hashing it is stable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NoReturn
+import struct
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import cbor2
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 # Nesting deeper than this is refused before it can cost anything.
 MAX_DEPTH = 32
@@ -54,6 +57,61 @@ def dumps_presorted(obj: object) -> bytes:
     return cbor2.dumps(obj)
 
 
+# ---------------------------------------------------------------------------
+# Direct canonical encoding of fixed-shape values, for the hot paths.
+#
+# Records, signing messages and node hashes have a fixed shape made of
+# unsigned integers, byte strings, text, null and arrays; building their
+# canonical bytes directly costs a fraction of a general encoder call.  The
+# tests check every use byte for byte against `dumps`.
+
+
+def head(major: int, n: int) -> bytes:
+    """The canonical head of a data item: major type and argument, shortest form."""
+    if n < 24:
+        return bytes((major << 5 | n,))
+    if n < 0x100:
+        return bytes((major << 5 | 24, n))
+    if n < 0x10000:
+        return bytes((major << 5 | 25,)) + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return bytes((major << 5 | 26,)) + n.to_bytes(4, "big")
+    if n < 0x10000000000000000:
+        return bytes((major << 5 | 27,)) + n.to_bytes(8, "big")
+    raise ValueError(f"{n} does not fit a CBOR head")
+
+
+_UINT_SMALL = [head(0, n) for n in range(256)]
+_BSTR_HEADS = [head(2, n) for n in range(256)]
+_U64 = struct.Struct(">BQ").pack
+
+
+def uint(n: int) -> bytes:
+    if n < 0x100:
+        return _UINT_SMALL[n]
+    if n >= 0x100000000:  # times in nanoseconds, the common large case
+        return _U64(0x1B, n) if n < 0x10000000000000000 else head(0, n)
+    return head(0, n)
+
+
+def bstr(b: bytes) -> bytes:
+    n = len(b)
+    return (_BSTR_HEADS[n] if n < 0x100 else head(2, n)) + b
+
+
+def tstr(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return head(3, len(raw)) + raw
+
+
+def array(items: list[bytes]) -> bytes:
+    """An array of already-encoded items."""
+    return head(4, len(items)) + b"".join(items)
+
+
+NULL = b"\xf6"
+
+
 def loads(data: bytes, *, max_size: int, max_depth: int = MAX_DEPTH) -> Any:
     """Decode canonical CBOR strictly.
 
@@ -62,9 +120,7 @@ def loads(data: bytes, *, max_size: int, max_depth: int = MAX_DEPTH) -> Any:
             trailing bytes, or is not the canonical encoding of its value.
     """
     if len(data) > max_size:
-        raise CBORFormatError(
-            f"{len(data)} bytes is over the limit of {max_size}", oversize=True
-        )
+        raise CBORFormatError(f"{len(data)} bytes is over the limit of {max_size}", oversize=True)
     try:
         value = cbor2.loads(
             data,

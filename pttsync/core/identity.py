@@ -16,13 +16,16 @@ import binascii
 import functools
 import os
 import stat
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import IdentityError, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PEER_ID_SIZE = 32
 SIGNATURE_SIZE = 64

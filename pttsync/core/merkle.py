@@ -33,10 +33,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import StoreError
 from . import codec
@@ -51,11 +50,16 @@ from .timeutil import (
     year_start,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
 SPLIT_THRESHOLD = 32
 FANOUT = 16
 
 _NODE_TAG = "pttsync/node/1"
 _DIGEST_TAG = "pttsync/digest/1"
+_NODE_PREFIX = codec.head(4, 5) + codec.tstr(_NODE_TAG)
+_DIGEST_PREFIX = codec.head(4, 3) + codec.tstr(_DIGEST_TAG)
 
 
 class Level(IntEnum):
@@ -148,17 +152,33 @@ def is_split(start: int, end: int, leaves: int) -> bool:
 
 
 def node_hash(level: Level, start: int, end: int, child_hashes: Sequence[bytes]) -> bytes:
-    body = [_NODE_TAG, int(level), start, end, list(child_hashes)]
-    return hashlib.sha256(codec.dumps_presorted(body)).digest()
+    """SHA-256 of `["pttsync/node/1", level, start, end, [child hashes]]`."""
+    body = b"".join(
+        (
+            _NODE_PREFIX,
+            codec.uint(level),
+            codec.uint(start),
+            codec.uint(end),
+            codec.head(4, len(child_hashes)),
+            *[codec.bstr(h) for h in child_hashes],
+        )
+    )
+    return hashlib.sha256(body).digest()
 
 
 def topic_digest(topic_id: bytes, year_hashes: Sequence[bytes]) -> bytes:
-    body = [_DIGEST_TAG, topic_id, list(year_hashes)]
-    return hashlib.sha256(codec.dumps_presorted(body)).digest()
+    """SHA-256 of `["pttsync/digest/1", topic ID, [year hashes]]`."""
+    body = _DIGEST_PREFIX + codec.bstr(topic_id) + codec.array([codec.bstr(h) for h in year_hashes])
+    return hashlib.sha256(body).digest()
 
 
 def build_bucket(
-    level: Level, depth: int, start: int, end: int, leaves: Sequence[Leaf], emit: Callable[[Node], None]
+    level: Level,
+    depth: int,
+    start: int,
+    end: int,
+    leaves: Sequence[Leaf],
+    emit: Callable[[Node], None],
 ) -> Node:
     """Build an hour or slice from its leaves (sorted by key), emitting every node made."""
     if is_split(start, end, len(leaves)):
@@ -172,13 +192,23 @@ def build_bucket(
                 kids.append(build_bucket(Level.SLICE, depth + 1, cs, ce, leaves[lo:hi], emit))
             lo = hi
         node = Node(
-            level, depth, start, end, node_hash(level, start, end, [k.hash for k in kids]),
-            len(kids), len(leaves),
+            level,
+            depth,
+            start,
+            end,
+            node_hash(level, start, end, [k.hash for k in kids]),
+            len(kids),
+            len(leaves),
         )
     else:
         node = Node(
-            level, depth, start, end, node_hash(level, start, end, [leaf.hash for leaf in leaves]),
-            len(leaves), len(leaves),
+            level,
+            depth,
+            start,
+            end,
+            node_hash(level, start, end, [leaf.hash for leaf in leaves]),
+            len(leaves),
+            len(leaves),
         )
     emit(node)
     return node
@@ -200,8 +230,13 @@ def build_tree(leaves: Sequence[Leaf]) -> list[Node]:
         level_nodes = []
         for (start, end), kids in groups.items():
             node = Node(
-                level, 0, start, end, node_hash(level, start, end, [k.hash for k in kids]),
-                len(kids), sum(k.leaves for k in kids),
+                level,
+                0,
+                start,
+                end,
+                node_hash(level, start, end, [k.hash for k in kids]),
+                len(kids),
+                sum(k.leaves for k in kids),
             )
             out.append(node)
             level_nodes.append(node)
@@ -216,13 +251,17 @@ class TreeStorage(Protocol):
     """What the tree needs from its store; all calls run in one transaction."""
 
     def get_node(self, level: Level, depth: int, start: int) -> Node | None: ...
+    def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, Node]: ...
     def put_node(self, node: Node) -> None: ...
+    def put_nodes(self, nodes: Sequence[Node]) -> None: ...
     def delete_node(self, level: Level, depth: int, start: int) -> None: ...
     def delete_slices(self, min_depth: int, start: int, end: int) -> None: ...
     def nodes(self, level: Level, depth: int, start: int, end: int) -> list[Node]: ...
+    def summaries(self, level: Level, start: int, end: int) -> list[tuple[bytes, int]]: ...
     def all_nodes(self) -> list[Node]: ...
     def leaves(self, start: int, end: int) -> list[Leaf]: ...
-    def put_leaf(self, leaf: Leaf) -> None: ...
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]: ...
+    def put_leaves(self, leaves: Sequence[Leaf]) -> None: ...
     def delete_leaf(self, time: int, oplog_id: bytes) -> bool: ...
 
 
@@ -246,13 +285,22 @@ class MerkleTree:
             if not self._s.delete_leaf(leaf.time, leaf.oplog_id):
                 raise StoreError(f"tree has no leaf for oplog {leaf.oplog_id.hex()}")
             changes.setdefault(hour_start(leaf.time), ([], []))[1].append(leaf.time)
+        self._s.put_leaves(added)
         for leaf in added:
-            self._s.put_leaf(leaf)
             changes.setdefault(hour_start(leaf.time), ([], []))[0].append(leaf.time)
+        hours = sorted(changes)
+        existing = self._s.get_nodes(Level.HOUR, 0, hours)
+        # Hours that stay in leaf form (nearly all) are written together below;
+        # split hours write their slices straight through, since they read them back.
+        plain: list[Node] = []
         days = set()
-        for hour, (adds, rems) in sorted(changes.items()):
-            self._update_bucket(Level.HOUR, 0, hour, hour + HOUR_NS, adds, rems)
+        for hour in hours:
+            adds, rems = changes[hour]
+            self._update_bucket(
+                Level.HOUR, 0, hour, hour + HOUR_NS, adds, rems, existing.get(hour), plain
+            )
             days.add(day_start(hour))
+        self._s.put_nodes(plain)
         months = set()
         for day in sorted(days):
             self._refresh(Level.DAY, day, day + DAY_NS)
@@ -265,9 +313,22 @@ class MerkleTree:
             self._refresh(Level.YEAR, year, next_year_start(year))
 
     def _update_bucket(
-        self, level: Level, depth: int, start: int, end: int, adds: list[int], rems: list[int]
+        self,
+        level: Level,
+        depth: int,
+        start: int,
+        end: int,
+        adds: list[int],
+        rems: list[int],
+        node: Node | None,
+        plain: list[Node] | None = None,
     ) -> None:
-        node = self._s.get_node(level, depth, start)
+        """Apply leaf additions and removals (by time) to one hour or slice.
+
+        `node` is the bucket as stored before this batch.  A bucket that ends
+        in leaf form is appended to `plain` if given (the caller writes it),
+        otherwise written at once.
+        """
         old = node.leaves if node else 0
         new = old + len(adds) - len(rems)
         if new < 0:
@@ -282,7 +343,16 @@ class MerkleTree:
         if not is_split(start, end, new):
             if was_split:
                 self._s.delete_slices(depth + 1, start, end)
-            self._put_leaf_form(level, depth, start, end, new)
+            hashes = self._s.leaf_hashes(start, end)
+            if len(hashes) != new:
+                raise StoreError(f"tree counts are inconsistent at {level.name} {start}")
+            leaf_form = Node(
+                level, depth, start, end, node_hash(level, start, end, hashes), new, new
+            )
+            if plain is None:
+                self._s.put_node(leaf_form)
+            else:
+                plain.append(leaf_form)
             return
         if not was_split:
             # Crossing the threshold: build this bucket's slices from its leaves once.
@@ -295,22 +365,17 @@ class MerkleTree:
             groups.setdefault(slice_index(start, end, t), ([], []))[1].append(t)
         for index, (a, r) in sorted(groups.items()):
             cs, ce = slice_bounds(start, end, index)
-            self._update_bucket(Level.SLICE, depth + 1, cs, ce, a, r)
+            child = self._s.get_node(Level.SLICE, depth + 1, cs)
+            self._update_bucket(Level.SLICE, depth + 1, cs, ce, a, r, child)
         kids = self._s.nodes(Level.SLICE, depth + 1, start, end)
         self._put(level, depth, start, end, [k.hash for k in kids], sum(k.leaves for k in kids))
 
-    def _put_leaf_form(self, level: Level, depth: int, start: int, end: int, count: int) -> None:
-        leaves = self._s.leaves(start, end)
-        if len(leaves) != count:
-            raise StoreError(f"tree counts are inconsistent at {level.name} {start}")
-        self._put(level, depth, start, end, [leaf.hash for leaf in leaves], count)
-
     def _refresh(self, level: Level, start: int, end: int) -> None:
-        kids = self._s.nodes(Level(level - 1), 0, start, end)
+        kids = self._s.summaries(Level(level - 1), start, end)
         if not kids:
             self._s.delete_node(level, 0, start)
             return
-        self._put(level, 0, start, end, [k.hash for k in kids], sum(k.leaves for k in kids))
+        self._put(level, 0, start, end, [h for h, _ in kids], sum(n for _, n in kids))
 
     def _put(
         self, level: Level, depth: int, start: int, end: int, hashes: list[bytes], leaves: int
@@ -365,14 +430,20 @@ class MerkleTree:
 
     def check(self) -> list[str]:
         """Rebuild the tree from its leaves and list every stored node that differs."""
-        expected = {(n.level, n.depth, n.start): n for n in build_tree(self._s.leaves(0, 2**63 - 1))}
+        expected = {
+            (n.level, n.depth, n.start): n for n in build_tree(self._s.leaves(0, 2**63 - 1))
+        }
         problems = []
         for node in self._s.all_nodes():
             want = expected.pop((node.level, node.depth, node.start), None)
             if want is None:
-                problems.append(f"stray {node.level.name} node at {node.start} (depth {node.depth})")
+                problems.append(
+                    f"stray {node.level.name} node at {node.start} (depth {node.depth})"
+                )
             elif want != node:
-                problems.append(f"{node.level.name} node at {node.start} (depth {node.depth}) is stale")
+                problems.append(
+                    f"{node.level.name} node at {node.start} (depth {node.depth}) is stale"
+                )
         problems += [
             f"missing {n.level.name} node at {n.start} (depth {n.depth})" for n in expected.values()
         ]

@@ -25,7 +25,6 @@ All of these are canonical CBOR (RFC 8949 deterministic encoding).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -58,6 +57,17 @@ _ID_TAG = "pttsync/oplog-id/1"
 _CREATOR_TAG = "pttsync/creator-sig/1"
 _HASH_TAG = "pttsync/oplog-hash/1"
 
+# Pieces of the canonical encodings, built once (see codec.head).
+_ARRAY2, _ARRAY3, _ARRAY4 = codec.head(4, 2), codec.head(4, 3), codec.head(4, 4)
+_ID_PREFIX = _ARRAY2 + codec.tstr(_ID_TAG)
+_CREATOR_PREFIX = _ARRAY2 + codec.tstr(_CREATOR_TAG)
+_HASH_PREFIX = codec.head(4, 6) + codec.tstr(_HASH_TAG)
+_MAP8, _MAP14 = codec.head(5, 8), codec.head(5, 14)
+_K_D, _K_H, _K_V = codec.tstr("d"), codec.tstr("h"), codec.tstr("v")
+_K_CR, _K_CS, _K_CT, _K_ID = codec.tstr("cr"), codec.tstr("cs"), codec.tstr("ct"), codec.tstr("id")
+_K_IS, _K_MS, _K_OB, _K_OP = codec.tstr("is"), codec.tstr("ms"), codec.tstr("ob"), codec.tstr("op")
+_K_PV, _K_TP, _K_UT = codec.tstr("pv"), codec.tstr("tp"), codec.tstr("ut")
+
 
 class OplogStatus(IntEnum):
     """Where an oplog is in its life (PIP-7).  Only VALID oplogs are in the tree."""
@@ -72,7 +82,10 @@ class SignKind(IntEnum):
     INTERNAL = 2
 
 
-_COSIGN_TAGS = {SignKind.MASTER: "pttsync/master-sig/1", SignKind.INTERNAL: "pttsync/internal-sig/1"}
+_COSIGN_TAGS = {
+    SignKind.MASTER: codec.tstr("pttsync/master-sig/1"),
+    SignKind.INTERNAL: codec.tstr("pttsync/internal-sig/1"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +129,7 @@ class Oplog:
 # The byte strings that are hashed and signed.
 
 
-def _content_map(
+def _content_bytes(
     topic_id: bytes,
     creator: bytes,
     create_time: int,
@@ -125,37 +138,52 @@ def _content_map(
     prev_id: bytes | None,
     data: bytes,
     version: int = FORMAT_VERSION,
-) -> dict[str, object]:
-    # Keys in canonical order (length, then bytes): see codec.dumps_presorted.
-    return {
-        "d": data,
-        "v": version,
-        "cr": creator,
-        "ct": create_time,
-        "ob": object_id,
-        "op": op,
-        "pv": prev_id,
-        "tp": topic_id,
-    }
+) -> bytes:
+    """Canonical CBOR of the content map (keys in canonical order)."""
+    return b"".join(
+        (
+            _MAP8,
+            _K_D, codec.bstr(data),
+            _K_V, codec.uint(version),
+            _K_CR, codec.bstr(creator),
+            _K_CT, codec.uint(create_time),
+            _K_OB, codec.bstr(object_id),
+            _K_OP, codec.uint(op),
+            _K_PV, codec.NULL if prev_id is None else codec.bstr(prev_id),
+            _K_TP, codec.bstr(topic_id),
+        )
+    )  # fmt: skip
+
+
+def _oplog_id(content: bytes) -> bytes:
+    # ["pttsync/oplog-id/1", content]
+    return hashlib.sha256(_ID_PREFIX + content).digest()
 
 
 def compute_oplog_id(o: Oplog) -> bytes:
-    content = _content_map(
-        o.topic_id, o.creator, o.create_time, o.object_id, o.op, o.prev_id, o.data, o.version
+    return _oplog_id(
+        _content_bytes(
+            o.topic_id, o.creator, o.create_time, o.object_id, o.op, o.prev_id, o.data, o.version
+        )
     )
-    return hashlib.sha256(codec.dumps_presorted([_ID_TAG, content])).digest()
 
 
 def creator_message(oplog_id: bytes) -> bytes:
-    return codec.dumps_presorted([_CREATOR_TAG, oplog_id])
+    """`["pttsync/creator-sig/1", oplog ID]`: what the creator signs."""
+    return _CREATOR_PREFIX + codec.bstr(oplog_id)
 
 
 def cosign_message(kind: SignKind, oplog_id: bytes, signer: bytes, time: int) -> bytes:
-    return codec.dumps_presorted([_COSIGN_TAGS[kind], oplog_id, signer, time])
+    """`["pttsync/<kind>-sig/1", oplog ID, signer, time]`: what a co-signer signs."""
+    return b"".join(
+        (_ARRAY4, _COSIGN_TAGS[kind], codec.bstr(oplog_id), codec.bstr(signer), codec.uint(time))
+    )
 
 
-def _sig_list(sigs: Iterable[Signature]) -> list[list[object]]:
-    return [[s.signer, s.time, s.sig] for s in sigs]
+def _sig_list(sigs: tuple[Signature, ...]) -> bytes:
+    return codec.array(
+        [_ARRAY3 + codec.bstr(s.signer) + codec.uint(s.time) + codec.bstr(s.sig) for s in sigs]
+    )
 
 
 def compute_hash(
@@ -165,15 +193,18 @@ def compute_hash(
     internal_sigs: tuple[Signature, ...],
     update_time: int,
 ) -> bytes:
-    body = [
-        _HASH_TAG,
-        oplog_id,
-        creator_sig,
-        _sig_list(master_sigs),
-        _sig_list(internal_sigs),
-        update_time,
-    ]
-    return hashlib.sha256(codec.dumps_presorted(body)).digest()
+    """SHA-256 of `["pttsync/oplog-hash/1", id, creator sig, master sigs, internal sigs, ut]`."""
+    body = b"".join(
+        (
+            _HASH_PREFIX,
+            codec.bstr(oplog_id),
+            codec.bstr(creator_sig),
+            _sig_list(master_sigs),
+            _sig_list(internal_sigs),
+            codec.uint(update_time),
+        )
+    )
+    return hashlib.sha256(body).digest()
 
 
 def _update_time(create_time: int, *sig_lists: tuple[Signature, ...]) -> int:
@@ -184,45 +215,121 @@ def _update_time(create_time: int, *sig_lists: tuple[Signature, ...]) -> int:
 # Making and co-signing oplogs.
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An oplog's content and ID, waiting for its creator's signature.
+
+    `create_oplog` drafts, signs and finishes in one call.  The two-step form
+    lets the signature be made elsewhere: on a signer thread (`pttsync gen`
+    pipelines signing with storing), or by a key that is not in this process.
+    """
+
+    topic_id: bytes
+    creator: bytes
+    create_time: int
+    object_id: bytes
+    op: int
+    prev_id: bytes | None
+    data: bytes
+    oplog_id: bytes
+
+    @property
+    def message(self) -> bytes:
+        """The bytes the creator signs."""
+        return creator_message(self.oplog_id)
+
+
+def draft_oplog(
+    creator: bytes,
+    *,
+    topic_id: bytes,
+    object_id: bytes,
+    op: int,
+    create_time: int,
+    data: bytes | None = None,
+    value: object = None,
+    prev_id: bytes | None = None,
+) -> Draft:
+    """Check an oplog's content and compute its ID.
+
+    Give the payload either as `data`, bytes that must already be canonical
+    CBOR (they are checked), or as `value`, which is encoded here.
+
+    Raises:
+        UsageError: a field is out of range, `data` is not canonical CBOR,
+            or both or neither of `data` and `value` are given.
+    """
+    if (data is None) == (value is None):
+        raise UsageError("give the payload as exactly one of data= (CBOR bytes) or value=")
+    if data is None:
+        try:
+            data = codec.dumps(value)
+        except Exception as exc:  # cbor2 raises several types for unencodable values
+            raise UsageError(f"the value cannot be encoded as CBOR: {exc}") from None
+    elif not codec.is_canonical(data, max_size=MAX_DATA_SIZE):
+        raise UsageError(f"data must be canonical CBOR of at most {MAX_DATA_SIZE} bytes")
+    if len(creator) != PEER_ID_SIZE:
+        raise UsageError(f"creator must be a {PEER_ID_SIZE}-byte peer ID")
+    _check_content_args(topic_id, object_id, op, data, create_time, prev_id)
+    content = _content_bytes(topic_id, creator, create_time, object_id, op, prev_id, data)
+    return Draft(topic_id, creator, create_time, object_id, op, prev_id, data, _oplog_id(content))
+
+
+def finish_oplog(draft: Draft, creator_sig: bytes) -> Oplog:
+    """Attach the creator's signature of `draft.message`.
+
+    The signature is not checked here; a wrong one fails `verify_oplog`.
+    """
+    if len(creator_sig) != SIGNATURE_SIZE:
+        raise UsageError(f"a signature is {SIGNATURE_SIZE} bytes")
+    t = draft.create_time
+    return Oplog(
+        FORMAT_VERSION,
+        draft.topic_id,
+        draft.oplog_id,
+        draft.creator,
+        t,
+        draft.object_id,
+        draft.op,
+        draft.prev_id,
+        draft.data,
+        creator_sig,
+        (),
+        (),
+        t,
+        compute_hash(draft.oplog_id, creator_sig, (), (), t),
+    )
+
+
 def create_oplog(
     identity: Identity,
     *,
     topic_id: bytes,
     object_id: bytes,
     op: int,
-    data: bytes,
     create_time: int,
+    data: bytes | None = None,
+    value: object = None,
     prev_id: bytes | None = None,
 ) -> Oplog:
     """Make and sign a new oplog with `identity` as its creator.
 
-    `data` must already be canonical CBOR (use `codec.dumps`).
+    The payload is `data` (canonical CBOR bytes, checked) or `value` (encoded here).
 
     Raises:
-        UsageError: a field is out of range, or `data` is not canonical CBOR.
+        UsageError: see `draft_oplog`.
     """
-    _check_content_args(topic_id, object_id, op, data, create_time, prev_id)
-    content = _content_map(
-        topic_id, identity.peer_id, create_time, object_id, op, prev_id, data
-    )
-    oplog_id = hashlib.sha256(codec.dumps_presorted([_ID_TAG, content])).digest()
-    creator_sig = identity.sign(creator_message(oplog_id))
-    return Oplog(
-        version=FORMAT_VERSION,
+    draft = draft_oplog(
+        identity.peer_id,
         topic_id=topic_id,
-        oplog_id=oplog_id,
-        creator=identity.peer_id,
-        create_time=create_time,
         object_id=object_id,
         op=op,
-        prev_id=prev_id,
+        create_time=create_time,
         data=data,
-        creator_sig=creator_sig,
-        master_sigs=(),
-        internal_sigs=(),
-        update_time=create_time,
-        hash=compute_hash(oplog_id, creator_sig, (), (), create_time),
+        value=value,
+        prev_id=prev_id,
     )
+    return finish_oplog(draft, identity.sign(draft.message))
 
 
 def _check_content_args(
@@ -243,8 +350,8 @@ def _check_content_args(
         raise UsageError(f"prev_id must be {OPLOG_ID_SIZE} bytes")
     if type(create_time) is not int or not 0 <= create_time <= MAX_TIME:
         raise UsageError("create_time must be integer nanoseconds in [0, MAX_TIME]")
-    if len(data) > MAX_DATA_SIZE or not codec.is_canonical(data, max_size=MAX_DATA_SIZE):
-        raise UsageError(f"data must be canonical CBOR of at most {MAX_DATA_SIZE} bytes")
+    if len(data) > MAX_DATA_SIZE:
+        raise UsageError(f"data is {len(data)} bytes, over the limit of {MAX_DATA_SIZE}")
 
 
 def cosign(oplog: Oplog, identity: Identity, kind: SignKind, time: int) -> Oplog:
@@ -262,7 +369,9 @@ def cosign(oplog: Oplog, identity: Identity, kind: SignKind, time: int) -> Oplog
     if any(s.signer == identity.peer_id for s in current):
         return oplog
     sig = Signature(
-        identity.peer_id, time, identity.sign(cosign_message(kind, oplog.oplog_id, identity.peer_id, time))
+        identity.peer_id,
+        time,
+        identity.sign(cosign_message(kind, oplog.oplog_id, identity.peer_id, time)),
     )
     merged = tuple(sorted((*current, sig), key=lambda s: s.signer))
     return with_signatures(
@@ -357,25 +466,26 @@ _FIELDS = frozenset(
 
 def encode_oplog(oplog: Oplog) -> bytes:
     """The canonical CBOR of a whole record, as stored and sent."""
-    # Keys in canonical order (length, then bytes): see codec.dumps_presorted.
-    return codec.dumps_presorted(
-        {
-            "d": oplog.data,
-            "h": oplog.hash,
-            "v": oplog.version,
-            "cr": oplog.creator,
-            "cs": oplog.creator_sig,
-            "ct": oplog.create_time,
-            "id": oplog.oplog_id,
-            "is": _sig_list(oplog.internal_sigs),
-            "ms": _sig_list(oplog.master_sigs),
-            "ob": oplog.object_id,
-            "op": oplog.op,
-            "pv": oplog.prev_id,
-            "tp": oplog.topic_id,
-            "ut": oplog.update_time,
-        }
-    )
+    o = oplog
+    return b"".join(
+        (
+            _MAP14,
+            _K_D, codec.bstr(o.data),
+            _K_H, codec.bstr(o.hash),
+            _K_V, codec.uint(o.version),
+            _K_CR, codec.bstr(o.creator),
+            _K_CS, codec.bstr(o.creator_sig),
+            _K_CT, codec.uint(o.create_time),
+            _K_ID, codec.bstr(o.oplog_id),
+            _K_IS, _sig_list(o.internal_sigs),
+            _K_MS, _sig_list(o.master_sigs),
+            _K_OB, codec.bstr(o.object_id),
+            _K_OP, codec.uint(o.op),
+            _K_PV, codec.NULL if o.prev_id is None else codec.bstr(o.prev_id),
+            _K_TP, codec.bstr(o.topic_id),
+            _K_UT, codec.uint(o.update_time),
+        )
+    )  # fmt: skip
 
 
 def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
@@ -411,9 +521,7 @@ def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
             data=body,
             creator_sig=codec.get_bytes(m, "cs", size=SIGNATURE_SIZE),
             master_sigs=_decode_sigs(codec.get_list(m, "ms", max_items=MAX_MASTER_SIGS), "ms"),
-            internal_sigs=_decode_sigs(
-                codec.get_list(m, "is", max_items=MAX_INTERNAL_SIGS), "is"
-            ),
+            internal_sigs=_decode_sigs(codec.get_list(m, "is", max_items=MAX_INTERNAL_SIGS), "is"),
             update_time=codec.get_int(m, "ut", 0, MAX_TIME),
             hash=codec.get_bytes(m, "h", size=HASH_SIZE),
         )

@@ -27,45 +27,52 @@ told, atomically.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import StoreError, UsageError
 from .merkle import Leaf, Level, MerkleTree, Node
 from .oplog import Oplog, OplogStatus, decode_oplog, encode_oplog
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x70747473  # "ptts"
 
+# Statements are split on ";", so comments inside must not contain one.
 _SCHEMA = """
 CREATE TABLE topics (
-    topic_id    BLOB PRIMARY KEY,
+    topic       INTEGER PRIMARY KEY,
+    topic_id    BLOB NOT NULL UNIQUE,
     name        TEXT NOT NULL,
     creator     BLOB NOT NULL,
     create_time INTEGER NOT NULL,
     nonce       BLOB NOT NULL
 );
 CREATE TABLE oplogs (
-    topic_id    BLOB NOT NULL REFERENCES topics (topic_id),
+    topic       INTEGER NOT NULL REFERENCES topics (topic),
     oplog_id    BLOB NOT NULL,
     status      INTEGER NOT NULL CHECK (status IN (1, 2, 3)),
     update_time INTEGER NOT NULL,
     hash        BLOB NOT NULL,
     body        BLOB NOT NULL,
-    PRIMARY KEY (topic_id, oplog_id)
+    UNIQUE (topic, oplog_id)
 );
-CREATE INDEX oplogs_by_status ON oplogs (topic_id, status, update_time);
+-- Only the few not-yet-valid oplogs are looked up by status. Valid ones are
+-- found through the leaves table, so they do not pay for this index.
+CREATE INDEX pending_oplogs ON oplogs (topic, status, update_time) WHERE status < 3;
 CREATE TABLE leaves (
-    topic_id BLOB NOT NULL,
+    topic    INTEGER NOT NULL,
     time     INTEGER NOT NULL,
     oplog_id BLOB NOT NULL,
     hash     BLOB NOT NULL,
-    PRIMARY KEY (topic_id, time, oplog_id)
+    PRIMARY KEY (topic, time, oplog_id)
 ) WITHOUT ROWID;
 CREATE TABLE nodes (
-    topic_id   BLOB NOT NULL,
+    topic      INTEGER NOT NULL,
     level      INTEGER NOT NULL,
     depth      INTEGER NOT NULL,
     start_time INTEGER NOT NULL,
@@ -73,13 +80,15 @@ CREATE TABLE nodes (
     hash       BLOB NOT NULL,
     children   INTEGER NOT NULL,
     leaves     INTEGER NOT NULL,
-    PRIMARY KEY (topic_id, level, depth, start_time)
+    PRIMARY KEY (topic, level, depth, start_time)
 ) WITHOUT ROWID;
 """
 
 # Deeper than any slice can go: an hour is 3.6e12 ns and each split divides by 16.
 _MAX_SLICE_DEPTH = 12
 _END_OF_TIME = 2**63 - 1
+# Host parameters per "IN (...)" query, well under SQLite's limit.
+_IN_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +124,7 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self._conn = conn
         self.path = path
+        self._keys: dict[bytes, int] = {}
 
     # -- opening and closing ---------------------------------------------------
 
@@ -162,6 +172,7 @@ class Store:
             conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {target}: {exc}") from None
         return conn
@@ -228,7 +239,8 @@ class Store:
             ).fetchone():
                 raise UsageError(f"topic {info.topic_id.hex()} is already in this store")
             self._conn.execute(
-                "INSERT INTO topics VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO topics (topic_id, name, creator, create_time, nonce)"
+                " VALUES (?, ?, ?, ?, ?)",
                 (info.topic_id, info.name, info.creator, info.create_time, info.nonce),
             )
 
@@ -237,6 +249,18 @@ class Store:
             "SELECT topic_id, name, creator, create_time, nonce FROM topics ORDER BY create_time"
         ).fetchall()
         return [TopicInfo(*row) for row in rows]
+
+    def _key(self, topic_id: bytes) -> int:
+        """The small integer that stands for a topic inside the database."""
+        key = self._keys.get(topic_id)
+        if key is None:
+            row = self._conn.execute(
+                "SELECT topic FROM topics WHERE topic_id=?", (topic_id,)
+            ).fetchone()
+            if row is None:
+                raise UsageError(f"topic {topic_id.hex()} is not in this store")
+            key = self._keys[topic_id] = int(row[0])
+        return key
 
     def topic(self, topic_id: bytes) -> TopicInfo:
         row = self._conn.execute(
@@ -265,7 +289,7 @@ class Store:
             UsageError: an oplog belongs to another topic, or the topic is unknown.
             StoreError: the write failed.  Either way nothing was written.
         """
-        self.topic(topic_id)
+        key = self._key(topic_id)
         result = BatchResult()
         added: dict[bytes, Leaf] = {}
         removed: list[Leaf] = []
@@ -277,15 +301,14 @@ class Store:
                 removed.append(Leaf(time, oplog_id, h))
 
         with self._transaction():
+            stored = self._existing(key, [oplog.oplog_id for oplog, _ in puts])
+            rows = []
             for oplog, status in puts:
                 if oplog.topic_id != topic_id:
                     raise UsageError(
                         f"oplog {oplog.oplog_id.hex()} belongs to topic {oplog.topic_id.hex()}"
                     )
-                old = self._conn.execute(
-                    "SELECT status, update_time, hash FROM oplogs WHERE topic_id=? AND oplog_id=?",
-                    (topic_id, oplog.oplog_id),
-                ).fetchone()
+                old = stored.get(oplog.oplog_id)
                 if old is not None:
                     if old[0] == status and old[2] == oplog.hash:
                         result.unchanged.append(oplog.oplog_id)
@@ -294,39 +317,63 @@ class Store:
                     result.replaced.append(oplog.oplog_id)
                 else:
                     result.added.append(oplog.oplog_id)
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO oplogs VALUES (?, ?, ?, ?, ?, ?)",
+                # A second put of the same ID in this batch replaces the first.
+                stored[oplog.oplog_id] = (int(status), oplog.update_time, oplog.hash)
+                rows.append(
                     (
-                        topic_id, oplog.oplog_id, int(status), oplog.update_time, oplog.hash,
+                        key,
+                        oplog.oplog_id,
+                        int(status),
+                        oplog.update_time,
+                        oplog.hash,
                         encode_oplog(oplog),
-                    ),
+                    )
                 )
                 if status == OplogStatus.VALID:
                     added[oplog.oplog_id] = Leaf(oplog.update_time, oplog.oplog_id, oplog.hash)
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO oplogs (topic, oplog_id, status, update_time, hash, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             for oplog_id in deletes:
-                old = self._conn.execute(
-                    "DELETE FROM oplogs WHERE topic_id=? AND oplog_id=?"
+                old_row = self._conn.execute(
+                    "DELETE FROM oplogs WHERE topic=? AND oplog_id=?"
                     " RETURNING status, update_time, hash",
-                    (topic_id, oplog_id),
+                    (key, oplog_id),
                 ).fetchone()
-                if old is not None:
-                    drop_leaf(oplog_id, old[0], old[1], old[2])
+                if old_row is not None:
+                    drop_leaf(oplog_id, old_row[0], old_row[1], old_row[2])
                     result.deleted.append(oplog_id)
             self.tree(topic_id).update(list(added.values()), removed)
         return result
 
+    def _existing(self, key: int, ids: list[bytes]) -> dict[bytes, tuple[int, int, bytes]]:
+        """(status, update time, hash) of the stored copies of `ids`."""
+        found: dict[bytes, tuple[int, int, bytes]] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i : i + _IN_CHUNK]
+            for oid, status, ut, h in self._conn.execute(
+                "SELECT oplog_id, status, update_time, hash FROM oplogs WHERE topic=?"
+                f" AND oplog_id IN ({','.join('?' * len(chunk))})",
+                (key, *chunk),
+            ):
+                found[oid] = (status, ut, h)
+        return found
+
     def get(self, topic_id: bytes, oplog_id: bytes) -> StoredOplog | None:
         row = self._conn.execute(
-            "SELECT body, status FROM oplogs WHERE topic_id=? AND oplog_id=?", (topic_id, oplog_id)
+            "SELECT body, status FROM oplogs WHERE topic=? AND oplog_id=?",
+            (self._key(topic_id), oplog_id),
         ).fetchone()
         return None if row is None else self._stored(row)
 
     def find(self, topic_id: bytes, prefix: bytes, limit: int = 2) -> list[StoredOplog]:
         """Oplogs whose ID starts with `prefix` (for the CLI's short IDs)."""
         rows = self._conn.execute(
-            "SELECT body, status FROM oplogs WHERE topic_id=? AND oplog_id>=? AND oplog_id<?"
+            "SELECT body, status FROM oplogs WHERE topic=? AND oplog_id>=? AND oplog_id<?"
             " ORDER BY oplog_id LIMIT ?",
-            (topic_id, prefix, prefix + b"\xff" * (32 - len(prefix)) + b"\xff", limit),
+            (self._key(topic_id), prefix, prefix + b"\xff" * (32 - len(prefix)) + b"\xff", limit),
         ).fetchall()
         return [self._stored(row) for row in rows]
 
@@ -335,18 +382,19 @@ class Store:
     ) -> list[Oplog]:
         """Oplogs of one status with update time >= `since`, oldest first."""
         rows = self._conn.execute(
-            "SELECT body, status FROM oplogs WHERE topic_id=? AND status=? AND update_time>=?"
+            "SELECT body, status FROM oplogs WHERE topic=? AND status=? AND update_time>=?"
             " ORDER BY update_time, oplog_id LIMIT ?",
-            (topic_id, int(status), since, limit),
+            (self._key(topic_id), int(status), since, limit),
         ).fetchall()
         return [self._stored(row).oplog for row in rows]
 
     def count(self, topic_id: bytes, status: OplogStatus | None = None) -> int:
+        key = self._key(topic_id)
         if status is None:
-            row = self._conn.execute("SELECT count(*) FROM oplogs WHERE topic_id=?", (topic_id,))
+            row = self._conn.execute("SELECT count(*) FROM oplogs WHERE topic=?", (key,))
         else:
             row = self._conn.execute(
-                "SELECT count(*) FROM oplogs WHERE topic_id=? AND status=?", (topic_id, int(status))
+                "SELECT count(*) FROM oplogs WHERE topic=? AND status=?", (key, int(status))
             )
         return int(row.fetchone()[0])
 
@@ -361,7 +409,7 @@ class Store:
 
     def tree(self, topic_id: bytes) -> MerkleTree:
         """The Merkle tree of one topic (reads go straight to the database)."""
-        return MerkleTree(topic_id, _SqliteTreeStorage(self._conn, topic_id))
+        return MerkleTree(topic_id, _SqliteTreeStorage(self._conn, self._key(topic_id)))
 
     def check(self, topic_id: bytes) -> list[str]:
         """Check a topic's consistency; returns the problems found (none is good).
@@ -372,20 +420,20 @@ class Store:
         problems = [
             f"valid oplog {oid.hex()} has no matching leaf"
             for (oid,) in self._conn.execute(
-                "SELECT o.oplog_id FROM oplogs o WHERE o.topic_id=? AND o.status=3"
-                " AND NOT EXISTS (SELECT 1 FROM leaves l WHERE l.topic_id=o.topic_id"
+                "SELECT o.oplog_id FROM oplogs o WHERE o.topic=? AND o.status=3"
+                " AND NOT EXISTS (SELECT 1 FROM leaves l WHERE l.topic=o.topic"
                 " AND l.time=o.update_time AND l.oplog_id=o.oplog_id AND l.hash=o.hash)",
-                (topic_id,),
+                (self._key(topic_id),),
             )
         ]
         problems += [
             f"leaf {oid.hex()} has no matching valid oplog"
             for (oid,) in self._conn.execute(
-                "SELECT l.oplog_id FROM leaves l WHERE l.topic_id=?"
-                " AND NOT EXISTS (SELECT 1 FROM oplogs o WHERE o.topic_id=l.topic_id"
+                "SELECT l.oplog_id FROM leaves l WHERE l.topic=?"
+                " AND NOT EXISTS (SELECT 1 FROM oplogs o WHERE o.topic=l.topic"
                 " AND o.oplog_id=l.oplog_id AND o.status=3 AND o.update_time=l.time"
                 " AND o.hash=l.hash)",
-                (topic_id,),
+                (self._key(topic_id),),
             )
         ]
         return problems + self.tree(topic_id).check()
@@ -394,37 +442,53 @@ class Store:
 class _SqliteTreeStorage:
     """`merkle.TreeStorage` on the store's connection, scoped to one topic."""
 
-    def __init__(self, conn: sqlite3.Connection, topic_id: bytes) -> None:
+    def __init__(self, conn: sqlite3.Connection, topic: int) -> None:
         self._c = conn
-        self._t = topic_id
+        self._t = topic
 
     def get_node(self, level: Level, depth: int, start: int) -> Node | None:
         row = self._c.execute(
             "SELECT level, depth, start_time, end_time, hash, children, leaves FROM nodes"
-            " WHERE topic_id=? AND level=? AND depth=? AND start_time=?",
+            " WHERE topic=? AND level=? AND depth=? AND start_time=?",
             (self._t, int(level), depth, start),
         ).fetchone()
         return None if row is None else _node(row)
 
+    def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, Node]:
+        found: dict[int, Node] = {}
+        for i in range(0, len(starts), _IN_CHUNK):
+            chunk = starts[i : i + _IN_CHUNK]
+            rows = self._c.execute(
+                "SELECT level, depth, start_time, end_time, hash, children, leaves FROM nodes"
+                " WHERE topic=? AND level=? AND depth=? AND start_time IN"
+                f" ({','.join('?' * len(chunk))})",
+                (self._t, int(level), depth, *chunk),
+            ).fetchall()
+            found.update((row[2], _node(row)) for row in rows)
+        return found
+
     def put_node(self, node: Node) -> None:
-        self._c.execute(
+        self.put_nodes((node,))
+
+    def put_nodes(self, nodes: Sequence[Node]) -> None:
+        self._c.executemany(
             "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self._t, int(node.level), node.depth, node.start, node.end, node.hash,
-                node.children, node.leaves,
-            ),
+            [
+                (self._t, int(n.level), n.depth, n.start, n.end, n.hash, n.children, n.leaves)
+                for n in nodes
+            ],
         )
 
     def delete_node(self, level: Level, depth: int, start: int) -> None:
         self._c.execute(
-            "DELETE FROM nodes WHERE topic_id=? AND level=? AND depth=? AND start_time=?",
+            "DELETE FROM nodes WHERE topic=? AND level=? AND depth=? AND start_time=?",
             (self._t, int(level), depth, start),
         )
 
     def delete_slices(self, min_depth: int, start: int, end: int) -> None:
         for depth in range(min_depth, _MAX_SLICE_DEPTH + 1):
             self._c.execute(
-                "DELETE FROM nodes WHERE topic_id=? AND level=? AND depth=?"
+                "DELETE FROM nodes WHERE topic=? AND level=? AND depth=?"
                 " AND start_time>=? AND start_time<?",
                 (self._t, int(Level.SLICE), depth, start, end),
             )
@@ -432,36 +496,53 @@ class _SqliteTreeStorage:
     def nodes(self, level: Level, depth: int, start: int, end: int) -> list[Node]:
         rows = self._c.execute(
             "SELECT level, depth, start_time, end_time, hash, children, leaves FROM nodes"
-            " WHERE topic_id=? AND level=? AND depth=? AND start_time>=? AND start_time<?"
+            " WHERE topic=? AND level=? AND depth=? AND start_time>=? AND start_time<?"
             " ORDER BY start_time",
             (self._t, int(level), depth, start, end),
         ).fetchall()
         return [_node(row) for row in rows]
 
+    def summaries(self, level: Level, start: int, end: int) -> list[tuple[bytes, int]]:
+        """(hash, leaves) of the calendar nodes of `level` starting in [start, end)."""
+        return self._c.execute(
+            "SELECT hash, leaves FROM nodes"
+            " WHERE topic=? AND level=? AND depth=0 AND start_time>=? AND start_time<?"
+            " ORDER BY start_time",
+            (self._t, int(level), start, end),
+        ).fetchall()
+
     def all_nodes(self) -> list[Node]:
         rows = self._c.execute(
             "SELECT level, depth, start_time, end_time, hash, children, leaves FROM nodes"
-            " WHERE topic_id=?",
+            " WHERE topic=?",
             (self._t,),
         ).fetchall()
         return [_node(row) for row in rows]
 
     def leaves(self, start: int, end: int) -> list[Leaf]:
         rows = self._c.execute(
-            "SELECT time, oplog_id, hash FROM leaves WHERE topic_id=? AND time>=? AND time<?"
+            "SELECT time, oplog_id, hash FROM leaves WHERE topic=? AND time>=? AND time<?"
             " ORDER BY time, oplog_id",
             (self._t, start, min(end, _END_OF_TIME)),
         ).fetchall()
         return [Leaf(*row) for row in rows]
 
-    def put_leaf(self, leaf: Leaf) -> None:
-        self._c.execute(
-            "INSERT INTO leaves VALUES (?, ?, ?, ?)", (self._t, leaf.time, leaf.oplog_id, leaf.hash)
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = self._c.execute(
+            "SELECT hash FROM leaves WHERE topic=? AND time>=? AND time<? ORDER BY time, oplog_id",
+            (self._t, start, min(end, _END_OF_TIME)),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def put_leaves(self, leaves: Sequence[Leaf]) -> None:
+        self._c.executemany(
+            "INSERT INTO leaves VALUES (?, ?, ?, ?)",
+            [(self._t, leaf.time, leaf.oplog_id, leaf.hash) for leaf in leaves],
         )
 
     def delete_leaf(self, time: int, oplog_id: bytes) -> bool:
         cur = self._c.execute(
-            "DELETE FROM leaves WHERE topic_id=? AND time=? AND oplog_id=?",
+            "DELETE FROM leaves WHERE topic=? AND time=? AND oplog_id=?",
             (self._t, time, oplog_id),
         )
         return cur.rowcount == 1

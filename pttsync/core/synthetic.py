@@ -4,54 +4,101 @@ Each oplog is a real, signed document write (op PUT) by the given identity,
 with its create time (and so its update time and leaf time) drawn
 uniformly from [start, end) by a seeded generator.  The same identity,
 topic, range and seed always give the same oplogs, so a run can be
-reproduced exactly.  Writing the same seed twice adds nothing the second
+reproduced exactly, and writing the same seed twice adds nothing the second
 time.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from . import codec
-from .identity import Identity
-from .oplog import Oplog, OplogStatus, create_oplog
+from .oplog import Draft, Oplog, OplogStatus, draft_oplog, finish_oplog
 from .store import BatchResult, Store
 from .timeutil import check_time
+
+if TYPE_CHECKING:
+    from .identity import Identity
 
 # The document store's op codes arrive with the lifecycle work; PUT is 1 there too.
 OP_PUT = 1
 DEFAULT_BATCH = 5000
-_WORDS = (
-    "sync merkle oplog peer topic hour day month year leaf hash sign trio anti entropy "
-    "gossip master member device pending valid expire rollback conflict"
-).split()
+_WORDS = [
+    "sync",
+    "merkle",
+    "oplog",
+    "peer",
+    "topic",
+    "hour",
+    "day",
+    "month",
+    "year",
+    "leaf",
+    "hash",
+    "sign",
+    "trio",
+    "anti",
+    "entropy",
+    "gossip",
+    "master",
+    "member",
+    "device",
+    "pending",
+    "valid",
+    "expire",
+    "rollback",
+    "conflict",
+]
+
+
+def synthetic_drafts(
+    creator: bytes, topic_id: bytes, count: int, start: int, end: int, seed: int
+) -> Iterator[Draft]:
+    """Yield `count` unsigned drafts with create times uniform in [start, end)."""
+    if count < 0:
+        raise UsageError("count must not be negative")
+    if end <= start:
+        raise UsageError("the time range is empty: --to must be after --from")
+    check_time(start)
+    check_time(end - 1)
+    rng = random.Random(seed)
+    keys = max(count // 4, 1)
+    span = end - start
+    for i in range(count):
+        yield draft_oplog(
+            creator,
+            topic_id=topic_id,
+            object_id=b"doc-%06d" % rng.randrange(keys),
+            op=OP_PUT,
+            value={"seq": i, "seed": seed, "text": " ".join(rng.choices(_WORDS, k=3 + i % 8))},
+            create_time=start + rng.randrange(span),
+        )
 
 
 def synthetic_oplogs(
     identity: Identity, topic_id: bytes, count: int, start: int, end: int, seed: int
 ) -> Iterator[Oplog]:
     """Yield `count` signed oplogs with create times uniform in [start, end)."""
-    if count < 0:
-        raise UsageError("count must not be negative")
-    check_time(start)
-    check_time(end - 1)
-    if end <= start:
-        raise UsageError("the time range is empty: --to must be after --from")
-    rng = random.Random(seed)
-    for i in range(count):
-        t = rng.randrange(start, end)
-        key = f"doc-{rng.randrange(max(count // 4, 1)):06d}"
-        text = " ".join(rng.choice(_WORDS) for _ in range(rng.randrange(3, 12)))
-        yield create_oplog(
-            identity,
-            topic_id=topic_id,
-            object_id=key.encode(),
-            op=OP_PUT,
-            data=codec.dumps({"seq": i, "seed": seed, "text": text}),
-            create_time=t,
-        )
+    for d in synthetic_drafts(identity.peer_id, topic_id, count, start, end, seed):
+        yield finish_oplog(d, identity.sign(d.message))
+
+
+SignBatch = Callable[[list[bytes]], "Future[list[bytes]]"]
+
+
+def sign_inline(identity: Identity) -> SignBatch:
+    """A `SignBatch` that signs at once, in this thread."""
+
+    def sign(messages: list[bytes]) -> Future[list[bytes]]:
+        done: Future[list[bytes]] = Future()
+        done.set_result([identity.sign(m) for m in messages])
+        return done
+
+    return sign
 
 
 def populate(
@@ -65,32 +112,41 @@ def populate(
     seed: int,
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int, int], None] | None = None,
+    sign: SignBatch | None = None,
 ) -> BatchResult:
     """Write `count` synthetic valid oplogs, one transaction per batch.
 
-    `progress(done, count)` is called after every committed batch.
+    `sign(messages)` returns a future of the creator signatures (by
+    `identity`) of a batch's messages.  The default signs inline.  A `sign`
+    that works elsewhere (`pttsync.signer.ProcessSigner`) lets the next batch
+    be signed while this one is finished and stored; the oplogs are the same
+    either way.  `progress(done, count)` is called after every committed batch.
     """
     if batch_size < 1:
         raise UsageError("batch size must be at least 1")
+    store.topic(topic_id)  # fail before any work if the topic is unknown
+    sign = sign or sign_inline(identity)
+    drafts = synthetic_drafts(identity.peer_id, topic_id, count, start, end, seed)
     total = BatchResult()
-    batch: list[tuple[Oplog, OplogStatus]] = []
     done = 0
 
-    def flush() -> None:
-        nonlocal done
-        result = store.write_batch(topic_id, batch)
-        total.added += result.added
-        total.unchanged += result.unchanged
-        total.replaced += result.replaced
+    def submit() -> tuple[list[Draft], Future[list[bytes]]] | None:
+        batch = list(itertools.islice(drafts, batch_size))
+        return (batch, sign([d.message for d in batch])) if batch else None
+
+    pending = submit()
+    while pending is not None:
+        batch, signatures = pending
+        pending = submit()  # drafted here while `sign` works on the previous batch
+        puts = [
+            (finish_oplog(d, s), OplogStatus.VALID)
+            for d, s in zip(batch, signatures.result(), strict=True)
+        ]
+        result = store.write_batch(topic_id, puts)
+        total.added.extend(result.added)
+        total.unchanged.extend(result.unchanged)
+        total.replaced.extend(result.replaced)
         done += len(batch)
-        batch.clear()
         if progress is not None:
             progress(done, count)
-
-    for oplog in synthetic_oplogs(identity, topic_id, count, start, end, seed):
-        batch.append((oplog, OplogStatus.VALID))
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
     return total

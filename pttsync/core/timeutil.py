@@ -3,8 +3,9 @@
 Every time in a record, a tree node or a message is an `int` of nanoseconds
 in [0, MAX_TIME]: from 1970-01-01 up to, not including, 2262-01-01.  That
 bound keeps every time *and every period end* (the end of the year 2261 is
-2262-01-01) below 2**63, so they all fit SQLite's signed 64-bit INTEGER.  Calendar boundaries (hour, day, month, year) are
-UTC; there is no local time anywhere in the core.
+2262-01-01) below 2**63, so they all fit SQLite's signed 64-bit INTEGER.
+Calendar boundaries (hour, day, month, year) are UTC; there is no local time
+anywhere in the core.
 
 Nothing here reads the clock: callers pass `now` in.
 """

@@ -10,12 +10,15 @@ derivation stays the same.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from . import codec
-from .identity import Identity
 from .store import TopicInfo
 from .timeutil import check_time
+
+if TYPE_CHECKING:
+    from .identity import Identity
 
 _TOPIC_TAG = "pttsync/topic/1"
 MAX_TOPIC_NAME = 200
