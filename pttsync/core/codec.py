@@ -139,13 +139,38 @@ def loads(data: bytes, *, max_size: int, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
+_PLAIN_SCALARS = (str, bytes, int, float, bool, type(None))
+
+
+def is_plain(value: object, depth: int = MAX_DEPTH) -> bool:
+    """True if `value` uses only CBOR's plain data model.
+
+    That is null, booleans, integers, floats, text, byte strings, arrays and
+    maps (with text, integer or byte-string keys): no tags (sets, dates,
+    bignums, decimals...) and no undefined or other simple values, so every
+    implementation decodes the same thing.
+    """
+    if depth < 0:
+        return False
+    if isinstance(value, _PLAIN_SCALARS):
+        return type(value) in _PLAIN_SCALARS and (type(value) is not int or -(2**64) <= value < 2**64)
+    if type(value) is list:
+        return all(is_plain(v, depth - 1) for v in value)
+    if type(value) is dict:
+        return all(
+            type(k) in (str, int, bytes) and is_plain(k, 0) and is_plain(v, depth - 1)
+            for k, v in value.items()
+        )
+    return False
+
+
 def is_canonical(data: bytes, *, max_size: int) -> bool:
-    """True if `data` is one canonical CBOR item within `max_size` bytes."""
+    """True if `data` is one canonical, plain (see `is_plain`) CBOR item within `max_size`."""
     try:
-        loads(data, max_size=max_size)
+        value = loads(data, max_size=max_size)
     except CBORFormatError:
         return False
-    return True
+    return is_plain(value)
 
 
 # ---------------------------------------------------------------------------

@@ -262,12 +262,16 @@ def draft_oplog(
     if (data is None) == (value is None):
         raise UsageError("give the payload as exactly one of data= (CBOR bytes) or value=")
     if data is None:
-        try:
-            data = codec.dumps(value)
-        except Exception as exc:  # cbor2 raises several types for unencodable values
-            raise UsageError(f"the value cannot be encoded as CBOR: {exc}") from None
+        if not codec.is_plain(value):
+            raise UsageError(
+                "the value cannot be encoded: use null, bool, int, float, str, bytes, list"
+                " and dict only"
+            )
+        data = codec.dumps(value)
     elif not codec.is_canonical(data, max_size=MAX_DATA_SIZE):
-        raise UsageError(f"data must be canonical CBOR of at most {MAX_DATA_SIZE} bytes")
+        raise UsageError(
+            f"data must be canonical, plain CBOR (no tags) of at most {MAX_DATA_SIZE} bytes"
+        )
     if len(creator) != PEER_ID_SIZE:
         raise UsageError(f"creator must be a {PEER_ID_SIZE}-byte peer ID")
     _check_content_args(topic_id, object_id, op, data, create_time, prev_id)
@@ -508,7 +512,7 @@ def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
             raise MalformedOplogError(f"unsupported format version {version}", field="v")
         body = codec.get_bytes(m, "d", max_size=MAX_DATA_SIZE)
         if not codec.is_canonical(body, max_size=MAX_DATA_SIZE):
-            raise MalformedOplogError("data is not canonical CBOR", field="d")
+            raise MalformedOplogError("data is not canonical, plain CBOR", field="d")
         oplog = Oplog(
             version=version,
             topic_id=codec.get_bytes(m, "tp", size=TOPIC_ID_SIZE),

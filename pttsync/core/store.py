@@ -147,13 +147,19 @@ class Store:
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF"):
             raise UsageError(f"synchronous must be FULL, NORMAL or OFF, not {synchronous!r}")
         conn = cls._connect(str(p))
+        store = cls(conn, str(p))
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if not create:
+                store._check_schema()  # before changing anything in someone else's file
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{p} is not a pttsync store ({exc})") from None
             if mode != "wal":
                 raise StoreError(f"cannot put {p} in WAL mode (got {mode})")
-            conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            store = cls(conn, str(p))
-            store._init_or_check(create)
+            if create:
+                store._create_schema()
         except BaseException:
             conn.close()
             raise
@@ -163,32 +169,37 @@ class Store:
     def memory(cls) -> Store:
         """A fresh in-memory store (tests and simulation)."""
         store = cls(cls._connect(":memory:"), ":memory:")
-        store._init_or_check(create=True)
+        store._create_schema()
         return store
 
     @staticmethod
     def _connect(target: str) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {target}: {exc}") from None
+        try:
+            # Connection settings only: nothing here writes to the file.
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=10000")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open store {target}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{target} is not a pttsync store ({exc})") from None
         return conn
 
-    def _init_or_check(self, create: bool) -> None:
+    def _create_schema(self) -> None:
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _check_schema(self) -> None:
         try:
             app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if create and app_id == 0 and version == 0:
-                with self._transaction():
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            self._conn.execute(statement)
-                    self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                    self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                return
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a pttsync store ({exc})") from None
         if app_id != APPLICATION_ID:
