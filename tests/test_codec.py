@@ -88,8 +88,18 @@ def test_field_readers_are_strict() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, 0, -5, 2**64 - 1, 1.5, "t", b"b", [1, [2, {"a": None}]], {1: "x", b"k": [],
-     "s": {}}],
+    [
+        None,
+        True,
+        0,
+        -5,
+        2**64 - 1,
+        1.5,
+        "t",
+        b"b",
+        [1, [2, {"a": None}]],
+        {1: "x", b"k": [], "s": {}},
+    ],
 )
 def test_plain_values(value: object) -> None:
     assert codec.is_plain(value)
@@ -97,8 +107,17 @@ def test_plain_values(value: object) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [{1, 2}, frozenset(), (1, 2), 2**64, -(2**64) - 1, cbor2.CBORTag(99, 1), {(1,): 2},
-              cbor2.undefined],
+    "value",
+    [
+        {1, 2},
+        frozenset(),
+        (1, 2),
+        2**64,
+        -(2**64) - 1,
+        cbor2.CBORTag(99, 1),
+        {(1,): 2},
+        cbor2.undefined,
+    ],
 )
 def test_non_plain_values(value: object) -> None:
     assert not codec.is_plain(value)

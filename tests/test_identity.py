@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from pttsync.core.identity import Identity, parse_peer_id, peer_id_text, verify_signature
 from pttsync.errors import IdentityError, UsageError
@@ -75,8 +77,12 @@ def test_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"garbage", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-     b"x" * 10000],
+    [
+        b"",
+        b"garbage",
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        b"x" * 10000,
+    ],
 )
 def test_bad_key_file_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "identity.key"
@@ -87,9 +93,6 @@ def test_bad_key_file_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
 
 
 def test_key_file_of_another_algorithm_is_refused(tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     key = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path / "identity.key"
     path.write_bytes(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -145,13 +146,17 @@ def test_tree_list_covers_everything_before_the_hour(
     oplogs = spread(alice, topic, mixed_times(rng, 60))
     put(store, topic, oplogs)
     tree = store.tree(topic.topic_id)
-    for at in [parse_iso("2024-06-15T10:30Z"), parse_iso("2024-06-15T11:00Z"),
-               parse_iso("2025-03-01T00:00Z"), parse_iso("2030-01-01")]:
+    for at in [
+        parse_iso("2024-06-15T10:30Z"),
+        parse_iso("2024-06-15T11:00Z"),
+        parse_iso("2025-03-01T00:00Z"),
+        parse_iso("2030-01-01"),
+    ]:
         nodes = tree.tree_list(at)
         assert [n.start for n in nodes] == sorted(n.start for n in nodes)
         boundary = at - at % HOUR_NS
         assert sum(n.leaves for n in nodes) == sum(1 for o in oplogs if o.update_time < boundary)
-        for a, b in zip(nodes, nodes[1:], strict=False):
+        for a, b in itertools.pairwise(nodes):
             assert a.end <= b.start  # no overlap
 
 
@@ -238,7 +243,9 @@ def test_children_combine_to_their_parent(alice: Identity, topic: TopicInfo, sto
         node = stack.pop()
         kids = tree.children(node)
         assert len(kids) == node.children <= max(SPLIT_THRESHOLD, 31)
-        assert merkle.node_hash(node.level, node.start, node.end, [k.hash for k in kids]) == node.hash
+        assert (
+            merkle.node_hash(node.level, node.start, node.end, [k.hash for k in kids]) == node.hash
+        )
         nested = [k for k in kids if isinstance(k, Node)]
         assert sum(k.leaves for k in nested) == (node.leaves if nested else 0)
         stack.extend(nested)

@@ -47,8 +47,13 @@ T0 = 1_735_689_600 * 10**9  # 2025-01-01T00:00:00Z
 def signed(alice: Identity, bob: Identity, topic: TopicInfo) -> Oplog:
     """An oplog with a creator signature, one master and one internal signature."""
     o = create_oplog(
-        alice, topic_id=topic.topic_id, object_id=b"doc-1", op=7, value={"text": "hi"},
-        create_time=T0, prev_id=b"p" * 32,
+        alice,
+        topic_id=topic.topic_id,
+        object_id=b"doc-1",
+        op=7,
+        value={"text": "hi"},
+        create_time=T0,
+        prev_id=b"p" * 32,
     )
     o = cosign(o, bob, SignKind.MASTER, T0 + 10)
     return cosign(o, make_identity("alice-phone"), SignKind.INTERNAL, T0 + 5)
@@ -103,12 +108,20 @@ def test_cosign_before_creation_is_refused(signed: Oplog, bob: Identity) -> None
 
 def test_draft_then_finish_equals_create(alice: Identity, topic: TopicInfo) -> None:
     draft = draft_oplog(
-        alice.peer_id, topic_id=topic.topic_id, object_id=b"k", op=1, value=[1, 2],
+        alice.peer_id,
+        topic_id=topic.topic_id,
+        object_id=b"k",
+        op=1,
+        value=[1, 2],
         create_time=T0,
     )
     made = finish_oplog(draft, alice.sign(draft.message))
     same = create_oplog(
-        alice, topic_id=topic.topic_id, object_id=b"k", op=1, data=codec.dumps([1, 2]),
+        alice,
+        topic_id=topic.topic_id,
+        object_id=b"k",
+        op=1,
+        data=codec.dumps([1, 2]),
         create_time=T0,
     )
     assert made == same
@@ -137,7 +150,11 @@ def test_create_rejects_bad_arguments(
     alice: Identity, topic: TopicInfo, kwargs: dict[str, Any], match: str
 ) -> None:
     args: dict[str, Any] = {
-        "topic_id": topic.topic_id, "object_id": b"k", "op": 1, "create_time": T0, **kwargs
+        "topic_id": topic.topic_id,
+        "object_id": b"k",
+        "op": 1,
+        "create_time": T0,
+        **kwargs,
     }
     with pytest.raises(UsageError, match=match):
         create_oplog(alice, **args)
@@ -162,17 +179,16 @@ def _tampered_sig(s: Signature) -> list[Signature]:
 def _variants(o: Oplog, field: str) -> list[Oplog]:
     """Oplogs that differ from `o` in `field` only."""
     value = getattr(o, field)
-    if field == "master_sigs" or field == "internal_sigs":
-        return [dataclasses.replace(o, **{field: (t,)}) for t in _tampered_sig(value[0])] + [
-            dataclasses.replace(o, **{field: ()})
-        ]
+    changes: list[Any]
+    if field in {"master_sigs", "internal_sigs"}:
+        changes = [(t,) for t in _tampered_sig(value[0])] + [()]
+        return [dataclasses.replace(o, **{field: c}) for c in changes]
     if field == "prev_id":
         return [dataclasses.replace(o, prev_id=None), dataclasses.replace(o, prev_id=b"q" * 32)]
     if field == "data":
         return [dataclasses.replace(o, data=codec.dumps({"text": "ho"}))]
-    if isinstance(value, bytes):
-        return [dataclasses.replace(o, **{field: _flip(value)})]
-    return [dataclasses.replace(o, **{field: value + 1})]
+    changes = [_flip(value)] if isinstance(value, bytes) else [value + 1]
+    return [dataclasses.replace(o, **{field: c}) for c in changes]
 
 
 FIELDS = [f.name for f in dataclasses.fields(Oplog)]
@@ -195,16 +211,24 @@ def _forge(o: Oplog) -> Oplog:
     o = with_signatures(o, master_sigs=o.master_sigs, internal_sigs=o.internal_sigs)
     return dataclasses.replace(
         o,
-        hash=compute_hash(
-            o.oplog_id, o.creator_sig, o.master_sigs, o.internal_sigs, o.update_time
-        ),
+        hash=compute_hash(o.oplog_id, o.creator_sig, o.master_sigs, o.internal_sigs, o.update_time),
     )
 
 
 @pytest.mark.parametrize(
     "field",
-    ["topic_id", "creator", "create_time", "object_id", "op", "prev_id", "data", "creator_sig",
-     "master_sigs", "internal_sigs"],
+    [
+        "topic_id",
+        "creator",
+        "create_time",
+        "object_id",
+        "op",
+        "prev_id",
+        "data",
+        "creator_sig",
+        "master_sigs",
+        "internal_sigs",
+    ],
 )
 def test_forged_derived_fields_still_fail_on_a_signature(signed: Oplog, field: str) -> None:
     for bad in _variants(signed, field):
@@ -269,8 +293,15 @@ def _encode_map(m: dict[str, Any]) -> bytes:
         (lambda m: m.update(ob=b"x" * 200), OversizeError, "ob"),
         (lambda m: m.update(d=b"\x18\x01"), MalformedOplogError, "d"),
         (lambda m: m.update(d=b"x" * (MAX_DATA_SIZE + 1)), OversizeError, "d"),
-        (lambda m: m.update(is_=None) or m.update({"is": [m["is"][0]] * (MAX_INTERNAL_SIGS + 1)})
-         or m.pop("is_"), OversizeError, "is"),
+        (
+            lambda m: (
+                m.update(is_=None)
+                or m.update({"is": [m["is"][0]] * (MAX_INTERNAL_SIGS + 1)})
+                or m.pop("is_")
+            ),
+            OversizeError,
+            "is",
+        ),
         (lambda m: m.update(ut=m["ct"] - 1), TimestampError, "ut"),
         (lambda m: m.update(ut=m["ut"] + 1), TimestampError, "ut"),
         (lambda m: m.update(h=b"\x00" * 32), IntegrityError, "h"),
@@ -296,8 +327,7 @@ def test_decode_rejects_a_bad_signature(signed: Oplog) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x00", b"garbage", cbor2.dumps([1, 2, 3]), cbor2.dumps("text"),
-     cbor2.dumps({1: 2})],
+    [b"", b"\x00", b"garbage", cbor2.dumps([1, 2, 3]), cbor2.dumps("text"), cbor2.dumps({1: 2})],
 )
 def test_decode_rejects_non_records(data: bytes) -> None:
     with pytest.raises(MalformedOplogError):

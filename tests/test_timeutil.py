@@ -50,8 +50,16 @@ def test_parse_iso(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "yesterday", "2025-13-01", "2025-02-30", "2025-01-01T25:00", "1969-12-31T23:59:59Z",
-     "2262-01-01", "2025-01-01T00:00:00.1234567891Z"],
+    [
+        "",
+        "yesterday",
+        "2025-13-01",
+        "2025-02-30",
+        "2025-01-01T25:00",
+        "1969-12-31T23:59:59Z",
+        "2262-01-01",
+        "2025-01-01T00:00:00.1234567891Z",
+    ],
 )
 def test_parse_iso_rejects_bad_text(text: str) -> None:
     with pytest.raises(UsageError):

@@ -153,7 +153,9 @@ def is_plain(value: object, depth: int = MAX_DEPTH) -> bool:
     if depth < 0:
         return False
     if isinstance(value, _PLAIN_SCALARS):
-        return type(value) in _PLAIN_SCALARS and (type(value) is not int or -(2**64) <= value < 2**64)
+        return type(value) in _PLAIN_SCALARS and (
+            type(value) is not int or -(2**64) <= value < 2**64
+        )
     if type(value) is list:
         return all(is_plain(v, depth - 1) for v in value)
     if type(value) is dict:
