@@ -53,8 +53,15 @@ class DataDir:
         identity = Identity.generate()
         topic = new_topic(identity, name=topic_name, create_time=now, nonce=nonce)
         identity.save(d.key_path)
-        with Store.open(d.store_path, create=True) as store:
-            store.add_topic(topic)
+        try:
+            with Store.open(d.store_path, create=True) as store:
+                store.add_topic(topic)
+        except BaseException:
+            # Leave no half-made directory behind: init can simply be run again.
+            for leftover in (d.store_path, d.key_path):
+                for suffix in ("", "-wal", "-shm"):
+                    leftover.with_name(leftover.name + suffix).unlink(missing_ok=True)
+            raise
         log.info("initialised %s: peer %s, topic %s", d.path, identity.text, topic.topic_id.hex())
         return d, identity, topic
 

@@ -57,14 +57,32 @@ class ProcessSigner:
     def __call__(self, messages: list[bytes]) -> Future[list[bytes]]:
         if not self._checked:
             # One real signature, checked here: the worker must hold our key.
-            probe = self._pool.submit(_sign, [b"pttsync/signer-probe"]).result()[0]
+            probe = self._submit([b"pttsync/signer-probe"]).result()[0]
             if probe != self._identity.sign(b"pttsync/signer-probe"):
                 raise IdentityError("the signer process loaded a different key")
             self._checked = True
+        return self._submit(messages)
+
+    def _submit(self, messages: list[bytes]) -> Future[list[bytes]]:
+        """Submit to the worker; its failures come back as PttsyncError."""
+        result: Future[list[bytes]] = Future()
         try:
-            return self._pool.submit(_sign, messages)
+            inner = self._pool.submit(_sign, messages)
         except BrokenProcessPool as exc:
-            raise PttsyncError(f"the signer process died: {exc}") from None
+            result.set_exception(PttsyncError(f"the signer process died: {exc}"))
+            return result
+
+        def relay(done: Future[list[bytes]]) -> None:
+            exc = done.exception()
+            if exc is None:
+                result.set_result(done.result())
+            elif isinstance(exc, PttsyncError):
+                result.set_exception(exc)
+            else:
+                result.set_exception(PttsyncError(f"the signer process failed: {exc!r}"))
+
+        inner.add_done_callback(relay)
+        return result
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

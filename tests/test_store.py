@@ -11,9 +11,10 @@ import pytest
 from pttsync.core.identity import Identity
 from pttsync.core.merkle import Level
 from pttsync.core.oplog import OplogStatus, SignKind, cosign
-from pttsync.core.store import SCHEMA_VERSION, Store, TopicInfo, _SqliteTreeStorage
+from pttsync.core.store import SCHEMA_VERSION, Store, TopicInfo
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
+from pttsync.core.treestore import SqliteTreeStorage
 from pttsync.errors import StoreError, UsageError
 
 from .helpers import make_identity, make_oplog
@@ -128,7 +129,7 @@ def test_a_failure_inside_the_tree_update_rolls_everything_back(
     def boom(*args: object) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(_SqliteTreeStorage, fail_on, boom)
+    monkeypatch.setattr(SqliteTreeStorage, fail_on, boom)
     more = [make_oplog(alice, topic, T + i * 7, key=f"b{i}") for i in range(40)]
     with pytest.raises(OSError, match="disk on fire"):
         store.write_batch(tid, [(o, OplogStatus.VALID) for o in more], [first[3].oplog_id])
@@ -164,8 +165,8 @@ def test_oplogs_are_scoped_by_topic(alice: Identity, topic: TopicInfo, store: St
 def test_find_by_prefix(alice: Identity, topic: TopicInfo, store: Store) -> None:
     o = make_oplog(alice, topic, T)
     store.write_batch(topic.topic_id, [(o, OplogStatus.VALID)])
-    assert [s.oplog for s in store.find(topic.topic_id, o.oplog_id[:2])] == [o]
-    assert store.find(topic.topic_id, bytes([o.oplog_id[0] ^ 0xFF])) == []
+    assert [s.oplog for s in store.find(topic.topic_id, o.oplog_id[:2].hex())] == [o]
+    assert store.find(topic.topic_id, bytes([o.oplog_id[0] ^ 0xFF]).hex()) == []
 
 
 def test_oplogs_since(alice: Identity, topic: TopicInfo, store: Store) -> None:

@@ -100,12 +100,7 @@ def _find_oplog(store: Store, topic_id: bytes, text: str) -> StoredOplog:
     wanted = text.strip().lower()
     if len(wanted) < 4 or len(wanted) > 64 or any(c not in "0123456789abcdef" for c in wanted):
         raise UsageError(f"{text!r} is not a hex oplog ID or a prefix of at least 4 hex digits")
-    prefix = bytes.fromhex(wanted[: len(wanted) // 2 * 2])
-    matches = [
-        s
-        for s in store.find(topic_id, prefix, limit=50)
-        if s.oplog.oplog_id.hex().startswith(wanted)
-    ][:2]
+    matches = store.find(topic_id, wanted, limit=2)
     if not matches:
         raise UsageError(f"no oplog {text!r} in topic {topic_id.hex()[:16]}…")
     if len(matches) > 1:

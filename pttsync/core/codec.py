@@ -1,15 +1,21 @@
 """Canonical CBOR: the one encoding for everything that is hashed, signed or stored.
 
 Encoding follows RFC 8949 section 4.2.1 (core deterministic encoding): the
-shortest form of every integer and length, definite lengths only, and map keys
-sorted by their encoded bytes.  Every map pttsync encodes has short text keys,
-for which cbor2's `canonical=True` ordering (length first, then bytes) is the
-same as RFC 8949's bytewise order.
+shortest form of every integer and length, definite lengths only, floats in
+their shortest exact form, and map keys sorted by the bytewise order of their
+encodings.  (cbor2's own `canonical=True` sorts keys length-first, the older
+RFC 7049 rule, which differs for keys of mixed types; so pttsync encodes
+itself and uses cbor2 only to decode, and for single floats.)
+
+Only CBOR's *plain* data model is encoded: null, booleans, integers within
+64 bits, floats, text, byte strings, arrays, and maps with text, integer or
+byte-string keys.  No tags, so every implementation decodes the same values.
 
 Decoding is strict: the bytes must be exactly the canonical encoding of what
 they decode to.  That one rule rejects duplicate keys, unsorted keys,
-non-minimal integers, indefinite lengths, floats that could be shorter and
-semantic tags, so a record has exactly one byte form and hashing it is stable.
+non-minimal integers, indefinite lengths, floats that could be shorter, tags
+and trailing bytes, so a record has exactly one byte form and hashing it is
+stable.
 """
 
 from __future__ import annotations
@@ -40,23 +46,6 @@ class CBORFormatError(ValueError):
         self.oversize = oversize
 
 
-def dumps(obj: object) -> bytes:
-    """Encode `obj` as canonical CBOR."""
-    return cbor2.dumps(obj, canonical=True)
-
-
-def dumps_presorted(obj: object) -> bytes:
-    """Encode `obj`, which must already be in canonical shape, without re-sorting.
-
-    For hot paths (records, signing messages, node hashes).  The caller
-    guarantees that every map's keys are inserted in canonical order and that
-    `obj` holds no floats, sets or other values canonical mode would rewrite;
-    then the output is byte-identical to `dumps(obj)` at half the cost.  The
-    tests check that identity for every structure that uses it.
-    """
-    return cbor2.dumps(obj)
-
-
 # ---------------------------------------------------------------------------
 # Direct canonical encoding of fixed-shape values, for the hot paths.
 #
@@ -68,6 +57,8 @@ def dumps_presorted(obj: object) -> bytes:
 
 def head(major: int, n: int) -> bytes:
     """The canonical head of a data item: major type and argument, shortest form."""
+    if n < 0:
+        raise ValueError(f"a CBOR head argument cannot be negative ({n})")
     if n < 24:
         return bytes((major << 5 | n,))
     if n < 0x100:
@@ -87,7 +78,7 @@ _U64 = struct.Struct(">BQ").pack
 
 
 def uint(n: int) -> bytes:
-    if n < 0x100:
+    if 0 <= n < 0x100:
         return _UINT_SMALL[n]
     if n >= 0x100000000:  # times in nanoseconds, the common large case
         return _U64(0x1B, n) if n < 0x10000000000000000 else head(0, n)
@@ -112,6 +103,56 @@ def array(items: list[bytes]) -> bytes:
 NULL = b"\xf6"
 
 
+def dumps(value: object) -> bytes:
+    """Encode a plain value as canonical CBOR (RFC 8949 core deterministic encoding).
+
+    Raises:
+        TypeError: the value is outside the plain data model (see `is_plain`).
+        ValueError: an integer does not fit in 64 bits.
+    """
+    out: list[bytes] = []
+    _encode(value, out, MAX_DEPTH)
+    return b"".join(out)
+
+
+def _encode(v: object, out: list[bytes], depth: int) -> None:
+    if depth < 0:
+        raise ValueError("value is nested too deeply")
+    match v:
+        case None:
+            out.append(NULL)
+        case bool():  # before int: a bool is an int in Python, not in CBOR
+            out.append(b"\xf5" if v else b"\xf4")
+        case int():
+            out.append(head(0, v) if v >= 0 else head(1, -1 - v))
+        case str():
+            raw = v.encode("utf-8")
+            out.append(head(3, len(raw)))
+            out.append(raw)
+        case bytes():
+            out.append(head(2, len(v)))
+            out.append(v)
+        case float():
+            out.append(cbor2.dumps(v, canonical=True))  # the shortest exact float form
+        case list():
+            out.append(head(4, len(v)))
+            for item in v:
+                _encode(item, out, depth - 1)
+        case dict():
+            pairs = []
+            for k, item in v.items():
+                if isinstance(k, bool) or not isinstance(k, str | int | bytes):
+                    raise TypeError(f"a map key must be text, an integer or bytes, not {k!r}")
+                pairs.append((dumps(k), item))
+            pairs.sort(key=lambda pair: pair[0])  # RFC 8949: bytewise order of encoded keys
+            out.append(head(5, len(pairs)))
+            for k, item in pairs:
+                out.append(k)
+                _encode(item, out, depth - 1)
+        case _:
+            raise TypeError(f"{type(v).__name__} is not in CBOR's plain data model")
+
+
 def loads(data: bytes, *, max_size: int, max_depth: int = MAX_DEPTH) -> Any:
     """Decode canonical CBOR strictly.
 
@@ -132,47 +173,34 @@ def loads(data: bytes, *, max_size: int, max_depth: int = MAX_DEPTH) -> Any:
         raise CBORFormatError(f"not well-formed CBOR ({exc})") from None
     try:
         again = dumps(value)
-    except Exception as exc:  # decoded into something we cannot encode back
+    except (TypeError, ValueError) as exc:  # tags, bignums, undefined...
         raise CBORFormatError(f"not plain CBOR ({exc})") from None
     if again != data:
         raise CBORFormatError("not in canonical (RFC 8949 deterministic) form")
     return value
 
 
-_PLAIN_SCALARS = (str, bytes, int, float, bool, type(None))
+def is_plain(value: object) -> bool:
+    """True if `value` is in CBOR's plain data model, so `dumps` can encode it.
 
-
-def is_plain(value: object, depth: int = MAX_DEPTH) -> bool:
-    """True if `value` uses only CBOR's plain data model.
-
-    That is null, booleans, integers, floats, text, byte strings, arrays and
-    maps (with text, integer or byte-string keys): no tags (sets, dates,
-    bignums, decimals...) and no undefined or other simple values, so every
-    implementation decodes the same thing.
+    That is null, booleans, integers within 64 bits, floats, text, byte
+    strings, arrays (lists) and maps (dicts) with text, integer or byte-string
+    keys: no tags (sets, dates, bignums, decimals...), tuples or undefined.
     """
-    if depth < 0:
+    try:
+        dumps(value)
+    except (TypeError, ValueError):
         return False
-    if isinstance(value, _PLAIN_SCALARS):
-        return type(value) in _PLAIN_SCALARS and (
-            type(value) is not int or -(2**64) <= value < 2**64
-        )
-    if type(value) is list:
-        return all(is_plain(v, depth - 1) for v in value)
-    if type(value) is dict:
-        return all(
-            type(k) in (str, int, bytes) and is_plain(k, 0) and is_plain(v, depth - 1)
-            for k, v in value.items()
-        )
-    return False
+    return True
 
 
 def is_canonical(data: bytes, *, max_size: int) -> bool:
-    """True if `data` is one canonical, plain (see `is_plain`) CBOR item within `max_size`."""
+    """True if `data` is one canonical, plain CBOR item within `max_size` bytes."""
     try:
-        value = loads(data, max_size=max_size)
+        loads(data, max_size=max_size)
     except CBORFormatError:
         return False
-    return is_plain(value)
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -190,7 +218,7 @@ def check_keys(m: object, required: frozenset[str], what: str) -> Mapping[str, A
     keys = set(m)
     unknown = keys - required
     if unknown:
-        _fail(str(sorted(map(str, unknown))[0]), f"unknown field in {what}")
+        _fail(sorted(_short(k) for k in unknown)[0], f"unknown field in {what}")
     missing = required - keys
     if missing:
         _fail(sorted(missing)[0], f"missing field in {what}")
@@ -203,8 +231,16 @@ def get_int(m: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
     if type(v) is not int:
         _fail(key, f"must be an integer, not {type(v).__name__}")
     if not lo <= v <= hi:
-        _fail(key, f"{v} is out of range [{lo}, {hi}]")
+        _fail(key, f"{_short(v)} is out of range [{lo}, {hi}]")
     return v
+
+
+def _short(value: object) -> str:
+    """A short printable form of a value from an untrusted peer."""
+    if type(value) is int and not -(10**18) < value < 10**18:
+        return "<a very large integer>"
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def get_bytes(

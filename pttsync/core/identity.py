@@ -16,16 +16,14 @@ import binascii
 import functools
 import os
 import stat
-from typing import TYPE_CHECKING
+import tempfile
+from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import IdentityError, UsageError
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 PEER_ID_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -50,6 +48,8 @@ def parse_peer_id(text: str) -> bytes:
         raise UsageError(f"{text!r} is not a peer ID (base32 text)") from None
     if len(raw) != PEER_ID_SIZE:
         raise UsageError(f"{text!r} is not a peer ID: it decodes to {len(raw)} bytes, not 32")
+    if peer_id_text(raw) != cleaned.lower():
+        raise UsageError(f"{text!r} is not a peer ID (non-canonical base32)")
     return raw
 
 
@@ -120,9 +120,14 @@ class Identity:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # mkstemp creates a new file (O_EXCL, mode 0600) with a fresh name: a stale
+            # or planted temporary file can neither widen the mode nor redirect the key.
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        except OSError as exc:
+            raise IdentityError(f"cannot write key file {path}: {exc.strerror}") from None
+        tmp = Path(tmp_name)
+        try:
             with os.fdopen(fd, "wb") as f:
                 f.write(pem)
                 f.flush()
@@ -161,7 +166,7 @@ class Identity:
             raise IdentityError(f"key file {path} is {st.st_size} bytes: not a pttsync key file")
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise IdentityError(f"key file {path} is not a valid private key ({exc})") from None
         except OSError as exc:
             raise IdentityError(f"cannot read key file {path}: {exc.strerror}") from None

@@ -69,6 +69,14 @@ _K_IS, _K_MS, _K_OB, _K_OP = codec.tstr("is"), codec.tstr("ms"), codec.tstr("ob"
 _K_PV, _K_TP, _K_UT = codec.tstr("pv"), codec.tstr("tp"), codec.tstr("ut")
 
 
+class _NoValue:
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+
+NO_VALUE: Any = _NoValue()  # "no value= given", so that value=None can mean CBOR null
+
+
 class OplogStatus(IntEnum):
     """Where an oplog is in its life (PIP-7).  Only VALID oplogs are in the tree."""
 
@@ -247,7 +255,7 @@ def draft_oplog(
     op: int,
     create_time: int,
     data: bytes | None = None,
-    value: object = None,
+    value: object = NO_VALUE,
     prev_id: bytes | None = None,
 ) -> Draft:
     """Check an oplog's content and compute its ID.
@@ -259,15 +267,16 @@ def draft_oplog(
         UsageError: a field is out of range, `data` is not canonical CBOR,
             or both or neither of `data` and `value` are given.
     """
-    if (data is None) == (value is None):
+    if (data is None) == (value is NO_VALUE):
         raise UsageError("give the payload as exactly one of data= (CBOR bytes) or value=")
     if data is None:
-        if not codec.is_plain(value):
+        try:
+            data = codec.dumps(value)
+        except (TypeError, ValueError) as exc:
             raise UsageError(
-                "the value cannot be encoded: use null, bool, int, float, str, bytes, list"
-                " and dict only"
-            )
-        data = codec.dumps(value)
+                f"the value cannot be encoded ({exc}): use None, bool, int (64-bit), float,"
+                " str, bytes, list and dict only"
+            ) from None
     elif not codec.is_canonical(data, max_size=MAX_DATA_SIZE):
         raise UsageError(
             f"data must be canonical, plain CBOR (no tags) of at most {MAX_DATA_SIZE} bytes"
@@ -313,7 +322,7 @@ def create_oplog(
     op: int,
     create_time: int,
     data: bytes | None = None,
-    value: object = None,
+    value: object = NO_VALUE,
     prev_id: bytes | None = None,
 ) -> Oplog:
     """Make and sign a new oplog with `identity` as its creator.
@@ -372,6 +381,11 @@ def cosign(oplog: Oplog, identity: Identity, kind: SignKind, time: int) -> Oplog
     current = oplog.master_sigs if kind is SignKind.MASTER else oplog.internal_sigs
     if any(s.signer == identity.peer_id for s in current):
         return oplog
+    limit = MAX_MASTER_SIGS if kind is SignKind.MASTER else MAX_INTERNAL_SIGS
+    if len(current) >= limit:
+        raise UsageError(
+            f"the oplog already has the maximum of {limit} {kind.name.lower()} signatures"
+        )
     sig = Signature(
         identity.peer_id,
         time,
@@ -425,7 +439,12 @@ def verify_oplog(oplog: Oplog, *, signatures: bool = True) -> None:
     """
     if oplog.version != FORMAT_VERSION:
         raise MalformedOplogError(f"unsupported format version {oplog.version}", field="v")
-    for name, sigs in (("ms", oplog.master_sigs), ("is", oplog.internal_sigs)):
+    for name, sigs, limit in (
+        ("ms", oplog.master_sigs, MAX_MASTER_SIGS),
+        ("is", oplog.internal_sigs, MAX_INTERNAL_SIGS),
+    ):
+        if len(sigs) > limit:
+            raise OversizeError(f"{len(sigs)} signatures is over the limit of {limit}", field=name)
         signers = [s.signer for s in sigs]
         if signers != sorted(set(signers)):
             raise MalformedOplogError("signatures must be sorted by signer, one each", field=name)

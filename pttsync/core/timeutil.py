@@ -73,9 +73,10 @@ def next_year_start(t: int) -> int:
 # ISO 8601 text, for the CLI and for humans.
 
 _ISO = re.compile(
-    r"^(?P<date>\d{4}-\d{2}-\d{2})"
-    r"(?:[T ](?P<hm>\d{2}:\d{2})(?::(?P<s>\d{2})(?:\.(?P<frac>\d{1,9}))?)?)?"
-    r"(?P<tz>Z|z|[+-]\d{2}:?\d{2})?$"
+    r"^(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"(?:[Tt ](?P<hm>[0-9]{2}:[0-9]{2})(?::(?P<s>[0-9]{2})(?:\.(?P<frac>[0-9]{1,9}))?)?)?"
+    r"(?P<tz>[Zz]|[+-][0-9]{2}:?[0-9]{2})?$",
+    re.ASCII,
 )
 
 
@@ -98,11 +99,13 @@ def parse_iso(text: str) -> int:
     if tz in ("Z", "z"):
         tz = "+00:00"
     try:
-        parsed = _dt.datetime.fromisoformat(base + tz)
+        utc = _dt.datetime.fromisoformat(base + tz).astimezone(_UTC)
     except ValueError as exc:
         raise UsageError(f"{text!r} is not a valid date or time: {exc}") from None
+    except OverflowError:
+        raise UsageError(f"{text!r} is outside the supported range") from None
     frac = (m["frac"] or "").ljust(9, "0")
-    t = _from_datetime(parsed.astimezone(_UTC)) + (int(frac) if frac else 0)
+    t = _from_datetime(utc) + (int(frac) if frac else 0)
     if not 0 <= t <= MAX_TIME:
         raise UsageError(f"{text!r} is outside the supported range [1970-01-01, 2262-01-01)")
     return t

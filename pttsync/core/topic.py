@@ -27,7 +27,7 @@ NONCE_SIZE = 16
 
 def derive_topic_id(creator: bytes, create_time: int, name: str, nonce: bytes) -> bytes:
     body = [_TOPIC_TAG, creator, create_time, name, nonce]
-    return hashlib.sha256(codec.dumps_presorted(body)).digest()
+    return hashlib.sha256(codec.dumps(body)).digest()
 
 
 def new_topic(creator: Identity, *, name: str, create_time: int, nonce: bytes) -> TopicInfo:

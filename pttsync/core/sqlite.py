@@ -1,0 +1,196 @@
+"""The SQLite database under the store: connection, errors, transactions, schema.
+
+Every SQLite failure comes out of this module as a `StoreError`, whether it
+happens while writing, reading or opening, so a corrupt or foreign file gives
+a clear error and never a raw `sqlite3` traceback.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StoreError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from pathlib import Path
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x70747473  # "ptts"
+
+# Statements are split on ";", so comments inside must not contain one.
+_SCHEMA = """
+CREATE TABLE topics (
+    topic       INTEGER PRIMARY KEY,
+    topic_id    BLOB NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    creator     BLOB NOT NULL,
+    create_time INTEGER NOT NULL,
+    nonce       BLOB NOT NULL
+);
+CREATE TABLE oplogs (
+    topic       INTEGER NOT NULL REFERENCES topics (topic),
+    oplog_id    BLOB NOT NULL,
+    status      INTEGER NOT NULL CHECK (status IN (1, 2, 3)),
+    update_time INTEGER NOT NULL,
+    hash        BLOB NOT NULL,
+    body        BLOB NOT NULL,
+    UNIQUE (topic, oplog_id)
+);
+-- Only the few not-yet-valid oplogs are looked up by status. Valid ones are
+-- found through the leaves table, so they do not pay for this index.
+CREATE INDEX pending_oplogs ON oplogs (topic, status, update_time) WHERE status < 3;
+CREATE TABLE leaves (
+    topic    INTEGER NOT NULL,
+    time     INTEGER NOT NULL,
+    oplog_id BLOB NOT NULL,
+    hash     BLOB NOT NULL,
+    PRIMARY KEY (topic, time, oplog_id)
+) WITHOUT ROWID;
+CREATE TABLE nodes (
+    topic      INTEGER NOT NULL,
+    level      INTEGER NOT NULL,
+    depth      INTEGER NOT NULL,
+    start_time INTEGER NOT NULL,
+    end_time   INTEGER NOT NULL,
+    hash       BLOB NOT NULL,
+    children   INTEGER NOT NULL,
+    leaves     INTEGER NOT NULL,
+    PRIMARY KEY (topic, level, depth, start_time)
+) WITHOUT ROWID;
+"""
+
+Row = tuple[Any, ...]
+
+
+class Database:
+    """One SQLite connection; every call reports failures as StoreError."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+
+    # -- opening ---------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool, synchronous: str) -> Database:
+        """Open (or with `create`, make) a store file.
+
+        A file that is not a pttsync store is refused *before* anything in it
+        is changed: not even the switch to WAL mode happens.
+        """
+        if synchronous.upper() not in ("FULL", "NORMAL", "OFF"):
+            raise UsageError(f"synchronous must be FULL, NORMAL or OFF, not {synchronous!r}")
+        if create and path.exists() and path.stat().st_size > 0:
+            raise StoreError(f"a store already exists at {path}")
+        if not create and not path.exists():
+            raise StoreError(f"no store at {path}")
+        db = cls(_connect(str(path)), str(path))
+        try:
+            if not create:
+                db.check_schema()
+            mode = db.one("PRAGMA journal_mode=WAL")
+            if mode is None or mode[0] != "wal":
+                raise StoreError(f"cannot put {path} in WAL mode (got {mode})")
+            db.run(f"PRAGMA synchronous={synchronous.upper()}")
+            if create:
+                db.create_schema()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @classmethod
+    def memory(cls) -> Database:
+        db = cls(_connect(":memory:"), ":memory:")
+        db.create_schema()
+        return db
+
+    def create_schema(self) -> None:
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.run(statement)
+            self.run(f"PRAGMA application_id={APPLICATION_ID}")
+            self.run(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def check_schema(self) -> None:
+        app_id = self.one("PRAGMA application_id")
+        version = self.one("PRAGMA user_version")
+        if app_id is None or version is None or app_id[0] != APPLICATION_ID:
+            raise StoreError(f"{self.path} is not a pttsync store")
+        if version[0] > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version[0]}, written by a newer pttsync;"
+                f" this one reads up to version {SCHEMA_VERSION}"
+            )
+        if version[0] < SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version[0]}, which has no migration")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- statements ------------------------------------------------------------
+
+    def _fail(self, exc: sqlite3.Error) -> StoreError:
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+            return StoreError(f"{self.path} is not a pttsync store ({exc})")
+        return StoreError(f"store {self.path}: {exc}")
+
+    def run(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Execute one statement; return the number of rows it changed."""
+        try:
+            return self.conn.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
+    def run_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        try:
+            self.conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
+    def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        try:
+            row: Row | None = self.conn.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        return row
+
+    def all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+        self.run("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.run("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                # If SQLite already rolled back by itself, the original error is what matters.
+                with suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            raise
+
+
+def _connect(target: str) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open store {target}: {exc}") from None
+    try:
+        # Connection settings only: nothing here writes to the file.
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"{target} is not a pttsync store ({exc})") from None
+    return conn

@@ -1,0 +1,131 @@
+"""`merkle.TreeStorage` on SQLite: the tree's leaves and nodes of one topic.
+
+Every call runs on the store's connection, inside whatever transaction the
+store has open, so tree updates commit or roll back with the oplogs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .merkle import Leaf, Level, Node
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .sqlite import Database, Row
+
+# Deeper than any slice can go: an hour is 3.6e12 ns and each split divides by 16.
+_MAX_SLICE_DEPTH = 12
+_END_OF_TIME = 2**63 - 1
+# Host parameters per "IN (...)" query, well under SQLite's limit.
+IN_CHUNK = 500
+
+_NODE_COLUMNS = "level, depth, start_time, end_time, hash, children, leaves"
+
+
+class SqliteTreeStorage:
+    """The leaves and nodes of one topic (by its integer key in the database)."""
+
+    def __init__(self, db: Database, topic: int) -> None:
+        self._db = db
+        self._t = topic
+
+    def get_node(self, level: Level, depth: int, start: int) -> Node | None:
+        row = self._db.one(
+            f"SELECT {_NODE_COLUMNS} FROM nodes"
+            " WHERE topic=? AND level=? AND depth=? AND start_time=?",
+            (self._t, int(level), depth, start),
+        )
+        return None if row is None else _node(row)
+
+    def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, Node]:
+        found: dict[int, Node] = {}
+        for i in range(0, len(starts), IN_CHUNK):
+            chunk = starts[i : i + IN_CHUNK]
+            rows = self._db.all(
+                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE topic=? AND level=? AND depth=?"
+                f" AND start_time IN ({','.join('?' * len(chunk))})",
+                (self._t, int(level), depth, *chunk),
+            )
+            found.update((row[2], _node(row)) for row in rows)
+        return found
+
+    def put_node(self, node: Node) -> None:
+        self.put_nodes((node,))
+
+    def put_nodes(self, nodes: Sequence[Node]) -> None:
+        self._db.run_many(
+            "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (self._t, int(n.level), n.depth, n.start, n.end, n.hash, n.children, n.leaves)
+                for n in nodes
+            ],
+        )
+
+    def delete_node(self, level: Level, depth: int, start: int) -> None:
+        self._db.run(
+            "DELETE FROM nodes WHERE topic=? AND level=? AND depth=? AND start_time=?",
+            (self._t, int(level), depth, start),
+        )
+
+    def delete_slices(self, min_depth: int, start: int, end: int) -> None:
+        for depth in range(min_depth, _MAX_SLICE_DEPTH + 1):
+            self._db.run(
+                "DELETE FROM nodes WHERE topic=? AND level=? AND depth=?"
+                " AND start_time>=? AND start_time<?",
+                (self._t, int(Level.SLICE), depth, start, end),
+            )
+
+    def nodes(self, level: Level, depth: int, start: int, end: int) -> list[Node]:
+        rows = self._db.all(
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE topic=? AND level=? AND depth=?"
+            " AND start_time>=? AND start_time<? ORDER BY start_time",
+            (self._t, int(level), depth, start, end),
+        )
+        return [_node(row) for row in rows]
+
+    def summaries(self, level: Level, start: int, end: int) -> list[tuple[bytes, int]]:
+        """(hash, leaves) of the calendar nodes of `level` starting in [start, end)."""
+        rows = self._db.all(
+            "SELECT hash, leaves FROM nodes WHERE topic=? AND level=? AND depth=0"
+            " AND start_time>=? AND start_time<? ORDER BY start_time",
+            (self._t, int(level), start, end),
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def all_nodes(self) -> list[Node]:
+        rows = self._db.all(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE topic=?", (self._t,))
+        return [_node(row) for row in rows]
+
+    def leaves(self, start: int, end: int) -> list[Leaf]:
+        rows = self._db.all(
+            "SELECT time, oplog_id, hash FROM leaves WHERE topic=? AND time>=? AND time<?"
+            " ORDER BY time, oplog_id",
+            (self._t, start, min(end, _END_OF_TIME)),
+        )
+        return [Leaf(*row) for row in rows]
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = self._db.all(
+            "SELECT hash FROM leaves WHERE topic=? AND time>=? AND time<? ORDER BY time, oplog_id",
+            (self._t, start, min(end, _END_OF_TIME)),
+        )
+        return [row[0] for row in rows]
+
+    def put_leaves(self, leaves: Sequence[Leaf]) -> None:
+        self._db.run_many(
+            "INSERT INTO leaves VALUES (?, ?, ?, ?)",
+            [(self._t, leaf.time, leaf.oplog_id, leaf.hash) for leaf in leaves],
+        )
+
+    def delete_leaf(self, time: int, oplog_id: bytes) -> bool:
+        changed = self._db.run(
+            "DELETE FROM leaves WHERE topic=? AND time=? AND oplog_id=?",
+            (self._t, time, oplog_id),
+        )
+        return changed == 1
+
+
+def _node(row: Row) -> Node:
+    return Node(Level(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
