@@ -58,7 +58,7 @@ class CBORFormatError(ValueError):
 def head(major: int, n: int) -> bytes:
     """The canonical head of a data item: major type and argument, shortest form."""
     if n < 0:
-        raise ValueError(f"a CBOR head argument cannot be negative ({n})")
+        raise ValueError(f"a CBOR head argument cannot be negative ({_short(n)})")
     if n < 24:
         return bytes((major << 5 | n,))
     if n < 0x100:
@@ -69,7 +69,7 @@ def head(major: int, n: int) -> bytes:
         return bytes((major << 5 | 26,)) + n.to_bytes(4, "big")
     if n < 0x10000000000000000:
         return bytes((major << 5 | 27,)) + n.to_bytes(8, "big")
-    raise ValueError(f"{n} does not fit a CBOR head")
+    raise ValueError(f"{_short(n)} does not fit in 64 bits")
 
 
 _UINT_SMALL = [head(0, n) for n in range(256)]
@@ -178,6 +178,25 @@ def loads(data: bytes, *, max_size: int, max_depth: int = MAX_DEPTH) -> Any:
     if again != data:
         raise CBORFormatError("not in canonical (RFC 8949 deterministic) form")
     return value
+
+
+def loads_unchecked(data: bytes, *, max_size: int, max_depth: int = MAX_DEPTH) -> Any:
+    """Decode well-formed CBOR within limits, *without* the canonical check.
+
+    Only for callers that check canonical form themselves, by re-encoding what
+    they built from the value and comparing it with `data` (decode_oplog does,
+    with its fast fixed-shape encoder).
+    """
+    if len(data) > max_size:
+        raise CBORFormatError(
+            f"{len(data)} bytes is over the limit of {max_size}", oversize=True
+        )
+    try:
+        return cbor2.loads(
+            data, max_depth=max_depth, allow_indefinite=False, allow_duplicate_keys=False
+        )
+    except Exception as exc:  # cbor2 raises several types, all meaning "bad bytes"
+        raise CBORFormatError(f"not well-formed CBOR ({exc})") from None
 
 
 def is_plain(value: object) -> bool:

@@ -524,7 +524,8 @@ def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
         TimestampError, IntegrityError, SignatureError: see `verify_oplog`.
     """
     try:
-        m = codec.loads(data, max_size=MAX_OPLOG_SIZE)
+        # Canonical form is checked at the end, by re-encoding the record.
+        m = codec.loads_unchecked(data, max_size=MAX_OPLOG_SIZE)
         codec.check_keys(m, _FIELDS, "oplog")
         version = codec.get_int(m, "v", 0, 2**32)
         if version != FORMAT_VERSION:
@@ -553,6 +554,8 @@ def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
         raise cls(str(exc), field=exc.field) from None
     if not oplog.object_id:
         raise MalformedOplogError("must not be empty", field="ob")
+    if encode_oplog(oplog) != data:
+        raise MalformedOplogError("not in canonical (RFC 8949 deterministic) form")
     verify_oplog(oplog, signatures=signatures)
     return oplog
 
