@@ -26,11 +26,11 @@ from .core.oplog import Signature as Signature
 from .core.oplog import SignKind as SignKind
 from .core.oplog import cosign as cosign
 from .core.oplog import create_oplog as create_oplog
-from .core.oplog import decode_oplog as decode_oplog
 from .core.oplog import draft_oplog as draft_oplog
-from .core.oplog import encode_oplog as encode_oplog
 from .core.oplog import finish_oplog as finish_oplog
 from .core.oplog import verify_oplog as verify_oplog
+from .core.oplogcodec import decode_oplog as decode_oplog
+from .core.oplogcodec import encode_oplog as encode_oplog
 from .core.store import BatchResult as BatchResult
 from .core.store import Store as Store
 from .core.store import StoredOplog as StoredOplog

@@ -20,13 +20,12 @@ from pttsync.core.oplog import (
     compute_oplog_id,
     cosign,
     create_oplog,
-    decode_oplog,
     draft_oplog,
-    encode_oplog,
     finish_oplog,
     verify_oplog,
     with_signatures,
 )
+from pttsync.core.oplogcodec import decode_oplog, encode_oplog
 from pttsync.core.store import TopicInfo
 from pttsync.errors import (
     IntegrityError,

@@ -19,11 +19,10 @@ from pttsync.core.oplog import (
     SignKind,
     cosign,
     create_oplog,
-    decode_oplog,
-    encode_oplog,
     verify_oplog,
     with_signatures,
 )
+from pttsync.core.oplogcodec import decode_oplog, encode_oplog
 from pttsync.core.store import Store, TopicInfo
 from pttsync.core.timeutil import parse_iso
 from pttsync.datadir import DataDir

@@ -188,9 +188,7 @@ def loads_unchecked(data: bytes, *, max_size: int, max_depth: int = MAX_DEPTH) -
     with its fast fixed-shape encoder).
     """
     if len(data) > max_size:
-        raise CBORFormatError(
-            f"{len(data)} bytes is over the limit of {max_size}", oversize=True
-        )
+        raise CBORFormatError(f"{len(data)} bytes is over the limit of {max_size}", oversize=True)
     try:
         return cbor2.loads(
             data, max_depth=max_depth, allow_indefinite=False, allow_duplicate_keys=False

@@ -62,11 +62,16 @@ _ARRAY2, _ARRAY3, _ARRAY4 = codec.head(4, 2), codec.head(4, 3), codec.head(4, 4)
 _ID_PREFIX = _ARRAY2 + codec.tstr(_ID_TAG)
 _CREATOR_PREFIX = _ARRAY2 + codec.tstr(_CREATOR_TAG)
 _HASH_PREFIX = codec.head(4, 6) + codec.tstr(_HASH_TAG)
-_MAP8, _MAP14 = codec.head(5, 8), codec.head(5, 14)
-_K_D, _K_H, _K_V = codec.tstr("d"), codec.tstr("h"), codec.tstr("v")
-_K_CR, _K_CS, _K_CT, _K_ID = codec.tstr("cr"), codec.tstr("cs"), codec.tstr("ct"), codec.tstr("id")
-_K_IS, _K_MS, _K_OB, _K_OP = codec.tstr("is"), codec.tstr("ms"), codec.tstr("ob"), codec.tstr("op")
-_K_PV, _K_TP, _K_UT = codec.tstr("pv"), codec.tstr("tp"), codec.tstr("ut")
+_MAP8 = codec.head(5, 8)
+
+
+class Keys:
+    """The record's map keys, encoded once (shared with oplogcodec)."""
+
+    D, H, V = codec.tstr("d"), codec.tstr("h"), codec.tstr("v")
+    CR, CS, CT, ID = codec.tstr("cr"), codec.tstr("cs"), codec.tstr("ct"), codec.tstr("id")
+    IS, MS, OB, OP = codec.tstr("is"), codec.tstr("ms"), codec.tstr("ob"), codec.tstr("op")
+    PV, TP, UT = codec.tstr("pv"), codec.tstr("tp"), codec.tstr("ut")
 
 
 class _NoValue:
@@ -151,14 +156,14 @@ def _content_bytes(
     return b"".join(
         (
             _MAP8,
-            _K_D, codec.bstr(data),
-            _K_V, codec.uint(version),
-            _K_CR, codec.bstr(creator),
-            _K_CT, codec.uint(create_time),
-            _K_OB, codec.bstr(object_id),
-            _K_OP, codec.uint(op),
-            _K_PV, codec.NULL if prev_id is None else codec.bstr(prev_id),
-            _K_TP, codec.bstr(topic_id),
+            Keys.D, codec.bstr(data),
+            Keys.V, codec.uint(version),
+            Keys.CR, codec.bstr(creator),
+            Keys.CT, codec.uint(create_time),
+            Keys.OB, codec.bstr(object_id),
+            Keys.OP, codec.uint(op),
+            Keys.PV, codec.NULL if prev_id is None else codec.bstr(prev_id),
+            Keys.TP, codec.bstr(topic_id),
         )
     )  # fmt: skip
 
@@ -188,7 +193,7 @@ def cosign_message(kind: SignKind, oplog_id: bytes, signer: bytes, time: int) ->
     )
 
 
-def _sig_list(sigs: tuple[Signature, ...]) -> bytes:
+def encode_sig_list(sigs: tuple[Signature, ...]) -> bytes:
     return codec.array(
         [_ARRAY3 + codec.bstr(s.signer) + codec.uint(s.time) + codec.bstr(s.sig) for s in sigs]
     )
@@ -207,8 +212,8 @@ def compute_hash(
             _HASH_PREFIX,
             codec.bstr(oplog_id),
             codec.bstr(creator_sig),
-            _sig_list(master_sigs),
-            _sig_list(internal_sigs),
+            encode_sig_list(master_sigs),
+            encode_sig_list(internal_sigs),
             codec.uint(update_time),
         )
     )
@@ -477,100 +482,3 @@ def verify_oplog(oplog: Oplog, *, signatures: bool = True) -> None:
                 raise SignatureError(
                     f"signature by {s.signer.hex()[:16]}… does not verify", field=name
                 )
-
-
-# ---------------------------------------------------------------------------
-# Canonical encoding and strict decoding.
-
-_FIELDS = frozenset(
-    ["d", "h", "v", "cr", "cs", "ct", "id", "is", "ms", "ob", "op", "pv", "tp", "ut"]
-)
-
-
-def encode_oplog(oplog: Oplog) -> bytes:
-    """The canonical CBOR of a whole record, as stored and sent."""
-    o = oplog
-    return b"".join(
-        (
-            _MAP14,
-            _K_D, codec.bstr(o.data),
-            _K_H, codec.bstr(o.hash),
-            _K_V, codec.uint(o.version),
-            _K_CR, codec.bstr(o.creator),
-            _K_CS, codec.bstr(o.creator_sig),
-            _K_CT, codec.uint(o.create_time),
-            _K_ID, codec.bstr(o.oplog_id),
-            _K_IS, _sig_list(o.internal_sigs),
-            _K_MS, _sig_list(o.master_sigs),
-            _K_OB, codec.bstr(o.object_id),
-            _K_OP, codec.uint(o.op),
-            _K_PV, codec.NULL if o.prev_id is None else codec.bstr(o.prev_id),
-            _K_TP, codec.bstr(o.topic_id),
-            _K_UT, codec.uint(o.update_time),
-        )
-    )  # fmt: skip
-
-
-def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
-    """Decode and verify one record.
-
-    With `signatures=False` (records read back from our own store) the
-    signature checks are skipped; every structural check still runs.
-
-    Raises:
-        MalformedOplogError: not canonical CBOR, a wrong type, an unknown or a
-            missing field.
-        OversizeError: the record, a field or a list is over its limit.
-        TimestampError, IntegrityError, SignatureError: see `verify_oplog`.
-    """
-    try:
-        # Canonical form is checked at the end, by re-encoding the record.
-        m = codec.loads_unchecked(data, max_size=MAX_OPLOG_SIZE)
-        codec.check_keys(m, _FIELDS, "oplog")
-        version = codec.get_int(m, "v", 0, 2**32)
-        if version != FORMAT_VERSION:
-            raise MalformedOplogError(f"unsupported format version {version}", field="v")
-        body = codec.get_bytes(m, "d", max_size=MAX_DATA_SIZE)
-        if not codec.is_canonical(body, max_size=MAX_DATA_SIZE):
-            raise MalformedOplogError("data is not canonical, plain CBOR", field="d")
-        oplog = Oplog(
-            version=version,
-            topic_id=codec.get_bytes(m, "tp", size=TOPIC_ID_SIZE),
-            oplog_id=codec.get_bytes(m, "id", size=OPLOG_ID_SIZE),
-            creator=codec.get_bytes(m, "cr", size=PEER_ID_SIZE),
-            create_time=codec.get_int(m, "ct", 0, MAX_TIME),
-            object_id=codec.get_bytes(m, "ob", max_size=MAX_OBJECT_ID_SIZE),
-            op=codec.get_int(m, "op", 0, MAX_OP),
-            prev_id=codec.get_optional_bytes(m, "pv", size=OPLOG_ID_SIZE),
-            data=body,
-            creator_sig=codec.get_bytes(m, "cs", size=SIGNATURE_SIZE),
-            master_sigs=_decode_sigs(codec.get_list(m, "ms", max_items=MAX_MASTER_SIGS), "ms"),
-            internal_sigs=_decode_sigs(codec.get_list(m, "is", max_items=MAX_INTERNAL_SIGS), "is"),
-            update_time=codec.get_int(m, "ut", 0, MAX_TIME),
-            hash=codec.get_bytes(m, "h", size=HASH_SIZE),
-        )
-    except codec.CBORFormatError as exc:
-        cls = OversizeError if exc.oversize else MalformedOplogError
-        raise cls(str(exc), field=exc.field) from None
-    if not oplog.object_id:
-        raise MalformedOplogError("must not be empty", field="ob")
-    if encode_oplog(oplog) != data:
-        raise MalformedOplogError("not in canonical (RFC 8949 deterministic) form")
-    verify_oplog(oplog, signatures=signatures)
-    return oplog
-
-
-def _decode_sigs(items: list[Any], field: str) -> tuple[Signature, ...]:
-    sigs = []
-    for item in items:
-        if type(item) is not list or len(item) != 3:
-            raise codec.CBORFormatError("a signature is [signer, time, signature]", field=field)
-        signer, time, sig = item
-        sigs.append(
-            Signature(
-                codec.as_bytes(signer, field, size=PEER_ID_SIZE),
-                codec.get_int({field: time}, field, 0, MAX_TIME),
-                codec.as_bytes(sig, field, size=SIGNATURE_SIZE),
-            )
-        )
-    return tuple(sigs)

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import StoreError, UsageError
 from .merkle import Leaf, MerkleTree
-from .oplog import Oplog, OplogStatus, decode_oplog, encode_oplog
+from .oplog import Oplog, OplogStatus
+from .oplogcodec import decode_oplog, encode_oplog
 from .sqlite import SCHEMA_VERSION, Database, Row
 from .treestore import IN_CHUNK, SqliteTreeStorage
 

@@ -1,0 +1,128 @@
+"""The oplog record on the wire and on disk: canonical encoding, strict decoding.
+
+`encode_oplog` writes the one canonical CBOR form of a record (a map with
+the keys in docs/pip-11/oplog.md).  `decode_oplog` accepts exactly that form
+and nothing else: every malformed input raises a typed `InvalidOplogError`
+naming the field, never any other exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import MalformedOplogError, OversizeError
+from . import codec
+from .identity import PEER_ID_SIZE, SIGNATURE_SIZE
+from .oplog import (
+    FORMAT_VERSION,
+    HASH_SIZE,
+    MAX_DATA_SIZE,
+    MAX_INTERNAL_SIGS,
+    MAX_MASTER_SIGS,
+    MAX_OBJECT_ID_SIZE,
+    MAX_OP,
+    MAX_OPLOG_SIZE,
+    OPLOG_ID_SIZE,
+    TOPIC_ID_SIZE,
+    Keys,
+    Oplog,
+    Signature,
+    encode_sig_list,
+    verify_oplog,
+)
+from .timeutil import MAX_TIME
+
+_MAP14 = codec.head(5, 14)
+
+_FIELDS = frozenset(
+    ["d", "h", "v", "cr", "cs", "ct", "id", "is", "ms", "ob", "op", "pv", "tp", "ut"]
+)
+
+
+def encode_oplog(oplog: Oplog) -> bytes:
+    """The canonical CBOR of a whole record, as stored and sent."""
+    o = oplog
+    return b"".join(
+        (
+            _MAP14,
+            Keys.D, codec.bstr(o.data),
+            Keys.H, codec.bstr(o.hash),
+            Keys.V, codec.uint(o.version),
+            Keys.CR, codec.bstr(o.creator),
+            Keys.CS, codec.bstr(o.creator_sig),
+            Keys.CT, codec.uint(o.create_time),
+            Keys.ID, codec.bstr(o.oplog_id),
+            Keys.IS, encode_sig_list(o.internal_sigs),
+            Keys.MS, encode_sig_list(o.master_sigs),
+            Keys.OB, codec.bstr(o.object_id),
+            Keys.OP, codec.uint(o.op),
+            Keys.PV, codec.NULL if o.prev_id is None else codec.bstr(o.prev_id),
+            Keys.TP, codec.bstr(o.topic_id),
+            Keys.UT, codec.uint(o.update_time),
+        )
+    )  # fmt: skip
+
+
+def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
+    """Decode and verify one record.
+
+    With `signatures=False` (records read back from our own store) the
+    signature checks are skipped; every structural check still runs.
+
+    Raises:
+        MalformedOplogError: not canonical CBOR, a wrong type, an unknown or a
+            missing field.
+        OversizeError: the record, a field or a list is over its limit.
+        TimestampError, IntegrityError, SignatureError: see `verify_oplog`.
+    """
+    try:
+        # Canonical form is checked at the end, by re-encoding the record.
+        m = codec.loads_unchecked(data, max_size=MAX_OPLOG_SIZE)
+        codec.check_keys(m, _FIELDS, "oplog")
+        version = codec.get_int(m, "v", 0, 2**32)
+        if version != FORMAT_VERSION:
+            raise MalformedOplogError(f"unsupported format version {version}", field="v")
+        body = codec.get_bytes(m, "d", max_size=MAX_DATA_SIZE)
+        if not codec.is_canonical(body, max_size=MAX_DATA_SIZE):
+            raise MalformedOplogError("data is not canonical, plain CBOR", field="d")
+        oplog = Oplog(
+            version=version,
+            topic_id=codec.get_bytes(m, "tp", size=TOPIC_ID_SIZE),
+            oplog_id=codec.get_bytes(m, "id", size=OPLOG_ID_SIZE),
+            creator=codec.get_bytes(m, "cr", size=PEER_ID_SIZE),
+            create_time=codec.get_int(m, "ct", 0, MAX_TIME),
+            object_id=codec.get_bytes(m, "ob", max_size=MAX_OBJECT_ID_SIZE),
+            op=codec.get_int(m, "op", 0, MAX_OP),
+            prev_id=codec.get_optional_bytes(m, "pv", size=OPLOG_ID_SIZE),
+            data=body,
+            creator_sig=codec.get_bytes(m, "cs", size=SIGNATURE_SIZE),
+            master_sigs=_decode_sigs(codec.get_list(m, "ms", max_items=MAX_MASTER_SIGS), "ms"),
+            internal_sigs=_decode_sigs(codec.get_list(m, "is", max_items=MAX_INTERNAL_SIGS), "is"),
+            update_time=codec.get_int(m, "ut", 0, MAX_TIME),
+            hash=codec.get_bytes(m, "h", size=HASH_SIZE),
+        )
+    except codec.CBORFormatError as exc:
+        cls = OversizeError if exc.oversize else MalformedOplogError
+        raise cls(str(exc), field=exc.field) from None
+    if not oplog.object_id:
+        raise MalformedOplogError("must not be empty", field="ob")
+    if encode_oplog(oplog) != data:
+        raise MalformedOplogError("not in canonical (RFC 8949 deterministic) form")
+    verify_oplog(oplog, signatures=signatures)
+    return oplog
+
+
+def _decode_sigs(items: list[Any], field: str) -> tuple[Signature, ...]:
+    sigs = []
+    for item in items:
+        if type(item) is not list or len(item) != 3:
+            raise codec.CBORFormatError("a signature is [signer, time, signature]", field=field)
+        signer, time, sig = item
+        sigs.append(
+            Signature(
+                codec.as_bytes(signer, field, size=PEER_ID_SIZE),
+                codec.get_int({field: time}, field, 0, MAX_TIME),
+                codec.as_bytes(sig, field, size=SIGNATURE_SIZE),
+            )
+        )
+    return tuple(sigs)
