@@ -92,10 +92,13 @@ def reference_tree(leaves: Sequence[Leaf]) -> dict[tuple[int, int, int], tuple[A
 
 
 def stored_tree(store: Store, topic: TopicInfo) -> dict[tuple[int, int, int], tuple[Any, ...]]:
-    return {
-        (n.level, n.depth, n.start): (n.end, n.hash, n.children, n.leaves)
-        for n in store.tree(topic.topic_id)._s.all_nodes()
-    }
+    """Every stored node of the topic, read straight from the table."""
+    rows = store._conn.execute(
+        "SELECT level, depth, start_time, end_time, hash, children, leaves FROM nodes"
+        " WHERE topic=(SELECT topic FROM topics WHERE topic_id=?)",
+        (topic.topic_id,),
+    )
+    return {(r[0], r[1], r[2]): tuple(r[3:]) for r in rows}
 
 
 def leaves_of(oplogs: Sequence[Oplog]) -> list[Leaf]:
@@ -229,7 +232,7 @@ def test_crossing_the_split_threshold_both_ways(
     store.write_batch(topic.topic_id, deletes=[oplogs[0].oplog_id])
     node = tree.node_at(Level.HOUR, hour)
     assert node is not None and node.children == SPLIT_THRESHOLD
-    assert not [n for n in tree._s.all_nodes() if n.level is Level.SLICE]
+    assert not [key for key in stored_tree(store, topic) if key[0] == Level.SLICE]
     assert store.check(topic.topic_id) == []
 
 
@@ -269,6 +272,37 @@ def test_digest_tracks_content(alice: Identity, topic: TopicInfo, store: Store) 
     assert empty == merkle.topic_digest(topic.topic_id, [])
     put(store, topic, spread(alice, topic, [parse_iso("2025-02-02")]))
     assert tree.digest() != empty
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("UPDATE nodes SET hash=zeroblob(32) WHERE level=2", "SLICE node"),
+        ("UPDATE nodes SET leaves=leaves+1 WHERE level=3", "HOUR node"),
+        ("DELETE FROM nodes WHERE level=4", "missing DAY node"),
+        ("UPDATE nodes SET children=0 WHERE level=5", "MONTH node"),
+        ("DELETE FROM nodes WHERE level=6", "missing YEAR node"),
+        (
+            "INSERT INTO nodes SELECT topic, 2, 9, start_time, end_time, hash, 1, 1 FROM nodes"
+            " WHERE level=3 LIMIT 1",
+            "stray SLICE node",
+        ),
+        (
+            "DELETE FROM leaves WHERE (topic, time, oplog_id) IN"
+            " (SELECT topic, time, oplog_id FROM leaves LIMIT 1)",
+            "stale",
+        ),
+    ],
+)
+def test_check_finds_every_kind_of_damage(
+    alice: Identity, topic: TopicInfo, store: Store, damage: str, problem: str
+) -> None:
+    rng = random.Random(4)
+    put(store, topic, spread(alice, topic, mixed_times(rng, 40)))
+    assert store.check(topic.topic_id) == []
+    store._conn.execute(damage)
+    problems = store.check(topic.topic_id)
+    assert any(problem in p for p in problems), problems
 
 
 def test_extreme_times(alice: Identity, topic: TopicInfo, store: Store) -> None:

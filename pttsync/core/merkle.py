@@ -220,16 +220,23 @@ def build_tree(leaves: Sequence[Leaf]) -> list[Node]:
     by_hour: dict[int, list[Leaf]] = {}
     for leaf in leaves:
         by_hour.setdefault(hour_start(leaf.time), []).append(leaf)
-    level_nodes: list[Node] = [
+    hours = [
         build_bucket(Level.HOUR, 0, h, h + HOUR_NS, hl, out.append) for h, hl in by_hour.items()
     ]
-    for level in (Level.DAY, Level.MONTH, Level.YEAR):
+    return out + build_parents(hours)
+
+
+def build_parents(children: Sequence[Node]) -> list[Node]:
+    """The calendar nodes above `children` (nodes of one level, in time order)."""
+    out: list[Node] = []
+    level_nodes = list(children)
+    while level_nodes and level_nodes[0].level < Level.YEAR:
+        level = Level(level_nodes[0].level + 1)
         groups: dict[tuple[int, int], list[Node]] = {}
         for child in level_nodes:
             groups.setdefault(period(level, child.start), []).append(child)
-        level_nodes = []
-        for (start, end), kids in groups.items():
-            node = Node(
+        level_nodes = [
+            Node(
                 level,
                 0,
                 start,
@@ -238,8 +245,9 @@ def build_tree(leaves: Sequence[Leaf]) -> list[Node]:
                 len(kids),
                 sum(k.leaves for k in kids),
             )
-            out.append(node)
-            level_nodes.append(node)
+            for (start, end), kids in groups.items()
+        ]
+        out += level_nodes
     return out
 
 
@@ -258,7 +266,8 @@ class TreeStorage(Protocol):
     def delete_slices(self, min_depth: int, start: int, end: int) -> None: ...
     def nodes(self, level: Level, depth: int, start: int, end: int) -> list[Node]: ...
     def summaries(self, level: Level, start: int, end: int) -> list[tuple[bytes, int]]: ...
-    def all_nodes(self) -> list[Node]: ...
+    def nodes_between(self, start: int, end: int) -> list[Node]: ...
+    def active_days(self) -> list[int]: ...
     def leaves(self, start: int, end: int) -> list[Leaf]: ...
     def leaf_hashes(self, start: int, end: int) -> list[bytes]: ...
     def put_leaves(self, leaves: Sequence[Leaf]) -> None: ...
@@ -429,22 +438,42 @@ class MerkleTree:
         return topic_digest(self.topic_id, [y.hash for y in self.level_nodes(Level.YEAR)])
 
     def check(self) -> list[str]:
-        """Rebuild the tree from its leaves and list every stored node that differs."""
-        expected = {
-            (n.level, n.depth, n.start): n for n in build_tree(self._s.leaves(0, 2**63 - 1))
-        }
-        problems = []
-        for node in self._s.all_nodes():
-            want = expected.pop((node.level, node.depth, node.start), None)
-            if want is None:
-                problems.append(
-                    f"stray {node.level.name} node at {node.start} (depth {node.depth})"
-                )
-            elif want != node:
-                problems.append(
-                    f"{node.level.name} node at {node.start} (depth {node.depth}) is stale"
-                )
-        problems += [
-            f"missing {n.level.name} node at {n.start} (depth {n.depth})" for n in expected.values()
+        """Rebuild the tree from its leaves and list every stored node that differs.
+
+        Works one UTC day at a time, so memory is bounded by the busiest day,
+        not by the size of the topic.
+        """
+        problems: list[str] = []
+        for day in self._s.active_days():
+            start, end = day, day + DAY_NS
+            expected = _index(build_tree(self._s.leaves(start, end)), max_level=Level.DAY)
+            stored = _index(self._s.nodes_between(start, end), max_level=Level.DAY)
+            problems += _compare(expected, stored)
+        days = self._s.nodes(Level.DAY, 0, 0, _END)
+        above = [n for n in build_parents(days) if n.level > Level.DAY]
+        stored_above = [
+            n for level in (Level.MONTH, Level.YEAR) for n in self._s.nodes(level, 0, 0, _END)
         ]
-        return problems
+        return problems + _compare(_index(above), _index(stored_above))
+
+
+_END = 2**63 - 1
+_Key = tuple[int, int, int]
+
+
+def _index(nodes: Sequence[Node], max_level: Level = Level.YEAR) -> dict[_Key, Node]:
+    return {(n.level, n.depth, n.start): n for n in nodes if n.level <= max_level}
+
+
+def _compare(expected: dict[_Key, Node], stored: dict[_Key, Node]) -> list[str]:
+    problems = []
+    for key in sorted(set(expected) | set(stored)):
+        want, have = expected.get(key), stored.get(key)
+        where = f"{Level(key[0]).name} node at {key[2]} (depth {key[1]})"
+        if want is None:
+            problems.append(f"stray {where}")
+        elif have is None:
+            problems.append(f"missing {where}")
+        elif want != have:
+            problems.append(f"{where} is stale")
+    return problems

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .sqlite import Database, Row
+from .timeutil import DAY_NS
 
 # Deeper than any slice can go: an hour is 3.6e12 ns and each split divides by 16.
 _MAX_SLICE_DEPTH = 12
@@ -94,9 +95,27 @@ class SqliteTreeStorage:
         )
         return [(row[0], row[1]) for row in rows]
 
-    def all_nodes(self) -> list[Node]:
-        rows = self._db.all(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE topic=?", (self._t,))
-        return [_node(row) for row in rows]
+    def nodes_between(self, start: int, end: int) -> list[Node]:
+        """Every slice, hour and day node starting in [start, end)."""
+        found = []
+        for level, depths in (
+            (Level.SLICE, range(1, _MAX_SLICE_DEPTH + 1)),
+            (Level.HOUR, range(1)),
+            (Level.DAY, range(1)),
+        ):
+            for depth in depths:
+                found += self.nodes(level, depth, start, end)
+        return found
+
+    def active_days(self) -> list[int]:
+        """Start of every UTC day that has a leaf or a node below the day level."""
+        rows = self._db.all(
+            "SELECT DISTINCT time - time % ? FROM leaves WHERE topic=?"
+            " UNION SELECT DISTINCT start_time - start_time % ? FROM nodes"
+            " WHERE topic=? AND level<=? ORDER BY 1",
+            (DAY_NS, self._t, DAY_NS, self._t, int(Level.DAY)),
+        )
+        return [row[0] for row in rows]
 
     def leaves(self, start: int, end: int) -> list[Leaf]:
         rows = self._db.all(
