@@ -290,7 +290,7 @@ def test_digest_tracks_content(alice: Identity, topic: TopicInfo, store: Store) 
         (
             "DELETE FROM leaves WHERE (topic, time, oplog_id) IN"
             " (SELECT topic, time, oplog_id FROM leaves LIMIT 1)",
-            "stale",
+            "has no matching leaf",
         ),
     ],
 )
