@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .. import __version__
+from ..core.synthetic import DEFAULT_BATCH, MAX_BATCH
 from ..core.timeutil import parse_iso
 from ..errors import LocalError, PttsyncError, UsageError
 from . import commands, inspect
@@ -40,10 +41,10 @@ def _count(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
+def _batch(text: str) -> int:
     value = _count(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if not 1 <= value <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_BATCH:,}")
     return value
 
 
@@ -108,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="update times are before this, e.g. 2026-01-01",
     )
     p.add_argument("--seed", type=int, help="random seed (default: a random one, printed)")
-    p.add_argument("--batch", type=_positive, default=10000, help="oplogs per transaction")
+    p.add_argument(
+        "--batch",
+        type=_batch,
+        default=DEFAULT_BATCH,
+        help="oplogs per transaction (default: %(default)s)",
+    )
     p.add_argument(
         "--sign-workers",
         type=int,

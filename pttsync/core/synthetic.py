@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 # The document store's op codes arrive with the lifecycle work; PUT is 1 there too.
 OP_PUT = 1
-DEFAULT_BATCH = 5000
+DEFAULT_BATCH = 10_000
+MAX_BATCH = 200_000  # one transaction holds the batch in memory: about 1 KB an oplog
 _WORDS = [
     "sync",
     "merkle",
@@ -122,8 +123,8 @@ def populate(
     be signed while this one is finished and stored; the oplogs are the same
     either way.  `progress(done, count)` is called after every committed batch.
     """
-    if batch_size < 1:
-        raise UsageError("batch size must be at least 1")
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise UsageError(f"batch size must be between 1 and {MAX_BATCH:,}")
     store.topic(topic_id)  # fail before any work if the topic is unknown
     sign = sign or sign_inline(identity)
     drafts = synthetic_drafts(identity.peer_id, topic_id, count, start, end, seed)
