@@ -10,7 +10,6 @@ DIR/                  mode 0700
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from .core.identity import Identity
@@ -87,9 +86,6 @@ class DataDir:
     def open_store(self, *, synchronous: str = "FULL") -> Store:
         self.check()
         return Store.open(self.store_path, synchronous=synchronous)
-
-    def __fspath__(self) -> str:
-        return os.fspath(self.path)
 
 
 def select_topic(store: Store, text: str | None) -> TopicInfo:

@@ -12,7 +12,7 @@ from ..core.identity import peer_id_text
 from ..core.timeutil import to_iso
 
 if TYPE_CHECKING:
-    from ..core.merkle import Leaf, Node
+    from ..core.merkle import Node
     from ..core.oplog import Oplog, OplogStatus
 
 
@@ -45,10 +45,6 @@ def node_json(node: Node) -> dict[str, object]:
         "children": node.children,
         "leaves": node.leaves,
     }
-
-
-def leaf_json(leaf: Leaf) -> dict[str, object]:
-    return {"time": to_iso(leaf.time), "oplog_id": leaf.oplog_id.hex(), "hash": leaf.hash.hex()}
 
 
 def node_line(node: Node) -> str:

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .oplog import Draft, Oplog, OplogStatus, draft_oplog, finish_oplog
+from .oplog import Draft, OplogStatus, draft_oplog, finish_oplog
 from .store import BatchResult, Store
 from .timeutil import check_time
 
@@ -78,14 +78,6 @@ def synthetic_drafts(
             value={"seq": i, "seed": seed, "text": " ".join(rng.choices(_WORDS, k=3 + i % 8))},
             create_time=start + rng.randrange(span),
         )
-
-
-def synthetic_oplogs(
-    identity: Identity, topic_id: bytes, count: int, start: int, end: int, seed: int
-) -> Iterator[Oplog]:
-    """Yield `count` signed oplogs with create times uniform in [start, end)."""
-    for d in synthetic_drafts(identity.peer_id, topic_id, count, start, end, seed):
-        yield finish_oplog(d, identity.sign(d.message))
 
 
 SignBatch = Callable[[list[bytes]], "Future[list[bytes]]"]
