@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -371,6 +372,8 @@ def test_kill_9_during_gen_leaves_a_consistent_store(data: Path) -> None:
         stdout=subprocess.DEVNULL,
         text=True,
     )
+    deadline = threading.Timer(120, proc.kill)  # readline() must not wait forever
+    deadline.start()
     try:
         assert proc.stderr is not None
         lines = [proc.stderr.readline(), proc.stderr.readline()]  # two batches committed
@@ -378,6 +381,7 @@ def test_kill_9_during_gen_leaves_a_consistent_store(data: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
+        deadline.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=60)
