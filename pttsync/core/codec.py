@@ -124,14 +124,11 @@ def _encode(v: object, out: list[bytes], depth: int) -> None:
         case bool():  # before int: a bool is an int in Python, not in CBOR
             out.append(b"\xf5" if v else b"\xf4")
         case int():
-            out.append(head(0, v) if v >= 0 else head(1, -1 - v))
+            out.append(uint(v) if v >= 0 else head(1, -1 - v))
         case str():
-            raw = v.encode("utf-8")
-            out.append(head(3, len(raw)))
-            out.append(raw)
+            out.append(tstr(v))
         case bytes():
-            out.append(head(2, len(v)))
-            out.append(v)
+            out.append(bstr(v))
         case float():
             out.append(cbor2.dumps(v, canonical=True))  # the shortest exact float form
         case list():
@@ -160,17 +157,7 @@ def loads(data: bytes, *, max_size: int, max_depth: int = MAX_DEPTH) -> Any:
         CBORFormatError: the input is over `max_size`, is not well-formed, has
             trailing bytes, or is not the canonical encoding of its value.
     """
-    if len(data) > max_size:
-        raise CBORFormatError(f"{len(data)} bytes is over the limit of {max_size}", oversize=True)
-    try:
-        value = cbor2.loads(
-            data,
-            max_depth=max_depth,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-        )
-    except Exception as exc:  # cbor2 raises several types, all meaning "bad bytes"
-        raise CBORFormatError(f"not well-formed CBOR ({exc})") from None
+    value = loads_unchecked(data, max_size=max_size, max_depth=max_depth)
     try:
         again = dumps(value)
     except (TypeError, ValueError) as exc:  # tags, bignums, undefined...

@@ -166,6 +166,16 @@ def node_hash(level: Level, start: int, end: int, child_hashes: Sequence[bytes])
     return hashlib.sha256(body).digest()
 
 
+def make_node(
+    level: Level, depth: int, start: int, end: int, child_hashes: list[bytes], leaves: int
+) -> Node:
+    """A node over `child_hashes` (in key order) with `leaves` leaves underneath."""
+    return Node(
+        level, depth, start, end, node_hash(level, start, end, child_hashes),
+        len(child_hashes), leaves,
+    )  # fmt: skip
+
+
 def topic_digest(topic_id: bytes, year_hashes: Sequence[bytes]) -> bytes:
     """SHA-256 of `["pttsync/digest/1", topic ID, [year hashes]]`."""
     body = _DIGEST_PREFIX + codec.bstr(topic_id) + codec.array([codec.bstr(h) for h in year_hashes])
@@ -191,25 +201,9 @@ def build_bucket(
             if hi > lo:
                 kids.append(build_bucket(Level.SLICE, depth + 1, cs, ce, leaves[lo:hi], emit))
             lo = hi
-        node = Node(
-            level,
-            depth,
-            start,
-            end,
-            node_hash(level, start, end, [k.hash for k in kids]),
-            len(kids),
-            len(leaves),
-        )
+        node = make_node(level, depth, start, end, [k.hash for k in kids], len(leaves))
     else:
-        node = Node(
-            level,
-            depth,
-            start,
-            end,
-            node_hash(level, start, end, [leaf.hash for leaf in leaves]),
-            len(leaves),
-            len(leaves),
-        )
+        node = make_node(level, depth, start, end, [leaf.hash for leaf in leaves], len(leaves))
     emit(node)
     return node
 
@@ -236,15 +230,7 @@ def build_parents(children: Sequence[Node]) -> list[Node]:
         for child in level_nodes:
             groups.setdefault(period(level, child.start), []).append(child)
         level_nodes = [
-            Node(
-                level,
-                0,
-                start,
-                end,
-                node_hash(level, start, end, [k.hash for k in kids]),
-                len(kids),
-                sum(k.leaves for k in kids),
-            )
+            make_node(level, 0, start, end, [k.hash for k in kids], sum(k.leaves for k in kids))
             for (start, end), kids in groups.items()
         ]
         out += level_nodes
@@ -355,9 +341,7 @@ class MerkleTree:
             hashes = self._s.leaf_hashes(start, end)
             if len(hashes) != new:
                 raise StoreError(f"tree counts are inconsistent at {level.name} {start}")
-            leaf_form = Node(
-                level, depth, start, end, node_hash(level, start, end, hashes), new, new
-            )
+            leaf_form = make_node(level, depth, start, end, hashes, new)
             if plain is None:
                 self._s.put_node(leaf_form)
             else:
@@ -377,20 +361,16 @@ class MerkleTree:
             child = self._s.get_node(Level.SLICE, depth + 1, cs)
             self._update_bucket(Level.SLICE, depth + 1, cs, ce, a, r, child)
         kids = self._s.nodes(Level.SLICE, depth + 1, start, end)
-        self._put(level, depth, start, end, [k.hash for k in kids], sum(k.leaves for k in kids))
+        kid_hashes, kid_leaves = [k.hash for k in kids], sum(k.leaves for k in kids)
+        self._s.put_node(make_node(level, depth, start, end, kid_hashes, kid_leaves))
 
     def _refresh(self, level: Level, start: int, end: int) -> None:
         kids = self._s.summaries(Level(level - 1), start, end)
         if not kids:
             self._s.delete_node(level, 0, start)
             return
-        self._put(level, 0, start, end, [h for h, _ in kids], sum(n for _, n in kids))
-
-    def _put(
-        self, level: Level, depth: int, start: int, end: int, hashes: list[bytes], leaves: int
-    ) -> None:
-        h = node_hash(level, start, end, hashes)
-        self._s.put_node(Node(level, depth, start, end, h, len(hashes), leaves))
+        hashes, leaves = [h for h, _ in kids], sum(n for _, n in kids)
+        self._s.put_node(make_node(level, 0, start, end, hashes, leaves))
 
     # -- queries -------------------------------------------------------------
 

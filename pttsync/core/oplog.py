@@ -1,4 +1,4 @@
-"""The oplog record: content, signatures, hash, canonical encoding, strict decoding.
+"""The oplog record: content, ID, signatures, hash, co-signing, verification.
 
 Adapted from go-pttai's BaseOplog (docs/pip-11/oplog.md has the field table
 and every difference from go-pttai, with reasons):
@@ -19,7 +19,8 @@ and every difference from go-pttai, with reasons):
   changes with every new signature, which is why the Merkle tree sees
   co-signature differences.
 
-All of these are canonical CBOR (RFC 8949 deterministic encoding).
+All of these are canonical CBOR (RFC 8949 deterministic encoding).  The
+record's own encoding and strict decoding are in oplogcodec.py.
 """
 
 from __future__ import annotations
