@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
     from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x70747473  # "ptts"
 
 # Statements are split on ";", so comments inside must not contain one.
@@ -61,6 +61,20 @@ CREATE TABLE nodes (
     PRIMARY KEY (topic, level, depth, start_time)
 ) WITHOUT ROWID;
 """
+
+# Migrations: MIGRATIONS[v] takes a store from schema v to v + 1.  A new store
+# runs _SCHEMA and then every migration, so both paths give the same schema.
+MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: the time up to which each peer was last confirmed in sync (sync.md).
+    1: """
+CREATE TABLE sync_times (
+    topic INTEGER NOT NULL REFERENCES topics (topic),
+    peer  BLOB NOT NULL,
+    time  INTEGER NOT NULL,
+    PRIMARY KEY (topic, peer)
+) WITHOUT ROWID
+""",
+}
 
 Row = tuple[Any, ...]
 
@@ -114,7 +128,15 @@ class Database:
                 if statement.strip():
                     self.run(statement)
             self.run(f"PRAGMA application_id={APPLICATION_ID}")
-            self.run(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._migrate_from(1)
+
+    def _migrate_from(self, version: int) -> None:
+        """Run the migrations from `version` up, inside the caller's transaction."""
+        for v in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[v].split(";"):
+                if statement.strip():
+                    self.run(statement)
+        self.run(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def check_schema(self) -> None:
         app_id = self.one("PRAGMA application_id")
@@ -126,8 +148,11 @@ class Database:
                 f"{self.path} has schema version {version[0]}, written by a newer pttsync;"
                 f" this one reads up to version {SCHEMA_VERSION}"
             )
-        if version[0] < SCHEMA_VERSION:
+        if version[0] < 1:
             raise StoreError(f"{self.path} has schema version {version[0]}, which has no migration")
+        if version[0] < SCHEMA_VERSION:
+            with self.transaction():
+                self._migrate_from(version[0])
 
     def close(self) -> None:
         self.conn.close()

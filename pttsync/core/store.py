@@ -284,6 +284,66 @@ class Store:
             )
         return int(row[0]) if row else 0
 
+    # -- what sync reads and remembers ---------------------------------------------
+
+    def leaves_from(
+        self, topic_id: bytes, lo: tuple[int, bytes], end: int, limit: int
+    ) -> list[Leaf]:
+        """Up to `limit` leaves with key >= `lo` and time < `end`, in key order."""
+        rows = self._db.all(
+            "SELECT time, oplog_id, hash FROM leaves WHERE topic=?"
+            " AND (time, oplog_id) >= (?, ?) AND time<? ORDER BY time, oplog_id LIMIT ?",
+            (self._key(topic_id), lo[0], lo[1], min(end, _END), limit),
+        )
+        return [Leaf(*row) for row in rows]
+
+    def bodies(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The encoded records of the valid oplogs among `oplog_ids`, by ID."""
+        key = self._key(topic_id)
+        ids = list(oplog_ids)
+        found: dict[bytes, bytes] = {}
+        for i in range(0, len(ids), IN_CHUNK):
+            chunk = ids[i : i + IN_CHUNK]
+            for oid, body in self._db.all(
+                "SELECT oplog_id, body FROM oplogs WHERE topic=? AND status=3"
+                f" AND oplog_id IN ({','.join('?' * len(chunk))})",
+                (key, *chunk),
+            ):
+                found[oid] = body
+        return found
+
+    def existing(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, StoredOplog]:
+        """The stored copies (any status) of `oplog_ids`, by ID."""
+        key = self._key(topic_id)
+        ids = list(oplog_ids)
+        found: dict[bytes, StoredOplog] = {}
+        for i in range(0, len(ids), IN_CHUNK):
+            chunk = ids[i : i + IN_CHUNK]
+            for oid, body, status in self._db.all(
+                "SELECT oplog_id, body, status FROM oplogs WHERE topic=?"
+                f" AND oplog_id IN ({','.join('?' * len(chunk))})",
+                (key, *chunk),
+            ):
+                found[oid] = _stored((body, status))
+        return found
+
+    def sync_time(self, topic_id: bytes, peer: bytes) -> int:
+        """The time up to which `peer` was last confirmed in sync with us (0: never)."""
+        row = self._db.one(
+            "SELECT time FROM sync_times WHERE topic=? AND peer=?", (self._key(topic_id), peer)
+        )
+        return int(row[0]) if row else 0
+
+    def set_sync_time(self, topic_id: bytes, peer: bytes, time: int) -> None:
+        """Move a peer's sync time forward to `time`; it never moves back."""
+        key = self._key(topic_id)
+        with self._db.transaction():
+            self._db.run(
+                "INSERT INTO sync_times (topic, peer, time) VALUES (?, ?, ?)"
+                " ON CONFLICT (topic, peer) DO UPDATE SET time=max(time, excluded.time)",
+                (key, peer, time),
+            )
+
     # -- the tree ----------------------------------------------------------------
 
     def tree(self, topic_id: bytes) -> MerkleTree:
@@ -320,6 +380,9 @@ class Store:
             )
         ]
         return problems + self.tree(topic_id).check()
+
+
+_END = 2**63 - 1
 
 
 def _stored(row: Row) -> StoredOplog:

@@ -1,0 +1,220 @@
+"""HandleOplogs: PIP-11's three stages for valid oplogs arriving from a peer.
+
+1. **Pre-process**, per oplog: decode and verify (structure, ID, hash and
+   every signature), the topic check, the future-timestamp check with a
+   clock-skew tolerance, and the previous-log check.
+2. **Process**: select-existing against the stored copy, then save every
+   accepted oplog of the batch in one store transaction.
+3. **Post-process**: hand the oplogs that are new here to the push path
+   (the `on_new` callback).
+
+Unlike go-pttai (reference §5.2), one bad oplog never sinks its batch: it is
+rejected on its own, reported in the result (the session counts it against
+the peer that sent it), and the valid ones are kept.  An oplog whose
+previous log is not here yet is not an error either: it waits in a bounded
+buffer and is saved as soon as its previous log is, in this batch or a
+later one.
+
+Validity policy until the lifecycle issue: every oplog that passes these
+checks is stored as VALID.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidOplogError, TimestampError
+from .oplog import Oplog, OplogStatus
+from .oplogcodec import decode_oplog
+from .timeutil import NS_PER_SECOND
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from .store import Store, StoredOplog
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLOCK_SKEW = 300 * NS_PER_SECOND
+"""How far in the future (by our clock) an oplog's update time may be."""
+
+MAX_WAITING = 4096
+"""Oplogs held while their previous log is missing; the oldest go first."""
+
+
+class ForeignTopicError(InvalidOplogError):
+    """An oplog of another topic arrived in this topic's sync (the whole message is refused)."""
+
+
+@dataclass(slots=True)
+class HandleResult:
+    """What one HandleOplogs call did."""
+
+    added: list[Oplog] = field(default_factory=list)  # new here, now stored
+    replaced: list[Oplog] = field(default_factory=list)  # won select-existing over our copy
+    unchanged: int = 0  # identical to, or lost to, the copy we hold
+    waiting: int = 0  # held until their previous log arrives
+    rejected: list[str] = field(default_factory=list)  # one reason per rejected oplog
+
+    @property
+    def stored(self) -> list[Oplog]:
+        return self.added + self.replaced
+
+
+def select_existing(incoming: Oplog, stored: Oplog) -> bool:
+    """True if `incoming` should replace `stored` (both valid copies of one oplog).
+
+    The earlier update time wins, then the smaller hash: every peer picks the
+    same copy whatever order the copies arrive in.
+    """
+    return (incoming.update_time, incoming.hash) < (stored.update_time, stored.hash)
+
+
+class OplogHandler:
+    """HandleOplogs for one topic of one store.
+
+    `on_new` receives the oplogs each call stored (new or replacing), after
+    they are durably saved.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        topic_id: bytes,
+        *,
+        clock_skew: int = DEFAULT_CLOCK_SKEW,
+        on_new: Callable[[list[Oplog]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.topic_id = topic_id
+        self.clock_skew = clock_skew
+        self.on_new = on_new
+        # Oplogs waiting for their previous log, oldest first, and an index by that log.
+        self._waiting: OrderedDict[bytes, Oplog] = OrderedDict()
+        self._by_prev: dict[bytes, set[bytes]] = {}
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def decode(self, raw: Iterable[bytes], now: int) -> tuple[list[Oplog], list[str]]:
+        """Pre-process: decode, verify, topic and future checks.
+
+        Returns the good oplogs and one reason per rejected record.
+
+        Raises:
+            ForeignTopicError: a record belongs to another topic; nothing of
+                the batch may be stored.
+        """
+        good: list[Oplog] = []
+        rejected: list[str] = []
+        limit = now + self.clock_skew
+        for data in raw:
+            try:
+                oplog = decode_oplog(data)
+                if oplog.topic_id != self.topic_id:
+                    raise ForeignTopicError(
+                        f"oplog {oplog.oplog_id.hex()[:16]} belongs to topic"
+                        f" {oplog.topic_id.hex()[:16]}, not {self.topic_id.hex()[:16]}"
+                    )
+                if oplog.update_time > limit:
+                    raise TimestampError(
+                        f"update time is {(oplog.update_time - now) / NS_PER_SECOND:.0f} s"
+                        " in the future, beyond the clock-skew tolerance",
+                        field="ut",
+                    )
+            except ForeignTopicError:
+                raise
+            except InvalidOplogError as exc:
+                rejected.append(str(exc))
+                continue
+            good.append(oplog)
+        return good, rejected
+
+    def handle(self, raw: Sequence[bytes], now: int) -> HandleResult:
+        """HandleOplogs on encoded records from a peer.
+
+        Raises:
+            ForeignTopicError: see `decode`; nothing was stored.
+        """
+        good, rejected = self.decode(raw, now)
+        result = self.handle_decoded(good)
+        result.rejected = rejected + result.rejected
+        return result
+
+    def handle_decoded(self, oplogs: Sequence[Oplog]) -> HandleResult:
+        """Process and post-process oplogs that passed pre-processing."""
+        result = HandleResult()
+        wanted = {o.oplog_id for o in oplogs} | {o.prev_id for o in oplogs if o.prev_id}
+        known = self.store.existing(self.topic_id, wanted)
+        batch: dict[bytes, Oplog] = {}  # the copy to save, by ID
+        queue = deque(oplogs)
+        while queue:
+            oplog = queue.popleft()
+            prev = oplog.prev_id
+            if prev is not None and prev not in batch and prev not in known:
+                self._wait(oplog)
+                continue
+            self._select(oplog, known.get(oplog.oplog_id), batch, result)
+            queue.extend(self._release(oplog.oplog_id))
+        if batch:
+            self.store.write_batch(self.topic_id, [(o, OplogStatus.VALID) for o in batch.values()])
+        added = [o for o in batch.values() if o.oplog_id not in known]
+        replaced = [o for o in batch.values() if o.oplog_id in known]
+        result.added, result.replaced = added, replaced
+        result.waiting = sum(1 for o in oplogs if o.oplog_id in self._waiting)
+        if batch and self.on_new is not None:
+            self.on_new(result.stored)
+        return result
+
+    def _select(
+        self,
+        oplog: Oplog,
+        held: StoredOplog | None,
+        batch: dict[bytes, Oplog],
+        result: HandleResult,
+    ) -> None:
+        """Select-existing: decide whether `oplog` is the copy to keep."""
+        oid = oplog.oplog_id
+        if oid in batch:
+            current, valid = batch[oid], True
+        elif held is not None:
+            current, valid = held.oplog, held.status == OplogStatus.VALID
+        else:
+            batch[oid] = oplog
+            return
+        if valid and current.hash == oplog.hash:
+            result.unchanged += 1
+        elif not valid or select_existing(oplog, current):
+            batch[oid] = oplog
+        else:
+            result.unchanged += 1
+
+    def _wait(self, oplog: Oplog) -> None:
+        """Hold an oplog until its previous log is stored."""
+        assert oplog.prev_id is not None
+        oid = oplog.oplog_id
+        if oid in self._waiting:
+            self._waiting.move_to_end(oid)
+        self._waiting[oid] = oplog
+        self._by_prev.setdefault(oplog.prev_id, set()).add(oid)
+        while len(self._waiting) > MAX_WAITING:
+            old = self._waiting.popitem(last=False)[1]
+            self._forget(old)
+            log.debug("dropped oplog %s waiting for its previous log", old.oplog_id.hex()[:16])
+
+    def _release(self, prev_id: bytes) -> list[Oplog]:
+        """The waiting oplogs whose previous log is `prev_id`, taken out of the buffer."""
+        found = (self._waiting.pop(oid, None) for oid in sorted(self._by_prev.pop(prev_id, ())))
+        return [o for o in found if o is not None]
+
+    def _forget(self, oplog: Oplog) -> None:
+        assert oplog.prev_id is not None
+        ids = self._by_prev.get(oplog.prev_id)
+        if ids is not None:
+            ids.discard(oplog.oplog_id)
+            if not ids:
+                del self._by_prev[oplog.prev_id]

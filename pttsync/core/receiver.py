@@ -1,0 +1,267 @@
+"""The receiver: the side that answers a sync round.
+
+It answers every request, and never silently: a round it will not serve
+gets a SyncOplogReject saying why (go-pttai's receiver ignored a requester
+with a newer sync time, §8.1).  Every reply is chunked under the frame limit
+and its last message has `last` set, so the requester knows when a request
+is fully answered.
+
+Replays: a SyncOplog must carry a round ID this receiver has not seen
+recently, and the requests of a round must carry increasing sequence
+numbers.  Anything else is a RemoteProtocolError.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ..errors import RemoteProtocolError
+from .handle import ForeignTopicError
+from .merkle import Level
+from .messages import (
+    MAX_ITEMS,
+    MAX_WANT,
+    ForceSyncOplogByMerkle,
+    ForceSyncOplogByMerkleAck,
+    ForceSyncOplogByOplogAck,
+    Item,
+    Key,
+    Message,
+    RejectCode,
+    SyncOplog,
+    SyncOplogAck,
+    SyncOplogNewOplogs,
+    SyncOplogNewOplogsAck,
+    SyncOplogReject,
+    SyncPendingOplog,
+    SyncPendingOplogAck,
+)
+from .session import Role, State, SyncStats, check_accepts, pack_bodies, pack_items
+from .syncview import (
+    Ref,
+    child_ref,
+    diff_children,
+    diff_leaves,
+    list_digest,
+    node_range,
+    verify_item,
+    window_digest,
+)
+from .timeutil import MAX_TIME, hour_start
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .session import SyncContext
+
+_END = MAX_TIME + 1
+RECENT_ROUNDS = 64
+
+
+class Receiver:
+    """Answers sync rounds from one peer on one topic."""
+
+    role = Role.RECEIVER
+
+    def __init__(self, ctx: SyncContext, peer: bytes) -> None:
+        self.ctx = ctx
+        self.peer = peer
+        self.state = State.IDLE
+        self.stats = SyncStats()
+        self.round = b""
+        self._seq = 0
+        self._recent: deque[bytes] = deque(maxlen=RECENT_ROUNDS)
+
+    def receive(self, msg: Message, now: int) -> list[Message]:
+        """Handle one request; returns the reply messages (never none).
+
+        Raises:
+            RemoteProtocolError: the request breaks the protocol.  Nothing of
+                that message is stored; the peer should be closed or penalised.
+        """
+        self.stats.messages_received += 1
+        check_accepts(self.role, self.state, msg)
+        if msg.topic != self.ctx.topic_id:
+            raise RemoteProtocolError(f"{type(msg).__name__} is for another topic")
+        if isinstance(msg, SyncOplog):
+            if msg.round in self._recent:
+                raise RemoteProtocolError("SyncOplog repeats a recent round ID (replayed?)")
+            self._recent.append(msg.round)
+            self.round, self._seq = msg.round, msg.seq
+            self.state = State.SERVING
+            self.stats.rounds += 1
+        elif msg.round != self.round or msg.seq <= self._seq:
+            raise RemoteProtocolError(f"{type(msg).__name__} is stale or replayed")
+        self._seq = msg.seq
+        match msg:
+            case SyncOplog():
+                out = self._on_sync_oplog(msg)
+            case SyncOplogNewOplogs():
+                out = self._on_new_oplogs(msg, now)
+            case ForceSyncOplogByMerkle():
+                out = self._on_force_sync(msg)
+            case SyncPendingOplog():
+                out = self._on_pending(msg, now)
+            case _:  # pragma: no cover (check_accepts let only requests through)
+                raise RemoteProtocolError(f"unexpected {type(msg).__name__}")
+        out[-1] = replace(out[-1], last=True)  # type: ignore[call-arg]
+        self.stats.count_sent(out)
+        return out
+
+    def reject(self, msg: Message, code: RejectCode, reason: str) -> SyncOplogReject:
+        """A SyncOplogReject answering `msg` (for the shell: unknown topic, busy)."""
+        return SyncOplogReject(msg.topic, msg.round, msg.seq, code, reason[:200])
+
+    # -- requests ----------------------------------------------------------------
+
+    def _on_sync_oplog(self, msg: SyncOplog) -> list[Message]:
+        t = msg.to_sync_time
+        view = self.ctx.view
+        nodes = view.tree_list(t)
+        list_differs = list_digest(nodes) != msg.list_digest
+        window_differs = window_digest(view.leaves(hour_start(t), _END)) != msg.window_digest
+        first = SyncOplogAck(
+            msg.topic, msg.round, msg.seq, list_differs,
+            tuple(nodes) if list_differs else (), None, None, (), False,
+            self.ctx.has_pending(), False,
+        )  # fmt: skip
+        if not window_differs:
+            return [first]
+        return [first, *self._listing(msg, (hour_start(t), b""))]
+
+    def _listing(self, msg: Message, lo: Key) -> list[Message]:
+        """SyncOplogAck chunks of my leaves from key `lo`, up to the listing budget."""
+        cfg = self.ctx.config
+        out: list[Message] = []
+        listed = 0
+        while True:
+            leaves = self.ctx.store.leaves_from(self.ctx.topic_id, lo, _END, cfg.list_chunk + 1)
+            hi = leaves[cfg.list_chunk].key if len(leaves) > cfg.list_chunk else None
+            chunk = tuple(leaves[: cfg.list_chunk])
+            listed += len(chunk)
+            more = hi is not None and listed >= cfg.list_budget
+            out.append(
+                SyncOplogAck(
+                    msg.topic, msg.round, msg.seq, False, (), lo, hi, chunk, more, False, False
+                )
+            )
+            if hi is None or more:
+                return out
+            lo = hi
+
+    def _on_new_oplogs(self, msg: SyncOplogNewOplogs, now: int) -> list[Message]:
+        self._handle(msg.oplogs, now)
+        store, topic = self.ctx.store, self.ctx.topic_id
+        bodies = store.bodies(topic, msg.want)
+        found = [bodies[oid] for oid in msg.want if oid in bodies]
+        nxt: Key | None = None
+        if msg.want_ranges:
+            more, nxt = self._ranges(msg.want_ranges)
+            found += more
+        groups = pack_bodies(found) or [[]]
+        out: list[Message] = [
+            SyncOplogNewOplogsAck(msg.topic, msg.round, msg.seq, tuple(g), None, False)
+            for g in groups
+        ]
+        out[-1] = replace(out[-1], next=nxt)  # type: ignore[call-arg]
+        if msg.cont is not None:
+            if msg.cont < (0, b""):
+                raise RemoteProtocolError("listing continuation is out of range")
+            out += self._listing(msg, msg.cont)
+        return out
+
+    def _ranges(self, ranges: Sequence[tuple[int, int, Key]]) -> tuple[list[bytes], Key | None]:
+        """My records in the ranges (in order) up to the reply budget, and where to go on."""
+        store, topic = self.ctx.store, self.ctx.topic_id
+        out: list[bytes] = []
+        size = 0
+        for _start, end, lo in ranges:
+            key = lo
+            while True:
+                leaves = store.leaves_from(topic, key, end, 257)
+                bodies = store.bodies(topic, [x.oplog_id for x in leaves[:256]])
+                for leaf in leaves[:256]:
+                    body = bodies.get(leaf.oplog_id)
+                    if body is None:
+                        continue
+                    if out and size + len(body) > self.ctx.config.reply_budget:
+                        return out, leaf.key
+                    out.append(body)
+                    size += len(body)
+                if len(leaves) <= 256:
+                    break
+                key = leaves[256].key
+        return out, None
+
+    def _on_force_sync(self, msg: ForceSyncOplogByMerkle) -> list[Message]:
+        items: list[Item] = []
+        send: list[bytes] = []
+        want: list[bytes] = []
+        for theirs in msg.items:
+            verify_item(theirs)
+            self._compare(theirs, items, send, want)
+        out: list[Message] = [
+            ForceSyncOplogByMerkleAck(msg.topic, msg.round, msg.seq, tuple(g), False)
+            for g in pack_items(items, MAX_ITEMS)
+        ]
+        if send or want:
+            bodies = self.ctx.store.bodies(self.ctx.topic_id, send)
+            groups = pack_bodies(bodies[oid] for oid in send if oid in bodies) or [[]]
+            wants = [want[i : i + MAX_WANT] for i in range(0, len(want), MAX_WANT)] or [[]]
+            for i in range(max(len(groups), len(wants))):
+                g = groups[i] if i < len(groups) else []
+                w = wants[i] if i < len(wants) else []
+                out.append(
+                    ForceSyncOplogByOplogAck(
+                        msg.topic, msg.round, msg.seq, tuple(g), tuple(w), False
+                    )
+                )
+        return out or [ForceSyncOplogByMerkleAck(msg.topic, msg.round, msg.seq, (), False)]
+
+    def _compare(
+        self, theirs: Item, items: list[Item], send: list[bytes], want: list[bytes]
+    ) -> None:
+        """Compare the requester's view of a node with mine; collect what to answer."""
+        view = self.ctx.view
+        ref: Ref = theirs.ref
+        mine = view.item(ref)
+        if mine.hash == theirs.hash:
+            return
+        if theirs.hash is None or mine.hash is None:
+            items.append(mine)  # it lacks the node, or I do: it fetches or pushes the range
+            return
+        if theirs.leaf_children:
+            if not mine.leaf_children:
+                items.append(mine)  # mine is split: it compares against my slices
+                return
+            start, end = node_range(*ref)
+            s, w = diff_leaves(view.leaves(start, end), theirs.children)  # type: ignore[arg-type]
+            send += s
+            want += w
+            return
+        calendar = theirs.level > Level.HOUR
+        kids = mine.children if calendar else view.slice_view(ref)
+        for start, my_hash, _ in diff_children(kids, theirs.children):  # type: ignore[arg-type]
+            child = child_ref(ref, start)
+            if my_hash is None:
+                items.append(Item(Level(child[0]), child[1], start, None, False, ()))
+            else:
+                items.append(view.item(child))
+
+    def _on_pending(self, msg: SyncPendingOplog, now: int) -> list[Message]:
+        result = self.ctx.handle_pending(msg.oplogs, now)
+        self.stats.count_handled(len(msg.oplogs), result)
+        self.state = State.IDLE
+        mine = pack_bodies(self.ctx.pending_for_peer()) or [[]]
+        return [SyncPendingOplogAck(msg.topic, msg.round, msg.seq, tuple(g), False) for g in mine]
+
+    def _handle(self, oplogs: Sequence[bytes], now: int) -> None:
+        if not oplogs:
+            return
+        try:
+            result = self.ctx.handler.handle(oplogs, now)
+        except ForeignTopicError as exc:
+            raise RemoteProtocolError(str(exc)) from exc
+        self.stats.count_handled(len(oplogs), result)

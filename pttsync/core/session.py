@@ -1,0 +1,227 @@
+"""The sync session: what the requester and the receiver share.
+
+A sync round runs between a **requester** (requester.py), which drives it,
+and a **receiver** (receiver.py), which only answers.  Both are sans-I/O:
+`receive(message, now) -> messages to send`, with the current time passed
+in, in the style of h11.  The shell moves the messages (TCP, the simulator's
+memory streams, or the in-process driver in localsync.py).
+
+This module holds the configuration, the states, the transition table
+(every (role, state, message type) the protocol allows), the counters, and
+the helpers both roles use to chunk replies under the frame limit.
+docs/pip-11/sync.md describes the flows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from ..errors import RemoteProtocolError
+from .frames import MAX_FRAME_SIZE
+from .handle import DEFAULT_CLOCK_SKEW, HandleResult, OplogHandler
+from .messages import Item, Message, MsgType
+from .oplog import OplogStatus
+from .oplogcodec import encode_oplog
+from .syncview import TreeView
+from .timeutil import HOUR_NS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from .store import Store
+
+MAX_BODY = MAX_FRAME_SIZE - 16 * 1024
+"""Bytes of records or items put in one message; the rest of a frame is envelope."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """Tunables of a sync session (docs/pip-11/sync.md gives the reasons)."""
+
+    clock_skew: int = DEFAULT_CLOCK_SKEW  # future tolerance for update times
+    sync_offset: int = HOUR_NS  # T = sync time - offset (PIP-11's 1-hour offset)
+    max_window: int = 24 * HOUR_NS  # T is never more than this (+ offset) before now
+    pipeline: int = 8  # requests the requester keeps in flight
+    reply_budget: int = 1024 * 1024  # bytes of oplogs one range reply may carry
+    list_chunk: int = 2048  # leaves in one SyncOplogAck chunk
+    list_budget: int = 8192  # leaves one reply lists before asking to continue
+    want_per_request: int = 128  # oplog IDs asked for in one request
+    max_pending_sent: int = 256  # pending oplogs offered in one postsync
+    max_queued: int = 1_000_000  # nodes, IDs and ranges queued in one round
+
+
+class Role(Enum):
+    REQUESTER = "requester"
+    RECEIVER = "receiver"
+
+
+class State(Enum):
+    IDLE = "idle"  # no round (a receiver waiting for SyncOplog)
+    SYNCING = "syncing"  # requester: the tree and window comparison is running
+    POSTSYNC = "postsync"  # requester: waiting for SyncPendingOplogAck
+    SERVING = "serving"  # receiver: answering a round
+    DONE = "done"  # requester: the round finished
+    FAILED = "failed"  # the round ended with a protocol error or a rejection
+
+
+_REPLIES = frozenset(
+    {
+        MsgType.SYNC_OPLOG_ACK,
+        MsgType.SYNC_OPLOG_NEW_OPLOGS_ACK,
+        MsgType.FORCE_SYNC_OPLOG_BY_MERKLE_ACK,
+        MsgType.FORCE_SYNC_OPLOG_BY_OPLOG_ACK,
+        MsgType.SYNC_OPLOG_REJECT,
+    }
+)
+_REQUESTS = frozenset(
+    {
+        MsgType.SYNC_OPLOG_NEW_OPLOGS,
+        MsgType.FORCE_SYNC_OPLOG_BY_MERKLE,
+        MsgType.SYNC_PENDING_OPLOG,
+    }
+)
+
+ACCEPTS: dict[tuple[Role, State], frozenset[MsgType]] = {
+    (Role.REQUESTER, State.IDLE): frozenset(),
+    (Role.REQUESTER, State.SYNCING): _REPLIES,
+    (Role.REQUESTER, State.POSTSYNC): frozenset(
+        {MsgType.SYNC_PENDING_OPLOG_ACK, MsgType.SYNC_OPLOG_REJECT}
+    ),
+    (Role.REQUESTER, State.DONE): frozenset(),
+    (Role.REQUESTER, State.FAILED): frozenset(),
+    (Role.RECEIVER, State.IDLE): frozenset({MsgType.SYNC_OPLOG}),
+    (Role.RECEIVER, State.SERVING): _REQUESTS | {MsgType.SYNC_OPLOG},
+}
+"""The message types each role accepts in each state; anything else is a protocol error."""
+
+REPLY_TYPES: dict[MsgType, frozenset[MsgType]] = {
+    MsgType.SYNC_OPLOG: frozenset({MsgType.SYNC_OPLOG_ACK, MsgType.SYNC_OPLOG_REJECT}),
+    MsgType.SYNC_OPLOG_NEW_OPLOGS: frozenset(
+        {MsgType.SYNC_OPLOG_NEW_OPLOGS_ACK, MsgType.SYNC_OPLOG_ACK, MsgType.SYNC_OPLOG_REJECT}
+    ),
+    MsgType.FORCE_SYNC_OPLOG_BY_MERKLE: frozenset(
+        {
+            MsgType.FORCE_SYNC_OPLOG_BY_MERKLE_ACK,
+            MsgType.FORCE_SYNC_OPLOG_BY_OPLOG_ACK,
+            MsgType.SYNC_OPLOG_REJECT,
+        }
+    ),
+    MsgType.SYNC_PENDING_OPLOG: frozenset(
+        {MsgType.SYNC_PENDING_OPLOG_ACK, MsgType.SYNC_OPLOG_REJECT}
+    ),
+}
+"""For each request type, the message types that may answer it."""
+
+
+def check_accepts(role: Role, state: State, msg: Message) -> None:
+    """Raise RemoteProtocolError if `msg` is out of order for (role, state)."""
+    if msg.TYPE not in ACCEPTS.get((role, state), frozenset()):
+        raise RemoteProtocolError(
+            f"{type(msg).__name__} is out of order for a {role.value} in state {state.value}"
+        )
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """What one side of a session did (counted over all its rounds)."""
+
+    rounds: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+    oplogs_sent: int = 0
+    oplog_bytes_sent: int = 0
+    oplogs_received: int = 0  # records received, before checks
+    oplogs_stored: int = 0  # stored as new or as the winning copy
+    rejected: int = 0  # records refused as invalid
+    faults: list[str] = field(default_factory=list)  # why, most recent last (bounded)
+
+    def count_sent(self, messages: Sequence[Message]) -> None:
+        self.messages_sent += len(messages)
+        for m in messages:
+            oplogs = getattr(m, "oplogs", ())
+            self.oplogs_sent += len(oplogs)
+            self.oplog_bytes_sent += sum(len(o) for o in oplogs)
+
+    def count_handled(self, received: int, result: HandleResult) -> None:
+        self.oplogs_received += received
+        self.oplogs_stored += len(result.stored)
+        self.rejected += len(result.rejected)
+        self.faults = (self.faults + result.rejected)[-32:]
+
+
+class SyncContext:
+    """One topic of one store, as every session of that topic sees it."""
+
+    def __init__(
+        self,
+        store: Store,
+        topic_id: bytes,
+        *,
+        config: SyncConfig | None = None,
+        handler: OplogHandler | None = None,
+    ) -> None:
+        self.store = store
+        self.topic_id = topic_id
+        self.config = config or SyncConfig()
+        self.view = TreeView(store, topic_id)
+        self.handler = handler or OplogHandler(store, topic_id, clock_skew=self.config.clock_skew)
+
+    def has_pending(self) -> bool:
+        return any(
+            self.store.count(self.topic_id, s) > 0
+            for s in (OplogStatus.PENDING, OplogStatus.INTERNAL_PENDING)
+        )
+
+    def pending_for_peer(self) -> list[bytes]:
+        """The pending oplogs offered in postsync (the lifecycle issue narrows this to signers)."""
+        limit = self.config.max_pending_sent
+        oplogs = self.store.oplogs(self.topic_id, OplogStatus.PENDING, limit=limit)
+        return [encode_oplog(o) for o in oplogs]
+
+    def handle_pending(self, raw: Sequence[bytes], now: int) -> HandleResult:
+        """HandlePendingOplogs, as far as this issue goes: verify, and keep new ones as pending.
+
+        Integrating co-signatures, signing, quorum and expiry arrive with the
+        lifecycle issue; until then a pending oplog we already hold is left as is.
+        """
+        good, rejected = self.handler.decode(raw, now)
+        held = self.store.existing(self.topic_id, [o.oplog_id for o in good])
+        new = [o for o in good if o.oplog_id not in held]
+        if new:
+            self.store.write_batch(self.topic_id, [(o, OplogStatus.PENDING) for o in new])
+        return HandleResult(added=new, unchanged=len(good) - len(new), rejected=rejected)
+
+
+def pack_bodies(bodies: Iterable[bytes], limit: int = MAX_BODY) -> list[list[bytes]]:
+    """Group encoded records into lists that each fit in one message."""
+    groups: list[list[bytes]] = [[]]
+    size = 0
+    for body in bodies:
+        cost = len(body) + 5
+        if groups[-1] and size + cost > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(body)
+        size += cost
+    return [g for g in groups if g]
+
+
+def item_size(item: Item) -> int:
+    """An upper bound of an item's encoded size."""
+    return 64 + len(item.children) * (80 if item.leaf_children else 45)
+
+
+def pack_items(items: Iterable[Item], max_items: int, limit: int = MAX_BODY) -> list[list[Item]]:
+    """Group items into lists that each fit in one message."""
+    groups: list[list[Item]] = [[]]
+    size = 0
+    for item in items:
+        cost = item_size(item)
+        if groups[-1] and (size + cost > limit or len(groups[-1]) >= max_items):
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += cost
+    return [g for g in groups if g]

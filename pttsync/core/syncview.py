@@ -1,0 +1,250 @@
+"""What a sync session compares: tree lists, windows, node items, leaf diffs.
+
+Every node a session talks about is named by its ref, (level, depth, start);
+its end follows from the ref (`node_range`).  An `Item` is one side's view
+of a node with its direct children, in the node's natural shape: child
+nodes if it is split (calendar nodes always are), its leaves if it is an
+unsplit hour or slice.  When the two sides' shapes differ (one side's hour
+is split, the other's is not), the unsplit side compares against a *virtual*
+split of its own leaves (`slice_view`), which gives exactly the hashes a
+split tree with those leaves would hold.
+
+`verify_item` is the check against a lying peer: the children must lie
+inside the node, in order, and hash to the node's claimed hash, and that
+hash must be the one the peer claimed for the node one level up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from ..errors import RemoteProtocolError
+from . import codec
+from .merkle import (
+    CALENDAR_LEVELS,
+    FANOUT,
+    Leaf,
+    Level,
+    build_bucket,
+    is_split,
+    node_hash,
+    period,
+    slice_bounds,
+    slice_index,
+)
+from .messages import ChildRef, Item, ListNode
+from .timeutil import HOUR_NS, MAX_TIME, day_start, hour_start, month_start, year_start
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .store import Store
+
+Ref = tuple[int, int, int]
+"""A node's name: (level, depth, start)."""
+
+_LIST_PREFIX = codec.head(4, 2) + codec.tstr("pttsync/tree-list/1")
+_WINDOW_PREFIX = codec.head(4, 2) + codec.tstr("pttsync/window/1")
+MAX_SLICE_DEPTH = 12  # 3600 s / 16**12 is under a nanosecond
+
+
+def list_digest(nodes: Sequence[ListNode]) -> bytes:
+    """SHA-256 of `["pttsync/tree-list/1", [[level, start, hash], ...]]`."""
+    body = [
+        codec.array([codec.uint(n.level), codec.uint(n.start), codec.bstr(n.hash)]) for n in nodes
+    ]
+    return hashlib.sha256(_LIST_PREFIX + codec.array(body)).digest()
+
+
+def window_digest(leaves: Sequence[Leaf]) -> bytes:
+    """SHA-256 of `["pttsync/window/1", [leaf hash, ...]]` (a leaf hash covers its key)."""
+    body = codec.array([codec.bstr(leaf.hash) for leaf in leaves])
+    return hashlib.sha256(_WINDOW_PREFIX + body).digest()
+
+
+def node_range(level: int, depth: int, start: int) -> tuple[int, int]:
+    """The [start, end) a ref names.
+
+    Raises:
+        ValueError: the ref names no node (a misaligned start, a bad depth).
+    """
+    if level in CALENDAR_LEVELS:
+        if depth != 0:
+            raise ValueError(f"a {Level(level).name} node has depth 0")
+        s, e = period(Level(level), start)
+    elif level == Level.SLICE:
+        if not 1 <= depth <= MAX_SLICE_DEPTH:
+            raise ValueError(f"slice depth {depth} is out of range")
+        s, e = hour_start(start), hour_start(start) + HOUR_NS
+        for _ in range(depth):
+            if e - s < FANOUT:
+                raise ValueError("a slice that narrow is never made")
+            s, e = slice_bounds(s, e, slice_index(s, e, start))
+    else:
+        raise ValueError(f"level {level} has no nodes")
+    if s != start:
+        raise ValueError(f"{Level(level).name} nodes do not start at {start}")
+    return s, e
+
+
+def child_ref(parent: Ref, start: int) -> Ref:
+    """The ref of the child node of `parent` that starts at `start`."""
+    level, depth, _ = parent
+    if level in (Level.HOUR, Level.SLICE):
+        return (Level.SLICE, depth + 1, start)
+    return (level - 1, 0, start)
+
+
+def is_within(parent: Ref, ref: Ref) -> bool:
+    """True if `ref` is `parent` itself or one of its direct children."""
+    if ref == parent:
+        return True
+    try:
+        ps, pe = node_range(*parent)
+        cs, ce = node_range(*ref)
+    except ValueError:
+        return False
+    return ref == child_ref(parent, cs) and ps <= cs and ce <= pe
+
+
+def expected_list_level(to_sync_time: int, start: int) -> Level | None:
+    """The level a tree-list node starting at `start` must have for T (None: out of list)."""
+    t = to_sync_time
+    if start < year_start(t):
+        return Level.YEAR
+    if start < month_start(t):
+        return Level.MONTH
+    if start < day_start(t):
+        return Level.DAY
+    if start < hour_start(t):
+        return Level.HOUR
+    return None
+
+
+class TreeView:
+    """A topic's tree, read the way a sync session needs it."""
+
+    def __init__(self, store: Store, topic_id: bytes) -> None:
+        self.store = store
+        self.topic_id = topic_id
+        self.tree = store.tree(topic_id)
+        self._s = self.tree._s  # the storage, for node reads by ref
+
+    def tree_list(self, to_sync_time: int) -> list[ListNode]:
+        return [ListNode(n.level, n.start, n.hash) for n in self.tree.tree_list(to_sync_time)]
+
+    def leaves(self, start: int, end: int) -> list[Leaf]:
+        return self.tree.leaves(start, end)
+
+    def item(self, ref: Ref) -> Item:
+        """My view of a node, in its natural shape; hash None if I hold nothing there."""
+        level, depth, start = ref
+        s, e = node_range(level, depth, start)
+        lv = Level(level)
+        if lv in CALENDAR_LEVELS and lv is not Level.HOUR:
+            node = self._s.get_node(lv, 0, s)
+            if node is None:
+                return Item(lv, 0, s, None, False, ())
+            kids = self._s.nodes(Level(lv - 1), 0, s, e)
+            return Item(lv, 0, s, node.hash, False, tuple(ChildRef(k.start, k.hash) for k in kids))
+        node = self._s.get_node(lv, depth, s)
+        if node is not None and not is_split(s, e, node.leaves):
+            leaves = tuple(self._s.leaves(s, e))
+            return Item(lv, depth, s, node.hash, True, leaves)
+        if node is not None:
+            slices = self._s.nodes(Level.SLICE, depth + 1, s, e)
+            refs = tuple(ChildRef(k.start, k.hash) for k in slices)
+            return Item(lv, depth, s, node.hash, False, refs)
+        # Not stored: a slice of a bucket I hold unsplit, or nothing at all.
+        leaves = tuple(self._s.leaves(s, e))
+        if not leaves:
+            return Item(lv, depth, s, None, False, ())
+        if not is_split(s, e, len(leaves)):
+            return Item(lv, depth, s, node_hash(lv, s, e, [x.hash for x in leaves]), True, leaves)
+        refs = tuple(_virtual_slices(depth, s, e, leaves))
+        return Item(lv, depth, s, node_hash(lv, s, e, [r.hash for r in refs]), False, refs)
+
+    def slice_view(self, ref: Ref) -> list[ChildRef]:
+        """My children of an hour or slice as slices, split virtually if I hold it unsplit."""
+        level, depth, start = ref
+        s, e = node_range(level, depth, start)
+        node = self._s.get_node(Level(level), depth, s)
+        if node is not None and is_split(s, e, node.leaves):
+            return [ChildRef(k.start, k.hash) for k in self._s.nodes(Level.SLICE, depth + 1, s, e)]
+        return _virtual_slices(depth, s, e, self._s.leaves(s, e))
+
+
+def _virtual_slices(depth: int, start: int, end: int, leaves: Sequence[Leaf]) -> list[ChildRef]:
+    """The slices a split bucket over `leaves` (sorted) would have."""
+    out = []
+    lo = 0
+    for index in range(FANOUT):
+        cs, ce = slice_bounds(start, end, index)
+        hi = lo
+        while hi < len(leaves) and leaves[hi].time < ce:
+            hi += 1
+        if hi > lo:
+            node = build_bucket(Level.SLICE, depth + 1, cs, ce, leaves[lo:hi], lambda _n: None)
+            out.append(ChildRef(cs, node.hash))
+        lo = hi
+    return out
+
+
+def diff_children(
+    mine: Sequence[ChildRef], theirs: Sequence[ChildRef]
+) -> list[tuple[int, bytes | None, bytes | None]]:
+    """(start, my hash, their hash) of every child that differs or is on one side only."""
+    a = {c.start: c.hash for c in mine}
+    b = {c.start: c.hash for c in theirs}
+    return [(s, a.get(s), b.get(s)) for s in sorted(a.keys() | b.keys()) if a.get(s) != b.get(s)]
+
+
+def diff_leaves(mine: Sequence[Leaf], theirs: Sequence[Leaf]) -> tuple[list[bytes], list[bytes]]:
+    """(IDs of my oplogs they lack or hold differently, IDs of theirs I should fetch).
+
+    Leaves are compared by key *and* hash (go-pttai compared keys only, §8.7):
+    the same oplog with other co-signatures is a difference too.
+    """
+    a = {(x.time, x.oplog_id, x.hash) for x in mine}
+    b = {(x.time, x.oplog_id, x.hash) for x in theirs}
+    send = sorted({k[1] for k in a - b})
+    want = sorted({k[1] for k in b - a})
+    return send, want
+
+
+def verify_item(item: Item, claimed: bytes | None = None) -> None:
+    """Check a peer's item: a real node, children inside it and in order, hashes that add up.
+
+    Raises:
+        RemoteProtocolError: the item is inconsistent, or its hash is not the
+            one the peer claimed for the node before.
+    """
+    try:
+        s, e = node_range(item.level, item.depth, item.start)
+    except ValueError as exc:
+        raise RemoteProtocolError(f"item names no node: {exc}") from None
+    what = f"{item.level.name} node at {item.start}"
+    if item.hash is None:
+        if claimed is not None:
+            raise RemoteProtocolError(f"peer now claims to hold nothing in the {what}")
+        return
+    ref: Ref = (item.level, item.depth, item.start)
+    if item.leaf_children:
+        if item.level not in (Level.HOUR, Level.SLICE):
+            raise RemoteProtocolError(f"a {what} cannot have leaves as children")
+        keys = [(x.time, x.oplog_id) for x in item.children if isinstance(x, Leaf)]
+        if keys != sorted(set(keys)) or any(not s <= k[0] < min(e, MAX_TIME + 1) for k in keys):
+            raise RemoteProtocolError(f"leaves of the {what} are out of order or range")
+    else:
+        starts = [c.start for c in item.children if isinstance(c, ChildRef)]
+        if starts != sorted(set(starts)) or not all(
+            is_within(ref, child_ref(ref, c)) for c in starts
+        ):
+            raise RemoteProtocolError(f"children of the {what} are out of order or range")
+    if not item.children:
+        raise RemoteProtocolError(f"the {what} is present but has no children")
+    if node_hash(item.level, s, e, [c.hash for c in item.children]) != item.hash:
+        raise RemoteProtocolError(f"children of the {what} do not hash to the node's hash")
+    if claimed is not None and claimed != item.hash:
+        raise RemoteProtocolError(f"the {what} does not have the hash the peer claimed for it")
