@@ -33,9 +33,18 @@ class DataDir:
 
     @classmethod
     def init(
-        cls, path: Path | str, *, topic_name: str, now: int, nonce: bytes
+        cls,
+        path: Path | str,
+        *,
+        topic_name: str,
+        now: int,
+        nonce: bytes,
+        topic: TopicInfo | None = None,
     ) -> tuple[DataDir, Identity, TopicInfo]:
-        """Make a new identity and a new topic in a new (or empty) directory.
+        """Make a new identity and a topic in a new (or empty) directory.
+
+        The topic is a new one created by the new identity, or `topic` (an
+        existing topic, joined: `pttsync init --topic-of`).
 
         Raises:
             DataDirError: the directory already holds a peer, or is not a directory.
@@ -50,7 +59,8 @@ class DataDir:
         except OSError as exc:
             raise DataDirError(f"cannot create {d.path}: {exc.strerror}") from None
         identity = Identity.generate()
-        topic = new_topic(identity, name=topic_name, create_time=now, nonce=nonce)
+        if topic is None:
+            topic = new_topic(identity, name=topic_name, create_time=now, nonce=nonce)
         identity.save(d.key_path)
         try:
             with Store.open(d.store_path, create=True) as store:
@@ -82,6 +92,11 @@ class DataDir:
     def identity(self) -> Identity:
         self.check()
         return Identity.load(self.key_path)
+
+    def topic(self, text: str | None = None) -> TopicInfo:
+        """A topic of this directory's store (see `select_topic`)."""
+        with self.open_store() as store:
+            return select_topic(store, text)
 
     def open_store(self, *, synchronous: str = "FULL") -> Store:
         self.check()

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    joined = DataDir(args.topic_of).topic(args.topic) if args.topic_of else None
     d, identity, topic = DataDir.init(
-        args.data, topic_name=args.name, now=time.time_ns(), nonce=os.urandom(16)
+        args.data, topic_name=args.name, now=time.time_ns(), nonce=os.urandom(16), topic=joined
     )
     if args.json:
         emit_json(
@@ -33,7 +34,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     else:
         print(f"initialised {d.path}")
         print(f"peer id:  {identity.text}")
-        print(f"topic id: {topic.topic_id.hex()}  ({topic.name})")
+        how = f", joined from {args.topic_of}" if joined else ""
+        print(f"topic id: {topic.topic_id.hex()}  ({topic.name}{how})")
     return 0
 
 

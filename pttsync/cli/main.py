@@ -16,7 +16,7 @@ from .. import __version__
 from ..core.synthetic import DEFAULT_BATCH, MAX_BATCH
 from ..core.timeutil import parse_iso
 from ..errors import LocalError, PttsyncError, UsageError
-from . import commands, inspect
+from . import commands, inspect, sync
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,6 +45,13 @@ def _batch(text: str) -> int:
     value = _count(text)
     if not 1 <= value <= MAX_BATCH:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_BATCH:,}")
+    return value
+
+
+def _rounds(text: str) -> int:
+    value = _count(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be between 1 and 1000")
     return value
 
 
@@ -78,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_arg(p)
     p.add_argument("--name", default="main", help="the new topic's name (default: main)")
+    p.add_argument(
+        "--topic-of",
+        metavar="DIR",
+        help="join the topic of another local data directory instead of making a new one",
+    )
+    p.add_argument(
+        "--topic", metavar="ID", help="with --topic-of: which of DIR's topics (default: its first)"
+    )
     json_arg(p)
     p.set_defaults(func=commands.cmd_init)
 
@@ -124,6 +139,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     json_arg(p)
     p.set_defaults(func=commands.cmd_gen)
+
+    p = sub.add_parser(
+        "sync",
+        help="sync two local data directories through the PIP-11 session code",
+        description=(
+            "Run PIP-11 sync rounds between two data directories in this process (A"
+            " requests, B answers), through the same session code and wire format the"
+            " network uses, until both trees agree.  Prints round trips, bytes each way,"
+            " oplogs sent and received, and both digests.  Exits 1 if they do not converge."
+        ),
+    )
+    p.add_argument(
+        "--local", nargs=2, required=True, metavar=("A", "B"), help="the two data directories"
+    )
+    topic_arg(p)
+    p.add_argument(
+        "--max-rounds",
+        type=_rounds,
+        default=8,
+        help="give up after this many rounds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--now", type=_iso, metavar="ISO", help="the time both sides use (default: the clock)"
+    )
+    json_arg(p)
+    p.set_defaults(func=sync.cmd_sync)
 
     p = sub.add_parser(
         "inspect",

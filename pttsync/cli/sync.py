@@ -1,0 +1,68 @@
+"""`pttsync sync --local A B`: sync two data directories in one process."""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+from ..datadir import DataDir, select_topic
+from ..errors import UsageError
+from ..localsync import sync_local
+from .output import emit_json
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    dir_a, dir_b = DataDir(args.local[0]), DataDir(args.local[1])
+    if dir_a.path.resolve() == dir_b.path.resolve():
+        raise UsageError("A and B are the same data directory")
+    id_a, id_b = dir_a.identity(), dir_b.identity()
+    now = args.now if args.now is not None else time.time_ns()
+    with ExitStack() as stack:
+        store_a = stack.enter_context(dir_a.open_store())
+        store_b = stack.enter_context(dir_b.open_store())
+        topic = select_topic(store_a, args.topic)
+        if topic.topic_id not in {t.topic_id for t in store_b.topics()}:
+            raise UsageError(
+                f"{dir_b.path} does not hold topic {topic.topic_id.hex()[:16]}…"
+                f" (make it with: pttsync init --data DIR --topic-of {dir_a.path})"
+            )
+        started = time.perf_counter()
+        report = sync_local(
+            store_a,
+            store_b,
+            topic.topic_id,
+            peer_a=id_a.peer_id,
+            peer_b=id_b.peer_id,
+            now=now,
+            max_rounds=args.max_rounds,
+        )
+        seconds = time.perf_counter() - started
+        counts = (store_a.count(topic.topic_id), store_b.count(topic.topic_id))
+    result = report.as_json()
+    result.update(
+        topic_id=topic.topic_id.hex(),
+        seconds=round(seconds, 3),
+        oplogs_a=counts[0],
+        oplogs_b=counts[1],
+    )
+    if args.json:
+        emit_json(result)
+    else:
+        state = "converged" if report.converged else "NOT converged"
+        print(
+            f"{state} in {result['rounds']} round(s), {result['round_trips']} round trip(s),"
+            f" {seconds:.2f}s"
+        )
+        print(
+            f"A -> B: {result['bytes_a_to_b']:,} bytes, {result['oplogs_sent']:,} oplogs"
+            f" | B -> A: {result['bytes_b_to_a']:,} bytes, {result['oplogs_received']:,} oplogs"
+        )
+        print(f"A: {counts[0]:,} oplogs, digest {report.digest_a}")
+        print(f"B: {counts[1]:,} oplogs, digest {report.digest_b}")
+        if report.rejected:
+            print(f"{report.rejected} invalid oplog(s) were refused")
+    return 0 if report.converged else 1
