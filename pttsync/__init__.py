@@ -4,13 +4,21 @@ The public API is exactly what this module re-exports.  The layers:
 
 * `pttsync.core`: the sans-I/O core (records, Merkle tree, store); no trio,
   no sockets, no wall clock.
-* the shell (CLI, and later the network node and simulation) around it.
+  The sync session is here too: `Requester` and `Receiver` are driven by
+  `receive(message, now) -> messages`, over a `SyncContext` (a store's topic).
+* the shell (CLI, the in-process `sync_local`, and later the network node
+  and simulation) around it.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .core.frames import MAX_FRAME_SIZE as MAX_FRAME_SIZE
+from .core.frames import FrameReader as FrameReader
+from .core.frames import encode_frame as encode_frame
+from .core.handle import HandleResult as HandleResult
+from .core.handle import OplogHandler as OplogHandler
 from .core.identity import Identity as Identity
 from .core.identity import parse_peer_id as parse_peer_id
 from .core.identity import peer_id_text as peer_id_text
@@ -19,6 +27,9 @@ from .core.merkle import Leaf as Leaf
 from .core.merkle import Level as Level
 from .core.merkle import MerkleTree as MerkleTree
 from .core.merkle import Node as Node
+from .core.messages import Message as Message
+from .core.messages import decode_message as decode_message
+from .core.messages import encode_message as encode_message
 from .core.oplog import Draft as Draft
 from .core.oplog import Oplog as Oplog
 from .core.oplog import OplogStatus as OplogStatus
@@ -31,6 +42,11 @@ from .core.oplog import finish_oplog as finish_oplog
 from .core.oplog import verify_oplog as verify_oplog
 from .core.oplogcodec import decode_oplog as decode_oplog
 from .core.oplogcodec import encode_oplog as encode_oplog
+from .core.receiver import Receiver as Receiver
+from .core.requester import Requester as Requester
+from .core.session import SyncConfig as SyncConfig
+from .core.session import SyncContext as SyncContext
+from .core.session import SyncStats as SyncStats
 from .core.store import BatchResult as BatchResult
 from .core.store import Store as Store
 from .core.store import StoredOplog as StoredOplog
@@ -52,3 +68,5 @@ from .errors import SignatureError as SignatureError
 from .errors import StoreError as StoreError
 from .errors import TimestampError as TimestampError
 from .errors import UsageError as UsageError
+from .localsync import LocalSyncReport as LocalSyncReport
+from .localsync import sync_local as sync_local

@@ -267,12 +267,21 @@ class Store:
         self, topic_id: bytes, status: OplogStatus, *, since: int = 0, limit: int = 1000
     ) -> list[Oplog]:
         """Oplogs of one status with update time >= `since`, oldest first."""
+        # The status is written into the statement (it is an enum, not input) so
+        # that SQLite can use the partial index of not-yet-valid oplogs.
         rows = self._db.all(
-            "SELECT body, status FROM oplogs WHERE topic=? AND status=? AND update_time>=?"
-            " ORDER BY update_time, oplog_id LIMIT ?",
-            (self._key(topic_id), int(status), since, limit),
+            f"SELECT body, status FROM oplogs WHERE topic=? AND status={int(status)}"
+            " AND update_time>=? ORDER BY update_time, oplog_id LIMIT ?",
+            (self._key(topic_id), since, limit),
         )
         return [_stored(row).oplog for row in rows]
+
+    def has_pending(self, topic_id: bytes) -> bool:
+        """True if the topic holds any pending or internal-pending oplog (an index lookup)."""
+        row = self._db.one(
+            "SELECT 1 FROM oplogs WHERE topic=? AND status<3 LIMIT 1", (self._key(topic_id),)
+        )
+        return row is not None
 
     def count(self, topic_id: bytes, status: OplogStatus | None = None) -> int:
         key = self._key(topic_id)
