@@ -154,18 +154,25 @@ class OplogHandler:
         queue = deque(oplogs)
         while queue:
             oplog = queue.popleft()
-            prev = oplog.prev_id
+            oid, prev = oplog.oplog_id, oplog.prev_id
             if prev is not None and prev not in batch and prev not in known:
                 self._wait(oplog)
                 continue
-            self._select(oplog, known.get(oplog.oplog_id), batch, result)
-            queue.extend(self._release(oplog.oplog_id))
+            if oid not in wanted:
+                # A waiter released from an earlier batch: its stored copy (saved
+                # meanwhile by another handler or a local write) was not looked up.
+                wanted.add(oid)
+                known.update(self.store.existing(self.topic_id, [oid]))
+            # A copy held from an earlier batch leaves the buffer; the better one goes on.
+            oplog = self._unwait(oplog)
+            self._select(oplog, known.get(oid), batch, result)
+            queue.extend(self._release(oid))
         if batch:
             self.store.write_batch(self.topic_id, [(o, OplogStatus.VALID) for o in batch.values()])
         added = [o for o in batch.values() if o.oplog_id not in known]
         replaced = [o for o in batch.values() if o.oplog_id in known]
         result.added, result.replaced = added, replaced
-        result.waiting = sum(1 for o in oplogs if o.oplog_id in self._waiting)
+        result.waiting = len({o.oplog_id for o in oplogs} & self._waiting.keys())
         if batch and self.on_new is not None:
             self.on_new(result.stored)
         return result
@@ -197,8 +204,13 @@ class OplogHandler:
         """Hold an oplog until its previous log is stored."""
         assert oplog.prev_id is not None
         oid = oplog.oplog_id
-        if oid in self._waiting:
+        held = self._waiting.get(oid)
+        if held is not None:
+            # Two copies of one oplog wait: keep the one select-existing prefers,
+            # so the copy finally stored does not depend on the arrival order.
             self._waiting.move_to_end(oid)
+            if not select_existing(oplog, held):
+                return
         self._waiting[oid] = oplog
         self._by_prev.setdefault(oplog.prev_id, set()).add(oid)
         while len(self._waiting) > MAX_WAITING:
@@ -210,6 +222,14 @@ class OplogHandler:
         """The waiting oplogs whose previous log is `prev_id`, taken out of the buffer."""
         found = (self._waiting.pop(oid, None) for oid in sorted(self._by_prev.pop(prev_id, ())))
         return [o for o in found if o is not None]
+
+    def _unwait(self, oplog: Oplog) -> Oplog:
+        """Take any waiting copy of `oplog` out of the buffer; return the preferred copy."""
+        held = self._waiting.pop(oplog.oplog_id, None)
+        if held is None:
+            return oplog
+        self._forget(held)
+        return held if select_existing(held, oplog) else oplog
 
     def _forget(self, oplog: Oplog) -> None:
         assert oplog.prev_id is not None

@@ -434,11 +434,13 @@ def decode_message(data: bytes) -> Message:
         if not isinstance(m, dict):
             raise codec.CBORFormatError("a message must be a CBOR map")
         version = m.get("v")
-        if version != PROTOCOL_VERSION:
+        if type(version) is not int or version != PROTOCOL_VERSION:  # not true, not 1.0
             raise RemoteProtocolError(f"unsupported protocol version {codec._short(version)}")
         raw_type = m.get("t")
         try:
-            cls = MESSAGE_TYPES[MsgType(raw_type)]  # type: ignore[arg-type]
+            if type(raw_type) is not int:  # MsgType(True) and MsgType(1.0) would succeed
+                raise TypeError
+            cls = MESSAGE_TYPES[MsgType(raw_type)]
         except (ValueError, TypeError, KeyError):
             raise RemoteProtocolError(f"unknown message type {codec._short(raw_type)}") from None
         names = [f.name for f in fields(cls)]
