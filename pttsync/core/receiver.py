@@ -152,6 +152,8 @@ class Receiver:
             lo = hi
 
     def _on_new_oplogs(self, msg: SyncOplogNewOplogs, now: int) -> list[Message]:
+        if msg.cont is not None and msg.cont < (0, b""):
+            raise RemoteProtocolError("listing continuation is out of range")
         self._handle(msg.oplogs, now)
         store, topic = self.ctx.store, self.ctx.topic_id
         bodies = store.bodies(topic, msg.want)
@@ -167,8 +169,6 @@ class Receiver:
         ]
         out[-1] = replace(out[-1], next=nxt)  # type: ignore[call-arg]
         if msg.cont is not None:
-            if msg.cont < (0, b""):
-                raise RemoteProtocolError("listing continuation is out of range")
             out += self._listing(msg, msg.cont)
         return out
 
@@ -233,9 +233,8 @@ class Receiver:
             items.append(mine)  # it lacks the node, or I do: it fetches or pushes the range
             return
         if theirs.leaf_children:
-            if not mine.leaf_children:
-                items.append(mine)  # mine is split: it compares against my slices
-                return
+            # Their leaves are all there is to compare, whatever my shape: diff them
+            # here (sending my split node back would cost a round trip per level).
             start, end = node_range(*ref)
             s, w = diff_leaves(view.leaves(start, end), theirs.children)  # type: ignore[arg-type]
             send += s

@@ -14,8 +14,9 @@ One round (docs/pip-11/sync.md has the sequence diagrams):
 4. Tree: for every node that differs I send my children of it
    (**ForceSyncOplogByMerkle**); the receiver answers with its children of
    the child nodes that differ, one level further down
-   (**ForceSyncOplogByMerkleAck**), or, at unsplit hours and slices, with
-   the oplogs I lack and the IDs it wants (**ForceSyncOplogByOplogAck**).
+   (**ForceSyncOplogByMerkleAck**), or, where I sent leaves (my unsplit
+   hours and slices, whatever its own shape there), with the oplogs I lack
+   and the IDs it wants (**ForceSyncOplogByOplogAck**).
    A node one side lacks entirely is not descended: its whole range is
    pushed or fetched.  Both directions are repaired in the same round.
 5. When nothing is outstanding, the round's data is stored, so the peer's
@@ -175,7 +176,8 @@ class Requester:
                 )
             self._dispatch(msg, request, now)
         except RemoteProtocolError:
-            self.state = State.FAILED
+            if self.state in (State.SYNCING, State.POSTSYNC):
+                self.state = State.FAILED  # a finished round stays as it ended
             raise
         if getattr(msg, "last", True):
             del self._out[msg.seq]
@@ -194,16 +196,17 @@ class Requester:
             case SyncOplogAck():
                 self._on_sync_ack(msg)
             case SyncOplogNewOplogsAck():
+                # Check the whole message before storing any of it.
+                rest = () if msg.next is None else self._rest(request.want_ranges, msg.next)
                 self._handle(msg.oplogs, now)
-                if msg.next is not None:
-                    self._continue_ranges(request.want_ranges, msg.next)
+                self._want_ranges.extendleft(reversed(rest))
             case ForceSyncOplogByMerkleAck():
                 for item in msg.items:
                     self._on_item(item, request)
             case ForceSyncOplogByOplogAck():
-                self._handle(msg.oplogs, now)
                 for oid in msg.want:
                     self._queue(self._push_ids, oid)
+                self._handle(msg.oplogs, now)
             case SyncPendingOplogAck():
                 result = self.ctx.handle_pending(msg.oplogs, now)
                 self.stats.count_handled(len(msg.oplogs), result)
@@ -221,12 +224,12 @@ class Requester:
         if result.rejected or result.waiting:
             self._clean = False
 
-    def _continue_ranges(self, asked: Sequence[Range], nxt: Key) -> None:
-        """Ask again for what the receiver had no room for: every key from `nxt` on."""
+    def _rest(self, asked: Sequence[Range], nxt: Key) -> list[Range]:
+        """What to ask again when the receiver had no room: every key from `nxt` on."""
         rest = [(s, e, max(lo, nxt)) for s, e, lo in asked if (e, b"") > nxt]
         if not rest or rest == list(asked):
             raise RemoteProtocolError("a range continuation that makes no progress")
-        self._want_ranges.extendleft(reversed(rest))
+        return rest
 
     def _on_sync_ack(self, msg: SyncOplogAck) -> None:
         self._remote_pending |= msg.pending

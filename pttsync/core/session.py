@@ -169,10 +169,7 @@ class SyncContext:
         self.handler = handler or OplogHandler(store, topic_id, clock_skew=self.config.clock_skew)
 
     def has_pending(self) -> bool:
-        return any(
-            self.store.count(self.topic_id, s) > 0
-            for s in (OplogStatus.PENDING, OplogStatus.INTERNAL_PENDING)
-        )
+        return self.store.has_pending(self.topic_id)
 
     def pending_for_peer(self) -> list[bytes]:
         """The pending oplogs offered in postsync (the lifecycle issue narrows this to signers)."""
