@@ -88,14 +88,15 @@ RECORDS = (b"\xa1avb\x01", b"x" * 300, b"")
 HDR: dict[str, Any] = {"topic": TOPIC, "round": ROUND}
 
 SAMPLES: list[Message] = [
-    SyncOplog(**HDR, seq=0, to_sync_time=T0, list_digest=h(1), window_digest=h(2), pending=True),
-    SyncOplog(**HDR, seq=2**63 - 1, to_sync_time=0, list_digest=h(3), window_digest=h(4),
+    SyncOplog(**HDR, seq=0, to_sync_time=T0, list_digest=h(1) * 4, window_digest=h(2),
+              pending=True),
+    SyncOplog(**HDR, seq=2**63 - 1, to_sync_time=0, list_digest=h(3) * 4, window_digest=h(4),
               pending=False),
-    SyncOplogAck(**HDR, seq=1, list_differs=True, nodes=NODES, lo=key(0), hi=key(9),
+    SyncOplogAck(**HDR, seq=1, list_differs=0b10011, nodes=NODES, lo=key(0), hi=key(9),
                  leaves=tuple(leaf(i) for i in range(5)), more=True, pending=False, last=False),
-    SyncOplogAck(**HDR, seq=1, list_differs=False, nodes=(), lo=(T0, b""), hi=None, leaves=(),
+    SyncOplogAck(**HDR, seq=1, list_differs=0, nodes=(), lo=(T0, b""), hi=None, leaves=(),
                  more=False, pending=True, last=True),
-    SyncOplogAck(**HDR, seq=7, list_differs=False, nodes=(), lo=None, hi=(MAX_TIME, h(0)),
+    SyncOplogAck(**HDR, seq=7, list_differs=0, nodes=(), lo=None, hi=(MAX_TIME, h(0)),
                  leaves=(leaf(1),), more=False, pending=False, last=True),
     SyncOplogNewOplogs(**HDR, seq=2, oplogs=RECORDS, want=(h("w1"), h("w2")),
                        want_ranges=((T0, T0 + HOUR_NS, (T0, b"")),
@@ -177,7 +178,7 @@ def test_wire_form_uses_short_keys() -> None:
         "r": ROUND,
         "s": 0,
         "T": T0,
-        "ld": h(1),
+        "ld": h(1) * 4,
         "wd": h(2),
         "p": True,
     }

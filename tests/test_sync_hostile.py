@@ -100,7 +100,7 @@ def of_type(msgs: list[Message], cls: type[M]) -> M:
 
 
 def test_unknown_type_malformed_cbor_and_oversize_frames() -> None:
-    good = encode_message(SyncOplog(TID, rid(0), 1, 0, b"\0" * 32, b"\0" * 32, False))
+    good = encode_message(SyncOplog(TID, rid(0), 1, 0, b"\0" * 128, b"\0" * 32, False))
     m = codec.loads(good, max_size=MAX_FRAME_SIZE)
     for bad_type in (0, 11, 99, "x"):
         with pytest.raises(RemoteProtocolError, match="unknown message type"):

@@ -223,10 +223,10 @@ def test_dense_hour_in_the_window() -> None:
 
 _DEFAULTS: dict[str, object] = {
     "to_sync_time": NOW - 25 * HOUR_NS,
-    "list_digest": b"\0" * 32,
+    "list_digest": b"\0" * 128,
     "window_digest": b"\0" * 32,
     "pending": False,
-    "list_differs": False,
+    "list_differs": 0,
     "nodes": (),
     "lo": None,
     "hi": None,

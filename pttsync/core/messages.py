@@ -45,6 +45,9 @@ MAX_WANT_RANGES = 256  # time ranges asked for in one message
 MAX_OPLOGS = 4096  # records in one message (the frame limit usually binds first)
 MAX_REASON = 200
 
+LIST_SEGMENTS = 4  # a tree list's years, months, days and hours
+WINDOW_NODES = 1 << LIST_SEGMENTS  # SyncOplogAck.list_differs: window hours in `nodes`
+
 Key = tuple[int, bytes]
 """A leaf key: (update time, oplog ID)."""
 
@@ -121,21 +124,26 @@ class SyncOplog(Message):
 
     TYPE: ClassVar[MsgType] = MsgType.SYNC_OPLOG
     to_sync_time: int
-    list_digest: bytes
+    list_digest: bytes  # four digests: the list's years, months, days, hours (syncview.py)
     window_digest: bytes
     pending: bool  # I hold pending oplogs that you may sign
 
 
 @dataclass(frozen=True, slots=True)
 class SyncOplogAck(Message):
-    """Receiver -> requester: my tree list if it differs, and my window leaves in chunks.
+    """Receiver -> requester: the parts of my tree list that differ, and my window.
+
+    `list_differs` is a bit mask: bit i (LIST_SEGMENTS) set means segment i of
+    the tree list differs and `nodes` holds my nodes of it; WINDOW_NODES set
+    means my window is too dense to list and `nodes` also holds my window's
+    hour nodes, to be compared and descended like the list.
 
     A listing chunk covers the keys in [lo, hi) (hi None: up to the end of
     time).  `more` means the listing stopped at `hi` and continues on request.
     """
 
     TYPE: ClassVar[MsgType] = MsgType.SYNC_OPLOG_ACK
-    list_differs: bool
+    list_differs: int
     nodes: tuple[ListNode, ...]
     lo: Key | None
     hi: Key | None
@@ -368,9 +376,13 @@ def _dec_value(name: str, v: Any, w: str) -> object:
             return codec.get_int(d, w, 0, 2**63 - 1)
         case "to_sync_time":
             return codec.get_int(d, w, 0, MAX_TIME)
-        case "list_digest" | "window_digest":
+        case "list_digest":
+            return codec.get_bytes(d, w, size=HASH_SIZE * LIST_SEGMENTS)
+        case "window_digest":
             return codec.get_bytes(d, w, size=HASH_SIZE)
-        case "pending" | "list_differs" | "more" | "last":
+        case "list_differs":
+            return codec.get_int(d, w, 0, (WINDOW_NODES << 1) - 1)
+        case "pending" | "more" | "last":
             if type(v) is not bool:
                 raise codec.CBORFormatError("must be a boolean", field=w)
             return v

@@ -23,6 +23,7 @@ from .merkle import Level
 from .messages import (
     MAX_ITEMS,
     MAX_WANT,
+    WINDOW_NODES,
     ForceSyncOplogByMerkle,
     ForceSyncOplogByMerkleAck,
     ForceSyncOplogByOplogAck,
@@ -44,6 +45,8 @@ from .syncview import (
     child_ref,
     diff_children,
     diff_leaves,
+    differing_segments,
+    in_segments,
     list_digest,
     node_range,
     verify_item,
@@ -120,14 +123,20 @@ class Receiver:
         t = msg.to_sync_time
         view = self.ctx.view
         nodes = view.tree_list(t)
-        list_differs = list_digest(nodes) != msg.list_digest
-        window_differs = window_digest(view.leaves(hour_start(t), _END)) != msg.window_digest
+        mask = differing_segments(list_digest(nodes), msg.list_digest)
+        sent = [n for n in nodes if in_segments(n.level, mask)]
+        window = view.leaves(hour_start(t), _END)
+        window_differs = window_digest(window) != msg.window_digest
+        dense = window_differs and len(window) > self.ctx.config.window_list_max
+        if dense:
+            # Too many leaves to list: send the window's hours, to be descended.
+            mask |= WINDOW_NODES
+            sent += view.window_hours(hour_start(t))
         first = SyncOplogAck(
-            msg.topic, msg.round, msg.seq, list_differs,
-            tuple(nodes) if list_differs else (), None, None, (), False,
+            msg.topic, msg.round, msg.seq, mask, tuple(sent), None, None, (), False,
             self.ctx.has_pending(), False,
         )  # fmt: skip
-        if not window_differs:
+        if not window_differs or dense:
             return [first]
         return [first, *self._listing(msg, (hour_start(t), b""))]
 
@@ -144,7 +153,7 @@ class Receiver:
             more = hi is not None and listed >= cfg.list_budget
             out.append(
                 SyncOplogAck(
-                    msg.topic, msg.round, msg.seq, False, (), lo, hi, chunk, more, False, False
+                    msg.topic, msg.round, msg.seq, 0, (), lo, hi, chunk, more, False, False
                 )
             )
             if hi is None or more:

@@ -39,6 +39,7 @@ from .merkle import Leaf, Level
 from .messages import (
     MAX_ITEMS,
     MAX_WANT_RANGES,
+    WINDOW_NODES,
     ForceSyncOplogByMerkle,
     ForceSyncOplogByMerkleAck,
     ForceSyncOplogByOplogAck,
@@ -61,6 +62,7 @@ from .syncview import (
     diff_children,
     diff_leaves,
     expected_list_level,
+    in_segments,
     is_within,
     list_digest,
     node_range,
@@ -269,16 +271,26 @@ class Requester:
         starts = [n.start for n in msg.nodes]
         if starts != sorted(set(starts)):
             raise RemoteProtocolError("the tree list is out of order")
+        mask, hs = msg.list_differs, hour_start(self._t)
         theirs = {}
         for n in msg.nodes:
-            if expected_list_level(self._t, n.start) != n.level:
+            if n.start >= hs:  # a dense window's hours
+                if not mask & WINDOW_NODES or n.level != Level.HOUR:
+                    raise RemoteProtocolError(
+                        f"a {n.level.name} node at {n.start} is not asked for"
+                    )
+            elif expected_list_level(self._t, n.start) != n.level or not in_segments(n.level, mask):
                 raise RemoteProtocolError(f"a {n.level.name} node at {n.start} is not in the list")
             try:
                 node_range(n.level, 0, n.start)
             except ValueError as exc:
                 raise RemoteProtocolError(f"the tree list names no node: {exc}") from None
             theirs[(int(n.level), 0, n.start)] = n.hash
-        mine = {(int(n.level), 0, n.start): n.hash for n in self.ctx.view.tree_list(self._t)}
+        view = self.ctx.view
+        nodes = [n for n in view.tree_list(self._t) if in_segments(n.level, mask)]
+        if mask & WINDOW_NODES:
+            nodes += view.window_hours(hs)
+        mine = {(int(n.level), 0, n.start): n.hash for n in nodes}
         for ref in sorted(mine.keys() | theirs.keys(), key=lambda r: r[2]):
             self._compare_node(ref, mine.get(ref), theirs.get(ref))
 

@@ -43,11 +43,12 @@ class SyncConfig:
     clock_skew: int = DEFAULT_CLOCK_SKEW  # future tolerance for update times
     sync_offset: int = HOUR_NS  # T = sync time - offset (PIP-11's 1-hour offset)
     max_window: int = 24 * HOUR_NS  # T is never more than this (+ offset) before now
-    pipeline: int = 8  # requests the requester keeps in flight
+    pipeline: int = 16  # requests the requester keeps in flight
     reply_budget: int = 1024 * 1024  # bytes of oplogs one range reply may carry
     list_chunk: int = 2048  # leaves in one SyncOplogAck chunk
     list_budget: int = 8192  # leaves one reply lists before asking to continue
-    want_per_request: int = 128  # oplog IDs asked for in one request
+    want_per_request: int = 512  # oplog IDs asked for in one request
+    window_list_max: int = 256  # a denser window is compared by its hours, not listed
     max_pending_sent: int = 256  # pending oplogs offered in one postsync
     max_queued: int = 1_000_000  # nodes, IDs and ranges queued in one round
 

@@ -46,15 +46,44 @@ Ref = tuple[int, int, int]
 
 _LIST_PREFIX = codec.head(4, 2) + codec.tstr("pttsync/tree-list/1")
 _WINDOW_PREFIX = codec.head(4, 2) + codec.tstr("pttsync/window/1")
-MAX_SLICE_DEPTH = 12  # 3600 s / 16**12 is under a nanosecond
+MAX_SLICE_DEPTH = 12
+_END = 2**63 - 1  # 3600 s / 16**12 is under a nanosecond
+
+
+LIST_LEVELS = (Level.YEAR, Level.MONTH, Level.DAY, Level.HOUR)
+"""The tree list's segments, in order: bit i of a mask stands for LIST_LEVELS[i]."""
 
 
 def list_digest(nodes: Sequence[ListNode]) -> bytes:
-    """SHA-256 of `["pttsync/tree-list/1", [[level, start, hash], ...]]`."""
-    body = [
-        codec.array([codec.uint(n.level), codec.uint(n.start), codec.bstr(n.hash)]) for n in nodes
-    ]
-    return hashlib.sha256(_LIST_PREFIX + codec.array(body)).digest()
+    """The digests of a tree list's four segments (years, months, days, hours), joined.
+
+    Each is SHA-256 of `["pttsync/tree-list/1", [[level, start, hash], ...]]`
+    over the segment's nodes, so a receiver can tell which segments differ
+    and send only those.
+    """
+    out = []
+    for level in LIST_LEVELS:
+        body = [
+            codec.array([codec.uint(n.level), codec.uint(n.start), codec.bstr(n.hash)])
+            for n in nodes
+            if n.level == level
+        ]
+        out.append(hashlib.sha256(_LIST_PREFIX + codec.array(body)).digest())
+    return b"".join(out)
+
+
+def differing_segments(mine: bytes, theirs: bytes) -> int:
+    """The bit mask of list segments whose digests differ."""
+    mask = 0
+    for i in range(len(LIST_LEVELS)):
+        if mine[32 * i : 32 * i + 32] != theirs[32 * i : 32 * i + 32]:
+            mask |= 1 << i
+    return mask
+
+
+def in_segments(level: int, mask: int) -> bool:
+    """True if a list node of `level` is in one of the segments of `mask`."""
+    return any(mask & (1 << i) and level == lv for i, lv in enumerate(LIST_LEVELS))
 
 
 def window_digest(leaves: Sequence[Leaf]) -> bytes:
@@ -136,6 +165,12 @@ class TreeView:
 
     def leaves(self, start: int, end: int) -> list[Leaf]:
         return self.tree.leaves(start, end)
+
+    def window_hours(self, start: int) -> list[ListNode]:
+        """My hour nodes from `start` on (a dense window, compared like the tree list)."""
+        return [
+            ListNode(n.level, n.start, n.hash) for n in self._s.nodes(Level.HOUR, 0, start, _END)
+        ]
 
     def item(self, ref: Ref) -> Item:
         """My view of a node, in its natural shape; hash None if I hold nothing there."""
