@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from pttsync.cli import main
 from pttsync.core.identity import Identity
 from pttsync.core.store import Store, TopicInfo
 from pttsync.core.timeutil import parse_iso
 from pttsync.core.topic import new_topic
 
 from .helpers import make_identity
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run the CLI in process: `run(*argv) -> (exit code, stdout, stderr)`."""
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
 
 
 @pytest.fixture

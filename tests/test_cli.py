@@ -14,20 +14,10 @@ from typing import Any
 
 import pytest
 
-from pttsync.cli import build_parser, main
+from pttsync.cli import build_parser
 from pttsync.core.store import Store
 
 Run = Any
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    def _run(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
 
 
 @pytest.fixture

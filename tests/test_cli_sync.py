@@ -10,21 +10,10 @@ from typing import Any
 
 import pytest
 
-from pttsync.cli import main
 from pttsync.core.store import Store
 
-Run = Any
+Run = Any  # the `run` fixture of test_cli.py, shared through conftest
 GEN = ["--from", "2025-01-01", "--to", "2026-01-01", "--sign-workers", "0"]
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    def _run(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
 
 
 @pytest.fixture

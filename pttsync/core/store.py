@@ -224,18 +224,23 @@ class Store:
             self._tree(topic_id, key).update(list(added.values()), removed)
         return result
 
-    def _existing(self, key: int, ids: list[bytes]) -> dict[bytes, tuple[int, int, bytes]]:
-        """(status, update time, hash) of the stored copies of `ids`."""
-        found: dict[bytes, tuple[int, int, bytes]] = {}
+    def _by_id(self, key: int, columns: str, ids: Iterable[bytes], where: str = "") -> list[Row]:
+        """Rows of `columns` (oplog_id first) for the oplogs `ids` of a topic, in chunks."""
+        ids = list(ids)
+        rows: list[Row] = []
         for i in range(0, len(ids), IN_CHUNK):
             chunk = ids[i : i + IN_CHUNK]
-            for oid, status, ut, h in self._db.all(
-                "SELECT oplog_id, status, update_time, hash FROM oplogs WHERE topic=?"
+            rows += self._db.all(
+                f"SELECT oplog_id, {columns} FROM oplogs WHERE topic=?{where}"
                 f" AND oplog_id IN ({','.join('?' * len(chunk))})",
                 (key, *chunk),
-            ):
-                found[oid] = (status, ut, h)
-        return found
+            )
+        return rows
+
+    def _existing(self, key: int, ids: list[bytes]) -> dict[bytes, tuple[int, int, bytes]]:
+        """(status, update time, hash) of the stored copies of `ids`."""
+        rows = self._by_id(key, "status, update_time, hash", ids)
+        return {oid: (status, ut, h) for oid, status, ut, h in rows}
 
     # -- reading -----------------------------------------------------------------
 
@@ -308,33 +313,13 @@ class Store:
 
     def bodies(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, bytes]:
         """The encoded records of the valid oplogs among `oplog_ids`, by ID."""
-        key = self._key(topic_id)
-        ids = list(oplog_ids)
-        found: dict[bytes, bytes] = {}
-        for i in range(0, len(ids), IN_CHUNK):
-            chunk = ids[i : i + IN_CHUNK]
-            for oid, body in self._db.all(
-                "SELECT oplog_id, body FROM oplogs WHERE topic=? AND status=3"
-                f" AND oplog_id IN ({','.join('?' * len(chunk))})",
-                (key, *chunk),
-            ):
-                found[oid] = body
-        return found
+        rows = self._by_id(self._key(topic_id), "body", oplog_ids, " AND status=3")
+        return {oid: body for oid, body in rows}  # noqa: C416 (rows are tuples)
 
     def existing(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, StoredOplog]:
         """The stored copies (any status) of `oplog_ids`, by ID."""
-        key = self._key(topic_id)
-        ids = list(oplog_ids)
-        found: dict[bytes, StoredOplog] = {}
-        for i in range(0, len(ids), IN_CHUNK):
-            chunk = ids[i : i + IN_CHUNK]
-            for oid, body, status in self._db.all(
-                "SELECT oplog_id, body, status FROM oplogs WHERE topic=?"
-                f" AND oplog_id IN ({','.join('?' * len(chunk))})",
-                (key, *chunk),
-            ):
-                found[oid] = _stored((body, status))
-        return found
+        rows = self._by_id(self._key(topic_id), "body, status", oplog_ids)
+        return {oid: _stored((body, status)) for oid, body, status in rows}
 
     def sync_time(self, topic_id: bytes, peer: bytes) -> int:
         """The time up to which `peer` was last confirmed in sync with us (0: never)."""
