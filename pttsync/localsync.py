@@ -14,6 +14,7 @@ the tests interrupt a session at every message boundary.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,8 @@ from .core.requester import Requester
 from .core.session import State, SyncConfig, SyncContext
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .core.store import Store
 
 log = logging.getLogger(__name__)
@@ -112,8 +115,12 @@ def run_round(
     rid: bytes,
     *,
     cut_after: int | None = None,
+    progress: Callable[[RoundReport], None] | None = None,
 ) -> RoundReport:
-    """One sync round, flight by flight; stops early after `cut_after` messages."""
+    """One sync round, flight by flight; stops early after `cut_after` messages.
+
+    `progress(report)` is called after every round trip with the round so far.
+    """
     report = RoundReport()
     to_b, to_a = _Wire(), _Wire()
     outgoing = requester.start(now, rid)
@@ -149,6 +156,8 @@ def run_round(
             requester.abort()
             return report
         outgoing = got
+        if progress is not None:
+            progress(report)
     report.completed = requester.state is State.DONE
     return report
 
@@ -163,14 +172,19 @@ def sync_local(
     now: int,
     config: SyncConfig | None = None,
     max_rounds: int = DEFAULT_MAX_ROUNDS,
+    progress: Callable[[int, RoundReport], None] | None = None,
 ) -> LocalSyncReport:
-    """Run rounds (A requests, B answers) until both digests agree or `max_rounds` ran."""
+    """Run rounds (A requests, B answers) until both digests agree or `max_rounds` ran.
+
+    `progress(round number, round so far)` is called after every round trip.
+    """
     ctx_a = SyncContext(store_a, topic_id, config=config)
     ctx_b = SyncContext(store_b, topic_id, config=config)
     requester, receiver = Requester(ctx_a, peer_b), Receiver(ctx_b, peer_a)
     report = LocalSyncReport()
     for n in range(max_rounds):
-        rr = run_round(requester, receiver, now, round_id(peer_a + peer_b, n))
+        step = None if progress is None else functools.partial(progress, n + 1)
+        rr = run_round(requester, receiver, now, round_id(peer_a + peer_b, n), progress=step)
         report.rounds.append(rr)
         log.info("round %d: %d round trips, %d messages", n + 1, rr.round_trips, rr.messages)
         if ctx_a.view.tree.digest() == ctx_b.view.tree.digest() and rr.completed:

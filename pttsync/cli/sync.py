@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from ..datadir import DataDir, select_topic
 from ..errors import UsageError
-from ..localsync import sync_local
+from ..localsync import RoundReport, sync_local
 from .output import emit_json
 
 if TYPE_CHECKING:
@@ -31,6 +32,22 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 f" (make it with: pttsync init --data DIR --topic-of {dir_a.path})"
             )
         started = time.perf_counter()
+        last = [started]
+
+        def progress(n: int, rr: RoundReport) -> None:
+            now_s = time.perf_counter()
+            if args.quiet or now_s - last[0] < 0.5:
+                return
+            last[0] = now_s
+            moved = rr.oplogs_sent + rr.oplogs_received
+            size = (rr.bytes_sent + rr.bytes_received) / 1e6
+            print(
+                f"sync: round {n}, {rr.round_trips} round trip(s), {moved:,} oplogs moved,"
+                f" {size:,.1f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+
         report = sync_local(
             store_a,
             store_b,
@@ -39,6 +56,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             peer_b=id_b.peer_id,
             now=now,
             max_rounds=args.max_rounds,
+            progress=progress,
         )
         seconds = time.perf_counter() - started
         counts = (store_a.count(topic.topic_id), store_b.count(topic.topic_id))
