@@ -18,7 +18,7 @@ from pttsync.core.messages import WINDOW_NODES, ListNode, SyncOplogAck
 from pttsync.core.session import SyncConfig
 from pttsync.core.syncview import LIST_LEVELS, differing_segments, list_digest
 from pttsync.core.timeutil import HOUR_NS, parse_iso
-from pttsync.errors import RemoteProtocolError
+from pttsync.errors import RemoteProtocolError, UsageError
 from pttsync.localsync import sync_local
 
 from .synchelpers import (
@@ -124,3 +124,18 @@ def test_window_hours_without_the_flag_are_refused() -> None:
     assert isinstance(ack, SyncOplogAck) and ack.list_differs == WINDOW_NODES
     with pytest.raises(RemoteProtocolError, match="not asked for"):
         req.receive(_tamper(ack, list_differs=0b0001), NOW)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"list_chunk": 5000},
+        {"want_per_request": 0},
+        {"pipeline": 0},
+        {"clock_skew": -1},
+        {"reply_budget": 1.5},
+    ],
+)
+def test_sync_config_refuses_settings_a_peer_would_refuse(bad: dict[str, object]) -> None:
+    with pytest.raises(UsageError, match="SyncConfig"):
+        SyncConfig(**bad)  # type: ignore[arg-type]

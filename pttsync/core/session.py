@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from ..errors import RemoteProtocolError
+from ..errors import RemoteProtocolError, UsageError
 from .frames import MAX_FRAME_SIZE
 from .handle import DEFAULT_CLOCK_SKEW, HandleResult, OplogHandler
-from .messages import Item, Message, MsgType
+from .messages import MAX_LEAVES, MAX_OPLOGS, MAX_WANT, Item, Message, MsgType
 from .oplog import OplogStatus
 from .oplogcodec import encode_oplog
 from .syncview import TreeView
@@ -51,6 +51,30 @@ class SyncConfig:
     window_list_max: int = 256  # a denser window is compared by its hours, not listed
     max_pending_sent: int = 256  # pending oplogs offered in one postsync
     max_queued: int = 1_000_000  # nodes, IDs and ranges queued in one round
+
+    def __post_init__(self) -> None:
+        """Refuse settings a peer's decoder would refuse, or that bound nothing.
+
+        Raises:
+            UsageError: a setting is out of its range.
+        """
+        limits = {
+            "clock_skew": (0, 2**62),
+            "sync_offset": (0, 2**62),
+            "max_window": (0, 2**62),
+            "pipeline": (1, 1024),
+            "reply_budget": (1, 64 * 1024 * 1024),
+            "list_chunk": (1, MAX_LEAVES),
+            "list_budget": (1, 10_000_000),
+            "want_per_request": (1, MAX_WANT),
+            "max_pending_sent": (0, MAX_OPLOGS),
+            "max_queued": (1, 100_000_000),
+            "window_list_max": (0, 10_000_000),
+        }
+        for name, (lo, hi) in limits.items():
+            value = getattr(self, name)
+            if type(value) is not int or not lo <= value <= hi:
+                raise UsageError(f"SyncConfig.{name} must be an integer in [{lo}, {hi}]")
 
 
 class Role(Enum):
