@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from pttsync.core.merkle import Level
+from pttsync.core.merkle import SPLIT_THRESHOLD, Level
 from pttsync.core.messages import WINDOW_NODES, ListNode, SyncOplogAck
 from pttsync.core.session import SyncConfig
 from pttsync.core.syncview import LIST_LEVELS, differing_segments, list_digest
@@ -25,6 +25,7 @@ from .synchelpers import (
     NOW,
     OLD_END,
     OLD_START,
+    TID,
     gen,
     pair,
     pair_sessions,
@@ -139,3 +140,14 @@ def test_window_hours_without_the_flag_are_refused() -> None:
 def test_sync_config_refuses_settings_a_peer_would_refuse(bad: dict[str, object]) -> None:
     with pytest.raises(UsageError, match="SyncConfig"):
         SyncConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_a_receiver_with_a_huge_hour_descends_instead_of_sending_it_all() -> None:
+    """A sent ≤32 leaves of an hour where B holds more than leaf_diff_max: B answers
+    with its slices (a bounded reply), and the round still converges."""
+    dense = gen(200, NOW - 40 * HOUR_NS, NOW - 39 * HOUR_NS, seed=44)
+    sa, sb = pair(OLD + dense[:20], OLD + dense)
+    config = SyncConfig(leaf_diff_max=SPLIT_THRESHOLD)
+    report = sync_local(sa, sb, TID, peer_a=b"A" * 32, peer_b=b"B" * 32, now=NOW, config=config)
+    assert report.converged and len(report.rounds) == 1
+    assert report.rounds[0].oplogs_received == 180

@@ -243,9 +243,18 @@ class Receiver:
             return
         if theirs.leaf_children:
             # Their leaves are all there is to compare, whatever my shape: diff them
-            # here (sending my split node back would cost a round trip per level).
+            # here (sending my split node back would cost a round trip per level),
+            # unless I hold so many that the reply would be unbounded: then it
+            # descends through my slices.
             start, end = node_range(*ref)
-            s, w = diff_leaves(view.leaves(start, end), theirs.children)  # type: ignore[arg-type]
+            limit = self.ctx.config.leaf_diff_max
+            lv = self.ctx.store.leaves_from(self.ctx.topic_id, (start, b""), end, limit + 1)
+            if len(lv) > limit and not mine.leaf_children:
+                items.append(mine)
+                return
+            if len(lv) > limit:  # an unsplittable bucket (> 32 leaves within 16 ns)
+                lv = view.leaves(start, end)
+            s, w = diff_leaves(lv, theirs.children)  # type: ignore[arg-type]
             send += s
             want += w
             return

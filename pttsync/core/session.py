@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from ..errors import RemoteProtocolError, UsageError
 from .frames import MAX_FRAME_SIZE
 from .handle import DEFAULT_CLOCK_SKEW, HandleResult, OplogHandler
+from .merkle import SPLIT_THRESHOLD
 from .messages import MAX_LEAVES, MAX_OPLOGS, MAX_WANT, Item, Message, MsgType
 from .oplog import OplogStatus
 from .oplogcodec import encode_oplog
@@ -49,6 +50,7 @@ class SyncConfig:
     list_budget: int = 8192  # leaves one reply lists before asking to continue
     want_per_request: int = 512  # oplog IDs asked for in one request
     window_list_max: int = 256  # a denser window is compared by its hours, not listed
+    leaf_diff_max: int = 1024  # a receiver holding more leaves in a node descends instead
     max_pending_sent: int = 256  # pending oplogs offered in one postsync
     max_queued: int = 1_000_000  # nodes, IDs and ranges queued in one round
 
@@ -70,6 +72,7 @@ class SyncConfig:
             "max_pending_sent": (0, MAX_OPLOGS),
             "max_queued": (1, 100_000_000),
             "window_list_max": (0, 10_000_000),
+            "leaf_diff_max": (SPLIT_THRESHOLD, 1_000_000),
         }
         for name, (lo, hi) in limits.items():
             value = getattr(self, name)
