@@ -143,11 +143,20 @@ def test_sync_config_refuses_settings_a_peer_would_refuse(bad: dict[str, object]
 
 
 def test_a_receiver_with_a_huge_hour_descends_instead_of_sending_it_all() -> None:
-    """A sent ≤32 leaves of an hour where B holds more than leaf_diff_max: B answers
-    with its slices (a bounded reply), and the round still converges."""
-    dense = gen(200, NOW - 40 * HOUR_NS, NOW - 39 * HOUR_NS, seed=44)
-    sa, sb = pair(OLD + dense[:20], OLD + dense)
-    config = SyncConfig(leaf_diff_max=SPLIT_THRESHOLD)
-    report = sync_local(sa, sb, TID, peer_a=b"A" * 32, peer_b=b"B" * 32, now=NOW, config=config)
-    assert report.converged and len(report.rounds) == 1
-    assert report.rounds[0].oplogs_received == 180
+    """A sends its ≤32 leaves of an hour where B holds more than leaf_diff_max: B
+    answers with its slices (a bounded reply, one round trip more), and the round
+    still converges.
+
+    The hour is in a month of the list's months segment, so the descent reaches
+    it with A sending leaves (month → B's hours of the day → A's leaves).
+    """
+    hour = parse_iso("2026-02-10T04:00:00Z")
+    dense = gen(200, hour, hour + HOUR_NS, seed=44)
+    trips = []
+    for config in (SyncConfig(), SyncConfig(leaf_diff_max=SPLIT_THRESHOLD)):
+        sa, sb = pair(OLD + dense[:20], OLD + dense)
+        report = sync_local(sa, sb, TID, peer_a=b"A" * 32, peer_b=b"B" * 32, now=NOW, config=config)
+        assert report.converged and len(report.rounds) == 1
+        assert report.rounds[0].oplogs_received == 180
+        trips.append(report.rounds[0].round_trips)
+    assert trips[1] == trips[0] + 1  # the limit made B descend instead of answering in full

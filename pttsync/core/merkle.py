@@ -192,20 +192,32 @@ def build_bucket(
 ) -> Node:
     """Build an hour or slice from its leaves (sorted by key), emitting every node made."""
     if is_split(start, end, len(leaves)):
-        kids = []
-        times = [leaf.time for leaf in leaves]
-        lo = 0
-        for index in range(FANOUT):
-            cs, ce = slice_bounds(start, end, index)
-            hi = bisect.bisect_left(times, ce, lo)
-            if hi > lo:
-                kids.append(build_bucket(Level.SLICE, depth + 1, cs, ce, leaves[lo:hi], emit))
-            lo = hi
+        kids = build_slices(depth, start, end, leaves, emit)
         node = make_node(level, depth, start, end, [k.hash for k in kids], len(leaves))
     else:
         node = make_node(level, depth, start, end, [leaf.hash for leaf in leaves], len(leaves))
     emit(node)
     return node
+
+
+def build_slices(
+    depth: int, start: int, end: int, leaves: Sequence[Leaf], emit: Callable[[Node], None]
+) -> list[Node]:
+    """The slices of the bucket [start, end) at `depth` over `leaves` (sorted by key).
+
+    Splits whatever the number of leaves: sync uses it to compare an unsplit
+    bucket against a peer's split one.
+    """
+    kids = []
+    times = [leaf.time for leaf in leaves]
+    lo = 0
+    for index in range(FANOUT):
+        cs, ce = slice_bounds(start, end, index)
+        hi = bisect.bisect_left(times, ce, lo)
+        if hi > lo:
+            kids.append(build_bucket(Level.SLICE, depth + 1, cs, ce, leaves[lo:hi], emit))
+        lo = hi
+    return kids
 
 
 def build_tree(leaves: Sequence[Leaf]) -> list[Node]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
+from itertools import zip_longest
 from typing import TYPE_CHECKING
 
 from ..errors import RemoteProtocolError
@@ -39,7 +40,15 @@ from .messages import (
     SyncPendingOplog,
     SyncPendingOplogAck,
 )
-from .session import Role, State, SyncStats, check_accepts, pack_bodies, pack_items
+from .session import (
+    Role,
+    State,
+    SyncStats,
+    check_accepts,
+    pack_bodies,
+    pack_items,
+    read_range,
+)
 from .syncview import (
     Ref,
     child_ref,
@@ -183,25 +192,17 @@ class Receiver:
 
     def _ranges(self, ranges: Sequence[tuple[int, int, Key]]) -> tuple[list[bytes], Key | None]:
         """My records in the ranges (in order) up to the reply budget, and where to go on."""
-        store, topic = self.ctx.store, self.ctx.topic_id
         out: list[bytes] = []
         size = 0
         for _start, end, lo in ranges:
-            key = lo
-            while True:
-                leaves = store.leaves_from(topic, key, end, 257)
-                bodies = store.bodies(topic, [x.oplog_id for x in leaves[:256]])
-                for leaf in leaves[:256]:
-                    body = bodies.get(leaf.oplog_id)
-                    if body is None:
-                        continue
-                    if out and size + len(body) > self.ctx.config.reply_budget:
-                        return out, leaf.key
-                    out.append(body)
-                    size += len(body)
-                if len(leaves) <= 256:
-                    break
-                key = leaves[256].key
+            room = self.ctx.config.reply_budget - size
+            got, used, nxt = read_range(
+                self.ctx.store, self.ctx.topic_id, lo, end, room, take_one=not out
+            )
+            out += got
+            size += used
+            if nxt is not None:
+                return out, nxt
         return out, None
 
     def _on_force_sync(self, msg: ForceSyncOplogByMerkle) -> list[Message]:
@@ -217,16 +218,13 @@ class Receiver:
         ]
         if send or want:
             bodies = self.ctx.store.bodies(self.ctx.topic_id, send)
-            groups = pack_bodies(bodies[oid] for oid in send if oid in bodies) or [[]]
-            wants = [want[i : i + MAX_WANT] for i in range(0, len(want), MAX_WANT)] or [[]]
-            for i in range(max(len(groups), len(wants))):
-                g = groups[i] if i < len(groups) else []
-                w = wants[i] if i < len(wants) else []
-                out.append(
-                    ForceSyncOplogByOplogAck(
-                        msg.topic, msg.round, msg.seq, tuple(g), tuple(w), False
-                    )
-                )
+            groups = pack_bodies(bodies[oid] for oid in send if oid in bodies)
+            wants = [want[i : i + MAX_WANT] for i in range(0, len(want), MAX_WANT)]
+            none: list[bytes] = []
+            out += [
+                ForceSyncOplogByOplogAck(msg.topic, msg.round, msg.seq, tuple(g), tuple(w), False)
+                for g, w in zip_longest(groups, wants, fillvalue=none)
+            ]
         return out or [ForceSyncOplogByMerkleAck(msg.topic, msg.round, msg.seq, (), False)]
 
     def _compare(

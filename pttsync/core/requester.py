@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import RemoteProtocolError, UsageError
 from .handle import ForeignTopicError
-from .merkle import Leaf, Level
+from .merkle import Level
 from .messages import (
     MAX_ITEMS,
     MAX_WANT_RANGES,
@@ -55,7 +55,17 @@ from .messages import (
     SyncPendingOplog,
     SyncPendingOplogAck,
 )
-from .session import MAX_BODY, REPLY_TYPES, Role, State, SyncStats, check_accepts, item_size
+from .session import (
+    MAX_BODY,
+    REPLY_TYPES,
+    Role,
+    State,
+    SyncStats,
+    check_accepts,
+    item_size,
+    read_range,
+    record_cost,
+)
 from .syncview import (
     Ref,
     child_ref,
@@ -247,25 +257,12 @@ class Requester:
         keys = [leaf.key for leaf in msg.leaves]
         if keys != sorted(set(keys)) or any(not lo <= k < hi for k in keys):
             raise RemoteProtocolError("SyncOplogAck leaves are out of order or outside the chunk")
-        mine = self._leaves_between(lo, hi)
-        send, want = diff_leaves(mine, msg.leaves)
-        for oid in send:
-            self._queue(self._push_ids, oid)
-        for oid in want:
-            self._queue(self._want_ids, oid)
+        mine = [x for x in self.ctx.view.leaves(lo[0], hi[0] + 1) if lo <= x.key < hi]
+        self._queue_diff(*diff_leaves(mine, msg.leaves))
         if msg.more:
             if msg.hi is None:
                 raise RemoteProtocolError("SyncOplogAck says more but gives no continuation")
             self._cont = msg.hi
-
-    def _leaves_between(self, lo: Key, hi: Key) -> list[Leaf]:
-        out: list[Leaf] = []
-        while True:
-            batch = self.ctx.store.leaves_from(self.ctx.topic_id, lo, hi[0] + 1, 4096)
-            out += [x for x in batch if x.key < hi]
-            if len(batch) < 4096:
-                return out
-            lo = (batch[-1].time, batch[-1].oplog_id + b"\x00")
 
     def _compare_lists(self, msg: SyncOplogAck) -> None:
         starts = [n.start for n in msg.nodes]
@@ -321,16 +318,19 @@ class Requester:
             return
         elif item.leaf_children:
             start, end = node_range(*ref)
-            send, want = diff_leaves(view.leaves(start, end), item.children)  # type: ignore[arg-type]
-            for oid in send:
-                self._queue(self._push_ids, oid)
-            for oid in want:
-                self._queue(self._want_ids, oid)
+            self._queue_diff(*diff_leaves(view.leaves(start, end), item.children))  # type: ignore[arg-type]
         else:
             calendar = item.level > Level.HOUR
             kids = mine.children if calendar else view.slice_view(ref)
             for start, my_hash, their_hash in diff_children(kids, item.children):  # type: ignore[arg-type]
                 self._compare_node(child_ref(ref, start), my_hash, their_hash)
+
+    def _queue_diff(self, send: Sequence[bytes], want: Sequence[bytes]) -> None:
+        """Queue the IDs of a leaf diff: mine to push, theirs to fetch."""
+        for oid in send:
+            self._queue(self._push_ids, oid)
+        for oid in want:
+            self._queue(self._want_ids, oid)
 
     def _queue(self, queue: deque[Ref] | deque[bytes] | deque[Range], value: object) -> None:
         self._queued += 1
@@ -409,27 +409,20 @@ class Requester:
                 body = bodies.get(oid)
                 if body is None:
                     continue  # replaced or deleted since: the tree will show it next round
-                if out and size + len(body) + 5 > MAX_BODY:
+                if out and size + record_cost(body) > MAX_BODY:
                     self._push_ids.extendleft(reversed(ids[i:]))
                     return out
                 out.append(body)
-                size += len(body) + 5
+                size += record_cost(body)
         while self._push_ranges and size < MAX_BODY:
             start, end, lo = self._push_ranges[0]
-            leaves = store.leaves_from(topic, lo, end, 257)
-            bodies = store.bodies(topic, [x.oplog_id for x in leaves[:256]])
-            for leaf in leaves[:256]:
-                body = bodies.get(leaf.oplog_id, b"")
-                if out and size + len(body) + 5 > MAX_BODY:
-                    self._push_ranges[0] = (start, end, leaf.key)
-                    return out
-                if body:
-                    out.append(body)
-                    size += len(body) + 5
-            if len(leaves) > 256:
-                self._push_ranges[0] = (start, end, leaves[256].key)
-            else:
-                self._push_ranges.popleft()
+            got, used, nxt = read_range(store, topic, lo, end, MAX_BODY - size, take_one=not out)
+            out += got
+            size += used
+            if nxt is not None:
+                self._push_ranges[0] = (start, end, nxt)
+                break
+            self._push_ranges.popleft()
         return out
 
     def _finish_sync(self, now: int) -> list[Message]:

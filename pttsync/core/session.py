@@ -16,22 +16,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import RemoteProtocolError, UsageError
 from .frames import MAX_FRAME_SIZE
 from .handle import DEFAULT_CLOCK_SKEW, HandleResult, OplogHandler
 from .merkle import SPLIT_THRESHOLD
-from .messages import MAX_LEAVES, MAX_OPLOGS, MAX_WANT, Item, Message, MsgType
+from .messages import MAX_LEAVES, MAX_OPLOGS, MAX_WANT, Item, Key, Message, MsgType
 from .oplog import OplogStatus
 from .oplogcodec import encode_oplog
 from .syncview import TreeView
 from .timeutil import HOUR_NS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from .store import Store
+
+T = TypeVar("T")
 
 MAX_BODY = MAX_FRAME_SIZE - 16 * 1024
 """Bytes of records or items put in one message; the rest of a frame is envelope."""
@@ -219,18 +221,30 @@ class SyncContext:
         return HandleResult(added=new, unchanged=len(good) - len(new), rejected=rejected)
 
 
-def pack_bodies(bodies: Iterable[bytes], limit: int = MAX_BODY) -> list[list[bytes]]:
-    """Group encoded records into lists that each fit in one message."""
-    groups: list[list[bytes]] = [[]]
+def _pack(
+    values: Iterable[T], cost: Callable[[T], int], limit: int, max_count: int
+) -> list[list[T]]:
+    """Group values, in order, into lists of at most `limit` cost and `max_count` values."""
+    groups: list[list[T]] = [[]]
     size = 0
-    for body in bodies:
-        cost = len(body) + 5
-        if groups[-1] and size + cost > limit:
+    for value in values:
+        c = cost(value)
+        if groups[-1] and (size + c > limit or len(groups[-1]) >= max_count):
             groups.append([])
             size = 0
-        groups[-1].append(body)
-        size += cost
+        groups[-1].append(value)
+        size += c
     return [g for g in groups if g]
+
+
+def record_cost(body: bytes) -> int:
+    """What an encoded record adds to a message: its bytes and their CBOR header."""
+    return len(body) + 5
+
+
+def pack_bodies(bodies: Iterable[bytes], limit: int = MAX_BODY) -> list[list[bytes]]:
+    """Group encoded records into lists that each fit in one message."""
+    return _pack(bodies, record_cost, limit, MAX_OPLOGS)
 
 
 def item_size(item: Item) -> int:
@@ -240,13 +254,35 @@ def item_size(item: Item) -> int:
 
 def pack_items(items: Iterable[Item], max_items: int, limit: int = MAX_BODY) -> list[list[Item]]:
     """Group items into lists that each fit in one message."""
-    groups: list[list[Item]] = [[]]
+    return _pack(items, item_size, limit, max_items)
+
+
+def read_range(
+    store: Store, topic_id: bytes, lo: Key, end: int, room: int, *, take_one: bool
+) -> tuple[list[bytes], int, Key | None]:
+    """Records of the valid oplogs with key >= `lo` and time < `end`, in key order.
+
+    Takes records while their cost (`record_cost`) fits in `room` bytes; with
+    `take_one` the first is taken even if it does not fit, so a caller always
+    makes progress.  Returns the records, their cost, and the key to go on
+    from (None: the range is done).
+    """
+    out: list[bytes] = []
     size = 0
-    for item in items:
-        cost = item_size(item)
-        if groups[-1] and (size + cost > limit or len(groups[-1]) >= max_items):
-            groups.append([])
-            size = 0
-        groups[-1].append(item)
-        size += cost
-    return [g for g in groups if g]
+    while True:
+        leaves = store.leaves_from(topic_id, lo, end, _READ + 1)
+        bodies = store.bodies(topic_id, [x.oplog_id for x in leaves[:_READ]])
+        for leaf in leaves[:_READ]:
+            body = bodies.get(leaf.oplog_id)
+            if body is None:
+                continue  # replaced or deleted since the leaf was read
+            if size + record_cost(body) > room and (out or not take_one):
+                return out, size, leaf.key
+            out.append(body)
+            size += record_cost(body)
+        if len(leaves) <= _READ:
+            return out, size, None
+        lo = leaves[_READ].key
+
+
+_READ = 256  # leaves read from the store at a time

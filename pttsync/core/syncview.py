@@ -26,7 +26,7 @@ from .merkle import (
     FANOUT,
     Leaf,
     Level,
-    build_bucket,
+    build_slices,
     is_split,
     node_hash,
     period,
@@ -212,18 +212,11 @@ class TreeView:
 
 def _virtual_slices(depth: int, start: int, end: int, leaves: Sequence[Leaf]) -> list[ChildRef]:
     """The slices a split bucket over `leaves` (sorted) would have."""
-    out = []
-    lo = 0
-    for index in range(FANOUT):
-        cs, ce = slice_bounds(start, end, index)
-        hi = lo
-        while hi < len(leaves) and leaves[hi].time < ce:
-            hi += 1
-        if hi > lo:
-            node = build_bucket(Level.SLICE, depth + 1, cs, ce, leaves[lo:hi], lambda _n: None)
-            out.append(ChildRef(cs, node.hash))
-        lo = hi
-    return out
+    return [ChildRef(n.start, n.hash) for n in build_slices(depth, start, end, leaves, _drop)]
+
+
+def _drop(_node: object) -> None:
+    """An `emit` that keeps nothing: virtual slices are never stored."""
 
 
 def diff_children(
