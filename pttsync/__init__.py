@@ -64,6 +64,7 @@ from .errors import MalformedOplogError as MalformedOplogError
 from .errors import OversizeError as OversizeError
 from .errors import PttsyncError as PttsyncError
 from .errors import RemoteProtocolError as RemoteProtocolError
+from .errors import NotAuthorizedError as NotAuthorizedError
 from .errors import SignatureError as SignatureError
 from .errors import StoreError as StoreError
 from .errors import TimestampError as TimestampError

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .core.identity import Identity
 from .core.store import Store, TopicInfo
+from .core.replica import found_topic
 from .core.topic import new_topic
 from .errors import DataDirError, UsageError
 
@@ -59,12 +60,16 @@ class DataDir:
         except OSError as exc:
             raise DataDirError(f"cannot create {d.path}: {exc.strerror}") from None
         identity = Identity.generate()
+        founding = topic is None
         if topic is None:
             topic = new_topic(identity, name=topic_name, create_time=now, nonce=nonce)
         identity.save(d.key_path)
         try:
             with Store.open(d.store_path, create=True) as store:
-                store.add_topic(topic)
+                if founding:
+                    found_topic(store, identity, topic)
+                else:
+                    store.add_topic(topic)
         except BaseException:
             # Leave no half-made directory behind: init can simply be run again.
             for leftover in (d.store_path, d.key_path):

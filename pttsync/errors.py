@@ -12,7 +12,8 @@ PttsyncError
 │   ├── OversizeError         a field or the whole record is over its limit
 │   ├── TimestampError        times out of range or out of order
 │   ├── IntegrityError        the oplog ID or hash does not match the content
-│   └── SignatureError        a signature does not verify
+│   ├── SignatureError        a signature does not verify
+│   └── NotAuthorizedError    the topic's governance gives no right to it
 └── StoreError            the store cannot do what was asked (schema, corruption, I/O)
 ```
 
@@ -88,6 +89,16 @@ class IntegrityError(InvalidOplogError):
 
 class SignatureError(InvalidOplogError):
     """A creator, master or device signature does not verify."""
+
+
+class NotAuthorizedError(InvalidOplogError):
+    """The topic's governance gives the oplog's creator or a co-signer no right to it.
+
+    A non-member's oplog, a co-signature by a non-master, a removed member's
+    new oplog, a signature made after the oplog expired.  Another peer may
+    simply not know a governance change yet, so the oplog is refused on its
+    own; it can come back once the governance catches up.
+    """
 
 
 class StoreError(PttsyncError):

@@ -22,6 +22,6 @@ def make_oplog(
         topic_id=topic.topic_id,
         object_id=key.encode(),
         op=1,
-        value={"v": value, "t": t},
+        value={"v": {"v": value, "t": t}},
         create_time=t,
     )

@@ -7,21 +7,29 @@ import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
+from ..core.governance import Role
+from ..core.replica import Replica
 from ..core.synthetic import populate
 from ..core.timeutil import to_iso
 from ..datadir import DataDir, select_topic
+from ..errors import UsageError
 from ..signer import ProcessSigner
 from .output import Progress, emit_json
 
 if TYPE_CHECKING:
     import argparse
 
+    from ..core.identity import Identity
+    from ..core.store import Store, TopicInfo
+
 
 def cmd_init(args: argparse.Namespace) -> int:
     joined = DataDir(args.topic_of).topic(args.topic) if args.topic_of else None
+    now = time.time_ns()
     d, identity, topic = DataDir.init(
-        args.data, topic_name=args.name, now=time.time_ns(), nonce=os.urandom(16), topic=joined
+        args.data, topic_name=args.name, now=now, nonce=os.urandom(16), topic=joined
     )
+    admitted = admit(DataDir(args.topic_of), topic, identity.peer_id, now) if joined else None
     if args.json:
         emit_json(
             {
@@ -29,6 +37,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                 "peer_id": identity.text,
                 "topic_id": topic.topic_id.hex(),
                 "topic_name": topic.name,
+                "admitted_by": admitted,
             }
         )
     else:
@@ -36,7 +45,32 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"peer id:  {identity.text}")
         how = f", joined from {args.topic_of}" if joined else ""
         print(f"topic id: {topic.topic_id.hex()}  ({topic.name}{how})")
+        if joined and admitted:
+            print(f"member:   admitted by {admitted} (a ROLE oplog in {args.topic_of})")
+        elif joined:
+            print(f"member:   not admitted: the peer of {args.topic_of} is not a master")
     return 0
+
+
+def admit(source: DataDir, topic: TopicInfo, peer: bytes, now: int) -> str | None:
+    """Make `peer` a member of `topic` with `source`'s key, if it is a master; its peer ID."""
+    master = source.identity()
+    with source.open_store() as store:
+        replica = Replica(store, topic.topic_id, identity=master)
+        if replica.fold.governance.role_at(master.peer_id, now) is not Role.MASTER:
+            return None
+        replica.set_role(peer, Role.MEMBER, now=now)
+    return master.text
+
+
+def check_master(store: Store, topic: TopicInfo, identity: Identity, now: int) -> None:
+    """Raise UsageError unless `identity` is a master of `topic` (gen writes valid history)."""
+    gov = Replica(store, topic.topic_id).fold.governance
+    if gov.role_at(identity.peer_id, now) is not Role.MASTER:
+        raise UsageError(
+            "pttsync gen writes valid history, which only a master can: this peer's"
+            " writes would need a master's co-signature"
+        )
 
 
 def cmd_gen(args: argparse.Namespace) -> int:
@@ -52,6 +86,7 @@ def cmd_gen(args: argparse.Namespace) -> int:
         ProcessSigner(d.key_path, identity) if parallel else nullcontext() as signer,
     ):
         topic = select_topic(store, args.topic)
+        check_master(store, topic, identity, time.time_ns())
         started = time.perf_counter()
         result = populate(
             store,

@@ -15,8 +15,12 @@ previous log is not here yet is not an error either: it waits in a bounded
 buffer and is saved as soon as its previous log is, in this batch or a
 later one.
 
-Validity policy until the lifecycle issue: every oplog that passes these
-checks is stored as VALID.
+Validity comes from the topic's governance (lifecycle.py): an oplog that
+arrives here as valid must be valid under our timeline too, or it is
+refused on its own (the sender may know a governance change we do not yet;
+sync offers it again later).  Governance oplogs of a batch are handled
+before the rest, so that a member added in a batch can write in it.
+Not-yet-valid oplogs take the other path, HandlePendingOplogs (pending.py).
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidOplogError, TimestampError
+from .governance import is_governance_op
 from .oplog import Oplog, OplogStatus
 from .oplogcodec import decode_oplog
+from .replica import Replica
 from .timeutil import NS_PER_SECOND
 
 if TYPE_CHECKING:
@@ -58,6 +64,7 @@ class HandleResult:
     unchanged: int = 0  # identical to, or lost to, the copy we hold
     waiting: int = 0  # held until their previous log arrives
     rejected: list[str] = field(default_factory=list)  # one reason per rejected oplog
+    improved: list[Oplog] = field(default_factory=list)  # stored copies better than the sent ones
 
     @property
     def stored(self) -> list[Oplog]:
@@ -87,9 +94,11 @@ class OplogHandler:
         *,
         clock_skew: int = DEFAULT_CLOCK_SKEW,
         on_new: Callable[[list[Oplog]], None] | None = None,
+        replica: Replica | None = None,
     ) -> None:
         self.store = store
         self.topic_id = topic_id
+        self.replica = replica if replica is not None else Replica(store, topic_id)
         self.clock_skew = clock_skew
         self.on_new = on_new
         # Oplogs waiting for their previous log, oldest first, and an index by that log.
@@ -141,13 +150,24 @@ class OplogHandler:
             ForeignTopicError: see `decode`; nothing was stored.
         """
         good, rejected = self.decode(raw, now)
-        result = self.handle_decoded(good)
+        result = self.handle_decoded(good, now)
         result.rejected = rejected + result.rejected
         return result
 
-    def handle_decoded(self, oplogs: Sequence[Oplog]) -> HandleResult:
-        """Process and post-process oplogs that passed pre-processing."""
+    def handle_decoded(self, oplogs: Sequence[Oplog], now: int = 0) -> HandleResult:
+        """Process and post-process oplogs that passed pre-processing (governance ones first)."""
         result = HandleResult()
+        governance = [o for o in oplogs if is_governance_op(o.op)]
+        rest = [o for o in oplogs if not is_governance_op(o.op)]
+        for part in (governance, rest):
+            if part:
+                self._process(part, result, now)
+        result.waiting = len({o.oplog_id for o in oplogs} & self._waiting.keys())
+        if result.stored and self.on_new is not None:
+            self.on_new(result.stored)
+        return result
+
+    def _process(self, oplogs: Sequence[Oplog], result: HandleResult, now: int) -> None:
         wanted = {o.oplog_id for o in oplogs} | {o.prev_id for o in oplogs if o.prev_id}
         known = self.store.existing(self.topic_id, wanted)
         batch: dict[bytes, Oplog] = {}  # the copy to save, by ID
@@ -165,17 +185,28 @@ class OplogHandler:
                 known.update(self.store.existing(self.topic_id, [oid]))
             # A copy held from an earlier batch leaves the buffer; the better one goes on.
             oplog = self._unwait(oplog)
-            self._select(oplog, known.get(oid), batch, result)
+            if self._valid_here(oplog, batch, result):
+                self._select(oplog, known.get(oid), batch, result)
             queue.extend(self._release(oid))
         if batch:
-            self.store.write_batch(self.topic_id, [(o, OplogStatus.VALID) for o in batch.values()])
-        added = [o for o in batch.values() if o.oplog_id not in known]
-        replaced = [o for o in batch.values() if o.oplog_id in known]
-        result.added, result.replaced = added, replaced
-        result.waiting = len({o.oplog_id for o in oplogs} & self._waiting.keys())
-        if batch and self.on_new is not None:
-            self.on_new(result.stored)
-        return result
+            self.replica.commit([(o, OplogStatus.VALID) for o in batch.values()], now=now)
+        result.added += [o for o in batch.values() if o.oplog_id not in known]
+        result.replaced += [o for o in batch.values() if o.oplog_id in known]
+
+    def _valid_here(self, oplog: Oplog, batch: dict[bytes, Oplog], result: HandleResult) -> bool:
+        """True if the governance makes `oplog` valid here; else record why not."""
+        try:
+            status = self.replica.assess(oplog, with_governance=batch.values())
+        except InvalidOplogError as exc:
+            result.rejected.append(f"oplog {oplog.oplog_id.hex()[:16]}: {exc}")
+            return False
+        if status is not OplogStatus.VALID:
+            result.rejected.append(
+                f"oplog {oplog.oplog_id.hex()[:16]} is not valid here: it is"
+                f" {status.name.lower().replace('_', '-')} (co-signatures missing)"
+            )
+            return False
+        return True
 
     def _select(
         self,

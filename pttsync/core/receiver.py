@@ -40,6 +40,7 @@ from .messages import (
     SyncPendingOplog,
     SyncPendingOplogAck,
 )
+from .oplogcodec import encode_oplog
 from .session import (
     Role,
     State,
@@ -266,10 +267,18 @@ class Receiver:
                 items.append(view.item(child))
 
     def _on_pending(self, msg: SyncPendingOplog, now: int) -> list[Message]:
-        result = self.ctx.handle_pending(msg.oplogs, now)
+        try:
+            result = self.ctx.handle_pending(msg.oplogs, now)
+        except ForeignTopicError as exc:
+            raise RemoteProtocolError(str(exc)) from exc
         self.stats.count_handled(len(msg.oplogs), result)
+        self.ctx.handle_failed(now)
         self.state = State.IDLE
-        mine = pack_bodies(self.ctx.pending_for_peer()) or [[]]
+        # What the requester can sign, and our better copies of what it sent
+        # (co-signed here, or now valid), so that it learns them in this round.
+        offer = dict.fromkeys(self.ctx.pending_for_peer(self.peer, now))
+        offer.update(dict.fromkeys(encode_oplog(o) for o in result.improved))
+        mine = pack_bodies(offer) or [[]]
         return [SyncPendingOplogAck(msg.topic, msg.round, msg.seq, tuple(g), False) for g in mine]
 
     def _handle(self, oplogs: Sequence[bytes], now: int) -> None:

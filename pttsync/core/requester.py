@@ -429,12 +429,12 @@ class Requester:
         """Everything is stored: move the sync time, then run postsync once."""
         if self._clean:
             self.ctx.store.set_sync_time(self.ctx.topic_id, self.peer, self._started)
+        self.ctx.handle_failed(now)
         if not (self._remote_pending or self.ctx.has_pending()):
             self.state = State.DONE
             return []
         self.state = State.POSTSYNC
-        msg = SyncPendingOplog(
-            self.ctx.topic_id, self.round, self._next_seq(), tuple(self.ctx.pending_for_peer())
-        )
+        offer = self.ctx.pending_for_peer(self.peer, now)
+        msg = SyncPendingOplog(self.ctx.topic_id, self.round, self._next_seq(), tuple(offer))
         self._out[msg.seq] = _Request(msg.TYPE)
         return [msg]

@@ -23,14 +23,16 @@ from .frames import MAX_FRAME_SIZE
 from .handle import DEFAULT_CLOCK_SKEW, HandleResult, OplogHandler
 from .merkle import SPLIT_THRESHOLD
 from .messages import MAX_LEAVES, MAX_OPLOGS, MAX_WANT, Item, Key, Message, MsgType
-from .oplog import OplogStatus
 from .oplogcodec import encode_oplog
+from .pending import handle_failed, handle_pending, pending_for_peer
+from .replica import Replica
 from .syncview import TreeView
 from .timeutil import HOUR_NS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
+    from .identity import Identity
     from .store import Store
 
 T = TypeVar("T")
@@ -182,7 +184,12 @@ class SyncStats:
 
 
 class SyncContext:
-    """One topic of one store, as every session of that topic sees it."""
+    """One topic of one store, as every session of that topic sees it.
+
+    `identity` is this peer's key: with it, postsync co-signs the pending
+    oplogs this peer is a signer of.  `replica` may be shared with the
+    document layer and other sessions of the topic; one is made if not given.
+    """
 
     def __init__(
         self,
@@ -191,34 +198,37 @@ class SyncContext:
         *,
         config: SyncConfig | None = None,
         handler: OplogHandler | None = None,
+        replica: Replica | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.store = store
         self.topic_id = topic_id
         self.config = config or SyncConfig()
         self.view = TreeView(store, topic_id)
-        self.handler = handler or OplogHandler(store, topic_id, clock_skew=self.config.clock_skew)
+        if handler is not None:
+            replica = handler.replica
+        elif replica is None:
+            replica = Replica(store, topic_id, identity=identity)
+        self.replica = replica
+        self.handler = handler or OplogHandler(
+            store, topic_id, clock_skew=self.config.clock_skew, replica=replica
+        )
 
     def has_pending(self) -> bool:
         return self.store.has_pending(self.topic_id)
 
-    def pending_for_peer(self) -> list[bytes]:
-        """The pending oplogs offered in postsync (the lifecycle issue narrows this to signers)."""
-        limit = self.config.max_pending_sent
-        oplogs = self.store.oplogs(self.topic_id, OplogStatus.PENDING, limit=limit)
+    def pending_for_peer(self, peer: bytes, now: int) -> list[bytes]:
+        """Postsync's offer to `peer`: the pending oplogs it can sign, encoded."""
+        oplogs = pending_for_peer(self.replica, peer, now, self.config.max_pending_sent)
         return [encode_oplog(o) for o in oplogs]
 
     def handle_pending(self, raw: Sequence[bytes], now: int) -> HandleResult:
-        """HandlePendingOplogs, as far as this issue goes: verify, and keep new ones as pending.
+        """HandlePendingOplogs (pending.py) on records from the peer."""
+        return handle_pending(self.handler, raw, now)
 
-        Integrating co-signatures, signing, quorum and expiry arrive with the
-        lifecycle issue; until then a pending oplog we already hold is left as is.
-        """
-        good, rejected = self.handler.decode(raw, now)
-        held = self.store.existing(self.topic_id, [o.oplog_id for o in good])
-        new = [o for o in good if o.oplog_id not in held]
-        if new:
-            self.store.write_batch(self.topic_id, [(o, OplogStatus.PENDING) for o in new])
-        return HandleResult(added=new, unchanged=len(good) - len(new), rejected=rejected)
+    def handle_failed(self, now: int) -> int:
+        """HandleFailedOplogs (pending.py): the number of expired oplogs rolled back."""
+        return len(handle_failed(self.replica, now))
 
 
 def _pack(

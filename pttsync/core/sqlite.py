@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StoreError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x70747473  # "ptts"
 
 # Statements are split on ";", so comments inside must not contain one.
@@ -64,7 +64,7 @@ CREATE TABLE nodes (
 
 # Migrations: MIGRATIONS[v] takes a store from schema v to v + 1.  A new store
 # runs _SCHEMA and then every migration, so both paths give the same schema.
-MIGRATIONS: dict[int, str] = {
+MIGRATIONS: dict[int, str | Callable[[Database], None]] = {
     # 1 -> 2: the time up to which each peer was last confirmed in sync (sync.md).
     1: """
 CREATE TABLE sync_times (
@@ -74,9 +74,57 @@ CREATE TABLE sync_times (
     PRIMARY KEY (topic, peer)
 ) WITHOUT ROWID
 """,
+    # 2 -> 3: the lifecycle (topic settings, oplogs by object and op, failed oplogs).
+    2: lambda db: _migrate_2_to_3(db),
 }
 
+# The lifecycle's tables and columns (lifecycle.md).  Kept apart so that the
+# 2 -> 3 migration can fill the new columns from the stored records.
+_SCHEMA_3 = """
+ALTER TABLE topics ADD COLUMN quorum INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE topics ADD COLUMN expiry INTEGER NOT NULL DEFAULT 3600000000000;
+ALTER TABLE oplogs ADD COLUMN object_id BLOB NOT NULL DEFAULT x'';
+ALTER TABLE oplogs ADD COLUMN op INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE oplogs ADD COLUMN create_time INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX oplogs_by_object ON oplogs (topic, object_id);
+CREATE INDEX governance_oplogs ON oplogs (topic, op) WHERE op >= 256;
+CREATE TABLE failed (
+    topic       INTEGER NOT NULL REFERENCES topics (topic),
+    oplog_id    BLOB NOT NULL,
+    object_id   BLOB NOT NULL,
+    op          INTEGER NOT NULL,
+    creator     BLOB NOT NULL,
+    create_time INTEGER NOT NULL,
+    failed_at   INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    PRIMARY KEY (topic, oplog_id)
+) WITHOUT ROWID
+"""
+
 Row = tuple[Any, ...]
+
+
+def _migrate_2_to_3(db: Database) -> None:
+    """Add the lifecycle's columns and fill them from each stored record."""
+    from .oplogcodec import decode_oplog  # the codec imports nothing from here
+
+    _run_script(db, _SCHEMA_3)
+    while True:
+        # A record's object ID is 1..128 bytes, so an empty one marks a row not yet filled.
+        rows = db.all("SELECT rowid, body FROM oplogs WHERE object_id=x'' LIMIT 10000")
+        if not rows:
+            return
+        updates = []
+        for rowid, body in rows:
+            o = decode_oplog(body)
+            updates.append((o.object_id, o.op, o.create_time, rowid))
+        db.run_many("UPDATE oplogs SET object_id=?, op=?, create_time=? WHERE rowid=?", updates)
+
+
+def _run_script(db: Database, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            db.run(statement)
 
 
 class Database:
@@ -133,9 +181,11 @@ class Database:
     def _migrate_from(self, version: int) -> None:
         """Run the migrations from `version` up, inside the caller's transaction."""
         for v in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[v].split(";"):
-                if statement.strip():
-                    self.run(statement)
+            step = MIGRATIONS[v]
+            if isinstance(step, str):
+                _run_script(self, step)
+            else:
+                step(self)
         self.run(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def check_schema(self) -> None:

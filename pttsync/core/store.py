@@ -28,7 +28,8 @@ told, atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,26 +41,69 @@ from .sqlite import SCHEMA_VERSION, Database, Row
 from .treestore import IN_CHUNK, SqliteTreeStorage
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
-__all__ = ["SCHEMA_VERSION", "BatchResult", "Store", "StoredOplog", "TopicInfo"]
+__all__ = [
+    "DEFAULT_EXPIRY",
+    "FailedOplog",
+    "SCHEMA_VERSION",
+    "BatchResult",
+    "Quorum",
+    "Store",
+    "StoredOplog",
+    "TopicInfo",
+]
+
+
+class Quorum(IntEnum):
+    """How many of a topic's masters make a member's oplog valid (lifecycle.md)."""
+
+    MAJORITY = 0  # more than half (PIP-7)
+    ALL = 1  # every master (what go-pttai's code does)
+
+
+DEFAULT_EXPIRY = 3600 * 1_000_000_000
+"""How long an oplog may stay pending before HandleFailedOplogs rolls it back."""
 
 
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
-    """A topic this store holds.  The ID derives from the other fields (topic.py)."""
+    """A topic this store holds.  The ID derives from the other fields (topic.py).
+
+    `quorum` and `expiry` are the topic's lifecycle settings, fixed when the
+    topic is founded.
+    """
 
     topic_id: bytes
     name: str
     creator: bytes
     create_time: int
     nonce: bytes
+    quorum: Quorum = Quorum.MAJORITY
+    expiry: int = DEFAULT_EXPIRY
 
 
 @dataclass(frozen=True, slots=True)
 class StoredOplog:
     oplog: Oplog
     status: OplogStatus
+
+
+@dataclass(frozen=True, slots=True)
+class FailedOplog:
+    """A record of an oplog that HandleFailedOplogs rolled back and deleted."""
+
+    oplog_id: bytes
+    object_id: bytes
+    op: int
+    creator: bytes
+    create_time: int
+    failed_at: int
+    reason: str
+
+
+MAX_FAILED = 10_000
+"""Failed-oplog records kept per topic; the oldest go first."""
 
 
 @dataclass(slots=True)
@@ -120,25 +164,27 @@ class Store:
             if self._db.one("SELECT 1 FROM topics WHERE topic_id=?", (info.topic_id,)):
                 raise UsageError(f"topic {info.topic_id.hex()} is already in this store")
             self._db.run(
-                "INSERT INTO topics (topic_id, name, creator, create_time, nonce)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (info.topic_id, info.name, info.creator, info.create_time, info.nonce),
+                f"INSERT INTO topics ({_TOPIC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    info.topic_id,
+                    info.name,
+                    info.creator,
+                    info.create_time,
+                    info.nonce,
+                    int(info.quorum),
+                    info.expiry,
+                ),
             )
 
     def topics(self) -> list[TopicInfo]:
-        rows = self._db.all(
-            "SELECT topic_id, name, creator, create_time, nonce FROM topics ORDER BY topic"
-        )
-        return [TopicInfo(*row) for row in rows]
+        rows = self._db.all(f"SELECT {_TOPIC_COLUMNS} FROM topics ORDER BY topic")
+        return [_topic(row) for row in rows]
 
     def topic(self, topic_id: bytes) -> TopicInfo:
-        row = self._db.one(
-            "SELECT topic_id, name, creator, create_time, nonce FROM topics WHERE topic_id=?",
-            (topic_id,),
-        )
+        row = self._db.one(f"SELECT {_TOPIC_COLUMNS} FROM topics WHERE topic_id=?", (topic_id,))
         if row is None:
             raise UsageError(f"topic {topic_id.hex()} is not in this store")
-        return TopicInfo(*row)
+        return _topic(row)
 
     def _key(self, topic_id: bytes) -> int:
         """The small integer that stands for a topic inside the database."""
@@ -157,12 +203,15 @@ class Store:
         topic_id: bytes,
         puts: Iterable[tuple[Oplog, OplogStatus]] = (),
         deletes: Iterable[bytes] = (),
+        failed: Iterable[FailedOplog] = (),
     ) -> BatchResult:
         """Write oplogs and delete oplog IDs of one topic, in one transaction.
 
         A put replaces any stored copy of the same oplog ID (in any status);
         the Merkle leaves follow: a valid oplog gets its leaf, a replaced or
         deleted valid one loses its old leaf.  Deletes of unknown IDs are ignored.
+        Each `failed` record is kept (the newest MAX_FAILED per topic) and its
+        oplog deleted.
 
         Raises:
             UsageError: an oplog belongs to another topic, or the topic is unknown.
@@ -203,16 +252,38 @@ class Store:
                 # A second put of the same ID in this batch replaces the first.
                 stored[oid] = (int(status), oplog.update_time, oplog.hash)
                 rows.append(
-                    (key, oid, int(status), oplog.update_time, oplog.hash, encode_oplog(oplog))
+                    (
+                        key,
+                        oid,
+                        int(status),
+                        oplog.update_time,
+                        oplog.hash,
+                        encode_oplog(oplog),
+                        oplog.object_id,
+                        oplog.op,
+                        oplog.create_time,
+                    )
                 )
                 if status == OplogStatus.VALID:
                     added[oid] = Leaf(oplog.update_time, oid, oplog.hash)
             self._db.run_many(
-                "INSERT OR REPLACE INTO oplogs (topic, oplog_id, status, update_time, hash, body)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO oplogs (topic, oplog_id, status, update_time, hash, body,"
+                " object_id, op, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            for oid in deletes:
+            failed = list(failed)
+            if failed:
+                self._db.run_many(
+                    "INSERT OR REPLACE INTO failed (topic, oplog_id, object_id, op, creator,"
+                    " create_time, failed_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(key, *astuple(f)) for f in failed],
+                )
+                self._db.run(
+                    "DELETE FROM failed WHERE topic=? AND oplog_id NOT IN (SELECT oplog_id"
+                    " FROM failed WHERE topic=? ORDER BY failed_at DESC LIMIT ?)",
+                    (key, key, MAX_FAILED),
+                )
+            for oid in [*deletes, *(f.oplog_id for f in failed)]:
                 old_row = self._db.one(
                     "DELETE FROM oplogs WHERE topic=? AND oplog_id=?"
                     " RETURNING status, update_time, hash",
@@ -298,6 +369,65 @@ class Store:
             )
         return int(row[0]) if row else 0
 
+    # -- what the lifecycle and the documents read ----------------------------------
+
+    def by_objects(self, topic_id: bytes, object_ids: Iterable[bytes]) -> list[StoredOplog]:
+        """Every oplog (any status) acting on these objects."""
+        key, ids = self._key(topic_id), sorted(set(object_ids))
+        rows: list[Row] = []
+        for i in range(0, len(ids), IN_CHUNK):
+            chunk = ids[i : i + IN_CHUNK]
+            rows += self._db.all(
+                "SELECT body, status FROM oplogs WHERE topic=?"
+                f" AND object_id IN ({','.join('?' * len(chunk))})",
+                (key, *chunk),
+            )
+        return [_stored(row) for row in rows]
+
+    def by_op_range(self, topic_id: bytes, lo: int, hi: int) -> list[StoredOplog]:
+        """Every oplog with lo <= op < hi (the governance ops have an index)."""
+        rows = self._db.all(
+            "SELECT body, status FROM oplogs WHERE topic=? AND op>=? AND op<?",
+            (self._key(topic_id), lo, hi),
+        )
+        return [_stored(row) for row in rows]
+
+    def since(self, topic_id: bytes, time: int, chunk: int = 2000) -> Iterator[StoredOplog]:
+        """Every oplog (any status) with update time >= `time`, read in chunks."""
+        key = self._key(topic_id)
+        lo: tuple[int, bytes] = (time, b"")
+        while True:
+            rows = self._db.all(
+                "SELECT body, status, update_time, oplog_id FROM oplogs WHERE topic=?"
+                " AND (update_time, oplog_id) > (?, ?) ORDER BY update_time, oplog_id LIMIT ?",
+                (key, lo[0], lo[1], chunk),
+            )
+            for row in rows:
+                yield _stored(row)
+            if len(rows) < chunk:
+                return
+            lo = (rows[-1][2], rows[-1][3])
+
+    def object_ids(
+        self, topic_id: bytes, *, ops: tuple[int, int], after: bytes = b"", limit: int = 1000
+    ) -> list[bytes]:
+        """Distinct object IDs > `after` acted on by ops in [lo, hi), in order."""
+        rows = self._db.all(
+            "SELECT DISTINCT object_id FROM oplogs WHERE topic=? AND object_id>?"
+            " AND op>=? AND op<? ORDER BY object_id LIMIT ?",
+            (self._key(topic_id), after, ops[0], ops[1], limit),
+        )
+        return [row[0] for row in rows]
+
+    def failed(self, topic_id: bytes, *, limit: int = 1000) -> list[FailedOplog]:
+        """The most recently failed (expired and rolled back) oplogs, newest first."""
+        rows = self._db.all(
+            "SELECT oplog_id, object_id, op, creator, create_time, failed_at, reason"
+            " FROM failed WHERE topic=? ORDER BY failed_at DESC, oplog_id LIMIT ?",
+            (self._key(topic_id), limit),
+        )
+        return [FailedOplog(*row) for row in rows]
+
     # -- what sync reads and remembers ---------------------------------------------
 
     def leaves_from(
@@ -377,6 +507,13 @@ class Store:
 
 
 _END = 2**63 - 1
+
+
+_TOPIC_COLUMNS = "topic_id, name, creator, create_time, nonce, quorum, expiry"
+
+
+def _topic(row: Row) -> TopicInfo:
+    return TopicInfo(*row[:5], quorum=Quorum(row[5]), expiry=row[6])
 
 
 def _stored(row: Row) -> StoredOplog:

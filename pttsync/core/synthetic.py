@@ -24,7 +24,7 @@ from .timeutil import check_time
 if TYPE_CHECKING:
     from .identity import Identity
 
-# The document store's op codes arrive with the lifecycle work; PUT is 1 there too.
+# The document store's PUT (documents.py); its payload is {"v": value}.
 OP_PUT = 1
 DEFAULT_BATCH = 10_000
 MAX_BATCH = 200_000  # one transaction holds the batch in memory: about 1 KB an oplog
@@ -75,7 +75,7 @@ def synthetic_drafts(
             topic_id=topic_id,
             object_id=b"doc-%06d" % rng.randrange(keys),
             op=OP_PUT,
-            value={"seq": i, "seed": seed, "text": " ".join(rng.choices(_WORDS, k=3 + i % 8))},
+            value={"v": {"seq": i, "seed": seed, "text": " ".join(rng.choices(_WORDS, k=3 + i % 8))}},
             create_time=start + rng.randrange(span),
         )
 

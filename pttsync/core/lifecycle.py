@@ -1,0 +1,234 @@
+"""The oplog lifecycle's rules: which status an oplog has, and who signs it.
+
+Pure functions of an oplog and a governance timeline (governance.py); no
+store and no clock (times are passed in).  docs/pip-11/lifecycle.md states
+the rules; in short, for an oplog created at t by a key that speaks for user U:
+
+1. U must be a member or a master at t, otherwise the oplog is refused.
+2. Every internal (device) signature must be by one of U's devices, and
+   every master signature by a device of a master, at the signature's time.
+   No signature may be made after t + expiry.  Otherwise it is refused: a
+   forged or misplaced co-signature never rides along (go-pttai #200).
+3. If U has several devices and fewer than a majority of them signed, the
+   oplog is **internal-pending**.
+4. Device oplogs are then valid (the user's key is the only authority over
+   the user's devices).  Any other oplog is **valid** once a quorum of the
+   masters at t have signed (U counts if U is a master), else **pending**.
+
+Governance oplogs are folded in (create time, ID) order by
+`build_governance`: each is judged against the timeline made by those
+before it, so the timeline is the same on every peer holding the same set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidOplogError, MalformedOplogError, NotAuthorizedError
+from .documents import decode_doc_op, is_doc_op
+from .governance import (
+    OP_DEVICE,
+    OP_GENESIS,
+    OP_ROLE,
+    Governance,
+    Role,
+    check_genesis,
+    decode_role,
+    is_governance_op,
+    quorum_size,
+)
+from .oplog import (
+    MAX_INTERNAL_SIGS,
+    MAX_MASTER_SIGS,
+    Oplog,
+    OplogStatus,
+    Signature,
+    SignKind,
+    cosign,
+    with_signatures,
+)
+from .store import Quorum
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .identity import Identity
+    from .store import TopicInfo
+
+
+def assess(oplog: Oplog, gov: Governance) -> OplogStatus:
+    """The status `oplog` has under `gov`: internal-pending, pending or valid.
+
+    Raises:
+        NotAuthorizedError: the creator or a co-signer has no right to it.
+        MalformedOplogError: its op's payload is malformed.
+    """
+    info, t = gov.info, oplog.create_time
+    if oplog.op == OP_GENESIS:
+        check_genesis(oplog, info)
+        return OplogStatus.VALID
+    author = gov.user_of(oplog.creator, t)
+    if author is None:
+        raise NotAuthorizedError("the creator is not a member of the topic at its create time")
+    role = gov.role_at(author, t)
+    _check_op(oplog, gov, author, role)
+    deadline = t + gov.expiry
+    for s in oplog.internal_sigs:
+        if s.time > deadline:
+            raise NotAuthorizedError("a device signature was made after the oplog expired")
+        if gov.user_of(s.signer, s.time) != author:
+            raise NotAuthorizedError("a device signature is not by one of the creator's devices")
+    masters = gov.masters_at(t)
+    signed: set[bytes] = {author} if author in masters else set()
+    for s in oplog.master_sigs:
+        if s.time > deadline:
+            raise NotAuthorizedError("a master signature was made after the oplog expired")
+        user = gov.user_of(s.signer, s.time)
+        if user is None or gov.role_at(user, s.time) is not Role.MASTER:
+            raise NotAuthorizedError("a master signature is not by a master")
+        signed.add(user)
+    if oplog.op != OP_DEVICE:
+        devices = gov.devices_of(author, t)
+        if len(devices) > 1:
+            by = ({oplog.creator} | {s.signer for s in oplog.internal_sigs}) & devices
+            if len(by) < quorum_size(Quorum.MAJORITY, len(devices)):
+                return OplogStatus.INTERNAL_PENDING
+    if oplog.op == OP_DEVICE:
+        return OplogStatus.VALID
+    if len(signed & masters) >= quorum_size(gov.quorum, len(masters)):
+        return OplogStatus.VALID
+    return OplogStatus.PENDING
+
+
+def _check_op(oplog: Oplog, gov: Governance, author: bytes, role: Role) -> None:
+    """The op's own rules: who may write it, and a well-formed payload."""
+    reason: str | None = None
+    if oplog.op == OP_ROLE:
+        if role is not Role.MASTER:
+            raise NotAuthorizedError("only a master may give or take roles")
+        _user, new_role = decode_role(oplog)
+        reason = gov.can_apply_role(oplog)
+        if reason is None and new_role is Role.MASTER and _too_many_masters(gov, oplog):
+            reason = f"a topic has at most {MAX_MASTER_SIGS} masters"
+    elif oplog.op == OP_DEVICE:
+        if oplog.creator != author:
+            raise NotAuthorizedError("only a user's own key certifies the user's devices")
+        reason = gov.can_apply_device(oplog)
+    elif is_governance_op(oplog.op):
+        raise MalformedOplogError(f"unknown governance op {oplog.op:#x}", field="op")
+    elif is_doc_op(oplog.op):
+        decode_doc_op(oplog)
+    if reason is not None:
+        raise NotAuthorizedError(reason)
+
+
+def _too_many_masters(gov: Governance, oplog: Oplog) -> bool:
+    masters = gov.masters_at(oplog.create_time)
+    return oplog.object_id not in masters and len(masters) >= MAX_MASTER_SIGS
+
+
+# ---------------------------------------------------------------------------
+# Folding the governance oplogs into a timeline.
+
+
+@dataclass(slots=True)
+class Fold:
+    """A timeline and the verdict on every governance oplog folded into it."""
+
+    governance: Governance
+    status: dict[bytes, OplogStatus] = field(default_factory=dict)
+    refused: dict[bytes, str] = field(default_factory=dict)
+
+
+def build_governance(info: TopicInfo, oplogs: Iterable[Oplog]) -> Fold:
+    """Fold governance oplogs, in (create time, ID) order, into a timeline.
+
+    Each oplog is judged against the timeline of those before it; the valid
+    role and device oplogs take effect.  Non-governance oplogs are ignored.
+    """
+    fold = Fold(Governance(info))
+    unique = {o.oplog_id: o for o in oplogs if is_governance_op(o.op)}
+    for o in sorted(unique.values(), key=lambda o: (o.create_time, o.oplog_id)):
+        try:
+            status = assess(o, fold.governance)
+        except InvalidOplogError as exc:
+            fold.refused[o.oplog_id] = str(exc)
+            continue
+        fold.status[o.oplog_id] = status
+        if status is OplogStatus.VALID and o.op in (OP_ROLE, OP_DEVICE):
+            fold.governance.apply(o)
+    return fold
+
+
+# ---------------------------------------------------------------------------
+# Co-signing.
+
+
+def expired(oplog: Oplog, gov: Governance, now: int) -> bool:
+    """True once `now` is past the oplog's expiry (create time + the topic's expiry)."""
+    return now > oplog.create_time + gov.expiry
+
+
+def sign_kind(
+    oplog: Oplog, status: OplogStatus, gov: Governance, me: bytes, now: int
+) -> SignKind | None:
+    """The signature peer `me` should add to a not-yet-valid oplog, if any.
+
+    A device of the creator's user signs an internal-pending oplog; a
+    device of a master (one whose signature counts: a master at the
+    oplog's create time) signs a pending one.  Nobody signs an expired
+    oplog, and nobody signs twice for one user.
+    """
+    t = oplog.create_time
+    if expired(oplog, gov, now):
+        return None
+    when = max(now, t)
+    author = gov.user_of(oplog.creator, t)
+    if author is None:
+        return None
+    if status is OplogStatus.INTERNAL_PENDING:
+        signed = {oplog.creator, *(s.signer for s in oplog.internal_sigs)}
+        if me not in signed and gov.user_of(me, when) == author and me in gov.devices_of(author, t):
+            return SignKind.INTERNAL
+        return None
+    if status is OplogStatus.PENDING:
+        user = gov.user_of(me, when)
+        if user is None or user not in gov.masters_at(t) or gov.role_at(user, when) is not Role.MASTER:
+            return None
+        signed_users = {author, *(gov.user_of(s.signer, s.time) for s in oplog.master_sigs)}
+        return None if user in signed_users else SignKind.MASTER
+    return None
+
+
+def sign(oplog: Oplog, identity: Identity, kind: SignKind, now: int) -> Oplog:
+    """Add `identity`'s co-signature of `kind`, made at `now` (never before the create time)."""
+    return cosign(oplog, identity, kind, max(now, oplog.create_time))
+
+
+def union_signatures(a: Oplog, b: Oplog) -> Oplog:
+    """Integrate-existing: one copy with the co-signatures of both, by signer.
+
+    Both copies must be verified copies of one oplog.  Where both hold a
+    signature by the same signer, the smaller (time, signature) is kept, so
+    the union is the same whichever copy is `a`.  No signature is lost
+    unless a list would pass its limit (then the smallest signers are kept).
+    """
+    master = _merge(a.master_sigs, b.master_sigs, MAX_MASTER_SIGS)
+    internal = _merge(a.internal_sigs, b.internal_sigs, MAX_INTERNAL_SIGS)
+    if master == a.master_sigs and internal == a.internal_sigs:
+        return a
+    if master == b.master_sigs and internal == b.internal_sigs:
+        return b
+    return with_signatures(a, master_sigs=master, internal_sigs=internal)
+
+
+def _merge(
+    a: tuple[Signature, ...], b: tuple[Signature, ...], limit: int
+) -> tuple[Signature, ...]:
+    best: dict[bytes, Signature] = {}
+    for s in (*a, *b):
+        held = best.get(s.signer)
+        if held is None or (s.time, s.sig) < (held.time, held.sig):
+            best[s.signer] = s
+    return tuple(best[k] for k in sorted(best)[:limit])

@@ -1,0 +1,265 @@
+"""One topic of one store: its governance, and the one path every write takes.
+
+A `Replica` is what HandleOplogs, HandlePendingOplogs, HandleFailedOplogs,
+local writes and the document layer share for a topic:
+
+* the governance timeline (`fold`), rebuilt whenever a governance oplog is
+  written or removed;
+* `assess`, the status an oplog has under that timeline;
+* `commit`, the single write path.  It writes a batch in one transaction.
+  When the batch changes the governance, it first works out, in memory,
+  every oplog whose status the change moves (or which it makes invalid: a
+  removed member's later oplogs) and writes those in the same transaction,
+  so a crash can never leave the statuses and the governance disagreeing;
+* observers (the document layer) told before and after each commit.
+
+No clock: every call that needs the time takes `now`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NoReturn, Protocol
+
+from ..errors import InvalidOplogError, NotAuthorizedError, UsageError
+from .governance import (
+    GOVERNANCE_OPS,
+    OP_DEVICE,
+    OP_GENESIS,
+    OP_ROLE,
+    Role,
+    device_payload,
+    is_governance_op,
+    make_genesis,
+    role_payload,
+)
+from .lifecycle import Fold, assess, build_governance
+from .oplog import Oplog, OplogStatus, create_oplog
+from .store import FailedOplog
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from .identity import Identity
+    from .store import BatchResult, Store, TopicInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Commit:
+    """What one commit changed, for observers."""
+
+    stored: list[tuple[Oplog, OplogStatus | None, OplogStatus]] = field(default_factory=list)
+    failed: list[tuple[FailedOplog, Oplog]] = field(default_factory=list)
+
+    @property
+    def object_ids(self) -> set[bytes]:
+        return {o.object_id for o, _, _ in self.stored} | {f.object_id for f, _ in self.failed}
+
+
+class Observer(Protocol):
+    def before_commit(self, commit: Commit) -> None: ...
+
+    def after_commit(self, commit: Commit) -> None: ...
+
+
+class Replica:
+    """A topic's lifecycle state over a store.  Not for concurrent use."""
+
+    def __init__(self, store: Store, topic_id: bytes, *, identity: Identity | None = None) -> None:
+        self.store = store
+        self.topic_id = topic_id
+        self.info: TopicInfo = store.topic(topic_id)
+        self.identity = identity
+        self.observers: list[Observer] = []
+        self.fold: Fold = self._build_fold(())
+
+    @property
+    def governance(self) -> Fold:
+        return self.fold
+
+    @property
+    def me(self) -> bytes | None:
+        return None if self.identity is None else self.identity.peer_id
+
+    # -- status --------------------------------------------------------------------
+
+    def assess(self, oplog: Oplog, *, with_governance: Iterable[Oplog] = ()) -> OplogStatus:
+        """The status `oplog` has here (see lifecycle.assess).
+
+        A governance oplog is judged by folding it into the timeline with the
+        stored ones (and `with_governance`, those accepted earlier in a batch).
+
+        Raises:
+            NotAuthorizedError, MalformedOplogError: it is not acceptable here.
+        """
+        if not is_governance_op(oplog.op) or oplog.op == OP_GENESIS:
+            return assess(oplog, self.fold.governance)
+        fold = self._build_fold([*with_governance, oplog])
+        status = fold.status.get(oplog.oplog_id)
+        if status is None:
+            raise_refused(fold, oplog)
+        return status
+
+    def _build_fold(self, extra: Iterable[Oplog]) -> Fold:
+        held = {s.oplog.oplog_id: s.oplog for s in self.store.by_op_range(self.topic_id, *GOVERNANCE_OPS)}
+        for o in extra:
+            held[o.oplog_id] = o
+        return build_governance(self.info, held.values())
+
+    # -- the write path ----------------------------------------------------------------
+
+    def commit(
+        self,
+        puts: Sequence[tuple[Oplog, OplogStatus]] = (),
+        failed: Sequence[tuple[FailedOplog, Oplog]] = (),
+        *,
+        now: int = 0,
+    ) -> BatchResult:
+        """Write a batch (and whatever a governance change in it implies) in one transaction.
+
+        `failed` oplogs are deleted and recorded as failed.  `now` stamps the
+        records of oplogs a governance change makes invalid.
+        """
+        puts, failed = list(puts), list(failed)
+        ids = [o.oplog_id for o, _ in puts]
+        old = {k: v.status for k, v in self.store.existing(self.topic_id, ids).items()}
+        fold = self.fold
+        touches_governance = any(is_governance_op(o.op) for o, _ in puts) or any(
+            is_governance_op(o.op) for _, o in failed
+        )
+        if touches_governance:
+            fold, more_puts, more_failed, more_old = self._regovern(puts, failed, now)
+            puts += more_puts
+            failed += more_failed
+            old.update(more_old)
+        commit = Commit(
+            [(o, old.get(o.oplog_id), s) for o, s in puts],
+            failed,
+        )
+        for observer in self.observers:
+            observer.before_commit(commit)
+        result = self.store.write_batch(
+            self.topic_id, puts, failed=[f for f, _ in failed]
+        )
+        self.fold = fold
+        for observer in self.observers:
+            observer.after_commit(commit)
+        return result
+
+    def _regovern(
+        self,
+        puts: list[tuple[Oplog, OplogStatus]],
+        failed: list[tuple[FailedOplog, Oplog]],
+        now: int,
+    ) -> tuple[
+        Fold,
+        list[tuple[Oplog, OplogStatus]],
+        list[tuple[FailedOplog, Oplog]],
+        dict[bytes, OplogStatus],
+    ]:
+        """The new timeline, and every stored oplog whose status it changes."""
+        gone = {f.oplog_id for f, _ in failed}
+        held = {
+            s.oplog.oplog_id: s.oplog
+            for s in self.store.by_op_range(self.topic_id, *GOVERNANCE_OPS)
+            if s.oplog.oplog_id not in gone
+        }
+        changed = [o for o, _ in puts if is_governance_op(o.op)] + [
+            o for _, o in failed if is_governance_op(o.op)
+        ]
+        for o, _ in puts:
+            if is_governance_op(o.op):
+                held[o.oplog_id] = o
+        fold = build_governance(self.info, held.values())
+        since = min(o.create_time for o in changed)
+        writing = {o.oplog_id for o, _ in puts} | gone
+        more_puts: list[tuple[Oplog, OplogStatus]] = []
+        more_failed: list[tuple[FailedOplog, Oplog]] = []
+        more_old: dict[bytes, OplogStatus] = {}
+        for stored in self.store.since(self.topic_id, since):
+            o = stored.oplog
+            if o.oplog_id in writing:
+                continue
+            try:
+                if is_governance_op(o.op) and o.op != OP_GENESIS:
+                    status = fold.status.get(o.oplog_id)
+                    if status is None:
+                        raise_refused(fold, o)
+                else:
+                    status = assess(o, fold.governance)
+            except InvalidOplogError as exc:
+                reason = f"no longer authorised: {exc}"
+                more_failed.append((failed_record(o, now, reason), o))
+                log.info("oplog %s %s", o.oplog_id.hex()[:16], reason)
+                continue
+            if status != stored.status:
+                more_puts.append((o, status))
+                more_old[o.oplog_id] = stored.status
+        return fold, more_puts, more_failed, more_old
+
+    # -- local writes ----------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        object_id: bytes,
+        op: int,
+        value: object,
+        now: int,
+        prev_id: bytes | None = None,
+    ) -> tuple[Oplog, OplogStatus]:
+        """Make, sign and durably store an oplog by this peer; return it and its status.
+
+        Raises:
+            UsageError: no identity, or this peer may not write it (not a
+                member, a role change by a non-master...).
+        """
+        if self.identity is None:
+            raise UsageError("this replica has no identity to write with")
+        oplog = create_oplog(
+            self.identity,
+            topic_id=self.topic_id,
+            object_id=object_id,
+            op=op,
+            create_time=now,
+            value=value,
+            prev_id=prev_id,
+        )
+        try:
+            status = self.assess(oplog)
+        except InvalidOplogError as exc:
+            raise UsageError(f"this peer cannot write that: {exc.reason}") from None
+        self.commit([(oplog, status)], now=now)
+        return oplog, status
+
+    # -- governance writes ------------------------------------------------------------------
+
+    def set_role(self, user: bytes, role: Role, *, now: int) -> tuple[Oplog, OplogStatus]:
+        """Make `user` a member, a master, or nobody (a master's write; needs the quorum)."""
+        return self.create(object_id=user, op=OP_ROLE, value=role_payload(role), now=now)
+
+    def set_device(self, device: bytes, on: bool, *, now: int) -> tuple[Oplog, OplogStatus]:
+        """Certify (or withdraw) `device` as one of this user's devices."""
+        return self.create(object_id=device, op=OP_DEVICE, value=device_payload(on), now=now)
+
+
+def found_topic(store: Store, creator: Identity, info: TopicInfo) -> Replica:
+    """Add a new topic to `store` with its genesis oplog, signed by its creator."""
+    store.add_topic(info)
+    replica = Replica(store, info.topic_id, identity=creator)
+    genesis = make_genesis(creator, info)
+    replica.commit([(genesis, replica.assess(genesis))], now=info.create_time)
+    return replica
+
+
+def raise_refused(fold: Fold, oplog: Oplog) -> NoReturn:
+    raise NotAuthorizedError(fold.refused.get(oplog.oplog_id, "refused by the governance"))
+
+
+def failed_record(oplog: Oplog, now: int, reason: str) -> FailedOplog:
+    return FailedOplog(
+        oplog.oplog_id, oplog.object_id, oplog.op, oplog.creator, oplog.create_time, now, reason
+    )
