@@ -61,10 +61,10 @@ from .errors import IntegrityError as IntegrityError
 from .errors import InvalidOplogError as InvalidOplogError
 from .errors import LocalError as LocalError
 from .errors import MalformedOplogError as MalformedOplogError
+from .errors import NotAuthorizedError as NotAuthorizedError
 from .errors import OversizeError as OversizeError
 from .errors import PttsyncError as PttsyncError
 from .errors import RemoteProtocolError as RemoteProtocolError
-from .errors import NotAuthorizedError as NotAuthorizedError
 from .errors import SignatureError as SignatureError
 from .errors import StoreError as StoreError
 from .errors import TimestampError as TimestampError

@@ -7,8 +7,9 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from pttsync.core.governance import OP_ROLE, Role, role_payload
 from pttsync.core.identity import Identity
-from pttsync.core.oplog import Oplog, OplogStatus
+from pttsync.core.oplog import Oplog, OplogStatus, create_oplog
 from pttsync.core.receiver import Receiver
 from pttsync.core.requester import Requester
 from pttsync.core.session import SyncConfig, SyncContext
@@ -30,6 +31,24 @@ OTHER = make_identity("sync-other")
 TOPIC = new_topic(WRITER, name="sync", create_time=parse_iso("2020-01-01"), nonce=b"s" * 16)
 FOREIGN = new_topic(WRITER, name="elsewhere", create_time=parse_iso("2020-01-01"), nonce=b"f" * 16)
 TID = TOPIC.topic_id
+MEMBER = make_identity("sync-member")
+"""A member of TOPIC (WRITER, its founder, is the only master): its writes are pending."""
+ADMIT = create_oplog(
+    WRITER,
+    topic_id=TID,
+    object_id=MEMBER.peer_id,
+    op=OP_ROLE,
+    value=role_payload(Role.MEMBER),
+    create_time=parse_iso("2020-01-01T01:00Z"),
+)
+"""The valid ROLE oplog that makes MEMBER a member."""
+
+
+def member_write(t: int, key: str = "doc", value: object = 1) -> Oplog:
+    """A put by MEMBER at `t`: pending until WRITER co-signs it."""
+    return create_oplog(
+        MEMBER, topic_id=TID, object_id=key.encode(), op=1, value={"v": value}, create_time=t
+    )
 
 
 def new_store(*topics: TopicInfo) -> Store:
@@ -141,11 +160,17 @@ def sync_and_check(sa: Store, sb: Store, *, max_rounds: int = 4) -> Outcome:
 
 
 def pair_sessions(
-    sa: Store, sb: Store, config: SyncConfig | None = None
+    sa: Store, sb: Store, config: SyncConfig | None = None, *, signers: bool = False
 ) -> tuple[Requester, Receiver]:
-    """A requester on A and a receiver on B, as sync_local makes them."""
-    req = Requester(SyncContext(sa, TID, config=config), PEER_B)
-    rcv = Receiver(SyncContext(sb, TID, config=config), PEER_A)
+    """A requester on A and a receiver on B, as sync_local makes them.
+
+    With `signers`, A is MEMBER's device and B is WRITER's (the master), so
+    postsync routes A's pending writes to B, which co-signs them.
+    """
+    ia, ib = (MEMBER, WRITER) if signers else (None, None)
+    peer_a, peer_b = (MEMBER.peer_id, WRITER.peer_id) if signers else (PEER_A, PEER_B)
+    req = Requester(SyncContext(sa, TID, config=config, identity=ia), peer_b)
+    rcv = Receiver(SyncContext(sb, TID, config=config, identity=ib), peer_a)
     return req, rcv
 
 

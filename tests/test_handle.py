@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from pttsync.core import handle
+from pttsync.core.governance import OP_ROLE, Role, role_payload
 from pttsync.core.handle import (
     DEFAULT_CLOCK_SKEW,
     ForeignTopicError,
@@ -17,6 +18,7 @@ from pttsync.core.handle import (
 from pttsync.core.identity import Identity
 from pttsync.core.oplog import Oplog, OplogStatus, SignKind, compute_hash, cosign, create_oplog
 from pttsync.core.oplogcodec import encode_oplog
+from pttsync.core.replica import Replica
 from pttsync.core.store import Store, TopicInfo
 from pttsync.core.timeutil import NS_PER_SECOND, parse_iso
 from pttsync.core.topic import new_topic
@@ -25,6 +27,46 @@ from .helpers import make_identity, make_oplog
 
 T0 = parse_iso("2025-01-01")
 NOW = T0 + 3600 * NS_PER_SECOND
+LATE = T0 + 10**6
+"""bob and carol become masters at LATE: after every oplog these tests create
+(alice's alone stay valid, as the founder and sole master when they were made),
+so their co-signatures are valid but not needed: copies that differ only in
+signatures, as select-existing must handle."""
+
+
+@pytest.fixture(autouse=True)
+def late_masters(
+    monkeypatch: pytest.MonkeyPatch,
+    topic: TopicInfo,
+    alice: Identity,
+    bob: Identity,
+    carol: Identity,
+) -> None:
+    """Give every handler of this module a governance with bob and carol as late masters.
+
+    The ROLE oplogs are folded into each Replica's governance without being
+    stored, so the stores hold exactly what each test puts in them.
+    """
+
+    def role(user: Identity, t: int, what: Role = Role.MASTER) -> Oplog:
+        return create_oplog(
+            alice,
+            topic_id=topic.topic_id,
+            object_id=user.peer_id,
+            op=OP_ROLE,
+            value=role_payload(what),
+            create_time=t,
+        )
+
+    end = LATE + 10**6  # and stop being masters, before the later oplogs (NOW)
+    roles = [
+        role(bob, LATE - 2),
+        cosign(role(carol, LATE - 1), bob, SignKind.MASTER, LATE - 1),
+        cosign(role(bob, end, Role.NONE), carol, SignKind.MASTER, end),
+        cosign(role(carol, end + 1, Role.NONE), carol, SignKind.MASTER, end + 1),
+    ]
+    build = Replica._build_fold
+    monkeypatch.setattr(Replica, "_build_fold", lambda self, extra: build(self, [*roles, *extra]))
 
 
 def enc(*oplogs: Oplog) -> list[bytes]:
@@ -36,8 +78,8 @@ def child(identity: Identity, topic: TopicInfo, prev: Oplog, t: int, key: str = 
         identity,
         topic_id=topic.topic_id,
         object_id=key.encode(),
-        op=2,
-        value={"after": prev.oplog_id.hex(), "t": t},
+        op=1,
+        value={"v": {"after": prev.oplog_id.hex(), "t": t}},
         create_time=t,
         prev_id=prev.oplog_id,
     )
@@ -156,9 +198,9 @@ def test_foreign_topic_with_a_missing_previous_log_does_not_wait(
 def copies(alice: Identity, bob: Identity, carol: Identity, topic: TopicInfo) -> list[Oplog]:
     """Three valid copies of one oplog, best first (earlier update time wins)."""
     base = make_oplog(alice, topic, T0)
-    early = cosign(base, bob, SignKind.MASTER, T0 + 10)
-    late = cosign(base, carol, SignKind.MASTER, T0 + 20)
-    both = cosign(early, carol, SignKind.MASTER, T0 + 20)
+    early = cosign(base, bob, SignKind.MASTER, LATE + 10)
+    late = cosign(base, carol, SignKind.MASTER, LATE + 20)
+    both = cosign(early, carol, SignKind.MASTER, LATE + 20)
     assert {early.oplog_id, late.oplog_id, both.oplog_id} == {base.oplog_id}
     assert len({base.hash, early.hash, late.hash, both.hash}) == 4
     return [base, early, late]
@@ -169,8 +211,8 @@ def test_select_existing_order(copies: list[Oplog], bob: Identity, carol: Identi
     assert select_existing(base, early) and select_existing(early, late)
     assert not select_existing(late, early) and not select_existing(early, early)
     # Same update time: the smaller hash wins.
-    x = cosign(base, bob, SignKind.INTERNAL, T0 + 30)
-    y = cosign(base, carol, SignKind.INTERNAL, T0 + 30)
+    x = cosign(base, bob, SignKind.MASTER, LATE + 30)
+    y = cosign(base, carol, SignKind.MASTER, LATE + 30)
     small, big = sorted((x, y), key=lambda o: o.hash)
     assert select_existing(small, big) and not select_existing(big, small)
 
@@ -338,8 +380,8 @@ def test_waiting_copies_of_one_oplog_keep_the_best(
 ) -> None:
     parent = make_oplog(alice, topic, T0)
     kid = child(alice, topic, parent, T0 + 1)
-    early = cosign(kid, bob, SignKind.MASTER, T0 + 10)
-    late = cosign(kid, carol, SignKind.MASTER, T0 + 20)
+    early = cosign(kid, bob, SignKind.MASTER, LATE + 10)
+    late = cosign(kid, carol, SignKind.MASTER, LATE + 20)
     for first, second in ((early, late), (late, early)):
         with Store.memory() as s:
             s.add_topic(topic)
@@ -357,7 +399,7 @@ def test_released_waiter_does_not_overwrite_a_better_stored_copy(
 ) -> None:
     parent = make_oplog(alice, topic, T0)
     kid = child(alice, topic, parent, T0 + 1)
-    worse = cosign(kid, carol, SignKind.MASTER, T0 + 20)
+    worse = cosign(kid, carol, SignKind.MASTER, LATE + 20)
     mine = OplogHandler(store, topic.topic_id)
     other = OplogHandler(store, topic.topic_id)  # another session's handler on the same store
     assert mine.handle(enc(worse), NOW).waiting == 1
@@ -387,7 +429,7 @@ def test_waiter_stored_directly_leaves_the_buffer(
 ) -> None:
     parent, kid, _ = chain
     better = kid
-    held = cosign(kid, bob, SignKind.MASTER, T0 + 50)
+    held = cosign(kid, bob, SignKind.MASTER, LATE + 50)
     mine = OplogHandler(store, topic.topic_id)
     assert mine.handle(enc(held), NOW).waiting == 1
     store.write_batch(topic.topic_id, [(parent, OplogStatus.VALID)])  # parent arrives elsewhere
@@ -445,7 +487,7 @@ def test_one_write_per_batch(
     writes: list[int] = []
     real = store.write_batch
 
-    def counting(topic_id: bytes, puts: list[tuple[Oplog, OplogStatus]]) -> object:
+    def counting(topic_id: bytes, puts: list[tuple[Oplog, OplogStatus]], **kw: object) -> object:
         writes.append(len(puts))
         return real(topic_id, puts)
 

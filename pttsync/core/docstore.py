@@ -27,7 +27,6 @@ them into an async iterator (pttsync.docs.watch).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -48,6 +47,8 @@ from .documents import (
 from .oplog import NO_VALUE, OplogStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .oplog import Oplog
     from .replica import Commit, Replica
     from .store import FailedOplog
@@ -243,9 +244,15 @@ class DocumentStore:
             old_state = before[oid]
             if oid not in reported and _shown(old_state) != _shown(state) and state is not None:
                 kind = ChangeKind.PUT if state.exists else ChangeKind.DELETE
-                changes.append(Change(kind, state.key, state.version.oplog_id, state, state.version.creator == me))
+                changes.append(
+                    Change(
+                        kind, state.key, state.version.oplog_id, state, state.version.creator == me
+                    )
+                )
             if state is not None and state.in_conflict and _losers(old_state) != _losers(state):
-                changes.append(Change(ChangeKind.CONFLICT, state.key, state.heads[0].oplog_id, state, False))
+                changes.append(
+                    Change(ChangeKind.CONFLICT, state.key, state.heads[0].oplog_id, state, False)
+                )
         for change in changes:
             for callback in list(self._subscribers):
                 callback(change)
@@ -274,4 +281,6 @@ def _change(
     me: bytes | None,
     reason: str = "",
 ) -> Change:
-    return Change(kind, object_to_key(what.object_id), what.oplog_id, state, what.creator == me, reason)
+    return Change(
+        kind, object_to_key(what.object_id), what.oplog_id, state, what.creator == me, reason
+    )

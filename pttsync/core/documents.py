@@ -117,9 +117,7 @@ def decode_doc_op(oplog: Oplog) -> DocOp:
             and oplog.prev_id not in r
         )
         if not ok:
-            raise MalformedOplogError(
-                "'r' is a sorted list of distinct other oplog IDs", field="d"
-            )
+            raise MalformedOplogError("'r' is a sorted list of distinct other oplog IDs", field="d")
         resolves = tuple(r)
     return DocOp(key, oplog.op, data.get("v"), resolves)
 

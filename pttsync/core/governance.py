@@ -26,7 +26,6 @@ valid (and so whether it may enter the timeline) is lifecycle.py's job.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,8 @@ from .oplog import MAX_DATA_SIZE, create_oplog
 from .store import Quorum, TopicInfo
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .identity import Identity
     from .oplog import Oplog
 
@@ -71,7 +72,12 @@ def quorum_size(quorum: Quorum, n: int) -> int:
 
 
 def genesis_payload(info: TopicInfo) -> dict[str, Any]:
-    return {"name": info.name, "nonce": info.nonce, "quorum": int(info.quorum), "expiry": info.expiry}
+    return {
+        "name": info.name,
+        "nonce": info.nonce,
+        "quorum": int(info.quorum),
+        "expiry": info.expiry,
+    }
 
 
 def role_payload(role: Role) -> dict[str, Any]:
@@ -196,7 +202,9 @@ class Governance:
             self._masters = None
         elif oplog.op == OP_DEVICE:
             device, on = decode_device(oplog)
-            _insert(self._devices.setdefault(device, []), _Event(t, oid, oplog.creator if on else None))
+            _insert(
+                self._devices.setdefault(device, []), _Event(t, oid, oplog.creator if on else None)
+            )
         self.applied.add(oid)
 
     def can_apply_device(self, oplog: Oplog) -> str | None:
@@ -248,7 +256,7 @@ class Governance:
     def _device_user(self, device: bytes, t: int) -> bytes | None:
         events = self._devices.get(device)
         event = _at(events, t) if events else None
-        return None if event is None else event.value  # type: ignore[no-any-return]
+        return None if event is None else event.value
 
     def user_of(self, key: bytes, t: int) -> bytes | None:
         """The user (member or master at `t`) that signing key `key` speaks for at `t`."""

@@ -194,7 +194,11 @@ def sign_kind(
         return None
     if status is OplogStatus.PENDING:
         user = gov.user_of(me, when)
-        if user is None or user not in gov.masters_at(t) or gov.role_at(user, when) is not Role.MASTER:
+        if (
+            user is None
+            or user not in gov.masters_at(t)
+            or gov.role_at(user, when) is not Role.MASTER
+        ):
             return None
         signed_users = {author, *(gov.user_of(s.signer, s.time) for s in oplog.master_sigs)}
         return None if user in signed_users else SignKind.MASTER
@@ -223,9 +227,7 @@ def union_signatures(a: Oplog, b: Oplog) -> Oplog:
     return with_signatures(a, master_sigs=master, internal_sigs=internal)
 
 
-def _merge(
-    a: tuple[Signature, ...], b: tuple[Signature, ...], limit: int
-) -> tuple[Signature, ...]:
+def _merge(a: tuple[Signature, ...], b: tuple[Signature, ...], limit: int) -> tuple[Signature, ...]:
     best: dict[bytes, Signature] = {}
     for s in (*a, *b):
         held = best.get(s.signer)

@@ -65,7 +65,9 @@ def handle_pending(handler: OplogHandler, raw: Sequence[bytes], now: int) -> Han
     sent: dict[bytes, bytes] = {}  # the hash of the copy the peer sent, by ID
     for oplog in fresh:
         if oplog.prev_id is not None and oplog.prev_id not in known and oplog.prev_id not in batch:
-            result.rejected.append(f"oplog {oplog.oplog_id.hex()[:16]}: its previous log is not here")
+            result.rejected.append(
+                f"oplog {oplog.oplog_id.hex()[:16]}: its previous log is not here"
+            )
             continue
         held = batch.get(oplog.oplog_id) or _held(known.get(oplog.oplog_id))
         try:

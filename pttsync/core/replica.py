@@ -104,7 +104,10 @@ class Replica:
         return status
 
     def _build_fold(self, extra: Iterable[Oplog]) -> Fold:
-        held = {s.oplog.oplog_id: s.oplog for s in self.store.by_op_range(self.topic_id, *GOVERNANCE_OPS)}
+        held = {
+            s.oplog.oplog_id: s.oplog
+            for s in self.store.by_op_range(self.topic_id, *GOVERNANCE_OPS)
+        }
         for o in extra:
             held[o.oplog_id] = o
         return build_governance(self.info, held.values())
@@ -141,9 +144,7 @@ class Replica:
         )
         for observer in self.observers:
             observer.before_commit(commit)
-        result = self.store.write_batch(
-            self.topic_id, puts, failed=[f for f, _ in failed]
-        )
+        result = self.store.write_batch(self.topic_id, puts, failed=[f for f, _ in failed])
         self.fold = fold
         for observer in self.observers:
             observer.after_commit(commit)

@@ -45,9 +45,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_EXPIRY",
-    "FailedOplog",
     "SCHEMA_VERSION",
     "BatchResult",
+    "FailedOplog",
     "Quorum",
     "Store",
     "StoredOplog",
@@ -513,7 +513,8 @@ _TOPIC_COLUMNS = "topic_id, name, creator, create_time, nonce, quorum, expiry"
 
 
 def _topic(row: Row) -> TopicInfo:
-    return TopicInfo(*row[:5], quorum=Quorum(row[5]), expiry=row[6])
+    topic_id, name, creator, create_time, nonce, quorum, expiry = row
+    return TopicInfo(topic_id, name, creator, create_time, nonce, Quorum(quorum), expiry)
 
 
 def _stored(row: Row) -> StoredOplog:

@@ -75,7 +75,9 @@ def synthetic_drafts(
             topic_id=topic_id,
             object_id=b"doc-%06d" % rng.randrange(keys),
             op=OP_PUT,
-            value={"v": {"seq": i, "seed": seed, "text": " ".join(rng.choices(_WORDS, k=3 + i % 8))}},
+            value={
+                "v": {"seq": i, "seed": seed, "text": " ".join(rng.choices(_WORDS, k=3 + i % 8))}
+            },
             create_time=start + rng.randrange(span),
         )
 
