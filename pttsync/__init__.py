@@ -6,17 +6,30 @@ The public API is exactly what this module re-exports.  The layers:
   no sockets, no wall clock.
   The sync session is here too: `Requester` and `Receiver` are driven by
   `receive(message, now) -> messages`, over a `SyncContext` (a store's topic).
-* the shell (CLI, the in-process `sync_local`, and later the network node
-  and simulation) around it.
+  The lifecycle and the documents too: a `Replica` is a topic's governance
+  and write path; a `DocumentStore` over it is the application's API.
+* the shell (CLI, the in-process `sync_local`, `watch`, and later the
+  network node and simulation) around it.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .core.docstore import Change as Change
+from .core.docstore import ChangeKind as ChangeKind
+from .core.docstore import DocumentStore as DocumentStore
+from .core.docstore import Write as Write
+from .core.docstore import WriteStatus as WriteStatus
+from .core.documents import DocState as DocState
+from .core.documents import Merged as Merged
+from .core.documents import Resolver as Resolver
+from .core.documents import Version as Version
 from .core.frames import MAX_FRAME_SIZE as MAX_FRAME_SIZE
 from .core.frames import FrameReader as FrameReader
 from .core.frames import encode_frame as encode_frame
+from .core.governance import Governance as Governance
+from .core.governance import Role as Role
 from .core.handle import HandleResult as HandleResult
 from .core.handle import OplogHandler as OplogHandler
 from .core.identity import Identity as Identity
@@ -42,12 +55,17 @@ from .core.oplog import finish_oplog as finish_oplog
 from .core.oplog import verify_oplog as verify_oplog
 from .core.oplogcodec import decode_oplog as decode_oplog
 from .core.oplogcodec import encode_oplog as encode_oplog
+from .core.pending import handle_failed as handle_failed
 from .core.receiver import Receiver as Receiver
+from .core.replica import Replica as Replica
+from .core.replica import found_topic as found_topic
 from .core.requester import Requester as Requester
 from .core.session import SyncConfig as SyncConfig
 from .core.session import SyncContext as SyncContext
 from .core.session import SyncStats as SyncStats
 from .core.store import BatchResult as BatchResult
+from .core.store import FailedOplog as FailedOplog
+from .core.store import Quorum as Quorum
 from .core.store import Store as Store
 from .core.store import StoredOplog as StoredOplog
 from .core.store import TopicInfo as TopicInfo
@@ -71,3 +89,6 @@ from .errors import TimestampError as TimestampError
 from .errors import UsageError as UsageError
 from .localsync import LocalSyncReport as LocalSyncReport
 from .localsync import sync_local as sync_local
+from .watch import Watch as Watch
+from .watch import WatchOverflowError as WatchOverflowError
+from .watch import watch as watch

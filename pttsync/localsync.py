@@ -25,10 +25,12 @@ from .core.messages import Message, decode_message, encode_message
 from .core.receiver import Receiver
 from .core.requester import Requester
 from .core.session import State, SyncConfig, SyncContext
+from .errors import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .core.replica import Replica
     from .core.store import Store
 
 log = logging.getLogger(__name__)
@@ -173,13 +175,20 @@ def sync_local(
     config: SyncConfig | None = None,
     max_rounds: int = DEFAULT_MAX_ROUNDS,
     progress: Callable[[int, RoundReport], None] | None = None,
+    replica_a: Replica | None = None,
+    replica_b: Replica | None = None,
 ) -> LocalSyncReport:
     """Run rounds (A requests, B answers) until both digests agree or `max_rounds` ran.
 
     `progress(round number, round so far)` is called after every round trip.
+    Give a side's `Replica` (the one its DocumentStore watches, holding its
+    identity) to have that side co-sign in postsync and report its changes.
     """
-    ctx_a = SyncContext(store_a, topic_id, config=config)
-    ctx_b = SyncContext(store_b, topic_id, config=config)
+    for store, replica in ((store_a, replica_a), (store_b, replica_b)):
+        if replica is not None and replica.store is not store:
+            raise UsageError("a replica given to sync_local must be over that side's store")
+    ctx_a = SyncContext(store_a, topic_id, config=config, replica=replica_a)
+    ctx_b = SyncContext(store_b, topic_id, config=config, replica=replica_b)
     requester, receiver = Requester(ctx_a, peer_b), Receiver(ctx_b, peer_a)
     report = LocalSyncReport()
     for n in range(max_rounds):

@@ -239,7 +239,10 @@ class DocumentStore:
                 and old is not OplogStatus.VALID
                 and new is OplogStatus.VALID
             ):
-                changes.append(_change(ChangeKind.CONFIRMED, oplog, after.get(oplog.object_id), me))
+                state = after.get(oplog.object_id)
+                changes.append(_change(ChangeKind.CONFIRMED, oplog, state, me))
+                if state is not None and state.version.oplog_id == oplog.oplog_id:
+                    reported.add(oplog.object_id)  # the confirmation is the whole change
         for oid, state in after.items():
             old_state = before[oid]
             if oid not in reported and _shown(old_state) != _shown(state) and state is not None:

@@ -1,0 +1,35 @@
+"""examples/todo.py runs end to end and shows what the issue asks of it."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+import trio
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "todo.py"
+
+
+def test_todo_example(capsys: pytest.CaptureFixture[str]) -> None:
+    module = runpy.run_path(str(EXAMPLE))
+
+    async def bounded() -> None:
+        with trio.fail_after(30):
+            await module["main"]()
+
+    trio.run(bounded)
+    out = capsys.readouterr().out
+    # Tasks made on both peers; Bob's pending write confirmed by Alice's co-signature.
+    assert "call mom         task/bob-1 (pending)" in out
+    assert ">> bob sees confirmed: task/bob-1" in out
+    # The conflict surfaced on both peers, then resolved with a merge.
+    assert "alice: task/alice-1 shows {'done': False, 'title': 'buy oat milk'}, also kept:" in out
+    assert "bob: task/alice-1 shows {'done': False, 'title': 'buy oat milk'}, also kept:" in out
+    assert "[x] buy oat milk" in out and "conflict:" not in out.split("Alice resolved")[1]
+    # The expired delete rolled back: the task came back, and the watcher said so.
+    assert ">> bob sees failed: task/alice-2" in out
+    assert "1 write rolled back" in out
+    after_rollback = out.split("1 write rolled back")[1].split("Alice comes back")[0]
+    assert "write report" in after_rollback
+    assert out.rstrip().endswith("identical on both peers: True")
