@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,18 @@ def test_todo_example(capsys: pytest.CaptureFixture[str]) -> None:
     after_rollback = out.split("1 write rolled back")[1].split("Alice comes back")[0]
     assert "write report" in after_rollback
     assert out.rstrip().endswith("identical on both peers: True")
+
+
+def test_bench_lifecycle_runs() -> None:
+    """tools/bench_lifecycle.py at a tiny size: every write co-signed, every one rolled back."""
+    tool = Path(__file__).parent.parent / "tools" / "bench_lifecycle.py"
+    done = subprocess.run(
+        [sys.executable, str(tool), "--pending", "300", "--valid", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    assert report["made_valid"] == 300 == report["rolled_back_by_removal"]
+    assert report["cosign_rounds"] == 2  # at most 256 pending oplogs per postsync
