@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from pttsync.core import sqlite
 from pttsync.core.identity import Identity
 from pttsync.core.merkle import Level
 from pttsync.core.oplog import OplogStatus, SignKind, cosign
+from pttsync.core.oplogcodec import encode_oplog
 from pttsync.core.store import SCHEMA_VERSION, Store, TopicInfo
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
@@ -252,3 +254,32 @@ def test_opening_a_foreign_database_does_not_change_it(tmp_path: Path) -> None:
         Store.open(other)
     assert other.read_bytes() == before
     assert not Path(str(other) + "-wal").exists()
+
+
+def test_a_schema_2_store_is_migrated_to_3(
+    tmp_path: Path, alice: Identity, topic: TopicInfo
+) -> None:
+    """A store written before the lifecycle opens with its oplogs indexed by object and op."""
+    path = tmp_path / "v2.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(sqlite._SCHEMA + ";" + str(sqlite.MIGRATIONS[1]))
+    conn.execute(f"PRAGMA application_id={sqlite.APPLICATION_ID}")
+    conn.execute("PRAGMA user_version=2")
+    conn.execute(
+        "INSERT INTO topics (topic_id, name, creator, create_time, nonce) VALUES (?, ?, ?, ?, ?)",
+        (topic.topic_id, topic.name, topic.creator, topic.create_time, topic.nonce),
+    )
+    o = make_oplog(alice, topic, T, "doc-1")
+    conn.execute(
+        "INSERT INTO oplogs (topic, oplog_id, status, update_time, hash, body)"
+        " VALUES (1, ?, 3, ?, ?, ?)",
+        (o.oplog_id, o.update_time, o.hash, encode_oplog(o)),
+    )
+    conn.commit()
+    conn.close()
+    with Store.open(path) as store:
+        assert store.schema_version == 3
+        assert store.topic(topic.topic_id) == topic  # default quorum and expiry
+        assert [s.oplog for s in store.by_objects(topic.topic_id, [b"doc-1"])] == [o]
+        assert store.object_ids(topic.topic_id, ops=(1, 3)) == [b"doc-1"]
+        assert store.failed(topic.topic_id) == []
