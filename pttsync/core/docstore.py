@@ -129,11 +129,14 @@ class DocumentStore:
         if not 1 <= limit <= MAX_LIST:
             raise UsageError(f"limit is 1..{MAX_LIST}")
         out: list[DocState] = []
+        # The key equal to the prefix is listed too, unless `after` is past it.
+        inclusive = prefix.encode() > after.encode()
         cursor = max(after.encode(), prefix.encode())
         while len(out) < limit:
             ids = self.replica.store.object_ids(
-                self.replica.topic_id, ops=DOC_OPS, after=cursor, limit=limit
+                self.replica.topic_id, ops=DOC_OPS, after=cursor, limit=limit, inclusive=inclusive
             )
+            inclusive = False
             for object_id in ids:
                 if not object_id.startswith(prefix.encode()):
                     return out
@@ -222,7 +225,7 @@ class DocumentStore:
         if not self._subscribers:
             return
         before, self._before = self._before, {}
-        me = self.replica.me
+        me, store = self.replica.me, self.replica.store
         after = {oid: self._derive(oid) for oid in before}
         reported: set[bytes] = set()
         changes: list[Change] = []
@@ -235,9 +238,12 @@ class DocumentStore:
             if (
                 is_doc_op(oplog.op)
                 and oplog.creator == me
-                and old is not None
-                and old is not OplogStatus.VALID
                 and new is OplogStatus.VALID
+                and (
+                    (old is not None and old is not OplogStatus.VALID)
+                    # A late confirmation of a write that had expired here.
+                    or (old is None and store.has_failed(self.replica.topic_id, oplog.oplog_id))
+                )
             ):
                 state = after.get(oplog.object_id)
                 changes.append(_change(ChangeKind.CONFIRMED, oplog, state, me))
@@ -245,17 +251,20 @@ class DocumentStore:
                     reported.add(oplog.object_id)  # the confirmation is the whole change
         for oid, state in after.items():
             old_state = before[oid]
-            if oid not in reported and _shown(old_state) != _shown(state) and state is not None:
+            shown_changed = _shown(old_state) != _shown(state)
+            if oid not in reported and shown_changed and state is not None:
                 kind = ChangeKind.PUT if state.exists else ChangeKind.DELETE
-                changes.append(
-                    Change(
-                        kind, state.key, state.version.oplog_id, state, state.version.creator == me
-                    )
-                )
-            if state is not None and state.in_conflict and _losers(old_state) != _losers(state):
-                changes.append(
-                    Change(ChangeKind.CONFLICT, state.key, state.heads[0].oplog_id, state, False)
-                )
+                local = state.version.creator == me
+                changes.append(Change(kind, state.key, state.version.oplog_id, state, local))
+                reported.add(oid)
+            # A new or changed conflict; or its end, when nothing above said so.
+            if (
+                state is not None
+                and _losers(old_state) != _losers(state)
+                and (state.in_conflict or oid not in reported)
+            ):
+                winner = state.heads[0].oplog_id if state.heads else state.version.oplog_id
+                changes.append(Change(ChangeKind.CONFLICT, state.key, winner, state, False))
         for change in changes:
             for callback in list(self._subscribers):
                 callback(change)

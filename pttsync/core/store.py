@@ -409,15 +409,29 @@ class Store:
             lo = (rows[-1][2], rows[-1][3])
 
     def object_ids(
-        self, topic_id: bytes, *, ops: tuple[int, int], after: bytes = b"", limit: int = 1000
+        self,
+        topic_id: bytes,
+        *,
+        ops: tuple[int, int],
+        after: bytes = b"",
+        limit: int = 1000,
+        inclusive: bool = False,
     ) -> list[bytes]:
-        """Distinct object IDs > `after` acted on by ops in [lo, hi), in order."""
+        """Distinct object IDs > `after` (>= if `inclusive`) acted on by ops in [lo, hi)."""
+        compare = ">=" if inclusive else ">"
         rows = self._db.all(
-            "SELECT DISTINCT object_id FROM oplogs WHERE topic=? AND object_id>?"
+            f"SELECT DISTINCT object_id FROM oplogs WHERE topic=? AND object_id{compare}?"
             " AND op>=? AND op<? ORDER BY object_id LIMIT ?",
             (self._key(topic_id), after, ops[0], ops[1], limit),
         )
         return [row[0] for row in rows]
+
+    def has_failed(self, topic_id: bytes, oplog_id: bytes) -> bool:
+        """True if the oplog was rolled back by HandleFailedOplogs (and is still recorded)."""
+        row = self._db.one(
+            "SELECT 1 FROM failed WHERE topic=? AND oplog_id=?", (self._key(topic_id), oplog_id)
+        )
+        return row is not None
 
     def failed(self, topic_id: bytes, *, limit: int = 1000) -> list[FailedOplog]:
         """The most recently failed (expired and rolled back) oplogs, newest first."""
