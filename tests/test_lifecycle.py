@@ -31,6 +31,7 @@ from pttsync.core.lifecycle import Fold, build_governance, sign_kind
 from pttsync.core.oplog import (
     Oplog,
     OplogStatus,
+    Signature,
     SignKind,
     cosign,
     create_oplog,
@@ -177,12 +178,12 @@ def digest(r: Replica) -> bytes:
     return r.store.tree(r.topic_id).digest()
 
 
-def signers(sigs: tuple[object, ...]) -> set[bytes]:
-    return {s.signer for s in sigs}  # type: ignore[attr-defined]
+def signers(sigs: tuple[Signature, ...]) -> set[bytes]:
+    return {s.signer for s in sigs}
 
 
 def three_masters(quorum: Quorum) -> tuple[TopicInfo, Replica]:
-    """M1 (founder), M2, M3 masters from T0 + 2; ALICE and EVE members from T0 + 3."""
+    """Masters M1 (the founder), M2 (from T0 + 1), M3 (T0 + 2); members ALICE, EVE (T0 + 3)."""
     info = topic(quorum)
     r = found(info)
     grant(r, M2, Role.MASTER, T0 + 1)
@@ -598,18 +599,19 @@ def test_pending_oplogs_are_routed_only_to_the_peers_that_can_sign_them() -> Non
         who: {o.oplog_id for o in pending_for_peer(relay, who.peer_id, t + 1, 256)}
         for who in (M1, M2, M3, ALICE, PHONE, EVE, STRANGER)
     }
-    ids = {name: o.oplog_id for name, o in [("eve", by_eve), ("eve_m2", by_eve_m2),
-                                             ("m1", by_m1), ("phone", by_phone)]}  # fmt: skip
+    eve, eve_m2, m1, ph = (o.oplog_id for o in (by_eve, by_eve_m2, by_m1, by_phone))
     assert routed == {
-        M1: {ids["eve"], ids["eve_m2"]},  # not its own write
-        M2: {ids["eve"], ids["m1"]},  # not what it signed
-        M3: {ids["eve"], ids["eve_m2"], ids["m1"]},
-        ALICE: {ids["phone"]},  # the author's other device, for the internal-pending one
+        M1: {eve, eve_m2},  # not its own write, not the internal-pending one
+        M2: {eve, m1},  # not what it signed
+        M3: {eve, eve_m2, m1},
+        ALICE: {ph},  # the author's other device, for the internal-pending one
         PHONE: set(),  # the creator itself
         EVE: set(),
         STRANGER: set(),
     }
     assert old.oplog_id not in set().union(*routed.values())  # expired: offered to nobody
+    in_time = pending_for_peer(relay, M1.peer_id, old.create_time + info.expiry, 256)
+    assert old.oplog_id in {o.oplog_id for o in in_time}  # ... but offered until it expired
     assert len(pending_for_peer(relay, M3.peer_id, t + 1, 2)) == 2  # the limit holds
 
 
@@ -666,12 +668,12 @@ def test_postsync_carries_a_device_write_through_internal_pending_to_valid() -> 
             a.store, b.store, info.topic_id, peer_a=a.identity.peer_id,
             peer_b=b.identity.peer_id, now=now, replica_a=a, replica_b=b,
         )  # fmt: skip
-        assert report.converged, report.as_json()
+        assert report.converged and report.rejected == 0, report.as_json()
 
     sync(alice, master, T0 + 2)
     alice.set_device(PHONE.peer_id, True, now=T0 + 3)
     sync(alice, master, T0 + 4)
-    sync(phone, master, T0 + 5)  # (one refusal here: see the batch-order test below)
+    sync(phone, master, T0 + 5)
     o, st = phone.create(object_id=b"k", op=OP_PUT, value=put_payload(1), now=T0 + 10)
     assert st is OplogStatus.INTERNAL_PENDING
     sync(phone, master, T0 + 11)  # the master cannot sign it: nothing moves
@@ -843,13 +845,10 @@ def test_a_retroactive_master_removal_makes_a_held_pending_oplog_valid() -> None
     assert digest(x) == digest(y)
 
 
-BATCH_ORDER_BUG = (
-    "BUG: HandleOplogs (handle.py, OplogHandler.handle_decoded/_process) judges the"
-    " governance oplogs of one batch in arrival order, each against only those accepted"
-    " before it in the batch, not in (create time, ID) order: a governance oplog that"
-    " depends on one later in the same batch (a DEVICE certificate before its author's"
-    " ROLE, a grant by a master before the ROLE that made it master) is refused"
-)
+# HandleOplogs once judged a batch's governance oplogs in arrival order, so one that
+# depended on a later one of the same batch (a DEVICE certificate before its
+# author's ROLE, a grant by a master before the ROLE that made it master) was
+# refused, and counted against an honest sender.  The next three tests pin that.
 
 
 def chained_governance() -> tuple[TopicInfo, list[Oplog]]:
@@ -873,7 +872,6 @@ def test_handle_oplogs_accepts_a_governance_chain_in_time_order() -> None:
     assert r.fold.governance.user_of(PHONE.peer_id, T0 + 3) == ALICE.peer_id
 
 
-@pytest.mark.xfail(strict=True, reason=BATCH_ORDER_BUG)
 def test_handle_oplogs_accepts_a_governance_chain_in_any_order() -> None:
     """lifecycle.md: every peer holding the same oplogs builds the same timeline,
     whatever their arrival order, and an oplog valid here is not refused."""
@@ -887,7 +885,6 @@ def test_handle_oplogs_accepts_a_governance_chain_in_any_order() -> None:
     assert refused == []
 
 
-@pytest.mark.xfail(strict=True, reason=BATCH_ORDER_BUG)
 def test_a_first_sync_of_a_new_device_refuses_nothing() -> None:
     """An honest peer's valid oplogs must not be counted against it (stats.rejected)."""
     info = topic()

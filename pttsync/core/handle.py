@@ -157,7 +157,11 @@ class OplogHandler:
     def handle_decoded(self, oplogs: Sequence[Oplog], now: int = 0) -> HandleResult:
         """Process and post-process oplogs that passed pre-processing (governance ones first)."""
         result = HandleResult()
-        governance = [o for o in oplogs if is_governance_op(o.op)]
+        # Governance in fold order: each may depend on an earlier one of the batch.
+        governance = sorted(
+            (o for o in oplogs if is_governance_op(o.op)),
+            key=lambda o: (o.create_time, o.oplog_id),
+        )
         rest = [o for o in oplogs if not is_governance_op(o.op)]
         for part in (governance, rest):
             if part:
