@@ -349,3 +349,18 @@ async def test_watch_streams_changes_and_overflows_without_blocking() -> None:
             await slow.__anext__()
     with pytest.raises(UsageError), pttsync.watch(docs, buffer=0):
         pass
+
+
+def test_the_last_master_cannot_step_down() -> None:
+    """Otherwise a topic is left with no master: under "all" every write would be valid
+    with no signature, under "majority" none could ever be."""
+    info = topic(Quorum.ALL)
+    r = founded(info)
+    with pytest.raises(UsageError, match="at least one master"):
+        r.set_role(M1.peer_id, Role.MEMBER, now=T0 + 1)
+    grant(r, M2, Role.MASTER, T0 + 1)
+    o = pttsync.create_oplog(
+        M1, topic_id=info.topic_id, object_id=M1.peer_id, op=0x101, value={"role": 0},
+        create_time=T0 + 2,
+    )  # fmt: skip
+    assert r.assess(cosign(o, M2, SignKind.MASTER, T0 + 2)) is OplogStatus.VALID

@@ -111,6 +111,9 @@ def _check_op(oplog: Oplog, gov: Governance, author: bytes, role: Role) -> None:
         reason = gov.can_apply_role(oplog)
         if reason is None and new_role is Role.MASTER and _too_many_masters(gov, oplog):
             reason = f"a topic has at most {MAX_MASTER_SIGS} masters"
+        masters = gov.masters_at(oplog.create_time)
+        if reason is None and new_role is not Role.MASTER and masters == {_user}:
+            reason = "a topic keeps at least one master: make another master first"
     elif oplog.op == OP_DEVICE:
         if oplog.creator != author:
             raise NotAuthorizedError("only a user's own key certifies the user's devices")
