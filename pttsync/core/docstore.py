@@ -47,7 +47,7 @@ from .documents import (
 from .oplog import NO_VALUE, OplogStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from .oplog import Oplog
     from .replica import Commit, Replica
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 DOC_OPS = (OP_PUT, OP_DELETE + 1)
 MAX_LIST = 10_000
+PAGE = 1000  # object IDs read per query when listing
 
 
 class ChangeKind(Enum):
@@ -122,6 +123,17 @@ class DocumentStore:
             object_to_key(object_id), [(s.oplog, s.status) for s in stored], self.resolver
         )
 
+    def _object_ids(self, start: bytes, *, inclusive: bool) -> Iterator[bytes]:
+        """The documents' object IDs from `start` on, in order, read a page at a time."""
+        while True:
+            ids = self.replica.store.object_ids(
+                self.replica.topic_id, ops=DOC_OPS, after=start, limit=PAGE, inclusive=inclusive
+            )
+            yield from ids
+            if len(ids) < PAGE:
+                return
+            start, inclusive = ids[-1], False
+
     def items(
         self, *, prefix: str = "", after: str = "", limit: int = 1000, deleted: bool = False
     ) -> list[DocState]:
@@ -129,51 +141,38 @@ class DocumentStore:
         if not 1 <= limit <= MAX_LIST:
             raise UsageError(f"limit is 1..{MAX_LIST}")
         out: list[DocState] = []
+        start = prefix.encode()
         # The key equal to the prefix is listed too, unless `after` is past it.
-        inclusive = prefix.encode() > after.encode()
-        cursor = max(after.encode(), prefix.encode())
-        while len(out) < limit:
-            ids = self.replica.store.object_ids(
-                self.replica.topic_id, ops=DOC_OPS, after=cursor, limit=limit, inclusive=inclusive
-            )
-            inclusive = False
-            for object_id in ids:
-                if not object_id.startswith(prefix.encode()):
-                    return out
-                state = self._derive(object_id)
-                if state is not None and (deleted or state.exists):
-                    out.append(state)
-                    if len(out) >= limit:
-                        return out
-            if len(ids) < limit:
-                return out
-            cursor = ids[-1]
+        for object_id in self._object_ids(
+            max(after.encode(), start), inclusive=start > after.encode()
+        ):
+            if not object_id.startswith(start):
+                break
+            state = self._derive(object_id)
+            if state is not None and (deleted or state.exists):
+                out.append(state)
+                if len(out) >= limit:
+                    break
         return out
 
     def conflicts(self, *, limit: int = 1000) -> list[DocState]:
         """Documents with more than one valid head, in key order."""
         out: list[DocState] = []
-        cursor = b""
-        while len(out) < limit:
-            ids = self.replica.store.object_ids(
-                self.replica.topic_id, ops=DOC_OPS, after=cursor, limit=MAX_LIST
-            )
-            for object_id in ids:
-                state = self._derive(object_id)
-                if state is not None and state.in_conflict:
-                    out.append(state)
-            if len(ids) < MAX_LIST:
-                break
-            cursor = ids[-1]
-        return out[:limit]
+        for object_id in self._object_ids(b"", inclusive=False):
+            state = self._derive(object_id)
+            if state is not None and state.in_conflict:
+                out.append(state)
+                if len(out) >= limit:
+                    break
+        return out
 
     def write_status(self, oplog_id: bytes) -> WriteStatus:
         stored = self.replica.store.get(self.replica.topic_id, oplog_id)
         if stored is not None:
             valid = stored.status is OplogStatus.VALID
             return WriteStatus.CONFIRMED if valid else WriteStatus.PENDING
-        failed = {f.oplog_id for f in self.replica.store.failed(self.replica.topic_id)}
-        return WriteStatus.FAILED if oplog_id in failed else WriteStatus.UNKNOWN
+        failed = self.replica.store.has_failed(self.replica.topic_id, oplog_id)
+        return WriteStatus.FAILED if failed else WriteStatus.UNKNOWN
 
     # -- writing -----------------------------------------------------------------
 

@@ -160,18 +160,6 @@ def pending_for_peer(replica: Replica, peer: bytes, now: int, limit: int) -> lis
     return out
 
 
-def sign_held(replica: Replica, now: int) -> list[Oplog]:
-    """Sign every held not-yet-valid oplog this peer can sign (after a governance change)."""
-    changed = []
-    for oplog, status in not_yet_valid(replica):
-        signed, new_status = sign_if_needed(replica, oplog, status, now)
-        if signed is not oplog:
-            changed.append((signed, new_status))
-    if changed:
-        replica.commit(changed, now=now)
-    return [o for o, _ in changed]
-
-
 def handle_failed(replica: Replica, now: int) -> list[Oplog]:
     """HandleFailedOplogs: roll back and delete every expired not-yet-valid oplog."""
     gov = replica.fold.governance

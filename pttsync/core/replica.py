@@ -54,10 +54,6 @@ class Commit:
     stored: list[tuple[Oplog, OplogStatus | None, OplogStatus]] = field(default_factory=list)
     failed: list[tuple[FailedOplog, Oplog]] = field(default_factory=list)
 
-    @property
-    def object_ids(self) -> set[bytes]:
-        return {o.object_id for o, _, _ in self.stored} | {f.object_id for f, _ in self.failed}
-
 
 class Observer(Protocol):
     def before_commit(self, commit: Commit) -> None: ...
@@ -75,10 +71,6 @@ class Replica:
         self.identity = identity
         self.observers: list[Observer] = []
         self.fold: Fold = self._build_fold(())
-
-    @property
-    def governance(self) -> Fold:
-        return self.fold
 
     @property
     def me(self) -> bytes | None:
@@ -127,7 +119,8 @@ class Replica:
         records of oplogs a governance change makes invalid.
         """
         puts, failed = list(puts), list(failed)
-        ids = [o.oplog_id for o, _ in puts]
+        # The statuses before the commit matter only to observers: no extra read without them.
+        ids = [o.oplog_id for o, _ in puts] if self.observers else []
         old = {k: v.status for k, v in self.store.existing(self.topic_id, ids).items()}
         fold = self.fold
         touches_governance = any(is_governance_op(o.op) for o, _ in puts) or any(

@@ -12,6 +12,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError, UsageError
+from .oplogcodec import decode_oplog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -74,8 +75,6 @@ CREATE TABLE sync_times (
     PRIMARY KEY (topic, peer)
 ) WITHOUT ROWID
 """,
-    # 2 -> 3: the lifecycle (topic settings, oplogs by object and op, failed oplogs).
-    2: lambda db: _migrate_2_to_3(db),  # noqa: PLW0108 (defined below)
 }
 
 # The lifecycle's tables and columns (lifecycle.md).  Kept apart so that the
@@ -106,8 +105,6 @@ Row = tuple[Any, ...]
 
 def _migrate_2_to_3(db: Database) -> None:
     """Add the lifecycle's columns and fill them from each stored record."""
-    from .oplogcodec import decode_oplog  # noqa: PLC0415 (it imports the store's modules)
-
     _run_script(db, _SCHEMA_3)
     while True:
         # A record's object ID is 1..128 bytes, so an empty one marks a row not yet filled.
@@ -125,6 +122,10 @@ def _run_script(db: Database, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             db.run(statement)
+
+
+# 2 -> 3: the lifecycle (topic settings, oplogs by object and op, failed oplogs).
+MIGRATIONS[2] = _migrate_2_to_3
 
 
 class Database:
