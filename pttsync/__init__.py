@@ -39,7 +39,7 @@ from .core.identity import verify_signature as verify_signature
 from .core.merkle import Leaf as Leaf
 from .core.merkle import Level as Level
 from .core.merkle import MerkleTree as MerkleTree
-from .core.merkle import Node as Node
+from .core.merkle import Node as MerkleNode
 from .core.messages import Message as Message
 from .core.messages import decode_message as decode_message
 from .core.messages import encode_message as encode_message

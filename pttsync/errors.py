@@ -7,6 +7,9 @@ PttsyncError
 │   ├── DataDirError      the data directory is missing, incomplete or of the wrong kind
 │   └── IdentityError     the key file is missing, unreadable, too open or malformed
 ├── RemoteProtocolError   a peer broke the protocol: close or penalise it, never crash
+│   └── HandshakeError    the secure handshake failed: bad keys, a bad proof, too slow
+├── ConnectionLostError   the link went away (nobody's fault we can tell): retry later
+├── NodeNotRunningError   no node answers on the data directory's control socket
 ├── InvalidOplogError     an oplog record is malformed or fails verification
 │   ├── MalformedOplogError   not canonical CBOR, wrong types, unknown or missing fields
 │   ├── OversizeError         a field or the whole record is over its limit
@@ -57,6 +60,18 @@ class RemoteProtocolError(PttsyncError):
     def __init__(self, message: str, *, penalty: int = 10) -> None:
         super().__init__(message)
         self.penalty = penalty
+
+
+class HandshakeError(RemoteProtocolError):
+    """The secure handshake failed: garbage, a bad identity proof, or a peer too slow."""
+
+
+class ConnectionLostError(PttsyncError):
+    """The connection to a peer closed or broke.  Not a violation: dial again later."""
+
+
+class NodeNotRunningError(LocalError):
+    """A command needs a running node, and none answers on the data directory's socket."""
 
 
 class InvalidOplogError(PttsyncError):
