@@ -1,0 +1,127 @@
+"""The addresses a node knows, and when it may dial each one again.
+
+Addresses come from `--join`, from peers' Hellos (where they listen) and
+from peer exchange (`Peers` messages).  After a failed dial, a dropped
+connection or a protocol violation, an address waits before the next dial:
+
+    delay = min(cap, base * 2 ** failures) * uniform(0.5, 1.0)
+
+so retries spread out (full jitter in the upper half, as in the AWS
+architecture note on backoff) and a whole network restarting at once does
+not dial in lock-step.  A violation counts as `penalty` failures at once.
+
+The book is bounded (`max_entries`).  When full, a new address replaces
+the entry that has failed most; addresses given with `--join` are never
+evicted.  No clock: times are trio's (`trio.current_time()`), passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random
+
+DEFAULT_MAX_ENTRIES = 1024
+MAX_FAILURES = 30  # caps the exponent
+
+
+@dataclass(slots=True)
+class Entry:
+    address: str
+    peer_id: bytes | None = None  # learnt from a handshake, or from peer exchange
+    failures: int = 0
+    next_try: float = 0.0
+    pinned: bool = False  # given with --join: never evicted
+    connected_once: bool = False
+
+
+class AddressBook:
+    def __init__(
+        self,
+        rng: random.Random,
+        *,
+        base: float = 1.0,
+        cap: float = 300.0,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        self.rng = rng
+        self.base = base
+        self.cap = cap
+        self.max_entries = max_entries
+        self._entries: dict[str, Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, address: str) -> bool:
+        return address in self._entries
+
+    def get(self, address: str) -> Entry | None:
+        return self._entries.get(address)
+
+    def add(
+        self, address: str, peer_id: bytes | None = None, *, pinned: bool = False, now: float = 0.0
+    ) -> bool:
+        """Remember `address`; True if it is new."""
+        entry = self._entries.get(address)
+        if entry is not None:
+            if peer_id is not None and entry.peer_id is None:
+                entry.peer_id = peer_id
+            entry.pinned = entry.pinned or pinned
+            return False
+        if len(self._entries) >= self.max_entries and not self._evict():
+            return False
+        self._entries[address] = Entry(address, peer_id, next_try=now, pinned=pinned)
+        return True
+
+    def _evict(self) -> bool:
+        candidates = [e for e in self._entries.values() if not e.pinned]
+        if not candidates:
+            return False
+        worst = max(candidates, key=lambda e: (e.failures, not e.connected_once, e.address))
+        del self._entries[worst.address]
+        return True
+
+    def delay(self, failures: int) -> float:
+        raw = min(self.cap, self.base * 2 ** min(failures, MAX_FAILURES))
+        return float(raw * self.rng.uniform(0.5, 1.0))
+
+    def failed(self, address: str, now: float, *, penalty: int = 1) -> float:
+        """Count a failure (or a violation worth `penalty`); the delay before the next dial."""
+        entry = self._entries.get(address)
+        if entry is None:
+            return 0.0
+        entry.failures = min(entry.failures + max(1, penalty), MAX_FAILURES)
+        wait = self.delay(entry.failures - 1)
+        entry.next_try = now + wait
+        return wait
+
+    def connected(self, address: str, peer_id: bytes) -> None:
+        entry = self._entries.get(address)
+        if entry is not None:
+            entry.peer_id = peer_id
+            entry.failures = 0
+            entry.connected_once = True
+
+    def disconnected(self, address: str, now: float) -> None:
+        """A working connection ended: dial again after the base delay, jittered."""
+        entry = self._entries.get(address)
+        if entry is not None:
+            entry.next_try = now + self.delay(entry.failures)
+
+    def due(self, now: float) -> list[Entry]:
+        """Entries that may be dialed now, longest-waiting first."""
+        ready = [e for e in self._entries.values() if e.next_try <= now]
+        ready.sort(key=lambda e: (e.failures, e.next_try, e.address))
+        return ready
+
+    def next_due(self) -> float | None:
+        return min((e.next_try for e in self._entries.values()), default=None)
+
+    def known(self, limit: int) -> list[tuple[bytes, str]]:
+        """(peer ID, address) of peers this node reached, for peer exchange."""
+        good = [e for e in self._entries.values() if e.connected_once and e.peer_id is not None]
+        good.sort(key=lambda e: (e.failures, e.address))
+        return [(e.peer_id, e.address) for e in good[:limit] if e.peer_id is not None]

@@ -1,0 +1,108 @@
+"""A node's settings, with the defaults and the reasons for them.
+
+* `sync_interval` 10 s: one anti-entropy round per topic with one random
+  peer, the interval jittered uniformly in [0.5, 1.5]x so peers do not
+  synchronise.  go-pttai uses 5-30 s by entity kind; 10 s repairs a missed
+  push within seconds, and a round between peers in sync costs ~350 bytes.
+* `max_peers` 16: connections kept, in and out; enough for an epidemic to
+  cross a network in a few hops, few enough to stay cheap.
+* `push` on: best-effort push of new oplogs; off leaves anti-entropy alone.
+* `push_max_age` 10 min: oplogs older than this that arrive by sync are
+  not pushed on; old history is anti-entropy's work, so one big catch-up
+  does not flood every peer.
+* `handshake_timeout` 10 s: the Noise handshake, and then the Hello.
+* `connect_timeout` 10 s: a dial that takes longer counts as failed.
+* `round_timeout` 120 s: a longer sync round is abandoned (what it stored
+  stays stored).
+* `failed_interval` 30 s: HandleFailedOplogs runs at least this often,
+  even with no peers.
+* `backoff_base`, `backoff_max` 1 s and 300 s: redial delays, exponential,
+  jittered, capped (addressbook.py).
+* `send_queue` 256 frames per peer: replies wait for room, pushes are dropped.
+* `push_queue` 4,096 oplogs per topic: beyond it pushes are dropped and
+  anti-entropy repairs.
+* `seen_cache` 16,384 oplog copies per topic: which peers hold which copy,
+  so a push goes at most once to each peer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..core.session import SyncConfig
+from ..core.timeutil import NS_PER_SECOND
+from ..core.wire import check_address
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """How a node runs.  Every field has a sensible default (see the module table)."""
+
+    listen: str | None = None  # "host:port" to accept peers on; port 0 picks a free one
+    join: tuple[str, ...] = ()  # addresses to bootstrap from
+    max_peers: int = 16
+    sync_interval: float = 10.0
+    push: bool = True
+    push_max_age: int = 600 * NS_PER_SECOND
+    handshake_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    round_timeout: float = 120.0
+    failed_interval: float = 30.0
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    send_queue: int = 256
+    push_queue: int = 4096
+    seen_cache: int = 16384
+    control: bool = True  # serve the control socket in the data directory
+    seed: int | None = None  # randomness (jitter, peer choice, round IDs); None: from the OS
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    clock: Callable[[], int] = time.time_ns  # wall-clock nanoseconds (tests pass trio's)
+
+    def __post_init__(self) -> None:
+        """Raises UsageError for a setting out of its range."""
+        for address in ([self.listen] if self.listen else []) + list(self.join):
+            try:
+                check_address(address[:-2] + ":1" if address.endswith(":0") else address)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        positive = {
+            "sync_interval": (0.001, 86400.0),
+            "handshake_timeout": (0.001, 3600.0),
+            "connect_timeout": (0.001, 3600.0),
+            "round_timeout": (0.001, 86400.0),
+            "failed_interval": (0.001, 86400.0),
+            "backoff_base": (0.001, 3600.0),
+            "backoff_max": (0.001, 86400.0),
+        }
+        for name, (lo, hi) in positive.items():
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not lo <= value <= hi:
+                raise UsageError(f"NodeConfig.{name} must be a number in [{lo}, {hi}]")
+        counts = {
+            "max_peers": (1, 1024),
+            "send_queue": (1, 65536),
+            "push_queue": (1, 1_000_000),
+            "seen_cache": (16, 10_000_000),
+            "push_max_age": (0, 2**62),
+        }
+        for name, (lo, hi) in counts.items():
+            value = getattr(self, name)
+            if type(value) is not int or not lo <= value <= hi:
+                raise UsageError(f"NodeConfig.{name} must be an integer in [{lo}, {hi}]")
+
+    def replace(self, **changes: object) -> NodeConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def trio_wall_clock(start_ns: int) -> Callable[[], int]:
+    """A wall clock that follows trio's clock (for MockClock tests and simulation)."""
+    return lambda: start_ns + int(trio.current_time() * NS_PER_SECOND)

@@ -1,0 +1,164 @@
+"""Where a node's bytes go: real TCP, or an in-memory network for tests and simulation.
+
+A node never opens sockets itself.  It asks its `Network` to `connect` to
+an address, or to `serve` one, and gets trio streams back.  `TcpNetwork`
+is the real thing; `MemoryNetwork` hosts many nodes in one trio run (the
+node tests under the autojump clock, and the simulator), with the very
+same node, transport and protocol code on top.
+
+Addresses are "host:port" text everywhere (IPv6 as "[::1]:7400").
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+import trio
+import trio.testing
+
+from ..core.wire import check_address
+from ..errors import ConnectionLostError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+class Network(Protocol):
+    """How a node dials and listens."""
+
+    async def connect(self, address: str) -> trio.abc.Stream:
+        """A stream to `address`.  Raises ConnectionLostError if nothing answers."""
+        ...
+
+    async def serve(
+        self,
+        address: str,
+        handler: Callable[[trio.abc.Stream, str], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept connections on `address` forever, each handled in its own task.
+
+        `task_status.started(bound address)` once connections are accepted;
+        the handler gets the stream and the remote address.
+        """
+        ...
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class TcpNetwork:
+    """Real TCP (trio.serve_tcp and trio.open_tcp_stream)."""
+
+    async def connect(self, address: str) -> trio.abc.Stream:
+        host, port = _split(address)
+        try:
+            return await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            raise ConnectionLostError(
+                f"cannot connect to {address}: {exc.strerror or exc}"
+            ) from None
+
+    async def serve(
+        self,
+        address: str,
+        handler: Callable[[trio.abc.Stream, str], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        host, port = _split(address, allow_zero=True)
+
+        async def accepted(stream: trio.SocketStream) -> None:
+            try:
+                peer = stream.socket.getpeername()
+                remote = format_address(str(peer[0]), int(peer[1]))
+            except OSError:
+                remote = "?"
+            await handler(stream, remote)
+
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+        name = listeners[0].socket.getsockname()
+        bound = format_address(host, int(name[1]))
+        log.info("listening on %s", bound)
+        await trio.serve_listeners(
+            accepted,
+            listeners,
+            task_status=_Relay(task_status, bound),
+        )
+
+
+class _Relay:
+    """Passes our bound address to task_status instead of trio's listener list."""
+
+    def __init__(self, status: trio.TaskStatus[str], value: str) -> None:
+        self._status, self._value = status, value
+
+    def started(self, _value: object = None) -> None:
+        self._status.started(self._value)
+
+
+class MemoryNetwork:
+    """Many nodes in one trio run, connected by in-memory streams.
+
+    `serve("name:0")` gives the listener a fresh port.  Connecting to an
+    address nobody serves fails as a refused TCP connection would.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, tuple[trio.Nursery, Callable[..., Awaitable[None]]]] = {}
+        self._ports = itertools.count(1)
+        self.connections = 0
+
+    def pipe(self) -> tuple[trio.abc.Stream, trio.abc.Stream]:
+        """A connected pair of streams (override to add latency, loss, limits)."""
+        return trio.testing.memory_stream_pair()
+
+    async def connect(self, address: str) -> trio.abc.Stream:
+        await trio.lowlevel.checkpoint()
+        entry = self._listeners.get(address)
+        if entry is None:
+            raise ConnectionLostError(f"cannot connect to {address}: connection refused")
+        nursery, handler = entry
+        client, server = self.pipe()
+        self.connections += 1
+        nursery.start_soon(handler, server, f"mem-client-{self.connections}:1")
+        return client
+
+    async def serve(
+        self,
+        address: str,
+        handler: Callable[[trio.abc.Stream, str], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        host, port = _split(address, allow_zero=True)
+        bound = format_address(host, port or next(self._ports) + 10000)
+        if bound in self._listeners:
+            raise UsageError(f"cannot listen on {bound}: address in use")
+        async with trio.open_nursery() as nursery:
+            self._listeners[bound] = (nursery, handler)
+            try:
+                task_status.started(bound)
+                await trio.sleep_forever()
+            finally:
+                del self._listeners[bound]
+                nursery.cancel_scope.cancel()
+
+
+def _split(address: str, *, allow_zero: bool = False) -> tuple[str, int]:
+    try:
+        if allow_zero and address.endswith(":0"):
+            host, _ = check_address(address[:-1] + "1")
+            return host, 0
+        return check_address(address)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

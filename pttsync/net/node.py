@@ -1,0 +1,414 @@
+"""The node: a data directory's topics served to peers over a network.
+
+    async with pttsync.open_node("/tmp/a", listen="127.0.0.1:7400") as node:
+        await node.put("greeting", "hello")
+
+`serve_node(..., task_status)` is the same node as a task (trio's `serve_*`
+convention: `task_status.started(node)` once it listens); `open_node` runs
+it in a nursery for the body of an `async with`.
+
+What runs inside (all in one nursery):
+
+* the listener and the dialer: every connection gets a Noise XX handshake
+  (transport.py), then a `Hello` each way; the door admits the peer to
+  the topics whose governance makes it a member, and closes the connection
+  if there are none.  Peers then exchange the addresses they know;
+* one reader task per connection (`_converse`), dispatching sync requests
+  to the topic's Receiver, replies to its Requester, pushes to HandleOplogs;
+* per topic: the pusher, the anti-entropy loop (a round with one random
+  peer every `sync_interval`, jittered, and at once with each new peer),
+  and the HandleFailedOplogs timer;
+* the control socket the CLI talks to (control.py), in the data directory.
+
+A peer that breaks the protocol is sent a `Bye`, disconnected and its
+address backed off; the node itself never stops because of a peer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..core.identity import peer_id_text
+from ..core.messages import Message, RejectCode, SyncOplogReject
+from ..core.wire import MAX_PEERS_LISTED, Bye, Hello, Peers, Push
+from ..errors import ConnectionLostError, HandshakeError, RemoteProtocolError
+from .addressbook import AddressBook
+from .config import NodeConfig
+from .control import CONTROL_SOCKET, serve_control
+from .network import Network, TcpNetwork
+from .nodeapi import NodeAPI
+from .peer import Direction, PeerLink
+from .replication import REQUESTS, TopicRuntime
+from .transport import secure_handshake
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..core.identity import Identity
+    from ..core.replica import Commit
+    from ..core.store import Store
+    from ..core.wire import AnyMessage
+
+log = logging.getLogger(__name__)
+
+AGENT = "pttsync/0.1"
+MAX_CONCURRENT_DIALS = 8
+
+
+class Node(NodeAPI):
+    """A running pttsync node (make one with `open_node` or `serve_node`)."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        store: Store,
+        *,
+        config: NodeConfig | None = None,
+        network: Network | None = None,
+        data_path: Path | None = None,
+    ) -> None:
+        self.identity = identity
+        self.peer_id = identity.peer_id
+        self.store = store
+        self.config = config = config or NodeConfig()
+        self.network: Network = network or TcpNetwork()
+        self.data_path = data_path
+        self.clock = config.clock
+        self.rng = random.Random(config.seed)
+        self.topics: dict[bytes, TopicRuntime] = {}
+        for info in store.topics():
+            rt = TopicRuntime(
+                store, info, identity, config=config.sync, clock=self.clock,
+                push_queue=config.push_queue, seen_cache=config.seen_cache,
+                push_max_age=config.push_max_age, rng=self.rng,
+            )  # fmt: skip
+            rt.replica.observers.append(_Notify(self))
+            self.topics[info.topic_id] = rt
+        self.links: dict[bytes, PeerLink] = {}
+        self.book = AddressBook(self.rng, base=config.backoff_base, cap=config.backoff_max)
+        for address in config.join:
+            self.book.add(address, pinned=True)
+        self.listen_address: str | None = None
+        self.started_at = 0.0
+        self.violations = 0  # connections closed for breaking the protocol
+        self._changed = trio.Event()
+        self._book_changed = trio.Event()
+        self._dialing: set[str] = set()
+        self._scopes: dict[int, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
+
+    def __repr__(self) -> str:
+        return f"<Node {peer_id_text(self.peer_id)[:12]} {self.listen_address or '-'}>"
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; `task_status.started(self)` once listening."""
+        cfg = self.config
+        self.started_at = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if cfg.listen:
+                self.listen_address = await nursery.start(
+                    self.network.serve, cfg.listen, self._on_inbound
+                )
+            for rt in self.topics.values():
+                if cfg.push:
+                    nursery.start_soon(rt.run_pusher, self.links.values)
+                nursery.start_soon(self._anti_entropy, rt)
+                nursery.start_soon(self._failed_timer, rt)
+            nursery.start_soon(self._dialer)
+            if cfg.control and self.data_path is not None:
+                await nursery.start(serve_control, self, self.data_path / CONTROL_SOCKET)
+            log.info("node %s up: %d topics, listening on %s", self, len(self.topics),
+                     self.listen_address)  # fmt: skip
+            task_status.started(self)
+
+    def close(self) -> None:
+        for rt in self.topics.values():
+            rt.close()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, predicate: Any) -> None:
+        """Wait until `predicate()` is true, re-checking after every commit and link change."""
+        while not predicate():
+            await self._changed.wait()
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def _on_inbound(self, stream: trio.abc.Stream, remote: str) -> None:
+        await self._run_link(stream, remote, Direction.INBOUND, None)
+
+    async def _dial(self, address: str, expect: bytes | None) -> None:
+        try:
+            try:
+                with trio.fail_after(self.config.connect_timeout):
+                    stream = await self.network.connect(address)
+            except (ConnectionLostError, trio.TooSlowError) as exc:
+                wait = self.book.failed(address, trio.current_time())
+                log.debug("dial %s failed (%s); next try in %.1f s", address, exc, wait)
+                return
+            await self._run_link(stream, address, Direction.OUTBOUND, expect)
+        finally:
+            self._dialing.discard(address)
+            self._book_changed.set()
+
+    async def _run_link(
+        self, stream: trio.abc.Stream, address: str, direction: Direction, expect: bytes | None
+    ) -> None:
+        cfg = self.config
+        outbound = direction is Direction.OUTBOUND
+        try:
+            channel = await secure_handshake(
+                stream, self.identity, initiator=outbound, expect=expect,
+                timeout=cfg.handshake_timeout,
+            )  # fmt: skip
+        except (HandshakeError, ConnectionLostError) as exc:
+            penalty = 3 if isinstance(exc, HandshakeError) else 1
+            if isinstance(exc, HandshakeError):
+                self.violations += 1
+            log.info("handshake with %s failed: %s", address, exc)
+            if outbound:
+                self.book.failed(address, trio.current_time(), penalty=penalty)
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        link = PeerLink(
+            channel, direction=direction, address=address, local_id=self.peer_id,
+            queue_size=cfg.send_queue, started=trio.current_time(),
+        )  # fmt: skip
+        penalty, reason = 0, "closed"
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(link.run_writer)
+                with trio.CancelScope() as scope:
+                    self._scopes[id(link)] = scope
+                    penalty, reason = await self._converse(link)
+                link.close(reason)
+                nursery.cancel_scope.deadline = trio.current_time() + 1  # flush a Bye, briefly
+        finally:
+            self._scopes.pop(id(link), None)
+            self._drop(link)
+            await link.aclose()
+            now = trio.current_time()
+            if penalty:
+                self.violations += 1
+                log.warning("closed %r: %s", link, reason)
+                self.book.failed(link.address if outbound else link.listen, now, penalty=penalty)
+            else:
+                log.info("disconnected %r: %s", link, reason)
+                self.book.disconnected(link.address if outbound else link.listen, now)
+
+    async def _converse(self, link: PeerLink) -> tuple[int, str]:
+        """The reader: Hello, the door, then every message.  (penalty, why it ended)."""
+        cfg = self.config
+        try:
+            await link.send(Hello(self.listen_address or "", tuple(self.topics), AGENT))
+            with trio.fail_after(cfg.handshake_timeout):
+                first = await link.receive()
+            if first is None:
+                return 0, "closed before its Hello"
+            if not isinstance(first, Hello):
+                return 10, f"sent {type(first).__name__} before its Hello"
+            verdict = self._admit(link, first)
+            if verdict is not None:
+                await link.send(Bye(verdict[1]))
+                return verdict
+            self._register(link)
+            for rt in self.topics.values():
+                if rt.topic_id in link.topics:
+                    self._start_round(rt, link)
+            while True:
+                msg = await link.receive()
+                if msg is None:
+                    return 0, "the peer closed the connection"
+                if isinstance(msg, Bye):
+                    return 0, f"the peer said: {msg.reason}"
+                await self._dispatch(link, msg)
+        except RemoteProtocolError as exc:
+            link.try_send(Bye(str(exc)[:200]))
+            return max(1, exc.penalty), f"protocol violation: {exc}"
+        except ConnectionLostError as exc:
+            return 0, str(exc)
+        except trio.TooSlowError:
+            return 3, "no Hello within the handshake timeout"
+
+    def _admit(self, link: PeerLink, hello: Hello) -> tuple[int, str] | None:
+        """None if the link may stay, else (penalty, reason)."""
+        link.listen, link.agent = self._listen_of(link, hello.listen), hello.agent
+        now = self.clock()
+        link.topics = frozenset(
+            t for t in hello.topics if t in self.topics and self.topics[t].admits(link.peer_id, now)
+        )
+        if not link.topics:
+            for rt in self.topics.values():
+                rt.stats.refused += 1
+            return 3, "not a member of any topic this node serves"
+        existing = self.links.get(link.peer_id)
+        if existing is not None:
+            preferred = min(self.peer_id, link.peer_id)
+            if link.initiator == preferred and existing.initiator != preferred:
+                existing.close("replaced by the connection its peer dialed")
+                scope = self._scopes.get(id(existing))
+                if scope is not None:
+                    scope.cancel()
+                self._drop(existing)
+            else:
+                return 0, "already connected"
+        if len(self.links) >= self.config.max_peers:
+            return 0, f"too many peers (at most {self.config.max_peers})"
+        return None
+
+    def _listen_of(self, link: PeerLink, listen: str) -> str:
+        """The peer's listen address, its wildcard host replaced by where it came from."""
+        if not listen:
+            return ""
+        host, _, port = listen.rpartition(":")
+        if host in ("0.0.0.0", "[::]") and link.direction is Direction.INBOUND:
+            seen = link.address.rpartition(":")[0]
+            return f"{seen}:{port}" if seen else listen
+        return listen
+
+    def _register(self, link: PeerLink) -> None:
+        self.links[link.peer_id] = link
+        now = trio.current_time()
+        for address in (link.address if link.direction is Direction.OUTBOUND else "", link.listen):
+            if address:
+                self.book.add(address, link.peer_id, now=now)
+                self.book.connected(address, link.peer_id)
+        link.try_send(self._peers_message(link))
+        log.info("connected %r (%d topics)", link, len(link.topics))
+        self._notify()
+
+    def _drop(self, link: PeerLink) -> None:
+        if self.links.get(link.peer_id) is link:
+            del self.links[link.peer_id]
+            for rt in self.topics.values():
+                rt.forget(link.peer_id)
+            self._book_changed.set()
+            self._notify()
+
+    def _peers_message(self, link: PeerLink) -> Peers:
+        known = [(p, a) for p, a in self.book.known(MAX_PEERS_LISTED + 1) if p != link.peer_id]
+        return Peers(tuple(known[:MAX_PEERS_LISTED]))
+
+    async def _dispatch(self, link: PeerLink, msg: AnyMessage) -> None:
+        match msg:
+            case Hello():
+                raise RemoteProtocolError("a second Hello")
+            case Peers():
+                now = trio.current_time()
+                for peer_id, address in msg.peers:
+                    if peer_id != self.peer_id and self.book.add(address, peer_id, now=now):
+                        self._book_changed.set()
+            case Push():
+                rt = self.topics.get(msg.topic)
+                if rt is not None and msg.topic in link.topics:
+                    rt.on_push(link, msg)
+            case Message():
+                await link.send_all(self._on_sync(link, msg))
+
+    def _on_sync(self, link: PeerLink, msg: Message) -> list[Message]:
+        rt = self.topics.get(msg.topic)
+        if isinstance(msg, REQUESTS):
+            if rt is None or msg.topic not in link.topics:
+                why = "unknown topic" if rt is None else "not a member of this topic"
+                return [
+                    SyncOplogReject(msg.topic, msg.round, msg.seq, RejectCode.UNKNOWN_TOPIC, why)
+                ]
+            return rt.on_request(link, msg)
+        if rt is None:
+            raise RemoteProtocolError(f"{type(msg).__name__} for a topic this node never asked")
+        return rt.on_reply(link, msg)
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def _start_round(self, rt: TopicRuntime, link: PeerLink) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._round, rt, link)
+
+    async def _round(self, rt: TopicRuntime, link: PeerLink) -> bool:
+        ok = await rt.sync_round(link, limit=self.config.round_timeout)
+        self._notify()
+        return ok
+
+    async def _anti_entropy(self, rt: TopicRuntime) -> None:
+        while True:
+            await trio.sleep(self.config.sync_interval * self.rng.uniform(0.5, 1.5))
+            links = [
+                ln for ln in self.links.values()
+                if rt.topic_id in ln.topics and not rt.round_running(ln.peer_id)
+            ]  # fmt: skip
+            if links:
+                link = self.rng.choice(sorted(links, key=lambda ln: ln.peer_id))
+                link.try_send(self._peers_message(link))
+                self._start_round(rt, link)
+
+    async def _failed_timer(self, rt: TopicRuntime) -> None:
+        while True:
+            await trio.sleep(self.config.failed_interval)
+            if rt.handle_failed():
+                self._notify()
+
+    async def _dialer(self) -> None:
+        cfg = self.config
+        assert self._nursery is not None
+        while True:
+            now = trio.current_time()
+            busy = self._dialing | {ln.address for ln in self.links.values()}
+            busy |= {ln.listen for ln in self.links.values()}
+            for entry in self.book.due(now):
+                if len(self.links) + len(self._dialing) >= cfg.max_peers:
+                    break
+                if len(self._dialing) >= MAX_CONCURRENT_DIALS:
+                    break
+                if entry.peer_id == self.peer_id or entry.address == self.listen_address:
+                    entry.next_try = math.inf
+                elif entry.address in busy or entry.peer_id in self.links:
+                    entry.next_try = now + cfg.sync_interval
+                else:
+                    self._dialing.add(entry.address)
+                    entry.next_try = now + cfg.connect_timeout + cfg.handshake_timeout
+                    self._nursery.start_soon(self._dial, entry.address, entry.peer_id)
+            self._book_changed = trio.Event()
+            nxt = self.book.next_due()
+            wake = now + 60 if nxt is None or math.isinf(nxt) else max(nxt, now + 0.05)
+            with trio.move_on_at(wake):
+                await self._book_changed.wait()
+
+    def _peer_json(self, link: PeerLink) -> dict[str, Any]:
+        return {
+            "peer_id": peer_id_text(link.peer_id),
+            "address": link.address,
+            "listen": link.listen,
+            "direction": link.direction.value,
+            "agent": link.agent,
+            "topics": sorted(t.hex() for t in link.topics),
+            "connected_s": round(trio.current_time() - link.started, 3),
+            "messages_sent": link.stats.messages_sent,
+            "messages_received": link.stats.messages_received,
+            "bytes_sent": link.stats.bytes_sent,
+            "bytes_received": link.stats.bytes_received,
+            "pushes_dropped": link.stats.dropped,
+        }
+
+
+class _Notify:
+    """Wakes `Node.wait_for` after each commit of a topic."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def before_commit(self, commit: Commit) -> None:
+        pass
+
+    def after_commit(self, commit: Commit) -> None:
+        self.node._notify()

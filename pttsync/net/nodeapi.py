@@ -1,0 +1,191 @@
+"""What an application (and the control socket) asks of a running node.
+
+`Node` (node.py) inherits these methods; they are here so the connection
+machinery and the application API each stay one module.  Every write is
+durable when its call returns: the store commits it with fsync (SQLite
+`synchronous=FULL`) before the write is acknowledged, and the push to
+peers happens after.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..core.identity import peer_id_text
+from ..core.oplog import OplogStatus
+from ..datadir import select_topic
+from ..errors import UsageError
+from ..watch import DEFAULT_BUFFER, watch
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+    from pathlib import Path
+
+    from ..core.docstore import DocumentStore, Write
+    from ..core.documents import DocState
+    from ..core.governance import Role
+    from ..core.store import Store, TopicInfo
+    from ..watch import Watch
+    from .config import NodeConfig
+    from .peer import PeerLink
+    from .replication import TopicRuntime
+
+
+class NodeAPI:
+    """The application side of a node (see node.Node)."""
+
+    peer_id: bytes
+    store: Store
+    config: NodeConfig
+    clock: Callable[[], int]
+    rng: random.Random
+    topics: dict[bytes, TopicRuntime]
+    links: dict[bytes, PeerLink]
+    listen_address: str | None
+    data_path: Path | None
+    started_at: float
+    violations: int
+
+    # -- topics ----------------------------------------------------------------------------
+
+    def select_topic(self, text: str | None = None) -> TopicInfo:
+        """A topic by hex ID or unique prefix, or the first one (UsageError if none)."""
+        return select_topic(self.store, text)
+
+    def topic(self, topic: bytes | None = None) -> TopicRuntime:
+        """The runtime of `topic` (an ID), or of the first topic."""
+        if topic is None:
+            if not self.topics:
+                raise UsageError("this node holds no topic")
+            return next(iter(self.topics.values()))
+        rt = self.topics.get(topic)
+        if rt is None:
+            raise UsageError(f"this node holds no topic {topic.hex()}")
+        return rt
+
+    def documents(self, topic: bytes | None = None) -> DocumentStore:
+        return self.topic(topic).docs
+
+    # -- documents ---------------------------------------------------------------------------
+
+    async def put(self, key: str, value: Any, *, topic: bytes | None = None) -> Write:
+        """Write a document; durable on return, then pushed to peers."""
+        write = self.topic(topic).docs.put(key, value, now=self.clock())
+        await trio.lowlevel.checkpoint()
+        return write
+
+    async def delete(self, key: str, *, topic: bytes | None = None) -> Write:
+        write = self.topic(topic).docs.delete(key, now=self.clock())
+        await trio.lowlevel.checkpoint()
+        return write
+
+    async def resolve(self, key: str, value: Any, *, topic: bytes | None = None) -> Write:
+        write = self.topic(topic).docs.resolve(key, value, now=self.clock())
+        await trio.lowlevel.checkpoint()
+        return write
+
+    def get(self, key: str, *, topic: bytes | None = None) -> DocState | None:
+        state = self.topic(topic).docs.get(key)
+        return state if state is not None and state.exists else None
+
+    def items(
+        self,
+        prefix: str = "",
+        *,
+        topic: bytes | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        deleted: bool = False,
+    ) -> list[DocState]:
+        return self.topic(topic).docs.items(
+            prefix=prefix, after=after or "", limit=limit, deleted=deleted
+        )
+
+    def watch(
+        self, *, topic: bytes | None = None, buffer: int = DEFAULT_BUFFER
+    ) -> AbstractContextManager[Watch]:
+        """Changes to the topic's documents, as an async iterator (pttsync.watch)."""
+        return watch(self.topic(topic).docs, buffer=buffer)
+
+    # -- governance ---------------------------------------------------------------------------
+
+    async def set_role(
+        self, peer_id: bytes, role: Role, *, topic: bytes | None = None
+    ) -> OplogStatus:
+        """Make `peer_id` a member, a master or nobody (this node must be a master)."""
+        _oplog, status = self.topic(topic).replica.set_role(peer_id, role, now=self.clock())
+        await trio.lowlevel.checkpoint()
+        return status
+
+    # -- sync ---------------------------------------------------------------------------------
+
+    async def sync_now(self, peer_id: bytes | None = None, *, topic: bytes | None = None) -> bool:
+        """Run one sync round now, with `peer_id` or a random connected member.
+
+        True if a round ran to completion.
+        """
+        rt = self.topic(topic)
+        links = [ln for ln in self.links.values() if rt.topic_id in ln.topics]
+        if peer_id is not None:
+            links = [ln for ln in links if ln.peer_id == peer_id]
+        if not links:
+            return False
+        link = self.rng.choice(sorted(links, key=lambda ln: ln.peer_id))
+        return await rt.sync_round(link, limit=self.config.round_timeout)
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def peers(self) -> list[dict[str, Any]]:
+        """The connected peers, JSON-ready."""
+        return [
+            self._peer_json(ln) for ln in sorted(self.links.values(), key=lambda ln: ln.peer_id)
+        ]
+
+    def _peer_json(self, link: PeerLink) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def digests(self) -> dict[bytes, bytes]:
+        return {t: rt.ctx.view.tree.digest() for t, rt in self.topics.items()}
+
+    def status(self) -> dict[str, Any]:
+        """The node's state, JSON-ready (`pttsync status --json`)."""
+        topics = []
+        for rt in self.topics.values():
+            entry = rt.counts()
+            stats = rt.stats
+            entry.update(
+                role=rt.replica.fold.governance.role_at(self.peer_id, self.clock()).name.lower(),
+                members=len(rt.replica.fold.governance.members(self.clock())),
+                rounds=stats.rounds,
+                rounds_completed=stats.rounds_completed,
+                rounds_failed=stats.rounds_failed,
+                rounds_served=stats.rounds_served,
+                pushed=stats.pushed,
+                push_received=stats.push_received,
+                push_dropped=stats.push_dropped,
+                refused=stats.refused,
+            )
+            topics.append(entry)
+        return {
+            "peer_id": peer_id_text(self.peer_id),
+            "listen": self.listen_address,
+            "data": None if self.data_path is None else str(self.data_path),
+            "uptime_s": round(trio.current_time() - self.started_at, 3),
+            "peers": self.peers(),
+            "connected": len(self.links),
+            "violations": self.violations,
+            "push": self.config.push,
+            "sync_interval_s": self.config.sync_interval,
+            "topics": topics,
+        }
+
+    def pending_count(self) -> int:
+        return sum(
+            self.store.count(t, s)
+            for t in self.topics
+            for s in (OplogStatus.PENDING, OplogStatus.INTERNAL_PENDING)
+        )

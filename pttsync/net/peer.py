@@ -1,0 +1,172 @@
+"""One connection to a peer, after the secure handshake.
+
+A `PeerLink` owns a `SecureChannel` and runs two tasks over it:
+
+* the **reader** is the node's (`Node._serve_link` loops on `receive`):
+  one task per connection reads, decodes and dispatches every message;
+* the **writer** (`run_writer`) drains a bounded queue of encoded frames
+  into the channel, whose send lock keeps the Noise nonces in wire order.
+
+Replies and sync requests are queued with `send`, which waits when the
+queue is full (back-pressure on a peer that reads slowly).  Pushes use
+`try_send`, which drops the message instead: push is best-effort and
+anti-entropy repairs what it drops, so a slow peer can never make the node
+buffer without bound or stall its other peers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..core.identity import peer_id_text
+from ..core.messages import Message, encode_message
+from ..core.wire import AnyMessage, NodeMessage, decode_any, encode_node_message
+from ..errors import ConnectionLostError, PttsyncError
+
+if TYPE_CHECKING:
+    from .transport import SecureChannel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEND_QUEUE = 256  # frames queued for one peer (each at most MAX_FRAME_SIZE)
+
+
+class Direction(Enum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+@dataclass(slots=True)
+class LinkStats:
+    messages_sent: int = 0
+    messages_received: int = 0
+    bytes_sent: int = 0  # frame payloads, before encryption
+    bytes_received: int = 0
+    dropped: int = 0  # pushes dropped because the send queue was full
+
+
+def encode_any(msg: AnyMessage) -> bytes:
+    if isinstance(msg, NodeMessage):
+        return encode_node_message(msg)
+    return encode_message(msg)
+
+
+class PeerLink:
+    """A live, authenticated connection to one peer."""
+
+    def __init__(
+        self,
+        channel: SecureChannel,
+        *,
+        direction: Direction,
+        address: str,
+        local_id: bytes,
+        queue_size: int = DEFAULT_SEND_QUEUE,
+        started: float = 0.0,
+    ) -> None:
+        self.channel = channel
+        self.peer_id: bytes = channel.remote_id
+        self.direction = direction
+        self.local_id = local_id
+        self.address = address  # the address we dialed, or where the peer came from
+        self.listen = ""  # the address the peer listens on (its Hello)
+        self.topics: frozenset[bytes] = frozenset()  # the topics this link syncs
+        self.agent = ""
+        self.started = started
+        self.stats = LinkStats()
+        self.close_reason = ""
+        self._send, self._queue = trio.open_memory_channel[bytes](queue_size)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<PeerLink {peer_id_text(self.peer_id)[:12]} {self.direction.value} {self.address}>"
+
+    @property
+    def name(self) -> str:
+        return peer_id_text(self.peer_id)[:12]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def initiator(self) -> bytes:
+        """Whose dial made this connection (a peer ID), for breaking duplicate ties."""
+        return self.peer_id if self.direction is Direction.INBOUND else self.local_id
+
+    async def send(self, msg: AnyMessage) -> None:
+        """Queue one message, waiting while the queue is full.
+
+        Raises:
+            ConnectionLostError: the link is closed.
+        """
+        frame = encode_any(msg)
+        try:
+            await self._send.send(frame)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise ConnectionLostError(f"{self.name}: link closed") from None
+        self._count(frame)
+
+    async def send_all(self, msgs: list[Message]) -> None:
+        for m in msgs:
+            await self.send(m)
+
+    def try_send(self, msg: AnyMessage) -> bool:
+        """Queue one message if there is room now; False if it was dropped."""
+        if self._closed:
+            return False
+        frame = encode_any(msg)
+        try:
+            self._send.send_nowait(frame)
+        except trio.WouldBlock:
+            self.stats.dropped += 1
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        self._count(frame)
+        return True
+
+    def _count(self, frame: bytes) -> None:
+        self.stats.messages_sent += 1
+        self.stats.bytes_sent += len(frame)
+
+    async def receive(self) -> AnyMessage | None:
+        """The next message, or None when the peer closed the connection cleanly.
+
+        Raises:
+            RemoteProtocolError: the peer sent something malformed.
+            ConnectionLostError: the connection broke.
+        """
+        frame = await self.channel.receive_frame()
+        if frame is None:
+            return None
+        self.stats.messages_received += 1
+        self.stats.bytes_received += len(frame)
+        return decode_any(frame)
+
+    async def run_writer(self) -> None:
+        """Send queued frames until the link closes (run this as a task)."""
+        try:
+            async for frame in self._queue:
+                await self.channel.send_frame(frame)
+        except PttsyncError as exc:
+            log.debug("%r: writer stopped: %s", self, exc)
+        finally:
+            self.close("send failed" if not self._closed else self.close_reason)
+
+    def close(self, reason: str) -> None:
+        """Stop sending (queued frames still go out if the writer is running)."""
+        if not self._closed:
+            self._closed = True
+            self.close_reason = reason
+            self._send.close()
+
+    async def aclose(self) -> None:
+        self.close(self.close_reason or "closed")
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await self.channel.aclose()

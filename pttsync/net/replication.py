@@ -1,0 +1,324 @@
+"""One topic on a running node: its sync sessions, its pushes and its door.
+
+A `TopicRuntime` wraps the core objects of one topic (a `Replica`, its
+`DocumentStore`, a `SyncContext`) with what only a running node has:
+
+* **the door** (`admits`): a peer takes part in the topic only while the
+  topic's governance, as this node knows it, makes it a member (or a
+  device of one).  A non-member's sync requests are refused and its pushes
+  dropped, so it can neither pull nor push the topic's data;
+* **sync rounds** (`sync_round`, PIP-11's requester) with one peer at a
+  time per peer, under a deadline, and the receiver side (`on_request`);
+* **push**: every commit (a local write, a push or a sync reply) is seen
+  by `after_commit`; fresh valid oplogs go to every member peer, pending
+  ones to the peers that can sign them (lifecycle.sign_kind), each at most
+  once per peer thanks to a bounded seen-cache.  The push queue is bounded;
+  what it drops, anti-entropy repairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..core.docstore import DocumentStore
+from ..core.lifecycle import sign_kind
+from ..core.messages import (
+    ForceSyncOplogByMerkle,
+    Message,
+    RejectCode,
+    SyncOplog,
+    SyncOplogNewOplogs,
+    SyncPendingOplog,
+)
+from ..core.oplog import OplogStatus
+from ..core.oplogcodec import encode_oplog
+from ..core.receiver import Receiver
+from ..core.replica import Replica
+from ..core.requester import Requester
+from ..core.session import MAX_BODY, State, SyncConfig, SyncContext, pack_bodies
+from ..core.wire import MAX_PUSH_OPLOGS, Push
+from ..errors import ConnectionLostError, InvalidOplogError, RemoteProtocolError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from ..core.identity import Identity
+    from ..core.oplog import Oplog
+    from ..core.replica import Commit
+    from ..core.store import Store, TopicInfo
+    from .peer import PeerLink
+
+log = logging.getLogger(__name__)
+
+REQUESTS = (SyncOplog, SyncOplogNewOplogs, ForceSyncOplogByMerkle, SyncPendingOplog)
+
+
+@dataclass(slots=True)
+class TopicStats:
+    rounds: int = 0  # rounds this node started
+    rounds_completed: int = 0
+    rounds_failed: int = 0  # rejected, broken or timed out
+    rounds_served: int = 0
+    pushed: int = 0  # oplogs sent by push
+    push_received: int = 0  # oplogs received by push
+    push_dropped: int = 0  # oplogs not pushed: a full queue
+    refused: int = 0  # requests and pushes from non-members
+
+
+class SeenCache:
+    """Which peers are known to hold each oplog copy: bounded, oldest forgotten first."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._map: OrderedDict[tuple[bytes, bytes], set[bytes]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def holders(self, key: tuple[bytes, bytes]) -> set[bytes]:
+        peers = self._map.get(key)
+        if peers is None:
+            peers = self._map[key] = set()
+            while len(self._map) > self.max_entries:
+                self._map.popitem(last=False)
+        else:
+            self._map.move_to_end(key)
+        return peers
+
+
+class TopicRuntime:
+    """A topic served by a node."""
+
+    def __init__(
+        self,
+        store: Store,
+        info: TopicInfo,
+        identity: Identity,
+        *,
+        config: SyncConfig,
+        clock: Callable[[], int],
+        push_queue: int = 4096,
+        seen_cache: int = 16384,
+        push_max_age: int = 600 * 10**9,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.rng = rng or random.Random()
+        self.info = info
+        self.topic_id = info.topic_id
+        self.identity = identity
+        self.clock = clock
+        self.replica = Replica(store, self.topic_id, identity=identity)
+        self.docs = DocumentStore(self.replica)
+        self.ctx = SyncContext(store, self.topic_id, config=config, replica=self.replica)
+        self.stats = TopicStats()
+        self.seen = SeenCache(seen_cache)
+        self.push_max_age = push_max_age
+        self.requesters: dict[bytes, Requester] = {}
+        self.receivers: dict[bytes, Receiver] = {}
+        self._round_events: dict[bytes, trio.Event] = {}
+        self._push_send, self._push_recv = trio.open_memory_channel[tuple["Oplog", OplogStatus]](
+            push_queue
+        )
+        self.replica.observers.append(self)
+
+    # -- the door -------------------------------------------------------------------
+
+    def admits(self, peer_id: bytes, now: int | None = None) -> bool:
+        """True if `peer_id` is a member (or a member's device) of this topic now."""
+        t = self.clock() if now is None else now
+        return self.replica.fold.governance.user_of(peer_id, t) is not None
+
+    def forget(self, peer_id: bytes) -> None:
+        """Drop the per-peer session state of a peer that disconnected."""
+        req = self.requesters.pop(peer_id, None)
+        if req is not None:
+            req.abort()
+        self.receivers.pop(peer_id, None)
+        event = self._round_events.pop(peer_id, None)
+        if event is not None:
+            event.set()
+
+    # -- sync rounds (requester) ---------------------------------------------------------
+
+    def round_running(self, peer_id: bytes) -> bool:
+        req = self.requesters.get(peer_id)
+        return req is not None and req.state in (State.SYNCING, State.POSTSYNC)
+
+    async def sync_round(self, link: PeerLink, *, limit: float) -> bool:
+        """Run one PIP-11 round with `link`'s peer; True if it completed.
+
+        A round already running with that peer is not started twice.
+        """
+        if link.closed or self.round_running(link.peer_id) or not self.admits(link.peer_id):
+            return False
+        req = self.requesters.get(link.peer_id)
+        if req is None:
+            req = self.requesters[link.peer_id] = Requester(self.ctx, link.peer_id)
+        done = self._round_events[link.peer_id] = trio.Event()
+        self.stats.rounds += 1
+        try:
+            await link.send_all(req.start(self.clock(), self.rng.randbytes(16)))
+            with trio.move_on_after(limit) as scope:
+                await done.wait()
+            if scope.cancelled_caught:
+                log.info("%s: sync round with %s timed out after %s s", self, link.name, limit)
+        except ConnectionLostError:
+            pass
+        finally:
+            if self._round_events.get(link.peer_id) is done:
+                del self._round_events[link.peer_id]
+        if not req.done:
+            req.abort()
+        ok = req.state is State.DONE
+        if ok:
+            self.stats.rounds_completed += 1
+        else:
+            self.stats.rounds_failed += 1
+            if req.reject_reason:
+                log.info("%s: %s refused the round: %s", self, link.name, req.reject_reason)
+        return ok
+
+    def on_reply(self, link: PeerLink, msg: Message) -> list[Message]:
+        """A reply to our round.  Raises RemoteProtocolError if it breaks the protocol."""
+        req = self.requesters.get(link.peer_id)
+        if req is None or not self.round_running(link.peer_id):
+            return []  # a late reply to a round we gave up on: harmless
+        try:
+            out = req.receive(msg, self.clock())
+        finally:
+            if req.done:
+                event = self._round_events.get(link.peer_id)
+                if event is not None:
+                    event.set()
+        return out
+
+    # -- sync rounds (receiver) -----------------------------------------------------------
+
+    def on_request(self, link: PeerLink, msg: Message) -> list[Message]:
+        """Answer a sync request.  Raises RemoteProtocolError if it breaks the protocol."""
+        rec = self.receivers.get(link.peer_id)
+        if rec is None:
+            rec = self.receivers[link.peer_id] = Receiver(self.ctx, link.peer_id)
+        if not self.admits(link.peer_id):
+            self.stats.refused += 1
+            return [rec.reject(msg, RejectCode.UNKNOWN_TOPIC, "not a member of this topic")]
+        if isinstance(msg, SyncOplog):
+            self.stats.rounds_served += 1
+        return rec.receive(msg, self.clock())
+
+    # -- push ----------------------------------------------------------------------------
+
+    def on_push(self, link: PeerLink, push: Push) -> None:
+        """Oplogs a peer pushed.  Raises RemoteProtocolError for a bad batch."""
+        if not self.admits(link.peer_id):
+            self.stats.refused += 1
+            return
+        now = self.clock()
+        self.stats.push_received += len(push.oplogs)
+        try:
+            if push.pending:
+                result = self.ctx.handle_pending(push.oplogs, now)
+            else:
+                result = self.ctx.handler.handle(push.oplogs, now)
+        except InvalidOplogError as exc:
+            raise RemoteProtocolError(f"pushed a bad batch: {exc}", penalty=5) from exc
+        for o in [*result.stored, *result.improved]:
+            self.seen.holders((o.oplog_id, o.hash)).add(link.peer_id)
+        if result.rejected:
+            log.debug(
+                "%s: %d pushed oplogs refused: %s", self, len(result.rejected), result.rejected[0]
+            )
+
+    def before_commit(self, commit: Commit) -> None:
+        pass
+
+    def after_commit(self, commit: Commit) -> None:
+        """Queue what a commit stored for pushing (never blocks: drops when full)."""
+        horizon = self.clock() - self.push_max_age
+        for oplog, old, new in commit.stored:
+            if new is OplogStatus.VALID and old is OplogStatus.VALID:
+                continue  # a better copy of a valid oplog: sync spreads it
+            if oplog.update_time < horizon and new is OplogStatus.VALID:
+                continue  # old history arriving by sync: anti-entropy spreads it
+            try:
+                self._push_send.send_nowait((oplog, new))
+            except trio.WouldBlock:
+                self.stats.push_dropped += 1
+
+    async def run_pusher(self, links: Callable[[], Iterable[PeerLink]]) -> None:
+        """Send queued oplogs to the peers that should get them (run as a task)."""
+        async for first in self._push_recv:
+            batch = [first]
+            while len(batch) < MAX_PUSH_OPLOGS:
+                try:
+                    batch.append(self._push_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            self.push_batch(batch, list(links()))
+            await trio.lowlevel.checkpoint()
+
+    def push_batch(self, batch: list[tuple[Oplog, OplogStatus]], links: list[PeerLink]) -> None:
+        now = self.clock()
+        gov = self.replica.fold.governance
+        members = [
+            ln for ln in links if self.topic_id in ln.topics and self.admits(ln.peer_id, now)
+        ]
+        for link in members:
+            valid: list[bytes] = []
+            pending: list[bytes] = []
+            for oplog, status in batch:
+                holders = self.seen.holders((oplog.oplog_id, oplog.hash))
+                if link.peer_id in holders:
+                    continue
+                if status is OplogStatus.VALID:
+                    valid.append(encode_oplog(oplog))
+                elif sign_kind(oplog, status, gov, link.peer_id, now) is not None:
+                    pending.append(encode_oplog(oplog))
+                else:
+                    continue
+                holders.add(link.peer_id)
+            for bodies, is_pending in ((valid, False), (pending, True)):
+                for chunk in pack_bodies(bodies, MAX_BODY):
+                    if link.try_send(Push(self.topic_id, tuple(chunk), is_pending)):
+                        self.stats.pushed += len(chunk)
+                    else:
+                        self.stats.push_dropped += len(chunk)
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def handle_failed(self) -> int:
+        """HandleFailedOplogs on a timer (also run by every round this node starts)."""
+        return self.ctx.handle_failed(self.clock())
+
+    def counts(self) -> dict[str, object]:
+        store = self.ctx.store
+        return {
+            "topic_id": self.topic_id.hex(),
+            "name": self.info.name,
+            "valid": store.count(self.topic_id, OplogStatus.VALID),
+            "pending": store.count(self.topic_id, OplogStatus.PENDING)
+            + store.count(self.topic_id, OplogStatus.INTERNAL_PENDING),
+            "digest": self.ctx.view.tree.digest().hex(),
+        }
+
+    def close(self) -> None:
+        if self in self.replica.observers:
+            self.replica.observers.remove(self)
+        self.docs.close()
+        self._push_send.close()
+
+    def __repr__(self) -> str:
+        return f"<topic {self.topic_id.hex()[:12]}>"
+
+
+def check_topic_known(topics: dict[bytes, TopicRuntime], topic_id: bytes) -> TopicRuntime:
+    rt = topics.get(topic_id)
+    if rt is None:
+        raise UsageError(f"no topic {topic_id.hex()} on this node")
+    return rt
