@@ -10,8 +10,10 @@ NodeNotRunningError is a LocalError, fixed by the caller starting one),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -590,5 +592,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except PttsyncError as exc:
         print(f"pttsync: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`pttsync watch | head`): stop quietly, as Unix
+        # tools do, and point stdout at /dev/null so flushing it at exit is quiet.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return result

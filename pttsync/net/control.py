@@ -344,24 +344,30 @@ async def _clear_stale(path: Path) -> None:
         return
     if not stat.S_ISSOCK(mode):
         raise UsageError(f"{path} exists and is not a socket: move it out of the way")
-    try:
-        stream = await trio.open_unix_socket(str(path))
-    except (ConnectionRefusedError, FileNotFoundError):
-        log.info("removing the stale control socket %s", path)
-        os.unlink(path)
-        return
-    await stream.aclose()
+    # Something listening (even too busy to accept at once) is a live node.
+    with trio.move_on_after(5):
+        try:
+            stream = await trio.open_unix_socket(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            log.info("removing the stale control socket %s", path)
+            with suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        await stream.aclose()
     raise UsageError(f"a node is already running on {path.parent}")
 
 
 def _bind(path: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # the socket file is 0600 from the moment it exists
     try:
-        old = os.umask(0o177)  # the socket file is 0600 from the moment it exists
-        try:
-            sock.bind(str(path))
-        finally:
-            os.umask(old)
+        sock.bind(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
         if mode != 0o600:
             raise PttsyncError(
@@ -372,6 +378,7 @@ def _bind(path: Path) -> socket.socket:
         sock.setblocking(False)
     except BaseException:
         sock.close()
+        path.unlink(missing_ok=True)
         raise
     return sock
 
@@ -489,12 +496,11 @@ class _Server:
             role_name = _text(request, "role", required=True)
             if role_name not in _ROLES:
                 raise UsageError("'role' is 'member', 'master' or 'none'")
-            status = await node.set_role(
-                parse_peer_id(peer), _ROLES[role_name], topic=self._topic(request)
-            )
-            name = getattr(status, "name", None)
+            peer_id = parse_peer_id(peer)
+            status = await node.set_role(peer_id, _ROLES[role_name], topic=self._topic(request))
+            name = getattr(status, "name", None)  # an OplogStatus
             return {
-                "peer_id": peer_id_text(parse_peer_id(peer)),
+                "peer_id": peer_id_text(peer_id),
                 "role": role_name,
                 "status": name.lower() if isinstance(name, str) else str(status),
             }
