@@ -8,8 +8,9 @@ The public API is exactly what this module re-exports.  The layers:
   `receive(message, now) -> messages`, over a `SyncContext` (a store's topic).
   The lifecycle and the documents too: a `Replica` is a topic's governance
   and write path; a `DocumentStore` over it is the application's API.
-* the shell (CLI, the in-process `sync_local`, `watch`, and later the
-  network node and simulation) around it.
+* the shell around it: the network node (`open_node`, `serve_node`,
+  `Node`, over a `TcpNetwork` or a `MemoryNetwork`), the CLI, the
+  in-process `sync_local` and `watch`.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from .core.identity import peer_id_text as peer_id_text
 from .core.identity import verify_signature as verify_signature
 from .core.merkle import Leaf as Leaf
 from .core.merkle import Level as Level
+from .core.merkle import MerkleNode as MerkleNode
 from .core.merkle import MerkleTree as MerkleTree
-from .core.merkle import Node as MerkleNode
 from .core.messages import Message as Message
 from .core.messages import decode_message as decode_message
 from .core.messages import encode_message as encode_message
@@ -73,12 +74,15 @@ from .core.timeutil import parse_iso as parse_iso
 from .core.timeutil import to_iso as to_iso
 from .core.topic import new_topic as new_topic
 from .datadir import DataDir as DataDir
+from .errors import ConnectionLostError as ConnectionLostError
 from .errors import DataDirError as DataDirError
+from .errors import HandshakeError as HandshakeError
 from .errors import IdentityError as IdentityError
 from .errors import IntegrityError as IntegrityError
 from .errors import InvalidOplogError as InvalidOplogError
 from .errors import LocalError as LocalError
 from .errors import MalformedOplogError as MalformedOplogError
+from .errors import NodeNotRunningError as NodeNotRunningError
 from .errors import NotAuthorizedError as NotAuthorizedError
 from .errors import OversizeError as OversizeError
 from .errors import PttsyncError as PttsyncError
@@ -89,6 +93,13 @@ from .errors import TimestampError as TimestampError
 from .errors import UsageError as UsageError
 from .localsync import LocalSyncReport as LocalSyncReport
 from .localsync import sync_local as sync_local
+from .net.config import NodeConfig as NodeConfig
+from .net.network import MemoryNetwork as MemoryNetwork
+from .net.network import Network as Network
+from .net.network import TcpNetwork as TcpNetwork
+from .net.node import Node as Node
+from .net.serve import open_node as open_node
+from .net.serve import serve_node as serve_node
 from .watch import Watch as Watch
 from .watch import WatchOverflowError as WatchOverflowError
 from .watch import watch as watch

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..core.identity import peer_id_text
 from ..core.timeutil import to_iso
+from ..jsonutil import jsonable
 
 if TYPE_CHECKING:
     from ..core.merkle import Node
@@ -19,21 +19,6 @@ if TYPE_CHECKING:
 def emit_json(value: object) -> None:
     json.dump(value, sys.stdout, indent=2, sort_keys=False, allow_nan=False)
     sys.stdout.write("\n")
-
-
-def jsonable(value: Any) -> Any:
-    """Turn decoded CBOR into JSON: byte strings become hex, map keys become text."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # "nan", "inf", "-inf": JSON has no such numbers
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return repr(value)
 
 
 def node_json(node: Node) -> dict[str, object]:

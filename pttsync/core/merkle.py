@@ -469,3 +469,7 @@ def _compare(expected: dict[_Key, Node], stored: dict[_Key, Node]) -> list[str]:
         elif want != have:
             problems.append(f"{where} is stale")
     return problems
+
+
+MerkleNode = Node
+"""`Node` under the name the package exports (pttsync.Node is the network node)."""

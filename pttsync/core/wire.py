@@ -5,7 +5,10 @@ A connection carries frames (frames.py) of canonical CBOR maps.  Types
 node's:
 
 * 32 `Hello`: `lis` the address the sender listens on ("" for none),
-  `tps` the topics it holds, `ag` a short agent text;
+  `tps` the topics it holds, `ag` a short agent text, `cr` credentials:
+  the governance oplogs that make the sender a member (its ROLE and
+  DEVICE oplogs and the masters' promotions), so a peer that has not
+  synced them yet can still let it in;
 * 33 `Push`: `tp` topic, `ops` encoded oplogs, `pd` pending (for co-signing);
 * 34 `Peers`: `ps` known peers as [peer ID, "host:port"];
 * 35 `Bye`: `why` the reason the sender closes the connection.
@@ -30,6 +33,7 @@ from .messages import PROTOCOL_VERSION, Message, decode_message
 from .oplog import MAX_OPLOG_SIZE, TOPIC_ID_SIZE
 
 MAX_TOPICS = 64  # topics listed in one Hello
+MAX_CREDENTIALS = 64  # governance oplogs in one Hello
 MAX_PEERS_LISTED = 64  # addresses in one Peers message
 MAX_PUSH_OPLOGS = 256  # oplogs in one Push (the frame limit binds too)
 MAX_ADDRESS = 300  # "host:port"
@@ -55,6 +59,7 @@ class Hello(NodeMessage):
     listen: str
     topics: tuple[bytes, ...]
     agent: str = ""
+    credentials: tuple[bytes, ...] = ()
     TYPE: ClassVar[NodeMsgType] = NodeMsgType.HELLO
 
 
@@ -85,7 +90,7 @@ def encode_node_message(msg: NodeMessage) -> bytes:
     m: dict[str, object] = {"v": PROTOCOL_VERSION, "t": int(msg.TYPE)}
     match msg:
         case Hello():
-            m.update(lis=msg.listen, tps=list(msg.topics), ag=msg.agent)
+            m.update(lis=msg.listen, tps=list(msg.topics), ag=msg.agent, cr=list(msg.credentials))
         case Push():
             m.update(tp=msg.topic, ops=list(msg.oplogs), pd=msg.pending)
         case Peers():
@@ -123,7 +128,7 @@ def check_address(text: str) -> tuple[str, int]:
 def _decode_node(m: dict[str, Any], kind: NodeMsgType) -> NodeMessage:
     match kind:
         case NodeMsgType.HELLO:
-            codec.check_keys(m, frozenset({"v", "t", "lis", "tps", "ag"}), "Hello")
+            codec.check_keys(m, frozenset({"v", "t", "lis", "tps", "ag", "cr"}), "Hello")
             listen = _text(m, "lis", MAX_ADDRESS)
             if listen:
                 try:
@@ -131,10 +136,12 @@ def _decode_node(m: dict[str, Any], kind: NodeMsgType) -> NodeMessage:
                 except ValueError as exc:
                     raise codec.CBORFormatError(str(exc), field="lis") from None
             topics = codec.get_list(m, "tps", max_items=MAX_TOPICS)
+            creds = codec.get_list(m, "cr", max_items=MAX_CREDENTIALS)
             return Hello(
                 listen,
                 tuple(codec.as_bytes(t, "tps", size=TOPIC_ID_SIZE) for t in topics),
                 _text(m, "ag", MAX_AGENT),
+                tuple(codec.as_bytes(o, "cr", max_size=MAX_OPLOG_SIZE) for o in creds),
             )
         case NodeMsgType.PUSH:
             codec.check_keys(m, frozenset({"v", "t", "tp", "ops", "pd"}), "Push")

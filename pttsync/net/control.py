@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
 
-from ..cli.output import jsonable
 from ..core.docstore import MAX_LIST
 from ..core.governance import Role
 from ..core.identity import parse_peer_id, peer_id_text
@@ -61,6 +60,7 @@ from ..errors import (
     PttsyncError,
     UsageError,
 )
+from ..jsonutil import jsonable
 from ..watch import WatchOverflowError
 
 if TYPE_CHECKING:

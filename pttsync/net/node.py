@@ -33,10 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..core.governance import is_governance_op
 from ..core.identity import peer_id_text
 from ..core.messages import Message, RejectCode, SyncOplogReject
-from ..core.wire import MAX_PEERS_LISTED, Bye, Hello, Peers, Push
-from ..errors import ConnectionLostError, HandshakeError, RemoteProtocolError
+from ..core.oplogcodec import decode_oplog, encode_oplog
+from ..core.wire import MAX_CREDENTIALS, MAX_PEERS_LISTED, Bye, Hello, Peers, Push
+from ..errors import ConnectionLostError, HandshakeError, InvalidOplogError, RemoteProtocolError
 from .addressbook import AddressBook
 from .config import NodeConfig
 from .control import CONTROL_SOCKET, serve_control
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..core.identity import Identity
+    from ..core.oplog import Oplog
     from ..core.replica import Commit
     from ..core.store import Store
     from ..core.wire import AnyMessage
@@ -137,6 +140,10 @@ class Node(NodeAPI):
         self._changed.set()
         self._changed = trio.Event()
 
+    async def next_change(self) -> None:
+        """Return after the next commit, or connection change, on this node."""
+        await self._changed.wait()
+
     async def wait_for(self, predicate: Any) -> None:
         """Wait until `predicate()` is true, re-checking after every commit and link change."""
         while not predicate():
@@ -206,12 +213,13 @@ class Node(NodeAPI):
             else:
                 log.info("disconnected %r: %s", link, reason)
                 self.book.disconnected(link.address if outbound else link.listen, now)
+            self._notify()
 
     async def _converse(self, link: PeerLink) -> tuple[int, str]:
         """The reader: Hello, the door, then every message.  (penalty, why it ended)."""
         cfg = self.config
         try:
-            await link.send(Hello(self.listen_address or "", tuple(self.topics), AGENT))
+            await link.send(self._hello())
             with trio.fail_after(cfg.handshake_timeout):
                 first = await link.receive()
             if first is None:
@@ -241,10 +249,21 @@ class Node(NodeAPI):
         except trio.TooSlowError:
             return 3, "no Hello within the handshake timeout"
 
+    def _hello(self) -> Hello:
+        creds: list[bytes] = []
+        for rt in self.topics.values():
+            room = MAX_CREDENTIALS - len(creds)
+            creds += [encode_oplog(o) for o in rt.credentials(room)] if room > 0 else []
+        return Hello(self.listen_address or "", tuple(self.topics), AGENT, tuple(creds))
+
     def _admit(self, link: PeerLink, hello: Hello) -> tuple[int, str] | None:
         """None if the link may stay, else (penalty, reason)."""
         link.listen, link.agent = self._listen_of(link, hello.listen), hello.agent
         now = self.clock()
+        if hello.credentials and not all(
+            self.topics[t].admits(link.peer_id, now) for t in hello.topics if t in self.topics
+        ):
+            self._take_credentials(hello.credentials, now)
         link.topics = frozenset(
             t for t in hello.topics if t in self.topics and self.topics[t].admits(link.peer_id, now)
         )
@@ -264,8 +283,36 @@ class Node(NodeAPI):
             else:
                 return 0, "already connected"
         if len(self.links) >= self.config.max_peers:
+            link.try_send(self._peers_message(link))  # where else to go (as gossipsub's PX)
             return 0, f"too many peers (at most {self.config.max_peers})"
         return None
+
+    def _take_credentials(self, raw: tuple[bytes, ...], now: int) -> None:
+        """Store the valid governance oplogs a peer showed (verified like any other)."""
+        by_topic: dict[bytes, list[Oplog]] = {}
+        for body in raw:
+            try:
+                oplog = decode_oplog(body)
+            except InvalidOplogError as exc:
+                raise RemoteProtocolError(f"bad credentials in Hello: {exc}") from exc
+            if oplog.topic_id in self.topics:
+                by_topic.setdefault(oplog.topic_id, []).append(oplog)
+        for topic_id, oplogs in by_topic.items():
+            self.topics[topic_id].accept_credentials(oplogs, now)
+
+    def _recheck_links(self) -> None:
+        """After a governance change: drop each peer from the topics it left, and
+        close the connection of a peer left with none."""
+        now = self.clock()
+        for link in list(self.links.values()):
+            link.topics = frozenset(
+                t for t in link.topics if self.topics[t].admits(link.peer_id, now)
+            )
+            if not link.topics:
+                link.close("no longer a member of any topic here")
+                scope = self._scopes.get(id(link))
+                if scope is not None:
+                    scope.cancel()
 
     def _listen_of(self, link: PeerLink, listen: str) -> str:
         """The peer's listen address, its wildcard host replaced by where it came from."""
@@ -365,7 +412,12 @@ class Node(NodeAPI):
             now = trio.current_time()
             busy = self._dialing | {ln.address for ln in self.links.values()}
             busy |= {ln.listen for ln in self.links.values()}
+            # Dial out to at most half the peer slots: the rest stay open for
+            # peers dialing in, so a newcomer always finds room somewhere.
+            outbound = sum(1 for ln in self.links.values() if ln.direction is Direction.OUTBOUND)
             for entry in self.book.due(now):
+                if outbound + len(self._dialing) >= max(1, cfg.max_peers // 2):
+                    break
                 if len(self.links) + len(self._dialing) >= cfg.max_peers:
                     break
                 if len(self._dialing) >= MAX_CONCURRENT_DIALS:
@@ -411,4 +463,6 @@ class _Notify:
         pass
 
     def after_commit(self, commit: Commit) -> None:
+        if any(is_governance_op(o.op) for o, _old, _new in commit.stored):
+            self.node._recheck_links()
         self.node._notify()

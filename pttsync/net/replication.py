@@ -27,6 +27,14 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..core.docstore import DocumentStore
+from ..core.governance import (
+    GOVERNANCE_OPS,
+    OP_GENESIS,
+    OP_ROLE,
+    Role,
+    decode_role,
+    is_governance_op,
+)
 from ..core.lifecycle import sign_kind
 from ..core.messages import (
     ForceSyncOplogByMerkle,
@@ -134,6 +142,27 @@ class TopicRuntime:
         t = self.clock() if now is None else now
         return self.replica.fold.governance.user_of(peer_id, t) is not None
 
+    def credentials(self, limit: int) -> list[Oplog]:
+        """The governance oplogs that show this node is a member (for its Hello).
+
+        Its own ROLE and DEVICE oplogs, and every promotion to master (the
+        signers' authority), newest last, at most `limit`.
+        """
+        me = self.identity.peer_id
+        gov = [s.oplog for s in self.ctx.store.by_op_range(self.topic_id, *GOVERNANCE_OPS)]
+        chosen = [
+            o for o in gov
+            if o.op != OP_GENESIS and (o.object_id == me or _promotes(o))
+        ]  # fmt: skip
+        chosen.sort(key=lambda o: (o.create_time, o.oplog_id))
+        return chosen[-limit:]
+
+    def accept_credentials(self, oplogs: Iterable[Oplog], now: int) -> None:
+        """Take a peer's credentials: valid governance oplogs of this topic are stored."""
+        mine = [o for o in oplogs if o.topic_id == self.topic_id and is_governance_op(o.op)]
+        if mine:
+            self.ctx.handler.handle_decoded(mine, now)
+
     def forget(self, peer_id: bytes) -> None:
         """Drop the per-peer session state of a peer that disconnected."""
         req = self.requesters.pop(peer_id, None)
@@ -228,8 +257,10 @@ class TopicRuntime:
                 result = self.ctx.handler.handle(push.oplogs, now)
         except InvalidOplogError as exc:
             raise RemoteProtocolError(f"pushed a bad batch: {exc}", penalty=5) from exc
-        for o in [*result.stored, *result.improved]:
-            self.seen.holders((o.oplog_id, o.hash)).add(link.peer_id)
+        better = {o.oplog_id for o in result.improved}  # we hold a better copy than it sent
+        for o in result.stored:
+            if o.oplog_id not in better:
+                self.seen.holders((o.oplog_id, o.hash)).add(link.peer_id)
         if result.rejected:
             log.debug(
                 "%s: %d pushed oplogs refused: %s", self, len(result.rejected), result.rejected[0]
@@ -264,31 +295,45 @@ class TopicRuntime:
             await trio.lowlevel.checkpoint()
 
     def push_batch(self, batch: list[tuple[Oplog, OplogStatus]], links: list[PeerLink]) -> None:
+        """Route a batch: valid oplogs to every member peer, pending ones to their signers.
+
+        A pending oplog none of whose signers is connected is relayed to every
+        member peer instead (go-pttai dials a master here): each stores it and
+        routes it on, so it reaches a signer however the peers are connected.
+        """
         now = self.clock()
         gov = self.replica.fold.governance
         members = [
             ln for ln in links if self.topic_id in ln.topics and self.admits(ln.peer_id, now)
         ]
-        for link in members:
-            valid: list[bytes] = []
-            pending: list[bytes] = []
-            for oplog, status in batch:
-                holders = self.seen.holders((oplog.oplog_id, oplog.hash))
+        peers: dict[bytes, PeerLink] = {}
+        queued: dict[tuple[bytes, bool], list[bytes]] = {}  # (peer, pending) -> records
+        for oplog, status in batch:
+            holders = self.seen.holders((oplog.oplog_id, oplog.hash))
+            is_pending = status is not OplogStatus.VALID
+            if not is_pending:
+                targets = members
+            else:
+                targets = [
+                    ln
+                    for ln in members
+                    if sign_kind(oplog, status, gov, ln.peer_id, now) is not None
+                ] or members
+            body = b""
+            for link in targets:
                 if link.peer_id in holders:
                     continue
-                if status is OplogStatus.VALID:
-                    valid.append(encode_oplog(oplog))
-                elif sign_kind(oplog, status, gov, link.peer_id, now) is not None:
-                    pending.append(encode_oplog(oplog))
-                else:
-                    continue
                 holders.add(link.peer_id)
-            for bodies, is_pending in ((valid, False), (pending, True)):
-                for chunk in pack_bodies(bodies, MAX_BODY):
-                    if link.try_send(Push(self.topic_id, tuple(chunk), is_pending)):
-                        self.stats.pushed += len(chunk)
-                    else:
-                        self.stats.push_dropped += len(chunk)
+                body = body or encode_oplog(oplog)
+                peers[link.peer_id] = link
+                queued.setdefault((link.peer_id, is_pending), []).append(body)
+        for (peer_id, is_pending), bodies in queued.items():
+            link = peers[peer_id]
+            for chunk in pack_bodies(bodies, MAX_BODY):
+                if link.try_send(Push(self.topic_id, tuple(chunk), is_pending)):
+                    self.stats.pushed += len(chunk)
+                else:
+                    self.stats.push_dropped += len(chunk)
 
     # -- housekeeping ---------------------------------------------------------------------
 
@@ -315,6 +360,15 @@ class TopicRuntime:
 
     def __repr__(self) -> str:
         return f"<topic {self.topic_id.hex()[:12]}>"
+
+
+def _promotes(oplog: Oplog) -> bool:
+    if oplog.op != OP_ROLE:
+        return False
+    try:
+        return decode_role(oplog)[1] is Role.MASTER
+    except InvalidOplogError:
+        return False
 
 
 def check_topic_known(topics: dict[bytes, TopicRuntime], topic_id: bytes) -> TopicRuntime:
