@@ -123,7 +123,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
             for i, d in enumerate(dirs):
                 cmd = [sys.executable, "-m", "pttsync", "-v", "run", "--data", str(d.path)]
                 cmd += ["--listen", format_address(host, base + i)]
-                cmd += ["--sync-interval", str(args.sync_interval)]
+                if args.sync_interval is not None:
+                    cmd += ["--sync-interval", str(args.sync_interval)]
                 if i:
                     cmd += ["--join", join]
                 with open(d.path / "node.log", "ab") as logfile:
