@@ -386,3 +386,18 @@ def test_kill_9_during_gen_leaves_a_consistent_store(data: Path) -> None:
         count = s.count(topic) - 1  # the genesis oplog, written by init
         assert count >= 4000 and count % 2000 == 0
         assert s.check(topic) == []
+
+
+def test_invite_then_init_with_the_token_joins_the_topic(
+    tmp_path: Path, run: Run, data: Path
+) -> None:
+    code, token, _ = run("invite", "--data", str(data))
+    assert code == 0 and token.strip().startswith("ptt1")
+    code, out, _ = run("init", "--data", str(tmp_path / "new"), "--invite", token.strip(), "--json")
+    assert code == 0
+    joined = json.loads(out)
+    code, out, _ = run("invite", "--data", str(data), "--json")
+    assert joined["topic_id"] == json.loads(out)["topic_id"]
+    assert joined["admitted_by"] is None
+    code, _, err = run("init", "--data", str(tmp_path / "bad"), "--invite", "ptt1zzz")
+    assert code == 2 and "not a topic token" in err

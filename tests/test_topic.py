@@ -54,3 +54,46 @@ def test_new_topic_rejects_bad_arguments(
     args: dict[str, object] = {"name": "ok", "create_time": T, "nonce": b"n" * 16, **kwargs}
     with pytest.raises(UsageError, match=match):
         new_topic(alice, **args)  # type: ignore[arg-type]
+
+
+def test_a_topic_token_round_trips(alice: Identity) -> None:
+    from pttsync.core.store import Quorum
+    from pttsync.core.topic import parse_topic_token, topic_token
+
+    for quorum, expiry in ((Quorum.MAJORITY, 3600 * 10**9), (Quorum.ALL, 120 * 10**9)):
+        info = new_topic(
+            alice, name="board ☃", create_time=parse_iso("2026-01-01"), nonce=b"n" * 16,
+            quorum=quorum, expiry=expiry,
+        )  # fmt: skip
+        token = topic_token(info)
+        assert token.startswith("ptt1") and token == token.lower()
+        assert parse_topic_token(f"  {token}\n") == info
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "ptt1", "ptt2abc", "ptt1!!!!", "ptt1" + "a" * 2000, "ptt1aaaaaaaa", "hello"],
+)
+def test_a_bad_topic_token_is_a_usage_error(text: str) -> None:
+    from pttsync.core.topic import parse_topic_token
+
+    with pytest.raises(UsageError, match="not a topic token"):
+        parse_topic_token(text)
+
+
+def test_a_token_with_a_wrong_field_is_refused(alice: Identity) -> None:
+    import base64
+
+    from pttsync.core import codec
+    from pttsync.core.topic import parse_topic_token
+
+    def token(body: list[object]) -> str:
+        return "ptt1" + base64.b32encode(codec.dumps(body)).decode().rstrip("=").lower()
+
+    good: list[object] = ["t", alice.peer_id, 10**18, b"n" * 16, 0, 3600 * 10**9]
+    assert parse_topic_token(token(good)).name == "t"
+    for i, bad in [(0, ""), (1, b"x"), (3, b"short"), (4, 7), (5, 1), (2, "1")]:
+        body = list(good)
+        body[i] = bad
+        with pytest.raises(UsageError):
+            parse_topic_token(token(body))

@@ -1,4 +1,4 @@
-"""`pttsync init` and `pttsync gen`."""
+"""`pttsync init`, `pttsync invite` and `pttsync gen`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ..core.governance import Role
 from ..core.replica import Replica
 from ..core.synthetic import populate
 from ..core.timeutil import to_iso
+from ..core.topic import parse_topic_token, topic_token
 from ..datadir import DataDir, select_topic
 from ..errors import UsageError
 from ..signer import ProcessSigner
@@ -23,13 +24,29 @@ if TYPE_CHECKING:
     from ..core.store import Store, TopicInfo
 
 
+def cmd_invite(args: argparse.Namespace) -> int:
+    topic = DataDir(args.data).topic(args.topic)
+    token = topic_token(topic)
+    if args.json:
+        emit_json({"topic_id": topic.topic_id.hex(), "name": topic.name, "token": token})
+    else:
+        print(token)
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.invite and args.topic_of:
+        raise UsageError("give --invite or --topic-of, not both")
     joined = DataDir(args.topic_of).topic(args.topic) if args.topic_of else None
+    if args.invite:
+        joined = parse_topic_token(args.invite)
     now = time.time_ns()
     d, identity, topic = DataDir.init(
         args.data, topic_name=args.name, now=now, nonce=os.urandom(16), topic=joined
     )
-    admitted = admit(DataDir(args.topic_of), topic, identity.peer_id, now) if joined else None
+    admitted = (
+        admit(DataDir(args.topic_of), topic, identity.peer_id, now) if args.topic_of else None
+    )
     if args.json:
         emit_json(
             {
@@ -43,10 +60,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     else:
         print(f"initialised {d.path}")
         print(f"peer id:  {identity.text}")
-        how = f", joined from {args.topic_of}" if joined else ""
+        how = f", joined from {args.topic_of or 'an invitation'}" if joined else ""
         print(f"topic id: {topic.topic_id.hex()}  ({topic.name}{how})")
         if joined and admitted:
             print(f"member:   admitted by {admitted} (a ROLE oplog in {args.topic_of})")
+        elif args.invite:
+            print("member:   not yet: a master runs `pttsync member add --data DIR <peer id>`")
         elif joined:
             print(f"member:   not admitted: the peer of {args.topic_of} is not a master")
     return 0

@@ -186,8 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--topic", metavar="ID", help="with --topic-of: which of DIR's topics (default: its first)"
     )
+    p.add_argument(
+        "--invite",
+        metavar="TOKEN",
+        help="join the topic a token names (from: pttsync invite, on a peer of that topic)",
+    )
     json_arg(p)
     p.set_defaults(func=commands.cmd_init)
+
+    p = sub.add_parser(
+        "invite",
+        help="print a token naming this peer's topic, for a new peer to join",
+        description=(
+            "Print a token that names a topic (ptt1...).  On the new machine, run"
+            " `pttsync init --data DIR --invite TOKEN`, give its peer ID to a master, who"
+            " runs `pttsync member add --data DIR PEER_ID`, then start the new peer with"
+            " `pttsync run --data DIR --listen HOST:PORT --join MASTER_HOST:PORT`."
+            "  The token holds no secret: only a master's admission lets a peer in."
+        ),
+    )
+    data_arg(p)
+    topic_arg(p)
+    json_arg(p)
+    p.set_defaults(func=commands.cmd_invite)
 
     p = sub.add_parser(
         "gen",

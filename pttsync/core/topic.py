@@ -11,6 +11,8 @@ repeats these fields, signed by the creator, who is the first master.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from typing import TYPE_CHECKING
 
@@ -84,3 +86,53 @@ def check_topic(info: TopicInfo) -> None:
     )
     if derived != info.topic_id:
         raise UsageError(f"topic {info.topic_id.hex()} does not derive from its fields")
+
+
+TOKEN_PREFIX = "ptt1"
+MAX_TOKEN = 1024
+
+
+def topic_token(info: TopicInfo) -> str:
+    """A text that names a topic completely, to give to a peer who will join it.
+
+    `ptt1` then the unpadded lowercase base32 of the canonical CBOR of the
+    fields the topic ID derives from.  It holds no secret: what admits a
+    peer is a master's ROLE oplog (`pttsync member add`), not the token.
+    """
+    body = [info.name, info.creator, info.create_time, info.nonce, int(info.quorum), info.expiry]
+    return TOKEN_PREFIX + base64.b32encode(codec.dumps(body)).decode().rstrip("=").lower()
+
+
+def parse_topic_token(text: str) -> TopicInfo:
+    """The topic a `topic_token` names.
+
+    Raises:
+        UsageError: the text is not a well-formed token.
+    """
+    text = text.strip()
+    bad = UsageError("not a topic token (it starts with ptt1; get one with: pttsync invite)")
+    if not text.startswith(TOKEN_PREFIX) or len(text) > MAX_TOKEN:
+        raise bad
+    b32 = text[len(TOKEN_PREFIX) :].upper()
+    try:
+        raw = base64.b32decode(b32 + "=" * (-len(b32) % 8))
+        body = codec.loads(raw, max_size=MAX_TOKEN)
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if type(body) is not list or len(body) != 6:
+        raise bad
+    name, creator, create_time, nonce, quorum, expiry = body
+    kinds = (str, bytes, int, bytes, int, int)
+    if any(type(v) is not k for v, k in zip(body, kinds, strict=True)):
+        raise bad
+    try:
+        q = Quorum(quorum)
+    except ValueError:
+        raise bad from None
+    if len(creator) != 32 or len(nonce) != NONCE_SIZE or not 0 < len(name) <= MAX_TOPIC_NAME:
+        raise bad
+    if not MIN_EXPIRY <= expiry <= MAX_EXPIRY:
+        raise bad
+    check_time(create_time)
+    topic_id = derive_topic_id(creator, create_time, name, nonce, q, expiry)
+    return TopicInfo(topic_id, name, creator, create_time, nonce, q, expiry)
