@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from typing import Any
 
 import pytest
 
+from pttsync.core import codec
 from pttsync.core.identity import Identity
+from pttsync.core.store import Quorum
 from pttsync.core.timeutil import parse_iso
-from pttsync.core.topic import check_topic, derive_topic_id, new_topic
+from pttsync.core.topic import (
+    check_topic,
+    derive_topic_id,
+    new_topic,
+    parse_topic_token,
+    topic_token,
+)
 from pttsync.errors import UsageError
 
 T = parse_iso("2025-01-01")
@@ -57,8 +66,6 @@ def test_new_topic_rejects_bad_arguments(
 
 
 def test_a_topic_token_round_trips(alice: Identity) -> None:
-    from pttsync.core.store import Quorum
-    from pttsync.core.topic import parse_topic_token, topic_token
 
     for quorum, expiry in ((Quorum.MAJORITY, 3600 * 10**9), (Quorum.ALL, 120 * 10**9)):
         info = new_topic(
@@ -75,17 +82,12 @@ def test_a_topic_token_round_trips(alice: Identity) -> None:
     ["", "ptt1", "ptt2abc", "ptt1!!!!", "ptt1" + "a" * 2000, "ptt1aaaaaaaa", "hello"],
 )
 def test_a_bad_topic_token_is_a_usage_error(text: str) -> None:
-    from pttsync.core.topic import parse_topic_token
 
     with pytest.raises(UsageError, match="not a topic token"):
         parse_topic_token(text)
 
 
 def test_a_token_with_a_wrong_field_is_refused(alice: Identity) -> None:
-    import base64
-
-    from pttsync.core import codec
-    from pttsync.core.topic import parse_topic_token
 
     def token(body: list[object]) -> str:
         return "ptt1" + base64.b32encode(codec.dumps(body)).decode().rstrip("=").lower()
