@@ -599,12 +599,26 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     )
 
 
+def _unwrapped(args: argparse.Namespace) -> int:
+    """Run the command; an error group of one error (trio's nurseries) becomes that error."""
+    try:
+        result: int = args.func(args)
+    except BaseExceptionGroup as group:
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, PttsyncError | KeyboardInterrupt | BrokenPipeError):
+            raise leaf from None
+        raise
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     try:
-        result: int = args.func(args)
+        result: int = _unwrapped(args)
     except KeyboardInterrupt:
         print("pttsync: interrupted", file=sys.stderr)
         return 130

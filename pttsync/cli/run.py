@@ -241,13 +241,20 @@ async def _demo(
                 seed=rng.randrange(2**32),
             )
             nodes.append(await nursery.start(functools.partial(serve_node, d.path, config=cfg)))
+        with trio.fail_after(60):  # every peer learns its admission from peer 0
+            while not (_agree(nodes) and all(x.links for x in nodes)):
+                _show(nodes, live, "joining")
+                with trio.move_on_after(0.25):
+                    await nodes[-1].wait_for(lambda: False)
+        last_write = trio.current_time()
         keys = max(1, writes // 2)  # about two writes per key: some overwrite, some conflict
         for w in range(writes):
             i = rng.randrange(n)
             await nodes[i].put(f"key-{rng.randrange(keys)}", {"write": w, "peer": i})
+            last_write = trio.current_time()
             _show(nodes, live, f"write {w + 1}/{writes} on peer-{i}")
-            await trio.sleep(rng.uniform(0.0, 0.1))
-        last_write = trio.current_time()
+            if w + 1 < writes:
+                await trio.sleep(rng.uniform(0.0, 0.1))
         converged = False
         with trio.move_on_after(120):
             while not converged:
@@ -256,19 +263,19 @@ async def _demo(
                 if not converged:
                     with trio.move_on_after(0.25):
                         await nodes[0].wait_for(lambda: False)
-        seconds = trio.current_time() - last_write
+        report = {
+            "peers": n,
+            "writes": writes,
+            "seed": seed,
+            "converged": converged,
+            "seconds": round(trio.current_time() - last_write, 3),
+            "digests": [next(iter(x.digests().values())).hex() for x in nodes],
+            "valid": [x.status()["topics"][0]["valid"] for x in nodes],
+        }
         nursery.cancel_scope.cancel()
     if live:
         print()
-    return {
-        "peers": n,
-        "writes": writes,
-        "seed": seed,
-        "converged": converged,
-        "seconds": round(seconds, 3),
-        "digests": [next(iter(x.digests().values())).hex() for x in nodes],
-        "valid": [x.status()["topics"][0]["valid"] for x in nodes],
-    }
+    return report
 
 
 def _agree(nodes: list[Node]) -> bool:

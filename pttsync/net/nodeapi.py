@@ -72,19 +72,30 @@ class NodeAPI:
 
     # -- documents ---------------------------------------------------------------------------
 
+    def _writable(self, topic: bytes | None) -> TopicRuntime:
+        """The topic, if this peer may write in it now (else a UsageError that says why)."""
+        rt = self.topic(topic)
+        if not rt.admits(self.peer_id):
+            raise UsageError(
+                f"this peer is not a member of topic {rt.topic_id.hex()[:16]}… (yet): a master"
+                f" admits it with `pttsync member add --data DIR {peer_id_text(self.peer_id)}`,"
+                " then this peer learns it by syncing with a peer that knows"
+            )
+        return rt
+
     async def put(self, key: str, value: Any, *, topic: bytes | None = None) -> Write:
         """Write a document; durable on return, then pushed to peers."""
-        write = self.topic(topic).docs.put(key, value, now=self.clock())
+        write = self._writable(topic).docs.put(key, value, now=self.clock())
         await trio.lowlevel.checkpoint()
         return write
 
     async def delete(self, key: str, *, topic: bytes | None = None) -> Write:
-        write = self.topic(topic).docs.delete(key, now=self.clock())
+        write = self._writable(topic).docs.delete(key, now=self.clock())
         await trio.lowlevel.checkpoint()
         return write
 
     async def resolve(self, key: str, value: Any, *, topic: bytes | None = None) -> Write:
-        write = self.topic(topic).docs.resolve(key, value, now=self.clock())
+        write = self._writable(topic).docs.resolve(key, value, now=self.clock())
         await trio.lowlevel.checkpoint()
         return write
 
