@@ -98,6 +98,7 @@ from .net.network import MemoryNetwork as MemoryNetwork
 from .net.network import Network as Network
 from .net.network import TcpNetwork as TcpNetwork
 from .net.node import Node as Node
+from .net.node import wait_until as wait_until
 from .net.serve import open_node as open_node
 from .net.serve import serve_node as serve_node
 from .watch import Watch as Watch

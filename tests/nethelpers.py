@@ -16,6 +16,7 @@ from pttsync.core.store import Store, TopicInfo
 from pttsync.core.topic import new_topic
 from pttsync.net.config import NodeConfig, trio_wall_clock
 from pttsync.net.network import MemoryNetwork
+from pttsync.net.node import wait_until as node_wait_until
 from pttsync.net.serve import open_node
 
 if TYPE_CHECKING:
@@ -104,21 +105,9 @@ def make_cluster(n: int, *, members: int | None = None) -> Cluster:
 async def wait_until(
     nodes: Node | list[Node], predicate: Callable[[], bool], limit: float = 600
 ) -> None:
-    """Wait (virtual time, at most `limit` s) for `predicate`, re-checked on every change.
-
-    A change is a commit or a link change on any of `nodes`.
-    """
-    group = nodes if isinstance(nodes, list) else [nodes]
+    """Wait (virtual time, at most `limit` s) for `predicate`, re-checked on every change."""
     with trio.fail_after(limit):
-        while not predicate():
-            async with trio.open_nursery() as nursery:
-
-                async def one(node: Node, scope: trio.CancelScope) -> None:
-                    await node.next_change()
-                    scope.cancel()
-
-                for node in group:
-                    nursery.start_soon(one, node, nursery.cancel_scope)
+        await node_wait_until(nodes if isinstance(nodes, list) else [nodes], predicate)
 
 
 def digest(node: Node) -> bytes:

@@ -31,6 +31,7 @@ import trio
 
 from pttsync.cli.run import make_peers
 from pttsync.net.config import NodeConfig
+from pttsync.net.node import wait_until
 from pttsync.net.serve import serve_node
 
 if TYPE_CHECKING:
@@ -47,15 +48,7 @@ def _valid_everywhere(nodes: list[Node], key: str) -> bool:
 
 async def _wait(nodes: list[Node], predicate: Any, limit: float = 60.0) -> None:
     with trio.fail_after(limit):
-        while not predicate():
-            async with trio.open_nursery() as nursery:
-
-                async def one(node: Node, scope: trio.CancelScope) -> None:
-                    await node.next_change()
-                    scope.cancel()
-
-                for node in nodes:
-                    nursery.start_soon(one, node, nursery.cancel_scope)
+        await wait_until(nodes, predicate)
 
 
 async def _cluster(root: Path, n: int, seed: int, push: bool, writes: int) -> dict[str, Any]:

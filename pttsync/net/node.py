@@ -49,6 +49,7 @@ from .replication import REQUESTS, TopicRuntime
 from .transport import secure_handshake
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from ..core.identity import Identity
@@ -451,6 +452,23 @@ class Node(NodeAPI):
             "bytes_received": link.stats.bytes_received,
             "pushes_dropped": link.stats.dropped,
         }
+
+
+async def wait_until(nodes: Sequence[Node], predicate: Callable[[], bool]) -> None:
+    """Return once `predicate()` holds, re-checking after every change on any of `nodes`.
+
+    A change is a commit or a connection coming or going.  Put a deadline
+    around it (`trio.fail_after`): the predicate may never hold.
+    """
+    while not predicate():
+        async with trio.open_nursery() as nursery:
+
+            async def one(node: Node) -> None:
+                await node.next_change()
+                nursery.cancel_scope.cancel()
+
+            for node in nodes:
+                nursery.start_soon(one, node)
 
 
 class _Notify:
