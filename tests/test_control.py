@@ -30,14 +30,9 @@ from pttsync.errors import (
     UsageError,
 )
 from pttsync.net import control
-from pttsync.net.control import (
-    CONTROL_SOCKET,
-    MAX_LINE,
-    LineReader,
-    control_call,
-    control_stream,
-    serve_control,
-)
+from pttsync.net.control import serve_control
+from pttsync.net.controlclient import control_call, control_stream
+from pttsync.net.controlwire import CONTROL_SOCKET, MAX_LINE, LineReader
 from pttsync.watch import Watch
 
 from .helpers import make_identity

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..errors import PttsyncError, UsageError
-from ..net.control import control_call, control_stream, decode_json
+from ..net.controlclient import control_call, control_stream
+from ..net.controlwire import decode_json
 from .output import emit_json
 
 if TYPE_CHECKING:

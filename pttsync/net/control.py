@@ -36,48 +36,52 @@ time; a `watch` keeps it until the client hangs up.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import socket
 import stat
-import sys
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from ..core.docstore import MAX_LIST
-from ..core.governance import Role
 from ..core.identity import parse_peer_id, peer_id_text
-from ..core.timeutil import to_iso
 from ..errors import (
-    DataDirError,
-    InvalidOplogError,
-    LocalError,
-    NodeNotRunningError,
     PttsyncError,
     UsageError,
 )
-from ..jsonutil import jsonable
 from ..watch import WatchOverflowError
+from .controlwire import (
+    MAX_LINE,
+    ROLES,
+    LineReader,
+    LineTooLongError,
+    change_json,
+    check_socket_path,
+    doc_json,
+    encode_line,
+    error_for,
+    error_line,
+    key_field,
+    optional_field,
+    parse_request,
+    text_field,
+    write_json,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator
+    from collections.abc import AsyncIterator
     from contextlib import AbstractContextManager
 
     from ..core.docstore import Change, Write
-    from ..core.documents import DocState, Version
+    from ..core.documents import DocState
+    from ..core.governance import Role
     from ..core.store import TopicInfo
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
-CONTROL_SOCKET = "control.sock"
-MAX_LINE = 1024 * 1024
-"""The longest request or response line, in bytes (the newline included)."""
 MAX_CLIENTS = 64
 """Control connections served at once; more are told to try again."""
 REQUEST_TIMEOUT = 25.0
@@ -86,23 +90,7 @@ IDLE_TIMEOUT = 300.0
 """Seconds a connection may sit idle between requests."""
 SEND_TIMEOUT = 10.0
 """Seconds a watcher may take to take one event off the socket."""
-MAX_TEXT = 1024
-"""The longest key, prefix or `after` accepted, in characters (the node checks the rest)."""
-MAX_SUN_PATH = 103 if sys.platform == "darwin" else 107
-"""The longest AF_UNIX socket path, in bytes (sun_path less its terminating NUL)."""
 
-_ROLES = {"member": Role.MEMBER, "master": Role.MASTER, "none": Role.NONE}
-_FIELDS: dict[str, frozenset[str]] = {
-    "ping": frozenset(),
-    "status": frozenset(),
-    "peers": frozenset(),
-    "put": frozenset({"key", "value", "topic"}),
-    "get": frozenset({"key", "topic"}),
-    "delete": frozenset({"key", "topic"}),
-    "list": frozenset({"prefix", "after", "limit", "deleted", "topic"}),
-    "member": frozenset({"peer_id", "role", "topic"}),
-    "watch": frozenset({"topic"}),
-}
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
@@ -141,156 +129,6 @@ class ControlledNode(Protocol):
     ) -> AbstractContextManager[AsyncIterator[Change]]: ...
 
 
-# ---------------------------------------------------------------------------
-# JSON forms.
-
-
-def version_json(v: Version) -> dict[str, Any]:
-    return {
-        "oplog_id": v.oplog_id.hex(),
-        "creator": peer_id_text(v.creator),
-        "create_time": to_iso(v.create_time),
-        "create_time_ns": v.create_time,
-        "prev_id": v.prev_id.hex() if v.prev_id is not None else None,
-        "deleted": v.deleted,
-        "value": jsonable(v.value),
-        "pending": v.pending,
-        "resolves": [r.hex() for r in v.resolves],
-    }
-
-
-def doc_json(state: DocState) -> dict[str, Any]:
-    """A document as JSON: its shown value and version, its heads, conflicts and pending writes."""
-    return {
-        "key": state.key,
-        "exists": state.exists,
-        "value": jsonable(state.value),
-        "pending": state.pending,
-        "merged": state.merged,
-        "in_conflict": state.in_conflict,
-        "version": version_json(state.version),
-        "heads": [v.oplog_id.hex() for v in state.heads],
-        "conflicts": [version_json(v) for v in state.conflicts],
-        "pending_versions": [version_json(v) for v in state.pending_versions],
-    }
-
-
-def change_json(change: Change) -> dict[str, Any]:
-    return {
-        "kind": change.kind.value,
-        "key": change.key,
-        "oplog_id": change.oplog_id.hex(),
-        "local": change.local,
-        "reason": change.reason,
-        "state": doc_json(change.state) if change.state is not None else None,
-    }
-
-
-def write_json(write: Write) -> dict[str, Any]:
-    return {"key": write.key, "oplog_id": write.oplog_id.hex(), "status": write.status.value}
-
-
-def encode_line(message: object) -> bytes:
-    """One protocol line.  Raises ValueError or TypeError if `message` is not plain JSON."""
-    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
-
-
-def decode_json(data: bytes | str) -> Any:
-    """Strict JSON: no NaN or Infinity, no duplicate keys, no absurd nesting.
-
-    Raises:
-        UsageError: the text is not such JSON (the message says why).
-    """
-
-    def constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(pairs)
-        if len(out) != len(pairs):
-            raise ValueError("an object has a duplicate key")
-        return out
-
-    try:
-        return json.loads(data, parse_constant=constant, object_pairs_hook=no_duplicates)
-    except RecursionError:
-        raise UsageError("not JSON: nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"not JSON: {exc}") from None
-
-
-# ---------------------------------------------------------------------------
-# Lines over a stream.
-
-
-class LineTooLongError(Exception):
-    """The peer sent more than MAX_LINE bytes without a newline."""
-
-
-class LineReader:
-    """Newline-terminated lines from a trio stream, each at most `max_line` bytes."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream, max_line: int = MAX_LINE) -> None:
-        self.stream = stream
-        self.max_line = max_line
-        self._buffer = bytearray()
-        self._searched = 0
-        self._eof = False
-
-    async def line(self) -> bytes | None:
-        """The next line without its newline; None at the end of the stream.
-
-        Data after the last newline counts as a final line.
-
-        Raises:
-            LineTooLongError: over `max_line` bytes came without a newline.
-        """
-        while True:
-            end = self._buffer.find(b"\n", self._searched)
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[: end + 1]
-                self._searched = 0
-                return line
-            self._searched = len(self._buffer)
-            if self._searched >= self.max_line:
-                raise LineTooLongError
-            if self._eof:
-                if not self._buffer:
-                    return None
-                line = bytes(self._buffer)
-                self._buffer.clear()
-                self._searched = 0
-                return line
-            data = await self.stream.receive_some(65536)
-            if not data:
-                self._eof = True
-            self._buffer += data
-
-
-# ---------------------------------------------------------------------------
-# The server.
-
-
-def socket_path(data_dir: Path | str) -> Path:
-    """`DIR/control.sock`, checked to fit in an AF_UNIX address.
-
-    Raises:
-        UsageError: the path is too long for a Unix socket.
-    """
-    return _check_length(Path(data_dir) / CONTROL_SOCKET)
-
-
-def _check_length(path: Path) -> Path:
-    size = len(os.fsencode(path))
-    if size > MAX_SUN_PATH:
-        raise UsageError(
-            f"the control socket path {path} is {size} bytes, over the {MAX_SUN_PATH}"
-            " a Unix socket allows: use a data directory with a shorter path"
-        )
-    return path
-
-
 async def serve_control(
     node: ControlledNode,
     path: Path,
@@ -307,7 +145,7 @@ async def serve_control(
             answers on it, or something that is not a socket is in the way.
         PttsyncError: the socket cannot be made with mode 0600.
     """
-    path = _check_length(Path(path))
+    path = check_socket_path(Path(path))
     await _clear_stale(path)
     sock = _bind(path)
     inode = os.stat(path).st_ino
@@ -394,7 +232,7 @@ class _Server:
             with trio.move_on_after(1):
                 await _send_quietly(
                     stream,
-                    _error(
+                    error_line(
                         f"the node serves {MAX_CLIENTS} control clients at most: try again",
                         kind="failure",
                     ),
@@ -425,14 +263,16 @@ class _Server:
                 too_long = True
         if too_long:
             with trio.move_on_after(SEND_TIMEOUT):
-                await _send_quietly(stream, _error(f"a request line is at most {MAX_LINE} bytes"))
+                await _send_quietly(
+                    stream, error_line(f"a request line is at most {MAX_LINE} bytes")
+                )
             return False
         if line is None:  # the client hung up, or sat idle too long
             return False
         keep = True
         with trio.move_on_after(REQUEST_TIMEOUT) as scope:
             try:
-                request = _parse_request(line)
+                request = parse_request(line)
                 log.debug("control request %s", request["op"])
                 if request["op"] == "watch":
                     keep = False
@@ -440,19 +280,19 @@ class _Server:
                     return False
                 response = self._encode_result(request["op"], await self._dispatch(request))
             except Exception as exc:
-                response = _error_for(exc)
+                response = error_for(exc)
             await stream.send_all(response)
             return keep
         log.warning("control socket: a request took over %g s", REQUEST_TIMEOUT)
         with trio.move_on_after(SEND_TIMEOUT):
             await _send_quietly(
                 stream,
-                _error(f"the node did not answer within {REQUEST_TIMEOUT:g} s", kind="failure"),
+                error_line(f"the node did not answer within {REQUEST_TIMEOUT:g} s", kind="failure"),
             )
         return False
 
     def _topic(self, request: dict[str, Any]) -> bytes | None:
-        text = _optional(request, "topic", str)
+        text = optional_field(request, "topic", str)
         if text is None:
             return None
         if not text or len(text) > 64:
@@ -470,34 +310,34 @@ class _Server:
         if op == "put":
             if "value" not in request:
                 raise UsageError("put needs a 'value'")
-            write = await node.put(_key(request), request["value"], topic=self._topic(request))
+            write = await node.put(key_field(request), request["value"], topic=self._topic(request))
             return write_json(write)
         if op == "get":
-            state = node.get(_key(request), topic=self._topic(request))
+            state = node.get(key_field(request), topic=self._topic(request))
             return doc_json(state) if state is not None else None
         if op == "delete":
-            return write_json(await node.delete(_key(request), topic=self._topic(request)))
+            return write_json(await node.delete(key_field(request), topic=self._topic(request)))
         if op == "list":
-            limit = _optional(request, "limit", int)
+            limit = optional_field(request, "limit", int)
             if limit is not None and not 1 <= limit <= MAX_LIST:
                 raise UsageError(f"'limit' is 1..{MAX_LIST}")
             states = node.items(
-                _text(request, "prefix", required=False) or "",
+                text_field(request, "prefix", required=False) or "",
                 topic=self._topic(request),
-                after=_text(request, "after", required=False) or None,
+                after=text_field(request, "after", required=False) or None,
                 limit=100 if limit is None else limit,
-                deleted=bool(_optional(request, "deleted", bool)),
+                deleted=bool(optional_field(request, "deleted", bool)),
             )
             return [doc_json(s) for s in states]
         if op == "member":
-            peer = _text(request, "peer_id", required=True)
+            peer = text_field(request, "peer_id", required=True)
             if len(peer) > 64:
                 raise UsageError("'peer_id' is a 52-character peer ID")
-            role_name = _text(request, "role", required=True)
-            if role_name not in _ROLES:
+            role_name = text_field(request, "role", required=True)
+            if role_name not in ROLES:
                 raise UsageError("'role' is 'member', 'master' or 'none'")
             peer_id = parse_peer_id(peer)
-            status = await node.set_role(peer_id, _ROLES[role_name], topic=self._topic(request))
+            status = await node.set_role(peer_id, ROLES[role_name], topic=self._topic(request))
             name = getattr(status, "name", None)  # an OplogStatus
             return {
                 "peer_id": peer_id_text(peer_id),
@@ -511,7 +351,7 @@ class _Server:
             return _list_line(result)
         line = encode_line({"ok": True, "result": result})
         if len(line) > MAX_LINE:
-            return _error(f"the answer is over {MAX_LINE} bytes", kind="failure")
+            return error_line(f"the answer is over {MAX_LINE} bytes", kind="failure")
         return line
 
     async def _watch(
@@ -546,12 +386,12 @@ class _Server:
                     await stream.send_all(line)
         except WatchOverflowError as exc:
             with trio.move_on_after(SEND_TIMEOUT):
-                await _send_quietly(stream, _error(str(exc)))
+                await _send_quietly(stream, error_line(str(exc)))
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             log.debug("a watching control client went away or fell behind")
         except Exception as exc:
             with trio.move_on_after(SEND_TIMEOUT):
-                await _send_quietly(stream, _error_for(exc))
+                await _send_quietly(stream, error_for(exc))
 
 
 async def _until_hangup(reader: LineReader, scope: trio.CancelScope) -> None:
@@ -581,195 +421,9 @@ def _list_line(docs: list[dict[str, Any]]) -> bytes:
         items.append(item)
     more = len(items) < len(docs)
     if not items and more:
-        return _error(
+        return error_line(
             f"document {docs[0]['key']!r} is over {MAX_LINE} bytes as JSON: read it with get",
             kind="failure",
         )
     head = b'{"ok":true,"result":{"more":' + (b"true" if more else b"false") + b',"items":['
     return head + b",".join(items) + b"]}}\n"
-
-
-def _error(message: str, *, kind: str = "usage") -> bytes:
-    return encode_line({"ok": False, "error": message, "kind": kind})
-
-
-def _error_for(exc: Exception) -> bytes:
-    # The caller's mistakes: a bad request, a bad argument, an oplog the
-    # topic's governance refuses (NotAuthorizedError) or that is too big.
-    if isinstance(exc, LocalError | InvalidOplogError):
-        return _error(str(exc))
-    if isinstance(exc, PttsyncError):
-        log.warning("control request failed: %s", exc)
-        return _error(str(exc), kind="failure")
-    log.exception("control request failed")
-    return _error(f"the node failed: {type(exc).__name__}: {exc}", kind="failure")
-
-
-def _parse_request(line: bytes) -> dict[str, Any]:
-    request = decode_json(line)
-    if not isinstance(request, dict):
-        raise UsageError('a request is a JSON object: {"op": ..., ...}')
-    op = request.get("op")
-    if not isinstance(op, str):
-        raise UsageError("a request has an 'op' (text)")
-    if op not in _FIELDS:
-        raise UsageError(f"unknown op {op[:40]!r}: one of {', '.join(_FIELDS)}")
-    unknown = set(request) - _FIELDS[op] - {"op"}
-    if unknown:
-        names = ", ".join(repr(n[:40]) for n in sorted(unknown))
-        raise UsageError(f"op {op!r} takes no field {names}")
-    return request
-
-
-def _optional(request: dict[str, Any], name: str, kind: type[_T]) -> _T | None:
-    value = request.get(name)
-    if value is None:
-        return None
-    # bool is an int to Python, not to this protocol.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise UsageError(f"{name!r} is {_TYPE_NAMES.get(kind, kind.__name__)}")
-    return value
-
-
-_TYPE_NAMES = {str: "text", int: "a whole number", bool: "true or false"}
-
-
-def _text(request: dict[str, Any], name: str, *, required: bool) -> str:
-    value = _optional(request, name, str)
-    if value is None:
-        if required:
-            raise UsageError(f"the request needs {name!r} (text)")
-        return ""
-    if len(value) > MAX_TEXT:
-        raise UsageError(f"{name!r} is at most {MAX_TEXT} characters")
-    return value
-
-
-def _key(request: dict[str, Any]) -> str:
-    return _text(request, "key", required=True)
-
-
-# ---------------------------------------------------------------------------
-# The client.
-
-
-def _not_running(data_dir: Path) -> NodeNotRunningError:
-    return NodeNotRunningError(
-        f"no node is running on {data_dir}"
-        f" (start one with: pttsync run --data {data_dir} --listen HOST:PORT)"
-    )
-
-
-def _check_dir(data_dir: Path) -> Path:
-    if not os.path.isdir(data_dir):
-        raise DataDirError(
-            f"no pttsync data directory at {data_dir} (run: pttsync init --data {data_dir})"
-        )
-    return socket_path(data_dir)
-
-
-async def _connect(data_dir: Path) -> trio.SocketStream:
-    path = _check_dir(data_dir)
-    try:
-        return await trio.open_unix_socket(str(path))
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise _not_running(data_dir) from None
-    except PermissionError:
-        raise UsageError(
-            f"cannot connect to {path}: permission denied (does another user run that node?)"
-        ) from None
-    except OSError as exc:
-        raise PttsyncError(f"cannot connect to {path}: {exc.strerror or exc}") from None
-
-
-def _answer(line: bytes | None, data_dir: Path) -> dict[str, Any]:
-    """A response line, checked; raises the error it carries."""
-    if line is None:
-        raise PttsyncError(f"the node on {data_dir} closed the connection without answering")
-    try:
-        response = decode_json(line)
-    except UsageError as exc:
-        raise PttsyncError(f"the node on {data_dir} sent a malformed answer: {exc}") from None
-    if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
-        raise PttsyncError(f"the node on {data_dir} sent a malformed answer")
-    if not response["ok"]:
-        error = str(response.get("error") or "unknown error")
-        if response.get("kind") == "usage":
-            raise UsageError(error)
-        raise PttsyncError(error)
-    return response
-
-
-async def _request(
-    data_dir: Path, request: dict[str, Any], seconds: float
-) -> tuple[trio.SocketStream, LineReader, dict[str, Any]]:
-    """Connect, send `request` and read its first answer, within `seconds`."""
-    data = encode_line(request)
-    if len(data) > MAX_LINE:
-        raise UsageError(f"the request is over {MAX_LINE} bytes as JSON")
-    with trio.move_on_after(seconds) as scope:
-        stream = await _connect(data_dir)
-        try:
-            reader = LineReader(stream)
-            await stream.send_all(data)
-            try:
-                line = await reader.line()
-            except LineTooLongError:
-                raise PttsyncError(
-                    f"the node on {data_dir} answered with a line over {MAX_LINE} bytes"
-                ) from None
-            return stream, reader, _answer(line, data_dir)
-        except trio.BrokenResourceError:
-            await trio.aclose_forcefully(stream)
-            raise PttsyncError(f"the node on {data_dir} closed the connection") from None
-        except BaseException:
-            await trio.aclose_forcefully(stream)
-            raise
-    assert scope.cancelled_caught
-    raise PttsyncError(f"the node on {data_dir} did not answer within {seconds:g} s")
-
-
-async def control_call(
-    data_dir: Path | str,
-    request: dict[str, Any],
-    *,
-    timeout: float = 30,  # noqa: ASYNC109 - one deadline for connect, send and answer
-) -> Any:
-    """Send one request to the node on `data_dir` and return its result.
-
-    Raises:
-        NodeNotRunningError: no node answers on the data directory's socket.
-        DataDirError: `data_dir` is not a directory.
-        UsageError: the request was refused as the caller's mistake.
-        PttsyncError: the node failed, broke the protocol or did not answer in time.
-    """
-    stream, _, response = await _request(Path(data_dir), request, timeout)
-    await stream.aclose()
-    return response.get("result")
-
-
-async def control_stream(
-    data_dir: Path | str,
-    request: dict[str, Any],
-    *,
-    timeout: float = 30,  # noqa: ASYNC109 - the deadline for the node's first answer
-) -> AsyncGenerator[Any, None]:
-    """Send a streaming request (watch) and yield its events until the node stops.
-
-    Use it with `contextlib.aclosing`, so the connection closes when you stop.
-    Raises what `control_call` does, at the start or (for errors the node
-    sends later, such as a watcher falling behind) in the middle.
-    """
-    path = Path(data_dir)
-    stream, reader, _ = await _request(path, request, timeout)
-    async with stream:
-        while True:
-            try:
-                line = await reader.line()
-            except LineTooLongError:
-                raise PttsyncError(
-                    f"the node on {path} sent an event over {MAX_LINE} bytes"
-                ) from None
-            if line is None:
-                return
-            yield _answer(line, path).get("event")

@@ -41,7 +41,8 @@ from ..core.wire import MAX_CREDENTIALS, MAX_PEERS_LISTED, Bye, Hello, Peers, Pu
 from ..errors import ConnectionLostError, HandshakeError, InvalidOplogError, RemoteProtocolError
 from .addressbook import AddressBook
 from .config import NodeConfig
-from .control import CONTROL_SOCKET, serve_control
+from .control import serve_control
+from .controlwire import CONTROL_SOCKET
 from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction, PeerLink
