@@ -120,4 +120,4 @@ def all_agree(nodes: list[Node]) -> bool:
 
 def value_of(node: Node, key: str) -> Any:
     state = node.get(key)
-    return None if state is None or state.pending else state.value
+    return None if state is None or state.pending or not state.exists else state.value

@@ -100,8 +100,11 @@ class NodeAPI:
         return write
 
     def get(self, key: str, *, topic: bytes | None = None) -> DocState | None:
-        state = self.topic(topic).docs.get(key)
-        return state if state is not None and state.exists else None
+        """The document as it shows now; None if never written.
+
+        A deleted document is returned with `exists` False (who deleted it, and when).
+        """
+        return self.topic(topic).docs.get(key)
 
     def items(
         self,
