@@ -170,13 +170,21 @@ def cmd_peers(args: argparse.Namespace) -> int:
     if not peers:
         print("no connected peers")
         return 0
-    columns: list[str] = []
-    for p in peers:
-        columns.extend(k for k in p if k not in columns)
-    rows = [[_cell(p.get(c)) for c in columns] for p in peers]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in rows:
+    # The columns people read; --json has every field.
+    header = ("PEER", "DIRECTION", "LISTEN", "CONNECTED", "SENT", "RECEIVED")
+    rows = [
+        (
+            str(p.get("peer_id", ""))[:16] + "…",
+            str(p.get("direction", "")),
+            str(p.get("listen") or p.get("address") or "-"),
+            f"{float(p.get('connected_s', 0)):.0f} s",
+            f"{int(p.get('bytes_sent', 0)):,} B",
+            f"{int(p.get('bytes_received', 0)):,} B",
+        )
+        for p in peers
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for row in (header, *rows):
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
