@@ -63,6 +63,11 @@ log = logging.getLogger(__name__)
 
 AGENT = "pttsync/0.1"
 MAX_CONCURRENT_DIALS = 8
+MAX_REFUSED_PUSHED = 64
+"""Pushed oplogs a connection may have refused before it counts as a violation.
+
+One refusal is not a fault (the sender may know a governance change that
+has not reached us yet), but a stream of them is garbage or an attack."""
 
 
 class Node(NodeAPI):
@@ -360,8 +365,14 @@ class Node(NodeAPI):
                         self._book_changed.set()
             case Push():
                 rt = self.topics.get(msg.topic)
-                if rt is not None and msg.topic in link.topics:
-                    rt.on_push(link, msg)
+                if rt is None:
+                    raise RemoteProtocolError("a push for a topic this node never listed")
+                if msg.topic in link.topics:  # else: a removal it has not heard of yet
+                    link.stats.refused += rt.on_push(link, msg)
+                    if link.stats.refused > MAX_REFUSED_PUSHED:
+                        raise RemoteProtocolError(
+                            f"{link.stats.refused} pushed oplogs refused", penalty=3
+                        )
             case Message():
                 await link.send_all(self._on_sync(link, msg))
 

@@ -48,6 +48,7 @@ class LinkStats:
     bytes_sent: int = 0  # frame payloads, before encryption
     bytes_received: int = 0
     dropped: int = 0  # pushes dropped because the send queue was full
+    refused: int = 0  # pushed oplogs we refused (invalid, or not authorised here)
 
 
 def encode_any(msg: AnyMessage) -> bytes:

@@ -243,11 +243,11 @@ class TopicRuntime:
 
     # -- push ----------------------------------------------------------------------------
 
-    def on_push(self, link: PeerLink, push: Push) -> None:
-        """Oplogs a peer pushed.  Raises RemoteProtocolError for a bad batch."""
+    def on_push(self, link: PeerLink, push: Push) -> int:
+        """Oplogs a peer pushed; the number refused.  RemoteProtocolError for a bad batch."""
         if not self.admits(link.peer_id):
             self.stats.refused += 1
-            return
+            return 0
         now = self.clock()
         self.stats.push_received += len(push.oplogs)
         try:
@@ -265,6 +265,7 @@ class TopicRuntime:
             log.debug(
                 "%s: %d pushed oplogs refused: %s", self, len(result.rejected), result.rejected[0]
             )
+        return len(result.rejected)
 
     def before_commit(self, commit: Commit) -> None:
         pass
