@@ -27,7 +27,7 @@ from pttsync.core.governance import (
     role_payload,
 )
 from pttsync.core.handle import OplogHandler
-from pttsync.core.lifecycle import Fold, build_governance, sign_kind
+from pttsync.core.lifecycle import Fold, build_governance, extend_fold, sign_kind
 from pttsync.core.oplog import (
     Oplog,
     OplogStatus,
@@ -990,6 +990,35 @@ def test_governance_fold_is_independent_of_the_order() -> None:
         assert fold_answers(Replica(store, info.topic_id).fold) == expected
         held_gov = store.by_op_range(info.topic_id, *GOVERNANCE_OPS)
         assert len(held_gov) == len(ops)
+
+
+def test_extending_a_fold_gives_the_fold_of_the_whole_set() -> None:
+    """extend_fold (append in order, or rebuild when out of order) equals build_governance."""
+    info = topic()
+    ops, _winner, _loser = governance_history(info)
+    expected = fold_answers(build_governance(info, ops))
+    rng = random.Random(5)
+    for _ in range(20):
+        order = list(ops)
+        rng.shuffle(order)
+        fold = build_governance(info, [])
+        while order:
+            take = rng.randint(1, 3)
+            before = fold_answers(fold)
+            extended = extend_fold(fold, order[:take])
+            assert fold_answers(fold) == before  # the original is never changed
+            fold, order = extended, order[take:]
+        assert fold_answers(fold) == expected
+    # In time order every step appends; removing an oplog rebuilds without it.
+    fold = build_governance(info, [])
+    for o in sorted(ops, key=lambda o: (o.create_time, o.oplog_id)):
+        fold = extend_fold(fold, [o])
+    assert fold_answers(fold) == expected
+    last = max(ops, key=lambda o: (o.create_time, o.oplog_id))
+    without = extend_fold(fold, [], without=[last.oplog_id])
+    assert fold_answers(without) == fold_answers(
+        build_governance(info, [o for o in ops if o is not last])
+    )
 
 
 # -- 8. the schema migration -------------------------------------------------------------------

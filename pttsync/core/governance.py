@@ -184,8 +184,24 @@ class Governance:
         # creator may bring history older than the topic (pttsync gen does).
         self._roles: dict[bytes, list[_Event]] = {info.creator: [_Event(0, b"", Role.MASTER)]}
         self._devices: dict[bytes, list[_Event]] = {}  # device -> events of (user | None)
+        self._user_devices: dict[bytes, set[bytes]] = {}  # user -> devices ever certified for it
+        # Users who were ever master: only their events can change the master set,
+        # so masters_at stays cheap however many members a topic has.
+        self._ever_masters: set[bytes] = {info.creator}
         self._masters: list[tuple[int, frozenset[bytes]]] | None = None
         self.applied: set[bytes] = set()  # the governance oplogs in the timeline
+
+    def copy(self) -> Governance:
+        """An independent copy (folding into it leaves this one as it is)."""
+        other = Governance.__new__(Governance)
+        other.info, other.quorum, other.expiry = self.info, self.quorum, self.expiry
+        other._roles = {u: list(events) for u, events in self._roles.items()}
+        other._devices = {d: list(events) for d, events in self._devices.items()}
+        other._user_devices = {u: set(ds) for u, ds in self._user_devices.items()}
+        other._ever_masters = set(self._ever_masters)
+        other._masters = self._masters  # never mutated, only replaced
+        other.applied = set(self.applied)
+        return other
 
     # -- building ------------------------------------------------------------
 
@@ -199,12 +215,17 @@ class Governance:
         if oplog.op == OP_ROLE:
             user, role = decode_role(oplog)
             _insert(self._roles.setdefault(user, []), _Event(t, oid, role))
-            self._masters = None
+            if role is Role.MASTER:
+                self._ever_masters.add(user)
+            if user in self._ever_masters:
+                self._masters = None
         elif oplog.op == OP_DEVICE:
             device, on = decode_device(oplog)
             _insert(
                 self._devices.setdefault(device, []), _Event(t, oid, oplog.creator if on else None)
             )
+            if on:
+                self._user_devices.setdefault(oplog.creator, set()).add(device)
         self.applied.add(oid)
 
     def can_apply_device(self, oplog: Oplog) -> str | None:
@@ -245,10 +266,11 @@ class Governance:
 
     def _master_changes(self) -> list[tuple[int, frozenset[bytes]]]:
         if self._masters is None:
-            times = sorted({e.time for events in self._roles.values() for e in events})
+            users = sorted(self._ever_masters)
+            times = sorted({e.time for u in users for e in self._roles.get(u, ())})
             self._masters = []
             for t in times:
-                masters = frozenset(u for u in self._roles if self.role_at(u, t) is Role.MASTER)
+                masters = frozenset(u for u in users if self.role_at(u, t) is Role.MASTER)
                 if not self._masters or self._masters[-1][1] != masters:
                     self._masters.append((t, masters))
         return self._masters
@@ -269,7 +291,7 @@ class Governance:
 
     def devices_of(self, user: bytes, t: int) -> frozenset[bytes]:
         """The user's key and every device certified for the user at `t`."""
-        devices = {d for d in self._devices if self._device_user(d, t) == user}
+        devices = {d for d in self._user_devices.get(user, ()) if self._device_user(d, t) == user}
         return frozenset({user, *devices})
 
     def members(self, t: int) -> dict[bytes, Role]:

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidOplogError, TimestampError
-from .governance import is_governance_op
+from .governance import OP_GENESIS, is_governance_op
 from .oplog import Oplog, OplogStatus
 from .oplogcodec import decode_oplog
-from .replica import Replica
+from .replica import FoldDraft, Replica
 from .timeutil import NS_PER_SECOND
 
 if TYPE_CHECKING:
@@ -175,6 +175,7 @@ class OplogHandler:
         wanted = {o.oplog_id for o in oplogs} | {o.prev_id for o in oplogs if o.prev_id}
         known = self.store.existing(self.topic_id, wanted)
         batch: dict[bytes, Oplog] = {}  # the copy to save, by ID
+        draft = FoldDraft(self.replica.fold)  # the governance with the batch's accepted so far
         queue = deque(oplogs)
         while queue:
             oplog = queue.popleft()
@@ -189,18 +190,21 @@ class OplogHandler:
                 known.update(self.store.existing(self.topic_id, [oid]))
             # A copy held from an earlier batch leaves the buffer; the better one goes on.
             oplog = self._unwait(oplog)
-            if self._valid_here(oplog, batch, result):
+            if self._valid_here(oplog, draft, result):
                 self._select(oplog, known.get(oid), batch, result)
+                if batch.get(oid) is oplog and _judged_by_fold(oplog):
+                    draft.accept(oplog)
             queue.extend(self._release(oid))
         if batch:
             self.replica.commit([(o, OplogStatus.VALID) for o in batch.values()], now=now)
         result.added += [o for o in batch.values() if o.oplog_id not in known]
         result.replaced += [o for o in batch.values() if o.oplog_id in known]
 
-    def _valid_here(self, oplog: Oplog, batch: dict[bytes, Oplog], result: HandleResult) -> bool:
+    def _valid_here(self, oplog: Oplog, draft: FoldDraft, result: HandleResult) -> bool:
         """True if the governance makes `oplog` valid here; else record why not."""
         try:
-            status = self.replica.assess(oplog, with_governance=batch.values())
+            judge = draft.status if _judged_by_fold(oplog) else self.replica.assess
+            status = judge(oplog)
         except InvalidOplogError as exc:
             result.rejected.append(f"oplog {oplog.oplog_id.hex()[:16]}: {exc}")
             return False
@@ -273,3 +277,8 @@ class OplogHandler:
             ids.discard(oplog.oplog_id)
             if not ids:
                 del self._by_prev[oplog.prev_id]
+
+
+def _judged_by_fold(oplog: Oplog) -> bool:
+    """Role and device oplogs are judged by folding them into the timeline."""
+    return is_governance_op(oplog.op) and oplog.op != OP_GENESIS

@@ -137,11 +137,47 @@ def _too_many_masters(gov: Governance, oplog: Oplog) -> bool:
 
 @dataclass(slots=True)
 class Fold:
-    """A timeline and the verdict on every governance oplog folded into it."""
+    """A timeline and the verdict on every governance oplog folded into it.
+
+    `oplogs` holds every governance oplog folded (whatever its verdict), so
+    the fold can be rebuilt, or extended, without reading the store.
+    """
 
     governance: Governance
     status: dict[bytes, OplogStatus] = field(default_factory=dict)
     refused: dict[bytes, str] = field(default_factory=dict)
+    oplogs: dict[bytes, Oplog] = field(default_factory=dict)
+    last: tuple[int, bytes] = (-1, b"")  # the fold-order key of the last oplog folded
+
+    def copy(self) -> Fold:
+        """An independent copy, to fold more oplogs into."""
+        return Fold(
+            self.governance.copy(), dict(self.status), dict(self.refused), dict(self.oplogs),
+            self.last,
+        )  # fmt: skip
+
+    def holds(self, oplog: Oplog) -> bool:
+        """True if this very copy of `oplog` is already folded in."""
+        held = self.oplogs.get(oplog.oplog_id)
+        return held is not None and held.hash == oplog.hash
+
+    def can_append(self, oplog: Oplog) -> bool:
+        """True if `oplog` is new and folds after every oplog already folded."""
+        return oplog.oplog_id not in self.oplogs and (oplog.create_time, oplog.oplog_id) > self.last
+
+    def append(self, oplog: Oplog) -> OplogStatus | None:
+        """Fold one oplog at the end (see `can_append`); its status, None if refused."""
+        self.oplogs[oplog.oplog_id] = oplog
+        self.last = (oplog.create_time, oplog.oplog_id)
+        try:
+            status = assess(oplog, self.governance)
+        except InvalidOplogError as exc:
+            self.refused[oplog.oplog_id] = str(exc)
+            return None
+        self.status[oplog.oplog_id] = status
+        if status is OplogStatus.VALID and oplog.op in (OP_ROLE, OP_DEVICE):
+            self.governance.apply(oplog)
+        return status
 
 
 def build_governance(info: TopicInfo, oplogs: Iterable[Oplog]) -> Fold:
@@ -153,15 +189,33 @@ def build_governance(info: TopicInfo, oplogs: Iterable[Oplog]) -> Fold:
     fold = Fold(Governance(info))
     unique = {o.oplog_id: o for o in oplogs if is_governance_op(o.op)}
     for o in sorted(unique.values(), key=lambda o: (o.create_time, o.oplog_id)):
-        try:
-            status = assess(o, fold.governance)
-        except InvalidOplogError as exc:
-            fold.refused[o.oplog_id] = str(exc)
-            continue
-        fold.status[o.oplog_id] = status
-        if status is OplogStatus.VALID and o.op in (OP_ROLE, OP_DEVICE):
-            fold.governance.apply(o)
+        fold.append(o)
     return fold
+
+
+def extend_fold(fold: Fold, oplogs: Iterable[Oplog], *, without: Iterable[bytes] = ()) -> Fold:
+    """`fold` with `oplogs` folded in (a later copy replaces a held one) and `without` out.
+
+    `fold` itself is never changed.  When every new oplog folds after the
+    ones held (the usual case: news arrive in time order) they are appended
+    to a copy; otherwise the timeline is rebuilt from all of them.  Either
+    way the result is what `build_governance` gives for the same set.
+    """
+    gone = set(without) & fold.oplogs.keys()
+    new = sorted(
+        {o.oplog_id: o for o in oplogs if is_governance_op(o.op) and not fold.holds(o)}.values(),
+        key=lambda o: (o.create_time, o.oplog_id),
+    )
+    if not new and not gone:
+        return fold
+    if not gone and all(fold.can_append(o) for o in new[:1]):
+        out = fold.copy()
+        for o in new:
+            out.append(o)
+        return out
+    held = {k: o for k, o in fold.oplogs.items() if k not in gone}
+    held.update((o.oplog_id, o) for o in new)
+    return build_governance(fold.governance.info, held.values())
 
 
 # ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from .governance import (
     make_genesis,
     role_payload,
 )
-from .lifecycle import Fold, assess, build_governance
+from .lifecycle import Fold, assess, build_governance, extend_fold
 from .oplog import Oplog, OplogStatus, create_oplog
 from .store import FailedOplog
 
@@ -89,13 +89,18 @@ class Replica:
         """
         if not is_governance_op(oplog.op) or oplog.op == OP_GENESIS:
             return assess(oplog, self.fold.governance)
-        fold = self._build_fold([*with_governance, oplog])
+        fold = extend_fold(self.fold, [*with_governance, oplog])
         status = fold.status.get(oplog.oplog_id)
         if status is None:
             raise_refused(fold, oplog)
         return status
 
     def _build_fold(self, extra: Iterable[Oplog]) -> Fold:
+        """The timeline of the stored governance oplogs (and `extra`), read from the store.
+
+        Done once, when the replica opens: after that the fold keeps every
+        governance oplog it holds, and commits extend it (lifecycle.extend_fold).
+        """
         held = {
             s.oplog.oplog_id: s.oplog
             for s in self.store.by_op_range(self.topic_id, *GOVERNANCE_OPS)
@@ -156,18 +161,10 @@ class Replica:
     ]:
         """The new timeline, and every stored oplog whose status it changes."""
         gone = {f.oplog_id for f, _ in failed}
-        held = {
-            s.oplog.oplog_id: s.oplog
-            for s in self.store.by_op_range(self.topic_id, *GOVERNANCE_OPS)
-            if s.oplog.oplog_id not in gone
-        }
         changed = [o for o, _ in puts if is_governance_op(o.op)] + [
             o for _, o in failed if is_governance_op(o.op)
         ]
-        for o, _ in puts:
-            if is_governance_op(o.op):
-                held[o.oplog_id] = o
-        fold = build_governance(self.info, held.values())
+        fold = extend_fold(self.fold, [o for o, _ in puts if is_governance_op(o.op)], without=gone)
         since = min(o.create_time for o in changed)
         writing = {o.oplog_id for o, _ in puts} | gone
         more_puts: list[tuple[Oplog, OplogStatus]] = []
@@ -192,6 +189,9 @@ class Replica:
             if status != stored.status:
                 more_puts.append((o, status))
                 more_old[o.oplog_id] = stored.status
+        dropped = [o.oplog_id for _, o in more_failed if is_governance_op(o.op)]
+        if dropped:  # the fold holds exactly the stored governance oplogs
+            fold = extend_fold(fold, (), without=dropped)
         return fold, more_puts, more_failed, more_old
 
     # -- local writes ----------------------------------------------------------------------
@@ -238,6 +238,46 @@ class Replica:
     def set_device(self, device: bytes, on: bool, *, now: int) -> tuple[Oplog, OplogStatus]:
         """Certify (or withdraw) `device` as one of this user's devices."""
         return self.create(object_id=device, op=OP_DEVICE, value=device_payload(on), now=now)
+
+
+class FoldDraft:
+    """A replica's fold plus the governance oplogs a batch has accepted so far.
+
+    HandleOplogs judges each governance oplog of a batch against the ones
+    before it.  Oplogs that fold after everything held (the usual case) are
+    judged and appended in O(1) each; only an out-of-order one costs a rebuild.
+    """
+
+    def __init__(self, fold: Fold) -> None:
+        self._fold = fold
+        self._private = False  # True once _fold is our own copy
+        self._trial: tuple[bytes, Fold] | None = None
+
+    def status(self, oplog: Oplog) -> OplogStatus:
+        """The status `oplog` has after the accepted ones.  NotAuthorizedError if refused."""
+        fold = self._fold
+        if fold.holds(oplog):
+            status = fold.status.get(oplog.oplog_id)
+        elif fold.can_append(oplog):
+            return assess(oplog, fold.governance)
+        else:
+            trial = extend_fold(fold, [oplog])
+            self._trial = (oplog.oplog_id, trial)
+            status = trial.status.get(oplog.oplog_id)
+            fold = trial
+        if status is None:
+            raise_refused(fold, oplog)
+        return status
+
+    def accept(self, oplog: Oplog) -> None:
+        """`oplog` (just judged by `status`) is in the batch: later ones see it."""
+        if self._trial is not None and self._trial[0] == oplog.oplog_id:
+            self._fold, self._private = self._trial[1], True
+        elif not self._fold.holds(oplog):
+            if not self._private:
+                self._fold, self._private = self._fold.copy(), True
+            self._fold.append(oplog)
+        self._trial = None
 
 
 def found_topic(store: Store, creator: Identity, info: TopicInfo) -> Replica:
