@@ -4,11 +4,19 @@
 the keys in docs/pip-11/oplog.md).  `decode_oplog` accepts exactly that form
 and nothing else: every malformed input raises a typed `InvalidOplogError`
 naming the field, never any other exception.
+
+Decoding with signatures is a pure function of the bytes, so its results
+are remembered: a bounded table of records already verified (keyed by the
+exact bytes, so a changed byte is a different record, verified afresh).
+A copy of an oplog pushed by several peers is verified once.  The
+simulator widens the table with `decode_cache(size)` while it runs: a
+thousand simulated peers then verify each record once between them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MalformedOplogError, OversizeError
 from . import codec
@@ -32,7 +40,43 @@ from .oplog import (
 )
 from .timeutil import MAX_TIME
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 _MAP14 = codec.head(5, 14)
+
+DEFAULT_DECODE_CACHE = 4096
+"""Verified records remembered by default (oldest forgotten first)."""
+
+
+class _Verified:
+    """Records already decoded and verified, by their exact bytes; bounded, FIFO."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.map: dict[bytes, Oplog] = {}
+
+    def put(self, data: bytes, oplog: Oplog) -> None:
+        m = self.map
+        m[data] = oplog
+        if len(m) > self.size:
+            del m[next(iter(m))]
+
+
+_verified = _Verified(DEFAULT_DECODE_CACHE)
+
+
+@contextlib.contextmanager
+def decode_cache(size: int) -> Iterator[None]:
+    """Remember up to `size` verified records for the duration (then the default table)."""
+    global _verified  # noqa: PLW0603 - one table per process, swapped for a run
+    saved = _verified
+    _verified = _Verified(max(1, size))
+    try:
+        yield
+    finally:
+        _verified = saved
+
 
 _FIELDS = frozenset(
     ["d", "h", "v", "cr", "cs", "ct", "id", "is", "ms", "ob", "op", "pv", "tp", "ut"]
@@ -67,7 +111,8 @@ def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
     """Decode and verify one record.
 
     With `signatures=False` (records read back from our own store) the
-    signature checks are skipped; every structural check still runs.
+    signature checks are skipped; every structural check still runs.  A
+    record verified before (the very same bytes) is not verified again.
 
     Raises:
         MalformedOplogError: not canonical CBOR, a wrong type, an unknown or a
@@ -75,6 +120,16 @@ def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
         OversizeError: the record, a field or a list is over its limit.
         TimestampError, IntegrityError, SignatureError: see `verify_oplog`.
     """
+    known = _verified.map.get(data) if type(data) is bytes else None
+    if known is not None:
+        return known
+    oplog = _decode(data, signatures)
+    if signatures and type(data) is bytes:
+        _verified.put(data, oplog)
+    return oplog
+
+
+def _decode(data: bytes, signatures: bool) -> Oplog:
     try:
         # Canonical form is checked at the end, by re-encoding the record.
         m = codec.loads_unchecked(data, max_size=MAX_OPLOG_SIZE)

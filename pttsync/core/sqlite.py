@@ -171,6 +171,16 @@ class Database:
         db.create_schema()
         return db
 
+    def copy(self) -> Database:
+        """An in-memory copy of this database (SQLite's backup API)."""
+        target = _connect(":memory:")
+        try:
+            self.conn.backup(target)
+        except sqlite3.Error as exc:
+            target.close()
+            raise self._fail(exc) from None
+        return Database(target, ":memory:")
+
     def create_schema(self) -> None:
         with self.transaction():
             for statement in _SCHEMA.split(";"):

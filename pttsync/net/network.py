@@ -1,7 +1,9 @@
 """Where a node's bytes go: real TCP, or an in-memory network for tests and simulation.
 
 A node never opens sockets itself.  It asks its `Network` to `connect` to
-an address, or to `serve` one, and gets trio streams back.  `TcpNetwork`
+an address, or to `serve` one, and gets trio streams back; then it asks the
+network to `secure` each stream (the Noise XX handshake of transport.py for
+every real network; the simulator's fabric may stand in for it).  `TcpNetwork`
 is the real thing; `MemoryNetwork` hosts many nodes in one trio run (the
 node tests under the autojump clock, and the simulator), with the very
 same node, transport and protocol code on top.
@@ -20,9 +22,13 @@ import trio.testing
 
 from ..core.wire import check_address
 from ..errors import ConnectionLostError, UsageError
+from .transport import secure_handshake
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    from ..core.identity import Identity
+    from .peer import Channel
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +54,44 @@ class Network(Protocol):
         """
         ...
 
+    async def secure(
+        self,
+        stream: trio.abc.Stream,
+        identity: Identity,
+        *,
+        initiator: bool,
+        expect: bytes | None,
+        timeout: float,  # noqa: ASYNC109 - the peer's deadline, as secure_handshake's
+    ) -> Channel:
+        """The authenticated frame channel over `stream` (see transport.secure_handshake).
+
+        Raises HandshakeError or ConnectionLostError as secure_handshake does.
+        """
+        ...
+
+
+class _NoiseSecured:
+    """`Network.secure` by the Noise XX handshake (every network but the simulator's)."""
+
+    async def secure(
+        self,
+        stream: trio.abc.Stream,
+        identity: Identity,
+        *,
+        initiator: bool,
+        expect: bytes | None,
+        timeout: float,  # noqa: ASYNC109 - the peer's deadline, as secure_handshake's
+    ) -> Channel:
+        return await secure_handshake(
+            stream, identity, initiator=initiator, expect=expect, timeout=timeout
+        )
+
 
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class TcpNetwork:
+class TcpNetwork(_NoiseSecured):
     """Real TCP (trio.serve_tcp and trio.open_tcp_stream)."""
 
     async def connect(self, address: str) -> trio.abc.Stream:
@@ -106,7 +144,7 @@ class _Relay:
         self._status.started(self._value)
 
 
-class MemoryNetwork:
+class MemoryNetwork(_NoiseSecured):
     """Many nodes in one trio run, connected by in-memory streams.
 
     `serve("name:0")` gives the listener a fresh port.  Connecting to an

@@ -47,7 +47,6 @@ from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction, PeerLink
 from .replication import REQUESTS, TopicRuntime
-from .transport import secure_handshake
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -181,7 +180,7 @@ class Node(NodeAPI):
         cfg = self.config
         outbound = direction is Direction.OUTBOUND
         try:
-            channel = await secure_handshake(
+            channel = await self.network.secure(
                 stream, self.identity, initiator=outbound, expect=expect,
                 timeout=cfg.handshake_timeout,
             )  # fmt: skip

@@ -1,6 +1,6 @@
 """One connection to a peer, after the secure handshake.
 
-A `PeerLink` owns a `SecureChannel` and runs two tasks over it:
+A `PeerLink` owns a `Channel` (a `SecureChannel` on a real network) and runs two tasks over it:
 
 * the **reader** is the node's (`Node._serve_link` loops on `receive`):
   one task per connection reads, decodes and dispatches every message;
@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
@@ -28,12 +28,22 @@ from ..core.messages import Message, encode_message
 from ..core.wire import AnyMessage, NodeMessage, decode_any, encode_node_message
 from ..errors import ConnectionLostError, PttsyncError
 
-if TYPE_CHECKING:
-    from .transport import SecureChannel
-
 log = logging.getLogger(__name__)
 
 DEFAULT_SEND_QUEUE = 256  # frames queued for one peer (each at most MAX_FRAME_SIZE)
+
+
+class Channel(Protocol):
+    """An authenticated frame channel to one peer (transport.SecureChannel, or the
+    simulator's): `remote_id` is the peer ID the other side proved."""
+
+    remote_id: bytes
+
+    async def send_frame(self, payload: bytes) -> None: ...
+
+    async def receive_frame(self) -> bytes | None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Direction(Enum):
@@ -62,7 +72,7 @@ class PeerLink:
 
     def __init__(
         self,
-        channel: SecureChannel,
+        channel: Channel,
         *,
         direction: Direction,
         address: str,

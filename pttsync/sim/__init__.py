@@ -1,0 +1,42 @@
+"""Multi-peer network simulation: real nodes in one process, on virtual time, with faults.
+
+    report = pttsync.simulate(pttsync.SimConfig(peers=100, writes=500, seed=7, loss=0.05))
+    print(report.summary())
+
+docs/pip-11/simulation.md describes the fault model, the invariants and
+the report.  The modules:
+
+* plan.py: `SimConfig`, and the plan of writes and faults drawn from the seed;
+* fabric.py: the simulated network (latency, loss, bandwidth, cuts, crashes);
+* setup.py: deterministic identities, the topic and its governance;
+* world.py: the real nodes on the fabric, the plan carried out;
+* observe.py: probes on each peer, the timeline, bounds;
+* invariants.py: the checks; report.py: the report; run.py: `simulate`;
+* scenarios.py: named, ready-made scenarios.
+"""
+
+from __future__ import annotations
+
+from .fabric import Cut, Fabric, LinkModel, SimNetwork
+from .plan import Fault, FaultKind, Plan, SimConfig, Write, WriteKind, epidemic_rounds, make_plan
+from .report import SimReport
+from .run import deterministic_trio, run_plan, simulate
+
+__all__ = [
+    "Cut",
+    "Fabric",
+    "Fault",
+    "FaultKind",
+    "LinkModel",
+    "Plan",
+    "SimConfig",
+    "SimNetwork",
+    "SimReport",
+    "Write",
+    "WriteKind",
+    "deterministic_trio",
+    "epidemic_rounds",
+    "make_plan",
+    "run_plan",
+    "simulate",
+]

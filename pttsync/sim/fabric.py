@@ -1,0 +1,563 @@
+"""The simulated network: connections with latency, loss, bandwidth, partitions and crashes.
+
+Every node of a simulation gets its own `SimNetwork` (the `Network` a
+`Node` dials and listens through); they all share one `Fabric`, which
+carries every byte on trio's clock (the autojump `MockClock` in a run, so
+a simulated hour costs no wall time).
+
+The model is TCP's, seen from the application:
+
+* **Latency.**  Each pair of nodes has a one-way latency, drawn once from
+  `LinkModel.latency`; each frame adds up to `jitter` of it at random.
+  Frames of one connection arrive in order; frames of different
+  connections interleave freely (so messages reorder *across* connections).
+* **Loss.**  A frame is lost with probability `loss` and sent again after a
+  retransmission timeout that doubles each time (head-of-line blocking: the
+  frames behind it wait).  `max_retries` losses in a row break the
+  connection, as TCP gives up.
+* **Bandwidth.**  With `bandwidth` set, each direction of a connection
+  sends at most that many bytes per second; a sender waits for the wire,
+  so a node's bounded send queue fills and its pushes are dropped.
+* **Partitions.**  A `Cut` splits the nodes into groups from `start` to
+  `end`.  Every attempt to send across it is lost, so a connection used
+  across it breaks after the retries; a dial across it hangs until the
+  node's connect timeout.  Idle connections survive a short cut, as TCP's do.
+* **Crashes.**  `crash(name)` breaks every connection of a node at once
+  (its peers see the reset one latency later) and drops its listener.
+
+Connections start with a TCP handshake (one round trip).  With the
+default `transport="direct"` the secure handshake costs one more round trip
+and proves nothing: the fabric knows who is who, so no Noise messages are
+made (they would cost ~2 ms of CPU per connection, which a thousand-node
+run cannot afford).  `transport="noise"` runs the real Noise XX handshake
+and encryption over the simulated bytes, for smaller, fuller-fidelity runs.
+
+All randomness comes from the fabric's seed, per connection, so a run is
+the same every time it is given the same seed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from ..core.frames import MAX_FRAME_SIZE
+from ..errors import ConnectionLostError, HandshakeError, UsageError
+from ..net.network import format_address
+from ..net.transport import secure_handshake
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ..core.identity import Identity
+    from ..net.peer import Channel
+
+log = logging.getLogger(__name__)
+
+HEADER = 4  # a frame's length prefix, counted in the bytes a frame costs
+TRANSPORTS = ("direct", "noise")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkModel:
+    """How the simulated wire behaves (see the module text)."""
+
+    latency: tuple[float, float] = (0.005, 0.080)  # one-way seconds, uniform per node pair
+    jitter: float = 0.1  # extra latency per frame, up to this fraction of the link's
+    loss: float = 0.0  # probability that one attempt to send a frame is lost
+    bandwidth: float = 0.0  # bytes per second per direction of a connection; 0: unlimited
+    min_rto: float = 0.2  # the first retransmission timeout (doubling after each loss)
+    max_retries: int = 6  # losses in a row that break a connection
+
+    def __post_init__(self) -> None:
+        lo, hi = self.latency
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi <= 60):
+            raise UsageError("latency must be a range lo:hi with 0 <= lo <= hi <= 60 s")
+        if not 0 <= self.jitter <= 10:
+            raise UsageError("jitter must be in [0, 10] (a fraction of the link's latency)")
+        if not 0 <= self.loss < 1:
+            raise UsageError("loss must be a probability in [0, 1)")
+        if not (math.isfinite(self.bandwidth) and self.bandwidth >= 0):
+            raise UsageError("bandwidth must be a number of bytes per second (0: unlimited)")
+        if not 0 < self.min_rto <= 60 or not 0 <= self.max_retries <= 30:
+            raise UsageError("min_rto must be in (0, 60] s and max_retries in [0, 30]")
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A partition: from `start` to `end` (trio seconds) only nodes of one group talk."""
+
+    start: float
+    end: float
+    groups: tuple[frozenset[str], ...]
+
+    def splits(self, a: str, b: str, t: float) -> bool:
+        if not self.start <= t < self.end:
+            return False
+        return not any(a in g and b in g for g in self.groups)
+
+
+@dataclass(slots=True)
+class Traffic:
+    """What one node sent and received over the fabric (frames or stream writes)."""
+
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    messages_received: int = 0
+    bytes_received: int = 0
+    connections: int = 0  # connections it opened or accepted
+
+
+_EOF: Final = 0  # scheduled instead of bytes: the sender closed its side
+_RESET: Final = 1  # scheduled instead of bytes: the connection broke
+
+
+class _Pipe:
+    """One direction of a connection: what arrived and is not yet read."""
+
+    __slots__ = ("broken", "eof", "items", "last_arrival", "receiver", "tx_free", "waiter")
+
+    def __init__(self, receiver: str) -> None:
+        self.receiver = receiver
+        self.items: deque[bytes] = deque()
+        self.eof = False
+        self.broken = False
+        self.last_arrival = 0.0
+        self.tx_free = 0.0  # when the sender's wire is free again (bandwidth)
+        self.waiter: trio.Event | None = None
+
+    def wake(self) -> None:
+        if self.waiter is not None:
+            self.waiter.set()
+            self.waiter = None
+
+    async def wait(self) -> None:
+        self.waiter = event = trio.Event()
+        await event.wait()
+
+
+class _Connection:
+    """Two pipes between a dialer and a listener, and what they share."""
+
+    def __init__(
+        self, fabric: Fabric, dialer: str, listener: str, latency: float, rng: random.Random
+    ) -> None:
+        self.fabric = fabric
+        self.ends = (dialer, listener)
+        self.latency = latency
+        self.rng = rng
+        self.to_listener = _Pipe(listener)
+        self.to_dialer = _Pipe(dialer)
+        self.doomed_at = math.inf  # when it breaks (a crash, or a frame lost too often)
+        self.closed_sides = 0  # sides that closed (2: the connection is over)
+        self.rto = max(fabric.model.min_rto, 4 * latency)
+
+    @property
+    def over(self) -> bool:
+        return self.closed_sides >= 2 or self.doomed_at <= trio.current_time()
+
+    def pipes(self, side: str) -> tuple[_Pipe, _Pipe]:
+        """(outgoing, incoming) for one side, by node name."""
+        if side == self.ends[0]:
+            return self.to_listener, self.to_dialer
+        return self.to_dialer, self.to_listener
+
+    def other(self, side: str) -> str:
+        return self.ends[1] if side == self.ends[0] else self.ends[0]
+
+    def send(self, side: str, item: bytes, depart: float) -> None:
+        """Put one item on the wire at `depart` (or break the connection trying)."""
+        out, _ = self.pipes(side)
+        model, fabric = self.fabric.model, self.fabric
+        a, b = self.ends
+        t, rto = depart, self.rto
+        for attempt in range(model.max_retries + 1):
+            lost = fabric.is_cut(a, b, t) or (model.loss > 0 and self.rng.random() < model.loss)
+            if not lost:
+                break
+            if attempt == model.max_retries:
+                self.doom(t + rto)
+                return
+            t += rto
+            rto *= 2
+        arrival = t + self.latency * (1 + model.jitter * self.rng.random())
+        arrival = max(arrival, out.last_arrival)
+        if arrival >= self.doomed_at:
+            return  # it would arrive after the connection broke
+        out.last_arrival = arrival
+        fabric.schedule(arrival, out, item)
+
+    def doom(self, when: float) -> None:
+        """Break the connection at `when` (each side learns it as a reset)."""
+        if when >= self.doomed_at:
+            return
+        self.doomed_at = when
+        for pipe in (self.to_listener, self.to_dialer):
+            self.fabric.schedule(when, pipe, _RESET)
+
+
+class _End:
+    """One side of a connection: the stream (bytes) and channel (frames) views share it."""
+
+    def __init__(self, connection: _Connection, side: str) -> None:
+        self.connection = connection
+        self.side = side
+        self.out, self.inn = connection.pipes(side)
+        self.traffic = connection.fabric.traffic_of(side)
+        self.closed = False
+        self._buffer = b""  # stream view: the rest of a partly read item
+
+    async def send(self, item: bytes) -> None:
+        if self.closed:
+            raise ConnectionLostError("this side of the connection is closed")
+        conn = self.connection
+        if self.inn.broken or trio.current_time() >= conn.doomed_at:
+            raise ConnectionLostError("the connection was reset")
+        fabric = conn.fabric
+        now = trio.current_time()
+        depart = now
+        if fabric.model.bandwidth > 0:
+            start = max(now, self.out.tx_free)
+            self.out.tx_free = depart = start + len(item) / fabric.model.bandwidth
+        self.traffic.messages_sent += 1
+        self.traffic.bytes_sent += len(item)
+        conn.send(self.side, item, depart)
+        if depart > now:
+            await trio.sleep_until(depart)  # the sender's wire is busy: back-pressure
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def receive(self) -> bytes | None:
+        """The next item; None at a clean end.  ConnectionLostError if reset or closed here."""
+        while True:
+            if self.closed:
+                raise ConnectionLostError("this side of the connection is closed")
+            if self.inn.items:
+                item = self.inn.items.popleft()
+                self.traffic.messages_received += 1
+                self.traffic.bytes_received += len(item)
+                await trio.lowlevel.checkpoint()
+                return item
+            if self.inn.broken:
+                raise ConnectionLostError("the connection was reset")
+            if self.inn.eof:
+                await trio.lowlevel.checkpoint()
+                return None
+            await self.inn.wait()
+
+    def close(self) -> None:
+        """Close this side: the peer reads what is in flight, then the end."""
+        if self.closed:
+            return
+        self.closed = True
+        self.inn.wake()
+        conn = self.connection
+        conn.closed_sides += 1
+        if not self.inn.broken and trio.current_time() < conn.doomed_at:
+            arrival = max(trio.current_time() + conn.latency, self.out.last_arrival)
+            if arrival < conn.doomed_at:
+                self.out.last_arrival = arrival
+                conn.fabric.schedule(arrival, self.out, _EOF)
+
+
+class SimStream(trio.abc.Stream):
+    """One side of a simulated connection as a byte stream (what `connect` returns)."""
+
+    def __init__(self, end: _End, remote: str) -> None:
+        self.end = end
+        self.remote = remote  # the node at the other end
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if data:
+            await self.end.send(bytes(data))
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        end = self.end
+        if not end._buffer:
+            try:
+                item = await end.receive()
+            except ConnectionLostError as exc:
+                raise trio.BrokenResourceError(str(exc)) from None
+            if item is None:
+                return b""
+            end._buffer = item
+        n = len(end._buffer) if max_bytes is None else max_bytes
+        data, end._buffer = end._buffer[:n], end._buffer[n:]
+        return data
+
+    async def aclose(self) -> None:
+        self.end.close()
+        await trio.lowlevel.checkpoint()
+
+
+class SimChannel:
+    """One side of a connection as a frame channel (the direct transport's `Channel`)."""
+
+    def __init__(self, end: _End, remote_id: bytes, *, initiator: bool) -> None:
+        self.end = end
+        self.remote_id = remote_id
+        self.initiator = initiator
+
+    async def send_frame(self, payload: bytes) -> None:
+        if len(payload) > MAX_FRAME_SIZE:
+            raise UsageError(f"a {len(payload)}-byte frame is over the limit of {MAX_FRAME_SIZE}")
+        await self.end.send(payload)
+
+    async def receive_frame(self) -> bytes | None:
+        return await self.end.receive()
+
+    async def aclose(self) -> None:
+        self.end.close()
+        await trio.lowlevel.checkpoint()
+
+
+@dataclass(slots=True)
+class _Listener:
+    owner: str
+    nursery: trio.Nursery
+    handler: Callable[[trio.abc.Stream, str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Scheduled deliveries, earliest first (ties in the order they were made)."""
+
+    heap: list[tuple[float, int, _Pipe, bytes | int]] = field(default_factory=list)
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+
+
+class Fabric:
+    """Every simulated connection, and the one task that delivers their frames."""
+
+    def __init__(
+        self, *, model: LinkModel | None = None, seed: int = 0, transport: str = "direct"
+    ) -> None:
+        if transport not in TRANSPORTS:
+            raise UsageError(f"transport must be one of {', '.join(TRANSPORTS)}")
+        self.model = model or LinkModel()
+        self.seed = seed
+        self.transport = transport
+        self.cuts: list[Cut] = []
+        self.traffic: dict[str, Traffic] = {}
+        self.identities: dict[str, bytes] = {}  # node name -> peer ID
+        self._listeners: dict[str, _Listener] = {}
+        self._connections: dict[str, list[_Connection]] = {}
+        self._latency: dict[tuple[str, str], float] = {}
+        self._pending = _Pending()
+        self._wakeup = trio.Event()
+        self._dials = 0
+
+    # -- the nodes' view --------------------------------------------------------------
+
+    def network(self, name: str, peer_id: bytes) -> SimNetwork:
+        """The `Network` of node `name` (whose peer ID is `peer_id`)."""
+        self.identities[name] = peer_id
+        self.traffic.setdefault(name, Traffic())
+        return SimNetwork(self, name)
+
+    def traffic_of(self, name: str) -> Traffic:
+        return self.traffic.setdefault(name, Traffic())
+
+    def latency(self, a: str, b: str) -> float:
+        """The one-way latency between two nodes (drawn once per pair, from the seed)."""
+        key = (a, b) if a < b else (b, a)
+        value = self._latency.get(key)
+        if value is None:
+            lo, hi = self.model.latency
+            value = random.Random(f"{self.seed}/latency/{key[0]}/{key[1]}").uniform(lo, hi)
+            self._latency[key] = value
+        return value
+
+    def is_cut(self, a: str, b: str, t: float) -> bool:
+        return any(cut.splits(a, b, t) for cut in self.cuts)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending.heap)
+
+    def connections_of(self, name: str) -> int:
+        return sum(1 for c in self._connections.get(name, ()) if not c.over)
+
+    # -- faults ------------------------------------------------------------------------
+
+    def crash(self, name: str) -> None:
+        """Node `name` stops: its connections reset, its listener is gone."""
+        now = trio.current_time()
+        for address in [a for a, ln in self._listeners.items() if ln.owner == name]:
+            del self._listeners[address]
+        for conn in self._connections.pop(name, []):
+            other = conn.other(name)
+            mine, _ = conn.pipes(other)  # what flows to the crashed node
+            theirs, _ = conn.pipes(name)  # what flows to its peer
+            conn.doomed_at = min(conn.doomed_at, now + conn.latency)
+            self.schedule(now, mine, _RESET)
+            self.schedule(now + conn.latency, theirs, _RESET)
+            peers = self._connections.get(other)
+            if peers is not None and conn in peers:
+                peers.remove(conn)
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def schedule(self, when: float, pipe: _Pipe, item: bytes | int) -> None:
+        """Deliver `item` to `pipe` at `when` (or its end, _EOF, or a reset, _RESET)."""
+        p = self._pending
+        if not p.heap or when < p.heap[0][0]:
+            self._wakeup.set()
+        heapq.heappush(p.heap, (when, next(p.counter), pipe, item))
+
+    async def run(self) -> None:
+        """Deliver scheduled items at their times, forever (run this as a task)."""
+        heap = self._pending.heap
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, pipe, item = heapq.heappop(heap)
+                if isinstance(item, bytes):
+                    if not pipe.broken:
+                        pipe.items.append(item)
+                elif item == _RESET:
+                    pipe.broken = True
+                else:
+                    pipe.eof = True
+                pipe.wake()
+            self._wakeup = trio.Event()
+            if heap:
+                with trio.move_on_at(heap[0][0]):
+                    await self._wakeup.wait()
+            else:
+                await self._wakeup.wait()
+
+    # -- connections ----------------------------------------------------------------------
+
+    async def _connect(self, dialer: str, address: str) -> SimStream:
+        listener = self._listeners.get(address)
+        if listener is None:
+            await trio.sleep(2 * self.latency(dialer, address.rpartition(":")[0]))
+            raise ConnectionLostError(f"cannot connect to {address}: connection refused")
+        target = listener.owner
+        latency = self.latency(dialer, target)
+        # SYN retransmissions at 0, 1, 3, 7, 15, 31 s: a dial across a cut hangs
+        # until one gets through or the caller's connect timeout gives up.
+        start = trio.current_time()
+        for wait in (0.0, 1.0, 3.0, 7.0, 15.0, 31.0):
+            if wait:
+                await trio.sleep_until(start + wait)
+            if not self.is_cut(dialer, target, trio.current_time()):
+                break
+        else:
+            await trio.sleep_forever()
+        await trio.sleep(2 * latency)  # SYN, SYN-ACK
+        listener = self._listeners.get(address)
+        if listener is None or listener.owner != target:
+            raise ConnectionLostError(f"cannot connect to {address}: connection refused")
+        self._dials += 1
+        rng = random.Random(f"{self.seed}/conn/{self._dials}")
+        conn = _Connection(self, dialer, target, latency, rng)
+        for side in (dialer, target):
+            live = [c for c in self._connections.get(side, ()) if not c.over]
+            live.append(conn)
+            self._connections[side] = live
+            self.traffic_of(side).connections += 1
+        server = SimStream(_End(conn, target), dialer)
+        listener.nursery.start_soon(listener.handler, server, f"{dialer}:{self._dials}")
+        return SimStream(_End(conn, dialer), target)
+
+    async def _serve(
+        self,
+        owner: str,
+        address: str,
+        handler: Callable[[trio.abc.Stream, str], Awaitable[None]],
+        task_status: trio.TaskStatus[str],
+    ) -> None:
+        host, _, port = address.rpartition(":")
+        if host != owner:
+            raise UsageError(f"node {owner} can only listen on {owner}:PORT, not {address}")
+        bound = format_address(host, int(port) or 7400)
+        if bound in self._listeners:
+            raise UsageError(f"cannot listen on {bound}: address in use")
+        async with trio.open_nursery() as nursery:
+            self._listeners[bound] = _Listener(owner, nursery, handler)
+            try:
+                task_status.started(bound)
+                await trio.sleep_forever()
+            finally:
+                if self._listeners.get(bound) is not None and self._listeners[bound].owner == owner:
+                    del self._listeners[bound]
+                nursery.cancel_scope.cancel()
+
+    async def _secure(
+        self,
+        owner: str,
+        stream: trio.abc.Stream,
+        identity: Identity,
+        *,
+        initiator: bool,
+        expect: bytes | None,
+        timeout: float,  # noqa: ASYNC109 - the node's handshake deadline, as secure_handshake's
+    ) -> Channel:
+        if self.transport == "noise":
+            return await secure_handshake(
+                stream, identity, initiator=initiator, expect=expect, timeout=timeout
+            )
+        if not isinstance(stream, SimStream):
+            raise UsageError("the direct transport secures only the fabric's own streams")
+        remote_id = self.identities[stream.remote]
+        try:
+            with trio.fail_after(timeout):
+                # Noise XX is one and a half round trips; each side waits one.
+                await trio.sleep(2 * stream.end.connection.latency)
+        except trio.TooSlowError:
+            await stream.aclose()
+            raise HandshakeError(f"the handshake timed out after {timeout:g} s") from None
+        if stream.end.inn.broken or stream.end.closed:
+            raise ConnectionLostError("the connection broke during the handshake")
+        if expect is not None and expect != remote_id:
+            await stream.aclose()
+            raise HandshakeError("the peer proved another identity than the one dialed")
+        return SimChannel(stream.end, remote_id, initiator=initiator)
+
+
+class SimNetwork:
+    """One node's `Network` on a `Fabric` (addresses are "NAME:PORT")."""
+
+    def __init__(self, fabric: Fabric, name: str) -> None:
+        self.fabric = fabric
+        self.name = name
+
+    async def connect(self, address: str) -> trio.abc.Stream:
+        return await self.fabric._connect(self.name, address)
+
+    async def serve(
+        self,
+        address: str,
+        handler: Callable[[trio.abc.Stream, str], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await self.fabric._serve(self.name, address, handler, task_status)
+
+    async def secure(
+        self,
+        stream: trio.abc.Stream,
+        identity: Identity,
+        *,
+        initiator: bool,
+        expect: bytes | None,
+        timeout: float,  # noqa: ASYNC109 - the node's handshake deadline, as secure_handshake's
+    ) -> Channel:
+        return await self.fabric._secure(
+            self.name, stream, identity, initiator=initiator, expect=expect, timeout=timeout
+        )

@@ -1,0 +1,173 @@
+"""What the simulation watches: per-peer probes, the timeline, bounds and convergence.
+
+A `Probe` is one more observer on a peer's replica (the same hook the
+document layer uses): after each commit it notes the time, marks the peer's
+digest stale, and records the first time each acknowledged write became
+valid there.  Nothing in the node knows it is watched.
+
+`Watch` samples every live peer each `sample_every` virtual seconds: the
+digest (recomputed only for peers that committed since), the pending count,
+and how full each bounded structure is.  From the samples come the timeline
+(how many peers agree, per second), the maxima checked by the bounds
+invariant, and the moment of convergence.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..core.handle import MAX_WAITING
+from ..core.oplog import OplogStatus
+from ..net.addressbook import DEFAULT_MAX_ENTRIES
+
+if TYPE_CHECKING:
+    from ..core.replica import Commit
+    from ..net.node import Node
+
+
+@dataclass(slots=True)
+class WriteTrack:
+    """One acknowledged write: where and when it became valid."""
+
+    oplog_id: bytes
+    peer: int
+    key: str
+    at: float  # when the write was acknowledged (virtual s)
+    pending: bool  # acknowledged as pending (a member's write, to be co-signed)
+    reached: int = 0  # bitmap of the peers that have held it valid
+    last_reach: float = 0.0  # when the last of them first did
+
+    def reach(self, peer: int, now: float) -> None:
+        bit = 1 << peer
+        if not self.reached & bit:
+            self.reached |= bit
+            self.last_reach = now
+
+
+class Probe:
+    """A replica observer for one peer (see the module text)."""
+
+    def __init__(self, peer: int, tracks: dict[bytes, WriteTrack]) -> None:
+        self.peer = peer
+        self.tracks = tracks
+        self.dirty = True
+        self.last_change = 0.0
+
+    def before_commit(self, commit: Commit) -> None:
+        pass
+
+    def after_commit(self, commit: Commit) -> None:
+        if not commit.stored and not commit.failed:
+            return
+        now = trio.current_time()
+        self.dirty = True
+        self.last_change = now
+        tracks = self.tracks
+        for oplog, _old, new in commit.stored:
+            if new is OplogStatus.VALID:
+                track = tracks.get(oplog.oplog_id)
+                if track is not None:
+                    track.reach(self.peer, now)
+
+
+@dataclass(slots=True)
+class PeerSample:
+    """The last sample of one peer."""
+
+    digest: bytes = b""
+    pending: int = 0
+    valid: int = 0
+
+
+# The bounded structures of a node, with each one's limit.
+BOUNDS = (
+    "links",
+    "send_queue",
+    "push_queue",
+    "seen_cache",
+    "waiting",
+    "sessions",
+    "address_book",
+)
+
+
+def bounds_of(node: Node) -> dict[str, tuple[int, int]]:
+    """(in use, limit) of every bounded structure of a running node."""
+    cfg = node.config
+    send = max((ln._send.statistics().current_buffer_used for ln in node.links.values()), default=0)
+    out = {
+        "links": (len(node.links), cfg.max_peers),
+        "send_queue": (send, cfg.send_queue),
+        "address_book": (len(node.book), DEFAULT_MAX_ENTRIES),
+        "push_queue": (0, cfg.push_queue),
+        "seen_cache": (0, cfg.seen_cache),
+        "waiting": (0, MAX_WAITING),
+        "sessions": (0, 2 * cfg.max_peers),
+    }
+    for rt in node.topics.values():
+        for name, used in (
+            ("push_queue", rt._push_send.statistics().current_buffer_used),
+            ("seen_cache", len(rt.seen)),
+            ("waiting", rt.ctx.handler.waiting),
+            ("sessions", len(rt.requesters) + len(rt.receivers)),
+        ):
+            out[name] = (max(out[name][0], used), out[name][1])
+    return out
+
+
+@dataclass(slots=True)
+class Timeline:
+    """One row per sample: when, how many peers are live, and each live peer's digest."""
+
+    times: list[float] = field(default_factory=list)
+    digests: list[dict[int, bytes]] = field(default_factory=list)
+    messages: list[int] = field(default_factory=list)
+    writes_done: list[int] = field(default_factory=list)
+
+    def add(self, t: float, digests: dict[int, bytes], messages: int, writes: int) -> None:
+        self.times.append(t)
+        self.digests.append(digests)
+        self.messages.append(messages)
+        self.writes_done.append(writes)
+
+    def rows(self, final: bytes) -> list[dict[str, Any]]:
+        """Per sample: live peers, peers holding the final digest, distinct digests."""
+        out = []
+        for t, ds, msgs, writes in zip(
+            self.times, self.digests, self.messages, self.writes_done, strict=True
+        ):
+            out.append(
+                {
+                    "t": round(t, 3),
+                    "live": len(ds),
+                    "agree_final": sum(1 for d in ds.values() if d == final),
+                    "distinct_digests": len(set(ds.values())),
+                    "writes_done": writes,
+                    "messages": msgs,
+                }
+            )
+        return out
+
+
+def spread(values: list[int]) -> dict[str, float]:
+    """min, median and max of per-peer figures (all 0 for none)."""
+    if not values:
+        return {"min": 0, "median": 0, "max": 0}
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    """median, p99 and max (virtual seconds, rounded to the millisecond)."""
+    if not values:
+        return {"median": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return {
+        "median": round(statistics.median(ordered), 3),
+        "p99": round(p99, 3),
+        "max": round(ordered[-1], 3),
+    }

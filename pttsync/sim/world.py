@@ -1,0 +1,435 @@
+"""The running simulation: real nodes on the fabric, the plan carried out, the peers watched.
+
+Each peer is a real `Node` (serve_node, with its own store and identity)
+whose `Network` is the fabric's.  The world starts them, carries out the
+plan's writes and faults at their virtual times, samples every live peer
+(observe.py), and stops once the network has converged after the last
+event, or `max_wait` seconds later if it never does.
+
+Faults, as the world applies them:
+
+* crash / restart: the fabric resets the peer's connections and its task is
+  cancelled (a process killed: nothing but the store survives); a restart
+  runs a new node on the same store and key, joining peers that are up;
+* masters down / up: the same, for every master at once;
+* leave: a crash that never restarts (the peer no longer counts as live);
+* join: a master admits a new peer (a ROLE oplog written through the
+  master's node) and the newcomer starts with an empty store, joining that
+  master and a few others; a late joiner is already admitted and just starts;
+* partition / heal: the fabric's cuts (installed at the start: the plan
+  knows when they begin and end); the world only notes them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..core.governance import Role
+from ..core.timeutil import NS_PER_SECOND
+from ..errors import PttsyncError
+from ..net.config import NodeConfig, trio_wall_clock
+from ..net.serve import serve_node
+from .fabric import Cut, Fabric
+from .observe import BOUNDS, PeerSample, Probe, Timeline, WriteTrack, bounds_of
+from .plan import Fault, FaultKind, Plan, SimConfig, Write, WriteKind
+from .setup import T0, derived_int, identity_of, make_topic
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..core.identity import Identity
+    from ..core.store import Store
+    from ..net.node import Node
+
+log = logging.getLogger(__name__)
+
+PORT = 7400
+MAX_LOG = 5000  # lines of the event log kept (the faults are always kept)
+BOUNDS_PER_SAMPLE = 64  # peers whose bounded structures are read at each sample
+
+
+def name_of(peer: int) -> str:
+    return f"peer{peer}"
+
+
+@dataclass(slots=True)
+class Peer:
+    """One simulated peer across its incarnations."""
+
+    index: int
+    identity: Identity
+    store: Store
+    probe: Probe
+    state: str = "new"  # new, up, down, left
+    node: Node | None = None
+    scope: trio.CancelScope | None = None
+    incarnation: int = 0
+    rounds: int = 0  # completed sync rounds of its earlier incarnations
+    violations: int = 0  # connections it closed for protocol violations, all incarnations
+    sample: PeerSample = field(default_factory=PeerSample)
+
+    @property
+    def name(self) -> str:
+        return name_of(self.index)
+
+    @property
+    def address(self) -> str:
+        return f"{self.name}:{PORT}"
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up" and self.node is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a progress display shows, once per sample."""
+
+    t: float  # virtual seconds
+    horizon: float  # when the plan's last event is
+    writes_done: int
+    writes_total: int
+    live: int
+    agree: int  # peers in the largest group holding one digest
+    converged: bool
+
+
+@dataclass(slots=True)
+class BoundMax:
+    used: int = 0
+    limit: int = 0
+    peer: int = -1
+
+
+class World:
+    """One simulation run (see the module text).  `await world.run()` carries it out."""
+
+    def __init__(
+        self,
+        cfg: SimConfig,
+        plan: Plan,
+        *,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.plan = plan
+        self.progress = progress
+        joiners = [p for f in plan.faults if f.kind is FaultKind.JOIN for p in f.peers]
+        self.total = max([plan.initial - 1, *joiners]) + 1
+        self.topic = make_topic(
+            cfg.seed, peers=plan.initial, masters=cfg.masters, admitted=plan.initial,
+            expiry_s=cfg.expiry,
+        )  # fmt: skip
+        self.fabric = Fabric(model=cfg.link_model(), seed=cfg.seed, transport=cfg.transport)
+        for f in plan.faults:
+            if f.kind is FaultKind.PARTITION:
+                end = next(
+                    (
+                        h.at
+                        for h in plan.faults
+                        if h.kind is FaultKind.HEAL and h.groups == f.groups
+                    ),
+                    float("inf"),
+                )
+                groups = tuple(frozenset(name_of(p) for p in g) for g in f.groups)
+                self.fabric.cuts.append(Cut(f.at, end, groups))
+        self.tracks: dict[bytes, WriteTrack] = {}
+        self.peers: dict[int, Peer] = {}
+        for i in range(plan.initial):
+            self._add_peer(i, admitted=True)
+        self.rng = random.Random(f"pttsync-sim/{cfg.seed}/world")
+        self.events: deque[str] = deque(maxlen=MAX_LOG)
+        self.fault_log: list[str] = []
+        self.timeline = Timeline()
+        self.bounds: dict[str, BoundMax] = {name: BoundMax() for name in BOUNDS}
+        self.writes_done = 0
+        self.writes_refused = 0
+        self.writes_skipped = 0
+        self.refusals: list[str] = []
+        self.last_disturbance = 0.0
+        self.converged_at: float | None = None
+        self.finished_at = 0.0
+        self.events_done = False
+        self._bounds_cursor = 0
+        self._nursery: trio.Nursery | None = None
+        self._converged = trio.Event()
+
+    # -- peers ----------------------------------------------------------------------------
+
+    def _add_peer(self, index: int, *, admitted: bool) -> Peer:
+        identity = (
+            self.topic.identities[index]
+            if index < len(self.topic.identities)
+            else identity_of(self.cfg.seed, index)
+        )
+        store = self.topic.store_for(index, admitted=admitted)
+        peer = Peer(index, identity, store, Probe(index, self.tracks))
+        self.peers[index] = peer
+        return peer
+
+    def live(self) -> list[Peer]:
+        return [p for p in self.peers.values() if p.up]
+
+    def _node_config(self, peer: Peer, join: tuple[str, ...]) -> NodeConfig:
+        cfg = self.cfg
+        skew = 0
+        if cfg.skew_ms:
+            r = random.Random(f"pttsync-sim/{cfg.seed}/skew/{peer.index}")
+            skew = int(r.uniform(-cfg.skew_ms, cfg.skew_ms) * NS_PER_SECOND / 1000)
+        return NodeConfig(
+            listen=peer.address, join=join, max_peers=cfg.max_peers,
+            sync_interval=cfg.sync_interval, push=cfg.push, control=False,
+            seed=derived_int(cfg.seed, "node", peer.index, peer.incarnation),
+            clock=trio_wall_clock(T0 + skew),
+        )  # fmt: skip
+
+    def _bootstrap(self, peer: Peer, first: list[Peer] | None = None) -> tuple[str, ...]:
+        """Addresses a starting peer joins: `first`, then random peers that are up."""
+        chosen = [p for p in first or [] if p.up and p is not peer]
+        others = sorted(
+            (p for p in self.live() if p is not peer and p not in chosen), key=lambda p: p.index
+        )
+        want = max(0, self.cfg.bootstrap - len(chosen))
+        chosen += self.rng.sample(others, min(want, len(others)))
+        return tuple(p.address for p in chosen)
+
+    async def _start(self, peer: Peer, first: list[Peer] | None = None) -> None:
+        assert self._nursery is not None
+        if peer.up:
+            return
+        join = self._bootstrap(peer, first)
+        peer.incarnation += 1
+        await self._nursery.start(self._serve, peer, join)
+        self._note(f"{peer.name} up (incarnation {peer.incarnation}, joins {len(join)})")
+
+    async def _serve(
+        self, peer: Peer, join: tuple[str, ...], task_status: trio.TaskStatus[None]
+    ) -> None:
+        network = self.fabric.network(peer.name, peer.identity.peer_id)
+        start = functools.partial(
+            serve_node, store=peer.store, identity=peer.identity,
+            config=self._node_config(peer, join), network=network,
+        )  # fmt: skip
+        with trio.CancelScope() as scope:
+            peer.scope = scope
+            async with trio.open_nursery() as nursery:
+                node: Node = await nursery.start(start)
+                for rt in node.topics.values():
+                    rt.replica.observers.append(peer.probe)
+                peer.node, peer.state = node, "up"
+                peer.probe.dirty = True
+                task_status.started()
+
+    def _stop(self, peer: Peer, state: str) -> None:
+        """Kill a peer's node (crash or leave); only its store survives."""
+        node = peer.node
+        if node is not None:
+            peer.rounds += sum(rt.stats.rounds_completed for rt in node.topics.values())
+            peer.violations += node.violations
+        self.fabric.crash(peer.name)
+        if peer.scope is not None:
+            peer.scope.cancel()
+        peer.node, peer.scope, peer.state = None, None, state
+
+    # -- the plan -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Carry out the plan, then wait for convergence (or give up after max_wait)."""
+        cfg, plan = self.cfg, self.plan
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.fabric.run)
+            nursery.start_soon(self._watch)
+            late = set(plan.late)
+            starters = [i for i in range(plan.initial) if i not in late]
+            timed: list[tuple[float, int, Write | Fault | int]] = []
+            for n, i in enumerate(starters):
+                timed.append((cfg.ramp * n / max(1, len(starters)), 0, i))
+            timed += [(f.at, 1, f) for f in plan.faults]
+            timed += [(w.at, 2, w) for w in plan.writes]
+            timed.sort(key=lambda e: (e[0], e[1]))
+            for at, _, what in timed:
+                await trio.sleep_until(at)
+                if isinstance(what, int):
+                    await self._start(self.peers[what])
+                elif isinstance(what, Fault):
+                    await self._fault(what)
+                else:
+                    await self._write(what)
+            self.events_done = True
+            self.last_disturbance = max(self.last_disturbance, trio.current_time())
+            with trio.move_on_at(trio.current_time() + cfg.max_wait):
+                await self._converged.wait()
+            self.finished_at = trio.current_time()
+            nursery.cancel_scope.cancel()
+
+    def _note(self, text: str) -> None:
+        self.events.append(f"t={trio.current_time():9.3f}s  {text}")
+
+    async def _fault(self, fault: Fault) -> None:
+        self.fault_log.append(fault.describe())
+        self._note(fault.describe())
+        kind = fault.kind
+        if kind in (FaultKind.CRASH, FaultKind.MASTERS_DOWN, FaultKind.LEAVE):
+            state = "left" if kind is FaultKind.LEAVE else "down"
+            for i in fault.peers:
+                if self.peers[i].state != "left":
+                    self._stop(self.peers[i], state)
+        elif kind in (FaultKind.RESTART, FaultKind.MASTERS_UP):
+            for i in fault.peers:
+                if self.peers[i].state == "down":
+                    await self._start(self.peers[i])
+            self.last_disturbance = trio.current_time()
+        elif kind is FaultKind.JOIN:
+            for i in fault.peers:
+                await self._join(i)
+            self.last_disturbance = trio.current_time()
+        elif kind is FaultKind.HEAL:
+            self.last_disturbance = trio.current_time()
+
+    async def _join(self, index: int) -> None:
+        """Admit (unless already admitted) and start peer `index`."""
+        peer = self.peers.get(index)
+        if peer is not None:  # a late joiner: admitted before the run
+            await self._start(peer)
+            return
+        peer = self._add_peer(index, admitted=False)
+        while True:
+            masters = [p for p in self.live() if p.index < self.cfg.masters]
+            if masters:
+                break
+            self._note(f"{peer.name} waits for a master to admit it")
+            await trio.sleep(5.0)
+        master = masters[0]
+        assert master.node is not None
+        status = await master.node.set_role(peer.identity.peer_id, Role.MEMBER)
+        self._note(f"{master.name} admits {peer.name} ({status.name.lower()})")
+        await self._start(peer, first=[master])
+
+    async def _write(self, write: Write) -> None:
+        peer = self._writer(write.peer)
+        if peer is None or peer.node is None:
+            self.writes_skipped += 1
+            return
+        value = {"n": self.writes_done + self.writes_refused, "by": peer.index}
+        try:
+            if write.kind is WriteKind.DELETE:
+                done = await peer.node.delete(write.key)
+            else:
+                done = await peer.node.put(write.key, value)
+        except PttsyncError as exc:
+            self.writes_refused += 1
+            if len(self.refusals) < 20:
+                self.refusals.append(f"{peer.name} {write.kind.value} {write.key}: {exc}")
+            return
+        now = trio.current_time()
+        pending = done.status.value != "confirmed"
+        track = WriteTrack(done.oplog_id, peer.index, write.key, now, pending)
+        if not pending:
+            track.reach(peer.index, now)
+        self.tracks[done.oplog_id] = track
+        self.writes_done += 1
+        self.last_disturbance = now
+
+    def _writer(self, preferred: int) -> Peer | None:
+        """The peer that makes a write: the planned one, or the next one up."""
+        n = self.plan.initial
+        for k in range(n):
+            peer = self.peers.get((preferred + k) % n)
+            if peer is not None and peer.up:
+                return peer
+        return None
+
+    # -- watching ---------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        every = self.cfg.sample_every
+        while True:
+            await trio.sleep(every)
+            self._sample()
+
+    def _sample(self) -> None:
+        now = trio.current_time()
+        live = self.live()
+        digests: dict[int, bytes] = {}
+        for peer in live:
+            node = peer.node
+            assert node is not None
+            if peer.probe.dirty:
+                peer.probe.dirty = False
+                rt = node.topic()
+                peer.sample.digest = rt.ctx.view.tree.digest()
+                peer.sample.pending = node.pending_count()
+            digests[peer.index] = peer.sample.digest
+        self._check_bounds(live)
+        sent = sum(t.messages_sent for t in self.fabric.traffic.values())
+        self.timeline.add(now, digests, sent, self.writes_done)
+        groups: dict[bytes, int] = {}
+        for d in digests.values():
+            groups[d] = groups.get(d, 0) + 1
+        agree = max(groups.values(), default=0)
+        done = (
+            self.events_done
+            and len(groups) <= 1
+            and all(p.sample.pending == 0 for p in live)
+            and all(p.state != "new" for p in self.peers.values())
+        )
+        if done and self.converged_at is None:
+            self.converged_at = max([p.probe.last_change for p in live], default=now)
+            self._converged.set()
+        if self.progress is not None:
+            self.progress(
+                Progress(
+                    now, self.plan.last_event, self.writes_done, len(self.plan.writes),
+                    len(live), agree, done,
+                )
+            )  # fmt: skip
+
+    def _check_bounds(self, live: list[Peer]) -> None:
+        if not live:
+            return
+        count = min(len(live), BOUNDS_PER_SAMPLE)
+        start = self._bounds_cursor % len(live)
+        self._bounds_cursor += count
+        for k in range(count):
+            peer = live[(start + k) % len(live)]
+            assert peer.node is not None
+            for name, (used, limit) in bounds_of(peer.node).items():
+                top = self.bounds[name]
+                top.limit = limit
+                if used > top.used:
+                    top.used, top.peer = used, peer.index
+
+    # -- results ------------------------------------------------------------------------------
+
+    def rounds(self) -> int:
+        total = 0
+        for peer in self.peers.values():
+            total += peer.rounds
+            if peer.node is not None:
+                total += sum(rt.stats.rounds_completed for rt in peer.node.topics.values())
+        return total
+
+    def violations(self) -> int:
+        total = 0
+        for peer in self.peers.values():
+            total += peer.violations + (peer.node.violations if peer.node is not None else 0)
+        return total
+
+    def describe_write(self, oplog_id: bytes) -> dict[str, Any]:
+        track = self.tracks[oplog_id]
+        return {
+            "oplog": oplog_id.hex()[:16],
+            "key": track.key,
+            "by": name_of(track.peer),
+            "acknowledged_at": round(track.at, 3),
+            "pending_at_ack": track.pending,
+            "valid_on": bin(track.reached).count("1"),
+        }
