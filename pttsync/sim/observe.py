@@ -165,7 +165,7 @@ def quantiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"median": 0.0, "p99": 0.0, "max": 0.0}
     ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return {
         "median": round(statistics.median(ordered), 3),
         "p99": round(p99, 3),

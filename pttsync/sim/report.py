@@ -112,7 +112,8 @@ class SimReport:
         )
         lines = [
             f"{'OK' if self.ok else 'FAILED'}: {p['live']} live peers {conv}"
-            f" ({self.virtual_s:.1f} virtual s in {self.wall_s:.1f} s of wall time, seed {self.seed})",
+            f" ({self.virtual_s:.1f} virtual s in {self.wall_s:.1f} s of wall time,"
+            f" seed {self.seed})",
             f"writes     {w['acknowledged']:,} acknowledged ({w['pending_at_ack']:,} needed"
             f" co-signing), {w['refused']:,} refused, {w['skipped']:,} skipped;"
             f" {self.lost_writes} lost, {self.expired_rolled_back} expired and rolled back",

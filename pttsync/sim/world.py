@@ -130,14 +130,8 @@ class World:
         self.fabric = Fabric(model=cfg.link_model(), seed=cfg.seed, transport=cfg.transport)
         for f in plan.faults:
             if f.kind is FaultKind.PARTITION:
-                end = next(
-                    (
-                        h.at
-                        for h in plan.faults
-                        if h.kind is FaultKind.HEAL and h.groups == f.groups
-                    ),
-                    float("inf"),
-                )
+                heals = (h.at for h in plan.faults if h.kind is FaultKind.HEAL)
+                end = next((at for at in heals if at > f.at), float("inf"))
                 groups = tuple(frozenset(name_of(p) for p in g) for g in f.groups)
                 self.fabric.cuts.append(Cut(f.at, end, groups))
         self.tracks: dict[bytes, WriteTrack] = {}
