@@ -190,6 +190,16 @@ class OplogHandler:
                 known.update(self.store.existing(self.topic_id, [oid]))
             # A copy held from an earlier batch leaves the buffer; the better one goes on.
             oplog = self._unwait(oplog)
+            held = known.get(oid)
+            if (
+                held is not None
+                and oid not in batch
+                and held.status is OplogStatus.VALID
+                and held.oplog.hash == oplog.hash
+            ):
+                result.unchanged += 1  # the very copy we hold: nothing to judge
+                queue.extend(self._release(oid))
+                continue
             if self._valid_here(oplog, draft, result):
                 self._select(oplog, known.get(oid), batch, result)
                 if batch.get(oid) is oplog and _judged_by_fold(oplog):

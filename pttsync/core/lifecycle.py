@@ -121,9 +121,24 @@ def _check_op(oplog: Oplog, gov: Governance, author: bytes, role: Role) -> None:
     elif is_governance_op(oplog.op):
         raise MalformedOplogError(f"unknown governance op {oplog.op:#x}", field="op")
     elif is_doc_op(oplog.op):
-        decode_doc_op(oplog)
+        _check_doc_payload(oplog)
     if reason is not None:
         raise NotAuthorizedError(reason)
+
+
+_CHECKED_PAYLOADS: dict[bytes, None] = {}
+MAX_CHECKED_PAYLOADS = 65536
+
+
+def _check_doc_payload(oplog: Oplog) -> None:
+    """decode_doc_op's checks, once per oplog ID (the ID is a hash of the payload, so an
+    ID seen well-formed stays well-formed; the table is bounded, oldest forgotten)."""
+    if oplog.oplog_id in _CHECKED_PAYLOADS:
+        return
+    decode_doc_op(oplog)
+    _CHECKED_PAYLOADS[oplog.oplog_id] = None
+    if len(_CHECKED_PAYLOADS) > MAX_CHECKED_PAYLOADS:
+        del _CHECKED_PAYLOADS[next(iter(_CHECKED_PAYLOADS))]
 
 
 def _too_many_masters(gov: Governance, oplog: Oplog) -> bool:

@@ -107,6 +107,11 @@ def encode_oplog(oplog: Oplog) -> bytes:
     )  # fmt: skip
 
 
+def decode_known(data: bytes) -> Oplog | None:
+    """The record these exact bytes decode to, if they were decoded and verified lately."""
+    return _verified.map.get(data) if type(data) is bytes else None
+
+
 def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
     """Decode and verify one record.
 

@@ -114,7 +114,8 @@ class AddressBook:
     def due(self, now: float) -> list[Entry]:
         """Entries that may be dialed now, longest-waiting first."""
         ready = [e for e in self._entries.values() if e.next_try <= now]
-        ready.sort(key=lambda e: (e.failures, e.next_try, e.address))
+        self.rng.shuffle(ready)  # among equals, no address is always first
+        ready.sort(key=lambda e: (e.failures, e.next_try))
         return ready
 
     def next_due(self) -> float | None:
@@ -123,5 +124,9 @@ class AddressBook:
     def known(self, limit: int) -> list[tuple[bytes, str]]:
         """(peer ID, address) of peers this node reached, for peer exchange."""
         good = [e for e in self._entries.values() if e.connected_once and e.peer_id is not None]
-        good.sort(key=lambda e: (e.failures, e.address))
+        # A random sample, the healthiest first: were it always the same addresses
+        # (say the first in sort order), every newcomer would dial the same few
+        # peers and a large network would knot around them.
+        self.rng.shuffle(good)
+        good.sort(key=lambda e: e.failures)
         return [(e.peer_id, e.address) for e in good[:limit] if e.peer_id is not None]

@@ -427,12 +427,14 @@ class Node(NodeAPI):
             # Dial out to at most half the peer slots: the rest stay open for
             # peers dialing in, so a newcomer always finds room somewhere.
             outbound = sum(1 for ln in self.links.values() if ln.direction is Direction.OUTBOUND)
+            full = False  # no room to dial: wait for a link or a dial to end, not for the clock
             for entry in self.book.due(now):
-                if outbound + len(self._dialing) >= max(1, cfg.max_peers // 2):
-                    break
-                if len(self.links) + len(self._dialing) >= cfg.max_peers:
-                    break
-                if len(self._dialing) >= MAX_CONCURRENT_DIALS:
+                full = (
+                    outbound + len(self._dialing) >= max(1, cfg.max_peers // 2)
+                    or len(self.links) + len(self._dialing) >= cfg.max_peers
+                    or len(self._dialing) >= MAX_CONCURRENT_DIALS
+                )
+                if full:
                     break
                 if entry.peer_id == self.peer_id or entry.address == self.listen_address:
                     entry.next_try = math.inf
@@ -444,7 +446,7 @@ class Node(NodeAPI):
                     self._nursery.start_soon(self._dial, entry.address, entry.peer_id)
             self._book_changed = trio.Event()
             nxt = self.book.next_due()
-            wake = now + 60 if nxt is None or math.isinf(nxt) else max(nxt, now + 0.05)
+            wake = now + 60 if full or nxt is None or math.isinf(nxt) else max(nxt, now + 0.05)
             with trio.move_on_at(wake):
                 await self._book_changed.wait()
 

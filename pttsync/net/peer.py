@@ -131,7 +131,12 @@ class PeerLink:
         """Queue one message if there is room now; False if it was dropped."""
         if self._closed:
             return False
-        frame = encode_any(msg)
+        return self.try_send_frame(encode_any(msg))
+
+    def try_send_frame(self, frame: bytes) -> bool:
+        """`try_send` of an already encoded message (one encoding sent to several peers)."""
+        if self._closed:
+            return False
         try:
             self._send.send_nowait(frame)
         except trio.WouldBlock:

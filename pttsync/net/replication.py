@@ -28,7 +28,6 @@ import trio
 
 from ..core.docstore import DocumentStore
 from ..core.governance import (
-    GOVERNANCE_OPS,
     OP_GENESIS,
     OP_ROLE,
     Role,
@@ -45,13 +44,14 @@ from ..core.messages import (
     SyncPendingOplog,
 )
 from ..core.oplog import OplogStatus
-from ..core.oplogcodec import encode_oplog
+from ..core.oplogcodec import decode_known, encode_oplog
 from ..core.receiver import Receiver
 from ..core.replica import Replica
 from ..core.requester import Requester
 from ..core.session import MAX_BODY, State, SyncConfig, SyncContext, pack_bodies
 from ..core.wire import MAX_PUSH_OPLOGS, Push
 from ..errors import ConnectionLostError, InvalidOplogError, RemoteProtocolError, UsageError
+from .peer import encode_any
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -88,6 +88,10 @@ class SeenCache:
 
     def __len__(self) -> int:
         return len(self._map)
+
+    def get(self, key: tuple[bytes, bytes]) -> set[bytes] | None:
+        """The known holders of a copy, if it is in the cache (no entry is made)."""
+        return self._map.get(key)
 
     def holders(self, key: tuple[bytes, bytes]) -> set[bytes]:
         peers = self._map.get(key)
@@ -130,6 +134,7 @@ class TopicRuntime:
         self.requesters: dict[bytes, Requester] = {}
         self.receivers: dict[bytes, Receiver] = {}
         self._round_events: dict[bytes, trio.Event] = {}
+        self._credentials: tuple[object, int, list[Oplog]] | None = None
         self._push_send, self._push_recv = trio.open_memory_channel[tuple["Oplog", OplogStatus]](
             push_queue
         )
@@ -148,13 +153,17 @@ class TopicRuntime:
         Its own ROLE and DEVICE oplogs, and every promotion to master (the
         signers' authority), newest last, at most `limit`.
         """
+        fold = self.replica.fold  # it holds every stored governance oplog
+        cached = self._credentials
+        if cached is not None and cached[0] is fold and cached[1] == limit:
+            return cached[2]
         me = self.identity.peer_id
-        gov = [s.oplog for s in self.ctx.store.by_op_range(self.topic_id, *GOVERNANCE_OPS)]
         chosen = [
-            o for o in gov
+            o for o in fold.oplogs.values()
             if o.op != OP_GENESIS and (o.object_id == me or _promotes(o))
         ]  # fmt: skip
         chosen.sort(key=lambda o: (o.create_time, o.oplog_id))
+        self._credentials = (fold, limit, chosen[-limit:])
         return chosen[-limit:]
 
     def accept_credentials(self, oplogs: Iterable[Oplog], now: int) -> None:
@@ -250,11 +259,24 @@ class TopicRuntime:
             return 0
         now = self.clock()
         self.stats.push_received += len(push.oplogs)
+        me, sender = self.identity.peer_id, link.peer_id
+        fresh = []
+        for body in push.oplogs:
+            # A copy this node holds (and has verified: decoding it again is a table
+            # lookup) needs no handling: only note that the sender holds it too.
+            known = decode_known(body)
+            holders = None if known is None else self.seen.get((known.oplog_id, known.hash))
+            if holders is not None and me in holders:
+                holders.add(sender)
+            else:
+                fresh.append(body)
+        if not fresh:
+            return 0
         try:
             if push.pending:
-                result = self.ctx.handle_pending(push.oplogs, now)
+                result = self.ctx.handle_pending(fresh, now)
             else:
-                result = self.ctx.handler.handle(push.oplogs, now)
+                result = self.ctx.handler.handle(fresh, now)
         except InvalidOplogError as exc:
             raise RemoteProtocolError(f"pushed a bad batch: {exc}", penalty=5) from exc
         better = {o.oplog_id for o in result.improved}  # we hold a better copy than it sent
@@ -273,7 +295,9 @@ class TopicRuntime:
     def after_commit(self, commit: Commit) -> None:
         """Queue what a commit stored for pushing (never blocks: drops when full)."""
         horizon = self.clock() - self.push_max_age
+        me = self.identity.peer_id
         for oplog, old, new in commit.stored:
+            self.seen.holders((oplog.oplog_id, oplog.hash)).add(me)
             if new is OplogStatus.VALID and old is OplogStatus.VALID:
                 continue  # a better copy of a valid oplog: sync spreads it
             if oplog.update_time < horizon and new is OplogStatus.VALID:
@@ -328,10 +352,15 @@ class TopicRuntime:
                 body = body or encode_oplog(oplog)
                 peers[link.peer_id] = link
                 queued.setdefault((link.peer_id, is_pending), []).append(body)
+        frames: dict[tuple[bool, tuple[bytes, ...]], bytes] = {}  # one encoding per content
         for (peer_id, is_pending), bodies in queued.items():
             link = peers[peer_id]
             for chunk in pack_bodies(bodies, MAX_BODY):
-                if link.try_send(Push(self.topic_id, tuple(chunk), is_pending)):
+                key = (is_pending, tuple(chunk))
+                frame = frames.get(key)
+                if frame is None:
+                    frame = frames[key] = encode_any(Push(self.topic_id, key[1], is_pending))
+                if link.try_send_frame(frame):
                     self.stats.pushed += len(chunk)
                 else:
                     self.stats.push_dropped += len(chunk)

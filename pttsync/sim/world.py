@@ -130,8 +130,9 @@ class World:
         self.fabric = Fabric(model=cfg.link_model(), seed=cfg.seed, transport=cfg.transport)
         for f in plan.faults:
             if f.kind is FaultKind.PARTITION:
-                heals = (h.at for h in plan.faults if h.kind is FaultKind.HEAL)
-                end = next((at for at in heals if at > f.at), float("inf"))
+                heals = [h for h in plan.faults if h.kind is FaultKind.HEAL]
+                ends = [h.at for h in heals if h.groups == f.groups and h.at > f.at]
+                end = min(ends, default=float("inf"))
                 groups = tuple(frozenset(name_of(p) for p in g) for g in f.groups)
                 self.fabric.cuts.append(Cut(f.at, end, groups))
         self.tracks: dict[bytes, WriteTrack] = {}
