@@ -22,7 +22,7 @@ from ..core.docstore import MAX_LIST
 from ..core.synthetic import DEFAULT_BATCH, MAX_BATCH
 from ..core.timeutil import parse_iso
 from ..errors import LocalError, PttsyncError, UsageError
-from . import client, commands, inspect, sync
+from . import client, commands, inspect, simulate, sync
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -583,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     topic_arg(p)
     json_arg(p)
     p.set_defaults(func=client.cmd_watch)
+
+    simulate.add_parser(sub)
     return parser
 
 

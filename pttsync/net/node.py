@@ -410,6 +410,9 @@ class Node(NodeAPI):
                 link = self.rng.choice(sorted(links, key=lambda ln: ln.peer_id))
                 link.try_send(self._peers_message(link))
                 self._start_round(rt, link)
+            # Pending oplogs are routed on towards a signer even with push off:
+            # a sync round carries them only to a signer one hop away.
+            rt.relay_pending(list(self.links.values()), unreached_only=not self.config.push)
 
     async def _failed_timer(self, rt: TopicRuntime) -> None:
         while True:

@@ -34,7 +34,7 @@ from ..core.governance import (
     decode_role,
     is_governance_op,
 )
-from ..core.lifecycle import sign_kind
+from ..core.lifecycle import expired, sign_kind
 from ..core.messages import (
     ForceSyncOplogByMerkle,
     Message,
@@ -44,6 +44,7 @@ from ..core.messages import (
     SyncPendingOplog,
 )
 from ..core.oplog import OplogStatus
+from ..core.pending import not_yet_valid
 from ..core.oplogcodec import decode_known, encode_oplog
 from ..core.receiver import Receiver
 from ..core.replica import Replica
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REQUESTS = (SyncOplog, SyncOplogNewOplogs, ForceSyncOplogByMerkle, SyncPendingOplog)
+MAX_RELAYED = 256  # pending oplogs routed again per anti-entropy tick
 
 
 @dataclass(slots=True)
@@ -364,6 +366,35 @@ class TopicRuntime:
                     self.stats.pushed += len(chunk)
                 else:
                     self.stats.push_dropped += len(chunk)
+
+    def relay_pending(
+        self, links: list[PeerLink], *, unreached_only: bool = False, limit: int = MAX_RELAYED
+    ) -> int:
+        """Route this node's unexpired not-yet-valid oplogs again; the number sent.
+
+        A pending oplog is pushed once, when it is stored.  If no signer could
+        be reached then (a partition, the masters offline, a relay that ended
+        on this side) it would wait here until it expired.  So on every
+        anti-entropy tick the pending oplogs go through the push routing again:
+        to a connected signer if there is one, else on to member peers that are
+        not known to hold them.  The seen-cache keeps it from repeating itself.
+        With `unreached_only` (push off: postsync reaches the signers connected
+        here), only the oplogs no connected peer can sign are relayed.
+        """
+        if not self.ctx.has_pending():
+            return 0
+        now = self.clock()
+        gov = self.replica.fold.governance
+        batch = [(o, s) for o, s in not_yet_valid(self.replica)[:limit] if not expired(o, gov, now)]
+        if unreached_only:
+            batch = [
+                (o, s) for o, s in batch
+                if not any(sign_kind(o, s, gov, ln.peer_id, now) for ln in links)
+            ]  # fmt: skip
+        before = self.stats.pushed
+        if batch:
+            self.push_batch(batch, links)
+        return self.stats.pushed - before
 
     # -- housekeeping ---------------------------------------------------------------------
 

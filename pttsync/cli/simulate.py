@@ -1,0 +1,269 @@
+"""`pttsync simulate`: many real nodes in this process, on virtual time, with faults.
+
+    pttsync simulate --peers 200 --writes 2000 --seed 7 --loss 0.05 --latency-ms 5:80 \\
+                     --partition 60:300 --crash 10 --json
+
+Prints a human summary (or the JSON report), with a progress bar on
+stderr while it runs.  Exit status 0 if every invariant holds, 1 if one is
+violated (the seed, the command that reproduces the run and the trace go
+to stderr), 2 for bad arguments.  The options map onto `pttsync.SimConfig`
+one to one; a `--scenario` supplies settings the options then override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from .output import emit_json
+
+if TYPE_CHECKING:
+    from ..sim.plan import SimConfig
+    from ..sim.world import Progress
+
+
+def _number(kind: type[int] | type[float], lo: float, hi: float) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}")
+        return value
+
+    return parse
+
+
+def _range(text: str) -> tuple[float, float]:
+    """A:B as two non-negative numbers, A <= B."""
+    lo, sep, hi = text.partition(":")
+    try:
+        a, b = float(lo), float(hi if sep else lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not A:B (two numbers)") from None
+    if not (math.isfinite(a) and math.isfinite(b) and 0 <= a <= b):
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= A <= B")
+    return a, b
+
+
+def _window(text: str) -> tuple[float, float]:
+    """START:END in seconds, START < END."""
+    a, b = _range(text)
+    if a == b:
+        raise argparse.ArgumentTypeError(f"{text!r}: the end must come after the start")
+    return a, b
+
+
+def _bandwidth(text: str) -> float:
+    """Bytes per second, with an optional k, m or g suffix (powers of 1024)."""
+    scale = {"k": 1024, "m": 1024**2, "g": 1024**3}.get(text[-1:].lower(), 1)
+    body = text[:-1] if scale != 1 else text
+    value = _number(float, 0, 1e12)(body) * scale
+    return float(value)
+
+
+# The options, as (flag, SimConfig field, argparse keywords).  Defaults are None
+# here: a value is passed on only when given, so a scenario's settings stand
+# unless an option overrides them.
+_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("--peers", "peers", {"type": _number(int, 1, 5000), "metavar": "N",
+        "help": "peers at the start (default 20)"}),
+    ("--writes", "writes", {"type": _number(int, 0, 1_000_000), "metavar": "N",
+        "help": "application writes on random peers (default 100)"}),
+    ("--seed", "seed", {"type": int, "metavar": "N",
+        "help": "the seed: the same seed and options give the same report (default 1)"}),
+    ("--duration", "duration", {"type": _number(float, 0, 86400), "metavar": "S",
+        "help": "the writes are spread over S virtual seconds (default 30)"}),
+    ("--warmup", "warmup", {"type": _number(float, 0, 86400), "metavar": "S",
+        "help": "virtual seconds before the first write (default 5)"}),
+    ("--latency-ms", "latency_ms", {"type": _range, "metavar": "A:B",
+        "help": "one-way latency of each pair of peers, uniform in A..B ms (default 5:80)"}),
+    ("--jitter", "jitter", {"type": _number(float, 0, 10), "metavar": "F",
+        "help": "extra latency per message, up to F times the link's (default 0.1)"}),
+    ("--loss", "loss", {"type": _number(float, 0, 0.99), "metavar": "P",
+        "help": "probability a message is lost and resent, TCP-style (default 0)"}),
+    ("--bandwidth", "bandwidth", {"type": _bandwidth, "metavar": "BYTES/S",
+        "help": "per connection and direction, e.g. 64k (default: unlimited)"}),
+    ("--partition", "partitions", {"type": _window, "metavar": "START:END",
+        "action": "append", "help": "split the peers into groups from START to END s"
+        " (repeatable)"}),
+    ("--partition-groups", "partition_groups", {"type": _number(int, 2, 16), "metavar": "K",
+        "help": "how many groups a partition makes (default 2)"}),
+    ("--crash", "crashes", {"type": _number(int, 0, 100_000), "metavar": "K",
+        "help": "K crashes of random peers during the writes (store kept, restarted)"}),
+    ("--down", "down", {"type": _range, "metavar": "A:B",
+        "help": "seconds a crashed peer stays down, uniform (default 5:30)"}),
+    ("--churn", "churn", {"type": _number(int, 0, 5000), "metavar": "K",
+        "help": "K peers leave for good and K new ones are admitted and join"}),
+    ("--late", "late", {"type": _number(int, 0, 5000), "metavar": "K",
+        "help": "K admitted peers that start only after the writes"}),
+    ("--late-at", "late_at", {"type": _number(float, 0, 864000), "metavar": "S",
+        "help": "when the late peers start (default: 10 s after the last write)"}),
+    ("--masters-offline", "masters_offline", {"type": _window, "metavar": "START:END",
+        "help": "every master is down from START to END s"}),
+    ("--masters", "masters", {"type": _number(int, 1, 64), "metavar": "K",
+        "help": "masters among the peers (default 1: the founder)"}),
+    ("--expiry", "expiry", {"type": _number(float, 60, 2592000), "metavar": "S",
+        "help": "seconds an oplog may wait for co-signatures (default 3600)"}),
+    ("--skew-ms", "skew_ms", {"type": _number(float, 0, 600_000), "metavar": "MS",
+        "help": "each peer's clock is off by up to MS either way (default 0)"}),
+    ("--sync-interval", "sync_interval", {"type": _number(float, 0.01, 3600), "metavar": "S",
+        "help": "anti-entropy interval of every node (default 10)"}),
+    ("--max-peers", "max_peers", {"type": _number(int, 1, 1024), "metavar": "N",
+        "help": "connections per node (default 16)"}),
+    ("--bootstrap", "bootstrap", {"type": _number(int, 0, 64), "metavar": "N",
+        "help": "peers each new peer joins (default 3)"}),
+    ("--hot", "hot", {"type": _number(float, 0, 1), "metavar": "F",
+        "help": "fraction of writes to a few hot documents: concurrent updates (default 0.2)"}),
+    ("--hot-keys", "hot_keys", {"type": _number(int, 0, 1000), "metavar": "K",
+        "help": "how many hot documents (default 3)"}),
+    ("--deletes", "deletes", {"type": _number(float, 0, 1), "metavar": "F",
+        "help": "fraction of writes that delete (default 0.05)"}),
+    ("--transport", "transport", {"choices": ["direct", "noise"],
+        "help": "direct (default; fast) or noise (the real handshake and encryption)"}),
+    ("--max-wait", "max_wait", {"type": _number(float, 1, 2592000), "metavar": "S",
+        "help": "virtual seconds to wait for convergence after the last event (default 900)"}),
+    ("--sample-every", "sample_every", {"type": _number(float, 0.01, 3600), "metavar": "S",
+        "help": "virtual seconds between samples of the timeline (default 1)"}),
+]  # fmt: skip
+
+
+def add_parser(sub: Any) -> None:
+    """Register `pttsync simulate` on the CLI's subparsers."""
+    p = sub.add_parser(
+        "simulate",
+        help="run many peers in this process on virtual time, with faults; check invariants",
+        description=(
+            "Run real pttsync nodes in one process over a simulated network on virtual"
+            " time: random writes, the faults asked for, then wait for convergence, check"
+            " the invariants and report.  The same options and seed give the same report."
+        ),
+    )
+    p.add_argument(
+        "--scenario",
+        metavar="NAME",
+        help="start from a named scenario (see --list-scenarios); options override it",
+    )
+    p.add_argument("--list-scenarios", action="store_true", help="list the scenarios and exit")
+    for flag, dest, kwargs in _OPTIONS:
+        p.add_argument(flag, dest=dest, default=None, **kwargs)
+    p.add_argument("--no-push", dest="push", action="store_const", const=False, default=None,
+                   help="no push: anti-entropy alone spreads writes")  # fmt: skip
+    p.add_argument(
+        "--timeline", metavar="FILE.csv", help="write the per-sample timeline as CSV to FILE"
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of text")
+    p.set_defaults(func=cmd_simulate)
+
+
+def config_from(args: argparse.Namespace) -> SimConfig:
+    """The SimConfig the arguments describe (UsageError for a bad combination)."""
+    from ..sim.plan import SimConfig  # noqa: PLC0415 - the simulator loads on use
+    from ..sim.scenarios import scenario  # noqa: PLC0415
+
+    given: dict[str, Any] = {}
+    for _flag, dest, _kw in _OPTIONS:
+        value = getattr(args, dest, None)
+        if value is not None:
+            given[dest] = tuple(value) if dest == "partitions" else value
+    if args.push is not None:
+        given["push"] = args.push
+    if args.scenario:
+        return scenario(args.scenario).config(**given)
+    return SimConfig(**given)
+
+
+def command_line(cfg: SimConfig) -> str:
+    """The `pttsync simulate` command that runs `cfg` (every setting off its default)."""
+    from ..sim.plan import SimConfig  # noqa: PLC0415
+
+    default = SimConfig()
+    words = ["pttsync", "simulate"]
+    for flag, dest, _kw in _OPTIONS:
+        value = getattr(cfg, dest)
+        if value == getattr(default, dest) and dest != "seed":
+            continue
+        if dest == "partitions":
+            words += [w for a, b in value for w in (flag, f"{a:g}:{b:g}")]
+        elif isinstance(value, tuple):
+            words += [flag, f"{value[0]:g}:{value[1]:g}"]
+        else:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if not cfg.push:
+        words.append("--no-push")
+    return " ".join(words)
+
+
+class ProgressBar:
+    """One line on stderr, redrawn at most five times a second of wall time."""
+
+    WIDTH = 24
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.drawn = False
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2 and not p.converged:
+            return
+        self.last = now
+        frac = 1.0 if p.horizon <= 0 else min(1.0, p.t / p.horizon)
+        filled = round(frac * self.WIDTH)
+        state = "converged" if p.converged else ("settling" if frac >= 1 else "running")
+        line = (
+            f"\r[{'#' * filled}{'-' * (self.WIDTH - filled)}] t={p.t:8.1f}s"
+            f"  writes {p.writes_done}/{p.writes_total}  agree {p.agree}/{p.live}  {state}  "
+        )
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ..sim.run import simulate  # noqa: PLC0415
+    from ..sim.scenarios import SCENARIOS  # noqa: PLC0415
+
+    if args.list_scenarios:
+        for s in SCENARIOS.values():
+            print(f"{s.name:<24} {s.story}")
+        return 0
+    cfg = config_from(args)
+    if args.timeline:
+        target = Path(args.timeline)
+        if not target.parent.is_dir():
+            raise UsageError(f"cannot write the timeline to {target}: no such directory")
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    bar = ProgressBar() if show and not args.quiet else None
+    try:
+        report = simulate(cfg, progress=bar, reproduce=command_line(cfg))
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.timeline:
+        report.write_timeline(Path(args.timeline))
+    if args.json:
+        emit_json(report.to_json())
+    else:
+        print(report.summary())
+    if not report.ok:
+        print(report.trace(), file=sys.stderr)
+        return 1
+    return 0
