@@ -44,8 +44,8 @@ from ..core.messages import (
     SyncPendingOplog,
 )
 from ..core.oplog import OplogStatus
-from ..core.pending import not_yet_valid
 from ..core.oplogcodec import decode_known, encode_oplog
+from ..core.pending import not_yet_valid
 from ..core.receiver import Receiver
 from ..core.replica import Replica
 from ..core.requester import Requester
