@@ -11,7 +11,10 @@ node's:
   synced them yet can still let it in;
 * 33 `Push`: `tp` topic, `ops` encoded oplogs, `pd` pending (for co-signing);
 * 34 `Peers`: `ps` known peers as [peer ID, "host:port"];
-* 35 `Bye`: `why` the reason the sender closes the connection.
+* 35 `Bye`: `why` the reason the sender closes the connection;
+* 36 `Route`: `tp` topic, `hop` the sender's distance in hops to the
+  topic's nearest master (0..16, 16: none known), `msh` true if the sender
+  put this connection in its push mesh (net/routing.py).
 
 `Hello` is the first message each side sends after the secure handshake;
 a connection's other messages come after it.  Decoding is as strict as
@@ -47,6 +50,7 @@ class NodeMsgType(IntEnum):
     PUSH = 33
     PEERS = 34
     BYE = 35
+    ROUTE = 36
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,16 @@ class Bye(NodeMessage):
     TYPE: ClassVar[NodeMsgType] = NodeMsgType.BYE
 
 
+@dataclass(frozen=True, slots=True)
+class Route(NodeMessage):
+    topic: bytes
+    hops: int
+    mesh: bool
+    TYPE: ClassVar[NodeMsgType] = NodeMsgType.ROUTE
+
+
+MAX_HOPS = 16
+
 AnyMessage = Message | NodeMessage
 
 
@@ -97,6 +111,8 @@ def encode_node_message(msg: NodeMessage) -> bytes:
             m.update(ps=[[p, a] for p, a in msg.peers])
         case Bye():
             m.update(why=msg.reason)
+        case Route():
+            m.update(tp=msg.topic, hop=msg.hops, msh=msg.mesh)
     return codec.dumps(m)
 
 
@@ -171,6 +187,15 @@ def _decode_node(m: dict[str, Any], kind: NodeMsgType) -> NodeMessage:
         case NodeMsgType.BYE:
             codec.check_keys(m, frozenset({"v", "t", "why"}), "Bye")
             return Bye(_text(m, "why", MAX_REASON))
+        case NodeMsgType.ROUTE:
+            codec.check_keys(m, frozenset({"v", "t", "tp", "hop", "msh"}), "Route")
+            if type(m["msh"]) is not bool:
+                raise codec.CBORFormatError("must be a boolean", field="msh")
+            return Route(
+                codec.get_bytes(m, "tp", size=TOPIC_ID_SIZE),
+                codec.get_int(m, "hop", 0, MAX_HOPS),
+                m["msh"],
+            )
     raise AssertionError(kind)  # pragma: no cover
 
 

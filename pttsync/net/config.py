@@ -7,6 +7,9 @@
 * `max_peers` 16: connections kept, in and out; enough for an epidemic to
   cross a network in a few hops, few enough to stay cheap.
 * `push` on: best-effort push of new oplogs; off leaves anti-entropy alone.
+* `push_mesh` 3: each node picks this many of its peers for the push mesh
+  (routing.py); a link is in the mesh if either end picked it.  Valid
+  oplogs are pushed over the mesh only (0: to every peer, i.e. flooding).
 * `push_max_age` 10 min: oplogs older than this that arrive by sync are
   not pushed on; old history is anti-entropy's work, so one big catch-up
   does not flood every peer.
@@ -52,6 +55,7 @@ class NodeConfig:
     max_peers: int = 16
     sync_interval: float = 10.0
     push: bool = True
+    push_mesh: int = 3
     push_max_age: int = 600 * NS_PER_SECOND
     handshake_timeout: float = 10.0
     connect_timeout: float = 10.0
@@ -89,6 +93,7 @@ class NodeConfig:
                 raise UsageError(f"NodeConfig.{name} must be a number in [{lo}, {hi}]")
         counts = {
             "max_peers": (1, 1024),
+            "push_mesh": (0, 1024),
             "send_queue": (1, 65536),
             "push_queue": (1, 1_000_000),
             "seen_cache": (16, 10_000_000),

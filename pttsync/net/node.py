@@ -37,7 +37,7 @@ from ..core.governance import is_governance_op
 from ..core.identity import peer_id_text
 from ..core.messages import Message, RejectCode, SyncOplogReject
 from ..core.oplogcodec import decode_oplog, encode_oplog
-from ..core.wire import MAX_CREDENTIALS, MAX_PEERS_LISTED, Bye, Hello, Peers, Push
+from ..core.wire import MAX_CREDENTIALS, MAX_PEERS_LISTED, Bye, Hello, Peers, Push, Route
 from ..errors import ConnectionLostError, HandshakeError, InvalidOplogError, RemoteProtocolError
 from .addressbook import AddressBook
 from .config import NodeConfig
@@ -94,8 +94,9 @@ class Node(NodeAPI):
             rt = TopicRuntime(
                 store, info, identity, config=config.sync, clock=self.clock,
                 push_queue=config.push_queue, seen_cache=config.seen_cache,
-                push_max_age=config.push_max_age, rng=self.rng,
+                push_max_age=config.push_max_age, push_mesh=config.push_mesh, rng=self.rng,
             )  # fmt: skip
+            rt.links = lambda: self.links
             rt.replica.observers.append(_Notify(self))
             self.topics[info.topic_id] = rt
         self.links: dict[bytes, PeerLink] = {}
@@ -310,10 +311,13 @@ class Node(NodeAPI):
         """After a governance change: drop each peer from the topics it left, and
         close the connection of a peer left with none."""
         now = self.clock()
+        for rt in self.topics.values():
+            rt.refresh_role()
         for link in list(self.links.values()):
-            link.topics = frozenset(
-                t for t in link.topics if self.topics[t].admits(link.peer_id, now)
-            )
+            kept = frozenset(t for t in link.topics if self.topics[t].admits(link.peer_id, now))
+            for t in link.topics - kept:
+                self.topics[t].forget(link.peer_id)
+            link.topics = kept
             if not link.topics:
                 link.close("no longer a member of any topic here")
                 scope = self._scopes.get(id(link))
@@ -338,6 +342,8 @@ class Node(NodeAPI):
                 self.book.add(address, link.peer_id, now=now)
                 self.book.connected(address, link.peer_id)
         link.try_send(self._peers_message(link))
+        for topic_id in link.topics:
+            self.topics[topic_id].link_up(link)
         log.info("connected %r (%d topics)", link, len(link.topics))
         self._notify()
 
@@ -362,6 +368,12 @@ class Node(NodeAPI):
                 for peer_id, address in msg.peers:
                     if peer_id != self.peer_id and self.book.add(address, peer_id, now=now):
                         self._book_changed.set()
+            case Route():
+                rt = self.topics.get(msg.topic)
+                if rt is None:
+                    raise RemoteProtocolError("a route for a topic this node never listed")
+                if msg.topic in link.topics:
+                    rt.on_route(link, msg)
             case Push():
                 rt = self.topics.get(msg.topic)
                 if rt is None:

@@ -50,9 +50,10 @@ from ..core.receiver import Receiver
 from ..core.replica import Replica
 from ..core.requester import Requester
 from ..core.session import MAX_BODY, State, SyncConfig, SyncContext, pack_bodies
-from ..core.wire import MAX_PUSH_OPLOGS, Push
+from ..core.wire import MAX_PUSH_OPLOGS, Push, Route
 from ..errors import ConnectionLostError, InvalidOplogError, RemoteProtocolError, UsageError
 from .peer import encode_any
+from .routing import DEFAULT_MESH, Routes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -120,6 +121,7 @@ class TopicRuntime:
         push_queue: int = 4096,
         seen_cache: int = 16384,
         push_max_age: int = 600 * 10**9,
+        push_mesh: int = DEFAULT_MESH,
         rng: random.Random | None = None,
     ) -> None:
         self.rng = rng or random.Random()
@@ -137,6 +139,9 @@ class TopicRuntime:
         self.receivers: dict[bytes, Receiver] = {}
         self._round_events: dict[bytes, trio.Event] = {}
         self._credentials: tuple[object, int, list[Oplog]] | None = None
+        self.routes = Routes(push_mesh, self.rng)
+        self.links: Callable[[], dict[bytes, PeerLink]] = dict  # the node's links, by peer
+        self.refresh_role()
         self._push_send, self._push_recv = trio.open_memory_channel[tuple["Oplog", OplogStatus]](
             push_queue
         )
@@ -174,8 +179,35 @@ class TopicRuntime:
         if mine:
             self.ctx.handler.handle_decoded(mine, now)
 
+    # -- routes (routing.py) --------------------------------------------------------------
+
+    def link_up(self, link: PeerLink) -> None:
+        """A member peer connected (or was let into this topic)."""
+        self.routes.add(link.peer_id)
+        self.send_routes()
+
+    def on_route(self, link: PeerLink, msg: Route) -> None:
+        self.routes.heard(link.peer_id, msg.hops, msg.mesh)
+        self.send_routes()
+
+    def refresh_role(self) -> None:
+        """After a governance change: is this node a master (distance 0) now?"""
+        gov = self.replica.fold.governance
+        self.routes.set_master(gov.role_at(self.identity.peer_id, self.clock()) is Role.MASTER)
+        self.send_routes()
+
+    def send_routes(self) -> None:
+        """Tell each peer what changed: our distance to a master, our mesh choice."""
+        links = self.links()
+        for peer_id, hops, mesh in self.routes.news():
+            link = links.get(peer_id)
+            if link is None or not link.try_send(Route(self.topic_id, hops, mesh)):
+                self.routes.untold(peer_id)
+
     def forget(self, peer_id: bytes) -> None:
         """Drop the per-peer session state of a peer that disconnected."""
+        self.routes.remove(peer_id)
+        self.send_routes()
         req = self.requesters.pop(peer_id, None)
         if req is not None:
             req.abort()
@@ -322,11 +354,13 @@ class TopicRuntime:
             await trio.lowlevel.checkpoint()
 
     def push_batch(self, batch: list[tuple[Oplog, OplogStatus]], links: list[PeerLink]) -> None:
-        """Route a batch: valid oplogs to every member peer, pending ones to their signers.
+        """Route a batch: valid oplogs over the push mesh, pending ones to their signers.
 
-        A pending oplog none of whose signers is connected is relayed to every
-        member peer instead (go-pttai dials a master here): each stores it and
-        routes it on, so it reaches a signer however the peers are connected.
+        A pending oplog none of whose signers is connected goes one hop
+        towards the nearest master (routing.py); with no way there it is
+        relayed to every member peer (go-pttai dials a master here): each
+        stores it and routes it on, so it reaches a signer however the peers
+        are connected.
         """
         now = self.clock()
         gov = self.replica.fold.governance
@@ -339,13 +373,13 @@ class TopicRuntime:
             holders = self.seen.holders((oplog.oplog_id, oplog.hash))
             is_pending = status is not OplogStatus.VALID
             if not is_pending:
-                targets = members
+                targets = [ln for ln in members if self.routes.in_mesh(ln.peer_id)]
             else:
                 targets = [
                     ln
                     for ln in members
                     if sign_kind(oplog, status, gov, ln.peer_id, now) is not None
-                ] or members
+                ] or self._towards_master(members, holders)
             body = b""
             for link in targets:
                 if link.peer_id in holders:
@@ -366,6 +400,19 @@ class TopicRuntime:
                     self.stats.pushed += len(chunk)
                 else:
                     self.stats.push_dropped += len(chunk)
+
+    def _towards_master(self, members: list[PeerLink], holders: set[bytes]) -> list[PeerLink]:
+        """Where a pending oplog with no signer connected goes: the nearest peer downhill
+        that does not hold it yet; none if all of them do (it is on its way); every
+        member if there is no way down."""
+        down = self.routes.downhill()
+        if not down:
+            return members
+        by_id = {ln.peer_id: ln for ln in members}
+        for peer_id in down:
+            if peer_id not in holders and peer_id in by_id:
+                return [by_id[peer_id]]
+        return [] if any(p in holders for p in down) else members
 
     def relay_pending(
         self, links: list[PeerLink], *, unreached_only: bool = False, limit: int = MAX_RELAYED
