@@ -125,6 +125,8 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
         "help": "how many hot documents (default 3)"}),
     ("--deletes", "deletes", {"type": _number(float, 0, 1), "metavar": "F",
         "help": "fraction of writes that delete (default 0.05)"}),
+    ("--store", "store", {"choices": ["memory", "sqlite"],
+        "help": "the peers' stores: memory (default; fast) or sqlite (the real one, in memory)"}),
     ("--transport", "transport", {"choices": ["direct", "noise"],
         "help": "direct (default; fast) or noise (the real handshake and encryption)"}),
     ("--max-wait", "max_wait", {"type": _number(float, 1, 2592000), "metavar": "S",
@@ -196,14 +198,20 @@ def command_line(cfg: SimConfig) -> str:
         if value == getattr(default, dest) and dest != "seed":
             continue
         if dest == "partitions":
-            words += [w for a, b in value for w in (flag, f"{a:g}:{b:g}")]
+            words += [w for a, b in value for w in (flag, f"{_num(a)}:{_num(b)}")]
         elif isinstance(value, tuple):
-            words += [flag, f"{value[0]:g}:{value[1]:g}"]
+            words += [flag, f"{_num(value[0])}:{_num(value[1])}"]
         else:
-            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+            words += [flag, _num(value) if isinstance(value, float) else str(value)]
     if not cfg.push:
         words.append("--no-push")
     return " ".join(words)
+
+
+def _num(value: float) -> str:
+    """A float as the shortest text that reads back as the same float (30.0 -> "30")."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 class ProgressBar:

@@ -199,13 +199,14 @@ class Node(NodeAPI):
             channel, direction=direction, address=address, local_id=self.peer_id,
             queue_size=cfg.send_queue, started=trio.current_time(),
         )  # fmt: skip
-        penalty, reason = 0, "closed"
+        penalty, reason, violation = 0, "closed", False
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(link.run_writer)
                 with trio.CancelScope() as scope:
                     self._scopes[id(link)] = scope
                     penalty, reason = await self._converse(link)
+                    violation = penalty > 0 and not link.refused
                 link.close(reason)
                 nursery.cancel_scope.deadline = trio.current_time() + 1  # flush a Bye, briefly
         finally:
@@ -214,8 +215,14 @@ class Node(NodeAPI):
             await link.aclose()
             now = trio.current_time()
             if penalty:
-                self.violations += 1
-                log.warning("closed %r: %s", link, reason)
+                # A peer refused at the door (not a member here, yet) is backed off
+                # like a violator but not counted as one: its admission may simply
+                # not have reached this node.
+                if violation:
+                    self.violations += 1
+                    log.warning("closed %r: %s", link, reason)
+                else:
+                    log.info("refused %r: %s", link, reason)
                 self.book.failed(link.address if outbound else link.listen, now, penalty=penalty)
             else:
                 log.info("disconnected %r: %s", link, reason)
@@ -277,6 +284,7 @@ class Node(NodeAPI):
         if not link.topics:
             for rt in self.topics.values():
                 rt.stats.refused += 1
+            link.refused = True
             return 3, "not a member of any topic this node serves"
         existing = self.links.get(link.peer_id)
         if existing is not None:

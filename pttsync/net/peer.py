@@ -91,6 +91,7 @@ class PeerLink:
         self.started = started
         self.stats = LinkStats()
         self.close_reason = ""
+        self.refused = False  # turned away at the door (not a member), not a violator
         self._send, self._queue = trio.open_memory_channel[bytes](queue_size)
         self._closed = False
 

@@ -92,6 +92,11 @@ class SeenCache:
     def __len__(self) -> int:
         return len(self._map)
 
+    def forget_peer(self, peer_id: bytes) -> None:
+        """A peer disconnected: what we queued for it may never have arrived."""
+        for peers in self._map.values():
+            peers.discard(peer_id)
+
     def get(self, key: tuple[bytes, bytes]) -> set[bytes] | None:
         """The known holders of a copy, if it is in the cache (no entry is made)."""
         return self._map.get(key)
@@ -150,9 +155,18 @@ class TopicRuntime:
     # -- the door -------------------------------------------------------------------
 
     def admits(self, peer_id: bytes, now: int | None = None) -> bool:
-        """True if `peer_id` is a member (or a member's device) of this topic now."""
+        """True if `peer_id` is a member (or a member's device) of this topic now.
+
+        "Now" allows for clock skew as HandleOplogs does: a peer admitted by a
+        master whose clock runs ahead of ours (its ROLE oplog dated up to
+        `clock_skew` in our future) is let in too.
+        """
         t = self.clock() if now is None else now
-        return self.replica.fold.governance.user_of(peer_id, t) is not None
+        gov = self.replica.fold.governance
+        return (
+            gov.user_of(peer_id, t) is not None
+            or gov.user_of(peer_id, t + self.ctx.config.clock_skew) is not None
+        )
 
     def credentials(self, limit: int) -> list[Oplog]:
         """The governance oplogs that show this node is a member (for its Hello).
@@ -206,6 +220,7 @@ class TopicRuntime:
 
     def forget(self, peer_id: bytes) -> None:
         """Drop the per-peer session state of a peer that disconnected."""
+        self.seen.forget_peer(peer_id)
         self.routes.remove(peer_id)
         self.send_routes()
         req = self.requesters.pop(peer_id, None)
@@ -380,6 +395,8 @@ class TopicRuntime:
                     for ln in members
                     if sign_kind(oplog, status, gov, ln.peer_id, now) is not None
                 ] or self._towards_master(members, holders)
+                if oplog.creator == self.identity.peer_id:
+                    targets += self._second_home(members, targets, holders)
             body = b""
             for link in targets:
                 if link.peer_id in holders:
@@ -400,6 +417,22 @@ class TopicRuntime:
                     self.stats.pushed += len(chunk)
                 else:
                     self.stats.push_dropped += len(chunk)
+
+    def _second_home(
+        self, members: list[PeerLink], targets: list[PeerLink], holders: set[bytes]
+    ) -> list[PeerLink]:
+        """One more peer for a pending write of this node's own, if none holds it yet.
+
+        Until a master signs it, a member's write may live on its writer alone,
+        and a signer's link can look alive while a partition cuts it.  A copy on
+        a mesh peer lets the write outlive its writer going away.
+        """
+        chosen = {ln.peer_id for ln in targets}
+        spare = [ln for ln in members if ln.peer_id not in chosen]
+        if not spare or any(ln.peer_id in holders for ln in spare):
+            return []
+        mesh = [ln for ln in spare if self.routes.in_mesh(ln.peer_id)]
+        return [(mesh or spare)[0]]
 
     def _towards_master(self, members: list[PeerLink], holders: set[bytes]) -> list[PeerLink]:
         """Where a pending oplog with no signer connected goes: the nearest peer downhill

@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEADER = 4  # a frame's length prefix, counted in the bytes a frame costs
 TRANSPORTS = ("direct", "noise")
 
 
@@ -173,8 +172,12 @@ class _Connection:
     def other(self, side: str) -> str:
         return self.ends[1] if side == self.ends[0] else self.ends[0]
 
-    def send(self, side: str, item: bytes, depart: float) -> None:
-        """Put one item on the wire at `depart` (or break the connection trying)."""
+    def send(self, side: str, item: bytes | int, depart: float) -> None:
+        """Put one item (bytes, or _EOF) on the wire at `depart`, or break the
+        connection trying.  Once a frame is lost for good, nothing sent after it
+        arrives: TCP delivers a stream in order or not at all."""
+        if self.doomed_at < math.inf:
+            return
         out, _ = self.pipes(side)
         model, fabric = self.fabric.model, self.fabric
         a, b = self.ends
@@ -261,11 +264,8 @@ class _End:
         self.inn.wake()
         conn = self.connection
         conn.closed_sides += 1
-        if not self.inn.broken and trio.current_time() < conn.doomed_at:
-            arrival = max(trio.current_time() + conn.latency, self.out.last_arrival)
-            if arrival < conn.doomed_at:
-                self.out.last_arrival = arrival
-                conn.fabric.schedule(arrival, self.out, _EOF)
+        if not self.inn.broken:
+            conn.send(self.side, _EOF, trio.current_time())  # the FIN: lost or cut like a frame
 
 
 class SimStream(trio.abc.Stream):
@@ -489,12 +489,12 @@ class Fabric:
         if bound in self._listeners:
             raise UsageError(f"cannot listen on {bound}: address in use")
         async with trio.open_nursery() as nursery:
-            self._listeners[bound] = _Listener(owner, nursery, handler)
+            mine = self._listeners[bound] = _Listener(owner, nursery, handler)
             try:
                 task_status.started(bound)
                 await trio.sleep_forever()
             finally:
-                if self._listeners.get(bound) is not None and self._listeners[bound].owner == owner:
+                if self._listeners.get(bound) is mine:  # not a successor's, after a restart
                     del self._listeners[bound]
                 nursery.cancel_scope.cancel()
 

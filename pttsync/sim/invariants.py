@@ -12,7 +12,11 @@ add details (which write, which peers) for the failure trace:
   cannot depend on the order oplogs arrived in);
 * acknowledged_writes: every write a node acknowledged is valid on every
   live peer, or was rolled back everywhere (gone from every live peer, and
-  recorded as failed where it expired);
+  recorded as failed where it expired).  A write whose writer left the
+  network for good before any other peer held it is not lost by the
+  protocol (pttsync acknowledges a write once it is durable where it was
+  made); such writes are counted apart, as orphaned, and must be on no
+  live peer or on all;
 * conflicts_visible: every conflict of the oracle is listed, with the same
   losing versions, by every live peer checked;
 * bounds: no peer's bounded structure was ever seen over its limit;
@@ -53,6 +57,7 @@ class Verdict:
     results: dict[str, str] = field(default_factory=dict)
     details: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     lost_writes: int = 0
+    orphaned_writes: int = 0
     expired_rolled_back: int = 0
     conflicts: int = 0
     documents: int = 0
@@ -126,6 +131,9 @@ def _check_writes(world: World, live: list[Peer], v: Verdict) -> None:
             continue
         if held_on[oid] == 0 and any(p.store.has_failed(topic_id, oid) for p in live):
             v.expired_rolled_back += 1
+            continue
+        if held_on[oid] == 0 and oid in world.orphans:
+            v.orphaned_writes += 1
             continue
         lost.append(oid)
     v.lost_writes = len(lost)

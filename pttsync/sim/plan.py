@@ -30,7 +30,7 @@ from .fabric import TRANSPORTS, LinkModel
 
 MAX_PEERS = 5000
 MAX_WRITES = 1_000_000
-STORES = ("sqlite",)
+STORES = ("memory", "sqlite")
 
 
 class WriteKind(Enum):
@@ -115,7 +115,7 @@ class SimConfig:
     max_peers: int = 16
     bootstrap: int = 3  # earlier peers each new peer joins
     skew_ms: float = 0.0  # each peer's clock is off by up to this much, either way
-    store: str = "sqlite"
+    store: str = "memory"  # the peers' stores: memory (MemoryStore) or sqlite (in memory)
     # -- the workload
     warmup: float = 5.0
     duration: float = 30.0  # the writes are spread over this many seconds

@@ -116,7 +116,8 @@ class SimReport:
             f" seed {self.seed})",
             f"writes     {w['acknowledged']:,} acknowledged ({w['pending_at_ack']:,} needed"
             f" co-signing), {w['refused']:,} refused, {w['skipped']:,} skipped;"
-            f" {self.lost_writes} lost, {self.expired_rolled_back} expired and rolled back",
+            f" {self.lost_writes} lost, {self.expired_rolled_back} expired and rolled back"
+            + (f", {w['orphaned']} left with their writer" if w.get("orphaned") else ""),
             f"documents  {self.documents['count']:,} ({self.conflicts} in conflict)",
             f"spread     a write reached every peer in {self.spread_s['median']:.3f} s (median),"
             f" {self.spread_s['p99']:.3f} s (p99), {self.spread_s['max']:.3f} s (max)",

@@ -142,6 +142,7 @@ def _report(
             "acknowledged": world.writes_done,
             "pending_at_ack": sum(1 for t in world.tracks.values() if t.pending),
             "refused": world.writes_refused,
+            "orphaned": verdict.orphaned_writes,
             "skipped": world.writes_skipped,
         },
         peers={

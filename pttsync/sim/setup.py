@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..core.governance import OP_ROLE, Role, role_payload
 from ..core.identity import Identity
 from ..core.lifecycle import assess
+from ..core.memstore import MemoryStore
 from ..core.oplog import OplogStatus, SignKind, cosign, create_oplog
 from ..core.replica import found_topic
 from ..core.store import Store, TopicInfo
@@ -61,14 +62,22 @@ class Topic:
         """A store for a peer: a copy of the template, or (not yet admitted) just the topic."""
         if admitted:
             return self.template.copy()
-        store = Store.memory()
+        store = MemoryStore() if isinstance(self.template, MemoryStore) else Store.memory()
         store.add_topic(self.info)
         return store
 
 
-def make_topic(seed: int, *, peers: int, masters: int, admitted: int, expiry_s: float) -> Topic:
+def make_topic(
+    seed: int,
+    *,
+    peers: int,
+    masters: int,
+    admitted: int,
+    expiry_s: float,
+    store_kind: str = "memory",
+) -> Topic:
     """Identities for `peers` peers; a topic founded by peer 0 with `masters` masters,
-    and peers below `admitted` members of it."""
+    and peers below `admitted` members of it.  `store_kind`: memory (MemoryStore) or sqlite."""
     identities = [identity_of(seed, i) for i in range(peers)]
     founder = identities[0]
     nonce = hashlib.sha256(f"pttsync-sim/{seed}/nonce".encode()).digest()[:16]
@@ -76,7 +85,7 @@ def make_topic(seed: int, *, peers: int, masters: int, admitted: int, expiry_s: 
         founder, name="sim", create_time=T0 - 3600 * NS_PER_SECOND, nonce=nonce,
         expiry=int(expiry_s * NS_PER_SECOND),
     )  # fmt: skip
-    store = Store.memory()
+    store = MemoryStore() if store_kind == "memory" else Store.memory()
     replica = found_topic(store, founder, info)
     t = T0 - 1800 * NS_PER_SECOND
     oplogs: list[Oplog] = []

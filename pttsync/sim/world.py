@@ -125,7 +125,7 @@ class World:
         self.total = max([plan.initial - 1, *joiners]) + 1
         self.topic = make_topic(
             cfg.seed, peers=plan.initial, masters=cfg.masters, admitted=plan.initial,
-            expiry_s=cfg.expiry,
+            expiry_s=cfg.expiry, store_kind=cfg.store,
         )  # fmt: skip
         self.fabric = Fabric(model=cfg.link_model(), seed=cfg.seed, transport=cfg.transport)
         for f in plan.faults:
@@ -148,6 +148,7 @@ class World:
         self.writes_refused = 0
         self.writes_skipped = 0
         self.refusals: list[str] = []
+        self.orphans: set[bytes] = set()  # writes that left with their writer
         self.last_disturbance = 0.0
         self.converged_at: float | None = None
         self.finished_at = 0.0
@@ -276,6 +277,8 @@ class World:
             state = "left" if kind is FaultKind.LEAVE else "down"
             for i in fault.peers:
                 if self.peers[i].state != "left":
+                    if kind is FaultKind.LEAVE:
+                        self._orphans_of(self.peers[i])
                     self._stop(self.peers[i], state)
         elif kind in (FaultKind.RESTART, FaultKind.MASTERS_UP):
             for i in fault.peers:
@@ -288,6 +291,16 @@ class World:
             self.last_disturbance = trio.current_time()
         elif kind is FaultKind.HEAL:
             self.last_disturbance = trio.current_time()
+
+    def _orphans_of(self, leaving: Peer) -> None:
+        """Note the writes of a peer leaving for good that no other live peer holds:
+        they leave with it (a write is durable where it was made, not elsewhere)."""
+        mine = [oid for oid, t in self.tracks.items() if t.peer == leaving.index]
+        held: set[bytes] = set()
+        for peer in self.live():
+            if peer is not leaving and mine:
+                held.update(peer.store.existing(self.topic.topic_id, mine))
+        self.orphans.update(oid for oid in mine if oid not in held)
 
     async def _join(self, index: int) -> None:
         """Admit (unless already admitted) and start peer `index`."""

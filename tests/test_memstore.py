@@ -1,0 +1,132 @@
+"""MemoryStore against the SQLite store: random histories, every query compared."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from pttsync.core.identity import Identity
+from pttsync.core.memstore import MemoryStore
+from pttsync.core.merkle import Level
+from pttsync.core.oplog import Oplog, OplogStatus, SignKind, cosign, create_oplog
+from pttsync.core.store import FailedOplog, Store, TopicInfo
+from pttsync.core.timeutil import HOUR_NS, parse_iso
+from pttsync.core.topic import new_topic
+from pttsync.errors import UsageError
+
+from .helpers import make_identity
+
+T = parse_iso("2025-04-01T12:00Z")
+STATUSES = list(OplogStatus)
+
+
+def oplog(who: Identity, topic: TopicInfo, t: int, key: bytes, op: int) -> Oplog:
+    return create_oplog(
+        who, topic_id=topic.topic_id, object_id=key, op=op, value={"v": t}, create_time=t
+    )
+
+
+def snapshot(store: Store, topic: TopicInfo, probe: list[bytes]) -> dict[str, Any]:
+    """Every read a store offers, on one topic."""
+    tid = topic.topic_id
+    tree = store.tree(tid)
+
+    def pairs(items: list[Any]) -> list[tuple[bytes, int, bytes]]:
+        return [(s.oplog.oplog_id, int(s.status), s.oplog.hash) for s in items]
+
+    return {
+        "count": [store.count(tid)] + [store.count(tid, s) for s in STATUSES],
+        "has_pending": store.has_pending(tid),
+        "oplogs": {
+            s.name: [o.oplog_id for o in store.oplogs(tid, s, since=T + 3, limit=7)]
+            for s in STATUSES
+        },
+        "all_valid": [o.oplog_id for o in store.oplogs(tid, OplogStatus.VALID, limit=10**6)],
+        "get": [pairs([g]) if (g := store.get(tid, k)) else None for k in probe],
+        "existing": sorted(pairs(list(store.existing(tid, probe).values()))),
+        "bodies": store.bodies(tid, probe),
+        "by_objects": sorted(pairs(store.by_objects(tid, [b"k1", b"k3", b"nope"]))),
+        "by_op_range": sorted(pairs(store.by_op_range(tid, 2, 0x200))),
+        "since": pairs(list(store.since(tid, T + 5, chunk=3))),
+        "object_ids": [
+            store.object_ids(tid, ops=(1, 3), after=b"k2", limit=3, inclusive=inc)
+            for inc in (False, True)
+        ]
+        + [store.object_ids(tid, ops=(0x100, 0x200))],
+        "failed": store.failed(tid, limit=5),
+        "has_failed": [store.has_failed(tid, k) for k in probe],
+        "leaves_from": store.leaves_from(tid, (T + 2, b""), T + 40 * HOUR_NS, 6),
+        "digest": tree.digest(),
+        "levels": [tree.level_nodes(level) for level in (Level.HOUR, Level.DAY, Level.YEAR)],
+        "tree_list": tree.tree_list(T + 30 * HOUR_NS),
+        "find": pairs(store.find(tid, probe[0].hex()[:3], limit=3)) if probe else [],
+        "sync_time": store.sync_time(tid, b"p" * 32),
+        "check": store.check(tid),
+    }
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_histories_read_the_same_from_both_stores(seed: int) -> None:
+    rng = random.Random(seed)
+    people = [make_identity(n) for n in ("a", "b", "c")]
+    topic = new_topic(people[0], name="t", create_time=T - 10, nonce=b"m" * 16)
+    sql, mem = Store.memory(), MemoryStore()
+    for s in (sql, mem):
+        s.add_topic(topic)
+    made: list[Oplog] = []
+    for step in range(40):
+        puts: list[tuple[Oplog, OplogStatus]] = []
+        for _ in range(rng.randint(0, 5)):
+            if made and rng.random() < 0.4:  # a new copy of an earlier oplog
+                base = rng.choice(made)
+                t = base.create_time + rng.randint(0, 3 * HOUR_NS)
+                o = cosign(base, rng.choice(people), SignKind.MASTER, t)
+            else:  # many in one hour: the hour splits into slices
+                t = T + rng.choice([rng.randint(0, 50), rng.randint(0, 40 * HOUR_NS)])
+                key = f"k{rng.randint(0, 5)}".encode()
+                op = rng.choice([1, 2, 0x101])
+                o = oplog(rng.choice(people), topic, t, key, op)
+                made.append(o)
+            puts.append((o, rng.choice(STATUSES)))
+        deletes = [rng.choice(made).oplog_id for _ in range(rng.randint(0, 1))] if made else []
+        failed = []
+        if made and rng.random() < 0.3:
+            gone = rng.choice(made)
+            failed.append(
+                FailedOplog(gone.oplog_id, gone.object_id, gone.op, gone.creator, T, T + step, "x")
+            )
+        results = [s.write_batch(topic.topic_id, puts, deletes, failed) for s in (sql, mem)]
+        assert results[0] == results[1], f"step {step}"
+        if rng.random() < 0.2:
+            when = rng.randint(0, 100)
+            for s in (sql, mem):
+                s.set_sync_time(topic.topic_id, b"p" * 32, when)
+        probe = [o.oplog_id for o in rng.sample(made, min(6, len(made)))]
+        assert snapshot(sql, topic, probe) == snapshot(mem, topic, probe), f"step {step}"
+    assert mem.check(topic.topic_id) == []
+    copy = mem.copy()
+    probe = [o.oplog_id for o in made[:6]]
+    assert snapshot(copy, topic, probe) == snapshot(mem, topic, probe)
+    copy.write_batch(
+        topic.topic_id, [(oplog(people[0], topic, T + 99, b"new", 1), OplogStatus.VALID)]
+    )
+    assert copy.tree(topic.topic_id).digest() != mem.tree(topic.topic_id).digest()  # independent
+
+
+def test_errors_match(alice: Identity, topic: TopicInfo) -> None:
+    mem = MemoryStore()
+    with pytest.raises(UsageError, match="not in this store"):
+        mem.count(topic.topic_id)
+    mem.add_topic(topic)
+    with pytest.raises(UsageError, match="already in this store"):
+        mem.add_topic(topic)
+    other = new_topic(alice, name="other", create_time=T, nonce=b"o" * 16)
+    stray = oplog(alice, other, T, b"k", 1)
+    with pytest.raises(UsageError, match="belongs to topic"):
+        mem.write_batch(topic.topic_id, [(stray, OplogStatus.VALID)])
+    assert mem.count(topic.topic_id) == 0  # nothing was written
+    with pytest.raises(UsageError, match="hex"):
+        mem.find(topic.topic_id, "xyz")
+    assert mem.topics() == [topic]
