@@ -67,7 +67,7 @@ def snapshot(store: Store, topic: TopicInfo, probe: list[bytes]) -> dict[str, An
     }
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(10))
 def test_random_histories_read_the_same_from_both_stores(seed: int) -> None:
     rng = random.Random(seed)
     people = [make_identity(n) for n in ("a", "b", "c")]
@@ -103,8 +103,9 @@ def test_random_histories_read_the_same_from_both_stores(seed: int) -> None:
             when = rng.randint(0, 100)
             for s in (sql, mem):
                 s.set_sync_time(topic.topic_id, b"p" * 32, when)
-        probe = [o.oplog_id for o in rng.sample(made, min(6, len(made)))]
-        assert snapshot(sql, topic, probe) == snapshot(mem, topic, probe), f"step {step}"
+        if rng.random() < 0.3:  # in between, the memory store's tree changes pile up unread
+            probe = [o.oplog_id for o in rng.sample(made, min(6, len(made)))]
+            assert snapshot(sql, topic, probe) == snapshot(mem, topic, probe), f"step {step}"
     assert mem.check(topic.topic_id) == []
     copy = mem.copy()
     probe = [o.oplog_id for o in made[:6]]

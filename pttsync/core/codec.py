@@ -110,9 +110,49 @@ def dumps(value: object) -> bytes:
         TypeError: the value is outside the plain data model (see `is_plain`).
         ValueError: an integer does not fit in 64 bits.
     """
+    if _text_keyed(value, MAX_DEPTH, False):
+        # cbor2's canonical form sorts keys length-first; for text keys that is
+        # exactly RFC 8949's bytewise order of the encoded keys (the head holds
+        # the length), so cbor2's C encoder gives the same bytes, much faster.
+        return cbor2.dumps(value, canonical=True)
     out: list[bytes] = []
     _encode(value, out, MAX_DEPTH)
     return b"".join(out)
+
+
+_INT_RANGE = range(-(2**64), 2**64)
+
+
+def _text_keyed(v: object, depth: int, sorted_keys: bool) -> bool:
+    """True if `v` holds only null, booleans, 64-bit integers, text, bytes, lists and
+    maps whose keys are all text (and, with `sorted_keys`, already in canonical order).
+
+    The values the fast paths of `dumps` and `loads` may leave to cbor2's C code.
+    """
+    if depth < 0:
+        return False
+    t = type(v)
+    if t is bytes or t is str or t is bool or v is None:
+        return True
+    if t is int:
+        return v in _INT_RANGE
+    if t is list:
+        return all(_text_keyed(x, depth - 1, sorted_keys) for x in v)  # type: ignore[attr-defined]
+    if t is dict:
+        last: tuple[int, bytes] | None = None
+        for k, x in v.items():  # type: ignore[attr-defined]
+            if type(k) is not str:
+                return False
+            if sorted_keys:
+                raw = k.encode()
+                key = (len(raw), raw)
+                if last is not None and key <= last:
+                    return False
+                last = key
+            if not _text_keyed(x, depth - 1, sorted_keys):
+                return False
+        return True
+    return False  # floats (their shortest form is checked the slow way), tags, others
 
 
 def _encode(v: object, out: list[bytes], depth: int) -> None:
@@ -158,6 +198,10 @@ def loads(data: bytes, *, max_size: int, max_depth: int = MAX_DEPTH) -> Any:
             trailing bytes, or is not the canonical encoding of its value.
     """
     value = loads_unchecked(data, max_size=max_size, max_depth=max_depth)
+    # Fast path: plain values whose maps have text keys in canonical order are
+    # canonical exactly when cbor2 re-encodes them (in the order read) to `data`.
+    if _text_keyed(value, max_depth, True) and cbor2.dumps(value) == data:
+        return value
     try:
         again = dumps(value)
     except (TypeError, ValueError) as exc:  # tags, bignums, undefined...

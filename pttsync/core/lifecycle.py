@@ -201,11 +201,27 @@ def build_governance(info: TopicInfo, oplogs: Iterable[Oplog]) -> Fold:
     Each oplog is judged against the timeline of those before it; the valid
     role and device oplogs take effect.  Non-governance oplogs are ignored.
     """
-    fold = Fold(Governance(info))
     unique = {o.oplog_id: o for o in oplogs if is_governance_op(o.op)}
+    key = (info, frozenset((k, o.hash) for k, o in unique.items()))
+    known = _FOLDS.get(key)
+    if known is not None:
+        return known.copy()
+    fold = Fold(Governance(info))
     for o in sorted(unique.values(), key=lambda o: (o.create_time, o.oplog_id)):
         fold.append(o)
+    if len(unique) >= MIN_REMEMBERED_FOLD:
+        _FOLDS[key] = fold.copy()
+        while len(_FOLDS) > MAX_REMEMBERED_FOLDS:
+            del _FOLDS[next(iter(_FOLDS))]
     return fold
+
+
+# A fold is a pure function of the topic and its set of governance oplogs, so
+# the last few big ones are remembered: every replica a process opens on the
+# same governance (a node's topics, a simulator's thousand peers) folds it once.
+MIN_REMEMBERED_FOLD = 64
+MAX_REMEMBERED_FOLDS = 4
+_FOLDS: dict[tuple[TopicInfo, frozenset[tuple[bytes, bytes]]], Fold] = {}
 
 
 def extend_fold(fold: Fold, oplogs: Iterable[Oplog], *, without: Iterable[bytes] = ()) -> Fold:

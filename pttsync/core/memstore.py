@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .merkle import Leaf, Level, MerkleTree, Node
+from .merkle import Changes, Leaf, Level, MerkleTree, Node, merge_changes
 from .oplog import Oplog, OplogStatus
 from .oplogcodec import encode_oplog
 from .store import MAX_FAILED, SCHEMA_VERSION, BatchResult, FailedOplog, Store, StoredOplog
@@ -38,27 +38,57 @@ _VALID = OplogStatus.VALID
 
 
 class _Tree:
-    """merkle.TreeStorage in memory: leaves and nodes in dicts and sorted lists."""
+    """merkle.TreeStorage in memory: leaves and nodes in dicts and sorted lists.
+
+    The leaves are always current.  The nodes above them are brought up to
+    date lazily: a batch records which hours changed, and the first read of a
+    node runs the tree's own incremental update over every change since the
+    last read (so a node read is always exact).  A node that takes a hundred
+    pushes between two sync rounds updates each hour's path once, not a
+    hundred times.
+    """
 
     def __init__(self) -> None:
+        self.topic_id = b""
+        self.pending: Changes = {}
+        self._flushing = False
         self.leaf_keys: list[tuple[int, bytes]] = []  # sorted (time, oplog ID)
+        self.leaf_list: list[Leaf] = []  # the leaves, in the same order
         self.leaf_hash: dict[tuple[int, bytes], bytes] = {}
         self.nodes_by: dict[tuple[int, int], dict[int, Node]] = {}  # (level, depth) -> start
         self.starts: dict[tuple[int, int], list[int]] = {}  # (level, depth) -> sorted starts
 
     def copy(self) -> _Tree:
+        self.flush()
         other = _Tree()
+        other.topic_id = self.topic_id
         other.leaf_keys = list(self.leaf_keys)
+        other.leaf_list = list(self.leaf_list)
         other.leaf_hash = dict(self.leaf_hash)
         other.nodes_by = {k: dict(v) for k, v in self.nodes_by.items()}
         other.starts = {k: list(v) for k, v in self.starts.items()}
         return other
 
+    def defer(self, changes: Changes) -> None:
+        merge_changes(self.pending, changes)
+
+    def flush(self) -> None:
+        """Bring the nodes up to date with every leaf change deferred so far."""
+        if self.pending and not self._flushing:
+            changes, self.pending = self.pending, {}
+            self._flushing = True
+            try:
+                MerkleTree(self.topic_id, self).update_parents(changes)
+            finally:
+                self._flushing = False
+
     def get_node(self, level: Level, depth: int, start: int) -> Node | None:
+        self.flush()
         found = self.nodes_by.get((level, depth))
         return None if found is None else found.get(start)
 
     def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, Node]:
+        self.flush()
         found = self.nodes_by.get((level, depth), {})
         return {s: found[s] for s in starts if s in found}
 
@@ -91,6 +121,7 @@ class _Tree:
             del starts[lo:hi]
 
     def nodes(self, level: Level, depth: int, start: int, end: int) -> list[Node]:
+        self.flush()
         key = (int(level), depth)
         starts = self.starts.get(key)
         if not starts:
@@ -103,6 +134,7 @@ class _Tree:
         return [(n.hash, n.leaves) for n in self.nodes(level, 0, start, end)]
 
     def nodes_between(self, start: int, end: int) -> list[Node]:
+        self.flush()
         found: list[Node] = []
         for level, depth in sorted(self.nodes_by):
             if level in (Level.SLICE, Level.HOUR, Level.DAY):
@@ -110,6 +142,7 @@ class _Tree:
         return found
 
     def active_days(self) -> list[int]:
+        self.flush()
         day = 24 * 3600 * 10**9
         days = {t - t % day for t, _ in self.leaf_keys}
         for (level, _depth), nodes in self.nodes_by.items():
@@ -117,33 +150,35 @@ class _Tree:
                 days.update(s - s % day for s in nodes)
         return sorted(days)
 
-    def _range(self, start: int, end: int) -> list[tuple[int, bytes]]:
+    def _span(self, start: int, end: int) -> tuple[int, int]:
         keys = self.leaf_keys
         lo = bisect.bisect_left(keys, (start, b""))
-        hi = bisect.bisect_left(keys, (min(end, _END), b""))
-        return keys[lo:hi]
+        return lo, bisect.bisect_left(keys, (min(end, _END), b""), lo)
 
     def leaves(self, start: int, end: int) -> list[Leaf]:
-        h = self.leaf_hash
-        return [Leaf(t, oid, h[(t, oid)]) for t, oid in self._range(start, end)]
+        lo, hi = self._span(start, end)
+        return self.leaf_list[lo:hi]
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
-        h = self.leaf_hash
-        return [h[k] for k in self._range(start, end)]
+        lo, hi = self._span(start, end)
+        return [leaf.hash for leaf in self.leaf_list[lo:hi]]
 
     def put_leaves(self, leaves: Sequence[Leaf]) -> None:
         for leaf in leaves:
             key = (leaf.time, leaf.oplog_id)
             if key in self.leaf_hash:
                 raise UsageError(f"a leaf for oplog {leaf.oplog_id.hex()} is already there")
-            bisect.insort(self.leaf_keys, key)
+            i = bisect.bisect_left(self.leaf_keys, key)
+            self.leaf_keys.insert(i, key)
+            self.leaf_list.insert(i, leaf)
             self.leaf_hash[key] = leaf.hash
 
     def delete_leaf(self, time: int, oplog_id: bytes) -> bool:
         key = (time, oplog_id)
         if self.leaf_hash.pop(key, None) is None:
             return False
-        del self.leaf_keys[bisect.bisect_left(self.leaf_keys, key)]
+        i = bisect.bisect_left(self.leaf_keys, key)
+        del self.leaf_keys[i], self.leaf_list[i]
         return True
 
 
@@ -267,6 +302,7 @@ class MemoryStore(Store):
         if info.topic_id in self._topics:
             raise UsageError(f"topic {info.topic_id.hex()} is already in this store")
         self._topics[info.topic_id] = _Topic(info)
+        self._topics[info.topic_id].tree.topic_id = info.topic_id
 
     def topics(self) -> list[TopicInfo]:
         return [t.info for t in self._topics.values()]
@@ -337,7 +373,7 @@ class MemoryStore(Store):
             if old is not None:
                 drop(old)
                 result.deleted.append(oid)
-        MerkleTree(topic_id, t.tree).update(list(added.values()), removed)
+        t.tree.defer(MerkleTree(topic_id, t.tree).apply_leaves(list(added.values()), removed))
         return result
 
     # -- reading -----------------------------------------------------------------
@@ -428,13 +464,12 @@ class MemoryStore(Store):
         self, topic_id: bytes, lo: tuple[int, bytes], end: int, limit: int
     ) -> list[Leaf]:
         tree = self._t(topic_id).tree
-        keys = tree.leaf_keys
-        i = bisect.bisect_left(keys, lo)
+        i = bisect.bisect_left(tree.leaf_keys, lo)
         out: list[Leaf] = []
-        for key in keys[i : i + max(0, limit)]:
-            if key[0] >= min(end, _END):
+        for leaf in tree.leaf_list[i : i + max(0, limit)]:
+            if leaf.time >= min(end, _END):
                 break
-            out.append(Leaf(key[0], key[1], tree.leaf_hash[key]))
+            out.append(leaf)
         return out
 
     def bodies(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, bytes]:

@@ -272,6 +272,17 @@ class TreeStorage(Protocol):
     def delete_leaf(self, time: int, oplog_id: bytes) -> bool: ...
 
 
+Changes = dict[int, tuple[list[int], list[int]]]
+"""Leaf times added and removed, by the start of their hour."""
+
+
+def merge_changes(into: Changes, more: Changes) -> None:
+    for hour, (adds, rems) in more.items():
+        have = into.setdefault(hour, ([], []))
+        have[0].extend(adds)
+        have[1].extend(rems)
+
+
 class MerkleTree:
     """One topic's tree: incremental updates and the queries sync needs."""
 
@@ -287,7 +298,13 @@ class MerkleTree:
         The caller runs this inside the transaction that writes the oplogs.
         A leaf to remove must be present; a leaf to add must not be.
         """
-        changes: dict[int, tuple[list[int], list[int]]] = {}
+        self.update_parents(self.apply_leaves(added, removed))
+
+    def apply_leaves(self, added: Sequence[Leaf], removed: Sequence[Leaf]) -> Changes:
+        """The first half of `update`: the leaves only.  Returns what changed, for
+        `update_parents` (which a store may run later, before the tree is next read,
+        with the changes of several batches merged by `merge_changes`)."""
+        changes: Changes = {}
         for leaf in removed:
             if not self._s.delete_leaf(leaf.time, leaf.oplog_id):
                 raise StoreError(f"tree has no leaf for oplog {leaf.oplog_id.hex()}")
@@ -295,6 +312,10 @@ class MerkleTree:
         self._s.put_leaves(added)
         for leaf in added:
             changes.setdefault(hour_start(leaf.time), ([], []))[0].append(leaf.time)
+        return changes
+
+    def update_parents(self, changes: Changes) -> None:
+        """The second half of `update`: bring every parent of the changed leaves up to date."""
         hours = sorted(changes)
         existing = self._s.get_nodes(Level.HOUR, 0, hours)
         # Hours that stay in leaf form (nearly all) are written together below;

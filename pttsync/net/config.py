@@ -7,6 +7,9 @@
 * `max_peers` 16: connections kept, in and out; enough for an epidemic to
   cross a network in a few hops, few enough to stay cheap.
 * `push` on: best-effort push of new oplogs; off leaves anti-entropy alone.
+* `push_every` 0.1 s: at most one push batch per topic this often; under a
+  stream of writes each message carries many oplogs instead of one, at the
+  cost of up to this much delay per hop (none after a quiet spell).
 * `push_mesh` 3: each node picks this many of its peers for the push mesh
   (routing.py); a link is in the mesh if either end picked it.  Valid
   oplogs are pushed over the mesh only (0: to every peer, i.e. flooding).
@@ -56,6 +59,7 @@ class NodeConfig:
     sync_interval: float = 10.0
     push: bool = True
     push_mesh: int = 3
+    push_every: float = 0.1
     push_max_age: int = 600 * NS_PER_SECOND
     handshake_timeout: float = 10.0
     connect_timeout: float = 10.0
@@ -78,6 +82,8 @@ class NodeConfig:
                 check_address(address[:-2] + ":1" if address.endswith(":0") else address)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
+        if not isinstance(self.push_every, int | float) or not 0 <= self.push_every <= 60:
+            raise UsageError("NodeConfig.push_every must be a number in [0, 60]")
         positive = {
             "sync_interval": (0.001, 86400.0),
             "handshake_timeout": (0.001, 3600.0),

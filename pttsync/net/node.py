@@ -26,6 +26,7 @@ address backed off; the node itself never stops because of a peer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -129,7 +130,9 @@ class Node(NodeAPI):
                 )
             for rt in self.topics.values():
                 if cfg.push:
-                    nursery.start_soon(rt.run_pusher, self.links.values)
+                    nursery.start_soon(
+                        functools.partial(rt.run_pusher, self.links.values, every=cfg.push_every)
+                    )
                 nursery.start_soon(self._anti_entropy, rt)
                 nursery.start_soon(self._failed_timer, rt)
             nursery.start_soon(self._dialer)

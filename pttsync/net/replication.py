@@ -19,6 +19,7 @@ A `TopicRuntime` wraps the core objects of one topic (a `Replica`, its
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -356,9 +357,22 @@ class TopicRuntime:
             except trio.WouldBlock:
                 self.stats.push_dropped += 1
 
-    async def run_pusher(self, links: Callable[[], Iterable[PeerLink]]) -> None:
-        """Send queued oplogs to the peers that should get them (run as a task)."""
+    async def run_pusher(
+        self, links: Callable[[], Iterable[PeerLink]], *, every: float = 0.0
+    ) -> None:
+        """Send queued oplogs to the peers that should get them (run as a task).
+
+        At most one batch goes out every `every` seconds: the first oplog after
+        a quiet spell goes at once, and under a stream of oplogs each batch
+        carries whatever arrived meanwhile (Nagle's idea: many oplogs to a
+        message when it matters, no delay when it does not).
+        """
+        last = -math.inf
         async for first in self._push_recv:
+            wait = last + every - trio.current_time()
+            if wait > 0:
+                await trio.sleep(wait)
+            last = trio.current_time()
             batch = [first]
             while len(batch) < MAX_PUSH_OPLOGS:
                 try:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .world import Peer, World
 
 OK = "ok"
-MAX_DOC_READS = 200_000
+MAX_DOC_READS = 50_000
 PAGE = 10_000
 EXAMPLES = 5
 
