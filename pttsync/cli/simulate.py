@@ -123,6 +123,9 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
         "help": "fraction of writes to a few hot documents: concurrent updates (default 0.2)"}),
     ("--hot-keys", "hot_keys", {"type": _number(int, 0, 1000), "metavar": "K",
         "help": "how many hot documents (default 3)"}),
+    ("--write-by", "write_by", {"choices": ["any", "masters", "members"],
+        "help": "who writes: any peer (default), masters or members (whose writes wait"
+        " for masters' signatures)"}),
     ("--deletes", "deletes", {"type": _number(float, 0, 1), "metavar": "F",
         "help": "fraction of writes that delete (default 0.05)"}),
     ("--store", "store", {"choices": ["memory", "sqlite"],

@@ -264,6 +264,7 @@ class Node(NodeAPI):
         except ConnectionLostError as exc:
             return 0, str(exc)
         except trio.TooSlowError:
+            link.refused = True  # silence: a dead network as likely as a bad peer
             return 3, "no Hello within the handshake timeout"
 
     def _hello(self) -> Hello:

@@ -91,7 +91,9 @@ class PeerLink:
         self.started = started
         self.stats = LinkStats()
         self.close_reason = ""
-        self.refused = False  # turned away at the door (not a member), not a violator
+        # Closed with a penalty (backed off) but not for breaking the protocol:
+        # turned away at the door (not a member, yet), or silent past a deadline.
+        self.refused = False
         self._send, self._queue = trio.open_memory_channel[bytes](queue_size)
         self._closed = False
 

@@ -12,8 +12,8 @@ add details (which write, which peers) for the failure trace:
   cannot depend on the order oplogs arrived in);
 * acknowledged_writes: every write a node acknowledged is valid on every
   live peer, or was rolled back everywhere (gone from every live peer, and
-  recorded as failed where it expired).  A write whose writer left the
-  network for good before any other peer held it is not lost by the
+  recorded as failed where it expired).  A write whose every holder left
+  the network for good before it spread further is not lost by the
   protocol (pttsync acknowledges a write once it is durable where it was
   made); such writes are counted apart, as orphaned, and must be on no
   live peer or on all;

@@ -31,6 +31,7 @@ from .fabric import TRANSPORTS, LinkModel
 MAX_PEERS = 5000
 MAX_WRITES = 1_000_000
 STORES = ("memory", "sqlite")
+WRITERS = ("any", "masters", "members")
 
 
 class WriteKind(Enum):
@@ -122,6 +123,7 @@ class SimConfig:
     hot_keys: int = 3  # documents many peers update concurrently ...
     hot: float = 0.2  # ... this fraction of the writes goes to them
     deletes: float = 0.05  # fraction of writes that delete a document
+    write_by: str = "any"  # who writes: any peer, masters (valid at once), members (co-signed)
     # -- faults
     partitions: tuple[tuple[float, float], ...] = ()  # (start, end) s: split in two halves
     partition_groups: int = 2
@@ -153,6 +155,11 @@ class SimConfig:
         _check(0 <= self.warmup <= 86400 and 0 <= self.duration <= 86400, "bad write window")
         _check(0 <= self.hot <= 1 and 0 <= self.deletes <= 1, "hot and deletes are fractions")
         _check(0 <= self.hot_keys <= 1000, "hot keys must be 0..1000")
+        _check(self.write_by in WRITERS, f"write-by must be one of {', '.join(WRITERS)}")
+        _check(
+            self.write_by != "members" or self.peers > self.masters or self.writes == 0,
+            "write-by members needs a peer that is not a master",
+        )
         _check(2 <= self.partition_groups <= 16, "partition groups must be 2..16")
         for start, end in self.partitions:
             _check(0 <= start < end <= 10 * 86400, f"bad partition {start}:{end} (start < end)")
@@ -262,8 +269,13 @@ def _workload(cfg: SimConfig, rng: random.Random, start: float, end: float) -> l
     on documents of their own; a few deletes."""
     times = sorted(rng.uniform(start, end) for _ in range(cfg.writes))
     writes = []
+    writers = {
+        "any": range(cfg.peers),
+        "masters": range(cfg.masters),
+        "members": range(cfg.masters, cfg.peers),
+    }[cfg.write_by]
     for n, at in enumerate(times):
-        peer = rng.randrange(cfg.peers)
+        peer = writers[rng.randrange(len(writers))]
         if cfg.hot_keys and rng.random() < cfg.hot:
             key = f"hot/{rng.randrange(cfg.hot_keys)}"
         else:

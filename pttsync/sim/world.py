@@ -271,42 +271,44 @@ class World:
 
     async def _fault(self, fault: Fault) -> None:
         self.fault_log.append(fault.describe())
-        self._note(fault.describe())
+        self.events.append(fault.describe())
         kind = fault.kind
         if kind in (FaultKind.CRASH, FaultKind.MASTERS_DOWN, FaultKind.LEAVE):
             state = "left" if kind is FaultKind.LEAVE else "down"
             for i in fault.peers:
                 if self.peers[i].state != "left":
-                    if kind is FaultKind.LEAVE:
-                        self._orphans_of(self.peers[i])
                     self._stop(self.peers[i], state)
+                    if kind is FaultKind.LEAVE:
+                        self._note_orphans()
         elif kind in (FaultKind.RESTART, FaultKind.MASTERS_UP):
             for i in fault.peers:
                 if self.peers[i].state == "down":
                     await self._start(self.peers[i])
             self.last_disturbance = trio.current_time()
         elif kind is FaultKind.JOIN:
-            for i in fault.peers:
-                await self._join(i)
-            self.last_disturbance = trio.current_time()
+            assert self._nursery is not None
+            for i in fault.peers:  # in the background: a newcomer may wait for a master
+                self._nursery.start_soon(self._join, i)
         elif kind is FaultKind.HEAL:
             self.last_disturbance = trio.current_time()
 
-    def _orphans_of(self, leaving: Peer) -> None:
-        """Note the writes of a peer leaving for good that no other live peer holds:
-        they leave with it (a write is durable where it was made, not elsewhere)."""
-        mine = [oid for oid, t in self.tracks.items() if t.peer == leaving.index]
+    def _note_orphans(self) -> None:
+        """After a peer left for good: note the writes no remaining peer holds (up, or
+        down but coming back).  They left with the last peers that held them: a write
+        is durable where it is stored, and nowhere else."""
+        ids = [oid for oid in self.tracks if oid not in self.orphans]
         held: set[bytes] = set()
-        for peer in self.live():
-            if peer is not leaving and mine:
-                held.update(peer.store.existing(self.topic.topic_id, mine))
-        self.orphans.update(oid for oid in mine if oid not in held)
+        for peer in self.peers.values():
+            if peer.state != "left" and ids:
+                held.update(peer.store.existing(self.topic.topic_id, ids))
+        self.orphans.update(oid for oid in ids if oid not in held)
 
     async def _join(self, index: int) -> None:
         """Admit (unless already admitted) and start peer `index`."""
         peer = self.peers.get(index)
         if peer is not None:  # a late joiner: admitted before the run
             await self._start(peer)
+            self.last_disturbance = trio.current_time()
             return
         peer = self._add_peer(index, admitted=False)
         while True:
@@ -320,6 +322,7 @@ class World:
         status = await master.node.set_role(peer.identity.peer_id, Role.MEMBER)
         self._note(f"{master.name} admits {peer.name} ({status.name.lower()})")
         await self._start(peer, first=[master])
+        self.last_disturbance = trio.current_time()
 
     async def _write(self, write: Write) -> None:
         peer = self._writer(write.peer)
