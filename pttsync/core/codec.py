@@ -137,7 +137,13 @@ def _text_keyed(v: object, depth: int, sorted_keys: bool) -> bool:
     if t is int:
         return v in _INT_RANGE
     if t is list:
-        return all(_text_keyed(x, depth - 1, sorted_keys) for x in v)  # type: ignore[attr-defined]
+        for x in v:  # type: ignore[attr-defined]
+            tx = type(x)
+            if tx is bytes or tx is str:  # the usual items (records, IDs): no call
+                continue
+            if not _text_keyed(x, depth - 1, sorted_keys):
+                return False
+        return True
     if t is dict:
         last: tuple[int, bytes] | None = None
         for k, x in v.items():  # type: ignore[attr-defined]

@@ -195,7 +195,7 @@ class _Topic:
     object_ops: dict[bytes, dict[int, int]] = field(default_factory=dict)  # op -> count
     by_op: dict[int, set[bytes]] = field(default_factory=dict)
     not_valid: set[bytes] = field(default_factory=set)
-    counts: dict[OplogStatus, int] = field(default_factory=lambda: dict.fromkeys(OplogStatus, 0))
+    counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # by status value
     failed: dict[bytes, FailedOplog] = field(default_factory=dict)
     sync_times: dict[bytes, int] = field(default_factory=dict)
     tree: _Tree = field(default_factory=_Tree)
@@ -211,7 +211,7 @@ class _Topic:
             {k: dict(v) for k, v in self.object_ops.items()},
             {k: set(v) for k, v in self.by_op.items()},
             set(self.not_valid),
-            dict(self.counts),
+            list(self.counts),
             dict(self.failed),
             dict(self.sync_times),
             self.tree.copy(),
@@ -233,7 +233,7 @@ class _Topic:
         ops = self.object_ops[o.object_id]
         ops[o.op] = ops.get(o.op, 0) + 1
         self.by_op.setdefault(o.op, set()).add(oid)
-        self.counts[stored.status] += 1
+        self.counts[stored.status.value] += 1
         if stored.status is not _VALID:
             self.not_valid.add(oid)
 
@@ -259,7 +259,7 @@ class _Topic:
         same_op.discard(oid)
         if not same_op:
             del self.by_op[o.op]
-        self.counts[stored.status] -= 1
+        self.counts[stored.status.value] -= 1
         self.not_valid.discard(oid)
         return stored
 
@@ -345,7 +345,7 @@ class MemoryStore(Store):
 
         for oplog, given in puts:
             oid = oplog.oplog_id
-            status = OplogStatus(given)
+            status = given if type(given) is OplogStatus else OplogStatus(given)
             old = t.oplogs.get(oid)
             if old is not None:
                 if old.status is status and old.oplog.hash == oplog.hash:
@@ -409,7 +409,7 @@ class MemoryStore(Store):
 
     def count(self, topic_id: bytes, status: OplogStatus | None = None) -> int:
         t = self._t(topic_id)
-        return len(t.oplogs) if status is None else t.counts[OplogStatus(status)]
+        return len(t.oplogs) if status is None else t.counts[OplogStatus(status).value]
 
     def by_objects(self, topic_id: bytes, object_ids: Iterable[bytes]) -> list[StoredOplog]:
         t = self._t(topic_id)

@@ -55,12 +55,16 @@ class _Verified:
     def __init__(self, size: int) -> None:
         self.size = size
         self.map: dict[bytes, Oplog] = {}
+        self.bodies: dict[bytes, tuple[Oplog, bytes]] = {}  # ID -> a decoded copy, its bytes
 
     def put(self, data: bytes, oplog: Oplog) -> None:
         m = self.map
         m[data] = oplog
+        self.bodies[oplog.oplog_id] = (oplog, data)
         if len(m) > self.size:
-            del m[next(iter(m))]
+            old = m.pop(next(iter(m)))
+            if self.bodies.get(old.oplog_id, (None,))[0] is old:
+                del self.bodies[old.oplog_id]
 
 
 _verified = _Verified(DEFAULT_DECODE_CACHE)
@@ -84,7 +88,14 @@ _FIELDS = frozenset(
 
 
 def encode_oplog(oplog: Oplog) -> bytes:
-    """The canonical CBOR of a whole record, as stored and sent."""
+    """The canonical CBOR of a whole record, as stored and sent.
+
+    The very record object a recent `decode_oplog` returned is not encoded
+    again: the bytes it was decoded from are its encoding.
+    """
+    known = _verified.bodies.get(oplog.oplog_id)
+    if known is not None and known[0] is oplog:
+        return known[1]
     o = oplog
     return b"".join(
         (

@@ -145,6 +145,8 @@ class TopicRuntime:
         self.receivers: dict[bytes, Receiver] = {}
         self._round_events: dict[bytes, trio.Event] = {}
         self._credentials: tuple[object, int, list[Oplog]] | None = None
+        self._admitted_key: tuple[object, int] | None = None
+        self._admitted: dict[bytes, bool] = {}
         self.routes = Routes(push_mesh, self.rng)
         self.links: Callable[[], dict[bytes, PeerLink]] = dict  # the node's links, by peer
         self.refresh_role()
@@ -168,6 +170,16 @@ class TopicRuntime:
             gov.user_of(peer_id, t) is not None
             or gov.user_of(peer_id, t + self.ctx.config.clock_skew) is not None
         )
+
+    def _admits_now(self, link: PeerLink) -> bool:
+        """`admits` for the push routing, remembered per governance and second."""
+        key = (self.replica.fold, self.clock() // 10**9)
+        if self._admitted_key != key:
+            self._admitted_key, self._admitted = key, {}
+        known = self._admitted.get(link.peer_id)
+        if known is None:
+            known = self._admitted[link.peer_id] = self.admits(link.peer_id)
+        return known
 
     def credentials(self, limit: int) -> list[Oplog]:
         """The governance oplogs that show this node is a member (for its Hello).
@@ -393,9 +405,7 @@ class TopicRuntime:
         """
         now = self.clock()
         gov = self.replica.fold.governance
-        members = [
-            ln for ln in links if self.topic_id in ln.topics and self.admits(ln.peer_id, now)
-        ]
+        members = [ln for ln in links if self.topic_id in ln.topics and self._admits_now(ln)]
         peers: dict[bytes, PeerLink] = {}
         queued: dict[tuple[bytes, bool], list[bytes]] = {}  # (peer, pending) -> records
         for oplog, status in batch:

@@ -113,6 +113,8 @@ class SimConfig:
     expiry: float = 3600.0  # seconds an oplog may stay pending
     sync_interval: float = 10.0
     push: bool = True
+    push_mesh: int = 3  # peers each node picks for its push mesh (0: push to every peer)
+    push_every: float = 0.1  # at most one push batch per node this often (seconds)
     max_peers: int = 16
     bootstrap: int = 3  # earlier peers each new peer joins
     skew_ms: float = 0.0  # each peer's clock is off by up to this much, either way
@@ -148,6 +150,8 @@ class SimConfig:
         _check(60 <= self.expiry <= 30 * 86400, "expiry must be 60 s .. 30 days")
         _check(0.01 <= self.sync_interval <= 3600, "sync interval must be 0.01..3600 s")
         _check(1 <= self.max_peers <= 1024, "max peers must be 1..1024")
+        _check(0 <= self.push_mesh <= 1024, "push mesh must be 0..1024")
+        _check(0 <= self.push_every <= 60, "push interval must be 0..60 s")
         _check(0 <= self.bootstrap <= 64, "bootstrap must be 0..64")
         _check(0 <= self.skew_ms <= 600_000, "clock skew must be 0..600000 ms")
         _check(self.store in STORES, f"store must be one of {', '.join(STORES)}")
