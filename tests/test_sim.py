@@ -742,7 +742,13 @@ def test_churn_while_the_masters_are_offline() -> None:
     awaited that wait in its event loop, so the masters' return (a later event of the
     same loop) never came: virtual time ran on and simulate() never returned."""
     cfg = SimConfig(
-        peers=6, writes=10, seed=1, churn=1, masters_offline=(5.0, 100.0), max_wait=100.0
+        peers=6,
+        writes=10,
+        seed=1,
+        churn=1,
+        masters_offline=(5.0, 100.0),
+        max_wait=100.0,
+        duration=30.0,
     )
     kinds = [(f.kind, round(f.at, 3)) for f in make_plan(cfg).faults]
     assert kinds[:2] == [(FaultKind.MASTERS_DOWN, 5.0), (FaultKind.JOIN, 5.696)]

@@ -964,3 +964,14 @@ async def test_a_close_does_not_cross_a_cut(autojump_clock: MockClock) -> None:
         with trio.move_on_after(60), contextlib.suppress(ConnectionLostError):
             frame = await server.receive_frame()  # a reset is fine; a clean end crossed the cut
             pytest.fail(f"the close crossed the cut: receive_frame() gave {frame!r}")
+
+
+def test_lognormal_latencies_have_the_range_as_their_5th_to_95th_percentile() -> None:
+    fabric = Fabric(model=LinkModel(latency=(0.010, 0.250), distribution="lognormal"), seed=3)
+    values = sorted(fabric.latency(f"a{i}", f"b{i}") for i in range(4000))
+    inside = sum(1 for v in values if 0.010 <= v <= 0.250) / len(values)
+    assert 0.86 <= inside <= 0.94
+    assert values[len(values) // 2] == pytest.approx((0.010 * 0.250) ** 0.5, rel=0.1)
+    assert values[-1] > 0.250  # a tail of slow links
+    with pytest.raises(UsageError, match="distribution"):
+        LinkModel(distribution="zipf")

@@ -135,7 +135,7 @@ def test_late_joiner() -> None:
     assert_all_ok(report)
     assert report.peers["live"] == cfg.peers + cfg.late == 11
     assert report.peers["joined"] == 3
-    starts = cfg.warmup + cfg.duration + 10  # the default: 10 s after the writes
+    starts = cfg.write_window()[1] + 10  # the default: 10 s after the writes
     assert report.faults == [f"t={starts:8.3f}s  join peer8, peer9, peer10"]
     before = [row for row in report.timeline if 2 <= row["t"] < starts]
     assert {row["live"] for row in before} == {8}

@@ -8,7 +8,9 @@ a simulated hour costs no wall time).
 The model is TCP's, seen from the application:
 
 * **Latency.**  Each pair of nodes has a one-way latency, drawn once from
-  `LinkModel.latency`; each frame adds up to `jitter` of it at random.
+  `LinkModel.latency`: uniform in the range, or log-normal with the range
+  as its 5th to 95th percentile (a long tail of slow links, as on the
+  Internet); each frame adds up to `jitter` of it at random.
   Frames of one connection arrive in order; frames of different
   connections interleave freely (so messages reorder *across* connections).
 * **Loss.**  A frame is lost with probability `loss` and sent again after a
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("direct", "noise")
+DISTRIBUTIONS = ("uniform", "lognormal")
 TICK = 0.001
 """Frames arrive on whole milliseconds of virtual time (a delivery costs a wake-up
 of the delivery task; a millisecond is well under any latency worth simulating)."""
@@ -72,7 +75,8 @@ of the delivery task; a millisecond is well under any latency worth simulating).
 class LinkModel:
     """How the simulated wire behaves (see the module text)."""
 
-    latency: tuple[float, float] = (0.005, 0.080)  # one-way seconds, uniform per node pair
+    latency: tuple[float, float] = (0.005, 0.080)  # one-way seconds, per node pair
+    distribution: str = "uniform"  # of the latencies: uniform, or lognormal
     jitter: float = 0.1  # extra latency per frame, up to this fraction of the link's
     loss: float = 0.0  # probability that one attempt to send a frame is lost
     bandwidth: float = 0.0  # bytes per second per direction of a connection; 0: unlimited
@@ -83,6 +87,8 @@ class LinkModel:
         lo, hi = self.latency
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi <= 60):
             raise UsageError("latency must be a range lo:hi with 0 <= lo <= hi <= 60 s")
+        if self.distribution not in DISTRIBUTIONS:
+            raise UsageError(f"latency distribution must be one of {', '.join(DISTRIBUTIONS)}")
         if not 0 <= self.jitter <= 10:
             raise UsageError("jitter must be in [0, 10] (a fraction of the link's latency)")
         if not 0 <= self.loss < 1:
@@ -384,7 +390,14 @@ class Fabric:
         value = self._latency.get(key)
         if value is None:
             lo, hi = self.model.latency
-            value = random.Random(f"{self.seed}/latency/{key[0]}/{key[1]}").uniform(lo, hi)
+            rng = random.Random(f"{self.seed}/latency/{key[0]}/{key[1]}")
+            if self.model.distribution == "lognormal" and hi > 0:
+                # lo..hi is the 5th..95th percentile: median sqrt(lo*hi), sigma ln(hi/lo)/3.29.
+                median = math.sqrt(lo * hi) if lo > 0 else hi / 2
+                sigma = math.log(hi / lo) / 3.29 if lo > 0 else 1.0
+                value = min(60.0, rng.lognormvariate(math.log(median), sigma))
+            else:
+                value = rng.uniform(lo, hi)
             self._latency[key] = value
         return value
 

@@ -11,6 +11,8 @@ Time line of a run (virtual seconds):
 
     0 .. ramp        the initial peers start, each joining `bootstrap` earlier ones
     warmup           the first write; writes are spread over `duration` seconds
+                     (by default 30, or up to the end of the last partition or
+                     masters' outage, so the writes go on through every fault)
     faults           anywhere in the write window (partitions may outlast it)
     last disturbance the last write, heal, restart, join or master's return
     + settle         the run waits at most `max_wait` more for convergence
@@ -104,6 +106,7 @@ class SimConfig:
     seed: int = 1
     # -- the network
     latency_ms: tuple[float, float] = (5.0, 80.0)
+    latency_dist: str = "uniform"  # uniform in latency_ms, or lognormal (5th..95th percentile)
     jitter: float = 0.1
     loss: float = 0.0
     bandwidth: float = 0.0  # bytes/s per connection direction; 0: unlimited
@@ -121,7 +124,7 @@ class SimConfig:
     store: str = "memory"  # the peers' stores: memory (MemoryStore) or sqlite (in memory)
     # -- the workload
     warmup: float = 5.0
-    duration: float = 30.0  # the writes are spread over this many seconds
+    duration: float | None = None  # seconds the writes are spread over (see write_window)
     hot_keys: int = 3  # documents many peers update concurrently ...
     hot: float = 0.2  # ... this fraction of the writes goes to them
     deletes: float = 0.05  # fraction of writes that delete a document
@@ -156,7 +159,10 @@ class SimConfig:
         _check(0 <= self.skew_ms <= 600_000, "clock skew must be 0..600000 ms")
         _check(self.store in STORES, f"store must be one of {', '.join(STORES)}")
         _check(self.transport in TRANSPORTS, f"transport must be one of {', '.join(TRANSPORTS)}")
-        _check(0 <= self.warmup <= 86400 and 0 <= self.duration <= 86400, "bad write window")
+        _check(
+            0 <= self.warmup <= 86400 and (self.duration is None or 0 <= self.duration <= 86400),
+            "the warm-up and the duration must be 0..86400 s",
+        )
         _check(0 <= self.hot <= 1 and 0 <= self.deletes <= 1, "hot and deletes are fractions")
         _check(0 <= self.hot_keys <= 1000, "hot keys must be 0..1000")
         _check(self.write_by in WRITERS, f"write-by must be one of {', '.join(WRITERS)}")
@@ -178,10 +184,21 @@ class SimConfig:
         _check(0 <= self.ramp <= 3600, "ramp must be 0..3600 s")
         self.link_model()  # checks latency, jitter, loss and bandwidth
 
+    def write_window(self) -> tuple[float, float]:
+        """When the writes happen: `duration` seconds from `warmup`.  With no duration
+        given, 30 s, or until the last partition or masters' outage ends, if later."""
+        if self.duration is not None:
+            return self.warmup, self.warmup + self.duration
+        ends = [end for _, end in self.partitions]
+        if self.masters_offline is not None:
+            ends.append(self.masters_offline[1])
+        return self.warmup, max([self.warmup + 30.0, *ends])
+
     def link_model(self) -> LinkModel:
         lo, hi = self.latency_ms
         return LinkModel(
-            latency=(lo / 1000, hi / 1000), jitter=self.jitter, loss=self.loss,
+            latency=(lo / 1000, hi / 1000), distribution=self.latency_dist,
+            jitter=self.jitter, loss=self.loss,
             bandwidth=self.bandwidth,
         )  # fmt: skip
 
@@ -228,7 +245,7 @@ def make_plan(cfg: SimConfig) -> Plan:
     initial = cfg.peers + cfg.late
     masters = list(range(cfg.masters))
     late = tuple(range(cfg.peers, initial))
-    start, end = cfg.warmup, cfg.warmup + cfg.duration
+    start, end = cfg.write_window()
     faults: list[Fault] = []
 
     # Peers that may be hit by crashes and churn: not masters (their own fault kind).
