@@ -23,7 +23,8 @@ from ..errors import UsageError
 from .output import emit_json
 
 if TYPE_CHECKING:
-    from ..sim.plan import SimConfig
+    from ..sim.plan import Plan, SimConfig
+    from ..sim.report import SimReport
     from ..sim.world import Progress
 
 
@@ -177,6 +178,29 @@ def add_parser(sub: Any) -> None:
         help="show a progress bar on stderr (default: when stderr is a terminal)",
     )
     p.add_argument("--json", action="store_true", help="print the JSON report instead of text")
+    p.add_argument(
+        "--shrink",
+        action="store_true",
+        help="if an invariant fails, look for a smaller plan that still fails, save it"
+        " (see --save-plan) and print its trace",
+    )
+    p.add_argument(
+        "--max-shrink-runs",
+        type=_number(int, 1, 10_000),
+        default=64,
+        metavar="N",
+        help="runs --shrink may make (default %(default)s)",
+    )
+    p.add_argument(
+        "--save-plan",
+        metavar="FILE.json",
+        help="save the run's config and plan (the shrunk one with --shrink) to replay later",
+    )
+    p.add_argument(
+        "--plan",
+        metavar="FILE.json",
+        help="replay a saved plan exactly (its config too: no other setting may be given)",
+    )
     p.set_defaults(func=cmd_simulate)
 
 
@@ -256,25 +280,32 @@ class ProgressBar:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..sim.run import simulate  # noqa: PLC0415
+    from ..sim.plan import make_plan  # noqa: PLC0415
+    from ..sim.run import run_plan  # noqa: PLC0415
     from ..sim.scenarios import SCENARIOS  # noqa: PLC0415
+    from ..sim.shrink import save_plan  # noqa: PLC0415
 
     if args.list_scenarios:
         for s in SCENARIOS.values():
             print(f"{s.name:<24} {s.story}")
         return 0
-    cfg = config_from(args)
-    if args.timeline:
-        target = Path(args.timeline)
-        if not target.parent.is_dir():
-            raise UsageError(f"cannot write the timeline to {target}: no such directory")
+    cfg, plan = _config_and_plan(args)
+    for what, option in (("the timeline", args.timeline), ("the plan", args.save_plan)):
+        if option and not Path(option).parent.is_dir():
+            raise UsageError(f"cannot write {what} to {option}: no such directory")
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = ProgressBar() if show and not args.quiet else None
+    reproduce = f"pttsync simulate --plan {args.plan}" if args.plan else command_line(cfg)
+    plan = plan if plan is not None else make_plan(cfg)
     try:
-        report = simulate(cfg, progress=bar, reproduce=command_line(cfg))
+        report = run_plan(cfg, plan, progress=bar, reproduce=reproduce)
     finally:
         if bar is not None:
             bar.close()
+    if not report.ok and args.shrink:
+        report = _shrink(args, cfg, plan, report)
+    elif args.save_plan:
+        save_plan(Path(args.save_plan), cfg, plan)
     if args.timeline:
         report.write_timeline(Path(args.timeline))
     if args.json:
@@ -285,3 +316,45 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(report.trace(), file=sys.stderr)
         return 1
     return 0
+
+
+def _config_and_plan(args: argparse.Namespace) -> tuple[SimConfig, Plan | None]:
+    """The config (and, with --plan, the saved plan) the arguments name."""
+    from ..sim.shrink import load_plan  # noqa: PLC0415
+
+    if not args.plan:
+        return config_from(args), None
+    given = [flag for flag, dest, _ in _OPTIONS if getattr(args, dest, None) is not None]
+    if given or args.scenario or args.push is not None:
+        what = ", ".join(given) or "--scenario"
+        raise UsageError(f"--plan replays a saved run as it was: drop {what}")
+    return load_plan(Path(args.plan))
+
+
+def _shrink(args: argparse.Namespace, cfg: SimConfig, plan: Plan, report: SimReport) -> SimReport:
+    """--shrink: find a smaller failing plan, save it, show it; its report."""
+    from ..sim.shrink import save_plan, shrink  # noqa: PLC0415
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"shrink: {text}", file=sys.stderr)
+
+    found = shrink(cfg, plan, report, max_runs=args.max_shrink_runs, progress=say)
+    target = Path(args.save_plan or f"pttsync-sim-seed{cfg.seed}-min.json")
+    save_plan(target, cfg, found.plan)
+    print(
+        f"shrink: {len(found.plan.faults)} of {len(plan.faults)} fault events and"
+        f" {len(found.plan.writes)} of {len(plan.writes)} writes still fail"
+        f" ({found.runs} runs); saved to {target}",
+        file=sys.stderr,
+    )
+    if len(found.plan.writes) + len(found.plan.faults) <= 40:
+        events = [(f.at, f.describe()) for f in found.plan.faults] + [
+            (w.at, f"t={w.at:8.3f}s  {w.kind.value} {w.key} on peer{w.peer}")
+            for w in found.plan.writes
+        ]
+        print("shrink: the minimal plan:", file=sys.stderr)
+        for _, line in sorted(events):
+            print(f"  {line}", file=sys.stderr)
+    found.report.reproduce = f"pttsync simulate --plan {target}"
+    return found.report

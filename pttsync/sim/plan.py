@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -62,12 +62,11 @@ class Write:
     kind: WriteKind = WriteKind.PUT
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "at": round(self.at, 6),
-            "peer": self.peer,
-            "key": self.key,
-            "kind": self.kind.value,
-        }
+        return {"at": self.at, "peer": self.peer, "key": self.key, "kind": self.kind.value}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Write:
+        return cls(float(d["at"]), int(d["peer"]), str(d["key"]), WriteKind(d["kind"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +79,19 @@ class Fault:
     groups: tuple[tuple[int, ...], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"at": round(self.at, 6), "kind": self.kind.value}
+        out: dict[str, Any] = {"at": self.at, "kind": self.kind.value}
         if self.peers:
             out["peers"] = list(self.peers)
         if self.groups:
-            out["groups"] = [len(g) for g in self.groups]
+            out["groups"] = [list(g) for g in self.groups]
         return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Fault:
+        return cls(
+            float(d["at"]), FaultKind(d["kind"]), tuple(int(p) for p in d.get("peers", ())),
+            tuple(tuple(int(p) for p in g) for g in d.get("groups", ())),
+        )  # fmt: skip
 
     def describe(self) -> str:
         who = ""
@@ -142,7 +148,6 @@ class SimConfig:
     max_wait: float = 900.0  # virtual seconds to wait for convergence after the last event
     sample_every: float = 1.0  # virtual seconds between timeline samples
     ramp: float = 2.0  # seconds over which the initial peers start
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         """Raises UsageError for a setting out of range (the message names it)."""
@@ -206,9 +211,27 @@ class SimConfig:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out.pop("extra")
-        return out
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object) -> SimConfig:
+        """The config `to_json` wrote (UsageError for anything else)."""
+        if not isinstance(data, dict):
+            raise UsageError("a simulation config is a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise UsageError(f"unknown simulation setting {unknown[0]!r}")
+        values = dict(data)
+        for name in ("latency_ms", "down", "masters_offline"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
+        if isinstance(values.get("partitions"), list):
+            values["partitions"] = tuple(tuple(p) for p in values["partitions"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise UsageError(f"bad simulation config: {exc}") from None
 
 
 def _check(ok: bool, message: str) -> None:
@@ -237,6 +260,24 @@ class Plan:
             "writes": [w.to_json() for w in self.writes],
             "faults": [f.to_json() for f in self.faults],
         }
+
+    @classmethod
+    def from_json(cls, data: object) -> Plan:
+        """The plan `to_json` wrote (UsageError for anything else)."""
+        try:
+            assert isinstance(data, dict)
+            faults = sorted(
+                (Fault.from_json(f) for f in data["faults"]),
+                key=lambda f: (f.at, f.kind.value, f.peers),
+            )
+            return cls(
+                tuple(Write.from_json(w) for w in data["writes"]),
+                tuple(faults),
+                int(data["initial"]),
+                tuple(int(p) for p in data["late"]),
+            )
+        except (AssertionError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"not a simulation plan: {exc!r}") from None
 
 
 def make_plan(cfg: SimConfig) -> Plan:
