@@ -37,6 +37,7 @@ from .core.identity import Identity as Identity
 from .core.identity import parse_peer_id as parse_peer_id
 from .core.identity import peer_id_text as peer_id_text
 from .core.identity import verify_signature as verify_signature
+from .core.memstore import MemoryStore as MemoryStore
 from .core.merkle import Leaf as Leaf
 from .core.merkle import Level as Level
 from .core.merkle import MerkleNode as MerkleNode
@@ -101,6 +102,9 @@ from .net.node import Node as Node
 from .net.node import wait_until as wait_until
 from .net.serve import open_node as open_node
 from .net.serve import serve_node as serve_node
+from .sim import SimConfig as SimConfig
+from .sim import SimReport as SimReport
+from .sim import simulate as simulate
 from .watch import Watch as Watch
 from .watch import WatchOverflowError as WatchOverflowError
 from .watch import watch as watch

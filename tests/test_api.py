@@ -61,3 +61,9 @@ def test_the_readme_example_runs() -> None:
     assert blocks
     for block in blocks:
         exec(compile(block.split("```")[0], "README.md", "exec"), {})
+
+
+def test_the_simulator_is_public() -> None:
+    report = pttsync.simulate(pttsync.SimConfig(peers=3, writes=2, seed=9))
+    assert isinstance(report, pttsync.SimReport) and report.ok
+    assert isinstance(pttsync.MemoryStore(), pttsync.Store)
