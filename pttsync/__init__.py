@@ -78,6 +78,7 @@ from .datadir import DataDir as DataDir
 from .errors import ConnectionLostError as ConnectionLostError
 from .errors import DataDirError as DataDirError
 from .errors import HandshakeError as HandshakeError
+from .errors import HandshakeTimeoutError as HandshakeTimeoutError
 from .errors import IdentityError as IdentityError
 from .errors import IntegrityError as IntegrityError
 from .errors import InvalidOplogError as InvalidOplogError

@@ -66,6 +66,10 @@ class HandshakeError(RemoteProtocolError):
     """The secure handshake failed: garbage, a bad identity proof, or a peer too slow."""
 
 
+class HandshakeTimeoutError(HandshakeError):
+    """The handshake did not finish in time: a slow or cut network as likely as a bad peer."""
+
+
 class ConnectionLostError(PttsyncError):
     """The connection to a peer closed or broke.  Not a violation: dial again later."""
 

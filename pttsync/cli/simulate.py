@@ -85,7 +85,8 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--warmup", "warmup", {"type": _number(float, 0, 86400), "metavar": "S",
         "help": "virtual seconds before the first write (default 5)"}),
     ("--latency-ms", "latency_ms", {"type": _range, "metavar": "A:B",
-        "help": "one-way latency of each pair of peers, uniform in A..B ms (default 5:80)"}),
+        "help": "one-way latency of each pair of peers, in A..B ms (default 5:80; see"
+        " --latency-dist)"}),
     ("--latency-dist", "latency_dist", {"choices": ["uniform", "lognormal"],
         "help": "uniform in A..B (default), or lognormal with A..B its 5th-95th percentile"}),
     ("--jitter", "jitter", {"type": _number(float, 0, 10), "metavar": "F",
@@ -108,7 +109,7 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--late", "late", {"type": _number(int, 0, 5000), "metavar": "K",
         "help": "K admitted peers that start only after the writes"}),
     ("--late-at", "late_at", {"type": _number(float, 0, 864000), "metavar": "S",
-        "help": "when the late peers start (default: 10 s after the last write)"}),
+        "help": "when the late peers start (default: 10 s after the write window)"}),
     ("--masters-offline", "masters_offline", {"type": _window, "metavar": "START:END",
         "help": "every master is down from START to END s"}),
     ("--masters", "masters", {"type": _number(int, 1, 64), "metavar": "K",

@@ -105,6 +105,22 @@ def decode_role(oplog: Oplog) -> tuple[bytes, Role]:
     Raises:
         MalformedOplogError: the object is not a peer ID, or the payload is wrong.
     """
+    key = (oplog.object_id, oplog.data)
+    known = _ROLES.get(key)
+    if known is None:
+        known = _ROLES[key] = _decode_role(oplog)
+        if len(_ROLES) > MAX_REMEMBERED_ROLES:
+            del _ROLES[next(iter(_ROLES))]
+    return known
+
+
+# A role oplog is decoded wherever governance is folded or a Hello's credentials
+# are chosen: a pure function of its object and payload, so remembered (bounded).
+MAX_REMEMBERED_ROLES = 65536
+_ROLES: dict[tuple[bytes, bytes], tuple[bytes, Role]] = {}
+
+
+def _decode_role(oplog: Oplog) -> tuple[bytes, Role]:
     if len(oplog.object_id) != PEER_ID_SIZE:
         raise MalformedOplogError("a role oplog's object is a user's peer ID", field="ob")
     data = _data(oplog, frozenset({"role"}))

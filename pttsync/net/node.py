@@ -39,7 +39,13 @@ from ..core.identity import peer_id_text
 from ..core.messages import Message, RejectCode, SyncOplogReject
 from ..core.oplogcodec import decode_oplog, encode_oplog
 from ..core.wire import MAX_CREDENTIALS, MAX_PEERS_LISTED, Bye, Hello, Peers, Push, Route
-from ..errors import ConnectionLostError, HandshakeError, InvalidOplogError, RemoteProtocolError
+from ..errors import (
+    ConnectionLostError,
+    HandshakeError,
+    HandshakeTimeoutError,
+    InvalidOplogError,
+    RemoteProtocolError,
+)
 from .addressbook import AddressBook
 from .config import NodeConfig
 from .control import serve_control
@@ -190,8 +196,8 @@ class Node(NodeAPI):
             )  # fmt: skip
         except (HandshakeError, ConnectionLostError) as exc:
             penalty = 3 if isinstance(exc, HandshakeError) else 1
-            if isinstance(exc, HandshakeError):
-                self.violations += 1
+            if isinstance(exc, HandshakeError) and not isinstance(exc, HandshakeTimeoutError):
+                self.violations += 1  # a timeout is backed off, but blames nobody
             log.info("handshake with %s failed: %s", address, exc)
             if outbound:
                 self.book.failed(address, trio.current_time(), penalty=penalty)

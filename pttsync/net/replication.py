@@ -10,10 +10,11 @@ A `TopicRuntime` wraps the core objects of one topic (a `Replica`, its
 * **sync rounds** (`sync_round`, PIP-11's requester) with one peer at a
   time per peer, under a deadline, and the receiver side (`on_request`);
 * **push**: every commit (a local write, a push or a sync reply) is seen
-  by `after_commit`; fresh valid oplogs go to every member peer, pending
-  ones to the peers that can sign them (lifecycle.sign_kind), each at most
-  once per peer thanks to a bounded seen-cache.  The push queue is bounded;
-  what it drops, anti-entropy repairs.
+  by `after_commit`; fresh valid oplogs go over the push mesh (routing.py),
+  pending ones to the peers that can sign them (lifecycle.sign_kind), or
+  one hop towards the nearest master, each copy at most once per peer
+  thanks to a bounded seen-cache.  The push queue is bounded; what it
+  drops, anti-entropy repairs.
 """
 
 from __future__ import annotations

@@ -53,7 +53,13 @@ from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
 from ..core import codec
 from ..core.frames import MAX_FRAME_SIZE, FrameReader, encode_frame
 from ..core.identity import PEER_ID_SIZE, SIGNATURE_SIZE, peer_id_text, verify_signature
-from ..errors import ConnectionLostError, HandshakeError, RemoteProtocolError, UsageError
+from ..errors import (
+    ConnectionLostError,
+    HandshakeError,
+    HandshakeTimeoutError,
+    RemoteProtocolError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from ..core.identity import Identity
@@ -434,7 +440,7 @@ async def secure_handshake(
         with trio.move_on_after(timeout) as scope:
             noise, remote_id = await _handshake(wire, identity, initiator=initiator, expect=expect)
         if scope.cancelled_caught:
-            raise HandshakeError(f"the noise handshake timed out after {timeout:g} s")
+            raise HandshakeTimeoutError(f"the noise handshake timed out after {timeout:g} s")
     except BaseException as exc:
         log.debug("handshake as %s failed: %s", role, _describe(exc))
         await trio.aclose_forcefully(stream)

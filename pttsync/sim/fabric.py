@@ -15,8 +15,9 @@ The model is TCP's, seen from the application:
   connections interleave freely (so messages reorder *across* connections).
 * **Loss.**  A frame is lost with probability `loss` and sent again after a
   retransmission timeout that doubles each time (head-of-line blocking: the
-  frames behind it wait).  `max_retries` losses in a row break the
-  connection, as TCP gives up.
+  frames behind it wait).  A frame lost on `max_retries` retransmissions
+  too (`max_retries + 1` attempts in all) breaks the connection, as TCP
+  gives up; nothing sent after it arrives.
 * **Bandwidth.**  With `bandwidth` set, each direction of a connection
   sends at most that many bytes per second; a sender waits for the wire,
   so a node's bounded send queue fills and its pushes are dropped.
@@ -52,7 +53,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from ..core.frames import MAX_FRAME_SIZE
-from ..errors import ConnectionLostError, HandshakeError, UsageError
+from ..errors import ConnectionLostError, HandshakeError, HandshakeTimeoutError, UsageError
 from ..net.network import format_address
 from ..net.transport import secure_handshake
 
@@ -81,7 +82,7 @@ class LinkModel:
     loss: float = 0.0  # probability that one attempt to send a frame is lost
     bandwidth: float = 0.0  # bytes per second per direction of a connection; 0: unlimited
     min_rto: float = 0.2  # the first retransmission timeout (doubling after each loss)
-    max_retries: int = 6  # losses in a row that break a connection
+    max_retries: int = 6  # retransmissions of one frame before the connection breaks
 
     def __post_init__(self) -> None:
         lo, hi = self.latency
@@ -541,7 +542,7 @@ class Fabric:
                 await trio.sleep(2 * stream.end.connection.latency)
         except trio.TooSlowError:
             await stream.aclose()
-            raise HandshakeError(f"the handshake timed out after {timeout:g} s") from None
+            raise HandshakeTimeoutError(f"the handshake timed out after {timeout:g} s") from None
         if stream.end.inn.broken or stream.end.closed:
             raise ConnectionLostError("the connection broke during the handshake")
         if expect is not None and expect != remote_id:

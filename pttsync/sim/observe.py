@@ -161,13 +161,14 @@ def spread(values: list[int]) -> dict[str, float]:
 
 
 def quantiles(values: list[float]) -> dict[str, float]:
-    """median, p99 and max (virtual seconds, rounded to the millisecond)."""
+    """median, p99 and max (virtual seconds, rounded to the millisecond), and how many."""
     if not values:
-        return {"median": 0.0, "p99": 0.0, "max": 0.0}
+        return {"median": 0.0, "p99": 0.0, "max": 0.0, "writes": 0}
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return {
         "median": round(statistics.median(ordered), 3),
         "p99": round(p99, 3),
         "max": round(ordered[-1], 3),
+        "writes": len(ordered),
     }

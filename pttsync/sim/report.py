@@ -3,9 +3,10 @@
 Fields (docs/pip-11/simulation.md explains how to read them):
 
 * converged, invariants (name -> "ok" or what is wrong);
-* convergence_s: virtual seconds from the last disturbance (the last write,
-  heal, restart or join) to the moment every live peer held the final
-  digest with nothing pending;
+* convergence_s: virtual seconds from the last disturbance (the plan's
+  last event of any kind: a write, a fault, a heal; or a joiner starting,
+  if later) to the moment every live peer held the final digest with
+  nothing pending (0 if that moment came first);
 * sync_rounds, messages and bytes (total, and per peer: min, median, max);
 * lost_writes, expired_rolled_back, conflicts;
 * virtual_s, wall_s;

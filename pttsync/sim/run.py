@@ -10,9 +10,10 @@ each batch of ready tasks with its own module-level `random.Random`, and
 breaks deadline ties by memory address.  `deterministic_trio` seeds that
 generator and turns on the ordering trio keeps for Hypothesis (sorting
 each batch by task creation before the seeded shuffle).  Both are private
-to trio, so pyproject.toml bounds trio's version and the test suite checks
-that two runs with one seed give one report; with a trio that lacks them
-the run still works, and reports `reproducible: false`.
+to trio: the simulator looks for them when it runs, and with a trio that
+lacks them the run still works and reports `reproducible: false`; the test
+suite checks that two runs (two processes, two hash seeds) with one seed
+give one report, so a trio release that changes them is caught in CI.
 """
 
 from __future__ import annotations

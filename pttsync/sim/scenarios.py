@@ -31,8 +31,7 @@ SCENARIOS: dict[str, Scenario] = {
             "partition-heal",
             "The network splits in two halves for 60 s while both sides write; after the"
             " heal, anti-entropy and push merge the halves and every peer agrees.",
-            {"peers": 40, "writes": 200, "warmup": 5.0, "duration": 60.0,
-             "partitions": ((20.0, 80.0),)},
+            {"peers": 40, "writes": 200, "warmup": 5.0, "partitions": ((20.0, 80.0),)},
         ),
         Scenario(
             "master-offline-expiry",

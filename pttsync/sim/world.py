@@ -268,7 +268,7 @@ class World:
             nursery.cancel_scope.cancel()
 
     def _note(self, text: str) -> None:
-        self.events.append(f"t={trio.current_time():9.3f}s  {text}")
+        self.events.append(f"t={trio.current_time():8.3f}s  {text}")
 
     async def _fault(self, fault: Fault) -> None:
         self.fault_log.append(fault.describe())
