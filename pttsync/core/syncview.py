@@ -88,8 +88,15 @@ def in_segments(level: int, mask: int) -> bool:
 
 def window_digest(leaves: Sequence[Leaf]) -> bytes:
     """SHA-256 of `["pttsync/window/1", [leaf hash, ...]]` (a leaf hash covers its key)."""
-    body = codec.array([codec.bstr(leaf.hash) for leaf in leaves])
-    return hashlib.sha256(_WINDOW_PREFIX + body).digest()
+    head = codec.head(4, len(leaves))
+    if all(len(leaf.hash) == 32 for leaf in leaves):  # always: the quick encoding
+        body = b"".join([_BSTR32 + leaf.hash for leaf in leaves])
+    else:
+        body = b"".join([codec.bstr(leaf.hash) for leaf in leaves])
+    return hashlib.sha256(_WINDOW_PREFIX + head + body).digest()
+
+
+_BSTR32 = codec.head(2, 32)
 
 
 def node_range(level: int, depth: int, start: int) -> tuple[int, int]:

@@ -254,9 +254,12 @@ class Node(NodeAPI):
                 await link.send(Bye(verdict[1]))
                 return verdict
             self._register(link)
-            for rt in self.topics.values():
-                if rt.topic_id in link.topics:
-                    self._start_round(rt, link)
+            # A round carries news both ways, so the dialing side starts it alone
+            # (both did: two rounds for one new connection).
+            if link.direction is Direction.OUTBOUND:
+                for rt in self.topics.values():
+                    if rt.topic_id in link.topics:
+                        self._start_round(rt, link)
             while True:
                 msg = await link.receive()
                 if msg is None:
