@@ -55,7 +55,7 @@ from ..core.session import MAX_BODY, State, SyncConfig, SyncContext, pack_bodies
 from ..core.wire import MAX_PUSH_OPLOGS, Push, Route
 from ..errors import ConnectionLostError, InvalidOplogError, RemoteProtocolError, UsageError
 from .peer import encode_any
-from .routing import DEFAULT_MESH, Routes
+from .routing import DEFAULT_MESH, MAX_HOPS, Routes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -460,17 +460,25 @@ class TopicRuntime:
         return [(mesh or spare)[0]]
 
     def _towards_master(self, members: list[PeerLink], holders: set[bytes]) -> list[PeerLink]:
-        """Where a pending oplog with no signer connected goes: the nearest peer downhill
-        that does not hold it yet; none if all of them do (it is on its way); every
-        member if there is no way down."""
+        """Where a pending oplog with no signer connected goes.
+
+        The nearest peer downhill that does not hold it yet; none if all of
+        them do (it is on its way).  With no way down: nowhere if no master is
+        reachable at all (a partition, the masters offline: it waits here and
+        on its second home, and `relay_pending` routes it once a way opens);
+        over the push mesh otherwise (a master that signed it and needs another
+        master's signature: the mesh reaches them all).
+        """
         down = self.routes.downhill()
-        if not down:
-            return members
         by_id = {ln.peer_id: ln for ln in members}
         for peer_id in down:
             if peer_id not in holders and peer_id in by_id:
                 return [by_id[peer_id]]
-        return [] if any(p in holders for p in down) else members
+        if down and any(p in holders for p in down):
+            return []
+        if self.routes.hops() >= MAX_HOPS:
+            return []
+        return [ln for ln in members if self.routes.in_mesh(ln.peer_id)]
 
     def relay_pending(
         self, links: list[PeerLink], *, unreached_only: bool = False, limit: int = MAX_RELAYED

@@ -16,9 +16,10 @@ to a master.  Rather than relay them to every peer (a second flood of every
 member's write), each node keeps its distance in hops to the nearest master
 (0 for a master, else one more than its nearest peer's, at most MAX_HOPS:
 a distance-vector route, as RIP keeps one) and passes pending oplogs
-downhill, one peer at a time.  Where there is no way down (no master
-reachable, or a master that has signed and needs another master's
-signature) they are relayed to every peer, as before.
+downhill, one peer at a time.  Where no master is reachable at all (a
+partition, the masters offline) they wait, and are routed again on each
+anti-entropy tick until a way opens; a master that has signed and needs
+another master's signature pushes them over the mesh.
 
 Both facts travel in one small `Route` message (topic, hops, mesh), sent to
 a peer when either changes.  The `Routes` object is sans-I/O: it says what
