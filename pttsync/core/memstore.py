@@ -23,163 +23,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .merkle import Changes, Leaf, Level, MerkleTree, Node, merge_changes
+from .memtree import MemoryTree
+from .merkle import Leaf, MerkleTree
 from .oplog import Oplog, OplogStatus
 from .oplogcodec import encode_oplog
 from .store import MAX_FAILED, SCHEMA_VERSION, BatchResult, FailedOplog, Store, StoredOplog
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator
 
     from .store import TopicInfo
 
 _END = 2**63 - 1
 _VALID = OplogStatus.VALID
-
-
-class _Tree:
-    """merkle.TreeStorage in memory: leaves and nodes in dicts and sorted lists.
-
-    The leaves are always current.  The nodes above them are brought up to
-    date lazily: a batch records which hours changed, and the first read of a
-    node runs the tree's own incremental update over every change since the
-    last read (so a node read is always exact).  A node that takes a hundred
-    pushes between two sync rounds updates each hour's path once, not a
-    hundred times.
-    """
-
-    def __init__(self) -> None:
-        self.topic_id = b""
-        self.pending: Changes = {}
-        self._flushing = False
-        self.leaf_keys: list[tuple[int, bytes]] = []  # sorted (time, oplog ID)
-        self.leaf_list: list[Leaf] = []  # the leaves, in the same order
-        self.leaf_hash: dict[tuple[int, bytes], bytes] = {}
-        self.nodes_by: dict[tuple[int, int], dict[int, Node]] = {}  # (level, depth) -> start
-        self.starts: dict[tuple[int, int], list[int]] = {}  # (level, depth) -> sorted starts
-
-    def copy(self) -> _Tree:
-        self.flush()
-        other = _Tree()
-        other.topic_id = self.topic_id
-        other.leaf_keys = list(self.leaf_keys)
-        other.leaf_list = list(self.leaf_list)
-        other.leaf_hash = dict(self.leaf_hash)
-        other.nodes_by = {k: dict(v) for k, v in self.nodes_by.items()}
-        other.starts = {k: list(v) for k, v in self.starts.items()}
-        return other
-
-    def defer(self, changes: Changes) -> None:
-        merge_changes(self.pending, changes)
-
-    def flush(self) -> None:
-        """Bring the nodes up to date with every leaf change deferred so far."""
-        if self.pending and not self._flushing:
-            changes, self.pending = self.pending, {}
-            self._flushing = True
-            try:
-                MerkleTree(self.topic_id, self).update_parents(changes)
-            finally:
-                self._flushing = False
-
-    def get_node(self, level: Level, depth: int, start: int) -> Node | None:
-        self.flush()
-        found = self.nodes_by.get((level, depth))
-        return None if found is None else found.get(start)
-
-    def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, Node]:
-        self.flush()
-        found = self.nodes_by.get((level, depth), {})
-        return {s: found[s] for s in starts if s in found}
-
-    def put_node(self, node: Node) -> None:
-        key = (int(node.level), node.depth)
-        nodes = self.nodes_by.setdefault(key, {})
-        if node.start not in nodes:
-            bisect.insort(self.starts.setdefault(key, []), node.start)
-        nodes[node.start] = node
-
-    def put_nodes(self, nodes: Sequence[Node]) -> None:
-        for node in nodes:
-            self.put_node(node)
-
-    def delete_node(self, level: Level, depth: int, start: int) -> None:
-        key = (int(level), depth)
-        nodes = self.nodes_by.get(key)
-        if nodes is not None and nodes.pop(start, None) is not None:
-            starts = self.starts[key]
-            del starts[bisect.bisect_left(starts, start)]
-
-    def delete_slices(self, min_depth: int, start: int, end: int) -> None:
-        for (level, depth), nodes in self.nodes_by.items():
-            if level != Level.SLICE or depth < min_depth:
-                continue
-            starts = self.starts[(level, depth)]
-            lo, hi = bisect.bisect_left(starts, start), bisect.bisect_left(starts, end)
-            for s in starts[lo:hi]:
-                del nodes[s]
-            del starts[lo:hi]
-
-    def nodes(self, level: Level, depth: int, start: int, end: int) -> list[Node]:
-        self.flush()
-        key = (int(level), depth)
-        starts = self.starts.get(key)
-        if not starts:
-            return []
-        nodes = self.nodes_by[key]
-        lo, hi = bisect.bisect_left(starts, start), bisect.bisect_left(starts, end)
-        return [nodes[s] for s in starts[lo:hi]]
-
-    def summaries(self, level: Level, start: int, end: int) -> list[tuple[bytes, int]]:
-        return [(n.hash, n.leaves) for n in self.nodes(level, 0, start, end)]
-
-    def nodes_between(self, start: int, end: int) -> list[Node]:
-        self.flush()
-        found: list[Node] = []
-        for level, depth in sorted(self.nodes_by):
-            if level in (Level.SLICE, Level.HOUR, Level.DAY):
-                found += self.nodes(Level(level), depth, start, end)
-        return found
-
-    def active_days(self) -> list[int]:
-        self.flush()
-        day = 24 * 3600 * 10**9
-        days = {t - t % day for t, _ in self.leaf_keys}
-        for (level, _depth), nodes in self.nodes_by.items():
-            if level <= Level.DAY:
-                days.update(s - s % day for s in nodes)
-        return sorted(days)
-
-    def _span(self, start: int, end: int) -> tuple[int, int]:
-        keys = self.leaf_keys
-        lo = bisect.bisect_left(keys, (start, b""))
-        return lo, bisect.bisect_left(keys, (min(end, _END), b""), lo)
-
-    def leaves(self, start: int, end: int) -> list[Leaf]:
-        lo, hi = self._span(start, end)
-        return self.leaf_list[lo:hi]
-
-    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
-        lo, hi = self._span(start, end)
-        return [leaf.hash for leaf in self.leaf_list[lo:hi]]
-
-    def put_leaves(self, leaves: Sequence[Leaf]) -> None:
-        for leaf in leaves:
-            key = (leaf.time, leaf.oplog_id)
-            if key in self.leaf_hash:
-                raise UsageError(f"a leaf for oplog {leaf.oplog_id.hex()} is already there")
-            i = bisect.bisect_left(self.leaf_keys, key)
-            self.leaf_keys.insert(i, key)
-            self.leaf_list.insert(i, leaf)
-            self.leaf_hash[key] = leaf.hash
-
-    def delete_leaf(self, time: int, oplog_id: bytes) -> bool:
-        key = (time, oplog_id)
-        if self.leaf_hash.pop(key, None) is None:
-            return False
-        i = bisect.bisect_left(self.leaf_keys, key)
-        del self.leaf_keys[i], self.leaf_list[i]
-        return True
 
 
 @dataclass(slots=True)
@@ -198,7 +54,7 @@ class _Topic:
     counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # by status value
     failed: dict[bytes, FailedOplog] = field(default_factory=dict)
     sync_times: dict[bytes, int] = field(default_factory=dict)
-    tree: _Tree = field(default_factory=_Tree)
+    tree: MemoryTree = field(default_factory=MemoryTree)
 
     def copy(self) -> _Topic:
         return _Topic(

@@ -46,16 +46,40 @@ import itertools
 import logging
 import math
 import random
-from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import trio
 
-from ..core.frames import MAX_FRAME_SIZE
 from ..errors import ConnectionLostError, HandshakeError, HandshakeTimeoutError, UsageError
 from ..net.network import format_address
 from ..net.transport import secure_handshake
+from .link import (
+    _RESET,
+    DISTRIBUTIONS,
+    TICK,
+    Cut,
+    LinkModel,
+    SimChannel,
+    SimStream,
+    Traffic,
+    _Connection,
+    _End,
+    _Pipe,
+)
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "TICK",
+    "TRANSPORTS",
+    "Cut",
+    "Fabric",
+    "LinkModel",
+    "SimChannel",
+    "SimNetwork",
+    "SimStream",
+    "Traffic",
+]
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -66,276 +90,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("direct", "noise")
-DISTRIBUTIONS = ("uniform", "lognormal")
-TICK = 0.001
-"""Frames arrive on whole milliseconds of virtual time (a delivery costs a wake-up
-of the delivery task; a millisecond is well under any latency worth simulating)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LinkModel:
-    """How the simulated wire behaves (see the module text)."""
-
-    latency: tuple[float, float] = (0.005, 0.080)  # one-way seconds, per node pair
-    distribution: str = "uniform"  # of the latencies: uniform, or lognormal
-    jitter: float = 0.1  # extra latency per frame, up to this fraction of the link's
-    loss: float = 0.0  # probability that one attempt to send a frame is lost
-    bandwidth: float = 0.0  # bytes per second per direction of a connection; 0: unlimited
-    min_rto: float = 0.2  # the first retransmission timeout (doubling after each loss)
-    max_retries: int = 6  # retransmissions of one frame before the connection breaks
-
-    def __post_init__(self) -> None:
-        lo, hi = self.latency
-        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi <= 60):
-            raise UsageError("latency must be a range lo:hi with 0 <= lo <= hi <= 60 s")
-        if self.distribution not in DISTRIBUTIONS:
-            raise UsageError(f"latency distribution must be one of {', '.join(DISTRIBUTIONS)}")
-        if not 0 <= self.jitter <= 10:
-            raise UsageError("jitter must be in [0, 10] (a fraction of the link's latency)")
-        if not 0 <= self.loss < 1:
-            raise UsageError("loss must be a probability in [0, 1)")
-        if not (math.isfinite(self.bandwidth) and self.bandwidth >= 0):
-            raise UsageError("bandwidth must be a number of bytes per second (0: unlimited)")
-        if not 0 < self.min_rto <= 60 or not 0 <= self.max_retries <= 30:
-            raise UsageError("min_rto must be in (0, 60] s and max_retries in [0, 30]")
-
-
-@dataclass(frozen=True, slots=True)
-class Cut:
-    """A partition: from `start` to `end` (trio seconds) only nodes of one group talk."""
-
-    start: float
-    end: float
-    groups: tuple[frozenset[str], ...]
-
-    def splits(self, a: str, b: str, t: float) -> bool:
-        if not self.start <= t < self.end:
-            return False
-        return not any(a in g and b in g for g in self.groups)
-
-
-@dataclass(slots=True)
-class Traffic:
-    """What one node sent and received over the fabric (frames or stream writes)."""
-
-    messages_sent: int = 0
-    bytes_sent: int = 0
-    messages_received: int = 0
-    bytes_received: int = 0
-    connections: int = 0  # connections it opened or accepted
-
-
-_EOF: Final = 0  # scheduled instead of bytes: the sender closed its side
-_RESET: Final = 1  # scheduled instead of bytes: the connection broke
-
-
-class _Pipe:
-    """One direction of a connection: what arrived and is not yet read."""
-
-    __slots__ = ("broken", "eof", "items", "last_arrival", "receiver", "tx_free", "waiter")
-
-    def __init__(self, receiver: str) -> None:
-        self.receiver = receiver
-        self.items: deque[bytes] = deque()
-        self.eof = False
-        self.broken = False
-        self.last_arrival = 0.0
-        self.tx_free = 0.0  # when the sender's wire is free again (bandwidth)
-        self.waiter: trio.Event | None = None
-
-    def wake(self) -> None:
-        if self.waiter is not None:
-            self.waiter.set()
-            self.waiter = None
-
-    async def wait(self) -> None:
-        self.waiter = event = trio.Event()
-        await event.wait()
-
-
-class _Connection:
-    """Two pipes between a dialer and a listener, and what they share."""
-
-    def __init__(
-        self, fabric: Fabric, dialer: str, listener: str, latency: float, rng: random.Random
-    ) -> None:
-        self.fabric = fabric
-        self.ends = (dialer, listener)
-        self.latency = latency
-        self.rng = rng
-        self.to_listener = _Pipe(listener)
-        self.to_dialer = _Pipe(dialer)
-        self.doomed_at = math.inf  # when it breaks (a crash, or a frame lost too often)
-        self.closed_sides = 0  # sides that closed (2: the connection is over)
-        self.rto = max(fabric.model.min_rto, 4 * latency)
-
-    @property
-    def over(self) -> bool:
-        return self.closed_sides >= 2 or self.doomed_at <= trio.current_time()
-
-    def pipes(self, side: str) -> tuple[_Pipe, _Pipe]:
-        """(outgoing, incoming) for one side, by node name."""
-        if side == self.ends[0]:
-            return self.to_listener, self.to_dialer
-        return self.to_dialer, self.to_listener
-
-    def other(self, side: str) -> str:
-        return self.ends[1] if side == self.ends[0] else self.ends[0]
-
-    def send(self, side: str, item: bytes | int, depart: float) -> None:
-        """Put one item (bytes, or _EOF) on the wire at `depart`, or break the
-        connection trying.  Once a frame is lost for good, nothing sent after it
-        arrives: TCP delivers a stream in order or not at all."""
-        if self.doomed_at < math.inf:
-            return
-        out, _ = self.pipes(side)
-        model, fabric = self.fabric.model, self.fabric
-        a, b = self.ends
-        t, rto = depart, self.rto
-        for attempt in range(model.max_retries + 1):
-            lost = fabric.is_cut(a, b, t) or (model.loss > 0 and self.rng.random() < model.loss)
-            if not lost:
-                break
-            if attempt == model.max_retries:
-                self.doom(t + rto)
-                return
-            t += rto
-            rto *= 2
-        arrival = t + self.latency * (1 + model.jitter * self.rng.random())
-        # Arrivals fall on the fabric's clock ticks (1 ms): frames due within one
-        # tick are delivered by one wake-up of the delivery task, not one each.
-        arrival = max(math.ceil(arrival / TICK - 1e-6) * TICK, out.last_arrival)
-        if arrival >= self.doomed_at:
-            return  # it would arrive after the connection broke
-        out.last_arrival = arrival
-        fabric.schedule(arrival, out, item)
-
-    def doom(self, when: float) -> None:
-        """Break the connection at `when` (each side learns it as a reset)."""
-        if when >= self.doomed_at:
-            return
-        self.doomed_at = when
-        for pipe in (self.to_listener, self.to_dialer):
-            self.fabric.schedule(when, pipe, _RESET)
-
-
-class _End:
-    """One side of a connection: the stream (bytes) and channel (frames) views share it."""
-
-    def __init__(self, connection: _Connection, side: str) -> None:
-        self.connection = connection
-        self.side = side
-        self.out, self.inn = connection.pipes(side)
-        self.traffic = connection.fabric.traffic_of(side)
-        self.closed = False
-        self._buffer = b""  # stream view: the rest of a partly read item
-
-    async def send(self, item: bytes) -> None:
-        if self.closed:
-            raise ConnectionLostError("this side of the connection is closed")
-        conn = self.connection
-        if self.inn.broken or trio.current_time() >= conn.doomed_at:
-            raise ConnectionLostError("the connection was reset")
-        fabric = conn.fabric
-        now = trio.current_time()
-        depart = now
-        if fabric.model.bandwidth > 0:
-            start = max(now, self.out.tx_free)
-            self.out.tx_free = depart = start + len(item) / fabric.model.bandwidth
-        self.traffic.messages_sent += 1
-        self.traffic.bytes_sent += len(item)
-        conn.send(self.side, item, depart)
-        if depart > now:
-            await trio.sleep_until(depart)  # the sender's wire is busy: back-pressure
-        else:
-            # Not a full checkpoint: one context switch fewer per frame, and the
-            # caller (a link's writer) yields on its own queue anyway.
-            await trio.lowlevel.checkpoint_if_cancelled()
-
-    async def receive(self) -> bytes | None:
-        """The next item; None at a clean end.  ConnectionLostError if reset or closed here."""
-        while True:
-            if self.closed:
-                raise ConnectionLostError("this side of the connection is closed")
-            if self.inn.items:
-                await trio.lowlevel.checkpoint_if_cancelled()
-                item = self.inn.items.popleft()
-                self.traffic.messages_received += 1
-                self.traffic.bytes_received += len(item)
-                return item
-            if self.inn.broken:
-                raise ConnectionLostError("the connection was reset")
-            if self.inn.eof:
-                await trio.lowlevel.checkpoint()
-                return None
-            await self.inn.wait()
-
-    def close(self) -> None:
-        """Close this side: the peer reads what is in flight, then the end."""
-        if self.closed:
-            return
-        self.closed = True
-        self.inn.wake()
-        conn = self.connection
-        conn.closed_sides += 1
-        if not self.inn.broken:
-            conn.send(self.side, _EOF, trio.current_time())  # the FIN: lost or cut like a frame
-
-
-class SimStream(trio.abc.Stream):
-    """One side of a simulated connection as a byte stream (what `connect` returns)."""
-
-    def __init__(self, end: _End, remote: str) -> None:
-        self.end = end
-        self.remote = remote  # the node at the other end
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if data:
-            await self.end.send(bytes(data))
-        else:
-            await trio.lowlevel.checkpoint()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        end = self.end
-        if not end._buffer:
-            try:
-                item = await end.receive()
-            except ConnectionLostError as exc:
-                raise trio.BrokenResourceError(str(exc)) from None
-            if item is None:
-                return b""
-            end._buffer = item
-        n = len(end._buffer) if max_bytes is None else max_bytes
-        data, end._buffer = end._buffer[:n], end._buffer[n:]
-        return data
-
-    async def aclose(self) -> None:
-        self.end.close()
-        await trio.lowlevel.checkpoint()
-
-
-class SimChannel:
-    """One side of a connection as a frame channel (the direct transport's `Channel`)."""
-
-    def __init__(self, end: _End, remote_id: bytes, *, initiator: bool) -> None:
-        self.end = end
-        self.remote_id = remote_id
-        self.initiator = initiator
-
-    async def send_frame(self, payload: bytes) -> None:
-        if len(payload) > MAX_FRAME_SIZE:
-            raise UsageError(f"a {len(payload)}-byte frame is over the limit of {MAX_FRAME_SIZE}")
-        await self.end.send(payload)
-
-    async def receive_frame(self) -> bytes | None:
-        return await self.end.receive()
-
-    async def aclose(self) -> None:
-        self.end.close()
-        await trio.lowlevel.checkpoint()
 
 
 @dataclass(slots=True)
