@@ -51,7 +51,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "late-joiner",
             "Admitted peers start only after 400 writes: each catches up on the whole"
-            " history by sync alone (push carries only what is new).",
+            " history by sync (pushes had gone out before they were there).",
             {"peers": 20, "writes": 400, "duration": 30.0, "late": 3},
         ),
         Scenario(
