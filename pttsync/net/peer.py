@@ -96,6 +96,10 @@ class PeerLink:
         self.refused = False
         self._send, self._queue = trio.open_memory_channel[bytes](queue_size)
         self._closed = False
+        # A channel that can take a frame without waiting (the simulator's) gets
+        # it at once when nothing is queued or being written: no writer hop.
+        self._nowait = getattr(channel, "send_frame_nowait", None)
+        self._queued = 0  # frames queued or being written by the writer
 
     def __repr__(self) -> str:
         return f"<PeerLink {peer_id_text(self.peer_id)[:12]} {self.direction.value} {self.address}>"
@@ -120,9 +124,14 @@ class PeerLink:
             ConnectionLostError: the link is closed.
         """
         frame = encode_any(msg)
+        if self._send_now(frame):
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
         try:
+            self._queued += 1
             await self._send.send(frame)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self._queued -= 1
             raise ConnectionLostError(f"{self.name}: link closed") from None
         self._count(frame)
 
@@ -140,6 +149,8 @@ class PeerLink:
         """`try_send` of an already encoded message (one encoding sent to several peers)."""
         if self._closed:
             return False
+        if self._send_now(frame):
+            return True
         try:
             self._send.send_nowait(frame)
         except trio.WouldBlock:
@@ -147,8 +158,23 @@ class PeerLink:
             return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return False
+        self._queued += 1
         self._count(frame)
         return True
+
+    def _send_now(self, frame: bytes) -> bool:
+        """Hand `frame` to a channel that takes it at once, if the queue is empty."""
+        if self._nowait is None or self._queued or self._closed:
+            return False
+        try:
+            sent: bool = self._nowait(frame)
+        except PttsyncError as exc:
+            log.debug("%r: send failed: %s", self, exc)
+            self.close("send failed")
+            return False
+        if sent:
+            self._count(frame)
+        return sent
 
     def _count(self, frame: bytes) -> None:
         self.stats.messages_sent += 1
@@ -172,7 +198,10 @@ class PeerLink:
         """Send queued frames until the link closes (run this as a task)."""
         try:
             async for frame in self._queue:
-                await self.channel.send_frame(frame)
+                try:
+                    await self.channel.send_frame(frame)
+                finally:
+                    self._queued -= 1
         except PttsyncError as exc:
             log.debug("%r: writer stopped: %s", self, exc)
         finally:

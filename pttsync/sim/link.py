@@ -191,21 +191,26 @@ class _End:
         self.closed = False
         self._buffer = b""  # stream view: the rest of a partly read item
 
-    async def send(self, item: bytes) -> None:
+    def put(self, item: bytes) -> tuple[float, float]:
+        """Put one item on the wire: (now, when it leaves).  ConnectionLostError if closed."""
         if self.closed:
             raise ConnectionLostError("this side of the connection is closed")
         conn = self.connection
-        if self.inn.broken or trio.current_time() >= conn.doomed_at:
-            raise ConnectionLostError("the connection was reset")
-        fabric = conn.fabric
         now = trio.current_time()
+        if self.inn.broken or now >= conn.doomed_at:
+            raise ConnectionLostError("the connection was reset")
         depart = now
-        if fabric.model.bandwidth > 0:
+        bandwidth = conn.fabric.model.bandwidth
+        if bandwidth > 0:
             start = max(now, self.out.tx_free)
-            self.out.tx_free = depart = start + len(item) / fabric.model.bandwidth
+            self.out.tx_free = depart = start + len(item) / bandwidth
         self.traffic.messages_sent += 1
         self.traffic.bytes_sent += len(item)
         conn.send(self.side, item, depart)
+        return now, depart
+
+    async def send(self, item: bytes) -> None:
+        now, depart = self.put(item)
         if depart > now:
             await trio.sleep_until(depart)  # the sender's wire is busy: back-pressure
         else:
@@ -290,6 +295,19 @@ class SimChannel:
         if len(payload) > MAX_FRAME_SIZE:
             raise UsageError(f"a {len(payload)}-byte frame is over the limit of {MAX_FRAME_SIZE}")
         await self.end.send(payload)
+
+    def send_frame_nowait(self, payload: bytes) -> bool:
+        """Send one frame now if the wire takes it without waiting (no bandwidth limit).
+
+        PeerLink uses it to skip its writer task when nothing is queued.
+        Raises ConnectionLostError and UsageError as `send_frame` does.
+        """
+        if len(payload) > MAX_FRAME_SIZE:
+            raise UsageError(f"a {len(payload)}-byte frame is over the limit of {MAX_FRAME_SIZE}")
+        if self.end.connection.fabric.model.bandwidth > 0:
+            return False
+        self.end.put(payload)
+        return True
 
     async def receive_frame(self) -> bytes | None:
         return await self.end.receive()
