@@ -43,29 +43,50 @@ log = logging.getLogger(__name__)
 MAX_RELAYED = 256  # pending oplogs routed again per anti-entropy tick
 
 
+class Holders:
+    """The peers known to hold one copy (a set: `in`, `add`), minus peers forgotten since."""
+
+    __slots__ = ("_cache", "_peers")
+
+    def __init__(self, cache: SeenCache) -> None:
+        self._cache = cache
+        self._peers: dict[bytes, int] = {}  # peer -> its epoch when it was added
+
+    def __contains__(self, peer_id: object) -> bool:
+        epoch = self._peers.get(peer_id)  # type: ignore[call-overload]
+        return epoch is not None and epoch == self._cache._epochs.get(peer_id, 0)  # type: ignore[call-overload]
+
+    def add(self, peer_id: bytes) -> None:
+        self._peers[peer_id] = self._cache._epochs.get(peer_id, 0)
+
+
 class SeenCache:
-    """Which peers are known to hold each oplog copy: bounded, oldest forgotten first."""
+    """Which peers are known to hold each oplog copy: bounded, oldest forgotten first.
+
+    Forgetting a peer is O(1): each peer has an epoch, bumped when it is
+    forgotten, and a holder counts only if it was added in its current epoch.
+    """
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._map: OrderedDict[tuple[bytes, bytes], set[bytes]] = OrderedDict()
+        self._map: OrderedDict[tuple[bytes, bytes], Holders] = OrderedDict()
+        self._epochs: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self._map)
 
     def forget_peer(self, peer_id: bytes) -> None:
         """A peer disconnected: what we queued for it may never have arrived."""
-        for peers in self._map.values():
-            peers.discard(peer_id)
+        self._epochs[peer_id] = self._epochs.get(peer_id, 0) + 1
 
-    def get(self, key: tuple[bytes, bytes]) -> set[bytes] | None:
+    def get(self, key: tuple[bytes, bytes]) -> Holders | None:
         """The known holders of a copy, if it is in the cache (no entry is made)."""
         return self._map.get(key)
 
-    def holders(self, key: tuple[bytes, bytes]) -> set[bytes]:
+    def holders(self, key: tuple[bytes, bytes]) -> Holders:
         peers = self._map.get(key)
         if peers is None:
-            peers = self._map[key] = set()
+            peers = self._map[key] = Holders(self)
             while len(self._map) > self.max_entries:
                 self._map.popitem(last=False)
         else:
@@ -234,7 +255,7 @@ class PushRouting:
                     self.stats.push_dropped += len(chunk)
 
     def _second_home(
-        self, members: list[PeerLink], targets: list[PeerLink], holders: set[bytes]
+        self, members: list[PeerLink], targets: list[PeerLink], holders: Holders
     ) -> list[PeerLink]:
         """One more peer for a pending write of this node's own, if none holds it yet.
 
@@ -249,7 +270,7 @@ class PushRouting:
         mesh = [ln for ln in spare if self.routes.in_mesh(ln.peer_id)]
         return [(mesh or spare)[0]]
 
-    def _towards_master(self, members: list[PeerLink], holders: set[bytes]) -> list[PeerLink]:
+    def _towards_master(self, members: list[PeerLink], holders: Holders) -> list[PeerLink]:
         """Where a pending oplog with no signer connected goes.
 
         The nearest peer downhill that does not hold it yet; none if all of
