@@ -271,7 +271,12 @@ class Governance:
 
     def role_at(self, user: bytes, t: int) -> Role:
         events = self._roles.get(user)
-        event = _at(events, t) if events else None
+        if not events:
+            return Role.NONE
+        if len(events) == 1:  # most users: admitted once
+            only = events[0]
+            return only.value if only.time <= t else Role.NONE
+        event = _at(events, t)
         return Role.NONE if event is None else Role(event.value)
 
     def masters_at(self, t: int) -> frozenset[bytes]:

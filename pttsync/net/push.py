@@ -128,7 +128,7 @@ class PushRouting:
 
     def on_push(self, link: PeerLink, push: Push) -> int:
         """Oplogs a peer pushed; the number refused.  RemoteProtocolError for a bad batch."""
-        if not self.admits(link.peer_id):
+        if not self._admits_now(link):
             self.stats.refused += 1
             return 0
         now = self.clock()
