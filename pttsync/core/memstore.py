@@ -45,9 +45,7 @@ class _Topic:
     info: TopicInfo
     oplogs: dict[bytes, StoredOplog] = field(default_factory=dict)
     bodies: dict[bytes, bytes] = field(default_factory=dict)  # encoded lazily, by ID
-    order: list[tuple[int, bytes]] = field(default_factory=list)  # (update time, ID), sorted
     by_object: dict[bytes, set[bytes]] = field(default_factory=dict)
-    objects: list[bytes] = field(default_factory=list)  # sorted distinct object IDs
     object_ops: dict[bytes, dict[int, int]] = field(default_factory=dict)  # op -> count
     by_op: dict[int, set[bytes]] = field(default_factory=dict)
     not_valid: set[bytes] = field(default_factory=set)
@@ -55,15 +53,28 @@ class _Topic:
     failed: dict[bytes, FailedOplog] = field(default_factory=dict)
     sync_times: dict[bytes, int] = field(default_factory=dict)
     tree: MemoryTree = field(default_factory=MemoryTree)
+    # Sorted views, made on demand (rarely read; sorting on each insert cost more):
+    _order: list[tuple[int, bytes]] | None = None  # (update time, ID) of every oplog
+    _objects: list[bytes] | None = None  # the distinct object IDs
+
+    @property
+    def order(self) -> list[tuple[int, bytes]]:
+        if self._order is None:
+            self._order = sorted((s.oplog.update_time, k) for k, s in self.oplogs.items())
+        return self._order
+
+    @property
+    def objects(self) -> list[bytes]:
+        if self._objects is None:
+            self._objects = sorted(self.by_object)
+        return self._objects
 
     def copy(self) -> _Topic:
         return _Topic(
             self.info,
             dict(self.oplogs),
             dict(self.bodies),
-            list(self.order),
             {k: set(v) for k, v in self.by_object.items()},
-            list(self.objects),
             {k: dict(v) for k, v in self.object_ops.items()},
             {k: set(v) for k, v in self.by_op.items()},
             set(self.not_valid),
@@ -79,11 +90,11 @@ class _Topic:
         o = stored.oplog
         oid = o.oplog_id
         self.oplogs[oid] = stored
-        bisect.insort(self.order, (o.update_time, oid))
+        self._order = None
         ids = self.by_object.get(o.object_id)
         if ids is None:
             ids = self.by_object[o.object_id] = set()
-            bisect.insort(self.objects, o.object_id)
+            self._objects = None
             self.object_ops[o.object_id] = {}
         ids.add(oid)
         ops = self.object_ops[o.object_id]
@@ -99,9 +110,7 @@ class _Topic:
             return None
         o = stored.oplog
         self.bodies.pop(oid, None)
-        key = (o.update_time, oid)
-        i = bisect.bisect_left(self.order, key)
-        del self.order[i]
+        self._order = None
         ids = self.by_object[o.object_id]
         ids.discard(oid)
         ops = self.object_ops[o.object_id]
@@ -110,7 +119,7 @@ class _Topic:
             del ops[o.op]
         if not ids:
             del self.by_object[o.object_id], self.object_ops[o.object_id]
-            del self.objects[bisect.bisect_left(self.objects, o.object_id)]
+            self._objects = None
         same_op = self.by_op[o.op]
         same_op.discard(oid)
         if not same_op:
