@@ -1,4 +1,4 @@
-"""The node's messages (Hello, Push, Peers, Bye): round trips and strict decoding."""
+"""The node's messages (Hello, Push, Peers, Bye, Route): round trips and strict decoding."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pttsync.core.wire import (
     Hello,
     Peers,
     Push,
+    Route,
     check_address,
     decode_any,
     encode_node_message,
@@ -35,6 +36,8 @@ PEER = b"\x09" * 32
         Peers(((PEER, "[::1]:7400"), (PEER, "example.org:1"))),
         Peers(()),
         Bye("not a member of any topic this node serves"),
+        Route(TOPIC, 0, True),
+        Route(TOPIC, 16, False),
     ],
 )
 def test_node_messages_round_trip(msg: object) -> None:
@@ -100,3 +103,21 @@ def test_good_addresses(text: str) -> None:
 def test_bad_addresses(text: str) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         check_address(text)
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"hop": 17}, "out of range"),
+        ({"hop": -1}, "out of range"),
+        ({"hop": True}, "integer"),
+        ({"msh": 1}, "boolean"),
+        ({"tp": b"short"}, "32 bytes"),
+        ({"extra": 1}, "unknown field"),
+    ],
+)
+def test_a_bad_route_is_a_protocol_violation(fields: dict[str, object], why: str) -> None:
+    base: dict[str, object] = {"v": 1, "t": 36, "tp": TOPIC, "hop": 3, "msh": False}
+    base.update(fields)
+    with pytest.raises(RemoteProtocolError, match=why):
+        decode_any(codec.dumps(base))
