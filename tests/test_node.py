@@ -152,3 +152,20 @@ async def test_nodes_keep_digests_equal_under_concurrent_writes(autojump_clock: 
         states = [[n.get(f"shared-{k}") for k in range(3)] for n in nodes]
         assert all(s == states[0] for s in states)
         assert len({digest(n) for n in nodes}) == 1
+
+
+async def test_pushes_are_paced_under_a_stream_of_writes(autojump_clock: MockClock) -> None:
+    cluster = make_cluster(2)
+    async with cluster.run(sync_interval=NO_TIMER, push_every=1.0) as (master, member):
+        await trio.sleep(5)  # a quiet spell
+        start = trio.current_time()
+        await master.put("first", 1)
+        await wait_until(member, lambda: value_of(member, "first") == 1, limit=5)
+        assert trio.current_time() - start < 0.5  # after a quiet spell: at once
+        pushes = member.links[master.peer_id].stats.messages_received
+        await master.put("second", 2)
+        await master.put("third", 3)
+        await wait_until(member, lambda: value_of(member, "third") == 3, limit=5)
+        assert trio.current_time() - start >= 1.0  # the next batch waited its turn
+        assert value_of(member, "second") == 2
+        assert member.links[master.peer_id].stats.messages_received == pushes + 1  # together
