@@ -37,19 +37,18 @@ import trio
 from ..core.governance import is_governance_op
 from ..core.identity import peer_id_text
 from ..core.messages import Message, RejectCode, SyncOplogReject
-from ..core.oplogcodec import decode_oplog, encode_oplog
-from ..core.wire import MAX_CREDENTIALS, MAX_PEERS_LISTED, Bye, Hello, Peers, Push, Route
+from ..core.wire import MAX_PEERS_LISTED, Bye, Hello, Peers, Push, Route
 from ..errors import (
     ConnectionLostError,
     HandshakeError,
     HandshakeTimeoutError,
-    InvalidOplogError,
     RemoteProtocolError,
 )
 from .addressbook import AddressBook
 from .config import NodeConfig
 from .control import serve_control
 from .controlwire import CONTROL_SOCKET
+from .door import Door
 from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction, PeerLink
@@ -60,14 +59,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..core.identity import Identity
-    from ..core.oplog import Oplog
     from ..core.replica import Commit
     from ..core.store import Store
     from ..core.wire import AnyMessage
 
 log = logging.getLogger(__name__)
 
-AGENT = "pttsync/0.1"
 MAX_CONCURRENT_DIALS = 8
 MAX_REFUSED_PUSHED = 64
 """Pushed oplogs a connection may have refused before it counts as a violation.
@@ -76,7 +73,7 @@ One refusal is not a fault (the sender may know a governance change that
 has not reached us yet), but a stream of them is garbage or an attack."""
 
 
-class Node(NodeAPI):
+class Node(Door, NodeAPI):
     """A running pttsync node (make one with `open_node` or `serve_node`)."""
 
     def __init__(
@@ -276,85 +273,6 @@ class Node(NodeAPI):
             link.refused = True  # silence: a dead network as likely as a bad peer
             return 3, "no Hello within the handshake timeout"
 
-    def _hello(self) -> Hello:
-        creds: list[bytes] = []
-        for rt in self.topics.values():
-            room = MAX_CREDENTIALS - len(creds)
-            creds += [encode_oplog(o) for o in rt.credentials(room)] if room > 0 else []
-        return Hello(self.listen_address or "", tuple(self.topics), AGENT, tuple(creds))
-
-    def _admit(self, link: PeerLink, hello: Hello) -> tuple[int, str] | None:
-        """None if the link may stay, else (penalty, reason)."""
-        link.listen, link.agent = self._listen_of(link, hello.listen), hello.agent
-        now = self.clock()
-        if hello.credentials and not all(
-            self.topics[t].admits(link.peer_id, now) for t in hello.topics if t in self.topics
-        ):
-            self._take_credentials(hello.credentials, now)
-        link.topics = frozenset(
-            t for t in hello.topics if t in self.topics and self.topics[t].admits(link.peer_id, now)
-        )
-        if not link.topics:
-            for rt in self.topics.values():
-                rt.stats.refused += 1
-            link.refused = True
-            return 3, "not a member of any topic this node serves"
-        existing = self.links.get(link.peer_id)
-        if existing is not None:
-            preferred = min(self.peer_id, link.peer_id)
-            if link.initiator == preferred and existing.initiator != preferred:
-                existing.close("replaced by the connection its peer dialed")
-                scope = self._scopes.get(id(existing))
-                if scope is not None:
-                    scope.cancel()
-                self._drop(existing)
-            else:
-                return 0, "already connected"
-        if len(self.links) >= self.config.max_peers:
-            link.try_send(self._peers_message(link))  # where else to go (as gossipsub's PX)
-            return 0, f"too many peers (at most {self.config.max_peers})"
-        return None
-
-    def _take_credentials(self, raw: tuple[bytes, ...], now: int) -> None:
-        """Store the valid governance oplogs a peer showed (verified like any other)."""
-        by_topic: dict[bytes, list[Oplog]] = {}
-        for body in raw:
-            try:
-                oplog = decode_oplog(body)
-            except InvalidOplogError as exc:
-                raise RemoteProtocolError(f"bad credentials in Hello: {exc}") from exc
-            if oplog.topic_id in self.topics:
-                by_topic.setdefault(oplog.topic_id, []).append(oplog)
-        for topic_id, oplogs in by_topic.items():
-            self.topics[topic_id].accept_credentials(oplogs, now)
-
-    def _recheck_links(self) -> None:
-        """After a governance change: drop each peer from the topics it left, and
-        close the connection of a peer left with none."""
-        now = self.clock()
-        for rt in self.topics.values():
-            rt.refresh_role()
-        for link in list(self.links.values()):
-            kept = frozenset(t for t in link.topics if self.topics[t].admits(link.peer_id, now))
-            for t in link.topics - kept:
-                self.topics[t].forget(link.peer_id)
-            link.topics = kept
-            if not link.topics:
-                link.close("no longer a member of any topic here")
-                scope = self._scopes.get(id(link))
-                if scope is not None:
-                    scope.cancel()
-
-    def _listen_of(self, link: PeerLink, listen: str) -> str:
-        """The peer's listen address, its wildcard host replaced by where it came from."""
-        if not listen:
-            return ""
-        host, _, port = listen.rpartition(":")
-        if host in ("0.0.0.0", "[::]") and link.direction is Direction.INBOUND:
-            seen = link.address.rpartition(":")[0]
-            return f"{seen}:{port}" if seen else listen
-        return listen
-
     def _register(self, link: PeerLink) -> None:
         self.links[link.peer_id] = link
         now = trio.current_time()
@@ -485,22 +403,6 @@ class Node(NodeAPI):
             wake = now + 60 if full or nxt is None or math.isinf(nxt) else max(nxt, now + 0.05)
             with trio.move_on_at(wake):
                 await self._book_changed.wait()
-
-    def _peer_json(self, link: PeerLink) -> dict[str, Any]:
-        return {
-            "peer_id": peer_id_text(link.peer_id),
-            "address": link.address,
-            "listen": link.listen,
-            "direction": link.direction.value,
-            "agent": link.agent,
-            "topics": sorted(t.hex() for t in link.topics),
-            "connected_s": round(trio.current_time() - link.started, 3),
-            "messages_sent": link.stats.messages_sent,
-            "messages_received": link.stats.messages_received,
-            "bytes_sent": link.stats.bytes_sent,
-            "bytes_received": link.stats.bytes_received,
-            "pushes_dropped": link.stats.dropped,
-        }
 
 
 async def wait_until(nodes: Sequence[Node], predicate: Callable[[], bool]) -> None:

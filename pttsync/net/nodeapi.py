@@ -160,7 +160,20 @@ class NodeAPI:
         ]
 
     def _peer_json(self, link: PeerLink) -> dict[str, Any]:
-        raise NotImplementedError
+        return {
+            "peer_id": peer_id_text(link.peer_id),
+            "address": link.address,
+            "listen": link.listen,
+            "direction": link.direction.value,
+            "agent": link.agent,
+            "topics": sorted(t.hex() for t in link.topics),
+            "connected_s": round(trio.current_time() - link.started, 3),
+            "messages_sent": link.stats.messages_sent,
+            "messages_received": link.stats.messages_received,
+            "bytes_sent": link.stats.bytes_sent,
+            "bytes_received": link.stats.bytes_received,
+            "pushes_dropped": link.stats.dropped,
+        }
 
     def digests(self) -> dict[bytes, bytes]:
         return {t: rt.ctx.view.tree.digest() for t, rt in self.topics.items()}

@@ -1,0 +1,132 @@
+"""The door: who a connection is let in for, and what a node shows at it.
+
+After the secure handshake each side sends a `Hello` (its listen address,
+its topics, its agent, and its credentials: the governance oplogs that make
+it a member); the door then keeps only the topics whose governance makes
+the other side a member now (taking the credentials first if it does not
+know them), breaks ties between duplicate connections, and refuses a peer
+for lack of room after telling it where else to go.  After a governance
+change `_recheck_links` drops each peer from the topics it left.
+network.md, "Membership at the door", gives the rules and their reasons.
+
+`Door` is a part of `Node` (node.py), kept apart to keep each module one
+concept; it uses the node's state and a few of its methods.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core.oplogcodec import decode_oplog, encode_oplog
+from ..core.wire import MAX_CREDENTIALS, Hello, Peers
+from ..errors import InvalidOplogError, RemoteProtocolError
+from .peer import Direction
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import trio
+
+    from ..core.oplog import Oplog
+    from .config import NodeConfig
+    from .peer import PeerLink
+    from .replication import TopicRuntime
+
+AGENT = "pttsync/0.1"
+
+
+class Door:
+    """The door of a node (see the module text)."""
+
+    peer_id: bytes
+    config: NodeConfig
+    clock: Callable[[], int]
+    topics: dict[bytes, TopicRuntime]
+    links: dict[bytes, PeerLink]
+    listen_address: str | None
+    _scopes: dict[int, trio.CancelScope]
+
+    def _drop(self, link: PeerLink) -> None:
+        raise NotImplementedError
+
+    def _peers_message(self, link: PeerLink) -> Peers:
+        raise NotImplementedError
+
+    def _hello(self) -> Hello:
+        creds: list[bytes] = []
+        for rt in self.topics.values():
+            room = MAX_CREDENTIALS - len(creds)
+            creds += [encode_oplog(o) for o in rt.credentials(room)] if room > 0 else []
+        return Hello(self.listen_address or "", tuple(self.topics), AGENT, tuple(creds))
+
+    def _admit(self, link: PeerLink, hello: Hello) -> tuple[int, str] | None:
+        """None if the link may stay, else (penalty, reason)."""
+        link.listen, link.agent = self._listen_of(link, hello.listen), hello.agent
+        now = self.clock()
+        if hello.credentials and not all(
+            self.topics[t].admits(link.peer_id, now) for t in hello.topics if t in self.topics
+        ):
+            self._take_credentials(hello.credentials, now)
+        link.topics = frozenset(
+            t for t in hello.topics if t in self.topics and self.topics[t].admits(link.peer_id, now)
+        )
+        if not link.topics:
+            for rt in self.topics.values():
+                rt.stats.refused += 1
+            link.refused = True
+            return 3, "not a member of any topic this node serves"
+        existing = self.links.get(link.peer_id)
+        if existing is not None:
+            preferred = min(self.peer_id, link.peer_id)
+            if link.initiator == preferred and existing.initiator != preferred:
+                existing.close("replaced by the connection its peer dialed")
+                scope = self._scopes.get(id(existing))
+                if scope is not None:
+                    scope.cancel()
+                self._drop(existing)
+            else:
+                return 0, "already connected"
+        if len(self.links) >= self.config.max_peers:
+            link.try_send(self._peers_message(link))  # where else to go (as gossipsub's PX)
+            return 0, f"too many peers (at most {self.config.max_peers})"
+        return None
+
+    def _take_credentials(self, raw: tuple[bytes, ...], now: int) -> None:
+        """Store the valid governance oplogs a peer showed (verified like any other)."""
+        by_topic: dict[bytes, list[Oplog]] = {}
+        for body in raw:
+            try:
+                oplog = decode_oplog(body)
+            except InvalidOplogError as exc:
+                raise RemoteProtocolError(f"bad credentials in Hello: {exc}") from exc
+            if oplog.topic_id in self.topics:
+                by_topic.setdefault(oplog.topic_id, []).append(oplog)
+        for topic_id, oplogs in by_topic.items():
+            self.topics[topic_id].accept_credentials(oplogs, now)
+
+    def _recheck_links(self) -> None:
+        """After a governance change: drop each peer from the topics it left, and
+        close the connection of a peer left with none."""
+        now = self.clock()
+        for rt in self.topics.values():
+            rt.refresh_role()
+        for link in list(self.links.values()):
+            kept = frozenset(t for t in link.topics if self.topics[t].admits(link.peer_id, now))
+            for t in link.topics - kept:
+                self.topics[t].forget(link.peer_id)
+            link.topics = kept
+            if not link.topics:
+                link.close("no longer a member of any topic here")
+                scope = self._scopes.get(id(link))
+                if scope is not None:
+                    scope.cancel()
+
+    def _listen_of(self, link: PeerLink, listen: str) -> str:
+        """The peer's listen address, its wildcard host replaced by where it came from."""
+        if not listen:
+            return ""
+        host, _, port = listen.rpartition(":")
+        if host in ("0.0.0.0", "[::]") and link.direction is Direction.INBOUND:
+            seen = link.address.rpartition(":")[0]
+            return f"{seen}:{port}" if seen else listen
+        return listen
