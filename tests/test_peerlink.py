@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+import trio.testing
 from trio.testing import MockClock
 
 from pttsync.core.wire import Bye
@@ -56,6 +57,11 @@ def link(channel: Channel) -> PeerLink:
 async def test_frames_keep_their_order_across_the_shortcut(autojump_clock: MockClock) -> None:
     ch = Channel()
     ln = link(ch)
+    with trio.fail_after(5):
+        await _ordered(ch, ln)
+
+
+async def _ordered(ch: Channel, ln: PeerLink) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ln.run_writer)
         assert ln.try_send(Bye("1"))  # straight to the channel
@@ -64,14 +70,13 @@ async def test_frames_keep_their_order_across_the_shortcut(autojump_clock: MockC
         ch.instant = True
         assert ln.try_send(Bye("3"))  # queued too: "2" must go first
         await ln.send(Bye("4"))
-        await trio.sleep(1)
+        await trio.testing.wait_all_tasks_blocked()
         assert len(ch.sent) == 1  # the writer still waits on "2"
         ch.gate.set()
-        with trio.fail_after(5):
-            await ch.wait_for(4)
+        await ch.wait_for(4)
         assert [b"1" in f for f in ch.sent] == [True, False, False, False]
         assert ch.sent == sorted(ch.sent, key=lambda f: f[-1])  # 1, 2, 3, 4
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # the writer is done with "4"
         assert ln.try_send(Bye("5")) and ch.sent[-1].endswith(b"5")  # queue empty: shortcut
         assert ln.stats.messages_sent == 5
         nursery.cancel_scope.cancel()

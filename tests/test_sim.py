@@ -243,6 +243,23 @@ def test_the_report_is_the_same_in_processes_with_other_hash_seeds(tmp_path: Pat
 # -- violated invariants are detected and reported -----------------------------------------
 
 
+def silence_rounds(monkeypatch: pytest.MonkeyPatch, victim: bytes) -> None:
+    """The peer `victim` starts no sync round and answers none."""
+    sync_round, on_request = TopicRuntime.sync_round, TopicRuntime.on_request
+
+    async def no_round(self: TopicRuntime, link: PeerLink, *, limit: float) -> bool:
+        if self.identity.peer_id == victim:
+            await trio.lowlevel.checkpoint()
+            return False
+        return await sync_round(self, link, limit=limit)
+
+    def no_answer(self: TopicRuntime, link: PeerLink, msg: Message) -> list[Message]:
+        return [] if self.identity.peer_id == victim else on_request(self, link, msg)
+
+    monkeypatch.setattr(TopicRuntime, "sync_round", no_round)
+    monkeypatch.setattr(TopicRuntime, "on_request", no_answer)
+
+
 @pytest.fixture
 def deaf_peer(monkeypatch: pytest.MonkeyPatch) -> Callable[[int, int], None]:
     """`deaf_peer(seed, index)`: that peer of the run with `seed` silently drops what is
@@ -250,25 +267,13 @@ def deaf_peer(monkeypatch: pytest.MonkeyPatch) -> Callable[[int, int], None]:
 
     def install(seed: int, index: int) -> None:
         victim = identity_of(seed, index).peer_id
-        on_push, sync_round, on_request = (
-            TopicRuntime.on_push, TopicRuntime.sync_round, TopicRuntime.on_request,
-        )  # fmt: skip
+        on_push = TopicRuntime.on_push
 
         def deaf_on_push(self: TopicRuntime, link: PeerLink, push: Push) -> int:
             return 0 if self.identity.peer_id == victim else on_push(self, link, push)
 
-        async def deaf_sync_round(self: TopicRuntime, link: PeerLink, *, limit: float) -> bool:
-            if self.identity.peer_id == victim:
-                await trio.lowlevel.checkpoint()
-                return False
-            return await sync_round(self, link, limit=limit)
-
-        def deaf_on_request(self: TopicRuntime, link: PeerLink, msg: Message) -> list[Message]:
-            return [] if self.identity.peer_id == victim else on_request(self, link, msg)
-
         monkeypatch.setattr(TopicRuntime, "on_push", deaf_on_push)
-        monkeypatch.setattr(TopicRuntime, "sync_round", deaf_sync_round)
-        monkeypatch.setattr(TopicRuntime, "on_request", deaf_on_request)
+        silence_rounds(monkeypatch, victim)
 
     return install
 
@@ -361,9 +366,7 @@ def test_writes_that_leave_with_their_writer_are_counted_apart(
     mine = [w for w in make_plan(cfg).writes if w.peer == 4 and w.at < leave.at]
     assert len(mine) == 3
     victim = identity_of(cfg.seed, 4).peer_id
-    push_batch, sync_round, on_request = (
-        TopicRuntime.push_batch, TopicRuntime.sync_round, TopicRuntime.on_request,
-    )  # fmt: skip
+    push_batch = TopicRuntime.push_batch
 
     def mute_push_batch(
         self: TopicRuntime, batch: list[tuple[Oplog, OplogStatus]], links: list[PeerLink]
@@ -371,18 +374,8 @@ def test_writes_that_leave_with_their_writer_are_counted_apart(
         if self.identity.peer_id != victim:
             push_batch(self, batch, links)
 
-    async def mute_sync_round(self: TopicRuntime, link: PeerLink, *, limit: float) -> bool:
-        if self.identity.peer_id == victim:
-            await trio.lowlevel.checkpoint()
-            return False
-        return await sync_round(self, link, limit=limit)
-
-    def mute_on_request(self: TopicRuntime, link: PeerLink, msg: Message) -> list[Message]:
-        return [] if self.identity.peer_id == victim else on_request(self, link, msg)
-
     monkeypatch.setattr(TopicRuntime, "push_batch", mute_push_batch)
-    monkeypatch.setattr(TopicRuntime, "sync_round", mute_sync_round)
-    monkeypatch.setattr(TopicRuntime, "on_request", mute_on_request)
+    silence_rounds(monkeypatch, victim)
     report = run(cfg)
     assert_healthy(report)
     assert report.writes["acknowledged"] == 30

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MalformedOplogError, UsageError
 from . import codec
 from .identity import PEER_ID_SIZE
+from .memo import remember
 from .oplog import MAX_DATA_SIZE, create_oplog
 from .store import Quorum, TopicInfo
 
@@ -107,16 +108,12 @@ def decode_role(oplog: Oplog) -> tuple[bytes, Role]:
     """
     key = (oplog.object_id, oplog.data)
     known = _ROLES.get(key)
-    if known is None:
-        known = _ROLES[key] = _decode_role(oplog)
-        if len(_ROLES) > MAX_REMEMBERED_ROLES:
-            del _ROLES[next(iter(_ROLES))]
-    return known
+    return known if known is not None else remember(_ROLES, key, _decode_role(oplog), MAX_ROLES)
 
 
 # A role oplog is decoded wherever governance is folded or a Hello's credentials
 # are chosen: a pure function of its object and payload, so remembered (bounded).
-MAX_REMEMBERED_ROLES = 65536
+MAX_ROLES = 65536
 _ROLES: dict[tuple[bytes, bytes], tuple[bytes, Role]] = {}
 
 

@@ -38,6 +38,7 @@ from .governance import (
     is_governance_op,
     quorum_size,
 )
+from .memo import remember
 from .oplog import (
     MAX_INTERNAL_SIGS,
     MAX_MASTER_SIGS,
@@ -133,12 +134,9 @@ MAX_CHECKED_PAYLOADS = 65536
 def _check_doc_payload(oplog: Oplog) -> None:
     """decode_doc_op's checks, once per oplog ID (the ID is a hash of the payload, so an
     ID seen well-formed stays well-formed; the table is bounded, oldest forgotten)."""
-    if oplog.oplog_id in _CHECKED_PAYLOADS:
-        return
-    decode_doc_op(oplog)
-    _CHECKED_PAYLOADS[oplog.oplog_id] = None
-    if len(_CHECKED_PAYLOADS) > MAX_CHECKED_PAYLOADS:
-        del _CHECKED_PAYLOADS[next(iter(_CHECKED_PAYLOADS))]
+    if oplog.oplog_id not in _CHECKED_PAYLOADS:
+        decode_doc_op(oplog)
+        remember(_CHECKED_PAYLOADS, oplog.oplog_id, None, MAX_CHECKED_PAYLOADS)
 
 
 def _too_many_masters(gov: Governance, oplog: Oplog) -> bool:
@@ -210,9 +208,7 @@ def build_governance(info: TopicInfo, oplogs: Iterable[Oplog]) -> Fold:
     for o in sorted(unique.values(), key=lambda o: (o.create_time, o.oplog_id)):
         fold.append(o)
     if len(unique) >= MIN_REMEMBERED_FOLD:
-        _FOLDS[key] = fold.copy()
-        while len(_FOLDS) > MAX_REMEMBERED_FOLDS:
-            del _FOLDS[next(iter(_FOLDS))]
+        remember(_FOLDS, key, fold.copy(), MAX_REMEMBERED_FOLDS)
     return fold
 
 

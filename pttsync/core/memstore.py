@@ -27,7 +27,16 @@ from .memtree import MemoryTree
 from .merkle import Leaf, MerkleTree
 from .oplog import Oplog, OplogStatus
 from .oplogcodec import encode_oplog
-from .store import MAX_FAILED, SCHEMA_VERSION, BatchResult, FailedOplog, Store, StoredOplog
+from .store import (
+    MAX_FAILED,
+    SCHEMA_VERSION,
+    BatchResult,
+    FailedOplog,
+    Store,
+    StoredOplog,
+    check_hex_prefix,
+    newest_failed_first,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -231,7 +240,7 @@ class MemoryStore(Store):
         for record in failed:
             t.failed[record.oplog_id] = record
         if len(t.failed) > MAX_FAILED:
-            keep = sorted(t.failed.values(), key=lambda f: (-f.failed_at, f.oplog_id))
+            keep = sorted(t.failed.values(), key=newest_failed_first)
             t.failed = {f.oplog_id: f for f in keep[:MAX_FAILED]}
         for oid in [*deletes, *(f.oplog_id for f in failed)]:
             old = t.remove(oid)
@@ -247,9 +256,7 @@ class MemoryStore(Store):
         return self._t(topic_id).oplogs.get(oplog_id)
 
     def find(self, topic_id: bytes, hex_prefix: str, limit: int = 2) -> list[StoredOplog]:
-        prefix = hex_prefix.lower()
-        if len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
-            raise UsageError(f"{hex_prefix!r} is not a hex oplog ID prefix")
+        prefix = check_hex_prefix(hex_prefix)
         t = self._t(topic_id)
         ids = sorted(k for k in t.oplogs if k.hex().startswith(prefix))
         return [t.oplogs[k] for k in ids[:limit]]
@@ -320,10 +327,7 @@ class MemoryStore(Store):
         return oplog_id in self._t(topic_id).failed
 
     def failed(self, topic_id: bytes, *, limit: int = 1000) -> list[FailedOplog]:
-        records = sorted(
-            self._t(topic_id).failed.values(), key=lambda f: (-f.failed_at, f.oplog_id)
-        )
-        return records[:limit]
+        return sorted(self._t(topic_id).failed.values(), key=newest_failed_first)[:limit]
 
     def leaves_from(
         self, topic_id: bytes, lo: tuple[int, bytes], end: int, limit: int
@@ -367,14 +371,14 @@ class MemoryStore(Store):
         problems = []
         for oid, stored in t.oplogs.items():
             o = stored.oplog
-            if stored.status is _VALID and t.tree.leaf_hash.get((o.update_time, oid)) != o.hash:
+            if stored.status is _VALID and t.tree.hash_of(o.update_time, oid) != o.hash:
                 problems.append(f"valid oplog {oid.hex()} has no matching leaf")
-        for (time, oid), h in t.tree.leaf_hash.items():
-            held = t.oplogs.get(oid)
+        for leaf in t.tree.leaf_list:
+            held = t.oplogs.get(leaf.oplog_id)
             if (
                 held is None
                 or held.status is not _VALID
-                or (held.oplog.update_time, held.oplog.hash) != (time, h)
+                or (held.oplog.update_time, held.oplog.hash) != (leaf.time, leaf.hash)
             ):
-                problems.append(f"leaf {oid.hex()} has no matching valid oplog")
+                problems.append(f"leaf {leaf.oplog_id.hex()} has no matching valid oplog")
         return problems + self.tree(topic_id).check()

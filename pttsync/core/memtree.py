@@ -38,7 +38,6 @@ class MemoryTree:
         self._flushing = False
         self.leaf_keys: list[tuple[int, bytes]] = []  # sorted (time, oplog ID)
         self.leaf_list: list[Leaf] = []  # the leaves, in the same order
-        self.leaf_hash: dict[tuple[int, bytes], bytes] = {}
         self.nodes_by: dict[tuple[int, int], dict[int, Node]] = {}  # (level, depth) -> start
         self.starts: dict[tuple[int, int], list[int]] = {}  # (level, depth) -> sorted starts
 
@@ -48,7 +47,6 @@ class MemoryTree:
         other.topic_id = self.topic_id
         other.leaf_keys = list(self.leaf_keys)
         other.leaf_list = list(self.leaf_list)
-        other.leaf_hash = dict(self.leaf_hash)
         other.nodes_by = {k: dict(v) for k, v in self.nodes_by.items()}
         other.starts = {k: list(v) for k, v in self.starts.items()}
         return other
@@ -147,20 +145,27 @@ class MemoryTree:
         lo, hi = self._span(start, end)
         return [leaf.hash for leaf in self.leaf_list[lo:hi]]
 
+    def _find(self, key: tuple[int, bytes]) -> tuple[int, bool]:
+        """Where `key` is (or would go) among the leaves, and whether it is there."""
+        i = bisect.bisect_left(self.leaf_keys, key)
+        return i, i < len(self.leaf_keys) and self.leaf_keys[i] == key
+
+    def hash_of(self, time: int, oplog_id: bytes) -> bytes | None:
+        """The hash of the leaf (time, oplog ID), if there is one."""
+        i, found = self._find((time, oplog_id))
+        return self.leaf_list[i].hash if found else None
+
     def put_leaves(self, leaves: Sequence[Leaf]) -> None:
         for leaf in leaves:
             key = (leaf.time, leaf.oplog_id)
-            if key in self.leaf_hash:
+            i, found = self._find(key)
+            if found:
                 raise UsageError(f"a leaf for oplog {leaf.oplog_id.hex()} is already there")
-            i = bisect.bisect_left(self.leaf_keys, key)
             self.leaf_keys.insert(i, key)
             self.leaf_list.insert(i, leaf)
-            self.leaf_hash[key] = leaf.hash
 
     def delete_leaf(self, time: int, oplog_id: bytes) -> bool:
-        key = (time, oplog_id)
-        if self.leaf_hash.pop(key, None) is None:
-            return False
-        i = bisect.bisect_left(self.leaf_keys, key)
-        del self.leaf_keys[i], self.leaf_list[i]
-        return True
+        i, found = self._find((time, oplog_id))
+        if found:
+            del self.leaf_keys[i], self.leaf_list[i]
+        return found

@@ -136,7 +136,7 @@ def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:
         OversizeError: the record, a field or a list is over its limit.
         TimestampError, IntegrityError, SignatureError: see `verify_oplog`.
     """
-    known = _verified.map.get(data) if type(data) is bytes else None
+    known = decode_known(data)
     if known is not None:
         return known
     oplog = _decode(data, signatures)

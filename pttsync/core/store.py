@@ -336,9 +336,7 @@ class Store:
         Raises:
             UsageError: the prefix is not hexadecimal or is longer than an ID.
         """
-        prefix = hex_prefix.lower()
-        if len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
-            raise UsageError(f"{hex_prefix!r} is not a hex oplog ID prefix")
+        prefix = check_hex_prefix(hex_prefix)
         low, high = bytes.fromhex(prefix.ljust(64, "0")), bytes.fromhex(prefix.ljust(64, "f"))
         rows = self._db.all(
             "SELECT body, status FROM oplogs WHERE topic=? AND oplog_id BETWEEN ? AND ?"
@@ -529,6 +527,19 @@ class Store:
 
 
 _END = 2**63 - 1
+
+
+def check_hex_prefix(text: str) -> str:
+    """`text` as a lower-case hex prefix of an oplog ID.  UsageError if it is not one."""
+    prefix = text.lower()
+    if len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
+        raise UsageError(f"{text!r} is not a hex oplog ID prefix")
+    return prefix
+
+
+def newest_failed_first(record: FailedOplog) -> tuple[int, bytes]:
+    """The order of failed-oplog records: most recently failed first, then by ID."""
+    return (-record.failed_at, record.oplog_id)
 
 
 _TOPIC_COLUMNS = "topic_id, name, creator, create_time, nonce, quorum, expiry"

@@ -128,11 +128,10 @@ class PeerLink:
             await trio.lowlevel.checkpoint_if_cancelled()
             return
         try:
-            self._queued += 1
             await self._send.send(frame)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self._queued -= 1
             raise ConnectionLostError(f"{self.name}: link closed") from None
+        self._queued += 1
         self._count(frame)
 
     async def send_all(self, msgs: list[Message]) -> None:

@@ -210,29 +210,28 @@ class PushRouting:
         """Route a batch: valid oplogs over the push mesh, pending ones to their signers.
 
         A pending oplog none of whose signers is connected goes one hop
-        towards the nearest master (routing.py); with no way there it is
-        relayed to every member peer (go-pttai dials a master here): each
-        stores it and routes it on, so it reaches a signer however the peers
-        are connected.
+        towards the nearest master (routing.py; go-pttai dials a master here),
+        each peer on the way storing it and routing it on (`_towards_master`).
         """
         now = self.clock()
         gov = self.replica.fold.governance
         members = [ln for ln in links if self.topic_id in ln.topics and self._admits_now(ln)]
+        mesh = [ln for ln in members if self.routes.in_mesh(ln.peer_id)]
         peers: dict[bytes, PeerLink] = {}
         queued: dict[tuple[bytes, bool], list[bytes]] = {}  # (peer, pending) -> records
         for oplog, status in batch:
             holders = self.seen.holders((oplog.oplog_id, oplog.hash))
             is_pending = status is not OplogStatus.VALID
             if not is_pending:
-                targets = [ln for ln in members if self.routes.in_mesh(ln.peer_id)]
+                targets = mesh
             else:
                 targets = [
                     ln
                     for ln in members
                     if sign_kind(oplog, status, gov, ln.peer_id, now) is not None
-                ] or self._towards_master(members, holders)
+                ] or self._towards_master(members, mesh, holders)
                 if oplog.creator == self.identity.peer_id:
-                    targets += self._second_home(members, targets, holders)
+                    targets = targets + self._second_home(members, mesh, targets, holders)
             body = b""
             for link in targets:
                 if link.peer_id in holders:
@@ -255,7 +254,11 @@ class PushRouting:
                     self.stats.push_dropped += len(chunk)
 
     def _second_home(
-        self, members: list[PeerLink], targets: list[PeerLink], holders: Holders
+        self,
+        members: list[PeerLink],
+        mesh: list[PeerLink],
+        targets: list[PeerLink],
+        holders: Holders,
     ) -> list[PeerLink]:
         """One more peer for a pending write of this node's own, if none holds it yet.
 
@@ -267,10 +270,12 @@ class PushRouting:
         spare = [ln for ln in members if ln.peer_id not in chosen]
         if not spare or any(ln.peer_id in holders for ln in spare):
             return []
-        mesh = [ln for ln in spare if self.routes.in_mesh(ln.peer_id)]
-        return [(mesh or spare)[0]]
+        spare_mesh = [ln for ln in mesh if ln.peer_id not in chosen]
+        return [(spare_mesh or spare)[0]]
 
-    def _towards_master(self, members: list[PeerLink], holders: Holders) -> list[PeerLink]:
+    def _towards_master(
+        self, members: list[PeerLink], mesh: list[PeerLink], holders: Holders
+    ) -> list[PeerLink]:
         """Where a pending oplog with no signer connected goes.
 
         The nearest peer downhill that does not hold it yet; none if all of
@@ -289,7 +294,7 @@ class PushRouting:
             return []
         if self.routes.hops() >= MAX_HOPS:
             return []
-        return [ln for ln in members if self.routes.in_mesh(ln.peer_id)]
+        return mesh
 
     def relay_pending(
         self, links: list[PeerLink], *, unreached_only: bool = False, limit: int = MAX_RELAYED

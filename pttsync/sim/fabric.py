@@ -275,7 +275,6 @@ class Fabric:
 
     async def _secure(
         self,
-        owner: str,
         stream: trio.abc.Stream,
         identity: Identity,
         *,
@@ -334,5 +333,5 @@ class SimNetwork:
         timeout: float,  # noqa: ASYNC109 - the node's handshake deadline, as secure_handshake's
     ) -> Channel:
         return await self.fabric._secure(
-            self.name, stream, identity, initiator=initiator, expect=expect, timeout=timeout
+            stream, identity, initiator=initiator, expect=expect, timeout=timeout
         )

@@ -137,12 +137,9 @@ def _report(
     traffic = [world.fabric.traffic_of(p.name) for p in world.peers.values()]
     messages = [t.messages_sent for t in traffic]
     sent = [t.bytes_sent for t in traffic]
-    full = (1 << max(p.index for p in world.peers.values()) + 1) - 1 if world.peers else 0
     live_bits = sum(1 << p.index for p in live)
     spreads = [
-        t.last_reach - t.at
-        for t in world.tracks.values()
-        if t.reached & live_bits == live_bits and full
+        t.last_reach - t.at for t in world.tracks.values() if t.reached & live_bits == live_bits
     ]
     final = live[0].store.tree(world.topic.topic_id).digest() if live else b""
     convergence = None

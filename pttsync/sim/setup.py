@@ -58,7 +58,7 @@ class Topic:
     def topic_id(self) -> bytes:
         return self.info.topic_id
 
-    def store_for(self, peer: int, *, admitted: bool) -> Store:
+    def store_for(self, *, admitted: bool) -> Store:
         """A store for a peer: a copy of the template, or (not yet admitted) just the topic."""
         if admitted:
             return self.template.copy()

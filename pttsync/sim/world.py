@@ -121,8 +121,6 @@ class World:
         self.cfg = cfg
         self.plan = plan
         self.progress = progress
-        joiners = [p for f in plan.faults if f.kind is FaultKind.JOIN for p in f.peers]
-        self.total = max([plan.initial - 1, *joiners]) + 1
         self.topic = make_topic(
             cfg.seed, peers=plan.initial, masters=cfg.masters, admitted=plan.initial,
             expiry_s=cfg.expiry, store_kind=cfg.store,
@@ -165,7 +163,7 @@ class World:
             if index < len(self.topic.identities)
             else identity_of(self.cfg.seed, index)
         )
-        store = self.topic.store_for(index, admitted=admitted)
+        store = self.topic.store_for(admitted=admitted)
         peer = Peer(index, identity, store, Probe(index, self.tracks))
         self.peers[index] = peer
         return peer
