@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 
 from .core.identity import Identity
-from .core.replica import found_topic
-from .core.store import Store, TopicInfo
+from .core.lifecycle.replica import found_topic
+from .core.store.sqlite import Store, TopicInfo
 from .core.topic import new_topic
 from .errors import DataDirError, UsageError
 

@@ -20,18 +20,18 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .core.frames import FrameReader, encode_frame
-from .core.messages import Message, decode_message, encode_message
-from .core.receiver import Receiver
-from .core.requester import Requester
-from .core.session import State, SyncConfig, SyncContext
+from .core.sync.frames import FrameReader, encode_frame
+from .core.sync.messages import Message, decode_message, encode_message
+from .core.sync.receiver import Receiver
+from .core.sync.requester import Requester
+from .core.sync.session import State, SyncConfig, SyncContext
 from .errors import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .core.replica import Replica
-    from .core.store import Store
+    from .core.lifecycle.replica import Replica
+    from .core.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 

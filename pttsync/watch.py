@@ -24,7 +24,7 @@ from .errors import LocalError, UsageError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from .core.docstore import Change, DocumentStore
+    from .core.documents.docstore import Change, DocumentStore
 
 DEFAULT_BUFFER = 1000
 MAX_BUFFER = 1_000_000

@@ -8,7 +8,7 @@ import pytest
 
 from pttsync.cli import main
 from pttsync.core.identity import Identity
-from pttsync.core.store import Store, TopicInfo
+from pttsync.core.store.sqlite import Store, TopicInfo
 from pttsync.core.timeutil import parse_iso
 from pttsync.core.topic import new_topic
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from pttsync.core.governance import Role
 from pttsync.core.identity import Identity
-from pttsync.core.replica import found_topic
-from pttsync.core.store import Store, TopicInfo
+from pttsync.core.lifecycle.governance import Role
+from pttsync.core.lifecycle.replica import found_topic
+from pttsync.core.store.sqlite import Store, TopicInfo
 from pttsync.core.topic import new_topic
 from pttsync.net.config import NodeConfig, trio_wall_clock
 from pttsync.net.network import MemoryNetwork

@@ -7,17 +7,17 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pttsync.core.governance import OP_ROLE, Role, role_payload
 from pttsync.core.identity import Identity
+from pttsync.core.lifecycle.governance import OP_ROLE, Role, role_payload
 from pttsync.core.oplog import Oplog, OplogStatus, create_oplog
-from pttsync.core.receiver import Receiver
-from pttsync.core.requester import Requester
-from pttsync.core.session import SyncConfig, SyncContext
-from pttsync.core.store import Store, TopicInfo
-from pttsync.core.synthetic import populate
+from pttsync.core.store.sqlite import Store, TopicInfo
+from pttsync.core.sync.receiver import Receiver
+from pttsync.core.sync.requester import Requester
+from pttsync.core.sync.session import SyncConfig, SyncContext
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
 from pttsync.localsync import LocalSyncReport, round_id, sync_local
+from pttsync.synthetic import populate
 
 from .helpers import make_identity
 

@@ -16,12 +16,12 @@ import pytest
 import trio
 
 from pttsync.cli import build_parser, main
-from pttsync.core.docstore import Change, ChangeKind, Write, WriteStatus
-from pttsync.core.documents import DocState, Version, key_to_object
-from pttsync.core.governance import Role
+from pttsync.core.documents.derive import DocState, Version, key_to_object
+from pttsync.core.documents.docstore import Change, ChangeKind, Write, WriteStatus
 from pttsync.core.identity import peer_id_text
+from pttsync.core.lifecycle.governance import Role
 from pttsync.core.oplog import OplogStatus
-from pttsync.core.store import TopicInfo
+from pttsync.core.store.sqlite import TopicInfo
 from pttsync.errors import (
     DataDirError,
     NodeNotRunningError,

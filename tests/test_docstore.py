@@ -17,16 +17,16 @@ import pytest
 
 import pttsync
 from pttsync import ChangeKind, Merged, OplogStatus, Role, WriteStatus
-from pttsync.core.documents import (
+from pttsync.core.documents.derive import (
     OP_DELETE,
     OP_PUT,
     decode_doc_op,
     put_payload,
     winner_key,
 )
-from pttsync.core.handle import OplogHandler
+from pttsync.core.lifecycle.handle import OplogHandler
+from pttsync.core.lifecycle.pending import handle_pending
 from pttsync.core.oplogcodec import encode_oplog
-from pttsync.core.pending import handle_pending
 
 from .helpers import make_identity
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pttsync.core.documents import (
+from pttsync.core.documents.derive import (
     MAX_KEY_BYTES,
     MAX_RESOLVES,
     OP_DELETE,

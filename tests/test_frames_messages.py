@@ -12,9 +12,10 @@ import cbor2
 import pytest
 
 from pttsync.core import codec
-from pttsync.core.frames import HEADER_SIZE, MAX_FRAME_SIZE, FrameReader, encode_frame
 from pttsync.core.merkle import Leaf, Level
-from pttsync.core.messages import (
+from pttsync.core.oplog import MAX_OPLOG_SIZE
+from pttsync.core.sync.frames import HEADER_SIZE, MAX_FRAME_SIZE, FrameReader, encode_frame
+from pttsync.core.sync.messages import (
     MAX_ITEM_CHILDREN,
     MAX_ITEM_LEAVES,
     MAX_ITEMS,
@@ -45,7 +46,6 @@ from pttsync.core.messages import (
     decode_message,
     encode_message,
 )
-from pttsync.core.oplog import MAX_OPLOG_SIZE
 from pttsync.core.timeutil import HOUR_NS, MAX_TIME
 from pttsync.errors import RemoteProtocolError, UsageError
 

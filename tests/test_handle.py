@@ -6,20 +6,20 @@ import dataclasses
 
 import pytest
 
-from pttsync.core import handle
-from pttsync.core.governance import OP_ROLE, Role, role_payload
-from pttsync.core.handle import (
+from pttsync.core.identity import Identity
+from pttsync.core.lifecycle import handle
+from pttsync.core.lifecycle.governance import OP_ROLE, Role, role_payload
+from pttsync.core.lifecycle.handle import (
     DEFAULT_CLOCK_SKEW,
     ForeignTopicError,
     HandleResult,
     OplogHandler,
     select_existing,
 )
-from pttsync.core.identity import Identity
+from pttsync.core.lifecycle.replica import Replica
 from pttsync.core.oplog import Oplog, OplogStatus, SignKind, compute_hash, cosign, create_oplog
 from pttsync.core.oplogcodec import encode_oplog
-from pttsync.core.replica import Replica
-from pttsync.core.store import Store, TopicInfo
+from pttsync.core.store.sqlite import Store, TopicInfo
 from pttsync.core.timeutil import NS_PER_SECOND, parse_iso
 from pttsync.core.topic import new_topic
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pttsync.core.docstore import DocumentStore
-from pttsync.core.documents import OP_DELETE, OP_PUT, delete_payload, put_payload
-from pttsync.core.governance import (
+from pttsync.core.documents.derive import OP_DELETE, OP_PUT, delete_payload, put_payload
+from pttsync.core.documents.docstore import DocumentStore
+from pttsync.core.lifecycle.governance import (
     GOVERNANCE_OPS,
     OP_DEVICE,
     OP_ROLE,
@@ -26,8 +26,10 @@ from pttsync.core.governance import (
     make_genesis,
     role_payload,
 )
-from pttsync.core.handle import OplogHandler
-from pttsync.core.lifecycle import Fold, build_governance, extend_fold, sign_kind
+from pttsync.core.lifecycle.handle import OplogHandler
+from pttsync.core.lifecycle.pending import handle_failed, handle_pending, pending_for_peer
+from pttsync.core.lifecycle.replica import Replica, found_topic
+from pttsync.core.lifecycle.rules import Fold, build_governance, extend_fold, sign_kind
 from pttsync.core.oplog import (
     Oplog,
     OplogStatus,
@@ -39,10 +41,8 @@ from pttsync.core.oplog import (
     with_signatures,
 )
 from pttsync.core.oplogcodec import encode_oplog
-from pttsync.core.pending import handle_failed, handle_pending, pending_for_peer
-from pttsync.core.replica import Replica, found_topic
-from pttsync.core.sqlite import SCHEMA_VERSION
-from pttsync.core.store import DEFAULT_EXPIRY, Quorum, Store, TopicInfo
+from pttsync.core.store.database import SCHEMA_VERSION
+from pttsync.core.store.sqlite import DEFAULT_EXPIRY, Quorum, Store, TopicInfo
 from pttsync.core.timeutil import parse_iso
 from pttsync.core.topic import new_topic
 from pttsync.errors import NotAuthorizedError, SignatureError, UsageError

@@ -10,11 +10,11 @@ import trio
 
 import pttsync
 from pttsync import OplogStatus, Quorum, Role, SignKind
-from pttsync.core.documents import put_payload
-from pttsync.core.handle import OplogHandler
+from pttsync.core.documents.derive import put_payload
+from pttsync.core.lifecycle.handle import OplogHandler
+from pttsync.core.lifecycle.pending import handle_pending
 from pttsync.core.oplog import cosign
 from pttsync.core.oplogcodec import encode_oplog
-from pttsync.core.pending import handle_pending
 from pttsync.errors import NotAuthorizedError, UsageError
 
 from .helpers import make_identity

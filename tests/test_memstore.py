@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from pttsync.core.identity import Identity
-from pttsync.core.memstore import MemoryStore
 from pttsync.core.merkle import Level
 from pttsync.core.oplog import Oplog, OplogStatus, SignKind, cosign, create_oplog
-from pttsync.core.store import FailedOplog, Store, TopicInfo
+from pttsync.core.store.memory import MemoryStore
+from pttsync.core.store.sqlite import FailedOplog, Store, TopicInfo
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
 from pttsync.errors import UsageError

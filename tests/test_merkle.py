@@ -16,7 +16,7 @@ from pttsync.core import merkle
 from pttsync.core.identity import Identity
 from pttsync.core.merkle import FANOUT, SPLIT_THRESHOLD, Leaf, Level, Node
 from pttsync.core.oplog import Oplog, OplogStatus
-from pttsync.core.store import Store, TopicInfo
+from pttsync.core.store.sqlite import Store, TopicInfo
 from pttsync.core.timeutil import HOUR_NS, MAX_TIME, NS_PER_SECOND, parse_iso, to_iso
 
 from .helpers import make_oplog

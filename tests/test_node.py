@@ -5,9 +5,9 @@ from __future__ import annotations
 import trio
 from trio.testing import MockClock
 
-from pttsync.core.governance import Role
+from pttsync.core.lifecycle.governance import Role
 from pttsync.core.oplog import OplogStatus
-from pttsync.core.synthetic import populate
+from pttsync.synthetic import populate
 
 from .nethelpers import SECOND, T0, all_agree, digest, make_cluster, value_of, wait_until
 

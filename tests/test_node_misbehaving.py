@@ -15,9 +15,9 @@ import trio
 from trio.testing import MockClock
 
 from pttsync.core.identity import Identity
-from pttsync.core.wire import Hello, Push, encode_node_message
 from pttsync.errors import ConnectionLostError, RemoteProtocolError
 from pttsync.net.transport import SecureChannel, secure_handshake
+from pttsync.net.wire import Hello, Push, encode_node_message
 
 from .nethelpers import Cluster, make_cluster, value_of, wait_until
 

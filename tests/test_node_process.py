@@ -27,9 +27,9 @@ import trio
 
 from pttsync.cli.main import main
 from pttsync.cli.run import make_peers
-from pttsync.core.docstore import DocumentStore
+from pttsync.core.documents.docstore import DocumentStore
 from pttsync.core.identity import peer_id_text
-from pttsync.core.replica import Replica
+from pttsync.core.lifecycle.replica import Replica
 from pttsync.datadir import DataDir
 from pttsync.errors import NodeNotRunningError, PttsyncError
 from pttsync.net.config import NodeConfig

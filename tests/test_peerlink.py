@@ -6,9 +6,9 @@ import trio
 import trio.testing
 from trio.testing import MockClock
 
-from pttsync.core.wire import Bye
 from pttsync.errors import ConnectionLostError
 from pttsync.net.peer import Direction, PeerLink
+from pttsync.net.wire import Bye
 
 
 class Channel:

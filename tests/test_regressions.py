@@ -24,7 +24,7 @@ from pttsync.core.oplog import (
     with_signatures,
 )
 from pttsync.core.oplogcodec import decode_oplog, encode_oplog
-from pttsync.core.store import Store, TopicInfo
+from pttsync.core.store.sqlite import Store, TopicInfo
 from pttsync.core.timeutil import parse_iso
 from pttsync.datadir import DataDir
 from pttsync.errors import (

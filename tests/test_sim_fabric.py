@@ -12,8 +12,8 @@ import trio
 import trio.testing
 from trio.testing import MockClock
 
-from pttsync.core.frames import MAX_FRAME_SIZE
 from pttsync.core.identity import Identity
+from pttsync.core.sync.frames import MAX_FRAME_SIZE
 from pttsync.errors import ConnectionLostError, HandshakeError, PttsyncError, UsageError
 from pttsync.net.peer import Channel
 from pttsync.net.transport import SecureChannel

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from pttsync.core import sqlite
 from pttsync.core.identity import Identity
 from pttsync.core.merkle import Level
 from pttsync.core.oplog import OplogStatus, SignKind, cosign
 from pttsync.core.oplogcodec import encode_oplog
-from pttsync.core.store import SCHEMA_VERSION, Store, TopicInfo
+from pttsync.core.store import database as sqlite
+from pttsync.core.store.sqlite import SCHEMA_VERSION, Store, TopicInfo
+from pttsync.core.store.sqlitetree import SqliteTreeStorage
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
-from pttsync.core.treestore import SqliteTreeStorage
 from pttsync.errors import StoreError, UsageError
 
 from .helpers import make_identity, make_oplog

@@ -15,9 +15,12 @@ from typing import TypeVar
 import pytest
 
 from pttsync.core import codec
-from pttsync.core.frames import MAX_FRAME_SIZE, FrameReader, encode_frame
 from pttsync.core.merkle import Level, node_hash, period
-from pttsync.core.messages import (
+from pttsync.core.oplog import Oplog
+from pttsync.core.oplogcodec import encode_oplog
+from pttsync.core.store.sqlite import Store
+from pttsync.core.sync.frames import MAX_FRAME_SIZE, FrameReader, encode_frame
+from pttsync.core.sync.messages import (
     ChildRef,
     ForceSyncOplogByMerkle,
     ForceSyncOplogByMerkleAck,
@@ -30,12 +33,9 @@ from pttsync.core.messages import (
     decode_message,
     encode_message,
 )
-from pttsync.core.oplog import Oplog
-from pttsync.core.oplogcodec import encode_oplog
-from pttsync.core.receiver import Receiver
-from pttsync.core.requester import Requester
-from pttsync.core.session import State
-from pttsync.core.store import Store
+from pttsync.core.sync.receiver import Receiver
+from pttsync.core.sync.requester import Requester
+from pttsync.core.sync.session import State
 from pttsync.core.timeutil import HOUR_NS
 from pttsync.errors import RemoteProtocolError
 

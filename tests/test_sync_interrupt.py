@@ -13,8 +13,8 @@ import random
 import pytest
 
 from pttsync.core.oplog import OplogStatus
-from pttsync.core.session import SyncConfig
-from pttsync.core.store import Store
+from pttsync.core.store.sqlite import Store
+from pttsync.core.sync.session import SyncConfig
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.localsync import run_round
 

@@ -14,9 +14,9 @@ from dataclasses import replace
 import pytest
 
 from pttsync.core.merkle import SPLIT_THRESHOLD, Level
-from pttsync.core.messages import WINDOW_NODES, ListNode, SyncOplogAck
-from pttsync.core.session import SyncConfig
-from pttsync.core.syncview import LIST_LEVELS, differing_segments, list_digest
+from pttsync.core.sync.messages import WINDOW_NODES, ListNode, SyncOplogAck
+from pttsync.core.sync.session import SyncConfig
+from pttsync.core.sync.syncview import LIST_LEVELS, differing_segments, list_digest
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.errors import RemoteProtocolError, UsageError
 from pttsync.localsync import sync_local

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from pttsync.core.merkle import SPLIT_THRESHOLD
-from pttsync.core.messages import (
+from pttsync.core.oplog import Oplog, OplogStatus, SignKind, cosign
+from pttsync.core.sync.messages import (
     MESSAGE_TYPES,
     Message,
     MsgType,
@@ -28,10 +29,9 @@ from pttsync.core.messages import (
     decode_message,
     encode_message,
 )
-from pttsync.core.oplog import Oplog, OplogStatus, SignKind, cosign
-from pttsync.core.receiver import Receiver
-from pttsync.core.requester import Requester
-from pttsync.core.session import ACCEPTS, Role, State
+from pttsync.core.sync.receiver import Receiver
+from pttsync.core.sync.requester import Requester
+from pttsync.core.sync.session import ACCEPTS, Role, State
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.errors import RemoteProtocolError
 from pttsync.localsync import run_round

@@ -10,7 +10,7 @@ import pytest
 
 from pttsync.core import codec
 from pttsync.core.identity import Identity
-from pttsync.core.store import Quorum
+from pttsync.core.store.sqlite import Quorum
 from pttsync.core.timeutil import parse_iso
 from pttsync.core.topic import (
     check_topic,

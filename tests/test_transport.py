@@ -13,8 +13,8 @@ import trio
 import trio.testing
 
 from pttsync.core import codec
-from pttsync.core.frames import MAX_FRAME_SIZE, encode_frame
 from pttsync.core.identity import Identity
+from pttsync.core.sync.frames import MAX_FRAME_SIZE, encode_frame
 from pttsync.errors import (
     ConnectionLostError,
     HandshakeError,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pttsync.core import codec
-from pttsync.core.messages import RejectCode, SyncOplogReject, encode_message
-from pttsync.core.wire import (
+from pttsync.core.sync.messages import RejectCode, SyncOplogReject, encode_message
+from pttsync.errors import RemoteProtocolError
+from pttsync.net.wire import (
     MAX_CREDENTIALS,
     MAX_PEERS_LISTED,
     MAX_PUSH_OPLOGS,
@@ -20,7 +21,6 @@ from pttsync.core.wire import (
     decode_any,
     encode_node_message,
 )
-from pttsync.errors import RemoteProtocolError
 
 TOPIC = b"\x07" * 32
 PEER = b"\x09" * 32

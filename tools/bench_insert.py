@@ -23,10 +23,10 @@ from pathlib import Path
 
 from pttsync.core.identity import Identity
 from pttsync.core.oplog import OplogStatus, create_oplog
-from pttsync.core.store import Store
-from pttsync.core.synthetic import populate
+from pttsync.core.store.sqlite import Store
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
+from pttsync.synthetic import populate
 
 
 def per_insert_us(size: int, start: int, end: int, probes: int) -> float:

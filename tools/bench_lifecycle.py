@@ -24,8 +24,8 @@ import json
 import time
 
 import pttsync
-from pttsync.core.documents import put_payload
-from pttsync.core.synthetic import populate
+from pttsync.core.documents.derive import put_payload
+from pttsync.synthetic import populate
 
 HOUR = 3600 * 10**9
 

@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 
 from pttsync.core.identity import Identity
-from pttsync.core.store import Store
-from pttsync.core.synthetic import populate
+from pttsync.core.store.sqlite import Store
 from pttsync.core.timeutil import parse_iso
 from pttsync.core.topic import new_topic
 from pttsync.localsync import sync_local
+from pttsync.synthetic import populate
 
 START, END = parse_iso("2025-01-01"), parse_iso("2026-01-01")
 ALICE = Identity.from_seed(b"a" * 32)

@@ -7,21 +7,21 @@ import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
-from ..core.governance import Role
-from ..core.replica import Replica
-from ..core.synthetic import populate
+from ..core.lifecycle.governance import Role
+from ..core.lifecycle.replica import Replica
 from ..core.timeutil import to_iso
 from ..core.topic import parse_topic_token, topic_token
 from ..datadir import DataDir, select_topic
 from ..errors import UsageError
 from ..signer import ProcessSigner
+from ..synthetic import populate
 from .output import Progress, emit_json
 
 if TYPE_CHECKING:
     import argparse
 
     from ..core.identity import Identity
-    from ..core.store import Store, TopicInfo
+    from ..core.store.sqlite import Store, TopicInfo
 
 
 def cmd_invite(args: argparse.Namespace) -> int:

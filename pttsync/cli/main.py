@@ -18,10 +18,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..core.docstore import MAX_LIST
-from ..core.synthetic import DEFAULT_BATCH, MAX_BATCH
+from ..core.documents.docstore import MAX_LIST
 from ..core.timeutil import parse_iso
 from ..errors import LocalError, PttsyncError, UsageError
+from ..synthetic import DEFAULT_BATCH, MAX_BATCH
 from . import client, commands, inspect, simulate, sync
 
 if TYPE_CHECKING:

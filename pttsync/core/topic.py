@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from . import codec
-from .store import DEFAULT_EXPIRY, Quorum, TopicInfo
+from .store.sqlite import DEFAULT_EXPIRY, Quorum, TopicInfo
 from .timeutil import NS_PER_SECOND, check_time
 
 if TYPE_CHECKING:

@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..core.session import SyncConfig
+from ..core.sync.session import SyncConfig
 from ..core.timeutil import NS_PER_SECOND
-from ..core.wire import check_address
 from ..errors import UsageError
+from .wire import check_address
 
 if TYPE_CHECKING:
     from collections.abc import Callable

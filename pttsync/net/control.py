@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from ..core.docstore import MAX_LIST
+from ..core.documents.docstore import MAX_LIST
 from ..core.identity import parse_peer_id, peer_id_text
 from ..errors import (
     PttsyncError,
@@ -75,10 +75,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from contextlib import AbstractContextManager
 
-    from ..core.docstore import Change, Write
-    from ..core.documents import DocState
-    from ..core.governance import Role
-    from ..core.store import TopicInfo
+    from ..core.documents.derive import DocState
+    from ..core.documents.docstore import Change, Write
+    from ..core.lifecycle.governance import Role
+    from ..core.store.sqlite import TopicInfo
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..core.governance import Role
 from ..core.identity import peer_id_text
+from ..core.lifecycle.governance import Role
 from ..core.timeutil import to_iso
 from ..errors import InvalidOplogError, LocalError, PttsyncError, UsageError
 from ..jsonutil import jsonable
@@ -23,8 +23,8 @@ from ..jsonutil import jsonable
 if TYPE_CHECKING:
     import trio
 
-    from ..core.docstore import Change, Write
-    from ..core.documents import DocState, Version
+    from ..core.documents.derive import DocState, Version
+    from ..core.documents.docstore import Change, Write
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core.oplogcodec import decode_oplog, encode_oplog
-from ..core.wire import MAX_CREDENTIALS, Hello, Peers
 from ..errors import InvalidOplogError, RemoteProtocolError
 from .peer import Direction
+from .wire import MAX_CREDENTIALS, Hello, Peers
 
 if TYPE_CHECKING:
     from collections.abc import Callable

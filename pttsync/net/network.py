@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 import trio.testing
 
-from ..core.wire import check_address
 from ..errors import ConnectionLostError, UsageError
 from .transport import secure_handshake
+from .wire import check_address
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -34,10 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..core.governance import is_governance_op
 from ..core.identity import peer_id_text
-from ..core.messages import Message, RejectCode, SyncOplogReject
-from ..core.wire import MAX_PEERS_LISTED, Bye, Hello, Peers, Push, Route
+from ..core.lifecycle.governance import is_governance_op
+from ..core.sync.messages import Message, RejectCode, SyncOplogReject
 from ..errors import (
     ConnectionLostError,
     HandshakeError,
@@ -53,15 +52,16 @@ from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction, PeerLink
 from .replication import REQUESTS, TopicRuntime
+from .wire import MAX_PEERS_LISTED, Bye, Hello, Peers, Push, Route
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from ..core.identity import Identity
-    from ..core.replica import Commit
-    from ..core.store import Store
-    from ..core.wire import AnyMessage
+    from ..core.lifecycle.replica import Commit
+    from ..core.store.sqlite import Store
+    from .wire import AnyMessage
 
 log = logging.getLogger(__name__)
 

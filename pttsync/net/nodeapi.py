@@ -25,10 +25,10 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from pathlib import Path
 
-    from ..core.docstore import DocumentStore, Write
-    from ..core.documents import DocState
-    from ..core.governance import Role
-    from ..core.store import Store, TopicInfo
+    from ..core.documents.derive import DocState
+    from ..core.documents.docstore import DocumentStore, Write
+    from ..core.lifecycle.governance import Role
+    from ..core.store.sqlite import Store, TopicInfo
     from ..watch import Watch
     from .config import NodeConfig
     from .peer import PeerLink

@@ -24,9 +24,9 @@ from typing import Protocol
 import trio
 
 from ..core.identity import peer_id_text
-from ..core.messages import Message, encode_message
-from ..core.wire import AnyMessage, NodeMessage, decode_any, encode_node_message
+from ..core.sync.messages import Message, encode_message
 from ..errors import ConnectionLostError, PttsyncError
+from .wire import AnyMessage, NodeMessage, decode_any, encode_node_message
 
 log = logging.getLogger(__name__)
 

@@ -17,23 +17,23 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..core.lifecycle import expired, sign_kind
+from ..core.lifecycle.pending import not_yet_valid
+from ..core.lifecycle.rules import expired, sign_kind
 from ..core.oplog import OplogStatus
 from ..core.oplogcodec import decode_known, encode_oplog
-from ..core.pending import not_yet_valid
-from ..core.session import MAX_BODY, pack_bodies
-from ..core.wire import MAX_PUSH_OPLOGS, Push
+from ..core.sync.session import MAX_BODY, pack_bodies
 from ..errors import InvalidOplogError, RemoteProtocolError
 from .peer import encode_any
 from .routing import MAX_HOPS
+from .wire import MAX_PUSH_OPLOGS, Push
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from ..core.identity import Identity
+    from ..core.lifecycle.replica import Commit, Replica
     from ..core.oplog import Oplog
-    from ..core.replica import Commit, Replica
-    from ..core.session import SyncContext
+    from ..core.sync.session import SyncContext
     from .peer import PeerLink
     from .replication import TopicStats
     from .routing import Routes

@@ -26,15 +26,17 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..core.docstore import DocumentStore
-from ..core.governance import (
+from ..core.documents.docstore import DocumentStore
+from ..core.lifecycle.governance import (
     OP_GENESIS,
     OP_ROLE,
     Role,
     decode_role,
     is_governance_op,
 )
-from ..core.messages import (
+from ..core.lifecycle.replica import Replica
+from ..core.oplog import OplogStatus
+from ..core.sync.messages import (
     ForceSyncOplogByMerkle,
     Message,
     RejectCode,
@@ -42,22 +44,20 @@ from ..core.messages import (
     SyncOplogNewOplogs,
     SyncPendingOplog,
 )
-from ..core.oplog import OplogStatus
-from ..core.receiver import Receiver
-from ..core.replica import Replica
-from ..core.requester import Requester
-from ..core.session import State, SyncConfig, SyncContext
-from ..core.wire import Route
+from ..core.sync.receiver import Receiver
+from ..core.sync.requester import Requester
+from ..core.sync.session import State, SyncConfig, SyncContext
 from ..errors import ConnectionLostError, InvalidOplogError, UsageError
 from .push import PushRouting, SeenCache
 from .routing import DEFAULT_MESH, Routes
+from .wire import Route
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from ..core.identity import Identity
     from ..core.oplog import Oplog
-    from ..core.store import Store, TopicInfo
+    from ..core.store.sqlite import Store, TopicInfo
     from .peer import PeerLink
 
 log = logging.getLogger(__name__)

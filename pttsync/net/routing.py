@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import random
 
-from ..core.wire import MAX_HOPS
+from .wire import MAX_HOPS
 
 __all__ = ["DEFAULT_MESH", "MAX_HOPS", "Routes"]
 

@@ -51,8 +51,8 @@ from noise.connection import Keypair, NoiseConnection  # type: ignore[import-unt
 from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
 
 from ..core import codec
-from ..core.frames import MAX_FRAME_SIZE, FrameReader, encode_frame
 from ..core.identity import PEER_ID_SIZE, SIGNATURE_SIZE, peer_id_text, verify_signature
+from ..core.sync.frames import MAX_FRAME_SIZE, FrameReader, encode_frame
 from ..errors import (
     ConnectionLostError,
     HandshakeError,

@@ -34,15 +34,15 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..core.docstore import DocumentStore
-from ..core.documents import derive, key_to_object
-from ..core.handle import OplogHandler
+from ..core.documents.derive import derive, key_to_object
+from ..core.documents.docstore import DocumentStore
+from ..core.lifecycle.handle import OplogHandler
+from ..core.lifecycle.replica import Replica
 from ..core.oplog import OplogStatus
-from ..core.replica import Replica
-from ..core.store import Store
+from ..core.store.sqlite import Store
 
 if TYPE_CHECKING:
-    from ..core.documents import DocState
+    from ..core.documents.derive import DocState
     from .world import Peer, World
 
 OK = "ok"

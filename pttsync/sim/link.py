@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from ..core.frames import MAX_FRAME_SIZE
+from ..core.sync.frames import MAX_FRAME_SIZE
 from ..errors import ConnectionLostError, UsageError
 
 if TYPE_CHECKING:

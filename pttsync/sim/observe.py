@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..core.handle import MAX_WAITING
+from ..core.lifecycle.handle import MAX_WAITING
 from ..core.oplog import OplogStatus
 from ..net.addressbook import DEFAULT_MAX_ENTRIES
 
 if TYPE_CHECKING:
-    from ..core.replica import Commit
+    from ..core.lifecycle.replica import Commit
     from ..net.node import Node
 
 

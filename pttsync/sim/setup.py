@@ -17,13 +17,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..core.governance import OP_ROLE, Role, role_payload
 from ..core.identity import Identity
-from ..core.lifecycle import assess
-from ..core.memstore import MemoryStore
+from ..core.lifecycle.governance import OP_ROLE, Role, role_payload
+from ..core.lifecycle.replica import found_topic
+from ..core.lifecycle.rules import assess
 from ..core.oplog import OplogStatus, SignKind, cosign, create_oplog
-from ..core.replica import found_topic
-from ..core.store import Store, TopicInfo
+from ..core.store.memory import MemoryStore
+from ..core.store.sqlite import Store, TopicInfo
 from ..core.timeutil import NS_PER_SECOND
 from ..core.topic import new_topic
 

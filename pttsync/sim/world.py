@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..core.governance import Role
+from ..core.lifecycle.governance import Role
 from ..core.timeutil import NS_PER_SECOND
 from ..errors import PttsyncError
 from ..net.config import NodeConfig, trio_wall_clock
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..core.identity import Identity
-    from ..core.store import Store
+    from ..core.store.sqlite import Store
     from ..net.node import Node
 
 log = logging.getLogger(__name__)

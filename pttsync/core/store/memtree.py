@@ -12,8 +12,8 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
-from .merkle import Changes, Leaf, Level, MerkleTree, Node, merge_changes
+from ...errors import UsageError
+from ..merkle import Changes, Leaf, Level, MerkleTree, Node, merge_changes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -30,17 +30,17 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidOplogError, TimestampError
+from ...errors import InvalidOplogError, TimestampError
+from ..oplog import Oplog, OplogStatus
+from ..oplogcodec import decode_oplog
+from ..timeutil import NS_PER_SECOND
 from .governance import OP_GENESIS, is_governance_op
-from .oplog import Oplog, OplogStatus
-from .oplogcodec import decode_oplog
 from .replica import FoldDraft, Replica
-from .timeutil import NS_PER_SECOND
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from .store import Store, StoredOplog
+    from ..store.sqlite import Store, StoredOplog
 
 log = logging.getLogger(__name__)
 

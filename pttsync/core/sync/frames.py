@@ -13,7 +13,7 @@ every message it passes so the byte counts it reports are the real ones.
 
 from __future__ import annotations
 
-from ..errors import RemoteProtocolError, UsageError
+from ...errors import RemoteProtocolError, UsageError
 
 MAX_FRAME_SIZE = 256 * 1024
 """The largest payload of one frame, in bytes (a sync message, encoded)."""

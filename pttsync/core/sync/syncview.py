@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from ..errors import RemoteProtocolError
-from . import codec
-from .merkle import (
+from ...errors import RemoteProtocolError
+from .. import codec
+from ..merkle import (
     CALENDAR_LEVELS,
     FANOUT,
     Leaf,
@@ -33,13 +33,13 @@ from .merkle import (
     slice_bounds,
     slice_index,
 )
+from ..timeutil import HOUR_NS, MAX_TIME, day_start, hour_start, month_start, year_start
 from .messages import ChildRef, Item, ListNode
-from .timeutil import HOUR_NS, MAX_TIME, day_start, hour_start, month_start, year_start
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .store import Store
+    from ..store.sqlite import Store
 
 Ref = tuple[int, int, int]
 """A node's name: (level, depth, start)."""

@@ -11,8 +11,8 @@ import sqlite3
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StoreError, UsageError
-from .oplogcodec import decode_oplog
+from ...errors import StoreError, UsageError
+from ..oplogcodec import decode_oplog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence

@@ -18,22 +18,22 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import RemoteProtocolError, UsageError
+from ...errors import RemoteProtocolError, UsageError
+from ..lifecycle.handle import DEFAULT_CLOCK_SKEW, HandleResult, OplogHandler
+from ..lifecycle.pending import handle_failed, handle_pending, pending_for_peer
+from ..lifecycle.replica import Replica
+from ..merkle import SPLIT_THRESHOLD
+from ..oplogcodec import encode_oplog
+from ..timeutil import HOUR_NS
 from .frames import MAX_FRAME_SIZE
-from .handle import DEFAULT_CLOCK_SKEW, HandleResult, OplogHandler
-from .merkle import SPLIT_THRESHOLD
 from .messages import MAX_LEAVES, MAX_OPLOGS, MAX_WANT, Item, Key, Message, MsgType
-from .oplogcodec import encode_oplog
-from .pending import handle_failed, handle_pending, pending_for_peer
-from .replica import Replica
 from .syncview import TreeView
-from .timeutil import HOUR_NS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from .identity import Identity
-    from .store import Store
+    from ..identity import Identity
+    from ..store.sqlite import Store
 
 T = TypeVar("T")
 

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar
 
+from ..core import codec
+from ..core.identity import PEER_ID_SIZE
+from ..core.oplog import MAX_OPLOG_SIZE, TOPIC_ID_SIZE
+from ..core.sync.frames import MAX_FRAME_SIZE
+from ..core.sync.messages import PROTOCOL_VERSION, Message, decode_message
 from ..errors import RemoteProtocolError
-from . import codec
-from .frames import MAX_FRAME_SIZE
-from .identity import PEER_ID_SIZE
-from .messages import PROTOCOL_VERSION, Message, decode_message
-from .oplog import MAX_OPLOG_SIZE, TOPIC_ID_SIZE
 
 MAX_TOPICS = 64  # topics listed in one Hello
 MAX_CREDENTIALS = 64  # governance oplogs in one Hello

@@ -22,7 +22,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from ..errors import InvalidOplogError, NotAuthorizedError, UsageError
+from ...errors import InvalidOplogError, NotAuthorizedError, UsageError
+from ..oplog import Oplog, OplogStatus, create_oplog
+from ..store.sqlite import FailedOplog
 from .governance import (
     GOVERNANCE_OPS,
     OP_DEVICE,
@@ -34,15 +36,13 @@ from .governance import (
     make_genesis,
     role_payload,
 )
-from .lifecycle import Fold, assess, build_governance, extend_fold
-from .oplog import Oplog, OplogStatus, create_oplog
-from .store import FailedOplog
+from .rules import Fold, assess, build_governance, extend_fold
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from .identity import Identity
-    from .store import BatchResult, Store, TopicInfo
+    from ..identity import Identity
+    from ..store.sqlite import BatchResult, Store, TopicInfo
 
 log = logging.getLogger(__name__)
 

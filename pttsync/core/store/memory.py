@@ -22,12 +22,12 @@ import bisect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
+from ...errors import UsageError
+from ..merkle import Leaf, MerkleTree
+from ..oplog import Oplog, OplogStatus
+from ..oplogcodec import encode_oplog
 from .memtree import MemoryTree
-from .merkle import Leaf, MerkleTree
-from .oplog import Oplog, OplogStatus
-from .oplogcodec import encode_oplog
-from .store import (
+from .sqlite import (
     MAX_FAILED,
     SCHEMA_VERSION,
     BatchResult,
@@ -41,7 +41,7 @@ from .store import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from .store import TopicInfo
+    from .sqlite import TopicInfo
 
 _END = 2**63 - 1
 _VALID = OplogStatus.VALID

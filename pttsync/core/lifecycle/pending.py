@@ -28,18 +28,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidOplogError
+from ...errors import InvalidOplogError
+from ..oplog import Oplog, OplogStatus
 from .handle import HandleResult, select_existing
-from .lifecycle import expired, sign, sign_kind, union_signatures
-from .oplog import Oplog, OplogStatus
 from .replica import failed_record
+from .rules import expired, sign, sign_kind, union_signatures
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ..store.sqlite import StoredOplog
     from .handle import OplogHandler
     from .replica import Replica
-    from .store import StoredOplog
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
-from .oplog import Draft, OplogStatus, draft_oplog, finish_oplog
-from .store import BatchResult, Store
-from .timeutil import check_time
+from .core.oplog import Draft, OplogStatus, draft_oplog, finish_oplog
+from .core.store.sqlite import BatchResult, Store
+from .core.timeutil import check_time
+from .errors import UsageError
 
 if TYPE_CHECKING:
-    from .identity import Identity
+    from .core.identity import Identity
 
 # The document store's PUT (documents.py); its payload is {"v": value}.
 OP_PUT = 1

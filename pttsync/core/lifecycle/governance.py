@@ -30,18 +30,18 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MalformedOplogError, UsageError
-from . import codec
-from .identity import PEER_ID_SIZE
-from .memo import remember
-from .oplog import MAX_DATA_SIZE, create_oplog
-from .store import Quorum, TopicInfo
+from ...errors import MalformedOplogError, UsageError
+from .. import codec
+from ..identity import PEER_ID_SIZE
+from ..memo import remember
+from ..oplog import MAX_DATA_SIZE, create_oplog
+from ..store.sqlite import Quorum, TopicInfo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .identity import Identity
-    from .oplog import Oplog
+    from ..identity import Identity
+    from ..oplog import Oplog
 
 OP_GENESIS = 0x100
 OP_ROLE = 0x101

@@ -33,12 +33,12 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import StoreError, UsageError
-from .merkle import Leaf, MerkleTree
-from .oplog import Oplog, OplogStatus
-from .oplogcodec import decode_oplog, encode_oplog
-from .sqlite import SCHEMA_VERSION, Database, Row
-from .treestore import IN_CHUNK, SqliteTreeStorage
+from ...errors import StoreError, UsageError
+from ..merkle import Leaf, MerkleTree
+from ..oplog import Oplog, OplogStatus
+from ..oplogcodec import decode_oplog, encode_oplog
+from .database import SCHEMA_VERSION, Database, Row
+from .sqlitetree import IN_CHUNK, SqliteTreeStorage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

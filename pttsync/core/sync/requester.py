@@ -33,9 +33,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import RemoteProtocolError, UsageError
-from .handle import ForeignTopicError
-from .merkle import Level
+from ...errors import RemoteProtocolError, UsageError
+from ..lifecycle.handle import ForeignTopicError
+from ..merkle import Level
+from ..timeutil import MAX_TIME, hour_start
 from .messages import (
     MAX_ITEMS,
     MAX_WANT_RANGES,
@@ -79,12 +80,11 @@ from .syncview import (
     verify_item,
     window_digest,
 )
-from .timeutil import MAX_TIME, hour_start
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .handle import HandleResult
+    from ..lifecycle.handle import HandleResult
     from .session import SyncContext
 
 log = logging.getLogger(__name__)

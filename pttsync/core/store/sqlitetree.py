@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .merkle import Leaf, Level, Node
+from ..merkle import Leaf, Level, Node
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .sqlite import Database, Row
-from .timeutil import DAY_NS
+    from .database import Database, Row
+from ..timeutil import DAY_NS
 
 # Deeper than any slice can go: an hour is 3.6e12 ns and each split divides by 16.
 _MAX_SLICE_DEPTH = 12

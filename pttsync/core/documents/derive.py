@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import MalformedOplogError, UsageError
-from . import codec
-from .oplog import MAX_DATA_SIZE, OPLOG_ID_SIZE, Oplog, OplogStatus
+from ...errors import MalformedOplogError, UsageError
+from .. import codec
+from ..oplog import MAX_DATA_SIZE, OPLOG_ID_SIZE, Oplog, OplogStatus
 
 OP_PUT = 1
 OP_DELETE = 2

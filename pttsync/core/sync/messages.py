@@ -24,12 +24,12 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any, ClassVar
 
-from ..errors import RemoteProtocolError, UsageError
-from . import codec
+from ...errors import RemoteProtocolError, UsageError
+from .. import codec
+from ..merkle import Leaf, Level
+from ..oplog import HASH_SIZE, MAX_OPLOG_SIZE, OPLOG_ID_SIZE, TOPIC_ID_SIZE
+from ..timeutil import MAX_TIME
 from .frames import MAX_FRAME_SIZE
-from .merkle import Leaf, Level
-from .oplog import HASH_SIZE, MAX_OPLOG_SIZE, OPLOG_ID_SIZE, TOPIC_ID_SIZE
-from .timeutil import MAX_TIME
 
 PROTOCOL_VERSION = 1
 ROUND_ID_SIZE = 16

@@ -18,9 +18,11 @@ from dataclasses import replace
 from itertools import zip_longest
 from typing import TYPE_CHECKING
 
-from ..errors import RemoteProtocolError
-from .handle import ForeignTopicError
-from .merkle import Level
+from ...errors import RemoteProtocolError
+from ..lifecycle.handle import ForeignTopicError
+from ..merkle import Level
+from ..oplogcodec import encode_oplog
+from ..timeutil import MAX_TIME, hour_start
 from .messages import (
     MAX_ITEMS,
     MAX_WANT,
@@ -40,7 +42,6 @@ from .messages import (
     SyncPendingOplog,
     SyncPendingOplogAck,
 )
-from .oplogcodec import encode_oplog
 from .session import (
     Role,
     State,
@@ -62,7 +63,6 @@ from .syncview import (
     verify_item,
     window_digest,
 )
-from .timeutil import MAX_TIME, hour_start
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -25,8 +25,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidOplogError, MalformedOplogError, NotAuthorizedError
-from .documents import decode_doc_op, is_doc_op
+from ...errors import InvalidOplogError, MalformedOplogError, NotAuthorizedError
+from ..documents.derive import decode_doc_op, is_doc_op
+from ..memo import remember
+from ..oplog import (
+    MAX_INTERNAL_SIGS,
+    MAX_MASTER_SIGS,
+    Oplog,
+    OplogStatus,
+    Signature,
+    SignKind,
+    cosign,
+    with_signatures,
+)
+from ..store.sqlite import Quorum
 from .governance import (
     OP_DEVICE,
     OP_GENESIS,
@@ -38,24 +50,12 @@ from .governance import (
     is_governance_op,
     quorum_size,
 )
-from .memo import remember
-from .oplog import (
-    MAX_INTERNAL_SIGS,
-    MAX_MASTER_SIGS,
-    Oplog,
-    OplogStatus,
-    Signature,
-    SignKind,
-    cosign,
-    with_signatures,
-)
-from .store import Quorum
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .identity import Identity
-    from .store import TopicInfo
+    from ..identity import Identity
+    from ..store.sqlite import TopicInfo
 
 
 def assess(oplog: Oplog, gov: Governance) -> OplogStatus:

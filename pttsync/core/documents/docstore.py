@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
-from .documents import (
+from ...errors import UsageError
+from ..oplog import NO_VALUE, OplogStatus
+from .derive import (
     OP_DELETE,
     OP_PUT,
     DocState,
@@ -44,14 +45,13 @@ from .documents import (
     object_to_key,
     put_payload,
 )
-from .oplog import NO_VALUE, OplogStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from .oplog import Oplog
-    from .replica import Commit, Replica
-    from .store import FailedOplog
+    from ..lifecycle.replica import Commit, Replica
+    from ..oplog import Oplog
+    from ..store.sqlite import FailedOplog
 
 log = logging.getLogger(__name__)
 
