@@ -53,13 +53,11 @@ from .core.oplog import finish_oplog as finish_oplog
 from .core.oplog import verify_oplog as verify_oplog
 from .core.oplogcodec import decode_oplog as decode_oplog
 from .core.oplogcodec import encode_oplog as encode_oplog
+from .core.store import BatchResult as BatchResult
+from .core.store import FailedOplog as FailedOplog
+from .core.store import StoredOplog as StoredOplog
 from .core.store.memory import MemoryStore as MemoryStore
-from .core.store.sqlite import BatchResult as BatchResult
-from .core.store.sqlite import FailedOplog as FailedOplog
-from .core.store.sqlite import Quorum as Quorum
-from .core.store.sqlite import Store as Store
-from .core.store.sqlite import StoredOplog as StoredOplog
-from .core.store.sqlite import TopicInfo as TopicInfo
+from .core.store.sqlite import SqliteStore
 from .core.sync.frames import MAX_FRAME_SIZE as MAX_FRAME_SIZE
 from .core.sync.frames import FrameReader as FrameReader
 from .core.sync.frames import encode_frame as encode_frame
@@ -73,6 +71,8 @@ from .core.sync.session import SyncContext as SyncContext
 from .core.sync.session import SyncStats as SyncStats
 from .core.timeutil import parse_iso as parse_iso
 from .core.timeutil import to_iso as to_iso
+from .core.topic import Quorum as Quorum
+from .core.topic import TopicInfo as TopicInfo
 from .core.topic import new_topic as new_topic
 from .datadir import DataDir as DataDir
 from .errors import ConnectionLostError as ConnectionLostError
@@ -109,3 +109,6 @@ from .sim import simulate as simulate
 from .watch import Watch as Watch
 from .watch import WatchOverflowError as WatchOverflowError
 from .watch import watch as watch
+
+Store = SqliteStore
+"""The default store, on SQLite (`pttsync.core.store.Store` is the protocol it implements)."""

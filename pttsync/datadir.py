@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .core.identity import Identity
 from .core.lifecycle.replica import found_topic
-from .core.store.sqlite import Store, TopicInfo
-from .core.topic import new_topic
+from .core.store.sqlite import SqliteStore
+from .core.topic import TopicInfo, new_topic
 from .errors import DataDirError, UsageError
+
+if TYPE_CHECKING:
+    from .core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ class DataDir:
             topic = new_topic(identity, name=topic_name, create_time=now, nonce=nonce)
         identity.save(d.key_path)
         try:
-            with Store.open(d.store_path, create=True) as store:
+            with SqliteStore.open(d.store_path, create=True) as store:
                 if founding:
                     found_topic(store, identity, topic)
                 else:
@@ -105,7 +109,7 @@ class DataDir:
 
     def open_store(self, *, synchronous: str = "FULL") -> Store:
         self.check()
-        return Store.open(self.store_path, synchronous=synchronous)
+        return SqliteStore.open(self.store_path, synchronous=synchronous)
 
 
 def select_topic(store: Store, text: str | None) -> TopicInfo:

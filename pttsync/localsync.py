@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .core.lifecycle.replica import Replica
-    from .core.store.sqlite import Store
+    from .core.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from .core.oplog import Draft, OplogStatus, draft_oplog, finish_oplog
-from .core.store.sqlite import BatchResult, Store
+from .core.store import BatchResult, Store
 from .core.timeutil import check_time
 from .errors import UsageError
 

@@ -8,9 +8,9 @@ import pytest
 
 from pttsync.cli import main
 from pttsync.core.identity import Identity
-from pttsync.core.store.sqlite import Store, TopicInfo
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.timeutil import parse_iso
-from pttsync.core.topic import new_topic
+from pttsync.core.topic import TopicInfo, new_topic
 
 from .helpers import make_identity
 

@@ -6,7 +6,7 @@ import hashlib
 
 from pttsync.core.identity import Identity
 from pttsync.core.oplog import Oplog, create_oplog
-from pttsync.core.store.sqlite import TopicInfo
+from pttsync.core.topic import TopicInfo
 
 
 def make_identity(name: str) -> Identity:

@@ -12,8 +12,8 @@ import trio
 from pttsync.core.identity import Identity
 from pttsync.core.lifecycle.governance import Role
 from pttsync.core.lifecycle.replica import found_topic
-from pttsync.core.store.sqlite import Store, TopicInfo
-from pttsync.core.topic import new_topic
+from pttsync.core.store.sqlite import SqliteStore as Store
+from pttsync.core.topic import TopicInfo, new_topic
 from pttsync.net.config import NodeConfig, trio_wall_clock
 from pttsync.net.network import MemoryNetwork
 from pttsync.net.node import wait_until as node_wait_until

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pttsync.core.identity import Identity
 from pttsync.core.lifecycle.governance import OP_ROLE, Role, role_payload
 from pttsync.core.oplog import Oplog, OplogStatus, create_oplog
-from pttsync.core.store.sqlite import Store, TopicInfo
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.sync.receiver import Receiver
 from pttsync.core.sync.requester import Requester
 from pttsync.core.sync.session import SyncConfig, SyncContext
 from pttsync.core.timeutil import HOUR_NS, parse_iso
-from pttsync.core.topic import new_topic
+from pttsync.core.topic import TopicInfo, new_topic
 from pttsync.localsync import LocalSyncReport, round_id, sync_local
 from pttsync.synthetic import populate
 

@@ -66,4 +66,5 @@ def test_the_readme_example_runs() -> None:
 def test_the_simulator_is_public() -> None:
     report = pttsync.simulate(pttsync.SimConfig(peers=3, writes=2, seed=9))
     assert isinstance(report, pttsync.SimReport) and report.ok
-    assert isinstance(pttsync.MemoryStore(), pttsync.Store)
+    assert isinstance(pttsync.MemoryStore(), pttsync.core.store.Store)
+    assert isinstance(pttsync.Store.memory(), pttsync.core.store.Store)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pttsync.cli import build_parser
-from pttsync.core.store.sqlite import Store
+from pttsync.core.store.sqlite import SqliteStore as Store
 
 Run = Any
 

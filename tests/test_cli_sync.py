@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pttsync.core.store.sqlite import Store
+from pttsync.core.store.sqlite import SqliteStore as Store
 
 Run = Any  # the `run` fixture of test_cli.py, shared through conftest
 GEN = ["--from", "2025-01-01", "--to", "2026-01-01", "--sign-workers", "0"]

@@ -21,7 +21,7 @@ from pttsync.core.documents.docstore import Change, ChangeKind, Write, WriteStat
 from pttsync.core.identity import peer_id_text
 from pttsync.core.lifecycle.governance import Role
 from pttsync.core.oplog import OplogStatus
-from pttsync.core.store.sqlite import TopicInfo
+from pttsync.core.topic import TopicInfo
 from pttsync.errors import (
     DataDirError,
     NodeNotRunningError,

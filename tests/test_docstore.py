@@ -27,6 +27,7 @@ from pttsync.core.documents.derive import (
 from pttsync.core.lifecycle.handle import OplogHandler
 from pttsync.core.lifecycle.pending import handle_pending
 from pttsync.core.oplogcodec import encode_oplog
+from pttsync.core.store import Store
 
 from .helpers import make_identity
 
@@ -55,7 +56,7 @@ class Peer:
         return self.docs.replica
 
     @property
-    def store(self) -> pttsync.Store:
+    def store(self) -> Store:
         return self.docs.replica.store
 
     def state(self, key: str) -> pttsync.DocState:

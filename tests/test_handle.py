@@ -19,9 +19,9 @@ from pttsync.core.lifecycle.handle import (
 from pttsync.core.lifecycle.replica import Replica
 from pttsync.core.oplog import Oplog, OplogStatus, SignKind, compute_hash, cosign, create_oplog
 from pttsync.core.oplogcodec import encode_oplog
-from pttsync.core.store.sqlite import Store, TopicInfo
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.timeutil import NS_PER_SECOND, parse_iso
-from pttsync.core.topic import new_topic
+from pttsync.core.topic import TopicInfo, new_topic
 
 from .helpers import make_identity, make_oplog
 

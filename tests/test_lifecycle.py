@@ -42,9 +42,9 @@ from pttsync.core.oplog import (
 )
 from pttsync.core.oplogcodec import encode_oplog
 from pttsync.core.store.database import SCHEMA_VERSION
-from pttsync.core.store.sqlite import DEFAULT_EXPIRY, Quorum, Store, TopicInfo
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.timeutil import parse_iso
-from pttsync.core.topic import new_topic
+from pttsync.core.topic import DEFAULT_EXPIRY, Quorum, TopicInfo, new_topic
 from pttsync.errors import NotAuthorizedError, SignatureError, UsageError
 from pttsync.localsync import sync_local
 

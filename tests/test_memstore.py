@@ -10,10 +10,11 @@ import pytest
 from pttsync.core.identity import Identity
 from pttsync.core.merkle import Level
 from pttsync.core.oplog import Oplog, OplogStatus, SignKind, cosign, create_oplog
+from pttsync.core.store import FailedOplog, Store
 from pttsync.core.store.memory import MemoryStore
-from pttsync.core.store.sqlite import FailedOplog, Store, TopicInfo
+from pttsync.core.store.sqlite import SqliteStore
 from pttsync.core.timeutil import HOUR_NS, parse_iso
-from pttsync.core.topic import new_topic
+from pttsync.core.topic import TopicInfo, new_topic
 from pttsync.errors import UsageError
 
 from .helpers import make_identity
@@ -72,7 +73,7 @@ def test_random_histories_read_the_same_from_both_stores(seed: int) -> None:
     rng = random.Random(seed)
     people = [make_identity(n) for n in ("a", "b", "c")]
     topic = new_topic(people[0], name="t", create_time=T - 10, nonce=b"m" * 16)
-    sql, mem = Store.memory(), MemoryStore()
+    sql, mem = SqliteStore.memory(), MemoryStore()
     for s in (sql, mem):
         s.add_topic(topic)
     made: list[Oplog] = []

@@ -16,8 +16,9 @@ from pttsync.core import merkle
 from pttsync.core.identity import Identity
 from pttsync.core.merkle import FANOUT, SPLIT_THRESHOLD, Leaf, Level, Node
 from pttsync.core.oplog import Oplog, OplogStatus
-from pttsync.core.store.sqlite import Store, TopicInfo
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.timeutil import HOUR_NS, MAX_TIME, NS_PER_SECOND, parse_iso, to_iso
+from pttsync.core.topic import TopicInfo
 
 from .helpers import make_oplog
 

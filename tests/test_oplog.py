@@ -26,7 +26,7 @@ from pttsync.core.oplog import (
     with_signatures,
 )
 from pttsync.core.oplogcodec import decode_oplog, encode_oplog
-from pttsync.core.store.sqlite import TopicInfo
+from pttsync.core.topic import TopicInfo
 from pttsync.errors import (
     IntegrityError,
     InvalidOplogError,

@@ -24,8 +24,9 @@ from pttsync.core.oplog import (
     with_signatures,
 )
 from pttsync.core.oplogcodec import decode_oplog, encode_oplog
-from pttsync.core.store.sqlite import Store, TopicInfo
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.timeutil import parse_iso
+from pttsync.core.topic import TopicInfo
 from pttsync.datadir import DataDir
 from pttsync.errors import (
     IdentityError,

@@ -13,10 +13,11 @@ from pttsync.core.merkle import Level
 from pttsync.core.oplog import OplogStatus, SignKind, cosign
 from pttsync.core.oplogcodec import encode_oplog
 from pttsync.core.store import database as sqlite
-from pttsync.core.store.sqlite import SCHEMA_VERSION, Store, TopicInfo
+from pttsync.core.store.sqlite import SCHEMA_VERSION
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.store.sqlitetree import SqliteTreeStorage
 from pttsync.core.timeutil import HOUR_NS, parse_iso
-from pttsync.core.topic import new_topic
+from pttsync.core.topic import TopicInfo, new_topic
 from pttsync.errors import StoreError, UsageError
 
 from .helpers import make_identity, make_oplog

@@ -18,7 +18,7 @@ from pttsync.core import codec
 from pttsync.core.merkle import Level, node_hash, period
 from pttsync.core.oplog import Oplog
 from pttsync.core.oplogcodec import encode_oplog
-from pttsync.core.store.sqlite import Store
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.sync.frames import MAX_FRAME_SIZE, FrameReader, encode_frame
 from pttsync.core.sync.messages import (
     ChildRef,

@@ -13,7 +13,7 @@ import random
 import pytest
 
 from pttsync.core.oplog import OplogStatus
-from pttsync.core.store.sqlite import Store
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.sync.session import SyncConfig
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.localsync import run_round

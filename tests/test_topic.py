@@ -10,9 +10,9 @@ import pytest
 
 from pttsync.core import codec
 from pttsync.core.identity import Identity
-from pttsync.core.store.sqlite import Quorum
 from pttsync.core.timeutil import parse_iso
 from pttsync.core.topic import (
+    Quorum,
     check_topic,
     derive_topic_id,
     new_topic,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pttsync.core.identity import Identity
 from pttsync.core.oplog import OplogStatus, create_oplog
-from pttsync.core.store.sqlite import Store
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
 from pttsync.synthetic import populate

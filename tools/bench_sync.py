@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from pttsync.core.identity import Identity
-from pttsync.core.store.sqlite import Store
+from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.timeutil import parse_iso
 from pttsync.core.topic import new_topic
 from pttsync.localsync import sync_local

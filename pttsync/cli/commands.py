@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     import argparse
 
     from ..core.identity import Identity
-    from ..core.store.sqlite import Store, TopicInfo
+    from ..core.store import Store
+    from ..core.topic import TopicInfo
 
 
 def cmd_invite(args: argparse.Namespace) -> int:

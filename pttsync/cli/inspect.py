@@ -13,7 +13,7 @@ from .output import emit_json, node_json, node_line, oplog_json
 if TYPE_CHECKING:
     import argparse
 
-    from ..core.store.sqlite import Store, StoredOplog
+    from ..core.store import Store, StoredOplog
 
 _LEVELS = {"year": Level.YEAR, "month": Level.MONTH, "day": Level.DAY, "hour": Level.HOUR}
 

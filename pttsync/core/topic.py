@@ -1,4 +1,4 @@
-"""Topics: a topic's identity.
+"""Topics: a topic's identity and settings (`TopicInfo`, `Quorum`).
 
 A topic ID is the SHA-256 of `["pttsync/topic/1", creator, create time,
 name, nonce]` in canonical CBOR, with the lifecycle settings `[quorum,
@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from dataclasses import dataclass
+from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from . import codec
-from .store.sqlite import DEFAULT_EXPIRY, Quorum, TopicInfo
 from .timeutil import NS_PER_SECOND, check_time
 
 if TYPE_CHECKING:
@@ -27,6 +28,34 @@ if TYPE_CHECKING:
 _TOPIC_TAG = "pttsync/topic/1"
 MAX_TOPIC_NAME = 200
 NONCE_SIZE = 16
+
+
+class Quorum(IntEnum):
+    """How many of a topic's masters make a member's oplog valid (lifecycle.md)."""
+
+    MAJORITY = 0  # more than half (PIP-7)
+    ALL = 1  # every master (what go-pttai's code does)
+
+
+DEFAULT_EXPIRY = 3600 * 1_000_000_000
+"""How long an oplog may stay pending before HandleFailedOplogs rolls it back."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    """A topic as a store keeps it.  The ID derives from the other fields (derive_topic_id).
+
+    `quorum` and `expiry` are the topic's lifecycle settings, fixed when the
+    topic is founded.
+    """
+
+    topic_id: bytes
+    name: str
+    creator: bytes
+    create_time: int
+    nonce: bytes
+    quorum: Quorum = Quorum.MAJORITY
+    expiry: int = DEFAULT_EXPIRY
 
 
 MIN_EXPIRY = 60 * NS_PER_SECOND

@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from ..core.documents.derive import DocState
     from ..core.documents.docstore import Change, Write
     from ..core.lifecycle.governance import Role
-    from ..core.store.sqlite import TopicInfo
+    from ..core.topic import TopicInfo
 
 log = logging.getLogger(__name__)
 

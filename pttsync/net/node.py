@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
     from ..core.identity import Identity
     from ..core.lifecycle.replica import Commit
-    from ..core.store.sqlite import Store
+    from ..core.store import Store
     from .wire import AnyMessage
 
 log = logging.getLogger(__name__)

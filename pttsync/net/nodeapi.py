@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from ..core.documents.derive import DocState
     from ..core.documents.docstore import DocumentStore, Write
     from ..core.lifecycle.governance import Role
-    from ..core.store.sqlite import Store, TopicInfo
+    from ..core.store import Store
+    from ..core.topic import TopicInfo
     from ..watch import Watch
     from .config import NodeConfig
     from .peer import PeerLink

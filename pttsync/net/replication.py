@@ -57,7 +57,8 @@ if TYPE_CHECKING:
 
     from ..core.identity import Identity
     from ..core.oplog import Oplog
-    from ..core.store.sqlite import Store, TopicInfo
+    from ..core.store import Store
+    from ..core.topic import TopicInfo
     from .peer import PeerLink
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..core.identity import Identity
-    from ..core.store.sqlite import Store
+    from ..core.store import Store
     from .network import Network
 
 LOCK_FILE = "node.lock"

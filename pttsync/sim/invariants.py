@@ -39,10 +39,11 @@ from ..core.documents.docstore import DocumentStore
 from ..core.lifecycle.handle import OplogHandler
 from ..core.lifecycle.replica import Replica
 from ..core.oplog import OplogStatus
-from ..core.store.sqlite import Store
+from ..core.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from ..core.documents.derive import DocState
+    from ..core.store import Store
     from .world import Peer, World
 
 OK = "ok"
@@ -163,7 +164,7 @@ def _oracle(world: World, live: list[Peer], digests: dict[int, bytes]) -> Docume
         for stored in peer.store.since(topic_id, 0):
             if stored.status is OplogStatus.VALID:
                 union.setdefault(stored.oplog.oplog_id, stored.oplog)
-    store = Store.memory()
+    store = SqliteStore.memory()
     store.add_topic(world.topic.info)
     replica = Replica(store, topic_id)
     OplogHandler(store, topic_id, replica=replica).handle_decoded(list(union.values()))

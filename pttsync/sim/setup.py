@@ -23,12 +23,13 @@ from ..core.lifecycle.replica import found_topic
 from ..core.lifecycle.rules import assess
 from ..core.oplog import OplogStatus, SignKind, cosign, create_oplog
 from ..core.store.memory import MemoryStore
-from ..core.store.sqlite import Store, TopicInfo
+from ..core.store.sqlite import SqliteStore
 from ..core.timeutil import NS_PER_SECOND
-from ..core.topic import new_topic
+from ..core.topic import TopicInfo, new_topic
 
 if TYPE_CHECKING:
     from ..core.oplog import Oplog
+    from ..core.store import Store
 
 T0 = 1_790_000_000 * NS_PER_SECOND
 """The wall-clock time (ns) at virtual time 0: 2026-09-21T14:13:20Z."""
@@ -62,7 +63,7 @@ class Topic:
         """A store for a peer: a copy of the template, or (not yet admitted) just the topic."""
         if admitted:
             return self.template.copy()
-        store = MemoryStore() if isinstance(self.template, MemoryStore) else Store.memory()
+        store = MemoryStore() if isinstance(self.template, MemoryStore) else SqliteStore.memory()
         store.add_topic(self.info)
         return store
 
@@ -85,7 +86,7 @@ def make_topic(
         founder, name="sim", create_time=T0 - 3600 * NS_PER_SECOND, nonce=nonce,
         expiry=int(expiry_s * NS_PER_SECOND),
     )  # fmt: skip
-    store = MemoryStore() if store_kind == "memory" else Store.memory()
+    store = MemoryStore() if store_kind == "memory" else SqliteStore.memory()
     replica = found_topic(store, founder, info)
     t = T0 - 1800 * NS_PER_SECOND
     oplogs: list[Oplog] = []

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..core.identity import Identity
-    from ..core.store.sqlite import Store
+    from ..core.store import Store
     from ..net.node import Node
 
 log = logging.getLogger(__name__)

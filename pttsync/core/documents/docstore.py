@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
     from ..lifecycle.replica import Commit, Replica
     from ..oplog import Oplog
-    from ..store.sqlite import FailedOplog
+    from ..store import FailedOplog
 
 log = logging.getLogger(__name__)
 

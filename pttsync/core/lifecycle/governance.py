@@ -35,7 +35,7 @@ from .. import codec
 from ..identity import PEER_ID_SIZE
 from ..memo import remember
 from ..oplog import MAX_DATA_SIZE, create_oplog
-from ..store.sqlite import Quorum, TopicInfo
+from ..topic import Quorum, TopicInfo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -40,7 +40,7 @@ from .replica import FoldDraft, Replica
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from ..store.sqlite import Store, StoredOplog
+    from ..store import Store, StoredOplog
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from .rules import expired, sign, sign_kind, union_signatures
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ..store.sqlite import StoredOplog
+    from ..store import StoredOplog
     from .handle import OplogHandler
     from .replica import Replica
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from ...errors import InvalidOplogError, NotAuthorizedError, UsageError
 from ..oplog import Oplog, OplogStatus, create_oplog
-from ..store.sqlite import FailedOplog
+from ..store import FailedOplog
 from .governance import (
     GOVERNANCE_OPS,
     OP_DEVICE,
@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from ..identity import Identity
-    from ..store.sqlite import BatchResult, Store, TopicInfo
+    from ..store import BatchResult, Store
+    from ..topic import TopicInfo
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from ..oplog import (
     cosign,
     with_signatures,
 )
-from ..store.sqlite import Quorum
+from ..topic import Quorum
 from .governance import (
     OP_DEVICE,
     OP_GENESIS,
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from ..identity import Identity
-    from ..store.sqlite import TopicInfo
+    from ..topic import TopicInfo
 
 
 def assess(oplog: Oplog, gov: Governance) -> OplogStatus:

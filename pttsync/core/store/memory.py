@@ -1,6 +1,7 @@
 """The store in plain Python objects: the simulator's store, and a reference for SQLite's.
 
-`MemoryStore` has the interface and the semantics of `Store` (store.py):
+`MemoryStore` implements the `Store` protocol (protocol.py) with the semantics
+of `SqliteStore` (sqlite.py):
 statuses kept apart, a put replacing any copy of its oplog ID, leaves only
 for valid oplogs, failed records, sync times, and the Merkle tree kept
 exact by the very same algorithm (merkle.MerkleTree over a `TreeStorage`).
@@ -26,13 +27,13 @@ from ...errors import UsageError
 from ..merkle import Leaf, MerkleTree
 from ..oplog import Oplog, OplogStatus
 from ..oplogcodec import encode_oplog
+from .batch import Held, plan_batch
+from .database import SCHEMA_VERSION
 from .memtree import MemoryTree
-from .sqlite import (
+from .protocol import (
     MAX_FAILED,
-    SCHEMA_VERSION,
     BatchResult,
     FailedOplog,
-    Store,
     StoredOplog,
     check_hex_prefix,
     newest_failed_first,
@@ -41,7 +42,7 @@ from .sqlite import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from .sqlite import TopicInfo
+    from ..topic import TopicInfo
 
 _END = 2**63 - 1
 _VALID = OplogStatus.VALID
@@ -144,10 +145,10 @@ class _Topic:
         return body
 
 
-class MemoryStore(Store):
-    """A `Store` held in Python objects (see the module text).  Not for concurrent use."""
+class MemoryStore:
+    """The `Store` held in Python objects (see the module text).  Not for concurrent use."""
 
-    def __init__(self) -> None:  # no database: Store's own __init__ is not called
+    def __init__(self) -> None:
         self.path = ":memory:"
         self._topics: dict[bytes, _Topic] = {}
 
@@ -169,6 +170,9 @@ class MemoryStore(Store):
 
     def __enter__(self) -> MemoryStore:
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- topics ------------------------------------------------------------------
 
@@ -199,56 +203,32 @@ class MemoryStore(Store):
         deletes: Iterable[bytes] = (),
         failed: Iterable[FailedOplog] = (),
     ) -> BatchResult:
-        """As Store.write_batch (one batch, all or nothing)."""
+        """As the `Store` protocol says (one batch, all or nothing)."""
         t = self._t(topic_id)
-        puts = list(puts)
-        for oplog, _ in puts:  # checked before anything changes
-            if oplog.topic_id != topic_id:
-                raise UsageError(
-                    f"oplog {oplog.oplog_id.hex()} belongs to topic {oplog.topic_id.hex()}"
-                )
-        result = BatchResult()
-        added: dict[bytes, Leaf] = {}
-        removed: list[Leaf] = []
-        new_here: set[bytes] = set()
-
-        def drop(stored: StoredOplog) -> None:
-            o = stored.oplog
-            if stored.status is _VALID and added.pop(o.oplog_id, None) is None:
-                removed.append(Leaf(o.update_time, o.oplog_id, o.hash))
-
-        for oplog, given in puts:
-            oid = oplog.oplog_id
-            status = given if type(given) is OplogStatus else OplogStatus(given)
-            old = t.oplogs.get(oid)
-            if old is not None:
-                if old.status is status and old.oplog.hash == oplog.hash:
-                    if oid not in new_here:
-                        result.unchanged.append(oid)
-                    continue
-                t.remove(oid)
-                drop(old)
-                if oid not in new_here:
-                    result.replaced.append(oid)
-            else:
-                new_here.add(oid)
-                result.added.append(oid)
-            t.insert(StoredOplog(oplog, status))
-            if status is _VALID:
-                added[oid] = Leaf(oplog.update_time, oid, oplog.hash)
         failed = list(failed)
+        gone = [*deletes, *(f.oplog_id for f in failed)]
+        puts = list(puts)
+        held: dict[bytes, Held] = {}
+        for oid in [*(oplog.oplog_id for oplog, _ in puts), *gone]:
+            stored = t.oplogs.get(oid)
+            if stored is not None:
+                o = stored.oplog
+                held[oid] = (stored.status, o.update_time, o.hash)
+        plan = plan_batch(topic_id, puts, gone, held)  # before anything changes
+        for oplog, status in plan.writes:
+            if oplog.oplog_id in t.oplogs:
+                t.remove(oplog.oplog_id)
+            t.insert(StoredOplog(oplog, status))
         for record in failed:
             t.failed[record.oplog_id] = record
         if len(t.failed) > MAX_FAILED:
             keep = sorted(t.failed.values(), key=newest_failed_first)
             t.failed = {f.oplog_id: f for f in keep[:MAX_FAILED]}
-        for oid in [*deletes, *(f.oplog_id for f in failed)]:
-            old = t.remove(oid)
-            if old is not None:
-                drop(old)
-                result.deleted.append(oid)
-        t.tree.defer(MerkleTree(topic_id, t.tree).apply_leaves(list(added.values()), removed))
-        return result
+        for oid in plan.deletes:
+            t.remove(oid)
+        changes = MerkleTree(topic_id, t.tree).apply_leaves(plan.add_leaves, plan.remove_leaves)
+        t.tree.defer(changes)
+        return plan.result
 
     # -- reading -----------------------------------------------------------------
 

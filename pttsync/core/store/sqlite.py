@@ -1,7 +1,7 @@
-"""The store: oplogs by status, with each topic's Merkle tree, in SQLite.
+"""The durable `Store`: oplogs by status, with each topic's Merkle tree, in SQLite.
 
 One SQLite database holds every topic of a data directory.  The embedded
-default is a file in WAL mode; `Store.memory()` is the same code on an
+default is a file in WAL mode; `SqliteStore.memory()` is the same code on an
 in-memory database, for tests and simulation.  docs/pip-11/store.md has the
 schema and the reasons behind it.
 
@@ -16,7 +16,7 @@ Guarantees:
 * **Statuses are kept apart.**  Every oplog row carries its status
   (internal-pending, pending, valid) and only valid oplogs have a leaf in the
   tree.  An oplog ID is in exactly one status at a time.
-* **A versioned schema** (sqlite.py): a store from a newer pttsync, or a
+* **A versioned schema** (database.py): a store from a newer pttsync, or a
   file that is not a store, is refused rather than misread or modified.
 * **Errors are StoreErrors**: corruption or I/O failures never surface as
   raw sqlite3 exceptions.
@@ -28,8 +28,7 @@ told, atomically.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, field
-from enum import IntEnum
+from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,87 +36,26 @@ from ...errors import StoreError, UsageError
 from ..merkle import Leaf, MerkleTree
 from ..oplog import Oplog, OplogStatus
 from ..oplogcodec import decode_oplog, encode_oplog
+from ..topic import Quorum, TopicInfo
+from .batch import plan_batch
 from .database import SCHEMA_VERSION, Database, Row
+from .protocol import (
+    MAX_FAILED,
+    BatchResult,
+    FailedOplog,
+    StoredOplog,
+    check_hex_prefix,
+)
 from .sqlitetree import IN_CHUNK, SqliteTreeStorage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-__all__ = [
-    "DEFAULT_EXPIRY",
-    "SCHEMA_VERSION",
-    "BatchResult",
-    "FailedOplog",
-    "Quorum",
-    "Store",
-    "StoredOplog",
-    "TopicInfo",
-]
+__all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 
-class Quorum(IntEnum):
-    """How many of a topic's masters make a member's oplog valid (lifecycle.md)."""
-
-    MAJORITY = 0  # more than half (PIP-7)
-    ALL = 1  # every master (what go-pttai's code does)
-
-
-DEFAULT_EXPIRY = 3600 * 1_000_000_000
-"""How long an oplog may stay pending before HandleFailedOplogs rolls it back."""
-
-
-@dataclass(frozen=True, slots=True)
-class TopicInfo:
-    """A topic this store holds.  The ID derives from the other fields (topic.py).
-
-    `quorum` and `expiry` are the topic's lifecycle settings, fixed when the
-    topic is founded.
-    """
-
-    topic_id: bytes
-    name: str
-    creator: bytes
-    create_time: int
-    nonce: bytes
-    quorum: Quorum = Quorum.MAJORITY
-    expiry: int = DEFAULT_EXPIRY
-
-
-@dataclass(frozen=True, slots=True)
-class StoredOplog:
-    oplog: Oplog
-    status: OplogStatus
-
-
-@dataclass(frozen=True, slots=True)
-class FailedOplog:
-    """A record of an oplog that HandleFailedOplogs rolled back and deleted."""
-
-    oplog_id: bytes
-    object_id: bytes
-    op: int
-    creator: bytes
-    create_time: int
-    failed_at: int
-    reason: str
-
-
-MAX_FAILED = 10_000
-"""Failed-oplog records kept per topic; the oldest go first."""
-
-
-@dataclass(slots=True)
-class BatchResult:
-    """What a batch did, by oplog ID (each ID listed once)."""
-
-    added: list[bytes] = field(default_factory=list)
-    replaced: list[bytes] = field(default_factory=list)
-    unchanged: list[bytes] = field(default_factory=list)
-    deleted: list[bytes] = field(default_factory=list)
-
-
-class Store:
-    """A pttsync store on one SQLite connection.  Not for concurrent use."""
+class SqliteStore:
+    """The `Store` on one SQLite connection (the module text).  Not for concurrent use."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -126,7 +64,9 @@ class Store:
         self._keys: dict[bytes, int] = {}
 
     @classmethod
-    def open(cls, path: Path | str, *, create: bool = False, synchronous: str = "FULL") -> Store:
+    def open(
+        cls, path: Path | str, *, create: bool = False, synchronous: str = "FULL"
+    ) -> SqliteStore:
         """Open the store file at `path`; with `create`, make a new one.
 
         `synchronous` is SQLite's setting: FULL (the default) survives power
@@ -139,17 +79,17 @@ class Store:
         return cls(Database.open(Path(path), create=create, synchronous=synchronous))
 
     @classmethod
-    def memory(cls) -> Store:
+    def memory(cls) -> SqliteStore:
         """A fresh in-memory store (tests and simulation)."""
         return cls(Database.memory())
 
-    def copy(self) -> Store:
+    def copy(self) -> SqliteStore:
         """An in-memory copy of this store, every topic and oplog in it.
 
         The simulator starts its peers from one store this way: copying the
         database is much cheaper than writing the same oplogs into each.
         """
-        return Store(self._db.copy())
+        return SqliteStore(self._db.copy())
 
     @property
     def schema_version(self) -> int:
@@ -159,7 +99,7 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> SqliteStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -227,42 +167,18 @@ class Store:
         """
         key = self._key(topic_id)
         puts = list(puts)
-        result = BatchResult()
-        added: dict[bytes, Leaf] = {}  # leaves to add, by oplog ID
-        removed: list[Leaf] = []  # leaves stored before this batch, to remove
-        new_here: set[bytes] = set()  # IDs this batch adds (not replaces)
-
-        def drop_leaf(oplog_id: bytes, status: int, time: int, h: bytes) -> None:
-            if status == OplogStatus.VALID and added.pop(oplog_id, None) is None:
-                removed.append(Leaf(time, oplog_id, h))
-
+        failed = list(failed)
+        gone = [*deletes, *(f.oplog_id for f in failed)]
         with self._db.transaction():
-            stored = self._existing(key, [oplog.oplog_id for oplog, _ in puts])
-            rows = []
-            for oplog, status in puts:
-                if oplog.topic_id != topic_id:
-                    raise UsageError(
-                        f"oplog {oplog.oplog_id.hex()} belongs to topic {oplog.topic_id.hex()}"
-                    )
-                oid = oplog.oplog_id
-                old = stored.get(oid)
-                if old is not None:
-                    if old[0] == status and old[2] == oplog.hash:
-                        if oid not in new_here:
-                            result.unchanged.append(oid)
-                        continue
-                    drop_leaf(oid, *old)
-                    if oid not in new_here:
-                        result.replaced.append(oid)
-                else:
-                    new_here.add(oid)
-                    result.added.append(oid)
-                # A second put of the same ID in this batch replaces the first.
-                stored[oid] = (int(status), oplog.update_time, oplog.hash)
-                rows.append(
+            held = self._existing(key, [oplog.oplog_id for oplog, _ in puts] + gone)
+            plan = plan_batch(topic_id, puts, gone, held)
+            self._db.run_many(
+                "INSERT OR REPLACE INTO oplogs (topic, oplog_id, status, update_time, hash, body,"
+                " object_id, op, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         key,
-                        oid,
+                        oplog.oplog_id,
                         int(status),
                         oplog.update_time,
                         oplog.hash,
@@ -271,15 +187,9 @@ class Store:
                         oplog.op,
                         oplog.create_time,
                     )
-                )
-                if status == OplogStatus.VALID:
-                    added[oid] = Leaf(oplog.update_time, oid, oplog.hash)
-            self._db.run_many(
-                "INSERT OR REPLACE INTO oplogs (topic, oplog_id, status, update_time, hash, body,"
-                " object_id, op, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                    for oplog, status in plan.writes
+                ],
             )
-            failed = list(failed)
             if failed:
                 self._db.run_many(
                     "INSERT OR REPLACE INTO failed (topic, oplog_id, object_id, op, creator,"
@@ -291,17 +201,12 @@ class Store:
                     " FROM failed WHERE topic=? ORDER BY failed_at DESC LIMIT ?)",
                     (key, key, MAX_FAILED),
                 )
-            for oid in [*deletes, *(f.oplog_id for f in failed)]:
-                old_row = self._db.one(
-                    "DELETE FROM oplogs WHERE topic=? AND oplog_id=?"
-                    " RETURNING status, update_time, hash",
-                    (key, oid),
-                )
-                if old_row is not None:
-                    drop_leaf(oid, old_row[0], old_row[1], old_row[2])
-                    result.deleted.append(oid)
-            self._tree(topic_id, key).update(list(added.values()), removed)
-        return result
+            self._db.run_many(
+                "DELETE FROM oplogs WHERE topic=? AND oplog_id=?",
+                [(key, oid) for oid in plan.deletes],
+            )
+            self._tree(topic_id, key).update(plan.add_leaves, plan.remove_leaves)
+        return plan.result
 
     def _by_id(self, key: int, columns: str, ids: Iterable[bytes], where: str = "") -> list[Row]:
         """Rows of `columns` (oplog_id first) for the oplogs `ids` of a topic, in chunks."""
@@ -527,19 +432,6 @@ class Store:
 
 
 _END = 2**63 - 1
-
-
-def check_hex_prefix(text: str) -> str:
-    """`text` as a lower-case hex prefix of an oplog ID.  UsageError if it is not one."""
-    prefix = text.lower()
-    if len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
-        raise UsageError(f"{text!r} is not a hex oplog ID prefix")
-    return prefix
-
-
-def newest_failed_first(record: FailedOplog) -> tuple[int, bytes]:
-    """The order of failed-oplog records: most recently failed first, then by ID."""
-    return (-record.failed_at, record.oplog_id)
 
 
 _TOPIC_COLUMNS = "topic_id, name, creator, create_time, nonce, quorum, expiry"

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from ..identity import Identity
-    from ..store.sqlite import Store
+    from ..store import Store
 
 T = TypeVar("T")
 

@@ -39,7 +39,7 @@ from .messages import ChildRef, Item, ListNode
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ..store.sqlite import Store
+    from ..store import Store
 
 Ref = tuple[int, int, int]
 """A node's name: (level, depth, start)."""

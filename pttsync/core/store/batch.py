@@ -1,0 +1,101 @@
+"""A batch's bookkeeping, shared by both stores: what it adds, replaces, keeps and deletes.
+
+`plan_batch` is a pure function of the batch and of what the store held
+before it.  It decides which puts are written (a put identical to the
+stored copy is not), which deletes find something, which Merkle leaves
+come and go, and the `BatchResult` the caller gets.  Each store then
+carries the plan out in its own way, all or nothing: SQLite in one
+transaction, the memory store in its dicts (the plan is made before
+anything changes, so a refused batch changes nothing there either).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ...errors import UsageError
+from ..merkle import Leaf
+from ..oplog import Oplog, OplogStatus
+from .protocol import BatchResult
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+__all__ = ["BatchPlan", "Held", "plan_batch"]
+
+Held = tuple[int, int, bytes]
+"""What the plan needs of a stored copy: (status, update time, hash)."""
+
+_VALID = OplogStatus.VALID
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """What a store does for one batch, in this order: write, delete, update the tree."""
+
+    result: BatchResult = field(default_factory=BatchResult)
+    writes: list[tuple[Oplog, OplogStatus]] = field(default_factory=list)
+    """Puts to store, in order (a later put of one ID replaces an earlier one)."""
+    deletes: list[bytes] = field(default_factory=list)
+    """IDs to delete, each held before the delete (stored, or written by this batch)."""
+    add_leaves: list[Leaf] = field(default_factory=list)
+    remove_leaves: list[Leaf] = field(default_factory=list)
+
+
+def plan_batch(
+    topic_id: bytes,
+    puts: Iterable[tuple[Oplog, OplogStatus]],
+    deletes: Iterable[bytes],
+    held: Mapping[bytes, Held],
+) -> BatchPlan:
+    """Plan a batch of `puts` then `deletes` over what the store `held` before it.
+
+    `held` has an entry for every stored ID among the puts and deletes (more
+    does no harm); it is not changed.
+
+    Raises:
+        UsageError: an oplog belongs to another topic (nothing is planned).
+    """
+    plan = BatchPlan()
+    result = plan.result
+    state = dict(held)
+    added: dict[bytes, Leaf] = {}  # leaves to add, by oplog ID
+    new_here: set[bytes] = set()  # IDs this batch adds (not replaces)
+
+    def drop_leaf(oplog_id: bytes, old: Held) -> None:
+        status, time, h = old
+        if status == _VALID and added.pop(oplog_id, None) is None:
+            plan.remove_leaves.append(Leaf(time, oplog_id, h))
+
+    for oplog, given in puts:
+        if oplog.topic_id != topic_id:
+            raise UsageError(
+                f"oplog {oplog.oplog_id.hex()} belongs to topic {oplog.topic_id.hex()}"
+            )
+        status = given if type(given) is OplogStatus else OplogStatus(given)
+        oid = oplog.oplog_id
+        old = state.get(oid)
+        if old is not None:
+            if old[0] == status and old[2] == oplog.hash:
+                if oid not in new_here:
+                    result.unchanged.append(oid)
+                continue
+            drop_leaf(oid, old)
+            if oid not in new_here:
+                result.replaced.append(oid)
+        else:
+            new_here.add(oid)
+            result.added.append(oid)
+        state[oid] = (status, oplog.update_time, oplog.hash)
+        plan.writes.append((oplog, status))
+        if status is _VALID:
+            added[oid] = Leaf(oplog.update_time, oid, oplog.hash)
+    for oid in deletes:
+        old = state.pop(oid, None)
+        if old is not None:
+            drop_leaf(oid, old)
+            result.deleted.append(oid)
+            plan.deletes.append(oid)
+    plan.add_leaves = list(added.values())
+    return plan
