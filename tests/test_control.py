@@ -16,7 +16,8 @@ import pytest
 import trio
 
 from pttsync.cli import build_parser, main
-from pttsync.core.documents.derive import DocState, Version, key_to_object
+from pttsync.core.docop import key_to_object
+from pttsync.core.documents.derive import DocState, Version
 from pttsync.core.documents.docstore import Change, ChangeKind, Write, WriteStatus
 from pttsync.core.identity import peer_id_text
 from pttsync.core.lifecycle.governance import Role

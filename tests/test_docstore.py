@@ -17,13 +17,8 @@ import pytest
 
 import pttsync
 from pttsync import ChangeKind, Merged, OplogStatus, Role, WriteStatus
-from pttsync.core.documents.derive import (
-    OP_DELETE,
-    OP_PUT,
-    decode_doc_op,
-    put_payload,
-    winner_key,
-)
+from pttsync.core.docop import OP_DELETE, OP_PUT, decode_doc_op, put_payload
+from pttsync.core.documents.derive import winner_key
 from pttsync.core.lifecycle.handle import OplogHandler
 from pttsync.core.lifecycle.pending import handle_pending
 from pttsync.core.oplogcodec import encode_oplog

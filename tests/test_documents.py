@@ -10,25 +10,20 @@ from typing import Any
 
 import pytest
 
-from pttsync.core.documents.derive import (
+from pttsync.core.docop import (
     MAX_KEY_BYTES,
     MAX_RESOLVES,
     OP_DELETE,
     OP_PUT,
     DocOp,
-    DocState,
-    Merged,
-    Version,
     decode_doc_op,
     delete_payload,
-    derive,
     is_doc_op,
     key_to_object,
     object_to_key,
     put_payload,
-    version_of,
-    winner_key,
 )
+from pttsync.core.documents.derive import DocState, Merged, Version, derive, version_of, winner_key
 from pttsync.core.identity import Identity
 from pttsync.core.oplog import Oplog, OplogStatus, SignKind, cosign, create_oplog
 from pttsync.core.timeutil import NS_PER_SECOND

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pttsync.core.documents.derive import OP_DELETE, OP_PUT, delete_payload, put_payload
+from pttsync.core.docop import OP_DELETE, OP_PUT, delete_payload, put_payload
 from pttsync.core.documents.docstore import DocumentStore
 from pttsync.core.lifecycle.governance import (
     GOVERNANCE_OPS,

@@ -10,7 +10,7 @@ import trio
 
 import pttsync
 from pttsync import OplogStatus, Quorum, Role, SignKind
-from pttsync.core.documents.derive import put_payload
+from pttsync.core.docop import put_payload
 from pttsync.core.lifecycle.handle import OplogHandler
 from pttsync.core.lifecycle.pending import handle_pending
 from pttsync.core.oplog import cosign

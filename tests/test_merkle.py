@@ -14,7 +14,7 @@ import pytest
 
 from pttsync.core import merkle
 from pttsync.core.identity import Identity
-from pttsync.core.merkle import FANOUT, SPLIT_THRESHOLD, Leaf, Level, Node
+from pttsync.core.merkle import FANOUT, SPLIT_THRESHOLD, Leaf, Level, MerkleNode
 from pttsync.core.oplog import Oplog, OplogStatus
 from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.timeutil import HOUR_NS, MAX_TIME, NS_PER_SECOND, parse_iso, to_iso
@@ -229,7 +229,7 @@ def test_crossing_the_split_threshold_both_ways(
     node = tree.node_at(Level.HOUR, hour)
     assert node is not None and node.leaves == SPLIT_THRESHOLD + 1
     slices = tree.children(node)
-    assert slices and all(isinstance(s, Node) and s.level is Level.SLICE for s in slices)
+    assert slices and all(isinstance(s, MerkleNode) and s.level is Level.SLICE for s in slices)
     store.write_batch(topic.topic_id, deletes=[oplogs[0].oplog_id])
     node = tree.node_at(Level.HOUR, hour)
     assert node is not None and node.children == SPLIT_THRESHOLD
@@ -241,7 +241,7 @@ def test_children_combine_to_their_parent(alice: Identity, topic: TopicInfo, sto
     rng = random.Random(3)
     put(store, topic, spread(alice, topic, mixed_times(rng, 80)))
     tree = store.tree(topic.topic_id)
-    stack: list[Node] = tree.level_nodes(Level.YEAR)
+    stack: list[MerkleNode] = tree.level_nodes(Level.YEAR)
     seen = 0
     while stack:
         node = stack.pop()
@@ -250,7 +250,7 @@ def test_children_combine_to_their_parent(alice: Identity, topic: TopicInfo, sto
         assert (
             merkle.node_hash(node.level, node.start, node.end, [k.hash for k in kids]) == node.hash
         )
-        nested = [k for k in kids if isinstance(k, Node)]
+        nested = [k for k in kids if isinstance(k, MerkleNode)]
         assert sum(k.leaves for k in nested) == (node.leaves if nested else 0)
         stack.extend(nested)
         seen += 1

@@ -24,7 +24,7 @@ import json
 import time
 
 import pttsync
-from pttsync.core.documents.derive import put_payload
+from pttsync.core.docop import put_payload
 from pttsync.synthetic import populate
 
 HOUR = 3600 * 10**9

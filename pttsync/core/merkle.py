@@ -88,7 +88,7 @@ class Leaf:
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
+class MerkleNode:
     """A parent node covering [start, end).
 
     `depth` is 0 for calendar nodes and counts slices below their hour.
@@ -168,9 +168,9 @@ def node_hash(level: Level, start: int, end: int, child_hashes: Sequence[bytes])
 
 def make_node(
     level: Level, depth: int, start: int, end: int, child_hashes: list[bytes], leaves: int
-) -> Node:
+) -> MerkleNode:
     """A node over `child_hashes` (in key order) with `leaves` leaves underneath."""
-    return Node(
+    return MerkleNode(
         level, depth, start, end, node_hash(level, start, end, child_hashes),
         len(child_hashes), leaves,
     )  # fmt: skip
@@ -188,8 +188,8 @@ def build_bucket(
     start: int,
     end: int,
     leaves: Sequence[Leaf],
-    emit: Callable[[Node], None],
-) -> Node:
+    emit: Callable[[MerkleNode], None],
+) -> MerkleNode:
     """Build an hour or slice from its leaves (sorted by key), emitting every node made."""
     if is_split(start, end, len(leaves)):
         kids = build_slices(depth, start, end, leaves, emit)
@@ -201,8 +201,8 @@ def build_bucket(
 
 
 def build_slices(
-    depth: int, start: int, end: int, leaves: Sequence[Leaf], emit: Callable[[Node], None]
-) -> list[Node]:
+    depth: int, start: int, end: int, leaves: Sequence[Leaf], emit: Callable[[MerkleNode], None]
+) -> list[MerkleNode]:
     """The slices of the bucket [start, end) at `depth` over `leaves` (sorted by key).
 
     Splits whatever the number of leaves: sync uses it to compare an unsplit
@@ -220,9 +220,9 @@ def build_slices(
     return kids
 
 
-def build_tree(leaves: Sequence[Leaf]) -> list[Node]:
+def build_tree(leaves: Sequence[Leaf]) -> list[MerkleNode]:
     """Every node of the tree over `leaves` (sorted by key), built from scratch."""
-    out: list[Node] = []
+    out: list[MerkleNode] = []
     by_hour: dict[int, list[Leaf]] = {}
     for leaf in leaves:
         by_hour.setdefault(hour_start(leaf.time), []).append(leaf)
@@ -232,13 +232,13 @@ def build_tree(leaves: Sequence[Leaf]) -> list[Node]:
     return out + build_parents(hours)
 
 
-def build_parents(children: Sequence[Node]) -> list[Node]:
+def build_parents(children: Sequence[MerkleNode]) -> list[MerkleNode]:
     """The calendar nodes above `children` (nodes of one level, in time order)."""
-    out: list[Node] = []
+    out: list[MerkleNode] = []
     level_nodes = list(children)
     while level_nodes and level_nodes[0].level < Level.YEAR:
         level = Level(level_nodes[0].level + 1)
-        groups: dict[tuple[int, int], list[Node]] = {}
+        groups: dict[tuple[int, int], list[MerkleNode]] = {}
         for child in level_nodes:
             groups.setdefault(period(level, child.start), []).append(child)
         level_nodes = [
@@ -256,15 +256,17 @@ def build_parents(children: Sequence[Node]) -> list[Node]:
 class TreeStorage(Protocol):
     """What the tree needs from its store; all calls run in one transaction."""
 
-    def get_node(self, level: Level, depth: int, start: int) -> Node | None: ...
-    def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, Node]: ...
-    def put_node(self, node: Node) -> None: ...
-    def put_nodes(self, nodes: Sequence[Node]) -> None: ...
+    def get_node(self, level: Level, depth: int, start: int) -> MerkleNode | None: ...
+    def get_nodes(
+        self, level: Level, depth: int, starts: Sequence[int]
+    ) -> dict[int, MerkleNode]: ...
+    def put_node(self, node: MerkleNode) -> None: ...
+    def put_nodes(self, nodes: Sequence[MerkleNode]) -> None: ...
     def delete_node(self, level: Level, depth: int, start: int) -> None: ...
     def delete_slices(self, min_depth: int, start: int, end: int) -> None: ...
-    def nodes(self, level: Level, depth: int, start: int, end: int) -> list[Node]: ...
+    def nodes(self, level: Level, depth: int, start: int, end: int) -> list[MerkleNode]: ...
     def summaries(self, level: Level, start: int, end: int) -> list[tuple[bytes, int]]: ...
-    def nodes_between(self, start: int, end: int) -> list[Node]: ...
+    def nodes_between(self, start: int, end: int) -> list[MerkleNode]: ...
     def active_days(self) -> list[int]: ...
     def leaves(self, start: int, end: int) -> list[Leaf]: ...
     def leaf_hashes(self, start: int, end: int) -> list[bytes]: ...
@@ -320,7 +322,7 @@ class MerkleTree:
         existing = self._s.get_nodes(Level.HOUR, 0, hours)
         # Hours that stay in leaf form (nearly all) are written together below;
         # split hours write their slices straight through, since they read them back.
-        plain: list[Node] = []
+        plain: list[MerkleNode] = []
         days = set()
         for hour in hours:
             adds, rems = changes[hour]
@@ -348,8 +350,8 @@ class MerkleTree:
         end: int,
         adds: list[int],
         rems: list[int],
-        node: Node | None,
-        plain: list[Node] | None = None,
+        node: MerkleNode | None,
+        plain: list[MerkleNode] | None = None,
     ) -> None:
         """Apply leaf additions and removals (by time) to one hour or slice.
 
@@ -407,18 +409,18 @@ class MerkleTree:
 
     # -- queries -------------------------------------------------------------
 
-    def node_at(self, level: Level, t: int) -> Node | None:
+    def node_at(self, level: Level, t: int) -> MerkleNode | None:
         """The calendar node of `level` whose period contains `t`, if it has leaves."""
         start, _ = period(level, t)
         return self._s.get_node(level, 0, start)
 
-    def level_nodes(self, level: Level) -> list[Node]:
+    def level_nodes(self, level: Level) -> list[MerkleNode]:
         """Every node of a calendar level, in time order."""
         if level not in CALENDAR_LEVELS:
             raise ValueError(f"{level.name} is not a calendar level")
         return self._s.nodes(level, 0, 0, 2**63 - 1)
 
-    def tree_list(self, to_sync_time: int) -> list[Node]:
+    def tree_list(self, to_sync_time: int) -> list[MerkleNode]:
         """The PIP-11 tree list for a to-sync-time T, in ascending time order.
 
         Years before year(T), then the months of year(T) before month(T), the
@@ -434,7 +436,7 @@ class MerkleTree:
             + self._s.nodes(Level.HOUR, 0, ds, hs)
         )
 
-    def children(self, node: Node) -> list[Node] | list[Leaf]:
+    def children(self, node: MerkleNode) -> list[MerkleNode] | list[Leaf]:
         """A node's direct children in key order: nodes, or leaves."""
         if node.level in (Level.HOUR, Level.SLICE):
             if is_split(node.start, node.end, node.leaves):
@@ -474,11 +476,11 @@ _END = 2**63 - 1
 _Key = tuple[int, int, int]
 
 
-def _index(nodes: Sequence[Node], max_level: Level = Level.YEAR) -> dict[_Key, Node]:
+def _index(nodes: Sequence[MerkleNode], max_level: Level = Level.YEAR) -> dict[_Key, MerkleNode]:
     return {(n.level, n.depth, n.start): n for n in nodes if n.level <= max_level}
 
 
-def _compare(expected: dict[_Key, Node], stored: dict[_Key, Node]) -> list[str]:
+def _compare(expected: dict[_Key, MerkleNode], stored: dict[_Key, MerkleNode]) -> list[str]:
     problems = []
     for key in sorted(set(expected) | set(stored)):
         want, have = expected.get(key), stored.get(key)
@@ -492,5 +494,4 @@ def _compare(expected: dict[_Key, Node], stored: dict[_Key, Node]) -> list[str]:
     return problems
 
 
-MerkleNode = Node
-"""`Node` under the name the package exports (pttsync.Node is the network node)."""
+Node = MerkleNode  # transitional: cli/ still imports it (removed with the cli split)

@@ -34,7 +34,8 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..core.documents.derive import derive, key_to_object
+from ..core.docop import key_to_object
+from ..core.documents.derive import derive
 from ..core.documents.docstore import DocumentStore
 from ..core.lifecycle.handle import OplogHandler
 from ..core.lifecycle.replica import Replica

@@ -32,19 +32,17 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
-from ..oplog import NO_VALUE, OplogStatus
-from .derive import (
+from ..docop import (
     OP_DELETE,
     OP_PUT,
-    DocState,
-    Resolver,
     delete_payload,
-    derive,
     is_doc_op,
     key_to_object,
     object_to_key,
     put_payload,
 )
+from ..oplog import NO_VALUE, OplogStatus
+from .derive import DocState, Resolver, derive
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

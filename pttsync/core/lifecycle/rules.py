@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...errors import InvalidOplogError, MalformedOplogError, NotAuthorizedError
-from ..documents.derive import decode_doc_op, is_doc_op
+from ..docop import decode_doc_op, is_doc_op
 from ..memo import remember
 from ..oplog import (
     MAX_INTERNAL_SIGS,

@@ -13,7 +13,7 @@ import bisect
 from typing import TYPE_CHECKING
 
 from ...errors import UsageError
-from ..merkle import Changes, Leaf, Level, MerkleTree, Node, merge_changes
+from ..merkle import Changes, Leaf, Level, MerkleNode, MerkleTree, merge_changes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,7 +38,7 @@ class MemoryTree:
         self._flushing = False
         self.leaf_keys: list[tuple[int, bytes]] = []  # sorted (time, oplog ID)
         self.leaf_list: list[Leaf] = []  # the leaves, in the same order
-        self.nodes_by: dict[tuple[int, int], dict[int, Node]] = {}  # (level, depth) -> start
+        self.nodes_by: dict[tuple[int, int], dict[int, MerkleNode]] = {}  # (level, depth) -> start
         self.starts: dict[tuple[int, int], list[int]] = {}  # (level, depth) -> sorted starts
 
     def copy(self) -> MemoryTree:
@@ -64,24 +64,24 @@ class MemoryTree:
             finally:
                 self._flushing = False
 
-    def get_node(self, level: Level, depth: int, start: int) -> Node | None:
+    def get_node(self, level: Level, depth: int, start: int) -> MerkleNode | None:
         self.flush()
         found = self.nodes_by.get((level, depth))
         return None if found is None else found.get(start)
 
-    def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, Node]:
+    def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, MerkleNode]:
         self.flush()
         found = self.nodes_by.get((level, depth), {})
         return {s: found[s] for s in starts if s in found}
 
-    def put_node(self, node: Node) -> None:
+    def put_node(self, node: MerkleNode) -> None:
         key = (int(node.level), node.depth)
         nodes = self.nodes_by.setdefault(key, {})
         if node.start not in nodes:
             bisect.insort(self.starts.setdefault(key, []), node.start)
         nodes[node.start] = node
 
-    def put_nodes(self, nodes: Sequence[Node]) -> None:
+    def put_nodes(self, nodes: Sequence[MerkleNode]) -> None:
         for node in nodes:
             self.put_node(node)
 
@@ -102,7 +102,7 @@ class MemoryTree:
                 del nodes[s]
             del starts[lo:hi]
 
-    def nodes(self, level: Level, depth: int, start: int, end: int) -> list[Node]:
+    def nodes(self, level: Level, depth: int, start: int, end: int) -> list[MerkleNode]:
         self.flush()
         key = (int(level), depth)
         starts = self.starts.get(key)
@@ -115,9 +115,9 @@ class MemoryTree:
     def summaries(self, level: Level, start: int, end: int) -> list[tuple[bytes, int]]:
         return [(n.hash, n.leaves) for n in self.nodes(level, 0, start, end)]
 
-    def nodes_between(self, start: int, end: int) -> list[Node]:
+    def nodes_between(self, start: int, end: int) -> list[MerkleNode]:
         self.flush()
-        found: list[Node] = []
+        found: list[MerkleNode] = []
         for level, depth in sorted(self.nodes_by):
             if level in (Level.SLICE, Level.HOUR, Level.DAY):
                 found += self.nodes(Level(level), depth, start, end)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..merkle import Leaf, Level, Node
+from ..merkle import Leaf, Level, MerkleNode
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,7 +32,7 @@ class SqliteTreeStorage:
         self._db = db
         self._t = topic
 
-    def get_node(self, level: Level, depth: int, start: int) -> Node | None:
+    def get_node(self, level: Level, depth: int, start: int) -> MerkleNode | None:
         row = self._db.one(
             f"SELECT {_NODE_COLUMNS} FROM nodes"
             " WHERE topic=? AND level=? AND depth=? AND start_time=?",
@@ -40,8 +40,8 @@ class SqliteTreeStorage:
         )
         return None if row is None else _node(row)
 
-    def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, Node]:
-        found: dict[int, Node] = {}
+    def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, MerkleNode]:
+        found: dict[int, MerkleNode] = {}
         for i in range(0, len(starts), IN_CHUNK):
             chunk = starts[i : i + IN_CHUNK]
             rows = self._db.all(
@@ -52,10 +52,10 @@ class SqliteTreeStorage:
             found.update((row[2], _node(row)) for row in rows)
         return found
 
-    def put_node(self, node: Node) -> None:
+    def put_node(self, node: MerkleNode) -> None:
         self.put_nodes((node,))
 
-    def put_nodes(self, nodes: Sequence[Node]) -> None:
+    def put_nodes(self, nodes: Sequence[MerkleNode]) -> None:
         self._db.run_many(
             "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -78,7 +78,7 @@ class SqliteTreeStorage:
                 (self._t, int(Level.SLICE), depth, start, end),
             )
 
-    def nodes(self, level: Level, depth: int, start: int, end: int) -> list[Node]:
+    def nodes(self, level: Level, depth: int, start: int, end: int) -> list[MerkleNode]:
         rows = self._db.all(
             f"SELECT {_NODE_COLUMNS} FROM nodes WHERE topic=? AND level=? AND depth=?"
             " AND start_time>=? AND start_time<? ORDER BY start_time",
@@ -95,7 +95,7 @@ class SqliteTreeStorage:
         )
         return [(row[0], row[1]) for row in rows]
 
-    def nodes_between(self, start: int, end: int) -> list[Node]:
+    def nodes_between(self, start: int, end: int) -> list[MerkleNode]:
         """Every slice, hour and day node starting in [start, end)."""
         found = []
         for level, depths in (
@@ -146,5 +146,5 @@ class SqliteTreeStorage:
         return changed == 1
 
 
-def _node(row: Row) -> Node:
-    return Node(Level(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
+def _node(row: Row) -> MerkleNode:
+    return MerkleNode(Level(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
