@@ -20,7 +20,6 @@ from pttsync import ChangeKind, Merged, OplogStatus, Role, WriteStatus
 from pttsync.core.docop import OP_DELETE, OP_PUT, decode_doc_op, put_payload
 from pttsync.core.documents.derive import winner_key
 from pttsync.core.lifecycle.handle import OplogHandler
-from pttsync.core.lifecycle.pending import handle_pending
 from pttsync.core.oplogcodec import encode_oplog
 from pttsync.core.store import Store
 
@@ -810,7 +809,7 @@ def _late_confirmation() -> tuple[Peer, Peer, pttsync.Write, int]:
     stored = alice.store.get(TID, w.oplog_id)
     assert stored is not None
     handler = OplogHandler(master.store, TID, replica=master.replica)
-    result = handle_pending(handler, [encode_oplog(stored.oplog)], t + S)
+    result = handler.handle_pending_oplogs([encode_oplog(stored.oplog)], t + S)
     assert [o.oplog_id for o in result.added] == [w.oplog_id]
     assert master.docs.write_status(w.oplog_id) is WriteStatus.CONFIRMED
     assert [o.oplog_id for o in pttsync.handle_failed(alice.replica, t + EXPIRY + 1)] == [

@@ -14,9 +14,9 @@ from pttsync.core.lifecycle.handle import (
     ForeignTopicError,
     HandleResult,
     OplogHandler,
-    select_existing,
 )
 from pttsync.core.lifecycle.replica import Replica
+from pttsync.core.lifecycle.rules import select_existing
 from pttsync.core.oplog import Oplog, OplogStatus, SignKind, compute_hash, cosign, create_oplog
 from pttsync.core.oplogcodec import encode_oplog
 from pttsync.core.store.sqlite import SqliteStore as Store
@@ -168,12 +168,9 @@ def test_foreign_topic_refuses_the_whole_batch(
     foreign = make_oplog(alice, other, T0 + 5)
     good = [make_oplog(alice, topic, T0 + i, f"k{i}") for i in range(3)]
     raw = enc(foreign, *good) if foreign_first else enc(*good, foreign)
-    calls: list[list[Oplog]] = []
-    handler.on_new = calls.append
     with pytest.raises(ForeignTopicError):
         handler.handle(raw, NOW)
     assert store.count(topic.topic_id) == 0
-    assert calls == []
     assert handler.waiting == 0
     # The same good records alone are fine.
     assert len(handler.handle(enc(*good), NOW).added) == 3
@@ -243,13 +240,10 @@ def test_identical_copy_is_unchanged(
     store: Store, topic: TopicInfo, alice: Identity, handler: OplogHandler
 ) -> None:
     o = make_oplog(alice, topic, T0)
-    calls: list[list[Oplog]] = []
-    handler.on_new = calls.append
     first = handler.handle(enc(o), NOW)
     assert first.added == [o] and first.unchanged == 0
     again = handler.handle(enc(o, o), NOW)
     assert again == HandleResult(unchanged=2)
-    assert calls == [[o]]  # nothing new the second time: no push
     assert store.count(topic.topic_id) == 1
 
 
@@ -301,16 +295,13 @@ def test_child_waits_for_parent_in_a_later_batch(
     store: Store, topic: TopicInfo, chain: list[Oplog], handler: OplogHandler
 ) -> None:
     parent, kid, grandkid = chain
-    calls: list[list[Oplog]] = []
-    handler.on_new = calls.append
     r1 = handler.handle(enc(grandkid), NOW)
     r2 = handler.handle(enc(kid), NOW)
     assert r1 == HandleResult(waiting=1) and r2 == HandleResult(waiting=1)
-    assert handler.waiting == 2 and store.count(topic.topic_id) == 0 and calls == []
+    assert handler.waiting == 2 and store.count(topic.topic_id) == 0
     r3 = handler.handle(enc(parent), NOW)
     assert r3.added == [parent, kid, grandkid]  # released in order, in this one batch
     assert r3.waiting == 0 and handler.waiting == 0
-    assert calls == [[parent, kid, grandkid]]
     for o in chain:
         assert stored(store, topic, o) == o
     assert store.check(topic.topic_id) == []
@@ -404,12 +395,10 @@ def test_released_waiter_does_not_overwrite_a_better_stored_copy(
     other = OplogHandler(store, topic.topic_id)  # another session's handler on the same store
     assert mine.handle(enc(worse), NOW).waiting == 1
     other.handle(enc(parent, kid), NOW)
-    calls: list[list[Oplog]] = []
-    mine.on_new = calls.append
     result = mine.handle(enc(parent), NOW)  # releases `worse`
     assert stored(store, topic, kid) == kid
     assert result.added == [] and result.replaced == [] and result.unchanged == 2
-    assert calls == [] and mine.waiting == 0
+    assert mine.waiting == 0
     assert store.check(topic.topic_id) == []
 
 
@@ -452,29 +441,30 @@ def test_waiter_stored_directly_leaves_the_buffer(
 # Post-processing and the store transaction.
 
 
-def test_on_new_gets_exactly_what_was_stored(
+def test_stored_is_exactly_what_each_call_saved(
     store: Store, topic: TopicInfo, alice: Identity, copies: list[Oplog], chain: list[Oplog]
 ) -> None:
     base, early, late = copies
     parent, kid, _ = chain
-    seen: list[tuple[list[Oplog], list[bool]]] = []
-
-    def on_new(oplogs: list[Oplog]) -> None:
-        # Called after the batch is saved: every oplog handed over is already in the store.
-        seen.append((oplogs, [stored(store, topic, o) == o for o in oplogs]))
-
-    handler = OplogHandler(store, topic.topic_id, on_new=on_new)
+    handler = OplogHandler(store, topic.topic_id)
     fresh = make_oplog(alice, topic, T0 + 7, "fresh")
-    handler.handle(enc(early, kid), NOW)  # early added, kid waits
-    handler.handle(enc(late, base, fresh, parent), NOW)  # late loses; base replaces; kid released
-    handler.handle(enc(late, early), NOW)  # nothing new: no call
-    handler.handle([b"junk"], NOW)  # nothing valid: no call
-    # New ones first, then those that replaced our copy (HandleResult.stored).
-    assert [[o.hash for o in batch] for batch, _ in seen] == [
+    results = []
+    for raw in (
+        enc(early, kid),  # early added, kid waits
+        enc(late, base, fresh, parent),  # late loses; base replaces; kid released
+        enc(late, early),  # nothing new
+        [b"junk"],  # nothing valid
+    ):
+        result = handler.handle(raw, NOW)
+        assert all(stored(store, topic, o) == o for o in result.stored)  # saved when returned
+        results.append(result)
+    # New ones first, then those that replaced our copy.
+    assert [[o.hash for o in r.stored] for r in results] == [
         [early.hash],
         [fresh.hash, parent.hash, kid.hash, base.hash],
+        [],
+        [],
     ]
-    assert all(all(flags) for _, flags in seen)
 
 
 def test_one_write_per_batch(

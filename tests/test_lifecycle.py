@@ -27,7 +27,7 @@ from pttsync.core.lifecycle.governance import (
     role_payload,
 )
 from pttsync.core.lifecycle.handle import OplogHandler
-from pttsync.core.lifecycle.pending import handle_failed, handle_pending, pending_for_peer
+from pttsync.core.lifecycle.pending import handle_failed, pending_for_peer
 from pttsync.core.lifecycle.replica import Replica, found_topic
 from pttsync.core.lifecycle.rules import Fold, build_governance, extend_fold, sign_kind
 from pttsync.core.oplog import (
@@ -215,7 +215,7 @@ def test_one_master_own_write_is_valid_and_a_member_write_waits_for_its_signatur
     signed = cosign(o, M1, SignKind.MASTER, T0 + 11)
     assert master.assess(signed) is OplogStatus.VALID
     assert alice.assess(signed) is OplogStatus.VALID
-    result = handle_pending(handler(alice), enc(signed), T0 + 12)
+    result = handler(alice).handle_pending_oplogs(enc(signed), T0 + 12)
     assert [x.oplog_id for x in result.replaced] == [o.oplog_id]
     assert status(alice, o) is OplogStatus.VALID
     assert held(alice, o).hash == signed.hash
@@ -277,13 +277,13 @@ def test_two_devices_internal_pending_then_pending_then_valid() -> None:
     assert pending_for_peer(phone, ALICE.peer_id, T0 + 6, 10) == [o]
 
     # Alice's user key signs (INTERNAL) on receipt: now pending.
-    handle_pending(handler(alice), enc(o), T0 + 6)
+    handler(alice).handle_pending_oplogs(enc(o), T0 + 6)
     assert status(alice, o) is OplogStatus.PENDING
     mid = held(alice, o)
     assert signers(mid.internal_sigs) == {ALICE.peer_id} and mid.master_sigs == ()
     assert pending_for_peer(alice, M1.peer_id, T0 + 7, 10) == [mid]
     # The master signs on receipt: valid.
-    handle_pending(handler(master), enc(mid), T0 + 7)
+    handler(master).handle_pending_oplogs(enc(mid), T0 + 7)
     assert status(master, o) is OplogStatus.VALID
     done = held(master, o)
     assert signers(done.master_sigs) == {M1.peer_id}
@@ -349,7 +349,7 @@ def both_handlers(r: Replica, raw: list[bytes], now: int) -> list[list[str]]:
     """HandleOplogs and HandlePendingOplogs on the same records: their rejection reasons."""
     before = (r.store.count(r.topic_id), digest(r))
     reasons = []
-    for result in (handler(r).handle(raw, now), handle_pending(handler(r), raw, now)):
+    for result in (handler(r).handle(raw, now), handler(r).handle_pending_oplogs(raw, now)):
         assert result.stored == []
         reasons.append(result.rejected)
     assert (r.store.count(r.topic_id), digest(r)) == before
@@ -506,7 +506,7 @@ def test_copies_with_different_cosignatures_are_unioned_in_any_order() -> None:
     for batches in deliveries:
         relay = peer(info, None, master, T0 + 10)  # no identity: it never signs
         for batch in batches:
-            result = handle_pending(handler(relay), enc(*batch), T0 + 20)
+            result = handler(relay).handle_pending_oplogs(enc(*batch), T0 + 20)
             assert result.rejected == []
         assert status(relay, o) is OplogStatus.PENDING  # two of three
         got = held(relay, o)
@@ -515,11 +515,11 @@ def test_copies_with_different_cosignatures_are_unioned_in_any_order() -> None:
         hashes.add(got.hash)
         # Less-signed copies lose nothing.
         for stale in (o, a, b, a_later):
-            assert handle_pending(handler(relay), enc(stale), T0 + 20).stored == []
+            assert handler(relay).handle_pending_oplogs(enc(stale), T0 + 20).stored == []
         assert held(relay, o).hash == got.hash
         # The third signature, on a copy that lacks the other two, makes it valid.
         c = cosign(o, M3, SignKind.MASTER, T0 + 14)
-        handle_pending(handler(relay), enc(c), T0 + 20)
+        handler(relay).handle_pending_oplogs(enc(c), T0 + 20)
         assert status(relay, o) is OplogStatus.VALID
         assert signers(held(relay, o).master_sigs) == {M1.peer_id, M2.peer_id, M3.peer_id}
     assert len(hashes) == 1
@@ -534,26 +534,26 @@ def test_masters_sign_a_pending_oplog_when_they_receive_it() -> None:
     o, st = alice.create(object_id=b"k", op=OP_PUT, value=put_payload(1), now=t)
     assert st is OplogStatus.PENDING
     # A member that is not a master does not sign.
-    assert handle_pending(handler(eve), enc(o), t + 1).improved == []
+    assert handler(eve).handle_pending_oplogs(enc(o), t + 1).improved == []
     assert held(eve, o).master_sigs == ()
     # M2 signs on receipt, and tells the sender it holds a better copy.
-    result = handle_pending(handler(m2), enc(o), t + 2)
+    result = handler(m2).handle_pending_oplogs(enc(o), t + 2)
     assert [x.oplog_id for x in result.improved] == [o.oplog_id]
     assert status(m2, o) is OplogStatus.PENDING  # 1 of 3 masters
     by_m2 = held(m2, o)
     assert signers(by_m2.master_sigs) == {M2.peer_id}
     assert {s.time for s in by_m2.master_sigs} == {t + 2}
     # M3 adds the second signature: valid, in the tree.
-    handle_pending(handler(m3), enc(by_m2), t + 3)
+    handler(m3).handle_pending_oplogs(enc(by_m2), t + 3)
     assert status(m3, o) is OplogStatus.VALID
     both = held(m3, o)
     assert signers(both.master_sigs) == {M2.peer_id, M3.peer_id}
     assert both in valid(m3)
     # Back at the author, the valid copy replaces the pending one.
-    handle_pending(handler(alice), enc(both), t + 4)
+    handler(alice).handle_pending_oplogs(enc(both), t + 4)
     assert status(alice, o) is OplogStatus.VALID and held(alice, o).hash == both.hash
     # M2, who already signed, signs nothing more on the valid copy.
-    handle_pending(handler(m2), enc(both), t + 4)
+    handler(m2).handle_pending_oplogs(enc(both), t + 4)
     assert held(m2, o).hash == both.hash
 
 
@@ -564,12 +564,12 @@ def test_an_expired_pending_oplog_is_dropped() -> None:
     o = write(ALICE, info, T0 + 10)
     deadline = o.create_time + info.expiry
     late = peer(info, M1, master, T0 + 2)  # a master: it would sign, if it were in time
-    result = handle_pending(handler(late), enc(o), deadline + 1)
+    result = handler(late).handle_pending_oplogs(enc(o), deadline + 1)
     assert result.stored == [] and result.rejected == [] and result.unchanged == 1
     assert status(late, o) is None
     assert late.store.failed(info.topic_id) == []
     # At the last instant, it is still signed and kept.
-    handle_pending(handler(master), enc(o), deadline)
+    handler(master).handle_pending_oplogs(enc(o), deadline)
     assert status(master, o) is OplogStatus.VALID
     assert [s.time for s in held(master, o).master_sigs] == [deadline]
 
@@ -722,7 +722,7 @@ def test_an_expired_pending_document_write_is_rolled_back(kind: str) -> None:
     assert status(alice, o) is OplogStatus.PENDING
     assert o.op == (OP_DELETE if kind == "delete" else OP_PUT)
     assert shown(docs) == ((False, None, True) if kind == "delete" else (True, "draft", True))
-    handle_pending(handler(relay), enc(o), t + 1)
+    handler(relay).handle_pending_oplogs(enc(o), t + 1)
     assert status(relay, o) is OplogStatus.PENDING
     assert digest(alice) == digest(relay) == tree_before
 
@@ -829,13 +829,13 @@ def test_a_retroactive_master_removal_makes_a_held_pending_oplog_valid() -> None
     o = cosign(write(ALICE, info, T0 + 10), M1, SignKind.MASTER, T0 + 11)
     assert master.assess(o) is OplogStatus.PENDING  # M1 of {M1, M2}
     y = peer(info, None, master, T0 + 12)
-    handle_pending(handler(y), enc(o), T0 + 12)
+    handler(y).handle_pending_oplogs(enc(o), T0 + 12)
     assert status(y, o) is OplogStatus.PENDING
     # M2 leaves as of T0 + 5 (both masters sign): from then on M1 alone is the quorum.
     leave = masters_sign(role_oplog(M1, info, M2, Role.NONE, T0 + 5), [M2], T0 + 5)
     x = peer(info, None, master, T0 + 12)
     handler(x).handle(enc(leave), T0 + 13)
-    handle_pending(handler(x), enc(o), T0 + 13)
+    handler(x).handle_pending_oplogs(enc(o), T0 + 13)
     assert status(x, o) is OplogStatus.VALID
     before = digest(y)
     assert handler(y).handle(enc(leave), T0 + 13).added == [leave]

@@ -12,7 +12,6 @@ import pttsync
 from pttsync import OplogStatus, Quorum, Role, SignKind
 from pttsync.core.docop import put_payload
 from pttsync.core.lifecycle.handle import OplogHandler
-from pttsync.core.lifecycle.pending import handle_pending
 from pttsync.core.oplog import cosign
 from pttsync.core.oplogcodec import encode_oplog
 from pttsync.errors import NotAuthorizedError, UsageError
@@ -157,7 +156,7 @@ def test_forged_cosignature_non_master_and_removed_member_are_refused() -> None:
     grant(r, ALICE, Role.NONE, T0 + 10)
     after_removal = cosign(put(ALICE, info, T0 + 11, "x"), M1, SignKind.MASTER, T0 + 12)
     outsider = put(make_identity("stranger"), info, T0 + 5, "y")
-    for raw_handle in (handler.handle, lambda raw, now: handle_pending(handler, raw, now)):
+    for raw_handle in (handler.handle, handler.handle_pending_oplogs):
         result = raw_handle(
             [encode_oplog(x) for x in (forged, by_member, after_removal, outsider)], T0 + 20
         )

@@ -5,8 +5,8 @@
    clock-skew tolerance, and the previous-log check.
 2. **Process**: select-existing against the stored copy, then save every
    accepted oplog of the batch in one store transaction.
-3. **Post-process**: hand the oplogs that are new here to the push path
-   (the `on_new` callback).
+3. **Post-process**: the replica's observers see the commit; the node's
+   push path is one of them (it also sees local writes and rollbacks).
 
 Unlike go-pttai (reference §5.2), one bad oplog never sinks its batch: it is
 rejected on its own, reported in the result (the session counts it against
@@ -35,10 +35,12 @@ from ..oplog import Oplog, OplogStatus
 from ..oplogcodec import decode_oplog
 from ..timeutil import NS_PER_SECOND
 from .governance import OP_GENESIS, is_governance_op
+from .pending import handle_failed, held_copy, integrate
 from .replica import FoldDraft, Replica
+from .rules import expired, select_existing
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Iterable, Sequence
 
     from ..store import Store, StoredOplog
 
@@ -57,7 +59,7 @@ class ForeignTopicError(InvalidOplogError):
 
 @dataclass(slots=True)
 class HandleResult:
-    """What one HandleOplogs call did."""
+    """What one call of a PIP-11 step (HandleOplogs and its two siblings) did."""
 
     added: list[Oplog] = field(default_factory=list)  # new here, now stored
     replaced: list[Oplog] = field(default_factory=list)  # won select-existing over our copy
@@ -65,26 +67,22 @@ class HandleResult:
     waiting: int = 0  # held until their previous log arrives
     rejected: list[str] = field(default_factory=list)  # one reason per rejected oplog
     improved: list[Oplog] = field(default_factory=list)  # stored copies better than the sent ones
+    failed: list[Oplog] = field(default_factory=list)  # rolled back by HandleFailedOplogs
 
     @property
     def stored(self) -> list[Oplog]:
         return self.added + self.replaced
 
 
-def select_existing(incoming: Oplog, stored: Oplog) -> bool:
-    """True if `incoming` should replace `stored` (both valid copies of one oplog).
-
-    The earlier update time wins, then the smaller hash: every peer picks the
-    same copy whatever order the copies arrive in.
-    """
-    return (incoming.update_time, incoming.hash) < (stored.update_time, stored.hash)
-
-
 class OplogHandler:
-    """HandleOplogs for one topic of one store.
+    """PIP-11's three steps for one topic of one store, under PIP-11's names.
 
-    `on_new` receives the oplogs each call stored (new or replacing), after
-    they are durably saved.
+    Each takes what arrived (if anything) and the current time, and returns a
+    `HandleResult`: `handle_oplogs` (HandleOplogs, for valid oplogs),
+    `handle_pending_oplogs` (HandlePendingOplogs, for oplogs awaiting
+    co-signatures) and `handle_failed_oplogs` (HandleFailedOplogs, for
+    expired ones).  Whoever pushes new oplogs observes the replica's commits
+    (Replica.observers), which also see local writes and rollbacks.
     """
 
     def __init__(
@@ -93,14 +91,12 @@ class OplogHandler:
         topic_id: bytes,
         *,
         clock_skew: int = DEFAULT_CLOCK_SKEW,
-        on_new: Callable[[list[Oplog]], None] | None = None,
         replica: Replica | None = None,
     ) -> None:
         self.store = store
         self.topic_id = topic_id
         self.replica = replica if replica is not None else Replica(store, topic_id)
         self.clock_skew = clock_skew
-        self.on_new = on_new
         # Oplogs waiting for their previous log, oldest first, and an index by that log.
         self._waiting: OrderedDict[bytes, Oplog] = OrderedDict()
         self._by_prev: dict[bytes, set[bytes]] = {}
@@ -143,7 +139,7 @@ class OplogHandler:
             good.append(oplog)
         return good, rejected
 
-    def handle(self, raw: Sequence[bytes], now: int) -> HandleResult:
+    def handle_oplogs(self, raw: Sequence[bytes], now: int) -> HandleResult:
         """HandleOplogs on encoded records from a peer.
 
         Raises:
@@ -153,6 +149,8 @@ class OplogHandler:
         result = self.handle_decoded(good, now)
         result.rejected = rejected + result.rejected
         return result
+
+    handle = handle_oplogs  # the name in the public API before the steps took PIP-11's names
 
     def handle_decoded(self, oplogs: Sequence[Oplog], now: int = 0) -> HandleResult:
         """Process and post-process oplogs that passed pre-processing (governance ones first)."""
@@ -167,9 +165,58 @@ class OplogHandler:
             if part:
                 self._process(part, result, now)
         result.waiting = len({o.oplog_id for o in oplogs} & self._waiting.keys())
-        if result.stored and self.on_new is not None:
-            self.on_new(result.stored)
         return result
+
+    def handle_pending_oplogs(self, raw: Sequence[bytes], now: int) -> HandleResult:
+        """HandlePendingOplogs on encoded records from a peer (pending.py has the steps).
+
+        Raises:
+            ForeignTopicError: a record belongs to another topic; nothing was stored.
+        """
+        replica = self.replica
+        good, rejected = self.decode(raw, now)
+        result = HandleResult(rejected=rejected)
+        gov = replica.fold.governance
+        fresh = [o for o in good if not expired(o, gov, now)]
+        result.unchanged += len(good) - len(fresh)
+        ids = {o.oplog_id for o in fresh} | {o.prev_id for o in fresh if o.prev_id}
+        known = replica.store.existing(replica.topic_id, ids)
+        batch: dict[bytes, tuple[Oplog, OplogStatus]] = {}
+        sent: dict[bytes, bytes] = {}  # the hash of the copy the peer sent, by ID
+        for oplog in fresh:
+            if (
+                oplog.prev_id is not None
+                and oplog.prev_id not in known
+                and oplog.prev_id not in batch
+            ):
+                result.rejected.append(
+                    f"oplog {oplog.oplog_id.hex()[:16]}: its previous log is not here"
+                )
+                continue
+            held = batch.get(oplog.oplog_id) or held_copy(known.get(oplog.oplog_id))
+            try:
+                outcome = integrate(replica, oplog, held, now)
+            except InvalidOplogError as exc:
+                result.rejected.append(f"oplog {oplog.oplog_id.hex()[:16]}: {exc}")
+                continue
+            if outcome is None:
+                result.unchanged += 1
+            else:
+                batch[oplog.oplog_id] = outcome
+                sent[oplog.oplog_id] = oplog.hash
+        if batch:
+            replica.commit(list(batch.values()), now=now)
+        result.added = [o for o, _ in batch.values() if o.oplog_id not in known]
+        result.replaced = [o for o, _ in batch.values() if o.oplog_id in known]
+        result.improved = [o for o, _ in batch.values() if o.hash != sent[o.oplog_id]]
+        return result
+
+    def handle_failed_oplogs(self, now: int) -> HandleResult:
+        """HandleFailedOplogs: roll back and delete every expired not-yet-valid oplog.
+
+        The result's `failed` lists the oplogs rolled back.
+        """
+        return HandleResult(failed=handle_failed(self.replica, now))
 
     def _process(self, oplogs: Sequence[Oplog], result: HandleResult, now: int) -> None:
         wanted = {o.oplog_id for o in oplogs} | {o.prev_id for o in oplogs if o.prev_id}

@@ -1,4 +1,5 @@
-"""HandlePendingOplogs and HandleFailedOplogs: the not-yet-valid half of the lifecycle.
+"""The not-yet-valid half of the lifecycle: what HandlePendingOplogs and
+HandleFailedOplogs (handle.py) do with oplogs that wait for co-signatures.
 
 **HandlePendingOplogs** takes oplogs that are waiting for co-signatures
 (from postsync's SyncPendingOplog and its ack, or a push) through PIP-11's
@@ -28,17 +29,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ...errors import InvalidOplogError
 from ..oplog import Oplog, OplogStatus
-from .handle import HandleResult, select_existing
 from .replica import failed_record
-from .rules import expired, sign, sign_kind, union_signatures
+from .rules import expired, select_existing, sign, sign_kind, union_signatures
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from ..store import StoredOplog
-    from .handle import OplogHandler
     from .replica import Replica
 
 log = logging.getLogger(__name__)
@@ -47,51 +43,7 @@ MAX_PENDING_SCAN = 10_000
 """Not-yet-valid oplogs looked at per call (routing, expiry)."""
 
 
-def handle_pending(handler: OplogHandler, raw: Sequence[bytes], now: int) -> HandleResult:
-    """HandlePendingOplogs on encoded records from a peer.
-
-    Raises:
-        ForeignTopicError: a record belongs to another topic; nothing was stored.
-    """
-    replica = handler.replica
-    good, rejected = handler.decode(raw, now)
-    result = HandleResult(rejected=rejected)
-    gov = replica.fold.governance
-    fresh = [o for o in good if not expired(o, gov, now)]
-    result.unchanged += len(good) - len(fresh)
-    ids = {o.oplog_id for o in fresh} | {o.prev_id for o in fresh if o.prev_id}
-    known = replica.store.existing(replica.topic_id, ids)
-    batch: dict[bytes, tuple[Oplog, OplogStatus]] = {}
-    sent: dict[bytes, bytes] = {}  # the hash of the copy the peer sent, by ID
-    for oplog in fresh:
-        if oplog.prev_id is not None and oplog.prev_id not in known and oplog.prev_id not in batch:
-            result.rejected.append(
-                f"oplog {oplog.oplog_id.hex()[:16]}: its previous log is not here"
-            )
-            continue
-        held = batch.get(oplog.oplog_id) or _held(known.get(oplog.oplog_id))
-        try:
-            outcome = integrate(replica, oplog, held, now)
-        except InvalidOplogError as exc:
-            result.rejected.append(f"oplog {oplog.oplog_id.hex()[:16]}: {exc}")
-            continue
-        if outcome is None:
-            result.unchanged += 1
-        else:
-            batch[oplog.oplog_id] = outcome
-            sent[oplog.oplog_id] = oplog.hash
-    if batch:
-        replica.commit(list(batch.values()), now=now)
-    result.added = [o for o, _ in batch.values() if o.oplog_id not in known]
-    result.replaced = [o for o, _ in batch.values() if o.oplog_id in known]
-    result.improved = [o for o, _ in batch.values() if o.hash != sent[o.oplog_id]]
-    valid = [o for o, s in batch.values() if s is OplogStatus.VALID]
-    if valid and handler.on_new is not None:
-        handler.on_new(valid)
-    return result
-
-
-def _held(stored: StoredOplog | None) -> tuple[Oplog, OplogStatus] | None:
+def held_copy(stored: StoredOplog | None) -> tuple[Oplog, OplogStatus] | None:
     return None if stored is None else (stored.oplog, stored.status)
 
 

@@ -249,6 +249,15 @@ def extend_fold(fold: Fold, oplogs: Iterable[Oplog], *, without: Iterable[bytes]
 # Co-signing.
 
 
+def select_existing(incoming: Oplog, stored: Oplog) -> bool:
+    """True if `incoming` should replace `stored` (both valid copies of one oplog).
+
+    The earlier update time wins, then the smaller hash: every peer picks the
+    same copy whatever order the copies arrive in.
+    """
+    return (incoming.update_time, incoming.hash) < (stored.update_time, stored.hash)
+
+
 def expired(oplog: Oplog, gov: Governance, now: int) -> bool:
     """True once `now` is past the oplog's expiry (create time + the topic's expiry)."""
     return now > oplog.create_time + gov.expiry

@@ -268,11 +268,11 @@ class Receiver:
 
     def _on_pending(self, msg: SyncPendingOplog, now: int) -> list[Message]:
         try:
-            result = self.ctx.handle_pending(msg.oplogs, now)
+            result = self.ctx.handler.handle_pending_oplogs(msg.oplogs, now)
         except ForeignTopicError as exc:
             raise RemoteProtocolError(str(exc)) from exc
         self.stats.count_handled(len(msg.oplogs), result)
-        self.ctx.handle_failed(now)
+        self.ctx.handler.handle_failed_oplogs(now)
         self.state = State.IDLE
         # What the requester can sign, and our better copies of what it sent
         # (co-signed here, or now valid), so that it learns them in this round.
@@ -285,7 +285,7 @@ class Receiver:
         if not oplogs:
             return
         try:
-            result = self.ctx.handler.handle(oplogs, now)
+            result = self.ctx.handler.handle_oplogs(oplogs, now)
         except ForeignTopicError as exc:
             raise RemoteProtocolError(str(exc)) from exc
         self.stats.count_handled(len(oplogs), result)

@@ -220,7 +220,7 @@ class Requester:
                     self._queue(self._push_ids, oid)
                 self._handle(msg.oplogs, now)
             case SyncPendingOplogAck():
-                result = self.ctx.handle_pending(msg.oplogs, now)
+                result = self.ctx.handler.handle_pending_oplogs(msg.oplogs, now)
                 self.stats.count_handled(len(msg.oplogs), result)
                 if msg.last:
                     self.state = State.DONE
@@ -229,7 +229,7 @@ class Requester:
         if not oplogs:
             return
         try:
-            result: HandleResult = self.ctx.handler.handle(oplogs, now)
+            result: HandleResult = self.ctx.handler.handle_oplogs(oplogs, now)
         except ForeignTopicError as exc:
             raise RemoteProtocolError(str(exc)) from exc
         self.stats.count_handled(len(oplogs), result)
@@ -429,7 +429,7 @@ class Requester:
         """Everything is stored: move the sync time, then run postsync once."""
         if self._clean:
             self.ctx.store.set_sync_time(self.ctx.topic_id, self.peer, self._started)
-        self.ctx.handle_failed(now)
+        self.ctx.handler.handle_failed_oplogs(now)
         if not (self._remote_pending or self.ctx.has_pending()):
             self.state = State.DONE
             return []

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ...errors import RemoteProtocolError, UsageError
 from ..lifecycle.handle import DEFAULT_CLOCK_SKEW, HandleResult, OplogHandler
-from ..lifecycle.pending import handle_failed, handle_pending, pending_for_peer
+from ..lifecycle.pending import pending_for_peer
 from ..lifecycle.replica import Replica
 from ..merkle import SPLIT_THRESHOLD
 from ..oplogcodec import encode_oplog
@@ -223,12 +223,12 @@ class SyncContext:
         return [encode_oplog(o) for o in oplogs]
 
     def handle_pending(self, raw: Sequence[bytes], now: int) -> HandleResult:
-        """HandlePendingOplogs (pending.py) on records from the peer."""
-        return handle_pending(self.handler, raw, now)
+        """HandlePendingOplogs on records from the peer (OplogHandler.handle_pending_oplogs)."""
+        return self.handler.handle_pending_oplogs(raw, now)
 
     def handle_failed(self, now: int) -> int:
-        """HandleFailedOplogs (pending.py): the number of expired oplogs rolled back."""
-        return len(handle_failed(self.replica, now))
+        """HandleFailedOplogs: the number of expired oplogs rolled back."""
+        return len(self.handler.handle_failed_oplogs(now).failed)
 
 
 def _pack(
