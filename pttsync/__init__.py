@@ -62,8 +62,8 @@ from .core.sync.frames import MAX_FRAME_SIZE as MAX_FRAME_SIZE
 from .core.sync.frames import FrameReader as FrameReader
 from .core.sync.frames import encode_frame as encode_frame
 from .core.sync.messages import Message as Message
-from .core.sync.messages import decode_message as decode_message
-from .core.sync.messages import encode_message as encode_message
+from .core.sync.msgcodec import decode_message as decode_message
+from .core.sync.msgcodec import encode_message as encode_message
 from .core.sync.receiver import Receiver as Receiver
 from .core.sync.requester import Requester as Requester
 from .core.sync.session import SyncConfig as SyncConfig

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .core.sync.frames import FrameReader, encode_frame
-from .core.sync.messages import Message, decode_message, encode_message
+from .core.sync.msgcodec import decode_message, encode_message
 from .core.sync.receiver import Receiver
 from .core.sync.requester import Requester
 from .core.sync.session import State, SyncConfig, SyncContext
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from .core.lifecycle.replica import Replica
     from .core.store import Store
+    from .core.sync.messages import Message
 
 log = logging.getLogger(__name__)
 

@@ -43,9 +43,8 @@ from pttsync.core.sync.messages import (
     SyncOplogReject,
     SyncPendingOplog,
     SyncPendingOplogAck,
-    decode_message,
-    encode_message,
 )
+from pttsync.core.sync.msgcodec import decode_message, encode_message
 from pttsync.core.timeutil import HOUR_NS, MAX_TIME
 from pttsync.errors import RemoteProtocolError, UsageError
 

@@ -30,9 +30,8 @@ from pttsync.core.sync.messages import (
     SyncOplog,
     SyncOplogNewOplogs,
     SyncOplogNewOplogsAck,
-    decode_message,
-    encode_message,
 )
+from pttsync.core.sync.msgcodec import decode_message, encode_message
 from pttsync.core.sync.receiver import Receiver
 from pttsync.core.sync.requester import Requester
 from pttsync.core.sync.session import State

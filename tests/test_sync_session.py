@@ -20,15 +20,8 @@ import pytest
 
 from pttsync.core.merkle import SPLIT_THRESHOLD
 from pttsync.core.oplog import Oplog, OplogStatus, SignKind, cosign
-from pttsync.core.sync.messages import (
-    MESSAGE_TYPES,
-    Message,
-    MsgType,
-    RejectCode,
-    SyncOplog,
-    decode_message,
-    encode_message,
-)
+from pttsync.core.sync.messages import MESSAGE_TYPES, Message, MsgType, RejectCode, SyncOplog
+from pttsync.core.sync.msgcodec import decode_message, encode_message
 from pttsync.core.sync.receiver import Receiver
 from pttsync.core.sync.requester import Requester
 from pttsync.core.sync.session import ACCEPTS, Role, State

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pttsync.core import codec
-from pttsync.core.sync.messages import RejectCode, SyncOplogReject, encode_message
+from pttsync.core.sync.messages import RejectCode, SyncOplogReject
+from pttsync.core.sync.msgcodec import encode_message
 from pttsync.errors import RemoteProtocolError
 from pttsync.net.wire import (
     MAX_CREDENTIALS,

@@ -19,14 +19,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
 from ..core.identity import peer_id_text
-from ..core.sync.messages import Message, encode_message
+from ..core.sync.msgcodec import encode_message
 from ..errors import ConnectionLostError, PttsyncError
 from .wire import AnyMessage, NodeMessage, decode_any, encode_node_message
+
+if TYPE_CHECKING:
+    from ..core.sync.messages import Message
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from ..core import codec
 from ..core.identity import PEER_ID_SIZE
 from ..core.oplog import MAX_OPLOG_SIZE, TOPIC_ID_SIZE
 from ..core.sync.frames import MAX_FRAME_SIZE
-from ..core.sync.messages import PROTOCOL_VERSION, Message, decode_message
+from ..core.sync.messages import PROTOCOL_VERSION, Message
+from ..core.sync.msgcodec import decode_message
 from ..errors import RemoteProtocolError
 
 MAX_TOPICS = 64  # topics listed in one Hello
