@@ -1,6 +1,5 @@
-"""The sans-I/O core: records, Merkle tree, store and (later) the sync state machine.
+"""The sans-I/O core: no trio, no sockets, no wall clock (the time is always passed in).
 
-Nothing in here imports trio, opens a socket or reads the wall clock: the
-current time is always passed in.  The shell (`pttsync.net`, `pttsync.sim`,
-`pttsync.cli`) is built around it.
+Records lie flat here (codec, timeutil, identity, oplog, oplogcodec, docop, merkle, topic,
+memo); above them, by layer: store/, then lifecycle/, then sync/ and documents/.
 """
