@@ -24,7 +24,7 @@ from .errors import UsageError
 if TYPE_CHECKING:
     from .core.identity import Identity
 
-# The document store's PUT (documents.py); its payload is {"v": value}.
+# The document store's PUT (core/docop.py); its payload is {"v": value}.
 OP_PUT = 1
 DEFAULT_BATCH = 10_000
 MAX_BATCH = 200_000  # one transaction holds the batch in memory: about 1 KB an oplog

@@ -1,7 +1,7 @@
 """The replicated document store of a topic: the application's API (sans-I/O).
 
 Documents are keyed by text and hold a plain CBOR value.  Every write is an
-oplog (documents.py has the ops and the derivation):
+oplog (core/docop.py has the ops, derive.py the derivation):
 
 * `put` and `delete` write on top of the document's current valid winner
   (the previous-log ID);

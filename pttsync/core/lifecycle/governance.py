@@ -20,7 +20,7 @@ oplog ID) order, so every peer holding the same oplogs builds the same
 timeline, whatever order they arrived in.
 
 This module holds the data and the queries.  Deciding whether an oplog is
-valid (and so whether it may enter the timeline) is lifecycle.py's job.
+valid (and so whether it may enter the timeline) is rules.py's job.
 """
 
 from __future__ import annotations

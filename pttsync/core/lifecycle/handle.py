@@ -15,12 +15,13 @@ previous log is not here yet is not an error either: it waits in a bounded
 buffer and is saved as soon as its previous log is, in this batch or a
 later one.
 
-Validity comes from the topic's governance (lifecycle.py): an oplog that
+Validity comes from the topic's governance (rules.py): an oplog that
 arrives here as valid must be valid under our timeline too, or it is
 refused on its own (the sender may know a governance change we do not yet;
 sync offers it again later).  Governance oplogs of a batch are handled
 before the rest, so that a member added in a batch can write in it.
-Not-yet-valid oplogs take the other path, HandlePendingOplogs (pending.py).
+Not-yet-valid oplogs take the other path, HandlePendingOplogs (its
+helpers are pending.py's); expired ones are rolled back by HandleFailedOplogs.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ steps, in PIP-11's order:
 2. future-time check, init and verify (HandleOplogs' pre-process);
 3. previous-log check: the previous log must be here;
 4. integrate-existing: a copy we hold and the incoming copy are unioned by
-   signer, so no co-signature is ever lost (lifecycle.union_signatures).
+   signer, so no co-signature is ever lost (rules.union_signatures).
    A copy that is valid (here or incoming) goes through select-existing;
 5. sign: if this peer is a signer the oplog still needs (a device of the
    creator's user for an internal-pending oplog, a master for a pending

@@ -80,7 +80,7 @@ class Replica:
     # -- status --------------------------------------------------------------------
 
     def assess(self, oplog: Oplog, *, with_governance: Iterable[Oplog] = ()) -> OplogStatus:
-        """The status `oplog` has here (see lifecycle.assess).
+        """The status `oplog` has here (see rules.assess).
 
         A governance oplog is judged by folding it into the timeline with the
         stored ones (and `with_governance`, those accepted earlier in a batch).

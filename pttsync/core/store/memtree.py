@@ -1,4 +1,4 @@
-"""merkle.TreeStorage in Python objects, for MemoryStore (memstore.py).
+"""merkle.TreeStorage in Python objects, for MemoryStore (memory.py).
 
 The leaves are kept in a sorted list (with their keys beside them), the
 nodes in one dict per (level, depth) with a sorted list of their starts for
