@@ -4,18 +4,83 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..core.merkle import Level, MerkleTree, Node
+from ..core.merkle import Level, MerkleNode, MerkleTree
 from ..core.timeutil import to_iso
 from ..datadir import DataDir, select_topic
 from ..errors import UsageError
+from .options import add_command, add_json, iso
 from .output import emit_json, node_json, node_line, oplog_json
 
 if TYPE_CHECKING:
     import argparse
 
     from ..core.store import Store, StoredOplog
+    from .options import Subparsers
 
 _LEVELS = {"year": Level.YEAR, "month": Level.MONTH, "day": Level.DAY, "hour": Level.HOUR}
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="look inside a store (works while no node runs)",
+        description="Look at a store's Merkle tree, tree lists and oplogs.",
+    )
+    isub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    q = add_command(
+        isub,
+        "merkle",
+        cmd_merkle,
+        help="the Merkle tree, down to a level",
+        description=(
+            "Print the Merkle tree from its years down to LEVEL: each node's level, start"
+            " (ISO 8601, UTC), hash, number of children and number of leaves."
+            "  With --json, print the nodes of LEVEL as a list."
+        ),
+    )
+    q.add_argument(
+        "--level",
+        choices=list(_LEVELS),
+        default="month",
+        help="the deepest level to show (default: month)",
+    )
+    add_json(q)
+
+    q = add_command(
+        isub,
+        "tree-list",
+        cmd_tree_list,
+        help="the PIP-11 tree list for a to-sync-time",
+        description=(
+            "Print the tree list a sync round compares for to-sync-time AT: past years,"
+            " then this year's months, this month's days and today's hours before AT's hour."
+        ),
+    )
+    q.add_argument("--at", type=iso, required=True, metavar="ISO", help="the to-sync-time")
+    add_json(q)
+
+    q = add_command(
+        isub,
+        "oplog",
+        cmd_oplog,
+        help="one decoded oplog and its status",
+        description="Print one oplog, found by its hex ID or a unique prefix of it.",
+    )
+    q.add_argument("oplog_id", metavar="OPLOG_ID", help="hex oplog ID, or a unique prefix")
+    add_json(q)
+
+    q = add_command(
+        isub,
+        "check",
+        cmd_check,
+        help="verify the store's consistency",
+        description=(
+            "Check that every valid oplog has its leaf, every leaf its oplog, and that every"
+            " tree node matches a rebuild from the leaves.  Exits 1 if anything is wrong."
+        ),
+    )
+    add_json(q)
 
 
 def cmd_merkle(args: argparse.Namespace) -> int:
@@ -46,14 +111,16 @@ def cmd_merkle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_subtree(tree: MerkleTree, node: Node, deepest: Level, prefix: str, last: bool) -> None:
+def _print_subtree(
+    tree: MerkleTree, node: MerkleNode, deepest: Level, prefix: str, last: bool
+) -> None:
     print(prefix + ("└── " if last else "├── ") + node_line(node))
     if node.level <= deepest:
         return
     kids = tree.children(node)
     child_prefix = prefix + ("    " if last else "│   ")
     for i, kid in enumerate(kids):
-        assert isinstance(kid, Node)  # calendar levels above an hour have node children
+        assert isinstance(kid, MerkleNode)  # calendar levels above an hour have node children
         _print_subtree(tree, kid, deepest, child_prefix, i == len(kids) - 1)
 
 

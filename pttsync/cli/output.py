@@ -12,7 +12,7 @@ from ..core.timeutil import to_iso
 from ..jsonutil import jsonable
 
 if TYPE_CHECKING:
-    from ..core.merkle import Node
+    from ..core.merkle import MerkleNode
     from ..core.oplog import Oplog, OplogStatus
 
 
@@ -21,7 +21,7 @@ def emit_json(value: object) -> None:
     sys.stdout.write("\n")
 
 
-def node_json(node: Node) -> dict[str, object]:
+def node_json(node: MerkleNode) -> dict[str, object]:
     return {
         "level": node.level.name.lower(),
         "start": to_iso(node.start),
@@ -32,7 +32,7 @@ def node_json(node: Node) -> dict[str, object]:
     }
 
 
-def node_line(node: Node) -> str:
+def node_line(node: MerkleNode) -> str:
     return (
         f"{node.level.name.lower():<5}  {to_iso(node.start)}  {node.hash.hex()}"
         f"  children {node.children:>3}  leaves {node.leaves}"

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..sim.plan import Plan, SimConfig
     from ..sim.report import SimReport
     from ..sim.world import Progress
+    from .options import Subparsers
 
 
 def _number(kind: type[int] | type[float], lo: float, hi: float) -> Any:
@@ -148,8 +149,7 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
 ]  # fmt: skip
 
 
-def add_parser(sub: Any) -> None:
-    """Register `pttsync simulate` on the CLI's subparsers."""
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "simulate",
         help="run many peers in this process on virtual time, with faults; check invariants",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from contextlib import ExitStack
@@ -10,10 +11,49 @@ from typing import TYPE_CHECKING
 from ..datadir import DataDir, select_topic
 from ..errors import UsageError
 from ..localsync import RoundReport, sync_local
+from .options import add_command, add_json, add_topic, count, iso
 from .output import emit_json
 
 if TYPE_CHECKING:
-    import argparse
+    from .options import Subparsers
+
+
+def _rounds(text: str) -> int:
+    value = count(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    return value
+
+
+def register(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "sync",
+        cmd_sync,
+        help="sync two local data directories through the PIP-11 session code",
+        description=(
+            "Run PIP-11 sync rounds between two data directories in this process (A"
+            " requests, B answers), through the same session code and wire format the"
+            " network uses, until both trees agree.  Prints round trips, bytes each way,"
+            " oplogs sent and received, and both digests.  Exits 1 if they do not converge."
+        ),
+        data=False,
+        topic=False,
+    )
+    p.add_argument(
+        "--local", nargs=2, required=True, metavar=("A", "B"), help="the two data directories"
+    )
+    add_topic(p)
+    p.add_argument(
+        "--max-rounds",
+        type=_rounds,
+        default=8,
+        help="give up after this many rounds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--now", type=iso, metavar="ISO", help="the time both sides use (default: the clock)"
+    )
+    add_json(p)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

@@ -492,6 +492,3 @@ def _compare(expected: dict[_Key, MerkleNode], stored: dict[_Key, MerkleNode]) -
         elif want != have:
             problems.append(f"{where} is stale")
     return problems
-
-
-Node = MerkleNode  # transitional: cli/ still imports it (removed with the cli split)

@@ -1,4 +1,4 @@
-"""`pttsync init`, `pttsync invite` and `pttsync gen`."""
+"""`pttsync gen`: synthetic signed oplogs, for demos and benchmarks."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from ..core.lifecycle.governance import Role
 from ..core.lifecycle.replica import Replica
 from ..core.timeutil import to_iso
-from ..core.topic import parse_topic_token, topic_token
 from ..datadir import DataDir, select_topic
 from ..errors import UsageError
 from ..signer import ProcessSigner
-from ..synthetic import populate
+from ..synthetic import DEFAULT_BATCH, MAX_BATCH, populate
+from .options import add_command, add_json, bounded, count, iso
 from .output import Progress, emit_json
 
 if TYPE_CHECKING:
@@ -23,64 +23,52 @@ if TYPE_CHECKING:
     from ..core.identity import Identity
     from ..core.store import Store
     from ..core.topic import TopicInfo
+    from .options import Subparsers
 
 
-def cmd_invite(args: argparse.Namespace) -> int:
-    topic = DataDir(args.data).topic(args.topic)
-    token = topic_token(topic)
-    if args.json:
-        emit_json({"topic_id": topic.topic_id.hex(), "name": topic.name, "token": token})
-    else:
-        print(token)
-    return 0
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    if args.invite and args.topic_of:
-        raise UsageError("give --invite or --topic-of, not both")
-    joined = DataDir(args.topic_of).topic(args.topic) if args.topic_of else None
-    if args.invite:
-        joined = parse_topic_token(args.invite)
-    now = time.time_ns()
-    d, identity, topic = DataDir.init(
-        args.data, topic_name=args.name, now=now, nonce=os.urandom(16), topic=joined
+def register(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "gen",
+        cmd_gen,
+        help="write synthetic signed oplogs (demos, benchmarks)",
+        description=(
+            "Write COUNT synthetic signed, valid oplogs with update times spread uniformly"
+            " over [FROM, TO).  The same key, range and seed always give the same oplogs."
+        ),
     )
-    admitted = (
-        admit(DataDir(args.topic_of), topic, identity.peer_id, now) if args.topic_of else None
+    p.add_argument("--count", type=count, required=True, help="how many oplogs to write")
+    p.add_argument(
+        "--from",
+        dest="start",
+        type=iso,
+        required=True,
+        metavar="ISO",
+        help="earliest update time, e.g. 2025-01-01 (UTC unless an offset is given)",
     )
-    if args.json:
-        emit_json(
-            {
-                "data": str(d.path),
-                "peer_id": identity.text,
-                "topic_id": topic.topic_id.hex(),
-                "topic_name": topic.name,
-                "admitted_by": admitted,
-            }
-        )
-    else:
-        print(f"initialised {d.path}")
-        print(f"peer id:  {identity.text}")
-        how = f", joined from {args.topic_of or 'an invitation'}" if joined else ""
-        print(f"topic id: {topic.topic_id.hex()}  ({topic.name}{how})")
-        if joined and admitted:
-            print(f"member:   admitted by {admitted} (a ROLE oplog in {args.topic_of})")
-        elif args.invite:
-            print("member:   not yet: a master runs `pttsync member add --data DIR <peer id>`")
-        elif joined:
-            print(f"member:   not admitted: the peer of {args.topic_of} is not a master")
-    return 0
-
-
-def admit(source: DataDir, topic: TopicInfo, peer: bytes, now: int) -> str | None:
-    """Make `peer` a member of `topic` with `source`'s key, if it is a master; its peer ID."""
-    master = source.identity()
-    with source.open_store() as store:
-        replica = Replica(store, topic.topic_id, identity=master)
-        if replica.fold.governance.role_at(master.peer_id, now) is not Role.MASTER:
-            return None
-        replica.set_role(peer, Role.MEMBER, now=now)
-    return master.text
+    p.add_argument(
+        "--to",
+        dest="end",
+        type=iso,
+        required=True,
+        metavar="ISO",
+        help="update times are before this, e.g. 2026-01-01",
+    )
+    p.add_argument("--seed", type=int, help="random seed (default: a random one, printed)")
+    p.add_argument(
+        "--batch",
+        type=bounded(1, MAX_BATCH),
+        default=DEFAULT_BATCH,
+        help="oplogs per transaction (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sign-workers",
+        type=int,
+        choices=[0, 1],
+        default=1,
+        help="1 (default): sign in a worker process, overlapped with storing; 0: sign inline",
+    )
+    add_json(p)
 
 
 def check_master(store: Store, topic: TopicInfo, identity: Identity, now: int) -> None:
