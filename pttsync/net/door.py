@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..core.oplog import Oplog
     from .config import NodeConfig
     from .peer import PeerLink
-    from .replication import TopicRuntime
+    from .topicruntime import TopicRuntime
 
 AGENT = "pttsync/0.1"
 

@@ -51,7 +51,7 @@ from .door import Door
 from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction, PeerLink
-from .replication import REQUESTS, TopicRuntime
+from .topicruntime import REQUESTS, TopicRuntime
 from .wire import MAX_PEERS_LISTED, Bye, Hello, Peers, Push, Route
 
 if TYPE_CHECKING:
@@ -93,17 +93,16 @@ class Node(Door, NodeAPI):
         self.data_path = data_path
         self.clock = config.clock
         self.rng = random.Random(config.seed)
+        self.links: dict[bytes, PeerLink] = {}
         self.topics: dict[bytes, TopicRuntime] = {}
         for info in store.topics():
             rt = TopicRuntime(
-                store, info, identity, config=config.sync, clock=self.clock,
+                store, info, identity, config=config.sync, clock=self.clock, links=self.links,
                 push_queue=config.push_queue, seen_cache=config.seen_cache,
                 push_max_age=config.push_max_age, push_mesh=config.push_mesh, rng=self.rng,
             )  # fmt: skip
-            rt.links = lambda: self.links
             rt.replica.observers.append(_Notify(self))
             self.topics[info.topic_id] = rt
-        self.links: dict[bytes, PeerLink] = {}
         self.book = AddressBook(self.rng, base=config.backoff_base, cap=config.backoff_max)
         for address in config.join:
             self.book.add(address, pinned=True)
@@ -134,7 +133,7 @@ class Node(Door, NodeAPI):
             for rt in self.topics.values():
                 if cfg.push:
                     nursery.start_soon(
-                        functools.partial(rt.run_pusher, self.links.values, every=cfg.push_every)
+                        functools.partial(rt.pusher.run, self.links.values, every=cfg.push_every)
                     )
                 nursery.start_soon(self._anti_entropy, rt)
                 nursery.start_soon(self._failed_timer, rt)
@@ -363,7 +362,7 @@ class Node(Door, NodeAPI):
                 self._start_round(rt, link)
             # Pending oplogs are routed on towards a signer even with push off:
             # a sync round carries them only to a signer one hop away.
-            rt.relay_pending(list(self.links.values()), unreached_only=not self.config.push)
+            rt.pusher.relay_pending(list(self.links.values()), unreached_only=not self.config.push)
 
     async def _failed_timer(self, rt: TopicRuntime) -> None:
         while True:

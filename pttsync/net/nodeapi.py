@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..watch import Watch
     from .config import NodeConfig
     from .peer import PeerLink
-    from .replication import TopicRuntime
+    from .topicruntime import TopicRuntime
 
 
 class NodeAPI:
