@@ -44,14 +44,7 @@ from ..core.lifecycle.governance import (
 )
 from ..core.lifecycle.replica import Replica
 from ..core.oplog import OplogStatus
-from ..core.sync.messages import (
-    ForceSyncOplogByMerkle,
-    Message,
-    RejectCode,
-    SyncOplog,
-    SyncOplogNewOplogs,
-    SyncPendingOplog,
-)
+from ..core.sync.messages import Message, RejectCode, SyncOplog
 from ..core.sync.receiver import Receiver
 from ..core.sync.requester import Requester
 from ..core.sync.session import State, SyncConfig, SyncContext
@@ -72,8 +65,6 @@ if TYPE_CHECKING:
     from .wire import Push
 
 log = logging.getLogger(__name__)
-
-REQUESTS = (SyncOplog, SyncOplogNewOplogs, ForceSyncOplogByMerkle, SyncPendingOplog)
 
 
 @dataclass(slots=True)
