@@ -211,7 +211,10 @@ class Node:
         return await self.api.resolve(key, value, topic=topic)
 
     def get(self, key: str, *, topic: bytes | None = None) -> DocState | None:
-        """The document as it shows now; None if never written."""
+        """The document as it shows now; None if never written.
+
+        A deleted document is returned with `exists` False (who deleted it, and when).
+        """
         return self.api.get(key, topic=topic)
 
     def items(
@@ -238,7 +241,10 @@ class Node:
         return await self.api.set_role(peer_id, role, topic=topic)
 
     async def sync_now(self, peer_id: bytes | None = None, *, topic: bytes | None = None) -> bool:
-        """Run one sync round now, with `peer_id` or a random connected member."""
+        """Run one sync round now, with `peer_id` or a random connected member.
+
+        True if a round ran to completion.
+        """
         return await self.api.sync_now(peer_id, topic=topic)
 
     def peers(self) -> list[dict[str, Any]]:
