@@ -27,7 +27,7 @@ from pttsync.cli.simulate import command_line, config_from
 from pttsync.core.oplog import Oplog, OplogStatus
 from pttsync.core.sync.messages import Message
 from pttsync.net.peer import PeerLink
-from pttsync.net.replication import TopicRuntime
+from pttsync.net.topicruntime import TopicRuntime
 from pttsync.net.wire import Push
 from pttsync.sim import FaultKind, SimConfig, SimReport, make_plan, simulate
 from pttsync.sim.observe import WriteTrack

@@ -6,11 +6,13 @@ it a member); the door then keeps only the topics whose governance makes
 the other side a member now (taking the credentials first if it does not
 know them), breaks ties between duplicate connections, and refuses a peer
 for lack of room after telling it where else to go.  After a governance
-change `_recheck_links` drops each peer from the topics it left.
+change `recheck_links` drops each peer from the topics it left.
 network.md, "Membership at the door", gives the rules and their reasons.
 
-`Door` is a part of `Node` (node.py), kept apart to keep each module one
-concept; it uses the node's state and a few of its methods.
+A `Node` (node.py) owns one `Door` and gives it what it works with: the
+node's topics, its links and their reader scopes (to close a replaced
+connection), and three things of the node's: its listen address (it
+changes), how to drop a link, and the `Peers` message for a refused peer.
 """
 
 from __future__ import annotations
@@ -23,43 +25,60 @@ from .peer import Direction
 from .wire import MAX_CREDENTIALS, Hello, Peers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     import trio
 
     from ..core.oplog import Oplog
-    from .config import NodeConfig
     from .peer import PeerLink
-    from .replication import TopicRuntime
+    from .topicruntime import TopicRuntime
 
 AGENT = "pttsync/0.1"
 
 
 class Door:
-    """The door of a node (see the module text)."""
+    """The door of a node (see the module text).
 
-    peer_id: bytes
-    config: NodeConfig
-    clock: Callable[[], int]
-    topics: dict[bytes, TopicRuntime]
-    links: dict[bytes, PeerLink]
-    listen_address: str | None
-    _scopes: dict[int, trio.CancelScope]
+    `topics` and `links` are the node's (by topic and by peer ID), and
+    `scopes` the cancel scope of each link's reader, by `id(link)`: the door
+    reads them, never changes them.  `listen_address()` is the node's listen
+    address now; `drop(link)` forgets a link that was replaced;
+    `peers_message(link)` is the `Peers` message for a peer refused for lack
+    of room.
+    """
 
-    def _drop(self, link: PeerLink) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        peer_id: bytes,
+        *,
+        topics: Mapping[bytes, TopicRuntime],
+        links: Mapping[bytes, PeerLink],
+        scopes: Mapping[int, trio.CancelScope],
+        max_peers: int,
+        clock: Callable[[], int],
+        listen_address: Callable[[], str | None],
+        drop: Callable[[PeerLink], None],
+        peers_message: Callable[[PeerLink], Peers],
+    ) -> None:
+        self.peer_id = peer_id
+        self.topics = topics
+        self.links = links
+        self.scopes = scopes
+        self.max_peers = max_peers
+        self.clock = clock
+        self.listen_address = listen_address
+        self._drop = drop
+        self._peers_message = peers_message
 
-    def _peers_message(self, link: PeerLink) -> Peers:
-        raise NotImplementedError
-
-    def _hello(self) -> Hello:
+    def hello(self) -> Hello:
+        """This node's Hello: its listen address, its topics and its credentials."""
         creds: list[bytes] = []
         for rt in self.topics.values():
             room = MAX_CREDENTIALS - len(creds)
             creds += [encode_oplog(o) for o in rt.credentials(room)] if room > 0 else []
-        return Hello(self.listen_address or "", tuple(self.topics), AGENT, tuple(creds))
+        return Hello(self.listen_address() or "", tuple(self.topics), AGENT, tuple(creds))
 
-    def _admit(self, link: PeerLink, hello: Hello) -> tuple[int, str] | None:
+    def admit(self, link: PeerLink, hello: Hello) -> tuple[int, str] | None:
         """None if the link may stay, else (penalty, reason)."""
         link.listen, link.agent = self._listen_of(link, hello.listen), hello.agent
         now = self.clock()
@@ -80,15 +99,15 @@ class Door:
             preferred = min(self.peer_id, link.peer_id)
             if link.initiator == preferred and existing.initiator != preferred:
                 existing.close("replaced by the connection its peer dialed")
-                scope = self._scopes.get(id(existing))
+                scope = self.scopes.get(id(existing))
                 if scope is not None:
                     scope.cancel()
                 self._drop(existing)
             else:
                 return 0, "already connected"
-        if len(self.links) >= self.config.max_peers:
+        if len(self.links) >= self.max_peers:
             link.try_send(self._peers_message(link))  # where else to go (as gossipsub's PX)
-            return 0, f"too many peers (at most {self.config.max_peers})"
+            return 0, f"too many peers (at most {self.max_peers})"
         return None
 
     def _take_credentials(self, raw: tuple[bytes, ...], now: int) -> None:
@@ -104,7 +123,7 @@ class Door:
         for topic_id, oplogs in by_topic.items():
             self.topics[topic_id].accept_credentials(oplogs, now)
 
-    def _recheck_links(self) -> None:
+    def recheck_links(self) -> None:
         """After a governance change: drop each peer from the topics it left, and
         close the connection of a peer left with none."""
         now = self.clock()
@@ -117,7 +136,7 @@ class Door:
             link.topics = kept
             if not link.topics:
                 link.close("no longer a member of any topic here")
-                scope = self._scopes.get(id(link))
+                scope = self.scopes.get(id(link))
                 if scope is not None:
                     scope.cancel()
 

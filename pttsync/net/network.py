@@ -70,29 +70,14 @@ class Network(Protocol):
         ...
 
 
-class _NoiseSecured:
-    """`Network.secure` by the Noise XX handshake (every network but the simulator's)."""
-
-    async def secure(
-        self,
-        stream: trio.abc.Stream,
-        identity: Identity,
-        *,
-        initiator: bool,
-        expect: bytes | None,
-        timeout: float,  # noqa: ASYNC109 - the peer's deadline, as secure_handshake's
-    ) -> Channel:
-        return await secure_handshake(
-            stream, identity, initiator=initiator, expect=expect, timeout=timeout
-        )
-
-
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class TcpNetwork(_NoiseSecured):
+class TcpNetwork:
     """Real TCP (trio.serve_tcp and trio.open_tcp_stream)."""
+
+    secure = staticmethod(secure_handshake)  # the Noise XX handshake
 
     async def connect(self, address: str) -> trio.abc.Stream:
         host, port = _split(address)
@@ -144,12 +129,14 @@ class _Relay:
         self._status.started(self._value)
 
 
-class MemoryNetwork(_NoiseSecured):
+class MemoryNetwork:
     """Many nodes in one trio run, connected by in-memory streams.
 
     `serve("name:0")` gives the listener a fresh port.  Connecting to an
     address nobody serves fails as a refused TCP connection would.
     """
+
+    secure = staticmethod(secure_handshake)  # the Noise XX handshake
 
     def __init__(self) -> None:
         self._listeners: dict[str, tuple[trio.Nursery, Callable[..., Awaitable[None]]]] = {}

@@ -13,12 +13,19 @@ What runs inside (all in one nursery):
   (transport.py), then a `Hello` each way; the door admits the peer to
   the topics whose governance makes it a member, and closes the connection
   if there are none.  Peers then exchange the addresses they know;
-* one reader task per connection (`_converse`), dispatching sync requests
-  to the topic's Receiver, replies to its Requester, pushes to HandleOplogs;
+* one reader task per connection (`_converse`), dispatching (dispatch.py)
+  sync requests to the topic's Receiver, replies to its Requester, pushes
+  to HandleOplogs;
 * per topic: the pusher, the anti-entropy loop (a round with one random
   peer every `sync_interval`, jittered, and at once with each new peer),
   and the HandleFailedOplogs timer;
 * the control socket the CLI talks to (control.py), in the data directory.
+
+A node is made of components, each given what it works with: a
+`TopicRuntime` per topic (topicruntime.py), the `Door` (door.py), the
+`Dialer` (dialer.py), the `Dispatcher` of each admitted peer's messages
+(dispatch.py) and the application API, `NodeAPI` (nodeapi.py), whose
+public methods the node offers as its own.
 
 A peer that breaks the protocol is sent a `Bye`, disconnected and its
 address backed off; the node itself never stops because of a peer.
@@ -28,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -36,44 +42,45 @@ import trio
 
 from ..core.identity import peer_id_text
 from ..core.lifecycle.governance import is_governance_op
-from ..core.sync.messages import Message, RejectCode, SyncOplogReject
 from ..errors import (
     ConnectionLostError,
     HandshakeError,
     HandshakeTimeoutError,
     RemoteProtocolError,
 )
+from ..watch import DEFAULT_BUFFER
 from .addressbook import AddressBook
 from .config import NodeConfig
 from .control import serve_control
 from .controlwire import CONTROL_SOCKET
+from .dialer import Dialer
+from .dispatch import Dispatcher
 from .door import Door
 from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction, PeerLink
-from .replication import REQUESTS, TopicRuntime
-from .wire import MAX_PEERS_LISTED, Bye, Hello, Peers, Push, Route
+from .topicruntime import TopicRuntime
+from .wire import MAX_PEERS_LISTED, Bye, Hello, Peers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from contextlib import AbstractContextManager
     from pathlib import Path
 
+    from ..core.documents.derive import DocState
+    from ..core.documents.docstore import DocumentStore, Write
     from ..core.identity import Identity
+    from ..core.lifecycle.governance import Role
     from ..core.lifecycle.replica import Commit
+    from ..core.oplog import OplogStatus
     from ..core.store import Store
-    from .wire import AnyMessage
+    from ..core.topic import TopicInfo
+    from ..watch import Watch
 
 log = logging.getLogger(__name__)
 
-MAX_CONCURRENT_DIALS = 8
-MAX_REFUSED_PUSHED = 64
-"""Pushed oplogs a connection may have refused before it counts as a violation.
 
-One refusal is not a fault (the sender may know a governance change that
-has not reached us yet), but a stream of them is garbage or an attack."""
-
-
-class Node(Door, NodeAPI):
+class Node:
     """A running pttsync node (make one with `open_node` or `serve_node`)."""
 
     def __init__(
@@ -93,17 +100,16 @@ class Node(Door, NodeAPI):
         self.data_path = data_path
         self.clock = config.clock
         self.rng = random.Random(config.seed)
+        self.links: dict[bytes, PeerLink] = {}
         self.topics: dict[bytes, TopicRuntime] = {}
         for info in store.topics():
             rt = TopicRuntime(
-                store, info, identity, config=config.sync, clock=self.clock,
+                store, info, identity, config=config.sync, clock=self.clock, links=self.links,
                 push_queue=config.push_queue, seen_cache=config.seen_cache,
                 push_max_age=config.push_max_age, push_mesh=config.push_mesh, rng=self.rng,
             )  # fmt: skip
-            rt.links = lambda: self.links
             rt.replica.observers.append(_Notify(self))
             self.topics[info.topic_id] = rt
-        self.links: dict[bytes, PeerLink] = {}
         self.book = AddressBook(self.rng, base=config.backoff_base, cap=config.backoff_max)
         for address in config.join:
             self.book.add(address, pinned=True)
@@ -111,13 +117,33 @@ class Node(Door, NodeAPI):
         self.started_at = 0.0
         self.violations = 0  # connections closed for breaking the protocol
         self._changed = trio.Event()
-        self._book_changed = trio.Event()
-        self._dialing: set[str] = set()
         self._scopes: dict[int, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
+        self.door = Door(
+            self.peer_id, topics=self.topics, links=self.links, scopes=self._scopes,
+            max_peers=config.max_peers, clock=self.clock,
+            listen_address=lambda: self.listen_address, drop=self._drop,
+            peers_message=self._peers_message,
+        )  # fmt: skip
+        self.dialer = Dialer(
+            self.peer_id, book=self.book, links=self.links, config=config, network=self.network,
+            listen_address=lambda: self.listen_address, run_link=self._run_link,
+        )  # fmt: skip
+        self.dispatcher = Dispatcher(
+            self.peer_id, topics=self.topics, book=self.book, book_changed=self.dialer.wake
+        )
+        self.api = NodeAPI(
+            self.peer_id, store, topics=self.topics, links=self.links, config=config,
+            clock=self.clock, rng=self.rng, data_path=data_path, running=self,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"<Node {peer_id_text(self.peer_id)[:12]} {self.listen_address or '-'}>"
+
+    @property
+    def _book_changed(self) -> trio.Event:
+        """The dialer's wake-up: set it after adding to `book` by hand."""
+        return self.dialer.changed
 
     # -- running -----------------------------------------------------------------------
 
@@ -134,13 +160,13 @@ class Node(Door, NodeAPI):
             for rt in self.topics.values():
                 if cfg.push:
                     nursery.start_soon(
-                        functools.partial(rt.run_pusher, self.links.values, every=cfg.push_every)
+                        functools.partial(rt.pusher.run, self.links.values, every=cfg.push_every)
                     )
                 nursery.start_soon(self._anti_entropy, rt)
                 nursery.start_soon(self._failed_timer, rt)
-            nursery.start_soon(self._dialer)
+            nursery.start_soon(self.dialer.run, nursery)
             if cfg.control and self.data_path is not None:
-                await nursery.start(serve_control, self, self.data_path / CONTROL_SOCKET)
+                await nursery.start(serve_control, self.api, self.data_path / CONTROL_SOCKET)
             log.info("node %s up: %d topics, listening on %s", self, len(self.topics),
                      self.listen_address)  # fmt: skip
             task_status.started(self)
@@ -162,24 +188,84 @@ class Node(Door, NodeAPI):
         while not predicate():
             await self._changed.wait()
 
+    # -- the application API (nodeapi.py has them and says more) ---------------------------
+
+    def select_topic(self, text: str | None = None) -> TopicInfo:
+        """A topic by hex ID or unique prefix, or the first one (UsageError if none)."""
+        return self.api.select_topic(text)
+
+    def topic(self, topic: bytes | None = None) -> TopicRuntime:
+        """The runtime of `topic` (an ID), or of the first topic."""
+        return self.api.topic(topic)
+
+    def documents(self, topic: bytes | None = None) -> DocumentStore:
+        return self.api.documents(topic)
+
+    async def put(self, key: str, value: Any, *, topic: bytes | None = None) -> Write:
+        """Write a document; durable on return, then pushed to peers."""
+        return await self.api.put(key, value, topic=topic)
+
+    async def delete(self, key: str, *, topic: bytes | None = None) -> Write:
+        return await self.api.delete(key, topic=topic)
+
+    async def resolve(self, key: str, value: Any, *, topic: bytes | None = None) -> Write:
+        return await self.api.resolve(key, value, topic=topic)
+
+    def get(self, key: str, *, topic: bytes | None = None) -> DocState | None:
+        """The document as it shows now; None if never written.
+
+        A deleted document is returned with `exists` False (who deleted it, and when).
+        """
+        return self.api.get(key, topic=topic)
+
+    def items(
+        self,
+        prefix: str = "",
+        *,
+        topic: bytes | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        deleted: bool = False,
+    ) -> list[DocState]:
+        return self.api.items(prefix, topic=topic, after=after, limit=limit, deleted=deleted)
+
+    def watch(
+        self, *, topic: bytes | None = None, buffer: int = DEFAULT_BUFFER
+    ) -> AbstractContextManager[Watch]:
+        """Changes to the topic's documents, as an async iterator (pttsync.watch)."""
+        return self.api.watch(topic=topic, buffer=buffer)
+
+    async def set_role(
+        self, peer_id: bytes, role: Role, *, topic: bytes | None = None
+    ) -> OplogStatus:
+        """Make `peer_id` a member, a master or nobody (this node must be a master)."""
+        return await self.api.set_role(peer_id, role, topic=topic)
+
+    async def sync_now(self, peer_id: bytes | None = None, *, topic: bytes | None = None) -> bool:
+        """Run one sync round now, with `peer_id` or a random connected member.
+
+        True if a round ran to completion.
+        """
+        return await self.api.sync_now(peer_id, topic=topic)
+
+    def peers(self) -> list[dict[str, Any]]:
+        """The connected peers, JSON-ready."""
+        return self.api.peers()
+
+    def digests(self) -> dict[bytes, bytes]:
+        return self.api.digests()
+
+    def status(self) -> dict[str, Any]:
+        """The node's state, JSON-ready (`pttsync status --json`)."""
+        return self.api.status()
+
+    def pending_count(self) -> int:
+        return self.api.pending_count()
+
     # -- connections ---------------------------------------------------------------------
 
     async def _on_inbound(self, stream: trio.abc.Stream, remote: str) -> None:
         await self._run_link(stream, remote, Direction.INBOUND, None)
-
-    async def _dial(self, address: str, expect: bytes | None) -> None:
-        try:
-            try:
-                with trio.fail_after(self.config.connect_timeout):
-                    stream = await self.network.connect(address)
-            except (ConnectionLostError, trio.TooSlowError) as exc:
-                wait = self.book.failed(address, trio.current_time())
-                log.debug("dial %s failed (%s); next try in %.1f s", address, exc, wait)
-                return
-            await self._run_link(stream, address, Direction.OUTBOUND, expect)
-        finally:
-            self._dialing.discard(address)
-            self._book_changed.set()
 
     async def _run_link(
         self, stream: trio.abc.Stream, address: str, direction: Direction, expect: bytes | None
@@ -239,14 +325,14 @@ class Node(Door, NodeAPI):
         """The reader: Hello, the door, then every message.  (penalty, why it ended)."""
         cfg = self.config
         try:
-            await link.send(self._hello())
+            await link.send(self.door.hello())
             with trio.fail_after(cfg.handshake_timeout):
                 first = await link.receive()
             if first is None:
                 return 0, "closed before its Hello"
             if not isinstance(first, Hello):
                 return 10, f"sent {type(first).__name__} before its Hello"
-            verdict = self._admit(link, first)
+            verdict = self.door.admit(link, first)
             if verdict is not None:
                 await link.send(Bye(verdict[1]))
                 return verdict
@@ -257,13 +343,14 @@ class Node(Door, NodeAPI):
                 for rt in self.topics.values():
                     if rt.topic_id in link.topics:
                         self._start_round(rt, link)
+            dispatch = self.dispatcher.dispatch
             while True:
                 msg = await link.receive()
                 if msg is None:
                     return 0, "the peer closed the connection"
                 if isinstance(msg, Bye):
                     return 0, f"the peer said: {msg.reason}"
-                await self._dispatch(link, msg)
+                await dispatch(link, msg)
         except RemoteProtocolError as exc:
             link.try_send(Bye(str(exc)[:200]))
             return max(1, exc.penalty), f"protocol violation: {exc}"
@@ -291,53 +378,12 @@ class Node(Door, NodeAPI):
             del self.links[link.peer_id]
             for rt in self.topics.values():
                 rt.forget(link.peer_id)
-            self._book_changed.set()
+            self.dialer.wake()
             self._notify()
 
     def _peers_message(self, link: PeerLink) -> Peers:
         known = [(p, a) for p, a in self.book.known(MAX_PEERS_LISTED + 1) if p != link.peer_id]
         return Peers(tuple(known[:MAX_PEERS_LISTED]))
-
-    async def _dispatch(self, link: PeerLink, msg: AnyMessage) -> None:
-        match msg:
-            case Hello():
-                raise RemoteProtocolError("a second Hello")
-            case Peers():
-                now = trio.current_time()
-                for peer_id, address in msg.peers:
-                    if peer_id != self.peer_id and self.book.add(address, peer_id, now=now):
-                        self._book_changed.set()
-            case Route():
-                rt = self.topics.get(msg.topic)
-                if rt is None:
-                    raise RemoteProtocolError("a route for a topic this node never listed")
-                if msg.topic in link.topics:
-                    rt.on_route(link, msg)
-            case Push():
-                rt = self.topics.get(msg.topic)
-                if rt is None:
-                    raise RemoteProtocolError("a push for a topic this node never listed")
-                if msg.topic in link.topics:  # else: a removal it has not heard of yet
-                    link.stats.refused += rt.on_push(link, msg)
-                    if link.stats.refused > MAX_REFUSED_PUSHED:
-                        raise RemoteProtocolError(
-                            f"{link.stats.refused} pushed oplogs refused", penalty=3
-                        )
-            case Message():
-                await link.send_all(self._on_sync(link, msg))
-
-    def _on_sync(self, link: PeerLink, msg: Message) -> list[Message]:
-        rt = self.topics.get(msg.topic)
-        if isinstance(msg, REQUESTS):
-            if rt is None or msg.topic not in link.topics:
-                why = "unknown topic" if rt is None else "not a member of this topic"
-                return [
-                    SyncOplogReject(msg.topic, msg.round, msg.seq, RejectCode.UNKNOWN_TOPIC, why)
-                ]
-            return rt.on_request(link, msg)
-        if rt is None:
-            raise RemoteProtocolError(f"{type(msg).__name__} for a topic this node never asked")
-        return rt.on_reply(link, msg)
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -363,46 +409,13 @@ class Node(Door, NodeAPI):
                 self._start_round(rt, link)
             # Pending oplogs are routed on towards a signer even with push off:
             # a sync round carries them only to a signer one hop away.
-            rt.relay_pending(list(self.links.values()), unreached_only=not self.config.push)
+            rt.pusher.relay_pending(list(self.links.values()), unreached_only=not self.config.push)
 
     async def _failed_timer(self, rt: TopicRuntime) -> None:
         while True:
             await trio.sleep(self.config.failed_interval)
-            if rt.handle_failed():
+            if rt.handle_failed_oplogs():
                 self._notify()
-
-    async def _dialer(self) -> None:
-        cfg = self.config
-        assert self._nursery is not None
-        while True:
-            now = trio.current_time()
-            busy = self._dialing | {ln.address for ln in self.links.values()}
-            busy |= {ln.listen for ln in self.links.values()}
-            # Dial out to at most half the peer slots: the rest stay open for
-            # peers dialing in, so a newcomer always finds room somewhere.
-            outbound = sum(1 for ln in self.links.values() if ln.direction is Direction.OUTBOUND)
-            full = False  # no room to dial: wait for a link or a dial to end, not for the clock
-            for entry in self.book.due(now):
-                full = (
-                    outbound + len(self._dialing) >= max(1, cfg.max_peers // 2)
-                    or len(self.links) + len(self._dialing) >= cfg.max_peers
-                    or len(self._dialing) >= MAX_CONCURRENT_DIALS
-                )
-                if full:
-                    break
-                if entry.peer_id == self.peer_id or entry.address == self.listen_address:
-                    entry.next_try = math.inf
-                elif entry.address in busy or entry.peer_id in self.links:
-                    entry.next_try = now + cfg.sync_interval
-                else:
-                    self._dialing.add(entry.address)
-                    entry.next_try = now + cfg.connect_timeout + cfg.handshake_timeout
-                    self._nursery.start_soon(self._dial, entry.address, entry.peer_id)
-            self._book_changed = trio.Event()
-            nxt = self.book.next_due()
-            wake = now + 60 if full or nxt is None or math.isinf(nxt) else max(nxt, now + 0.05)
-            with trio.move_on_at(wake):
-                await self._book_changed.wait()
 
 
 async def wait_until(nodes: Sequence[Node], predicate: Callable[[], bool]) -> None:
@@ -433,5 +446,5 @@ class _Notify:
 
     def after_commit(self, commit: Commit) -> None:
         if any(is_governance_op(o.op) for o, _old, _new in commit.stored):
-            self.node._recheck_links()
+            self.node.door.recheck_links()
         self.node._notify()

@@ -1,15 +1,15 @@
 """What an application (and the control socket) asks of a running node.
 
-`Node` (node.py) inherits these methods; they are here so the connection
-machinery and the application API each stay one module.  Every write is
-durable when its call returns: the store commits it with fsync (SQLite
-`synchronous=FULL`) before the write is acknowledged, and the push to
-peers happens after.
+A `Node` (node.py) owns one `NodeAPI` (`node.api`) and offers its public
+methods too; they are here so the connection machinery and the
+application API each stay one module.  Every write is durable when its
+call returns: the store commits it with fsync (SQLite `synchronous=FULL`)
+before the write is acknowledged, and the push to peers happens after.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -21,7 +21,7 @@ from ..watch import DEFAULT_BUFFER, watch
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from contextlib import AbstractContextManager
     from pathlib import Path
 
@@ -33,23 +33,52 @@ if TYPE_CHECKING:
     from ..watch import Watch
     from .config import NodeConfig
     from .peer import PeerLink
-    from .replication import TopicRuntime
+    from .topicruntime import TopicRuntime
+
+
+class RunState(Protocol):
+    """What the status report shows of a node that changes as it runs (Node has it)."""
+
+    @property
+    def listen_address(self) -> str | None: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def violations(self) -> int: ...
 
 
 class NodeAPI:
-    """The application side of a node (see node.Node)."""
+    """The application side of a node (see the module text).
 
-    peer_id: bytes
-    store: Store
-    config: NodeConfig
-    clock: Callable[[], int]
-    rng: random.Random
-    topics: dict[bytes, TopicRuntime]
-    links: dict[bytes, PeerLink]
-    listen_address: str | None
-    data_path: Path | None
-    started_at: float
-    violations: int
+    `topics` and `links` are the node's (by topic and by peer ID): the API
+    reads them, never changes them.  `rng` is the node's random source (the
+    peer `sync_now` picks), `running` what changes as the node runs.
+    """
+
+    def __init__(
+        self,
+        peer_id: bytes,
+        store: Store,
+        *,
+        topics: Mapping[bytes, TopicRuntime],
+        links: Mapping[bytes, PeerLink],
+        config: NodeConfig,
+        clock: Callable[[], int],
+        rng: random.Random,
+        data_path: Path | None,
+        running: RunState,
+    ) -> None:
+        self.peer_id = peer_id
+        self.store = store
+        self.topics = topics
+        self.links = links
+        self.config = config
+        self.clock = clock
+        self.rng = rng
+        self.data_path = data_path
+        self.running = running
 
     # -- topics ----------------------------------------------------------------------------
 
@@ -198,14 +227,15 @@ class NodeAPI:
                 refused=stats.refused,
             )
             topics.append(entry)
+        running = self.running
         return {
             "peer_id": peer_id_text(self.peer_id),
-            "listen": self.listen_address,
+            "listen": running.listen_address,
             "data": None if self.data_path is None else str(self.data_path),
-            "uptime_s": round(trio.current_time() - self.started_at, 3),
+            "uptime_s": round(trio.current_time() - running.started_at, 3),
             "peers": self.peers(),
             "connected": len(self.links),
-            "violations": self.violations,
+            "violations": running.violations,
             "push": self.config.push,
             "sync_interval_s": self.config.sync_interval,
             "topics": topics,

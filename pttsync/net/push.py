@@ -1,19 +1,25 @@
-"""Push: where a topic's new oplogs go, as they are committed.
+"""Push: a topic's new oplogs sent to peers as they are committed, and taken in from them.
 
-`PushRouting` is the push half of a `TopicRuntime` (replication.py), kept
-apart so each stays one concept: the seen-cache of who holds which copy,
-the handling of oplogs a peer pushed, the queue every commit feeds, the
-pusher task that paces batches, and the routing of each batch (valid
-oplogs over the push mesh, pending ones to their signers, downhill to the
-nearest master, or to a second home).  network.md describes the rules.
+Two components of a `TopicRuntime` (topicruntime.py), which builds them
+and hands each what it works with:
+
+* the `Pusher`: the handling of oplogs a peer pushed, the queue every
+  commit feeds, the pusher task that paces batches, and the pending
+  oplogs routed again on each anti-entropy tick.  Each batch leaves
+  through the `route` it is given (the runtime's `push_batch`);
+* the `PushRouter`: where each oplog of a batch goes (valid oplogs over the
+  push mesh, pending ones to their signers, downhill to the nearest master,
+  or to a second home) and the frames that carry them.
+
+Both share the topic's seen-cache (seen.py), so a copy goes to a peer at
+most once.  network.md describes the rules.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import trio
 
@@ -30,110 +36,82 @@ from .wire import MAX_PUSH_OPLOGS, Push
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from ..core.identity import Identity
     from ..core.lifecycle.replica import Commit, Replica
     from ..core.oplog import Oplog
     from ..core.sync.session import SyncContext
     from .peer import PeerLink
-    from .replication import TopicStats
     from .routing import Routes
+    from .seen import Holders, SeenCache
+
+    Batch: TypeAlias = list[tuple[Oplog, OplogStatus]]
 
 log = logging.getLogger(__name__)
 
 MAX_RELAYED = 256  # pending oplogs routed again per anti-entropy tick
 
 
-class Holders:
-    """The peers known to hold one copy (a set: `in`, `add`), minus peers forgotten since."""
+class PushStats(Protocol):
+    """The counters push keeps (topicruntime.TopicStats has them)."""
 
-    __slots__ = ("_cache", "_peers")
-
-    def __init__(self, cache: SeenCache) -> None:
-        self._cache = cache
-        self._peers: dict[bytes, int] = {}  # peer -> its epoch when it was added
-
-    def __contains__(self, peer_id: object) -> bool:
-        epoch = self._peers.get(peer_id)  # type: ignore[call-overload]
-        return epoch is not None and epoch == self._cache._epochs.get(peer_id, 0)  # type: ignore[call-overload]
-
-    def add(self, peer_id: bytes) -> None:
-        self._peers[peer_id] = self._cache._epochs.get(peer_id, 0)
+    pushed: int  # oplogs sent by push
+    push_received: int  # oplogs received by push
+    push_dropped: int  # oplogs not pushed: a full queue
+    refused: int  # pushes from non-members
 
 
-class SeenCache:
-    """Which peers are known to hold each oplog copy: bounded, oldest forgotten first.
+class Pusher:
+    """A topic's pushes: what comes in, what is queued, when it goes (see the module text).
 
-    Forgetting a peer is O(1): each peer has an epoch, bumped when it is
-    forgotten, and a holder counts only if it was added in its current epoch.
+    `ctx` is the topic's sync context (its handler stores what peers push);
+    `admits(peer)` says whether a peer is a member now; `route(batch, links)`
+    sends a batch where it should go; `me` is this node's peer ID.
     """
 
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._map: OrderedDict[tuple[bytes, bytes], Holders] = OrderedDict()
-        self._epochs: dict[bytes, int] = {}
+    def __init__(
+        self,
+        me: bytes,
+        *,
+        ctx: SyncContext,
+        seen: SeenCache,
+        stats: PushStats,
+        admits: Callable[[bytes], bool],
+        route: Callable[[Batch, list[PeerLink]], None],
+        clock: Callable[[], int],
+        queue: int = 4096,
+        max_age: int = 600 * 10**9,
+    ) -> None:
+        self.me = me
+        self.ctx = ctx
+        self.replica = ctx.replica
+        self.seen = seen
+        self.stats = stats
+        self.max_age = max_age  # older oplogs arriving by sync are left to anti-entropy
+        self._admits = admits
+        self._route = route
+        self._clock = clock
+        self._send, self._recv = trio.open_memory_channel[tuple["Oplog", OplogStatus]](queue)
 
-    def __len__(self) -> int:
-        return len(self._map)
+    def __repr__(self) -> str:
+        return f"<topic {self.ctx.topic_id.hex()[:12]}>"
 
-    def forget_peer(self, peer_id: bytes) -> None:
-        """A peer disconnected: what we queued for it may never have arrived."""
-        self._epochs[peer_id] = self._epochs.get(peer_id, 0) + 1
+    def queued(self) -> int:
+        """Oplogs waiting in the push queue."""
+        return self._send.statistics().current_buffer_used
 
-    def get(self, key: tuple[bytes, bytes]) -> Holders | None:
-        """The known holders of a copy, if it is in the cache (no entry is made)."""
-        return self._map.get(key)
+    def close(self) -> None:
+        """No more commits to queue: the pusher task ends once the queue is drained."""
+        self._send.close()
 
-    def holders(self, key: tuple[bytes, bytes]) -> Holders:
-        peers = self._map.get(key)
-        if peers is None:
-            peers = self._map[key] = Holders(self)
-            while len(self._map) > self.max_entries:
-                self._map.popitem(last=False)
-        else:
-            self._map.move_to_end(key)
-        return peers
-
-
-class PushRouting:
-    """The push half of a topic runtime (see the module text)."""
-
-    topic_id: bytes
-    identity: Identity
-    clock: Callable[[], int]
-    replica: Replica
-    ctx: SyncContext
-    stats: TopicStats
-    seen: SeenCache
-    routes: Routes
-    push_max_age: int
-    _push_send: trio.MemorySendChannel[tuple[Oplog, OplogStatus]]
-    _push_recv: trio.MemoryReceiveChannel[tuple[Oplog, OplogStatus]]
-    _admitted_key: tuple[object, int] | None
-    _admitted: dict[bytes, bool]
-
-    def admits(self, peer_id: bytes, now: int | None = None) -> bool:
-        raise NotImplementedError
-
-    def _admits_now(self, link: PeerLink) -> bool:
-        """`admits` for the push routing, remembered per governance and second."""
-        key = (self.replica.fold, self.clock() // 10**9)
-        if self._admitted_key != key:
-            self._admitted_key, self._admitted = key, {}
-        known = self._admitted.get(link.peer_id)
-        if known is None:
-            known = self._admitted[link.peer_id] = self.admits(link.peer_id)
-        return known
-
-    # -- push ----------------------------------------------------------------------------
+    # -- what peers push ---------------------------------------------------------------
 
     def on_push(self, link: PeerLink, push: Push) -> int:
         """Oplogs a peer pushed; the number refused.  RemoteProtocolError for a bad batch."""
-        if not self._admits_now(link):
+        if not self._admits(link.peer_id):
             self.stats.refused += 1
             return 0
-        now = self.clock()
+        now = self._clock()
         self.stats.push_received += len(push.oplogs)
-        me, sender = self.identity.peer_id, link.peer_id
+        me, sender = self.me, link.peer_id
         fresh = []
         for body in push.oplogs:
             # A copy this node holds (and has verified: decoding it again is a table
@@ -148,9 +126,9 @@ class PushRouting:
             return 0
         try:
             if push.pending:
-                result = self.ctx.handle_pending(fresh, now)
+                result = self.ctx.handler.handle_pending_oplogs(fresh, now)
             else:
-                result = self.ctx.handler.handle(fresh, now)
+                result = self.ctx.handler.handle_oplogs(fresh, now)
         except InvalidOplogError as exc:
             raise RemoteProtocolError(f"pushed a bad batch: {exc}", penalty=5) from exc
         better = {o.oplog_id for o in result.improved}  # we hold a better copy than it sent
@@ -163,13 +141,15 @@ class PushRouting:
             )
         return len(result.rejected)
 
+    # -- what commits queue (a replica observer) ------------------------------------------
+
     def before_commit(self, commit: Commit) -> None:
         pass
 
     def after_commit(self, commit: Commit) -> None:
         """Queue what a commit stored for pushing (never blocks: drops when full)."""
-        horizon = self.clock() - self.push_max_age
-        me = self.identity.peer_id
+        horizon = self._clock() - self.max_age
+        me = self.me
         for oplog, old, new in commit.stored:
             self.seen.holders((oplog.oplog_id, oplog.hash)).add(me)
             if new is OplogStatus.VALID and old is OplogStatus.VALID:
@@ -177,13 +157,13 @@ class PushRouting:
             if oplog.update_time < horizon and new is OplogStatus.VALID:
                 continue  # old history arriving by sync: anti-entropy spreads it
             try:
-                self._push_send.send_nowait((oplog, new))
+                self._send.send_nowait((oplog, new))
             except trio.WouldBlock:
                 self.stats.push_dropped += 1
 
-    async def run_pusher(
-        self, links: Callable[[], Iterable[PeerLink]], *, every: float = 0.0
-    ) -> None:
+    # -- what goes out --------------------------------------------------------------------
+
+    async def run(self, links: Callable[[], Iterable[PeerLink]], *, every: float = 0.0) -> None:
         """Send queued oplogs to the peers that should get them (run as a task).
 
         At most one batch goes out every `every` seconds: the first oplog after
@@ -192,7 +172,7 @@ class PushRouting:
         message when it matters, no delay when it does not).
         """
         last = -math.inf
-        async for first in self._push_recv:
+        async for first in self._recv:
             wait = last + every - trio.current_time()
             if wait > 0:
                 await trio.sleep(wait)
@@ -200,22 +180,80 @@ class PushRouting:
             batch = [first]
             while len(batch) < MAX_PUSH_OPLOGS:
                 try:
-                    batch.append(self._push_recv.receive_nowait())
+                    batch.append(self._recv.receive_nowait())
                 except trio.WouldBlock:
                     break
-            self.push_batch(batch, list(links()))
+            self._route(batch, list(links()))
             await trio.lowlevel.checkpoint()
 
-    def push_batch(self, batch: list[tuple[Oplog, OplogStatus]], links: list[PeerLink]) -> None:
+    def relay_pending(
+        self, links: list[PeerLink], *, unreached_only: bool = False, limit: int = MAX_RELAYED
+    ) -> int:
+        """Route this node's unexpired not-yet-valid oplogs again; the number sent.
+
+        A pending oplog is pushed once, when it is stored.  If no signer could
+        be reached then (a partition, the masters offline, a relay that ended
+        on this side) it would wait here until it expired.  So on every
+        anti-entropy tick the pending oplogs go through the push routing again:
+        to a connected signer if there is one, else on to member peers that are
+        not known to hold them.  The seen-cache keeps it from repeating itself.
+        With `unreached_only` (push off: postsync reaches the signers connected
+        here), only the oplogs no connected peer can sign are relayed.
+        """
+        if not self.ctx.has_pending():
+            return 0
+        now = self._clock()
+        gov = self.replica.fold.governance
+        batch = [(o, s) for o, s in not_yet_valid(self.replica)[:limit] if not expired(o, gov, now)]
+        if unreached_only:
+            batch = [
+                (o, s) for o, s in batch
+                if not any(sign_kind(o, s, gov, ln.peer_id, now) for ln in links)
+            ]  # fmt: skip
+        before = self.stats.pushed
+        if batch:
+            self._route(batch, links)
+        return self.stats.pushed - before
+
+
+class PushRouter:
+    """Where each oplog of a batch goes, and the frames that take it there.
+
+    `routes` is the topic's push mesh and master distances (routing.py);
+    `replica` gives the governance that says who signs a pending oplog.
+    """
+
+    def __init__(
+        self,
+        topic_id: bytes,
+        me: bytes,
+        *,
+        replica: Replica,
+        routes: Routes,
+        seen: SeenCache,
+        stats: PushStats,
+        admits: Callable[[bytes], bool],
+        clock: Callable[[], int],
+    ) -> None:
+        self.topic_id = topic_id
+        self.me = me
+        self.replica = replica
+        self.routes = routes
+        self.seen = seen
+        self.stats = stats
+        self._admits = admits
+        self._clock = clock
+
+    def push_batch(self, batch: Batch, links: list[PeerLink]) -> None:
         """Route a batch: valid oplogs over the push mesh, pending ones to their signers.
 
         A pending oplog none of whose signers is connected goes one hop
         towards the nearest master (routing.py; go-pttai dials a master here),
         each peer on the way storing it and routing it on (`_towards_master`).
         """
-        now = self.clock()
+        now = self._clock()
         gov = self.replica.fold.governance
-        members = [ln for ln in links if self.topic_id in ln.topics and self._admits_now(ln)]
+        members = [ln for ln in links if self.topic_id in ln.topics and self._admits(ln.peer_id)]
         mesh = [ln for ln in members if self.routes.in_mesh(ln.peer_id)]
         peers: dict[bytes, PeerLink] = {}
         queued: dict[tuple[bytes, bool], list[bytes]] = {}  # (peer, pending) -> records
@@ -230,7 +268,7 @@ class PushRouting:
                     for ln in members
                     if sign_kind(oplog, status, gov, ln.peer_id, now) is not None
                 ] or self._towards_master(members, mesh, holders)
-                if oplog.creator == self.identity.peer_id:
+                if oplog.creator == self.me:
                     targets = targets + self._second_home(members, mesh, targets, holders)
             body = b""
             for link in targets:
@@ -295,32 +333,3 @@ class PushRouting:
         if self.routes.hops() >= MAX_HOPS:
             return []
         return mesh
-
-    def relay_pending(
-        self, links: list[PeerLink], *, unreached_only: bool = False, limit: int = MAX_RELAYED
-    ) -> int:
-        """Route this node's unexpired not-yet-valid oplogs again; the number sent.
-
-        A pending oplog is pushed once, when it is stored.  If no signer could
-        be reached then (a partition, the masters offline, a relay that ended
-        on this side) it would wait here until it expired.  So on every
-        anti-entropy tick the pending oplogs go through the push routing again:
-        to a connected signer if there is one, else on to member peers that are
-        not known to hold them.  The seen-cache keeps it from repeating itself.
-        With `unreached_only` (push off: postsync reaches the signers connected
-        here), only the oplogs no connected peer can sign are relayed.
-        """
-        if not self.ctx.has_pending():
-            return 0
-        now = self.clock()
-        gov = self.replica.fold.governance
-        batch = [(o, s) for o, s in not_yet_valid(self.replica)[:limit] if not expired(o, gov, now)]
-        if unreached_only:
-            batch = [
-                (o, s) for o, s in batch
-                if not any(sign_kind(o, s, gov, ln.peer_id, now) for ln in links)
-            ]  # fmt: skip
-        before = self.stats.pushed
-        if batch:
-            self.push_batch(batch, links)
-        return self.stats.pushed - before

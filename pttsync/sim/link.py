@@ -7,7 +7,9 @@ connection with their latency, loss and retransmission, bandwidth and
 reset, and the two views of one side of it: a byte stream (`SimStream`,
 what `Network.connect` returns) and a frame channel (`SimChannel`, what the
 direct transport's secure step returns).  fabric.py's text describes the
-model as a whole.
+model as a whole.  A connection sees its fabric only as a `Medium` (the
+link model, partitions, delivery and the traffic counters), so this module
+does not depend on fabric.py.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -24,8 +26,6 @@ from ..errors import ConnectionLostError, UsageError
 
 if TYPE_CHECKING:
     import random
-
-    from .fabric import Fabric
 
 DISTRIBUTIONS = ("uniform", "lognormal")
 TICK = 0.001
@@ -114,11 +114,30 @@ class _Pipe:
         await event.wait()
 
 
+class Medium(Protocol):
+    """What a connection needs of the fabric it runs on (fabric.Fabric is one)."""
+
+    @property
+    def model(self) -> LinkModel: ...
+
+    def is_cut(self, a: str, b: str, t: float) -> bool:
+        """True if a partition separates nodes `a` and `b` at time `t`."""
+        ...
+
+    def schedule(self, when: float, pipe: _Pipe, item: bytes | int) -> None:
+        """Deliver `item` to `pipe` at `when` (or its end, _EOF, or a reset, _RESET)."""
+        ...
+
+    def traffic_of(self, name: str) -> Traffic:
+        """The traffic counters of node `name`."""
+        ...
+
+
 class _Connection:
     """Two pipes between a dialer and a listener, and what they share."""
 
     def __init__(
-        self, fabric: Fabric, dialer: str, listener: str, latency: float, rng: random.Random
+        self, fabric: Medium, dialer: str, listener: str, latency: float, rng: random.Random
     ) -> None:
         self.fabric = fabric
         self.ends = (dialer, listener)

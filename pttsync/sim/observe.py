@@ -110,7 +110,7 @@ def bounds_of(node: Node) -> dict[str, tuple[int, int]]:
     }
     for rt in node.topics.values():
         for name, used in (
-            ("push_queue", rt._push_send.statistics().current_buffer_used),
+            ("push_queue", rt.pusher.queued()),
             ("seen_cache", len(rt.seen)),
             ("waiting", rt.ctx.handler.waiting),
             ("sessions", len(rt.requesters) + len(rt.receivers)),

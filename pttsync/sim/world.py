@@ -318,7 +318,7 @@ class World:
             await trio.sleep(5.0)
         master = masters[0]
         assert master.node is not None
-        status = await master.node.set_role(peer.identity.peer_id, Role.MEMBER)
+        status = await master.node.api.set_role(peer.identity.peer_id, Role.MEMBER)
         self._note(f"{master.name} admits {peer.name} ({status.name.lower()})")
         await self._start(peer, first=[master])
         self.last_disturbance = trio.current_time()
@@ -331,9 +331,9 @@ class World:
         value = {"n": self.writes_done + self.writes_refused, "by": peer.index}
         try:
             if write.kind is WriteKind.DELETE:
-                done = await peer.node.delete(write.key)
+                done = await peer.node.api.delete(write.key)
             else:
-                done = await peer.node.put(write.key, value)
+                done = await peer.node.api.put(write.key, value)
         except PttsyncError as exc:
             self.writes_refused += 1
             if len(self.refusals) < 20:
@@ -374,9 +374,9 @@ class World:
             assert node is not None
             if peer.probe.dirty:
                 peer.probe.dirty = False
-                rt = node.topic()
+                rt = node.api.topic()
                 peer.sample.digest = rt.ctx.view.tree.digest()
-                peer.sample.pending = node.pending_count()
+                peer.sample.pending = node.api.pending_count()
             digests[peer.index] = peer.sample.digest
         self._check_bounds(live)
         sent = sum(t.messages_sent for t in self.fabric.traffic.values())

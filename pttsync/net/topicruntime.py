@@ -9,12 +9,20 @@ A `TopicRuntime` wraps the core objects of one topic (a `Replica`, its
   dropped, so it can neither pull nor push the topic's data;
 * **sync rounds** (`sync_round`, PIP-11's requester) with one peer at a
   time per peer, under a deadline, and the receiver side (`on_request`);
-* **push**: every commit (a local write, a push or a sync reply) is seen
-  by `after_commit`; fresh valid oplogs go over the push mesh (routing.py),
-  pending ones to the peers that can sign them (lifecycle.sign_kind), or
-  one hop towards the nearest master, each copy at most once per peer
-  thanks to a bounded seen-cache.  The push queue is bounded; what it
-  drops, anti-entropy repairs.
+* **push** (push.py): every commit (a local write, a push or a sync reply)
+  is queued by the runtime's `Pusher`; its `PushRouter` sends fresh valid
+  oplogs over the push mesh (routing.py), pending ones to the peers that
+  can sign them (lifecycle.sign_kind), or one hop towards the nearest
+  master, each copy at most once per peer thanks to a bounded seen-cache
+  (seen.py).  The push queue is bounded; what it drops, anti-entropy
+  repairs.
+
+The runtime builds its push components and hands each what it works with:
+both share the topic's seen-cache and counters and ask the runtime's
+`admits_now` whether a peer is a member; the pusher stores what peers push
+through the topic's sync context and sends each batch through the
+runtime's `push_batch`, which the router carries out with the topic's
+`Routes` (routing.py).
 """
 
 from __future__ import annotations
@@ -36,34 +44,28 @@ from ..core.lifecycle.governance import (
 )
 from ..core.lifecycle.replica import Replica
 from ..core.oplog import OplogStatus
-from ..core.sync.messages import (
-    ForceSyncOplogByMerkle,
-    Message,
-    RejectCode,
-    SyncOplog,
-    SyncOplogNewOplogs,
-    SyncPendingOplog,
-)
+from ..core.sync.messages import Message, RejectCode, SyncOplog
 from ..core.sync.receiver import Receiver
 from ..core.sync.requester import Requester
 from ..core.sync.session import State, SyncConfig, SyncContext
-from ..errors import ConnectionLostError, InvalidOplogError, UsageError
-from .push import PushRouting, SeenCache
+from ..errors import ConnectionLostError, InvalidOplogError
+from .push import Pusher, PushRouter
 from .routing import DEFAULT_MESH, Routes
+from .seen import SeenCache
 from .wire import Route
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     from ..core.identity import Identity
     from ..core.oplog import Oplog
     from ..core.store import Store
     from ..core.topic import TopicInfo
     from .peer import PeerLink
+    from .push import Batch
+    from .wire import Push
 
 log = logging.getLogger(__name__)
-
-REQUESTS = (SyncOplog, SyncOplogNewOplogs, ForceSyncOplogByMerkle, SyncPendingOplog)
 
 
 @dataclass(slots=True)
@@ -78,8 +80,12 @@ class TopicStats:
     refused: int = 0  # requests and pushes from non-members
 
 
-class TopicRuntime(PushRouting):
-    """A topic served by a node."""
+class TopicRuntime:
+    """A topic served by a node.
+
+    `links` is the node's connected peers by peer ID (it reads them, never
+    changes them); `rng` its random source.
+    """
 
     def __init__(
         self,
@@ -89,6 +95,7 @@ class TopicRuntime(PushRouting):
         *,
         config: SyncConfig,
         clock: Callable[[], int],
+        links: Mapping[bytes, PeerLink],
         push_queue: int = 4096,
         seen_cache: int = 16384,
         push_max_age: int = 600 * 10**9,
@@ -105,7 +112,6 @@ class TopicRuntime(PushRouting):
         self.ctx = SyncContext(store, self.topic_id, config=config, replica=self.replica)
         self.stats = TopicStats()
         self.seen = SeenCache(seen_cache)
-        self.push_max_age = push_max_age
         self.requesters: dict[bytes, Requester] = {}
         self.receivers: dict[bytes, Receiver] = {}
         self._round_events: dict[bytes, trio.Event] = {}
@@ -113,12 +119,18 @@ class TopicRuntime(PushRouting):
         self._admitted_key: tuple[object, int] | None = None
         self._admitted: dict[bytes, bool] = {}
         self.routes = Routes(push_mesh, self.rng)
-        self.links: Callable[[], dict[bytes, PeerLink]] = dict  # the node's links, by peer
+        self.links = links
+        me = identity.peer_id
+        self.router = PushRouter(
+            self.topic_id, me, replica=self.replica, routes=self.routes, seen=self.seen,
+            stats=self.stats, admits=self.admits_now, clock=clock,
+        )  # fmt: skip
+        self.pusher = Pusher(
+            me, ctx=self.ctx, seen=self.seen, stats=self.stats, admits=self.admits_now,
+            route=self.push_batch, clock=clock, queue=push_queue, max_age=push_max_age,
+        )  # fmt: skip
         self.refresh_role()
-        self._push_send, self._push_recv = trio.open_memory_channel[tuple["Oplog", OplogStatus]](
-            push_queue
-        )
-        self.replica.observers.append(self)
+        self.replica.observers.append(self.pusher)
 
     # -- the door -------------------------------------------------------------------
 
@@ -135,6 +147,16 @@ class TopicRuntime(PushRouting):
             gov.user_of(peer_id, t) is not None
             or gov.user_of(peer_id, t + self.ctx.config.clock_skew) is not None
         )
+
+    def admits_now(self, peer_id: bytes) -> bool:
+        """`admits` for push, remembered per governance and second."""
+        key = (self.replica.fold, self.clock() // 10**9)
+        if self._admitted_key != key:
+            self._admitted_key, self._admitted = key, {}
+        known = self._admitted.get(peer_id)
+        if known is None:
+            known = self._admitted[peer_id] = self.admits(peer_id)
+        return known
 
     def credentials(self, limit: int) -> list[Oplog]:
         """The governance oplogs that show this node is a member (for its Hello).
@@ -180,7 +202,7 @@ class TopicRuntime(PushRouting):
 
     def send_routes(self) -> None:
         """Tell each peer what changed: our distance to a master, our mesh choice."""
-        links = self.links()
+        links = self.links
         for peer_id, hops, mesh in self.routes.news():
             link = links.get(peer_id)
             if link is None or not link.try_send(Route(self.topic_id, hops, mesh)):
@@ -267,11 +289,27 @@ class TopicRuntime(PushRouting):
             self.stats.rounds_served += 1
         return rec.receive(msg, self.clock())
 
+    # -- push (push.py) -------------------------------------------------------------------
+
+    def on_push(self, link: PeerLink, push: Push) -> int:
+        """Oplogs a peer pushed (see `Pusher.on_push`); the number refused."""
+        return self.pusher.on_push(link, push)
+
+    def push_batch(self, batch: Batch, links: list[PeerLink]) -> None:
+        """Send a batch where it should go (see `PushRouter.push_batch`).
+
+        Every batch the pusher sends leaves through here: it is the pusher's `route`.
+        """
+        self.router.push_batch(batch, links)
+
     # -- housekeeping ---------------------------------------------------------------------
 
-    def handle_failed(self) -> int:
-        """HandleFailedOplogs on a timer (also run by every round this node starts)."""
-        return self.ctx.handle_failed(self.clock())
+    def handle_failed_oplogs(self) -> int:
+        """HandleFailedOplogs on a timer (also run by every round this node starts).
+
+        Returns how many expired oplogs were rolled back.
+        """
+        return len(self.ctx.handler.handle_failed_oplogs(self.clock()).failed)
 
     def counts(self) -> dict[str, object]:
         store = self.ctx.store
@@ -285,10 +323,10 @@ class TopicRuntime(PushRouting):
         }
 
     def close(self) -> None:
-        if self in self.replica.observers:
-            self.replica.observers.remove(self)
+        if self.pusher in self.replica.observers:
+            self.replica.observers.remove(self.pusher)
         self.docs.close()
-        self._push_send.close()
+        self.pusher.close()
 
     def __repr__(self) -> str:
         return f"<topic {self.topic_id.hex()[:12]}>"
@@ -301,10 +339,3 @@ def _promotes(oplog: Oplog) -> bool:
         return decode_role(oplog)[1] is Role.MASTER
     except InvalidOplogError:
         return False
-
-
-def check_topic_known(topics: dict[bytes, TopicRuntime], topic_id: bytes) -> TopicRuntime:
-    rt = topics.get(topic_id)
-    if rt is None:
-        raise UsageError(f"no topic {topic_id.hex()} on this node")
-    return rt

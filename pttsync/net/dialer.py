@@ -1,0 +1,115 @@
+"""The dialer: which known addresses a node dials, and when.
+
+A node's `Dialer` runs as one task.  Each time it wakes (an address was
+learnt, a dial or a connection ended, or an address's backoff ran out) it
+dials the addresses the address book (addressbook.py) says are due,
+skipping the node's own, and those of peers already connected or being
+dialed.  It dials out to at most half the peer slots, so the rest stay open
+for peers dialing in and a newcomer always finds room somewhere, and to at
+most `MAX_CONCURRENT_DIALS` addresses at once.  Each dial runs as a task:
+the TCP connect under `connect_timeout` (a failure is backed off in the
+book), then the connection's whole life (the node's `run_link`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..errors import ConnectionLostError
+from .peer import Direction
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from .addressbook import AddressBook
+    from .config import NodeConfig
+    from .network import Network
+    from .peer import PeerLink
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_DIALS = 8
+
+
+class Dialer:
+    """Keeps dialing the addresses that are due while there is room (see the module text).
+
+    `book` is the node's address book and `links` its connected peers by
+    peer ID (the dialer reads them); `listen_address()` is the node's own
+    address now; `run_link(stream, address, direction, expect)` runs a
+    connection to its end.
+    """
+
+    def __init__(
+        self,
+        peer_id: bytes,
+        *,
+        book: AddressBook,
+        links: Mapping[bytes, PeerLink],
+        config: NodeConfig,
+        network: Network,
+        listen_address: Callable[[], str | None],
+        run_link: Callable[[trio.abc.Stream, str, Direction, bytes | None], Awaitable[None]],
+    ) -> None:
+        self.peer_id = peer_id
+        self.book = book
+        self.links = links
+        self.config = config
+        self.network = network
+        self.listen_address = listen_address
+        self._run_link = run_link
+        self.dialing: set[str] = set()  # addresses being dialed (or connected through)
+        self.changed = trio.Event()  # set to wake the dialer; replaced as it wakes
+
+    def wake(self) -> None:
+        """The book or the links changed: look again at what is due."""
+        self.changed.set()
+
+    async def run(self, nursery: trio.Nursery) -> None:
+        """Dial what is due, forever, each dial a task in `nursery` (run this as a task)."""
+        cfg = self.config
+        while True:
+            now = trio.current_time()
+            busy = self.dialing | {ln.address for ln in self.links.values()}
+            busy |= {ln.listen for ln in self.links.values()}
+            outbound = sum(1 for ln in self.links.values() if ln.direction is Direction.OUTBOUND)
+            full = False  # no room to dial: wait for a link or a dial to end, not for the clock
+            for entry in self.book.due(now):
+                full = (
+                    outbound + len(self.dialing) >= max(1, cfg.max_peers // 2)
+                    or len(self.links) + len(self.dialing) >= cfg.max_peers
+                    or len(self.dialing) >= MAX_CONCURRENT_DIALS
+                )
+                if full:
+                    break
+                if entry.peer_id == self.peer_id or entry.address == self.listen_address():
+                    entry.next_try = math.inf
+                elif entry.address in busy or entry.peer_id in self.links:
+                    entry.next_try = now + cfg.sync_interval
+                else:
+                    self.dialing.add(entry.address)
+                    entry.next_try = now + cfg.connect_timeout + cfg.handshake_timeout
+                    nursery.start_soon(self._dial, entry.address, entry.peer_id)
+            self.changed = trio.Event()
+            nxt = self.book.next_due()
+            wake = now + 60 if full or nxt is None or math.isinf(nxt) else max(nxt, now + 0.05)
+            with trio.move_on_at(wake):
+                await self.changed.wait()
+
+    async def _dial(self, address: str, expect: bytes | None) -> None:
+        try:
+            try:
+                with trio.fail_after(self.config.connect_timeout):
+                    stream = await self.network.connect(address)
+            except (ConnectionLostError, trio.TooSlowError) as exc:
+                wait = self.book.failed(address, trio.current_time())
+                log.debug("dial %s failed (%s); next try in %.1f s", address, exc, wait)
+                return
+            await self._run_link(stream, address, Direction.OUTBOUND, expect)
+        finally:
+            self.dialing.discard(address)
+            self.wake()

@@ -1,0 +1,112 @@
+"""Where each message of an admitted peer goes.
+
+Once the door (door.py) has let a peer in, the reader task of its
+connection (node.py) hands every message to the node's `Dispatcher`:
+the addresses of a `Peers` message go to the address book; a topic's
+`Route` and `Push` messages, its sync requests (the topic's Receiver
+answers them) and the replies to its rounds (its Requester takes them) go
+to that topic's runtime (topicruntime.py).
+
+A second `Hello`, or a message for a topic this node never listed, breaks
+the protocol (RemoteProtocolError: the node closes the connection); so does
+a stream of pushed oplogs the topic refuses.  A request for a topic the
+peer is not let into is answered with a rejection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..core.sync.messages import (
+    ForceSyncOplogByMerkle,
+    Message,
+    RejectCode,
+    SyncOplog,
+    SyncOplogNewOplogs,
+    SyncOplogReject,
+    SyncPendingOplog,
+)
+from ..errors import RemoteProtocolError
+from .wire import Hello, Peers, Push, Route
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from .addressbook import AddressBook
+    from .peer import PeerLink
+    from .topicruntime import TopicRuntime
+    from .wire import AnyMessage
+
+REQUESTS = (SyncOplog, SyncOplogNewOplogs, ForceSyncOplogByMerkle, SyncPendingOplog)
+"""The sync messages that open or continue a round a peer runs (the rest are replies)."""
+
+MAX_REFUSED_PUSHED = 64
+"""Pushed oplogs a connection may have refused before it counts as a violation.
+
+One refusal is not a fault (the sender may know a governance change that
+has not reached us yet), but a stream of them is garbage or an attack."""
+
+
+class Dispatcher:
+    """A node's messages from admitted peers, each to where it goes (see the module text).
+
+    `topics` are the node's runtimes by topic ID, and `book` its address
+    book; `book_changed()` is called when a peer told of a new address.
+    """
+
+    def __init__(
+        self,
+        peer_id: bytes,
+        *,
+        topics: Mapping[bytes, TopicRuntime],
+        book: AddressBook,
+        book_changed: Callable[[], None],
+    ) -> None:
+        self.peer_id = peer_id
+        self.topics = topics
+        self.book = book
+        self.book_changed = book_changed
+
+    async def dispatch(self, link: PeerLink, msg: AnyMessage) -> None:
+        """Handle one message of `link`'s peer.  RemoteProtocolError if it breaks the protocol."""
+        match msg:
+            case Hello():
+                raise RemoteProtocolError("a second Hello")
+            case Peers():
+                now = trio.current_time()
+                for peer_id, address in msg.peers:
+                    if peer_id != self.peer_id and self.book.add(address, peer_id, now=now):
+                        self.book_changed()
+            case Route():
+                rt = self.topics.get(msg.topic)
+                if rt is None:
+                    raise RemoteProtocolError("a route for a topic this node never listed")
+                if msg.topic in link.topics:
+                    rt.on_route(link, msg)
+            case Push():
+                rt = self.topics.get(msg.topic)
+                if rt is None:
+                    raise RemoteProtocolError("a push for a topic this node never listed")
+                if msg.topic in link.topics:  # else: a removal it has not heard of yet
+                    link.stats.refused += rt.on_push(link, msg)
+                    if link.stats.refused > MAX_REFUSED_PUSHED:
+                        raise RemoteProtocolError(
+                            f"{link.stats.refused} pushed oplogs refused", penalty=3
+                        )
+            case Message():
+                await link.send_all(self._on_sync(link, msg))
+
+    def _on_sync(self, link: PeerLink, msg: Message) -> list[Message]:
+        rt = self.topics.get(msg.topic)
+        if isinstance(msg, REQUESTS):
+            if rt is None or msg.topic not in link.topics:
+                why = "unknown topic" if rt is None else "not a member of this topic"
+                return [
+                    SyncOplogReject(msg.topic, msg.round, msg.seq, RejectCode.UNKNOWN_TOPIC, why)
+                ]
+            return rt.on_request(link, msg)
+        if rt is None:
+            raise RemoteProtocolError(f"{type(msg).__name__} for a topic this node never asked")
+        return rt.on_reply(link, msg)
