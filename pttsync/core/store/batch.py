@@ -59,15 +59,11 @@ def plan_batch(
     """
     plan = BatchPlan()
     result = plan.result
+    added_ids, replaced, unchanged = result.added, result.replaced, result.unchanged
+    writes, remove_leaves = plan.writes, plan.remove_leaves
     state = dict(held)
     added: dict[bytes, Leaf] = {}  # leaves to add, by oplog ID
     new_here: set[bytes] = set()  # IDs this batch adds (not replaces)
-
-    def drop_leaf(oplog_id: bytes, old: Held) -> None:
-        status, time, h = old
-        if status == _VALID and added.pop(oplog_id, None) is None:
-            plan.remove_leaves.append(Leaf(time, oplog_id, h))
-
     for oplog, given in puts:
         if oplog.topic_id != topic_id:
             raise UsageError(
@@ -79,22 +75,24 @@ def plan_batch(
         if old is not None:
             if old[0] == status and old[2] == oplog.hash:
                 if oid not in new_here:
-                    result.unchanged.append(oid)
+                    unchanged.append(oid)
                 continue
-            drop_leaf(oid, old)
+            if old[0] == _VALID and added.pop(oid, None) is None:
+                remove_leaves.append(Leaf(old[1], oid, old[2]))
             if oid not in new_here:
-                result.replaced.append(oid)
+                replaced.append(oid)
         else:
             new_here.add(oid)
-            result.added.append(oid)
+            added_ids.append(oid)
         state[oid] = (status, oplog.update_time, oplog.hash)
-        plan.writes.append((oplog, status))
+        writes.append((oplog, status))
         if status is _VALID:
             added[oid] = Leaf(oplog.update_time, oid, oplog.hash)
     for oid in deletes:
         old = state.pop(oid, None)
         if old is not None:
-            drop_leaf(oid, old)
+            if old[0] == _VALID and added.pop(oid, None) is None:
+                remove_leaves.append(Leaf(old[1], oid, old[2]))
             result.deleted.append(oid)
             plan.deletes.append(oid)
     plan.add_leaves = list(added.values())

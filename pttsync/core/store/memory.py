@@ -208,17 +208,19 @@ class MemoryStore:
         failed = list(failed)
         gone = [*deletes, *(f.oplog_id for f in failed)]
         puts = list(puts)
+        oplogs = t.oplogs
         held: dict[bytes, Held] = {}
         for oid in [*(oplog.oplog_id for oplog, _ in puts), *gone]:
-            stored = t.oplogs.get(oid)
+            stored = oplogs.get(oid)
             if stored is not None:
                 o = stored.oplog
                 held[oid] = (stored.status, o.update_time, o.hash)
         plan = plan_batch(topic_id, puts, gone, held)  # before anything changes
+        insert, remove = t.insert, t.remove
         for oplog, status in plan.writes:
-            if oplog.oplog_id in t.oplogs:
-                t.remove(oplog.oplog_id)
-            t.insert(StoredOplog(oplog, status))
+            if oplog.oplog_id in oplogs:
+                remove(oplog.oplog_id)
+            insert(StoredOplog(oplog, status))
         for record in failed:
             t.failed[record.oplog_id] = record
         if len(t.failed) > MAX_FAILED:
