@@ -2,12 +2,14 @@
 
 The public API is exactly what this module re-exports.  The layers:
 
-* `pttsync.core`: the sans-I/O core (records, Merkle tree, store); no trio,
-  no sockets, no wall clock.
-  The sync session is here too: `Requester` and `Receiver` are driven by
-  `receive(message, now) -> messages`, over a `SyncContext` (a store's topic).
-  The lifecycle and the documents too: a `Replica` is a topic's governance
-  and write path; a `DocumentStore` over it is the application's API.
+* `pttsync.core`: the sans-I/O core; no trio, no sockets, no wall clock.
+  Records lie flat in it (the oplog, the Merkle tree, a topic); above them
+  `core.store` (the `Store` protocol; `Store` here is its SQLite
+  implementation, `MemoryStore` the simulator's), `core.lifecycle` (a
+  `Replica` is a topic's governance and write path; `OplogHandler` runs
+  PIP-11's Handle steps), `core.sync` (`Requester` and `Receiver`, driven
+  by `receive(message, now) -> messages` over a `SyncContext`) and
+  `core.documents` (a `DocumentStore` over a replica is the application's API).
 * the shell around it: the network node (`open_node`, `serve_node`,
   `Node`, over a `TcpNetwork` or a `MemoryNetwork`), the CLI, the
   in-process `sync_local` and `watch`.
