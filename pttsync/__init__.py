@@ -59,7 +59,7 @@ from .core.store import BatchResult as BatchResult
 from .core.store import FailedOplog as FailedOplog
 from .core.store import StoredOplog as StoredOplog
 from .core.store.memory import MemoryStore as MemoryStore
-from .core.store.sqlite import SqliteStore
+from .core.store.sqlite import SqliteStore as _SqliteStore
 from .core.sync.frames import MAX_FRAME_SIZE as MAX_FRAME_SIZE
 from .core.sync.frames import FrameReader as FrameReader
 from .core.sync.frames import encode_frame as encode_frame
@@ -112,5 +112,5 @@ from .watch import Watch as Watch
 from .watch import WatchOverflowError as WatchOverflowError
 from .watch import watch as watch
 
-Store = SqliteStore
+Store = _SqliteStore
 """The default store, on SQLite (`pttsync.core.store.Store` is the protocol it implements)."""
