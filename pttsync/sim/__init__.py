@@ -7,12 +7,13 @@ docs/pip-11/simulation.md describes the fault model, the invariants and
 the report.  The modules:
 
 * plan.py: `SimConfig`, and the plan of writes and faults drawn from the seed;
-* fabric.py: the simulated network (latency, loss, bandwidth, cuts, crashes);
+* fabric.py: the simulated network (connections, delivery, cuts, crashes);
+* link.py: one connection's wire (latency, loss, bandwidth), over the fabric's `Medium`;
 * setup.py: deterministic identities, the topic and its governance;
 * world.py: the real nodes on the fabric, the plan carried out;
 * observe.py: probes on each peer, the timeline, bounds;
 * invariants.py: the checks; report.py: the report; run.py: `simulate`;
-* scenarios.py: named, ready-made scenarios.
+* scenarios.py: named, ready-made scenarios; shrink.py: failing plans shrunk, saved, replayed.
 """
 
 from __future__ import annotations
