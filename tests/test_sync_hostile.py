@@ -28,15 +28,18 @@ from pttsync.core.sync.messages import (
     Item,
     Message,
     SyncOplog,
+    SyncOplogAck,
     SyncOplogNewOplogs,
     SyncOplogNewOplogsAck,
+    SyncPendingOplog,
+    SyncPendingOplogAck,
 )
 from pttsync.core.sync.msgcodec import decode_message, encode_message
 from pttsync.core.sync.receiver import Receiver
 from pttsync.core.sync.requester import Requester
-from pttsync.core.sync.session import State
+from pttsync.core.sync.session import State, remote_input
 from pttsync.core.timeutil import HOUR_NS
-from pttsync.errors import RemoteProtocolError
+from pttsync.errors import MalformedOplogError, RemoteProtocolError
 
 from .synchelpers import (
     FOREIGN,
@@ -257,6 +260,34 @@ def test_foreign_oplogs_in_new_oplogs_ack_store_nothing() -> None:
         req.receive(wire(ack), NOW)
 
 
+def postsync() -> tuple[Store, Store, Requester, Receiver, SyncPendingOplog]:
+    """Two stores in sync; the receiver's ack claims pending oplogs, so postsync begins."""
+    sa, sb = pair(OLD + RECENT, OLD + RECENT)
+    req, rcv = pair_sessions(sa, sb)
+    replies = rcv.receive(req.start(NOW, rid(0))[0], NOW)
+    claims = [
+        wire(dataclasses.replace(m, pending=True)) for m in replies if isinstance(m, SyncOplogAck)
+    ]
+    flight = [r for m in claims for r in req.receive(m, NOW)]
+    return sa, sb, req, rcv, of_type(flight, SyncPendingOplog)
+
+
+def test_foreign_oplogs_in_pending_oplog_ack_store_nothing() -> None:
+    """The requester's fourth oplog-carrying reply: found by trying, it once ended the node."""
+    sa, _, req, _rcv, asked = postsync()
+    ack = SyncPendingOplogAck(TID, rid(0), asked.seq, raw(FOREIGN_OPLOGS), True)
+    with unchanged(sa), pytest.raises(RemoteProtocolError, match="belongs to topic"):
+        req.receive(wire(ack), NOW)
+    assert req.state is State.FAILED
+
+
+def test_foreign_oplogs_in_pending_oplog_store_nothing() -> None:
+    _, sb, _req, rcv, asked = postsync()
+    hostile = wire(dataclasses.replace(asked, oplogs=raw(FOREIGN_OPLOGS)))
+    with unchanged(sb), pytest.raises(RemoteProtocolError, match="belongs to topic"):
+        rcv.receive(hostile, NOW)
+
+
 def test_bad_range_continuation_stores_nothing() -> None:
     """A `next` for ranges never asked: refused before the oplogs beside it are stored."""
     sa, _, req, _rcv, flight = descent()
@@ -370,3 +401,18 @@ def test_a_round_with_a_rejection_does_not_move_the_sync_time() -> None:
     assert req.receive(wire(reply), NOW) == []
     assert req.state is State.DONE and req.stats.rejected == 1
     assert sa.sync_time(TID, b"B" * 32) == 0  # the next round looks at the window again
+
+
+# -- the boundary itself ------------------------------------------------------------------
+
+
+def test_the_boundary_blames_the_peer_for_invalid_records_only() -> None:
+    with (
+        pytest.raises(RemoteProtocolError, match="bad record") as caught,
+        remote_input(penalty=4),
+    ):
+        raise MalformedOplogError("bad record")
+    assert caught.value.penalty == 4
+    assert isinstance(caught.value.__cause__, MalformedOplogError)
+    with pytest.raises(KeyError), remote_input():  # a bug of ours stays what it is, loudly
+        raise KeyError("ours")

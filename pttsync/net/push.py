@@ -27,8 +27,7 @@ from ..core.lifecycle.pending import not_yet_valid
 from ..core.lifecycle.rules import expired, sign_kind
 from ..core.oplog import OplogStatus
 from ..core.oplogcodec import decode_known, encode_oplog
-from ..core.sync.session import MAX_BODY, pack_bodies
-from ..errors import InvalidOplogError, RemoteProtocolError
+from ..core.sync.session import MAX_BODY, pack_bodies, remote_input
 from .peer import encode_any
 from .routing import MAX_HOPS
 from .wire import MAX_PUSH_OPLOGS, Push
@@ -124,13 +123,11 @@ class Pusher:
                 fresh.append(body)
         if not fresh:
             return 0
-        try:
+        with remote_input(penalty=5):  # the session's boundary: a foreign record is its fault
             if push.pending:
                 result = self.ctx.handler.handle_pending_oplogs(fresh, now)
             else:
                 result = self.ctx.handler.handle_oplogs(fresh, now)
-        except InvalidOplogError as exc:
-            raise RemoteProtocolError(f"pushed a bad batch: {exc}", penalty=5) from exc
         better = {o.oplog_id for o in result.improved}  # we hold a better copy than it sent
         for o in result.stored:
             if o.oplog_id not in better:

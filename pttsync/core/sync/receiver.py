@@ -19,7 +19,6 @@ from itertools import zip_longest
 from typing import TYPE_CHECKING
 
 from ...errors import RemoteProtocolError
-from ..lifecycle.handle import ForeignTopicError
 from ..merkle import Level
 from ..oplogcodec import encode_oplog
 from ..timeutil import MAX_TIME, hour_start
@@ -50,6 +49,7 @@ from .session import (
     pack_bodies,
     pack_items,
     read_range,
+    remote_input,
 )
 from .syncview import (
     Ref,
@@ -95,30 +95,31 @@ class Receiver:
                 that message is stored; the peer should be closed or penalised.
         """
         self.stats.messages_received += 1
-        check_accepts(self.role, self.state, msg)
-        if msg.topic != self.ctx.topic_id:
-            raise RemoteProtocolError(f"{type(msg).__name__} is for another topic")
-        if isinstance(msg, SyncOplog):
-            if msg.round in self._recent:
-                raise RemoteProtocolError("SyncOplog repeats a recent round ID (replayed?)")
-            self._recent.append(msg.round)
-            self.round, self._seq = msg.round, msg.seq
-            self.state = State.SERVING
-            self.stats.rounds += 1
-        elif msg.round != self.round or msg.seq <= self._seq:
-            raise RemoteProtocolError(f"{type(msg).__name__} is stale or replayed")
-        self._seq = msg.seq
-        match msg:
-            case SyncOplog():
-                out = self._on_sync_oplog(msg)
-            case SyncOplogNewOplogs():
-                out = self._on_new_oplogs(msg, now)
-            case ForceSyncOplogByMerkle():
-                out = self._on_force_sync(msg)
-            case SyncPendingOplog():
-                out = self._on_pending(msg, now)
-            case _:  # pragma: no cover (check_accepts let only requests through)
-                raise RemoteProtocolError(f"unexpected {type(msg).__name__}")
+        with remote_input():
+            check_accepts(self.role, self.state, msg)
+            if msg.topic != self.ctx.topic_id:
+                raise RemoteProtocolError(f"{type(msg).__name__} is for another topic")
+            if isinstance(msg, SyncOplog):
+                if msg.round in self._recent:
+                    raise RemoteProtocolError("SyncOplog repeats a recent round ID (replayed?)")
+                self._recent.append(msg.round)
+                self.round, self._seq = msg.round, msg.seq
+                self.state = State.SERVING
+                self.stats.rounds += 1
+            elif msg.round != self.round or msg.seq <= self._seq:
+                raise RemoteProtocolError(f"{type(msg).__name__} is stale or replayed")
+            self._seq = msg.seq
+            match msg:
+                case SyncOplog():
+                    out = self._on_sync_oplog(msg)
+                case SyncOplogNewOplogs():
+                    out = self._on_new_oplogs(msg, now)
+                case ForceSyncOplogByMerkle():
+                    out = self._on_force_sync(msg)
+                case SyncPendingOplog():
+                    out = self._on_pending(msg, now)
+                case _:  # pragma: no cover (check_accepts let only requests through)
+                    raise RemoteProtocolError(f"unexpected {type(msg).__name__}")
         out[-1] = replace(out[-1], last=True)  # type: ignore[call-arg]
         self.stats.count_sent(out)
         return out
@@ -267,10 +268,7 @@ class Receiver:
                 items.append(view.item(child))
 
     def _on_pending(self, msg: SyncPendingOplog, now: int) -> list[Message]:
-        try:
-            result = self.ctx.handler.handle_pending_oplogs(msg.oplogs, now)
-        except ForeignTopicError as exc:
-            raise RemoteProtocolError(str(exc)) from exc
+        result = self.ctx.handler.handle_pending_oplogs(msg.oplogs, now)
         self.stats.count_handled(len(msg.oplogs), result)
         self.ctx.handler.handle_failed_oplogs(now)
         self.state = State.IDLE
@@ -284,8 +282,5 @@ class Receiver:
     def _handle(self, oplogs: Sequence[bytes], now: int) -> None:
         if not oplogs:
             return
-        try:
-            result = self.ctx.handler.handle_oplogs(oplogs, now)
-        except ForeignTopicError as exc:
-            raise RemoteProtocolError(str(exc)) from exc
+        result = self.ctx.handler.handle_oplogs(oplogs, now)
         self.stats.count_handled(len(oplogs), result)

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...errors import RemoteProtocolError, UsageError
-from ..lifecycle.handle import ForeignTopicError
 from ..merkle import Level
 from ..timeutil import MAX_TIME, hour_start
 from .messages import (
@@ -66,6 +65,7 @@ from .session import (
     item_size,
     read_range,
     record_cost,
+    remote_input,
 )
 from .syncview import (
     Ref,
@@ -178,15 +178,18 @@ class Requester:
         """
         self.stats.messages_received += 1
         try:
-            check_accepts(self.role, self.state, msg)
-            if msg.topic != self.ctx.topic_id or msg.round != self.round:
-                raise RemoteProtocolError(f"{type(msg).__name__} is not for this round (replayed?)")
-            request = self._out.get(msg.seq)
-            if request is None or msg.TYPE not in REPLY_TYPES[request.type]:
-                raise RemoteProtocolError(
-                    f"{type(msg).__name__} answers no request in flight (seq {msg.seq})"
-                )
-            self._dispatch(msg, request, now)
+            with remote_input():
+                check_accepts(self.role, self.state, msg)
+                if msg.topic != self.ctx.topic_id or msg.round != self.round:
+                    raise RemoteProtocolError(
+                        f"{type(msg).__name__} is not for this round (replayed?)"
+                    )
+                request = self._out.get(msg.seq)
+                if request is None or msg.TYPE not in REPLY_TYPES[request.type]:
+                    raise RemoteProtocolError(
+                        f"{type(msg).__name__} answers no request in flight (seq {msg.seq})"
+                    )
+                self._dispatch(msg, request, now)
         except RemoteProtocolError:
             if self.state in (State.SYNCING, State.POSTSYNC):
                 self.state = State.FAILED  # a finished round stays as it ended
@@ -228,10 +231,7 @@ class Requester:
     def _handle(self, oplogs: Sequence[bytes], now: int) -> None:
         if not oplogs:
             return
-        try:
-            result: HandleResult = self.ctx.handler.handle_oplogs(oplogs, now)
-        except ForeignTopicError as exc:
-            raise RemoteProtocolError(str(exc)) from exc
+        result: HandleResult = self.ctx.handler.handle_oplogs(oplogs, now)
         self.stats.count_handled(len(oplogs), result)
         if result.rejected or result.waiting:
             self._clean = False

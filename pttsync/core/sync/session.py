@@ -14,11 +14,12 @@ docs/pip-11/sync.md describes the flows.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
-from ...errors import RemoteProtocolError, UsageError
+from ...errors import InvalidOplogError, RemoteProtocolError, UsageError
 from ..lifecycle.handle import DEFAULT_CLOCK_SKEW, HandleResult, OplogHandler
 from ..lifecycle.pending import pending_for_peer
 from ..lifecycle.replica import Replica
@@ -30,7 +31,7 @@ from .messages import MAX_LEAVES, MAX_OPLOGS, MAX_WANT, Item, Key, Message, MsgT
 from .syncview import TreeView
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from ..identity import Identity
     from ..store import Store
@@ -39,6 +40,25 @@ T = TypeVar("T")
 
 MAX_BODY = MAX_FRAME_SIZE - 16 * 1024
 """Bytes of records or items put in one message; the rest of a frame is envelope."""
+
+
+@contextmanager
+def remote_input(penalty: int = 10) -> Iterator[None]:
+    """The one boundary where what a peer sent is judged: its errors become its fault.
+
+    Every state machine that remote messages drive (Requester.receive,
+    Receiver.receive, the node's pusher) runs each message inside this.  An
+    `InvalidOplogError` that escapes the Handle steps (a record of another
+    topic refuses its whole message) is the peer's violation and leaves as a
+    `RemoteProtocolError` with `penalty`; a RemoteProtocolError passes as it
+    is.  Any other exception is a bug of ours and passes unchanged, loudly.
+    """
+    try:
+        yield
+    except RemoteProtocolError:
+        raise
+    except InvalidOplogError as exc:
+        raise RemoteProtocolError(str(exc), penalty=penalty) from exc
 
 
 @dataclass(frozen=True, slots=True)
