@@ -11,10 +11,13 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING
 
+import pytest
 import trio
 from trio.testing import MockClock
 
 from pttsync.core.identity import Identity
+from pttsync.core.sync.messages import Message
+from pttsync.core.sync.receiver import Receiver
 from pttsync.errors import ConnectionLostError, RemoteProtocolError
 from pttsync.net.transport import SecureChannel, secure_handshake
 from pttsync.net.wire import Hello, Push, encode_node_message
@@ -155,3 +158,31 @@ async def test_an_address_that_speaks_garbage_is_backed_off(autojump_clock: Mock
         assert entry is not None and entry.failures >= 12
         await _still_healthy(cluster, nodes, "after-liar")
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.internal_errors
+async def test_a_bug_while_serving_one_peer_fails_only_that_connection(
+    autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug of ours inside one connection: logged, counted, that link closed and backed
+    off, never blamed on the peer; the node goes on serving (issue 14's error boundary)."""
+    cluster = make_cluster(3)
+    async with cluster.run() as nodes:
+        victim, peer = nodes[0], nodes[1]
+        await wait_until(nodes, lambda: len(victim.links) == 2, limit=60)
+        real = Receiver.receive
+        left = [1]
+
+        def buggy(self: Receiver, msg: Message, now: int) -> list[Message]:
+            if self.ctx.store is victim.store and self.peer == peer.peer_id and left[0]:
+                left[0] -= 1
+                raise ZeroDivisionError("a bug of ours")
+            return real(self, msg, now)
+
+        monkeypatch.setattr(Receiver, "receive", buggy)
+        await peer.sync_now(victim.peer_id)
+        await wait_until(nodes, lambda: victim.internal_errors == 1, limit=60)
+        assert victim.violations == 0 and peer.violations == 0
+        # The other peer never noticed; the one that hit the bug comes back after its backoff.
+        await wait_until(nodes, lambda: len(victim.links) == 2, limit=600)
+        await _still_healthy(cluster, nodes, "after-a-bug")

@@ -79,6 +79,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+INTERNAL_ERROR = "pttsync_internal_error"
+"""Set (True) on the log record of an exception the node contained: a bug of ours."""
+
 
 class Node:
     """A running pttsync node (make one with `open_node` or `serve_node`)."""
@@ -116,6 +119,8 @@ class Node:
         self.listen_address: str | None = None
         self.started_at = 0.0
         self.violations = 0  # connections closed for breaking the protocol
+        self.internal_errors = 0  # connections closed by a bug of ours (logged with traceback)
+        self._verdicts: dict[int, tuple[int, str]] = {}  # a contained link's (penalty, reason)
         self._changed = trio.Event()
         self._scopes: dict[int, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
@@ -298,11 +303,13 @@ class Node:
                 with trio.CancelScope() as scope:
                     self._scopes[id(link)] = scope
                     penalty, reason = await self._converse(link)
-                    violation = penalty > 0 and not link.refused
+                penalty, reason = self._verdicts.pop(id(link), (penalty, reason))
+                violation = penalty > 0 and not link.refused
                 link.close(reason)
                 nursery.cancel_scope.deadline = trio.current_time() + 1  # flush a Bye, briefly
         finally:
             self._scopes.pop(id(link), None)
+            self._verdicts.pop(id(link), None)
             self._drop(link)
             await link.aclose()
             now = trio.current_time()
@@ -359,6 +366,29 @@ class Node:
         except trio.TooSlowError:
             link.refused = True  # silence: a dead network as likely as a bad peer
             return 3, "no Hello within the handshake timeout"
+        except Exception as exc:  # a bug of ours: this connection fails, the node goes on
+            return self._contain(link, exc)
+
+    def _contain(self, link: PeerLink, exc: Exception) -> tuple[int, str]:
+        """An unexpected exception while serving `link`: that connection's failure alone.
+
+        It is logged with its traceback (marked INTERNAL_ERROR, which the test
+        suite fails on), counted, and the link is closed and backed off
+        without blaming the peer.  Returns the link's (penalty, reason).
+        """
+        self.internal_errors += 1
+        log.error(
+            "internal error while serving %r; that connection is closed, the node goes on",
+            link, exc_info=exc, extra={INTERNAL_ERROR: True},
+        )  # fmt: skip
+        link.refused = True  # backed off, but the peer broke nothing
+        link.try_send(Bye("internal error"))
+        verdict = (1, f"internal error: {type(exc).__name__}: {exc}")
+        scope = self._scopes.get(id(link))
+        if scope is not None:  # the link is still served: its reader ends with this verdict
+            self._verdicts[id(link)] = verdict
+            scope.cancel()
+        return verdict
 
     def _register(self, link: PeerLink) -> None:
         self.links[link.peer_id] = link
@@ -392,7 +422,11 @@ class Node:
             self._nursery.start_soon(self._round, rt, link)
 
     async def _round(self, rt: TopicRuntime, link: PeerLink) -> bool:
-        ok = await rt.sync_round(link, limit=self.config.round_timeout)
+        try:
+            ok = await rt.sync_round(link, limit=self.config.round_timeout)
+        except Exception as exc:  # a bug of ours: the round's connection fails alone
+            self._contain(link, exc)
+            ok = False
         self._notify()
         return ok
 

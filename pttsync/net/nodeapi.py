@@ -48,6 +48,9 @@ class RunState(Protocol):
     @property
     def violations(self) -> int: ...
 
+    @property
+    def internal_errors(self) -> int: ...
+
 
 class NodeAPI:
     """The application side of a node (see the module text).
@@ -236,6 +239,7 @@ class NodeAPI:
             "peers": self.peers(),
             "connected": len(self.links),
             "violations": running.violations,
+            "internal_errors": running.internal_errors,
             "push": self.config.push,
             "sync_interval_s": self.config.sync_interval,
             "topics": topics,

@@ -95,7 +95,8 @@ class PeerLink:
         self.stats = LinkStats()
         self.close_reason = ""
         # Closed with a penalty (backed off) but not for breaking the protocol:
-        # turned away at the door (not a member, yet), or silent past a deadline.
+        # turned away at the door (not a member, yet), silent past a deadline,
+        # or closed by an internal error of ours.
         self.refused = False
         self._send, self._queue = trio.open_memory_channel[bytes](queue_size)
         self._closed = False

@@ -105,9 +105,13 @@ def check(world: World, live: list[Peer], *, max_doc_reads: int = MAX_DOC_READS)
     v.results["bounds"] = OK if not over else "; ".join(
         f"{name} reached {b.used} (limit {b.limit}) on peer{b.peer}" for name, b in over.items()
     )  # fmt: skip
-    violations = world.violations()
+    violations, bugs = world.violations(), world.internal_errors()
     v.results["no_false_violations"] = (
-        OK if violations == 0 else f"{violations} connections closed as protocol violations"
+        f"{bugs} connections closed by an internal error (a bug of ours; see the log)"
+        if bugs
+        else OK
+        if violations == 0
+        else f"{violations} connections closed as protocol violations"
     )
     return v
 

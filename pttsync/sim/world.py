@@ -73,6 +73,7 @@ class Peer:
     incarnation: int = 0
     rounds: int = 0  # completed sync rounds of its earlier incarnations
     violations: int = 0  # connections it closed for protocol violations, all incarnations
+    internal_errors: int = 0  # connections it closed because of a bug of ours, likewise
     sample: PeerSample = field(default_factory=PeerSample)
 
     @property
@@ -228,6 +229,7 @@ class World:
         if node is not None:
             peer.rounds += sum(rt.stats.rounds_completed for rt in node.topics.values())
             peer.violations += node.violations
+            peer.internal_errors += node.internal_errors
         self.fabric.crash(peer.name)
         if peer.scope is not None:
             peer.scope.cancel()
@@ -432,6 +434,13 @@ class World:
         for peer in self.peers.values():
             total += peer.violations + (peer.node.violations if peer.node is not None else 0)
         return total
+
+    def internal_errors(self) -> int:
+        """Connections the nodes closed because of a bug of ours (node.internal_errors)."""
+        return sum(
+            p.internal_errors + (p.node.internal_errors if p.node is not None else 0)
+            for p in self.peers.values()
+        )
 
     def describe_write(self, oplog_id: bytes) -> dict[str, Any]:
         track = self.tracks[oplog_id]
