@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
 
-from .adversary.stateful import SyncAdversary
+from .adversary.stateful import STEPS, SyncAdversary
 
 EXAMPLES = 60
-STEPS = 40
 
 TestSyncAdversary = SyncAdversary.TestCase
 TestSyncAdversary.settings = settings(

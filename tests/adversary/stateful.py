@@ -33,8 +33,15 @@ import dataclasses
 import functools
 from typing import Any
 
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    get_state_machine_test,
+    invariant,
+    precondition,
+    rule,
+)
 
 from pttsync.core.lifecycle.handle import MAX_WAITING
 from pttsync.core.merkle import Leaf, Level
@@ -217,6 +224,8 @@ def wire(msg: Message) -> Message | None:
 
 
 class SyncAdversary(RuleBasedStateMachine):
+    examples_run = 0  # finished examples in this process (tools/fuzz.py reports it)
+
     def __init__(self) -> None:
         super().__init__()
         self.victim = new_store(FOREIGN)
@@ -378,3 +387,26 @@ class SyncAdversary(RuleBasedStateMachine):
         assert report.converged, report.as_json()
         assert digest(self.victim) == digest(self.honest)
         assert self.victim.check(TID) == []
+        SyncAdversary.examples_run += 1
+
+
+STEPS = 40
+"""Steps per example: enough for a few rounds, postsync included, with attacks between."""
+
+
+def run_adversary(examples: int, seed_value: int, *, steps: int = STEPS) -> int:
+    """Run `examples` examples from `seed_value`; how many finished.  Raises on a failure,
+    after Hypothesis prints the shortest program of steps that still fails."""
+    before = SyncAdversary.examples_run
+    test = get_state_machine_test(
+        SyncAdversary,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    seed(seed_value)(test)()
+    return SyncAdversary.examples_run - before
