@@ -17,6 +17,13 @@
   not pushed on; old history is anti-entropy's work, so one big catch-up
   does not flood every peer.
 * `handshake_timeout` 10 s: the Noise handshake, and then the Hello.
+* `max_handshakes` 64, `max_handshakes_per_host` 8: inbound connections
+  not yet admitted (in the handshake or waiting for the Hello) at once, in
+  all and from one host; one more is closed at once, unread.  Each costs a
+  task and a socket for up to two handshake timeouts, so without a cap a
+  flood of idle connections (or a slowloris) would hold without bound; an
+  honest peer has one such connection at a time, and a host behind a NAT a
+  few.
 * `connect_timeout` 10 s: a dial that takes longer counts as failed.
 * `round_timeout` 120 s: a longer sync round is abandoned (what it stored
   stays stored).
@@ -62,6 +69,8 @@ class NodeConfig:
     push_every: float = 0.1
     push_max_age: int = 600 * NS_PER_SECOND
     handshake_timeout: float = 10.0
+    max_handshakes: int = 64
+    max_handshakes_per_host: int = 8
     connect_timeout: float = 10.0
     round_timeout: float = 120.0
     failed_interval: float = 30.0
@@ -99,6 +108,8 @@ class NodeConfig:
                 raise UsageError(f"NodeConfig.{name} must be a number in [{lo}, {hi}]")
         counts = {
             "max_peers": (1, 1024),
+            "max_handshakes": (1, 65536),
+            "max_handshakes_per_host": (1, 65536),
             "push_mesh": (0, 1024),
             "send_queue": (1, 65536),
             "push_queue": (1, 1_000_000),
