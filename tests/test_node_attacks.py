@@ -229,16 +229,18 @@ async def test_a_peer_that_never_reads_fills_its_queue_and_no_more(
         assert hello is not None
         await wait_until(nodes, lambda: rogue.peer_id in node.links, limit=30)
         link = node.links[rogue.peer_id]
+        start = trio.current_time()
         for k in range(node.config.send_queue + 100):  # writes the node pushes to everyone
             await nodes[1].put(f"k{k}", k)
-            await trio.sleep(0.2)
-        stats = link._send.statistics()
-        assert stats.current_buffer_used <= node.config.send_queue
+            await trio.sleep(0.1)
+            assert link._send.statistics().current_buffer_used <= node.config.send_queue
         assert link.stats.dropped > 0  # pushes to it are dropped, never buffered
-        # Its sync requests wait for room: its own reader stalls (back-pressure), no one else's.
         await _still_healthy(nodes, "while-one-never-reads", links=3)
+        # A frame not taken within send_timeout closes the link: backed off, not a violation.
+        await wait_until(nodes, lambda: rogue.peer_id not in node.links, limit=60)
+        assert trio.current_time() - start <= node.config.send_timeout + 1
+        assert link.stalled and node.violations == 0
         await stream.aclose()
-        await wait_until(nodes, lambda: rogue.peer_id not in node.links, limit=30)
         await _still_healthy(nodes, "after-one-never-read")
 
 

@@ -32,6 +32,11 @@
 * `backoff_base`, `backoff_max` 1 s and 300 s: redial delays, exponential,
   jittered, capped (addressbook.py).
 * `send_queue` 256 frames per peer: replies wait for room, pushes are dropped.
+* `send_timeout` 60 s: a frame the peer has not taken in this long closes
+  the connection (backed off, not a violation).  A peer that stops reading
+  would otherwise keep its slot, and its reader stalled, for as long as its
+  TCP connection lives; an honest one takes a 256 KiB frame in far less,
+  even on a slow link.
 * `push_queue` 4,096 oplogs per topic: beyond it pushes are dropped and
   anti-entropy repairs.
 * `seen_cache` 16,384 oplog copies per topic: which peers hold which copy,
@@ -77,6 +82,7 @@ class NodeConfig:
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     send_queue: int = 256
+    send_timeout: float = 60.0
     push_queue: int = 4096
     seen_cache: int = 16384
     control: bool = True  # serve the control socket in the data directory
@@ -98,6 +104,7 @@ class NodeConfig:
             "handshake_timeout": (0.001, 3600.0),
             "connect_timeout": (0.001, 3600.0),
             "round_timeout": (0.001, 86400.0),
+            "send_timeout": (0.001, 86400.0),
             "failed_interval": (0.001, 86400.0),
             "backoff_base": (0.001, 3600.0),
             "backoff_max": (0.001, 86400.0),

@@ -333,14 +333,14 @@ class Node:
             return
         link = PeerLink(
             channel, direction=direction, address=address, local_id=self.peer_id,
-            queue_size=cfg.send_queue, started=trio.current_time(),
+            queue_size=cfg.send_queue, send_timeout=cfg.send_timeout, started=trio.current_time(),
         )  # fmt: skip
         penalty, reason, violation = 0, "closed", False
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(link.run_writer)
                 with trio.CancelScope() as scope:
                     self._scopes[id(link)] = scope
+                    nursery.start_soon(self._write, link, scope)
                     penalty, reason = await self._converse(link, admitted)
                 penalty, reason = self._verdicts.pop(id(link), (penalty, reason))
                 violation = penalty > 0 and not link.refused
@@ -366,6 +366,14 @@ class Node:
                 log.info("disconnected %r: %s", link, reason)
                 self.book.disconnected(link.address if outbound else link.listen, now)
             self._notify()
+
+    async def _write(self, link: PeerLink, reader: trio.CancelScope) -> None:
+        """The link's writer; if the peer stopped taking data, its reader ends too."""
+        await link.run_writer()
+        if link.stalled:
+            link.refused = True  # backed off, not a violation: a dead network looks the same
+            self._verdicts.setdefault(id(link), (3, link.close_reason))
+            reader.cancel()
 
     async def _converse(
         self, link: PeerLink, admitted: Callable[[], None] | None = None
