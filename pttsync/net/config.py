@@ -17,6 +17,13 @@
   not pushed on; old history is anti-entropy's work, so one big catch-up
   does not flood every peer.
 * `handshake_timeout` 10 s: the Noise handshake, and then the Hello.
+* `max_handshakes` 64, `max_handshakes_per_host` 8: inbound connections
+  not yet admitted (in the handshake or waiting for the Hello) at once, in
+  all and from one host; one more is closed at once, unread.  Each costs a
+  task and a socket for up to two handshake timeouts, so without a cap a
+  flood of idle connections (or a slowloris) would hold without bound; an
+  honest peer has one such connection at a time, and a host behind a NAT a
+  few.
 * `connect_timeout` 10 s: a dial that takes longer counts as failed.
 * `round_timeout` 120 s: a longer sync round is abandoned (what it stored
   stays stored).
@@ -25,6 +32,11 @@
 * `backoff_base`, `backoff_max` 1 s and 300 s: redial delays, exponential,
   jittered, capped (addressbook.py).
 * `send_queue` 256 frames per peer: replies wait for room, pushes are dropped.
+* `send_timeout` 60 s: a frame the peer has not taken in this long closes
+  the connection (backed off, not a violation).  A peer that stops reading
+  would otherwise keep its slot, and its reader stalled, for as long as its
+  TCP connection lives; an honest one takes a 256 KiB frame in far less,
+  even on a slow link.
 * `push_queue` 4,096 oplogs per topic: beyond it pushes are dropped and
   anti-entropy repairs.
 * `seen_cache` 16,384 oplog copies per topic: which peers hold which copy,
@@ -62,12 +74,15 @@ class NodeConfig:
     push_every: float = 0.1
     push_max_age: int = 600 * NS_PER_SECOND
     handshake_timeout: float = 10.0
+    max_handshakes: int = 64
+    max_handshakes_per_host: int = 8
     connect_timeout: float = 10.0
     round_timeout: float = 120.0
     failed_interval: float = 30.0
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     send_queue: int = 256
+    send_timeout: float = 60.0
     push_queue: int = 4096
     seen_cache: int = 16384
     control: bool = True  # serve the control socket in the data directory
@@ -89,6 +104,7 @@ class NodeConfig:
             "handshake_timeout": (0.001, 3600.0),
             "connect_timeout": (0.001, 3600.0),
             "round_timeout": (0.001, 86400.0),
+            "send_timeout": (0.001, 86400.0),
             "failed_interval": (0.001, 86400.0),
             "backoff_base": (0.001, 3600.0),
             "backoff_max": (0.001, 86400.0),
@@ -99,6 +115,8 @@ class NodeConfig:
                 raise UsageError(f"NodeConfig.{name} must be a number in [{lo}, {hi}]")
         counts = {
             "max_peers": (1, 1024),
+            "max_handshakes": (1, 65536),
+            "max_handshakes_per_host": (1, 65536),
             "push_mesh": (0, 1024),
             "send_queue": (1, 65536),
             "push_queue": (1, 1_000_000),

@@ -120,6 +120,8 @@ class Node:
         self.started_at = 0.0
         self.violations = 0  # connections closed for breaking the protocol
         self.internal_errors = 0  # connections closed by a bug of ours (logged with traceback)
+        self.turned_away = 0  # inbound connections closed unread: too many not yet admitted
+        self.unadmitted: dict[str, int] = {}  # inbound connections not yet admitted, by host
         self._verdicts: dict[int, tuple[int, str]] = {}  # a contained link's (penalty, reason)
         self._changed = trio.Event()
         self._scopes: dict[int, trio.CancelScope] = {}
@@ -270,11 +272,48 @@ class Node:
     # -- connections ---------------------------------------------------------------------
 
     async def _on_inbound(self, stream: trio.abc.Stream, remote: str) -> None:
-        await self._run_link(stream, remote, Direction.INBOUND, None)
+        """An inbound connection, if there is room for one more not yet admitted.
+
+        At most `max_handshakes` inbound connections may be in the handshake
+        or waiting for their Hello at once, and `max_handshakes_per_host` from
+        one host; one more is closed at once, unread (config.py says why).
+        """
+        cfg, host = self.config, remote.rpartition(":")[0] or remote
+        held = self.unadmitted
+        if (
+            sum(held.values()) >= cfg.max_handshakes
+            or held.get(host, 0) >= cfg.max_handshakes_per_host
+        ):
+            self.turned_away += 1
+            log.info("turned away %s: too many connections not yet admitted", remote)
+            await trio.aclose_forcefully(stream)
+            return
+        held[host] = held.get(host, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                held[host] -= 1
+                if not held[host]:
+                    del held[host]
+
+        try:
+            await self._run_link(stream, remote, Direction.INBOUND, None, admitted=release)
+        finally:
+            release()
 
     async def _run_link(
-        self, stream: trio.abc.Stream, address: str, direction: Direction, expect: bytes | None
+        self,
+        stream: trio.abc.Stream,
+        address: str,
+        direction: Direction,
+        expect: bytes | None,
+        *,
+        admitted: Callable[[], None] | None = None,
     ) -> None:
+        """Run one connection to its end; `admitted()` is called once the door lets it in."""
         cfg = self.config
         outbound = direction is Direction.OUTBOUND
         try:
@@ -294,15 +333,15 @@ class Node:
             return
         link = PeerLink(
             channel, direction=direction, address=address, local_id=self.peer_id,
-            queue_size=cfg.send_queue, started=trio.current_time(),
+            queue_size=cfg.send_queue, send_timeout=cfg.send_timeout, started=trio.current_time(),
         )  # fmt: skip
         penalty, reason, violation = 0, "closed", False
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(link.run_writer)
                 with trio.CancelScope() as scope:
                     self._scopes[id(link)] = scope
-                    penalty, reason = await self._converse(link)
+                    nursery.start_soon(self._write, link, scope)
+                    penalty, reason = await self._converse(link, admitted)
                 penalty, reason = self._verdicts.pop(id(link), (penalty, reason))
                 violation = penalty > 0 and not link.refused
                 link.close(reason)
@@ -328,7 +367,17 @@ class Node:
                 self.book.disconnected(link.address if outbound else link.listen, now)
             self._notify()
 
-    async def _converse(self, link: PeerLink) -> tuple[int, str]:
+    async def _write(self, link: PeerLink, reader: trio.CancelScope) -> None:
+        """The link's writer; if the peer stopped taking data, its reader ends too."""
+        await link.run_writer()
+        if link.stalled:
+            link.refused = True  # backed off, not a violation: a dead network looks the same
+            self._verdicts.setdefault(id(link), (3, link.close_reason))
+            reader.cancel()
+
+    async def _converse(
+        self, link: PeerLink, admitted: Callable[[], None] | None = None
+    ) -> tuple[int, str]:
         """The reader: Hello, the door, then every message.  (penalty, why it ended)."""
         cfg = self.config
         try:
@@ -344,6 +393,8 @@ class Node:
                 await link.send(Bye(verdict[1]))
                 return verdict
             self._register(link)
+            if admitted is not None:
+                admitted()
             # A round carries news both ways, so the dialing side starts it alone
             # (both did: two rounds for one new connection).
             if link.direction is Direction.OUTBOUND:

@@ -8,7 +8,9 @@ A `PeerLink` owns a `Channel` (a `SecureChannel` on a real network) and runs two
   into the channel, whose send lock keeps the Noise nonces in wire order.
 
 Replies and sync requests are queued with `send`, which waits when the
-queue is full (back-pressure on a peer that reads slowly).  Pushes use
+queue is full (back-pressure on a peer that reads slowly).  A frame the
+peer does not take within `send_timeout` seconds closes the link, marked
+`stalled`: a peer that stops reading frees its place.  Pushes use
 `try_send`, which drops the message instead: push is best-effort and
 anti-entropy repairs what it drops, so a slow peer can never make the node
 buffer without bound or stall its other peers.
@@ -17,6 +19,7 @@ buffer without bound or stall its other peers.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
@@ -81,6 +84,7 @@ class PeerLink:
         address: str,
         local_id: bytes,
         queue_size: int = DEFAULT_SEND_QUEUE,
+        send_timeout: float = math.inf,
         started: float = 0.0,
     ) -> None:
         self.channel = channel
@@ -98,6 +102,8 @@ class PeerLink:
         # turned away at the door (not a member, yet), silent past a deadline,
         # or closed by an internal error of ours.
         self.refused = False
+        self.send_timeout = send_timeout
+        self.stalled = False  # closed because the peer took no frame within send_timeout
         self._send, self._queue = trio.open_memory_channel[bytes](queue_size)
         self._closed = False
         # A channel that can take a frame without waiting (the simulator's) gets
@@ -202,9 +208,14 @@ class PeerLink:
         try:
             async for frame in self._queue:
                 try:
-                    await self.channel.send_frame(frame)
+                    with trio.move_on_after(self.send_timeout) as scope:
+                        await self.channel.send_frame(frame)
                 finally:
                     self._queued -= 1
+                if scope.cancelled_caught:
+                    self.stalled = True
+                    self.close(f"the peer took no data for {self.send_timeout:g} s")
+                    return
         except PttsyncError as exc:
             log.debug("%r: writer stopped: %s", self, exc)
         finally:
