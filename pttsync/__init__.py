@@ -97,12 +97,12 @@ from .errors import TimestampError as TimestampError
 from .errors import UsageError as UsageError
 from .localsync import LocalSyncReport as LocalSyncReport
 from .localsync import sync_local as sync_local
+from .net.changes import wait_until as wait_until
 from .net.config import NodeConfig as NodeConfig
 from .net.network import MemoryNetwork as MemoryNetwork
 from .net.network import Network as Network
 from .net.network import TcpNetwork as TcpNetwork
 from .net.node import Node as Node
-from .net.node import wait_until as wait_until
 from .net.serve import open_node as open_node
 from .net.serve import serve_node as serve_node
 from .sim import SimConfig as SimConfig

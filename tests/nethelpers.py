@@ -14,9 +14,9 @@ from pttsync.core.lifecycle.governance import Role
 from pttsync.core.lifecycle.replica import found_topic
 from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.topic import TopicInfo, new_topic
+from pttsync.net.changes import wait_until as node_wait_until
 from pttsync.net.config import NodeConfig, trio_wall_clock
 from pttsync.net.network import MemoryNetwork
-from pttsync.net.node import wait_until as node_wait_until
 from pttsync.net.serve import open_node
 
 if TYPE_CHECKING:

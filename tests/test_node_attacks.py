@@ -122,7 +122,7 @@ async def test_a_trickle_during_the_handshake_is_closed_at_the_timeout(
             while await stream.receive_some(1024):
                 pass
         assert 10 <= trio.current_time() - start <= 11  # the timeout (+ the sender's 1 s nap)
-        await _until(lambda: nodes[0].unadmitted == {})
+        await _until(lambda: nodes[0].gate.held == {})
         await _still_healthy(nodes, "after-trickle-handshake")
 
 
@@ -133,7 +133,7 @@ async def test_a_trickled_hello_is_closed_at_the_timeout(autojump_clock: MockClo
         hello = encode_node_message(Hello("", (cluster.topic_id,)))
         frame = len(hello).to_bytes(4, "big") + hello
         start = trio.current_time()
-        assert sum(nodes[0].unadmitted.values()) == 1  # still waiting for its Hello
+        assert sum(nodes[0].gate.held.values()) == 1  # still waiting for its Hello
         async with trio.open_nursery() as nursery:
             await nursery.start(_drain, channel)
             try:
@@ -142,7 +142,7 @@ async def test_a_trickled_hello_is_closed_at_the_timeout(autojump_clock: MockClo
                     await trio.sleep(1)
             except ConnectionLostError:
                 pass
-            await _until(lambda: nodes[0].unadmitted == {})
+            await _until(lambda: nodes[0].gate.held == {})
             nursery.cancel_scope.cancel()
         assert trio.current_time() - start < 12
         assert cluster.identities[3].peer_id not in nodes[0].links
@@ -189,17 +189,17 @@ async def test_connections_not_yet_admitted_are_capped_per_host_and_in_all(
         for _ in range(cfg.max_handshakes_per_host + 5):
             streams.append(await network.connect(cluster.address(0)))
         await trio.sleep(0.1)
-        assert node.unadmitted == {"evil": cfg.max_handshakes_per_host}
-        assert node.turned_away == 5
+        assert node.gate.held == {"evil": cfg.max_handshakes_per_host}
+        assert node.gate.turned_away == 5
         for k in range(cfg.max_handshakes + 10):  # many hosts (a botnet)
             network.host = f"bot{k}"
             streams.append(await network.connect(cluster.address(0)))
         network.host = None
         await trio.sleep(0.1)
-        assert sum(node.unadmitted.values()) == cfg.max_handshakes
-        assert node.turned_away == 5 + 10 + cfg.max_handshakes_per_host
+        assert sum(node.gate.held.values()) == cfg.max_handshakes
+        assert node.gate.turned_away == 5 + 10 + cfg.max_handshakes_per_host
         # The links already admitted are untouched; all of it ends at the timeout.
-        await wait_until(nodes, lambda: node.unadmitted == {}, limit=12)
+        await wait_until(nodes, lambda: node.gate.held == {}, limit=12)
         assert node.violations == 0  # silence blames nobody
         for stream in streams:
             await stream.aclose()

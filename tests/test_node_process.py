@@ -32,9 +32,9 @@ from pttsync.core.identity import peer_id_text
 from pttsync.core.lifecycle.replica import Replica
 from pttsync.datadir import DataDir
 from pttsync.errors import NodeNotRunningError, PttsyncError
+from pttsync.net.changes import wait_until
 from pttsync.net.config import NodeConfig
 from pttsync.net.controlclient import control_call
-from pttsync.net.node import wait_until
 from pttsync.net.serve import open_node
 
 if TYPE_CHECKING:

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from pttsync.cli.run import make_peers
+from pttsync.net.changes import wait_until
 from pttsync.net.config import NodeConfig
-from pttsync.net.node import wait_until
 from pttsync.net.serve import serve_node
 
 if TYPE_CHECKING:

@@ -54,9 +54,10 @@ from pttsync.core.sync.msgcodec import encode_message
 from pttsync.core.sync.requester import Requester
 from pttsync.core.sync.session import SyncContext
 from pttsync.errors import PttsyncError
+from pttsync.net.changes import wait_until
 from pttsync.net.config import NodeConfig
 from pttsync.net.controlclient import control_call
-from pttsync.net.node import INTERNAL_ERROR, wait_until
+from pttsync.net.node import INTERNAL_ERROR
 from pttsync.net.peer import PeerLink
 from pttsync.net.serve import serve_node
 from pttsync.net.transport import SecureChannel, secure_handshake
@@ -317,7 +318,7 @@ async def run(seconds: float, *, seed: int | None = None) -> dict[str, Any]:
                     "rogue_cut_short": rogue.failures,
                     "violations": victim.violations,
                     "rogue_closed_for_violations": counter.rogue_closed,
-                    "turned_away": victim.turned_away,
+                    "turned_away": victim.gate.turned_away,
                     "internal_errors": victim.internal_errors + counter.internal_errors,
                     "honest_links": sum(1 for n in nodes[1:] if n.peer_id in victim.links),
                     "rogue_connected": rogue.identity.peer_id in victim.links,

@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..core.identity import peer_id_text
-from ..core.lifecycle.governance import is_governance_op
 from ..errors import (
     ConnectionLostError,
     HandshakeError,
@@ -50,12 +49,14 @@ from ..errors import (
 )
 from ..watch import DEFAULT_BUFFER
 from .addressbook import AddressBook
+from .changes import Changes, CommitWatcher
 from .config import NodeConfig
 from .control import serve_control
 from .controlwire import CONTROL_SOCKET
 from .dialer import Dialer
 from .dispatch import Dispatcher
 from .door import Door
+from .gate import InboundGate
 from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction, PeerLink
@@ -63,7 +64,7 @@ from .topicruntime import TopicRuntime
 from .wire import MAX_PEERS_LISTED, Bye, Hello, Peers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
     from contextlib import AbstractContextManager
     from pathlib import Path
 
@@ -71,7 +72,6 @@ if TYPE_CHECKING:
     from ..core.documents.docstore import DocumentStore, Write
     from ..core.identity import Identity
     from ..core.lifecycle.governance import Role
-    from ..core.lifecycle.replica import Commit
     from ..core.oplog import OplogStatus
     from ..core.store import Store
     from ..core.topic import TopicInfo
@@ -111,7 +111,6 @@ class Node:
                 push_queue=config.push_queue, seen_cache=config.seen_cache,
                 push_max_age=config.push_max_age, push_mesh=config.push_mesh, rng=self.rng,
             )  # fmt: skip
-            rt.replica.observers.append(_Notify(self))
             self.topics[info.topic_id] = rt
         self.book = AddressBook(self.rng, base=config.backoff_base, cap=config.backoff_max)
         for address in config.join:
@@ -120,10 +119,9 @@ class Node:
         self.started_at = 0.0
         self.violations = 0  # connections closed for breaking the protocol
         self.internal_errors = 0  # connections closed by a bug of ours (logged with traceback)
-        self.turned_away = 0  # inbound connections closed unread: too many not yet admitted
-        self.unadmitted: dict[str, int] = {}  # inbound connections not yet admitted, by host
+        self.gate = InboundGate(config.max_handshakes, config.max_handshakes_per_host)
         self._verdicts: dict[int, tuple[int, str]] = {}  # a contained link's (penalty, reason)
-        self._changed = trio.Event()
+        self.changes = Changes()
         self._scopes: dict[int, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self.door = Door(
@@ -132,6 +130,9 @@ class Node:
             listen_address=lambda: self.listen_address, drop=self._drop,
             peers_message=self._peers_message,
         )  # fmt: skip
+        watcher = CommitWatcher(self.changes.notify, self.door.recheck_links)
+        for rt in self.topics.values():
+            rt.replica.observers.append(watcher)
         self.dialer = Dialer(
             self.peer_id, book=self.book, links=self.links, config=config, network=self.network,
             listen_address=lambda: self.listen_address, run_link=self._run_link,
@@ -146,6 +147,11 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<Node {peer_id_text(self.peer_id)[:12]} {self.listen_address or '-'}>"
+
+    @property
+    def turned_away(self) -> int:
+        """Inbound connections closed unread: the gate had no place left (gate.py)."""
+        return self.gate.turned_away
 
     @property
     def _book_changed(self) -> trio.Event:
@@ -182,18 +188,13 @@ class Node:
         for rt in self.topics.values():
             rt.close()
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
     async def next_change(self) -> None:
         """Return after the next commit, or connection change, on this node."""
-        await self._changed.wait()
+        await self.changes.next()
 
     async def wait_for(self, predicate: Any) -> None:
         """Wait until `predicate()` is true, re-checking after every commit and link change."""
-        while not predicate():
-            await self._changed.wait()
+        await self.changes.until(predicate)
 
     # -- the application API (nodeapi.py has them and says more) ---------------------------
 
@@ -272,33 +273,12 @@ class Node:
     # -- connections ---------------------------------------------------------------------
 
     async def _on_inbound(self, stream: trio.abc.Stream, remote: str) -> None:
-        """An inbound connection, if there is room for one more not yet admitted.
-
-        At most `max_handshakes` inbound connections may be in the handshake
-        or waiting for their Hello at once, and `max_handshakes_per_host` from
-        one host; one more is closed at once, unread (config.py says why).
-        """
-        cfg, host = self.config, remote.rpartition(":")[0] or remote
-        held = self.unadmitted
-        if (
-            sum(held.values()) >= cfg.max_handshakes
-            or held.get(host, 0) >= cfg.max_handshakes_per_host
-        ):
-            self.turned_away += 1
+        """An inbound connection, if the gate (gate.py) has a place for one more."""
+        release = self.gate.enter(remote.rpartition(":")[0] or remote)
+        if release is None:
             log.info("turned away %s: too many connections not yet admitted", remote)
             await trio.aclose_forcefully(stream)
             return
-        held[host] = held.get(host, 0) + 1
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                held[host] -= 1
-                if not held[host]:
-                    del held[host]
-
         try:
             await self._run_link(stream, remote, Direction.INBOUND, None, admitted=release)
         finally:
@@ -365,7 +345,7 @@ class Node:
             else:
                 log.info("disconnected %r: %s", link, reason)
                 self.book.disconnected(link.address if outbound else link.listen, now)
-            self._notify()
+            self.changes.notify()
 
     async def _write(self, link: PeerLink, reader: trio.CancelScope) -> None:
         """The link's writer; if the peer stopped taking data, its reader ends too."""
@@ -452,7 +432,7 @@ class Node:
         for topic_id in link.topics:
             self.topics[topic_id].link_up(link)
         log.info("connected %r (%d topics)", link, len(link.topics))
-        self._notify()
+        self.changes.notify()
 
     def _drop(self, link: PeerLink) -> None:
         if self.links.get(link.peer_id) is link:
@@ -460,7 +440,7 @@ class Node:
             for rt in self.topics.values():
                 rt.forget(link.peer_id)
             self.dialer.wake()
-            self._notify()
+            self.changes.notify()
 
     def _peers_message(self, link: PeerLink) -> Peers:
         known = [(p, a) for p, a in self.book.known(MAX_PEERS_LISTED + 1) if p != link.peer_id]
@@ -478,7 +458,7 @@ class Node:
         except Exception as exc:  # a bug of ours: the round's connection fails alone
             self._contain(link, exc)
             ok = False
-        self._notify()
+        self.changes.notify()
         return ok
 
     async def _anti_entropy(self, rt: TopicRuntime) -> None:
@@ -500,36 +480,4 @@ class Node:
         while True:
             await trio.sleep(self.config.failed_interval)
             if rt.handle_failed_oplogs():
-                self._notify()
-
-
-async def wait_until(nodes: Sequence[Node], predicate: Callable[[], bool]) -> None:
-    """Return once `predicate()` holds, re-checking after every change on any of `nodes`.
-
-    A change is a commit or a connection coming or going.  Put a deadline
-    around it (`trio.fail_after`): the predicate may never hold.
-    """
-    while not predicate():
-        async with trio.open_nursery() as nursery:
-
-            async def one(node: Node) -> None:
-                await node.next_change()
-                nursery.cancel_scope.cancel()
-
-            for node in nodes:
-                nursery.start_soon(one, node)
-
-
-class _Notify:
-    """Wakes `Node.wait_for` after each commit of a topic."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-
-    def before_commit(self, commit: Commit) -> None:
-        pass
-
-    def after_commit(self, commit: Commit) -> None:
-        if any(is_governance_op(o.op) for o, _old, _new in commit.stored):
-            self.node.door.recheck_links()
-        self.node._notify()
+                self.changes.notify()

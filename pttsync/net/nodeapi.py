@@ -51,6 +51,9 @@ class RunState(Protocol):
     @property
     def internal_errors(self) -> int: ...
 
+    @property
+    def turned_away(self) -> int: ...
+
 
 class NodeAPI:
     """The application side of a node (see the module text).
@@ -240,6 +243,7 @@ class NodeAPI:
             "connected": len(self.links),
             "violations": running.violations,
             "internal_errors": running.internal_errors,
+            "turned_away": running.turned_away,
             "push": self.config.push,
             "sync_interval_s": self.config.sync_interval,
             "topics": topics,
