@@ -7,12 +7,20 @@ and for store files the corruption itself, written into a real store with SQL
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
 
+from pttsync.core.docop import OP_PUT, put_payload
 from pttsync.core.identity import Identity
-from pttsync.errors import IdentityError
+from pttsync.core.lifecycle.replica import found_topic
+from pttsync.core.store.sqlite import SqliteStore
+from pttsync.core.timeutil import HOUR_NS, parse_iso
+from pttsync.core.topic import new_topic
+from pttsync.errors import IdentityError, StoreError
+
+from .helpers import make_identity
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,3 +43,55 @@ def test_regression_key_file_openssl_internal_error_is_identity_error(tmp_path: 
     path.chmod(0o600)
     with pytest.raises(IdentityError, match="not a valid private key"):
         Identity.load(path)
+
+
+# ---------------------------------------------------------------------------
+# Regressions: store files.  Each corruption is what the fuzzer's mutated file held,
+# written into a real store with SQL (check constraints off, the schema writable).
+
+FOUNDER = make_identity("fuzz-regression")
+T0 = parse_iso("2025-01-31T21:00:00Z")
+TOPIC = new_topic(FOUNDER, name="regression", create_time=T0, nonce=b"r" * 16)
+TID = TOPIC.topic_id
+
+
+def corrupted_store(tmp_path: Path, *statements: str) -> Path:
+    """A real store (a topic, three documents, a sync time) with `statements` run on it."""
+    path = tmp_path / "store.sqlite3"
+    with SqliteStore.open(path, create=True) as store:
+        replica = found_topic(store, FOUNDER, TOPIC)
+        for i in range(3):
+            replica.create(
+                object_id=b"doc-%d" % i, op=OP_PUT, value=put_payload(i), now=T0 + i * 5 * HOUR_NS
+            )
+        store.set_sync_time(TID, b"P" * 32, T0)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA ignore_check_constraints=ON")
+        conn.execute("PRAGMA writable_schema=ON")
+        for sql in statements:
+            conn.execute(sql)
+    finally:
+        conn.close()
+    return path
+
+
+def test_regression_corrupt_store_is_still_read(tmp_path: Path) -> None:
+    """The uncorrupted store reads back whole: the checks below refuse only corruption."""
+    with SqliteStore.open(corrupted_store(tmp_path)) as store:
+        assert store.topics() == [TOPIC]
+        assert store.check(TID) == []
+        assert store.sync_time(TID, b"P" * 32) == T0
+        assert len(store.object_ids(TID, ops=(0, 0x10000))) == 4  # the genesis and 3 documents
+
+
+@pytest.mark.parametrize(
+    "sql", ["UPDATE topics SET quorum=7", "UPDATE topics SET name=x'ff00'"], ids=["quorum", "name"]
+)
+def test_regression_store_corrupt_topic_row(tmp_path: Path, sql: str) -> None:
+    # Was ValueError (7 is not a valid Quorum), or a TopicInfo holding bytes for its name.
+    with (
+        SqliteStore.open(corrupted_store(tmp_path, sql)) as store,
+        pytest.raises(StoreError, match="stored topic is corrupt"),
+    ):
+        store.topics()

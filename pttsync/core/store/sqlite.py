@@ -437,7 +437,15 @@ _END = 2**63 - 1
 _TOPIC_COLUMNS = "topic_id, name, creator, create_time, nonce, quorum, expiry"
 
 
+_TOPIC_TYPES = (bytes, str, bytes, int, bytes, int, int)
+_QUORUMS = frozenset(int(q) for q in Quorum)
+
+
 def _topic(row: Row) -> TopicInfo:
+    """A topic as read back; a row of the wrong types or with an unknown quorum is corrupt."""
+    wrong_type = any(type(v) is not t for v, t in zip(row, _TOPIC_TYPES, strict=True))
+    if wrong_type or row[5] not in _QUORUMS:
+        raise StoreError(f"a stored topic is corrupt: {row!r:.200}")
     topic_id, name, creator, create_time, nonce, quorum, expiry = row
     return TopicInfo(topic_id, name, creator, create_time, nonce, Quorum(quorum), expiry)
 
