@@ -453,6 +453,7 @@ def _topic(row: Row) -> TopicInfo:
 def _stored(row: Row) -> StoredOplog:
     try:
         oplog = decode_oplog(row[0], signatures=False)
+        status = OplogStatus(row[1])
     except Exception as exc:
         raise StoreError(f"a stored oplog is corrupt: {exc}") from exc
-    return StoredOplog(oplog, OplogStatus(row[1]))
+    return StoredOplog(oplog, status)
