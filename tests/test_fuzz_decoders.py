@@ -102,3 +102,11 @@ def test_regression_store_oplog_with_unknown_status(tmp_path: Path) -> None:
     path = corrupted_store(tmp_path, "UPDATE oplogs SET status=9")
     with SqliteStore.open(path) as store, pytest.raises(StoreError, match="oplog is corrupt"):
         list(store.since(TID, 0))
+
+
+@pytest.mark.parametrize("value", ["'later'", "-1", "x'00'"])
+def test_regression_store_corrupt_sync_time(tmp_path: Path, value: str) -> None:
+    # Was ValueError: invalid literal for int() with base 10: 'later'.
+    path = corrupted_store(tmp_path, f"UPDATE sync_times SET time={value}")
+    with SqliteStore.open(path) as store, pytest.raises(StoreError, match="sync time is corrupt"):
+        store.sync_time(TID, b"P" * 32)

@@ -36,6 +36,7 @@ from ...errors import StoreError, UsageError
 from ..merkle import Leaf, MerkleTree
 from ..oplog import Oplog, OplogStatus
 from ..oplogcodec import decode_oplog, encode_oplog
+from ..timeutil import MAX_TIME
 from ..topic import Quorum, TopicInfo
 from .batch import plan_batch
 from .database import SCHEMA_VERSION, Database, Row
@@ -381,7 +382,11 @@ class SqliteStore:
         row = self._db.one(
             "SELECT time FROM sync_times WHERE topic=? AND peer=?", (self._key(topic_id), peer)
         )
-        return int(row[0]) if row else 0
+        if row is None:
+            return 0
+        if type(row[0]) is not int or not 0 <= row[0] <= MAX_TIME:
+            raise StoreError(f"a stored sync time is corrupt: {row[0]!r:.100}")
+        return row[0]
 
     def set_sync_time(self, topic_id: bytes, peer: bytes, time: int) -> None:
         """Move a peer's sync time forward to `time`; it never moves back."""
