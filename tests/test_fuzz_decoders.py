@@ -110,3 +110,11 @@ def test_regression_store_corrupt_sync_time(tmp_path: Path, value: str) -> None:
     path = corrupted_store(tmp_path, f"UPDATE sync_times SET time={value}")
     with SqliteStore.open(path) as store, pytest.raises(StoreError, match="sync time is corrupt"):
         store.sync_time(TID, b"P" * 32)
+
+
+def test_regression_store_check_names_an_oplog_id_that_is_not_a_blob(tmp_path: Path) -> None:
+    # Was AttributeError: check() formatted every oplog ID with bytes.hex().
+    path = corrupted_store(tmp_path, "UPDATE oplogs SET oplog_id=5 WHERE object_id=x'646f632d30'")
+    with SqliteStore.open(path) as store:
+        problems = store.check(TID)
+    assert "valid oplog 35 has no matching leaf" in problems

@@ -415,18 +415,18 @@ class SqliteStore:
         """
         key = self._key(topic_id)
         problems = [
-            f"valid oplog {row[0].hex()} has no matching leaf"
+            f"valid oplog {row[0]} has no matching leaf"
             for row in self._db.all(
-                "SELECT o.oplog_id FROM oplogs o WHERE o.topic=? AND o.status=3"
+                "SELECT lower(hex(o.oplog_id)) FROM oplogs o WHERE o.topic=? AND o.status=3"
                 " AND NOT EXISTS (SELECT 1 FROM leaves l WHERE l.topic=o.topic"
                 " AND l.time=o.update_time AND l.oplog_id=o.oplog_id AND l.hash=o.hash)",
                 (key,),
             )
         ]
         problems += [
-            f"leaf {row[0].hex()} has no matching valid oplog"
+            f"leaf {row[0]} has no matching valid oplog"
             for row in self._db.all(
-                "SELECT l.oplog_id FROM leaves l WHERE l.topic=?"
+                "SELECT lower(hex(l.oplog_id)) FROM leaves l WHERE l.topic=?"
                 " AND NOT EXISTS (SELECT 1 FROM oplogs o WHERE o.topic=l.topic"
                 " AND o.oplog_id=l.oplog_id AND o.status=3 AND o.update_time=l.time"
                 " AND o.hash=l.hash)",
