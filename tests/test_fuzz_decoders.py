@@ -118,3 +118,24 @@ def test_regression_store_check_names_an_oplog_id_that_is_not_a_blob(tmp_path: P
     with SqliteStore.open(path) as store:
         problems = store.check(TID)
     assert "valid oplog 35 has no matching leaf" in problems
+
+
+SCHEMA_2 = (
+    "DROP INDEX oplogs_by_object",
+    "DROP INDEX governance_oplogs",
+    "DROP TABLE failed",
+    "ALTER TABLE topics DROP COLUMN quorum",
+    "ALTER TABLE topics DROP COLUMN expiry",
+    "ALTER TABLE oplogs DROP COLUMN object_id",
+    "ALTER TABLE oplogs DROP COLUMN op",
+    "ALTER TABLE oplogs DROP COLUMN create_time",
+    "PRAGMA user_version=2",
+)
+"""The store taken back to schema 2: opening it migrates it, decoding every record."""
+
+
+def test_regression_store_migration_of_a_corrupt_record(tmp_path: Path) -> None:
+    # Was MalformedOplogError (and TimestampError, IntegrityError...) out of open().
+    path = corrupted_store(tmp_path, *SCHEMA_2, "UPDATE oplogs SET body=x'a0' WHERE rowid=2")
+    with pytest.raises(StoreError, match="oplog is corrupt"):
+        SqliteStore.open(path)

@@ -113,7 +113,10 @@ def _migrate_2_to_3(db: Database) -> None:
             return
         updates = []
         for rowid, body in rows:
-            o = decode_oplog(body)
+            try:
+                o = decode_oplog(body)
+            except Exception as exc:  # not a byte string, or not a valid record
+                raise StoreError(f"a stored oplog is corrupt: {exc}") from exc
             updates.append((o.object_id, o.op, o.create_time, rowid))
         db.run_many("UPDATE oplogs SET object_id=?, op=?, create_time=? WHERE rowid=?", updates)
 
