@@ -139,3 +139,16 @@ def test_regression_store_migration_of_a_corrupt_record(tmp_path: Path) -> None:
     path = corrupted_store(tmp_path, *SCHEMA_2, "UPDATE oplogs SET body=x'a0' WHERE rowid=2")
     with pytest.raises(StoreError, match="oplog is corrupt"):
         SqliteStore.open(path)
+
+
+def test_regression_store_migration_that_cannot_fill_its_rows_ends(tmp_path: Path) -> None:
+    # Was a hang: the fuzzer's schema-2 file had a row whose rowid was out of order, so the
+    # migration's UPDATE ... WHERE rowid=? missed it and the same rows came back forever.
+    # A trigger that drops every update is the same corruption, written with SQL.
+    path = corrupted_store(
+        tmp_path,
+        *SCHEMA_2,
+        "CREATE TRIGGER stuck BEFORE UPDATE ON oplogs BEGIN SELECT RAISE(IGNORE); END",
+    )
+    with pytest.raises(StoreError, match="cannot be migrated"):
+        SqliteStore.open(path)

@@ -106,11 +106,15 @@ Row = tuple[Any, ...]
 def _migrate_2_to_3(db: Database) -> None:
     """Add the lifecycle's columns and fill them from each stored record."""
     _run_script(db, _SCHEMA_3)
+    last: list[int] = []
     while True:
         # A record's object ID is 1..128 bytes, so an empty one marks a row not yet filled.
         rows = db.all("SELECT rowid, body FROM oplogs WHERE object_id=x'' LIMIT 10000")
         if not rows:
             return
+        if [rowid for rowid, _ in rows] == last:  # the last pass filled none of them
+            raise StoreError("the store's oplogs table is corrupt: its rows cannot be migrated")
+        last = [rowid for rowid, _ in rows]
         updates = []
         for rowid, body in rows:
             try:
