@@ -152,3 +152,16 @@ def test_regression_store_migration_that_cannot_fill_its_rows_ends(tmp_path: Pat
     )
     with pytest.raises(StoreError, match="cannot be migrated"):
         SqliteStore.open(path)
+
+
+@pytest.mark.parametrize(
+    "time",
+    ["-86400000000000", "1.5", "9223372036854775807"],
+    ids=["negative", "float", "past-max-time"],
+)
+def test_regression_store_leaf_time_out_of_range(tmp_path: Path, time: str) -> None:
+    # Were ValueError (a CBOR head argument cannot be negative), TypeError (list indices
+    # must be integers) and OverflowError (Python int too large to convert to SQLite INTEGER).
+    path = corrupted_store(tmp_path, f"UPDATE leaves SET time={time} WHERE hash<x'80'")
+    with SqliteStore.open(path) as store, pytest.raises(StoreError, match="corrupt"):
+        store.check(TID)

@@ -47,7 +47,7 @@ from .protocol import (
     StoredOplog,
     check_hex_prefix,
 )
-from .sqlitetree import IN_CHUNK, SqliteTreeStorage
+from .sqlitetree import IN_CHUNK, SqliteTreeStorage, leaf
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -365,7 +365,7 @@ class SqliteStore:
             " AND (time, oplog_id) >= (?, ?) AND time<? ORDER BY time, oplog_id LIMIT ?",
             (self._key(topic_id), lo[0], lo[1], min(end, _END), limit),
         )
-        return [Leaf(*row) for row in rows]
+        return [leaf(row) for row in rows]
 
     def bodies(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, bytes]:
         """The encoded records of the valid oplogs among `oplog_ids`, by ID."""
