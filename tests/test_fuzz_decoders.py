@@ -15,6 +15,7 @@ import pytest
 from pttsync.core.docop import OP_PUT, put_payload
 from pttsync.core.identity import Identity
 from pttsync.core.lifecycle.replica import found_topic
+from pttsync.core.merkle import Level
 from pttsync.core.store.sqlite import SqliteStore
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
@@ -165,3 +166,22 @@ def test_regression_store_leaf_time_out_of_range(tmp_path: Path, time: str) -> N
     path = corrupted_store(tmp_path, f"UPDATE leaves SET time={time} WHERE hash<x'80'")
     with SqliteStore.open(path) as store, pytest.raises(StoreError, match="corrupt"):
         store.check(TID)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["UPDATE nodes SET leaves='x' WHERE level=3", "UPDATE nodes SET end_time='x' WHERE level=3"],
+    ids=["leaves", "end"],
+)
+def test_regression_store_corrupt_tree_node(tmp_path: Path, sql: str) -> None:
+    # Was TypeError: '>' not supported between 'str' and 'int' (is_split, descending the tree).
+    def descend(store: SqliteStore) -> None:
+        tree = store.tree(TID)
+        for node in tree.level_nodes(Level.HOUR):
+            tree.children(node)
+
+    with (
+        SqliteStore.open(corrupted_store(tmp_path, sql)) as store,
+        pytest.raises(StoreError, match="tree node is corrupt"),
+    ):
+        descend(store)

@@ -24,6 +24,7 @@ _END_OF_TIME = 2**63 - 1
 IN_CHUNK = 500
 
 _NODE_COLUMNS = "level, depth, start_time, end_time, hash, children, leaves"
+_LEVELS = frozenset(int(level) for level in Level)
 
 
 class SqliteTreeStorage:
@@ -164,4 +165,17 @@ def leaf(row: Row) -> Leaf:
 
 
 def _node(row: Row) -> MerkleNode:
-    return MerkleNode(Level(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
+    """A node read back; a row with a field of the wrong type is corrupt (a StoreError)."""
+    level, depth, start, end, hash_, children, leaves = row
+    if not (
+        type(level) is int
+        and level in _LEVELS
+        and type(depth) is int
+        and type(start) is int
+        and type(end) is int
+        and type(hash_) is bytes
+        and type(children) is int
+        and type(leaves) is int
+    ):
+        raise StoreError(f"a stored tree node is corrupt: {row!r:.200}")
+    return MerkleNode(Level(level), depth, start, end, hash_, children, leaves)
