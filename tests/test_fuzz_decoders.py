@@ -185,3 +185,14 @@ def test_regression_store_corrupt_tree_node(tmp_path: Path, sql: str) -> None:
         pytest.raises(StoreError, match="tree node is corrupt"),
     ):
         descend(store)
+
+
+def test_regression_store_schema_text_that_is_not_utf8(tmp_path: Path) -> None:
+    # Was UnicodeDecodeError: SQLite's error message quoted the corrupt schema's bytes.
+    path = corrupted_store(
+        tmp_path,
+        "UPDATE sqlite_master SET sql=replace(sql, 'NOT NULL', CAST(x'4e4f54204ee04c4c' AS TEXT))"
+        " WHERE name='nodes'",
+    )
+    with pytest.raises(StoreError, match="malformed database schema"):
+        SqliteStore.open(path)

@@ -102,6 +102,17 @@ CREATE TABLE failed (
 
 Row = tuple[Any, ...]
 
+_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+"""What a statement raises on a corrupt file: SQLite's errors, and UnicodeDecodeError
+when SQLite's error message quotes bytes of a corrupt schema that are not UTF-8."""
+
+
+def _text(exc: sqlite3.Error | UnicodeDecodeError) -> str:
+    """What went wrong, as text: SQLite's message, even when it quotes bytes that are not UTF-8."""
+    if isinstance(exc, UnicodeDecodeError):
+        return exc.object.decode("utf-8", "replace")
+    return str(exc)
+
 
 def _migrate_2_to_3(db: Database) -> None:
     """Add the lifecycle's columns and fill them from each stored record."""
@@ -183,7 +194,7 @@ class Database:
         target = _connect(":memory:")
         try:
             self.conn.backup(target)
-        except sqlite3.Error as exc:
+        except _ERRORS as exc:
             target.close()
             raise self._fail(exc) from None
         return Database(target, ":memory:")
@@ -227,35 +238,35 @@ class Database:
 
     # -- statements ------------------------------------------------------------
 
-    def _fail(self, exc: sqlite3.Error) -> StoreError:
+    def _fail(self, exc: sqlite3.Error | UnicodeDecodeError) -> StoreError:
         if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
             return StoreError(f"{self.path} is not a pttsync store ({exc})")
-        return StoreError(f"store {self.path}: {exc}")
+        return StoreError(f"store {self.path}: {_text(exc)}")
 
     def run(self, sql: str, params: Sequence[object] = ()) -> int:
         """Execute one statement; return the number of rows it changed."""
         try:
             return self.conn.execute(sql, params).rowcount
-        except sqlite3.Error as exc:
+        except _ERRORS as exc:
             raise self._fail(exc) from exc
 
     def run_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         try:
             self.conn.executemany(sql, rows)
-        except sqlite3.Error as exc:
+        except _ERRORS as exc:
             raise self._fail(exc) from exc
 
     def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
         try:
             row: Row | None = self.conn.execute(sql, params).fetchone()
-        except sqlite3.Error as exc:
+        except _ERRORS as exc:
             raise self._fail(exc) from exc
         return row
 
     def all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         try:
             return self.conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
+        except _ERRORS as exc:
             raise self._fail(exc) from exc
 
     @contextmanager
@@ -268,7 +279,7 @@ class Database:
         except BaseException:
             if self.conn.in_transaction:
                 # If SQLite already rolled back by itself, the original error is what matters.
-                with suppress(sqlite3.Error):
+                with suppress(*_ERRORS):
                     self.conn.execute("ROLLBACK")
             raise
 
@@ -283,7 +294,7 @@ def _connect(target: str) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         conn.close()
-        raise StoreError(f"{target} is not a pttsync store ({exc})") from None
+        raise StoreError(f"{target} is not a pttsync store ({_text(exc)})") from None
     return conn
