@@ -196,3 +196,19 @@ def test_regression_store_schema_text_that_is_not_utf8(tmp_path: Path) -> None:
     )
     with pytest.raises(StoreError, match="malformed database schema"):
         SqliteStore.open(path)
+
+
+def test_regression_store_object_id_that_is_not_a_blob(tmp_path: Path) -> None:
+    # Was a None among the object IDs (a corrupt index entry): by_objects() then failed
+    # sorting them (TypeError), the documents' listing failed on None.startswith.  Here the
+    # index is built in descending order and declared ascending, so that a text object ID
+    # (which sorts before every blob) comes out of the range scan for IDs above b"".
+    path = corrupted_store(
+        tmp_path,
+        "UPDATE oplogs SET object_id='doc' WHERE object_id=x'646f632d30'",
+        "DROP INDEX oplogs_by_object",
+        "CREATE INDEX oplogs_by_object ON oplogs (topic, object_id DESC)",
+        "UPDATE sqlite_master SET sql=replace(sql, ' DESC', '') WHERE name='oplogs_by_object'",
+    )
+    with SqliteStore.open(path) as store, pytest.raises(StoreError, match="object ID is corrupt"):
+        store.by_objects(TID, store.object_ids(TID, ops=(0, 0x10000)))

@@ -336,7 +336,10 @@ class SqliteStore:
             " AND op>=? AND op<? ORDER BY object_id LIMIT ?",
             (self._key(topic_id), after, ops[0], ops[1], limit),
         )
-        return [row[0] for row in rows]
+        ids = [row[0] for row in rows]
+        if any(type(i) is not bytes for i in ids):
+            raise StoreError("a stored object ID is corrupt (not a byte string)")
+        return ids
 
     def has_failed(self, topic_id: bytes, oplog_id: bytes) -> bool:
         """True if the oplog was rolled back by HandleFailedOplogs (and is still recorded)."""
