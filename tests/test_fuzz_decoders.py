@@ -212,3 +212,16 @@ def test_regression_store_object_id_that_is_not_a_blob(tmp_path: Path) -> None:
     )
     with SqliteStore.open(path) as store, pytest.raises(StoreError, match="object ID is corrupt"):
         store.by_objects(TID, store.object_ids(TID, ops=(0, 0x10000)))
+
+
+def test_regression_store_topic_key_that_is_not_an_integer(tmp_path: Path) -> None:
+    # Was TypeError: int() argument must be ... not 'NoneType'.  The fuzzer's file read
+    # "topic INTEGER PRIMAR\xc2 KEY": a column type, no longer the rowid's alias, so the
+    # topic column reads as the NULL stored in its place.
+    path = corrupted_store(
+        tmp_path,
+        "UPDATE sqlite_master SET sql=replace(sql, 'PRIMARY KEY', 'PRIMARX KEY')"
+        " WHERE name='topics'",
+    )
+    with SqliteStore.open(path) as store, pytest.raises(StoreError, match="key is corrupt"):
+        store.check(TID)

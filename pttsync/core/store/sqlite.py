@@ -142,7 +142,9 @@ class SqliteStore:
             row = self._db.one("SELECT topic FROM topics WHERE topic_id=?", (topic_id,))
             if row is None:
                 raise UsageError(f"topic {topic_id.hex()} is not in this store")
-            key = self._keys[topic_id] = int(row[0])
+            if type(row[0]) is not int:
+                raise StoreError(f"a stored topic's key is corrupt: {row[0]!r:.100}")
+            key = self._keys[topic_id] = row[0]
         return key
 
     # -- writing -----------------------------------------------------------------
