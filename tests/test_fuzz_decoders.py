@@ -6,16 +6,21 @@ corruption itself, written into a real store with SQL (the fuzzer's mutated
 files are 86 KB).  Then each decoder target of tests/adversary runs on a few
 thousand seeded mutants of real encodings and must fail only with its
 documented errors (tools/fuzz.py runs the same targets for as long as asked).
+Last, a few Hypothesis properties, derandomized so that CI is deterministic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pttsync.core import codec
 from pttsync.core.docop import OP_PUT, put_payload
 from pttsync.core.identity import Identity
 from pttsync.core.lifecycle.replica import found_topic
@@ -23,9 +28,17 @@ from pttsync.core.merkle import Level
 from pttsync.core.store.sqlite import SqliteStore
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
-from pttsync.errors import IdentityError, StoreError, UsageError
+from pttsync.errors import IdentityError, RemoteProtocolError, StoreError, UsageError
 
-from .adversary.decoders import TARGETS
+from .adversary.decoders import (
+    OPLOG_ERRORS,
+    TARGETS,
+    control,
+    oplog,
+    oplog_stored,
+    token,
+    wire,
+)
 from .adversary.engine import Budget, DecoderTarget, OracleError, plain
 from .adversary.mutate import havoc
 from .helpers import make_identity
@@ -310,3 +323,58 @@ def test_budget_is_inputs_or_seconds() -> None:
         Budget(inputs=1, seconds=1.0)
     with pytest.raises(ValueError, match="not both"):
         Budget()
+
+
+# ---------------------------------------------------------------------------
+# Properties (Hypothesis, derandomized: the same examples every run).
+
+PROPERTY = settings(derandomize=True, database=None, max_examples=100, deadline=None)
+MESSAGE_KEYS = ("tp", "r", "s", "T", "ld", "wd", "p", "ldf", "n", "lo", "hi", "lv", "m", "z",
+                "o", "w", "wr", "c", "nx", "i", "cd", "why", "lis", "tps", "ag", "cr", "ops", "pd",
+                "ps", "hop", "msh")  # fmt: skip
+RECORD_KEYS = ("d", "h", "v", "cr", "cs", "ct", "id", "is", "ms", "ob", "op", "pv", "tp", "ut")
+plain_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=12)
+    | st.sampled_from([b"\x01" * 16, b"\x02" * 32, b"\x03" * 64, 2**63 - 1, 0, 1, 16]),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=3), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _canonical_maps(keys: tuple[str, ...], required: dict[str, object]) -> st.SearchStrategy[bytes]:
+    fields = st.dictionaries(st.sampled_from(keys), plain_values, max_size=len(keys))
+    return fields.map(lambda m: codec.dumps({**m, **required}))
+
+
+@PROPERTY
+@given(data=st.integers(1, 40).flatmap(lambda t: _canonical_maps(MESSAGE_KEYS, {"v": 1, "t": t})))
+def test_property_canonical_message_maps_decode_or_are_protocol_errors(data: bytes) -> None:
+    """Canonical maps of message fields reach every field check: only RemoteProtocolError."""
+    with contextlib.suppress(RemoteProtocolError):
+        wire(data)  # decodes, and encodes back to exactly `data`
+
+
+@PROPERTY
+@given(data=_canonical_maps(RECORD_KEYS, {"v": 1}))
+def test_property_canonical_record_maps_decode_or_are_invalid_oplogs(data: bytes) -> None:
+    with contextlib.suppress(*OPLOG_ERRORS):
+        oplog_stored(data)
+
+
+@PROPERTY
+@given(data=st.binary(max_size=200))
+def test_property_bytes_are_refused_with_typed_errors(data: bytes) -> None:
+    for decode, errors in [
+        (wire, (RemoteProtocolError,)),
+        (oplog, OPLOG_ERRORS),
+        (control, (UsageError,)),
+        (token, (UsageError,)),
+    ]:
+        with contextlib.suppress(*errors):
+            decode(data)

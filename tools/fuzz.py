@@ -65,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         default=10.0,
         help="one input running longer is a failure, a hang (default 10 s)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object (see above)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: {targets: {NAME: {inputs, failures}}, inputs, failures}",
+    )
     parser.add_argument(
         "--replay",
         nargs=2,
