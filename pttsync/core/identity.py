@@ -19,7 +19,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InternalError, InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -168,6 +168,10 @@ class Identity:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise IdentityError(f"key file {path} is not a valid private key ({exc})") from None
+        except InternalError:
+            # OpenSSL refuses some malformed keys (an X448 key of 32 bytes) with what
+            # cryptography calls an internal error: still a file that holds no valid key.
+            raise IdentityError(f"key file {path} is not a valid private key") from None
         except OSError as exc:
             raise IdentityError(f"cannot read key file {path}: {exc.strerror}") from None
         if not isinstance(key, Ed25519PrivateKey):

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import random
+import time
 from typing import Any
 
 from hypothesis import HealthCheck, seed, settings
@@ -74,6 +76,7 @@ from ..synchelpers import (
     new_store,
     put,
 )
+from .engine import Budget, Failure, Outcome, describe
 
 VICTIM, ROGUE, HONEST = b"V" * 32, b"R" * 32, b"H" * 32
 CONFIG = SyncConfig(max_queued=20_000, pipeline=4)
@@ -410,3 +413,37 @@ def run_adversary(examples: int, seed_value: int, *, steps: int = STEPS) -> int:
     )
     seed(seed_value)(test)()
     return SyncAdversary.examples_run - before
+
+
+def adversary_target(rng: random.Random, budget: Budget) -> Outcome:
+    """tools/fuzz.py's `adversary` target: the state machine in batches of seeded examples.
+
+    `budget.inputs` counts examples (of STEPS steps each).  A failure is
+    reported with its batch seed (8 bytes, big-endian) as the input; Hypothesis
+    prints the shortest failing program of steps above it.
+    """
+    outcome = Outcome()
+    started = time.monotonic()
+    while True:
+        if budget.inputs is not None:
+            want = budget.inputs - outcome.inputs
+        else:
+            assert budget.seconds is not None
+            want = BATCH if time.monotonic() - started < budget.seconds else 0
+        if want <= 0:
+            break
+        batch_seed = rng.getrandbits(63)
+        try:
+            outcome.inputs += run_adversary(min(want, BATCH), batch_seed)
+        except Exception as exc:  # the machine failed: an invariant, or a bug of ours
+            error, where = describe(exc)
+            outcome.inputs += 1
+            outcome.fail(Failure("adversary", batch_seed.to_bytes(8, "big"), error, where))
+        if budget.progress is not None:
+            budget.progress(outcome.inputs, outcome.failures)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+BATCH = 20
+"""Examples per seeded batch of the `adversary` target."""

@@ -102,18 +102,36 @@ CREATE TABLE failed (
 
 Row = tuple[Any, ...]
 
+_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+"""What a statement raises on a corrupt file: SQLite's errors, and UnicodeDecodeError
+when SQLite's error message quotes bytes of a corrupt schema that are not UTF-8."""
+
+
+def _text(exc: sqlite3.Error | UnicodeDecodeError) -> str:
+    """What went wrong, as text: SQLite's message, even when it quotes bytes that are not UTF-8."""
+    if isinstance(exc, UnicodeDecodeError):
+        return exc.object.decode("utf-8", "replace")
+    return str(exc)
+
 
 def _migrate_2_to_3(db: Database) -> None:
     """Add the lifecycle's columns and fill them from each stored record."""
     _run_script(db, _SCHEMA_3)
+    last: list[int] = []
     while True:
         # A record's object ID is 1..128 bytes, so an empty one marks a row not yet filled.
         rows = db.all("SELECT rowid, body FROM oplogs WHERE object_id=x'' LIMIT 10000")
         if not rows:
             return
+        if [rowid for rowid, _ in rows] == last:  # the last pass filled none of them
+            raise StoreError("the store's oplogs table is corrupt: its rows cannot be migrated")
+        last = [rowid for rowid, _ in rows]
         updates = []
         for rowid, body in rows:
-            o = decode_oplog(body)
+            try:
+                o = decode_oplog(body)
+            except Exception as exc:  # not a byte string, or not a valid record
+                raise StoreError(f"a stored oplog is corrupt: {exc}") from exc
             updates.append((o.object_id, o.op, o.create_time, rowid))
         db.run_many("UPDATE oplogs SET object_id=?, op=?, create_time=? WHERE rowid=?", updates)
 
@@ -176,7 +194,7 @@ class Database:
         target = _connect(":memory:")
         try:
             self.conn.backup(target)
-        except sqlite3.Error as exc:
+        except _ERRORS as exc:
             target.close()
             raise self._fail(exc) from None
         return Database(target, ":memory:")
@@ -220,35 +238,35 @@ class Database:
 
     # -- statements ------------------------------------------------------------
 
-    def _fail(self, exc: sqlite3.Error) -> StoreError:
+    def _fail(self, exc: sqlite3.Error | UnicodeDecodeError) -> StoreError:
         if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
             return StoreError(f"{self.path} is not a pttsync store ({exc})")
-        return StoreError(f"store {self.path}: {exc}")
+        return StoreError(f"store {self.path}: {_text(exc)}")
 
     def run(self, sql: str, params: Sequence[object] = ()) -> int:
         """Execute one statement; return the number of rows it changed."""
         try:
             return self.conn.execute(sql, params).rowcount
-        except sqlite3.Error as exc:
+        except _ERRORS as exc:
             raise self._fail(exc) from exc
 
     def run_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         try:
             self.conn.executemany(sql, rows)
-        except sqlite3.Error as exc:
+        except _ERRORS as exc:
             raise self._fail(exc) from exc
 
     def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
         try:
             row: Row | None = self.conn.execute(sql, params).fetchone()
-        except sqlite3.Error as exc:
+        except _ERRORS as exc:
             raise self._fail(exc) from exc
         return row
 
     def all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         try:
             return self.conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
+        except _ERRORS as exc:
             raise self._fail(exc) from exc
 
     @contextmanager
@@ -261,7 +279,7 @@ class Database:
         except BaseException:
             if self.conn.in_transaction:
                 # If SQLite already rolled back by itself, the original error is what matters.
-                with suppress(sqlite3.Error):
+                with suppress(*_ERRORS):
                     self.conn.execute("ROLLBACK")
             raise
 
@@ -276,7 +294,7 @@ def _connect(target: str) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         conn.close()
-        raise StoreError(f"{target} is not a pttsync store ({exc})") from None
+        raise StoreError(f"{target} is not a pttsync store ({_text(exc)})") from None
     return conn

@@ -36,6 +36,7 @@ from ...errors import StoreError, UsageError
 from ..merkle import Leaf, MerkleTree
 from ..oplog import Oplog, OplogStatus
 from ..oplogcodec import decode_oplog, encode_oplog
+from ..timeutil import MAX_TIME
 from ..topic import Quorum, TopicInfo
 from .batch import plan_batch
 from .database import SCHEMA_VERSION, Database, Row
@@ -46,7 +47,7 @@ from .protocol import (
     StoredOplog,
     check_hex_prefix,
 )
-from .sqlitetree import IN_CHUNK, SqliteTreeStorage
+from .sqlitetree import IN_CHUNK, SqliteTreeStorage, leaf
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -141,7 +142,9 @@ class SqliteStore:
             row = self._db.one("SELECT topic FROM topics WHERE topic_id=?", (topic_id,))
             if row is None:
                 raise UsageError(f"topic {topic_id.hex()} is not in this store")
-            key = self._keys[topic_id] = int(row[0])
+            if type(row[0]) is not int:
+                raise StoreError(f"a stored topic's key is corrupt: {row[0]!r:.100}")
+            key = self._keys[topic_id] = row[0]
         return key
 
     # -- writing -----------------------------------------------------------------
@@ -335,7 +338,10 @@ class SqliteStore:
             " AND op>=? AND op<? ORDER BY object_id LIMIT ?",
             (self._key(topic_id), after, ops[0], ops[1], limit),
         )
-        return [row[0] for row in rows]
+        ids = [row[0] for row in rows]
+        if any(type(i) is not bytes for i in ids):
+            raise StoreError("a stored object ID is corrupt (not a byte string)")
+        return ids
 
     def has_failed(self, topic_id: bytes, oplog_id: bytes) -> bool:
         """True if the oplog was rolled back by HandleFailedOplogs (and is still recorded)."""
@@ -364,7 +370,7 @@ class SqliteStore:
             " AND (time, oplog_id) >= (?, ?) AND time<? ORDER BY time, oplog_id LIMIT ?",
             (self._key(topic_id), lo[0], lo[1], min(end, _END), limit),
         )
-        return [Leaf(*row) for row in rows]
+        return [leaf(row) for row in rows]
 
     def bodies(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, bytes]:
         """The encoded records of the valid oplogs among `oplog_ids`, by ID."""
@@ -381,7 +387,11 @@ class SqliteStore:
         row = self._db.one(
             "SELECT time FROM sync_times WHERE topic=? AND peer=?", (self._key(topic_id), peer)
         )
-        return int(row[0]) if row else 0
+        if row is None:
+            return 0
+        if type(row[0]) is not int or not 0 <= row[0] <= MAX_TIME:
+            raise StoreError(f"a stored sync time is corrupt: {row[0]!r:.100}")
+        return row[0]
 
     def set_sync_time(self, topic_id: bytes, peer: bytes, time: int) -> None:
         """Move a peer's sync time forward to `time`; it never moves back."""
@@ -410,18 +420,18 @@ class SqliteStore:
         """
         key = self._key(topic_id)
         problems = [
-            f"valid oplog {row[0].hex()} has no matching leaf"
+            f"valid oplog {row[0]} has no matching leaf"
             for row in self._db.all(
-                "SELECT o.oplog_id FROM oplogs o WHERE o.topic=? AND o.status=3"
+                "SELECT lower(hex(o.oplog_id)) FROM oplogs o WHERE o.topic=? AND o.status=3"
                 " AND NOT EXISTS (SELECT 1 FROM leaves l WHERE l.topic=o.topic"
                 " AND l.time=o.update_time AND l.oplog_id=o.oplog_id AND l.hash=o.hash)",
                 (key,),
             )
         ]
         problems += [
-            f"leaf {row[0].hex()} has no matching valid oplog"
+            f"leaf {row[0]} has no matching valid oplog"
             for row in self._db.all(
-                "SELECT l.oplog_id FROM leaves l WHERE l.topic=?"
+                "SELECT lower(hex(l.oplog_id)) FROM leaves l WHERE l.topic=?"
                 " AND NOT EXISTS (SELECT 1 FROM oplogs o WHERE o.topic=l.topic"
                 " AND o.oplog_id=l.oplog_id AND o.status=3 AND o.update_time=l.time"
                 " AND o.hash=l.hash)",
@@ -437,7 +447,15 @@ _END = 2**63 - 1
 _TOPIC_COLUMNS = "topic_id, name, creator, create_time, nonce, quorum, expiry"
 
 
+_TOPIC_TYPES = (bytes, str, bytes, int, bytes, int, int)
+_QUORUMS = frozenset(int(q) for q in Quorum)
+
+
 def _topic(row: Row) -> TopicInfo:
+    """A topic as read back; a row of the wrong types or with an unknown quorum is corrupt."""
+    wrong_type = any(type(v) is not t for v, t in zip(row, _TOPIC_TYPES, strict=True))
+    if wrong_type or row[5] not in _QUORUMS:
+        raise StoreError(f"a stored topic is corrupt: {row!r:.200}")
     topic_id, name, creator, create_time, nonce, quorum, expiry = row
     return TopicInfo(topic_id, name, creator, create_time, nonce, Quorum(quorum), expiry)
 
@@ -445,6 +463,7 @@ def _topic(row: Row) -> TopicInfo:
 def _stored(row: Row) -> StoredOplog:
     try:
         oplog = decode_oplog(row[0], signatures=False)
+        status = OplogStatus(row[1])
     except Exception as exc:
         raise StoreError(f"a stored oplog is corrupt: {exc}") from exc
-    return StoredOplog(oplog, OplogStatus(row[1]))
+    return StoredOplog(oplog, status)

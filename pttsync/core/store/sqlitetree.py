@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...errors import StoreError
 from ..merkle import Leaf, Level, MerkleNode
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .database import Database, Row
-from ..timeutil import DAY_NS
+from ..timeutil import DAY_NS, MAX_TIME
 
 # Deeper than any slice can go: an hour is 3.6e12 ns and each split divides by 16.
 _MAX_SLICE_DEPTH = 12
@@ -23,6 +24,7 @@ _END_OF_TIME = 2**63 - 1
 IN_CHUNK = 500
 
 _NODE_COLUMNS = "level, depth, start_time, end_time, hash, children, leaves"
+_LEVELS = frozenset(int(level) for level in Level)
 
 
 class SqliteTreeStorage:
@@ -115,7 +117,10 @@ class SqliteTreeStorage:
             " WHERE topic=? AND level<=? ORDER BY 1",
             (DAY_NS, self._t, DAY_NS, self._t, int(Level.DAY)),
         )
-        return [row[0] for row in rows]
+        days = [row[0] for row in rows]
+        if any(type(d) is not int or not 0 <= d <= MAX_TIME for d in days):
+            raise StoreError("a stored leaf or node time is corrupt (not a time)")
+        return days
 
     def leaves(self, start: int, end: int) -> list[Leaf]:
         rows = self._db.all(
@@ -123,7 +128,7 @@ class SqliteTreeStorage:
             " ORDER BY time, oplog_id",
             (self._t, start, min(end, _END_OF_TIME)),
         )
-        return [Leaf(*row) for row in rows]
+        return [leaf(row) for row in rows]
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         rows = self._db.all(
@@ -146,5 +151,31 @@ class SqliteTreeStorage:
         return changed == 1
 
 
+def leaf(row: Row) -> Leaf:
+    """A leaf read back: its time, oplog ID and hash, checked (a corrupt row is a StoreError)."""
+    time, oplog_id, hash_ = row
+    if (
+        type(time) is not int
+        or not 0 <= time <= MAX_TIME
+        or type(oplog_id) is not bytes
+        or type(hash_) is not bytes
+    ):
+        raise StoreError(f"a stored leaf is corrupt: {row!r:.200}")
+    return Leaf(time, oplog_id, hash_)
+
+
 def _node(row: Row) -> MerkleNode:
-    return MerkleNode(Level(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
+    """A node read back; a row with a field of the wrong type is corrupt (a StoreError)."""
+    level, depth, start, end, hash_, children, leaves = row
+    if not (
+        type(level) is int
+        and level in _LEVELS
+        and type(depth) is int
+        and type(start) is int
+        and type(end) is int
+        and type(hash_) is bytes
+        and type(children) is int
+        and type(leaves) is int
+    ):
+        raise StoreError(f"a stored tree node is corrupt: {row!r:.200}")
+    return MerkleNode(Level(level), depth, start, end, hash_, children, leaves)
