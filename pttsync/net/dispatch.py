@@ -1,23 +1,23 @@
 """Where each message of an admitted peer goes.
 
-Once the door (door.py) has let a peer in, the reader task of its
-connection (node.py) hands every message to the node's `Dispatcher`:
+Once the door (door.py) has let a peer in, the connection's conversation
+(conversation.py) hands every message to the node's `Dispatcher`:
 the addresses of a `Peers` message go to the address book; a topic's
 `Route` and `Push` messages, its sync requests (the topic's Receiver
 answers them) and the replies to its rounds (its Requester takes them) go
 to that topic's runtime (topicruntime.py).
 
 A second `Hello`, or a message for a topic this node never listed, breaks
-the protocol (RemoteProtocolError: the node closes the connection); so does
-a stream of pushed oplogs the topic refuses.  A request for a topic the
-peer is not let into is answered with a rejection.
+the protocol (RemoteProtocolError: the conversation ends and the node
+closes the connection); so does a stream of pushed oplogs the topic
+refuses.  A request for a topic the peer is not let into is answered with
+a rejection.  Sans I/O: `handle` returns the replies to send, and the
+time (trio's, for the address book) is passed in.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-import trio
 
 from ..core.sync.messages import (
     ForceSyncOplogByMerkle,
@@ -69,13 +69,16 @@ class Dispatcher:
         self.book = book
         self.book_changed = book_changed
 
-    async def dispatch(self, link: PeerLink, msg: AnyMessage) -> None:
-        """Handle one message of `link`'s peer.  RemoteProtocolError if it breaks the protocol."""
+    def handle(self, link: PeerLink, msg: AnyMessage, now: float) -> list[Message]:
+        """Handle one message of `link`'s peer; the replies to send it.
+
+        Raises:
+            RemoteProtocolError: the message breaks the protocol.
+        """
         match msg:
             case Hello():
                 raise RemoteProtocolError("a second Hello")
             case Peers():
-                now = trio.current_time()
                 for peer_id, address in msg.peers:
                     if peer_id != self.peer_id and self.book.add(address, peer_id, now=now):
                         self.book_changed()
@@ -85,6 +88,7 @@ class Dispatcher:
                     raise RemoteProtocolError("a route for a topic this node never listed")
                 if msg.topic in link.topics:
                     rt.on_route(link, msg)
+                return []
             case Push():
                 rt = self.topics.get(msg.topic)
                 if rt is None:
@@ -95,8 +99,10 @@ class Dispatcher:
                         raise RemoteProtocolError(
                             f"{link.stats.refused} pushed oplogs refused", penalty=3
                         )
+                return []
             case Message():
-                await link.send_all(self._on_sync(link, msg))
+                return self._on_sync(link, msg)
+        return []
 
     def _on_sync(self, link: PeerLink, msg: Message) -> list[Message]:
         rt = self.topics.get(msg.topic)

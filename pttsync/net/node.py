@@ -13,7 +13,8 @@ What runs inside (all in one nursery):
   (transport.py), then a `Hello` each way; the door admits the peer to
   the topics whose governance makes it a member, and closes the connection
   if there are none.  Peers then exchange the addresses they know;
-* one reader task per connection (`_converse`), dispatching (dispatch.py)
+* one reader task per connection (`_converse`): its conversation
+  (conversation.py) decodes every frame and dispatches (dispatch.py)
   sync requests to the topic's Receiver, replies to its Requester, pushes
   to HandleOplogs;
 * per topic: the pusher, the anti-entropy loop (a round with one random
@@ -53,6 +54,7 @@ from .changes import Changes, CommitWatcher
 from .config import NodeConfig
 from .control import serve_control
 from .controlwire import CONTROL_SOCKET
+from .conversation import Conversation
 from .dialer import Dialer
 from .dispatch import Dispatcher
 from .door import Door
@@ -61,7 +63,7 @@ from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction, PeerLink
 from .topicruntime import TopicRuntime
-from .wire import MAX_PEERS_LISTED, Bye, Hello, Peers
+from .wire import MAX_PEERS_LISTED, Bye, Peers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -358,39 +360,26 @@ class Node:
     async def _converse(
         self, link: PeerLink, admitted: Callable[[], None] | None = None
     ) -> tuple[int, str]:
-        """The reader: Hello, the door, then every message.  (penalty, why it ended)."""
-        cfg = self.config
+        """The reader: every frame to the link's conversation.  (penalty, why it ended)."""
+        conv = Conversation(link, door=self.door, dispatcher=self.dispatcher)
         try:
             await link.send(self.door.hello())
-            with trio.fail_after(cfg.handshake_timeout):
-                first = await link.receive()
-            if first is None:
-                return 0, "closed before its Hello"
-            if not isinstance(first, Hello):
-                return 10, f"sent {type(first).__name__} before its Hello"
-            verdict = self.door.admit(link, first)
-            if verdict is not None:
-                await link.send(Bye(verdict[1]))
-                return verdict
-            self._register(link)
-            if admitted is not None:
-                admitted()
-            # A round carries news both ways, so the dialing side starts it alone
-            # (both did: two rounds for one new connection).
-            if link.direction is Direction.OUTBOUND:
-                for rt in self.topics.values():
-                    if rt.topic_id in link.topics:
-                        self._start_round(rt, link)
-            dispatch = self.dispatcher.dispatch
+            with trio.fail_after(self.config.handshake_timeout):
+                frame = await link.receive_frame()
             while True:
-                msg = await link.receive()
-                if msg is None:
-                    return 0, "the peer closed the connection"
-                if isinstance(msg, Bye):
-                    return 0, f"the peer said: {msg.reason}"
-                await dispatch(link, msg)
-        except RemoteProtocolError as exc:
-            link.try_send(Bye(str(exc)[:200]))
+                was_admitted = conv.admitted
+                replies = conv.receive(frame, trio.current_time())
+                if conv.ended is not None:
+                    for m in replies:  # a Bye: never wait on a peer that does not read
+                        link.try_send(m)
+                    return conv.ended.penalty, conv.ended.reason
+                if conv.admitted and not was_admitted:
+                    self._admit(link, admitted)
+                await link.send_all(replies)
+                frame = await link.receive_frame()
+        except RemoteProtocolError as exc:  # the channel's framing: say why, and end
+            for m in conv.violated(exc):
+                link.try_send(m)
             return max(1, exc.penalty), f"protocol violation: {exc}"
         except ConnectionLostError as exc:
             return 0, str(exc)
@@ -420,6 +409,18 @@ class Node:
             self._verdicts[id(link)] = verdict
             scope.cancel()
         return verdict
+
+    def _admit(self, link: PeerLink, admitted: Callable[[], None] | None) -> None:
+        """The door let `link` in: register it, tell the dialer, start the first rounds."""
+        self._register(link)
+        if admitted is not None:
+            admitted()
+        # A round carries news both ways, so the dialing side starts it alone
+        # (both did: two rounds for one new connection).
+        if link.direction is Direction.OUTBOUND:
+            for rt in self.topics.values():
+                if rt.topic_id in link.topics:
+                    self._start_round(rt, link)
 
     def _register(self, link: PeerLink) -> None:
         self.links[link.peer_id] = link

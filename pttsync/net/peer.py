@@ -2,8 +2,9 @@
 
 A `PeerLink` owns a `Channel` (a `SecureChannel` on a real network) and runs two tasks over it:
 
-* the **reader** is the node's (`Node._serve_link` loops on `receive`):
-  one task per connection reads, decodes and dispatches every message;
+* the **reader** is the node's (`Node._converse` loops on `receive_frame`):
+  one task per connection reads every frame and hands it to the
+  connection's `Conversation` (conversation.py);
 * the **writer** (`run_writer`) drains a bounded queue of encoded frames
   into the channel, whose send lock keeps the Noise nonces in wire order.
 
@@ -32,7 +33,7 @@ from ..errors import ConnectionLostError, PttsyncError
 from .wire import AnyMessage, NodeMessage, decode_any, encode_node_message
 
 if TYPE_CHECKING:
-    from ..core.sync.messages import Message
+    from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class PeerLink:
         self._queued += 1
         self._count(frame)
 
-    async def send_all(self, msgs: list[Message]) -> None:
+    async def send_all(self, msgs: Sequence[AnyMessage]) -> None:
         for m in msgs:
             await self.send(m)
 
@@ -189,6 +190,19 @@ class PeerLink:
         self.stats.messages_sent += 1
         self.stats.bytes_sent += len(frame)
 
+    async def receive_frame(self) -> bytes | None:
+        """The next frame, undecoded (the conversation decodes it), or None when the
+        peer closed the connection cleanly.
+
+        Raises:
+            ConnectionLostError: the connection broke.
+        """
+        frame = await self.channel.receive_frame()
+        if frame is not None:
+            self.stats.messages_received += 1
+            self.stats.bytes_received += len(frame)
+        return frame
+
     async def receive(self) -> AnyMessage | None:
         """The next message, or None when the peer closed the connection cleanly.
 
@@ -196,12 +210,8 @@ class PeerLink:
             RemoteProtocolError: the peer sent something malformed.
             ConnectionLostError: the connection broke.
         """
-        frame = await self.channel.receive_frame()
-        if frame is None:
-            return None
-        self.stats.messages_received += 1
-        self.stats.bytes_received += len(frame)
-        return decode_any(frame)
+        frame = await self.receive_frame()
+        return None if frame is None else decode_any(frame)
 
     async def run_writer(self) -> None:
         """Send queued frames until the link closes (run this as a task)."""

@@ -227,20 +227,32 @@ class TopicRuntime:
         req = self.requesters.get(peer_id)
         return req is not None and req.state in (State.SYNCING, State.POSTSYNC)
 
+    def begin_round(self, peer_id: bytes) -> list[Message] | None:
+        """Start a round with `peer_id`: the messages to send it, or None if a round
+        with it is running already or it is not a member.  (`sync_round` waits for
+        its end; the replies come through `on_reply`.)"""
+        if self.round_running(peer_id) or not self.admits(peer_id):
+            return None
+        req = self.requesters.get(peer_id)
+        if req is None:
+            req = self.requesters[peer_id] = Requester(self.ctx, peer_id)
+        self.stats.rounds += 1
+        return req.start(self.clock(), self.rng.randbytes(16))
+
     async def sync_round(self, link: PeerLink, *, limit: float) -> bool:
         """Run one PIP-11 round with `link`'s peer; True if it completed.
 
         A round already running with that peer is not started twice.
         """
-        if link.closed or self.round_running(link.peer_id) or not self.admits(link.peer_id):
+        if link.closed:
             return False
-        req = self.requesters.get(link.peer_id)
-        if req is None:
-            req = self.requesters[link.peer_id] = Requester(self.ctx, link.peer_id)
+        first = self.begin_round(link.peer_id)
+        if first is None:
+            return False
+        req = self.requesters[link.peer_id]
         done = self._round_events[link.peer_id] = trio.Event()
-        self.stats.rounds += 1
         try:
-            await link.send_all(req.start(self.clock(), self.rng.randbytes(16)))
+            await link.send_all(first)
             with trio.move_on_after(limit) as scope:
                 await done.wait()
             if scope.cancelled_caught:
