@@ -1,30 +1,37 @@
 """An adversarial peer in the core, without sockets: every message in every state.
 
-`SyncAdversary` is a Hypothesis state machine.  A *victim* (a store, one
-SyncContext, a Requester for its own rounds and a Receiver for the rogue's)
-and a *rogue* (the same, on a store of its own) exchange the messages the
-real code makes.  At random steps the rogue's traffic to the victim is
-dropped, duplicated, reordered, replayed from earlier, or one field of a
-message is replaced by a hostile value (`hostile_value`): a foreign topic or
+`SyncAdversary` is a Hypothesis state machine.  The *victim* is a master
+(WRITER) running a node's real parts for one topic (victim.py: its
+`TopicRuntime`, `Door`, `Dispatcher`, address book and the sans-I/O
+`Conversation` every connection of a node goes through).  The *rogue* is a
+member (MEMBER) with a store of its own, real PIP-11 sessions (a Requester
+and a Receiver) and the node's own messages.  Every frame the rogue sends
+goes through the victim's conversation, as it would on a socket: its Hello
+(honest or hostile, at each new connection), its sync requests and
+replies, and Push, Peers, Route, a second Hello and Bye.
+
+At random steps the rogue's traffic to the victim is dropped, duplicated,
+reordered, replayed from earlier, garbled byte by byte, or one field of a
+message is replaced by a hostile value (hostile.py): a foreign topic or
 round, a sequence number not in flight, lying child hashes and leaf counts,
-keys and ranges out of order, lists at their limits, records of another
-topic, tampered or forged records, a member's write posing as valid, future
-timestamps, records whose previous log never comes.  Pushes (the node's Push
-path) go through the same Handle steps and the same boundary.
+keys and ranges out of order, lists at and over their limits, records of
+another topic, tampered or forged records, governance and co-signatures by
+non-masters, future timestamps, records whose previous log never comes.
+The victim also changes the rogue's role (removes it, admits it again), so
+a removed member's requests, pushes and co-signatures are tried too.
 
 After every step:
 
-* only `RemoteProtocolError` left the victim's sessions (anything else fails
-  the machine as it is raised);
+* only `RemoteProtocolError` left the victim's conversation (anything else
+  fails the machine as it is raised), and it ended the connection;
 * the victim's store is consistent (`check`), every valid oplog in it
   verifies and is valid under the topic's governance, and nothing valid it
   held is gone;
-* the victim's per-peer state is within its bounds.
+* the victim's per-peer state is within its bounds: its sessions, handler,
+  push queue, seen-cache, address book and links.
 
 At the end, an honest partner that never met the rogue still converges
-with the victim.  A protocol violation "closes the connection": both
-queues are dropped and the victim's sessions for the rogue start afresh,
-as the node does.
+with the victim.
 """
 
 from __future__ import annotations
@@ -33,7 +40,6 @@ import dataclasses
 import functools
 import random
 import time
-from typing import Any
 
 from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
@@ -45,26 +51,27 @@ from hypothesis.stateful import (
     rule,
 )
 
+from pttsync.core.lifecycle.governance import Role
 from pttsync.core.lifecycle.handle import MAX_WAITING
-from pttsync.core.merkle import Leaf, Level
-from pttsync.core.oplog import Oplog, OplogStatus, create_oplog
+from pttsync.core.oplog import Oplog, OplogStatus
 from pttsync.core.oplogcodec import decode_oplog, encode_oplog
-from pttsync.core.sync.messages import ChildRef, Item, ListNode, Message
-from pttsync.core.sync.msgcodec import decode_message, encode_message
+from pttsync.core.sync.messages import Message
 from pttsync.core.sync.receiver import Receiver
 from pttsync.core.sync.requester import Requester
-from pttsync.core.sync.session import State, SyncConfig, SyncContext, remote_input
-from pttsync.core.timeutil import HOUR_NS, MAX_TIME
+from pttsync.core.sync.session import State, SyncConfig, SyncContext
 from pttsync.errors import RemoteProtocolError, UsageError
 from pttsync.localsync import round_id, sync_local
+from pttsync.net.dispatch import MAX_REFUSED_PUSHED, REQUESTS
+from pttsync.net.peer import encode_any
+from pttsync.net.wire import MAX_PUSH_OPLOGS, AnyMessage, Bye, Hello
 
 from ..synchelpers import (
     ADMIT,
     FOREIGN,
+    MEMBER,
     NOW,
     OLD_END,
     OLD_START,
-    OTHER,
     RECENT_START,
     TID,
     WRITER,
@@ -76,11 +83,13 @@ from ..synchelpers import (
     new_store,
     put,
 )
+from . import hostile
 from .engine import Budget, Failure, Outcome, describe
+from .victim import BOOK_SIZE, PUSH_QUEUE, SEEN_CACHE, VictimNode
 
-VICTIM, ROGUE, HONEST = b"V" * 32, b"R" * 32, b"H" * 32
+VICTIM, ROGUE, HONEST = WRITER.peer_id, MEMBER.peer_id, b"H" * 32
 CONFIG = SyncConfig(max_queued=20_000, pipeline=4)
-MAX_IN_FLIGHT = 64  # messages queued toward one side before the oldest are dropped
+MAX_IN_FLIGHT = 64  # messages queued toward the victim before the oldest are dropped
 MAX_HISTORY = 32  # messages the rogue remembers, to replay
 ACTIONS = ("deliver",) * 4 + (
     "mutate",
@@ -90,8 +99,11 @@ ACTIONS = ("deliver",) * 4 + (
     "drop",
     "duplicate",
     "replay",
+    "garble",
 )
 """What the rogue does with a message it sends the victim, weighted."""
+NODE_MESSAGES = ("push", "push", "push", "peers", "route", "route", "hello", "bye", "hang-up")
+"""What the rogue sends of the node's own messages, weighted ("hang-up": it closes)."""
 
 
 @functools.cache
@@ -110,120 +122,17 @@ def victim_only() -> tuple[Oplog, ...]:
 
 
 @functools.cache
-def hostile_records() -> tuple[bytes, ...]:
-    """Records no honest peer sends: each must be refused on its own or with its message."""
-    good = gen(4, RECENT_START, NOW, seed=45)
-    tampered = bytearray(encode_oplog(good[0]))
-    tampered[len(tampered) // 2] ^= 0x40
-    stranger = create_oplog(  # a valid signature by someone who is not a member
-        OTHER, topic_id=TID, object_id=b"k", op=1, value={"v": 1}, create_time=NOW - HOUR_NS
-    )
-    future = create_oplog(
-        WRITER, topic_id=TID, object_id=b"f", op=1, value={"v": 1}, create_time=NOW + 48 * HOUR_NS
-    )
-    orphan = create_oplog(  # its previous log never arrives
-        WRITER, topic_id=TID, object_id=b"o", op=1, value={"v": 1},
-        create_time=NOW - HOUR_NS, prev_id=b"\x07" * 32,
-    )  # fmt: skip
-    return (
-        encode_oplog(gen(1, RECENT_START, NOW, seed=46, topic=FOREIGN)[0]),
-        bytes(tampered),
-        encode_oplog(stranger),
-        encode_oplog(member_write(NOW - HOUR_NS)),  # pending: not valid without a master
-        encode_oplog(future),
-        encode_oplog(orphan),
-        encode_oplog(good[1])[:-3],  # truncated
-        b"\xa0",  # an empty map
-    )
+def rogue_pending() -> tuple[Oplog, ...]:
+    """The rogue's own writes: a member's, so they wait for the victim (a master) to co-sign."""
+    return tuple(member_write(NOW - k * 3_600 * 10**9, f"m{k}") for k in (1, 2))
 
 
-def _key(data: st.DataObject) -> Any:
-    return data.draw(
-        st.one_of(
-            st.none(),
-            st.tuples(st.sampled_from([0, NOW, MAX_TIME, NOW - HOUR_NS]), st.binary(max_size=32)),
-        )
-    )
-
-
-def hostile_value(name: str, value: Any, data: st.DataObject) -> Any:
-    """A hostile replacement for field `name` (of current `value`) of a sync message."""
-    hashes = st.binary(min_size=32, max_size=32)
-    times = st.sampled_from([0, 1, NOW, NOW + HOUR_NS, MAX_TIME, OLD_START, OLD_END])
-    if name == "topic":
-        return data.draw(st.sampled_from([FOREIGN.topic_id, b"\x00" * 32]))
-    if name == "round":
-        return data.draw(st.binary(min_size=16, max_size=16))
-    if name == "seq":
-        return data.draw(st.sampled_from([0, value - 1, value + 1, value + 1000, 2**31]))
-    if name in ("last", "more", "pending"):
-        return not value
-    if name in ("list_digest", "window_digest"):
-        return data.draw(st.binary(max_size=160))
-    if name == "to_sync_time":
-        return data.draw(times)
-    if name == "list_differs":
-        return data.draw(st.integers(0, 31))
-    if name in ("lo", "hi", "cont", "next"):
-        return _key(data)
-    if name == "oplogs":
-        bad = data.draw(st.lists(st.sampled_from(hostile_records()), min_size=1, max_size=4))
-        keep = list(value)[: data.draw(st.integers(0, len(value)))]
-        return tuple(keep + bad)
-    if name == "want":
-        return tuple(data.draw(st.lists(hashes, max_size=40)))
-    if name == "want_ranges":
-        return tuple(
-            data.draw(st.lists(st.tuples(times, times, st.tuples(times, hashes)), max_size=6))
-        )
-    if name == "leaves":
-        return _lying_leaves(value, data)
-    if name == "nodes":
-        node = st.builds(ListNode, st.sampled_from(list(Level)), times, hashes)
-        return tuple(data.draw(st.lists(node, max_size=12)))
-    if name == "items":
-        return tuple(_lying_item(it, data) for it in value) or (
-            Item(Level.YEAR, 0, OLD_START, b"\x01" * 32, False, ()),
-        )
-    if name == "reason":
-        return data.draw(st.text(max_size=300))
-    return value
-
-
-def _lying_leaves(value: tuple[Leaf, ...], data: st.DataObject) -> tuple[Leaf, ...]:
-    how = data.draw(st.sampled_from(["reverse", "tamper", "duplicate", "stranger"]))
-    leaves = list(value)
-    if how == "reverse":
-        return tuple(reversed(leaves))
-    if how == "duplicate":
-        return tuple(leaves + leaves[:1])
-    if how == "tamper" and leaves:
-        first = leaves[0]
-        return (Leaf(first.time, first.oplog_id, b"\x02" * 32), *leaves[1:])
-    return (*leaves, Leaf(NOW - HOUR_NS, b"\x03" * 32, b"\x04" * 32))
-
-
-def _lying_item(item: Item, data: st.DataObject) -> Item:
-    how = data.draw(st.sampled_from(["hash", "children", "leaf_flag", "depth", "start"]))
-    if how == "hash":
-        return dataclasses.replace(item, hash=data.draw(st.binary(min_size=32, max_size=32)))
-    if how == "children":
-        kids = list(item.children)[: data.draw(st.integers(0, len(item.children)))]
-        extra = ChildRef(item.start, b"\x05" * 32)
-        return dataclasses.replace(item, children=(*kids, extra))  # type: ignore[arg-type]
-    if how == "leaf_flag":
-        return dataclasses.replace(item, leaf_children=not item.leaf_children)
-    if how == "depth":
-        return dataclasses.replace(item, depth=item.depth + 1)
-    return dataclasses.replace(item, start=item.start + HOUR_NS)
-
-
-def wire(msg: Message) -> Message | None:
-    """`msg` as the victim would decode it; None if it cannot cross the wire at all."""
+def frame_of(msg: AnyMessage) -> bytes | None:
+    """`msg` encoded; None if it cannot be encoded at all (the encoder refuses it)."""
     try:
-        return decode_message(encode_message(msg))
+        return encode_any(msg)
     except (UsageError, RemoteProtocolError):
-        return None  # over the frame limit, or refused by the decoder: the codec's business
+        return None
 
 
 class SyncAdversary(RuleBasedStateMachine):
@@ -235,128 +144,149 @@ class SyncAdversary(RuleBasedStateMachine):
         put(self.victim, (*shared(), *victim_only()))
         rogue = new_store(FOREIGN)
         put(rogue, (*shared(), *rogue_only()))
-        # A member's writes wait for a master's signature: rounds go on to postsync.
-        pending = [(member_write(NOW - k * HOUR_NS, f"m{k}"), OplogStatus.PENDING) for k in (1, 2)]
-        rogue.write_batch(TID, pending)
+        rogue.write_batch(TID, [(o, OplogStatus.PENDING) for o in rogue_pending()])
         self.honest = copy_store(rogue)  # what an honest peer holds: the rogue's records
-        self.vctx = SyncContext(self.victim, TID, config=CONFIG)
-        self.rctx = SyncContext(rogue, TID, config=CONFIG)
-        self._connect()
-        self.rounds = 0
         self.now = NOW
-        self.history: list[tuple[str, Message]] = []
+        self.node = VictimNode(self.victim, WRITER, clock=lambda: self.now, config=CONFIG)
+        self.rctx = SyncContext(rogue, TID, config=CONFIG)
+        self.rounds = 0
+        self.history: list[Message] = []
         self.held: set[bytes] = ids(self.victim)
         self.verified: set[bytes] = set()
-        self.violations = 0
+        self._connect(hostile.hello_honest())
 
-    def _connect(self) -> None:
-        """A fresh connection: new sessions on both sides, nothing in flight."""
-        self.v_req = Requester(self.vctx, ROGUE)
-        self.v_rcv = Receiver(self.vctx, ROGUE)
+    # -- the connection --------------------------------------------------------------------
+
+    def _connect(self, hello: Hello) -> None:
+        """A new connection: fresh sessions on the rogue's side, nothing in flight."""
         self.r_req = Requester(self.rctx, VICTIM)
         self.r_rcv = Receiver(self.rctx, VICTIM)
-        # ("req" | "rcv", message): which of the victim's sessions takes it.
-        self.to_victim: list[tuple[str, Message]] = []
+        self.to_victim: list[AnyMessage] = []
+        frame = frame_of(hello)
+        assert frame is not None
+        self._rogue_hears(self.node.connect(ROGUE, frame))
+
+    def _victim_takes(self, frame: bytes | None) -> None:
+        """One frame through the victim's conversation; only RemoteProtocolError may end it,
+        and that inside the conversation (anything else fails the machine here)."""
+        sent = self.node.receive(frame)
+        self._rogue_hears(sent)
+        if not self.node.connected:
+            self.to_victim = []  # the connection is gone, and what was in flight with it
+
+    def _rogue_hears(self, msgs: list[AnyMessage]) -> None:
+        """The victim's messages reach the rogue's real sessions, which answer at once."""
+        for msg in msgs:
+            if not isinstance(msg, Message):
+                continue  # the victim's Hello, Route, Peers, Bye: nothing to answer
+            session: Requester | Receiver = self.r_rcv if isinstance(msg, REQUESTS) else self.r_req
+            try:
+                out = session.receive(msg, self.now)
+            except RemoteProtocolError:
+                continue  # what the rogue did to the victim upset its own session: its problem
+            self.history = [*self.history, *out][-MAX_HISTORY:]
+            self.to_victim = (self.to_victim + list(out))[-MAX_IN_FLIGHT:]
 
     def _round_id(self) -> bytes:
         self.rounds += 1
         return round_id(b"adversary", self.rounds)
 
-    # -- the victim: only RemoteProtocolError may leave it ---------------------------------
-
-    def _victim_takes(self, role: str, msg: Message) -> None:
-        session: Requester | Receiver = self.v_req if role == "req" else self.v_rcv
-        try:
-            out = session.receive(msg, self.now)
-        except RemoteProtocolError:
-            self.violations += 1
-            self._connect()  # the node closes the connection
-            return
-        back = "rcv" if role == "req" else "req"
-        for m in out:  # the rogue's real sessions answer at once
-            self._rogue_takes(back, m)
-
-    def _rogue_takes(self, role: str, msg: Message) -> None:
-        session: Requester | Receiver = self.r_req if role == "req" else self.r_rcv
-        try:
-            out = session.receive(msg, self.now)
-        except RemoteProtocolError:
-            return  # what the rogue did to the victim upset its own session: its problem
-        back = "rcv" if role == "req" else "req"
-        for m in out:
-            self.history = [*self.history, (back, m)][-MAX_HISTORY:]
-        self.to_victim = (self.to_victim + [(back, m) for m in out])[-MAX_IN_FLIGHT:]
-
     # -- rules -------------------------------------------------------------------------------
 
-    @precondition(lambda self: self.v_req.state not in (State.SYNCING, State.POSTSYNC))
+    @precondition(lambda self: not self.node.connected)
+    @rule(data=st.data())
+    def rogue_reconnects(self, data: st.DataObject) -> None:
+        """A new connection, opened with an honest Hello or a hostile one."""
+        self._connect(hostile.hello(data))
+
+    @precondition(lambda self: self.node.connected and not self.node.rt.round_running(ROGUE))
     @rule()
     def victim_starts_a_round(self) -> None:
-        for m in self.v_req.start(self.now, self._round_id()):
-            self._rogue_takes("rcv", m)
+        self._rogue_hears(self.node.begin_round())
 
-    @precondition(lambda self: self.r_req.state not in (State.SYNCING, State.POSTSYNC))
+    @precondition(
+        lambda self: self.node.connected and self.r_req.state not in (State.SYNCING, State.POSTSYNC)
+    )
     @rule()
     def rogue_starts_a_round(self) -> None:
-        self.to_victim += [("rcv", m) for m in self.r_req.start(self.now, self._round_id())]
+        self.to_victim += self.r_req.start(self.now, self._round_id())
 
-    @precondition(lambda self: bool(self.to_victim))
+    @precondition(lambda self: self.node.connected and bool(self.to_victim))
     @rule(data=st.data(), action=st.sampled_from(ACTIONS))
     def victim_reads(self, data: st.DataObject, action: str) -> None:
         """The next message the rogue sends, in any order, and what it does to it."""
         i = data.draw(st.integers(0, len(self.to_victim) - 1))
-        role, msg = self.to_victim.pop(i)
+        msg = self.to_victim.pop(i)
         if action == "drop":
             return
         if action == "duplicate":
-            self.to_victim.insert(i, (role, msg))
+            self.to_victim.insert(i, msg)
         elif action == "replay" and self.history:
-            role, msg = data.draw(st.sampled_from(self.history))
+            msg = data.draw(st.sampled_from(self.history))
         elif action == "mutate":
             field = data.draw(st.sampled_from([f.name for f in dataclasses.fields(msg)]))
-            value = hostile_value(field, getattr(msg, field), data)
-            role = data.draw(st.sampled_from([role, role, "req", "rcv"]))  # or to the other role
-            arrived = wire(dataclasses.replace(msg, **{field: value}))
-            if arrived is None:
-                return
-            msg = arrived
+            value = hostile.hostile_value(field, getattr(msg, field), data)
+            msg = dataclasses.replace(msg, **{field: value})
         elif action == "smuggle" and hasattr(msg, "oplogs"):
-            value = hostile_value("oplogs", msg.oplogs, data)
-            arrived = wire(dataclasses.replace(msg, oplogs=value))  # type: ignore[call-arg]
-            if arrived is None:
-                return
-            msg = arrived
-        self._victim_takes(role, msg)
+            value = hostile.hostile_value("oplogs", msg.oplogs, data)
+            msg = dataclasses.replace(msg, oplogs=value)  # type: ignore[call-arg]
+        frame = frame_of(msg)
+        if frame is None:
+            return
+        if action == "garble":
+            where = data.draw(st.integers(0, len(frame) - 1))
+            frame = (
+                frame[:where]
+                + bytes([frame[where] ^ data.draw(st.integers(1, 255))])
+                + frame[where + 1 :]
+            )
+        self._victim_takes(frame)
 
-    @precondition(lambda self: bool(self.to_victim))
+    @precondition(lambda self: self.node.connected and bool(self.to_victim))
     @rule()
     def honest_exchange(self) -> None:
         """The rogue behaves for a while: rounds run on to postsync and end."""
         for _ in range(200):
-            if not self.to_victim:
+            if not self.to_victim or not self.node.connected:
                 return
-            role, msg = self.to_victim.pop(0)
-            self._victim_takes(role, msg)
+            frame = frame_of(self.to_victim.pop(0))
+            assert frame is not None
+            self._victim_takes(frame)
 
-    @rule(data=st.data())
-    def push(self, data: st.DataObject) -> None:
-        """A Push: the node hands pushed records to the same Handle steps, in the same boundary."""
-        pool = [*hostile_records(), *(encode_oplog(o) for o in rogue_only())]
-        records = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=6))
-        pending = data.draw(st.booleans())
-        handler = self.vctx.handler
-        try:
-            with remote_input(penalty=5):
-                if pending:
-                    handler.handle_pending_oplogs(records, self.now)
-                else:
-                    handler.handle_oplogs(records, self.now)
-        except RemoteProtocolError:
-            self.violations += 1
+    @precondition(lambda self: self.node.connected)
+    @rule(data=st.data(), kind=st.sampled_from(NODE_MESSAGES))
+    def rogue_sends_a_node_message(self, data: st.DataObject, kind: str) -> None:
+        """Push (its own records and hostile ones), Peers, Route, a second Hello, Bye; or it
+        closes the connection."""
+        msg: AnyMessage
+        if kind == "hang-up":
+            self._victim_takes(None)
+            return
+        if kind == "push":
+            mine = tuple(encode_oplog(o) for o in (*rogue_only(), *rogue_pending()))
+            msg = hostile.push(data, mine)
+        elif kind == "peers":
+            msg = hostile.peers(data, VICTIM)
+        elif kind == "route":
+            msg = hostile.route(data)
+        elif kind == "hello":
+            msg = hostile.hello(data)
+        else:
+            msg = Bye(data.draw(st.text(max_size=50)))
+        frame = frame_of(msg)
+        if frame is not None:
+            self._victim_takes(frame)
+
+    @rule(role=st.sampled_from([Role.NONE, Role.MEMBER, Role.MEMBER, Role.MEMBER]))
+    def victim_sets_the_rogues_role(self, role: Role) -> None:
+        """The victim (a master) removes the rogue, or admits it again; the door re-checks."""
+        self.node.rt.replica.set_role(ROGUE, role, now=self.now)
+        self.node.check_link()
 
     @rule(minutes=st.integers(1, 120))
     def time_passes(self, minutes: int) -> None:
         self.now += minutes * 60 * 10**9
+        self.node.rt.handle_failed_oplogs()
 
     # -- invariants ---------------------------------------------------------------------------
 
@@ -365,7 +295,7 @@ class SyncAdversary(RuleBasedStateMachine):
         assert self.victim.check(TID) == []
         now_held = ids(self.victim)
         assert self.held <= now_held, f"lost {len(self.held - now_held)} valid oplogs"
-        replica = self.vctx.replica
+        replica = self.node.rt.replica
         for oid in now_held - self.verified:
             stored = self.victim.get(TID, oid)
             assert stored is not None and stored.status is OplogStatus.VALID
@@ -376,9 +306,19 @@ class SyncAdversary(RuleBasedStateMachine):
 
     @invariant()
     def per_peer_state_is_bounded(self) -> None:
-        assert self.vctx.handler.waiting <= MAX_WAITING
-        assert len(self.v_req._out) <= CONFIG.pipeline + 1
-        assert self.v_req._queued <= CONFIG.max_queued
+        node, rt = self.node, self.node.rt
+        assert rt.ctx.handler.waiting <= MAX_WAITING
+        req = rt.requesters.get(ROGUE)
+        if req is not None:
+            assert len(req._out) <= CONFIG.pipeline + 1
+            assert req._queued <= CONFIG.max_queued
+        assert set(rt.requesters) <= {ROGUE} and set(rt.receivers) <= {ROGUE}
+        assert len(node.links) <= 1 and len(rt.routes) <= 1
+        assert len(node.book) <= BOOK_SIZE
+        assert len(rt.seen) <= SEEN_CACHE
+        assert rt.pusher.queued() <= PUSH_QUEUE
+        if node.link is not None:
+            assert node.link.stats.refused <= MAX_REFUSED_PUSHED + MAX_PUSH_OPLOGS
         assert len(self.to_victim) <= MAX_IN_FLIGHT + 8
 
     def teardown(self) -> None:
@@ -390,10 +330,11 @@ class SyncAdversary(RuleBasedStateMachine):
         assert report.converged, report.as_json()
         assert digest(self.victim) == digest(self.honest)
         assert self.victim.check(TID) == []
+        self.node.rt.close()
         SyncAdversary.examples_run += 1
 
 
-STEPS = 40
+STEPS = 50
 """Steps per example: enough for a few rounds, postsync included, with attacks between."""
 
 
