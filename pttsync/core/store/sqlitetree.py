@@ -24,7 +24,7 @@ _END_OF_TIME = 2**63 - 1
 IN_CHUNK = 500
 
 _NODE_COLUMNS = "level, depth, start_time, end_time, hash, children, leaves"
-_LEVELS = frozenset(int(level) for level in Level)
+_LEVELS = frozenset(int(level) for level in Level if level is not Level.LEAF)  # nodes, not leaves
 
 
 class SqliteTreeStorage:
