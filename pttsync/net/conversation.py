@@ -31,6 +31,8 @@ from ..errors import RemoteProtocolError
 from .wire import MAX_REASON, Bye, Hello, decode_any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .dispatch import Dispatcher
     from .door import Door
     from .peer import PeerLink
@@ -63,7 +65,7 @@ class Conversation:
         self.admitted = False
         self.ended: Verdict | None = None
 
-    def receive(self, frame: bytes | None, now: float) -> list[AnyMessage]:
+    def receive(self, frame: bytes | None, now: float) -> Sequence[AnyMessage]:
         """Take one frame (None: the peer closed the connection); what to send back."""
         if self.ended is not None:
             raise RuntimeError(f"a frame after the conversation ended: {self.ended.reason}")
@@ -75,16 +77,16 @@ class Conversation:
                 return self._end(0, "the peer closed the connection")
             if isinstance(msg, Bye):
                 return self._end(0, f"the peer said: {msg.reason}")
-            return list(self.dispatcher.handle(self.link, msg, now))
+            return self.dispatcher.handle(self.link, msg, now)
         except RemoteProtocolError as exc:
             return self.violated(exc)
 
-    def violated(self, exc: RemoteProtocolError) -> list[AnyMessage]:
+    def violated(self, exc: RemoteProtocolError) -> Sequence[AnyMessage]:
         """The peer broke the protocol (here, or in the channel's framing): end with a Bye."""
         self._end(max(1, exc.penalty), f"protocol violation: {exc}")
         return [Bye(str(exc)[:MAX_REASON])]
 
-    def _before_door(self, msg: AnyMessage | None) -> list[AnyMessage]:
+    def _before_door(self, msg: AnyMessage | None) -> Sequence[AnyMessage]:
         if msg is None:
             return self._end(0, "closed before its Hello")
         if not isinstance(msg, Hello):
@@ -96,6 +98,6 @@ class Conversation:
         self.admitted = True
         return []
 
-    def _end(self, penalty: int, reason: str) -> list[AnyMessage]:
+    def _end(self, penalty: int, reason: str) -> Sequence[AnyMessage]:
         self.ended = Verdict(penalty, reason)
-        return []
+        return ()

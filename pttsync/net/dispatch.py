@@ -88,7 +88,6 @@ class Dispatcher:
                     raise RemoteProtocolError("a route for a topic this node never listed")
                 if msg.topic in link.topics:
                     rt.on_route(link, msg)
-                return []
             case Push():
                 rt = self.topics.get(msg.topic)
                 if rt is None:
@@ -99,7 +98,6 @@ class Dispatcher:
                         raise RemoteProtocolError(
                             f"{link.stats.refused} pushed oplogs refused", penalty=3
                         )
-                return []
             case Message():
                 return self._on_sync(link, msg)
         return []

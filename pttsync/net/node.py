@@ -370,17 +370,13 @@ class Node:
                 was_admitted = conv.admitted
                 replies = conv.receive(frame, trio.current_time())
                 if conv.ended is not None:
-                    for m in replies:  # a Bye: never wait on a peer that does not read
-                        link.try_send(m)
-                    return conv.ended.penalty, conv.ended.reason
+                    break
                 if conv.admitted and not was_admitted:
                     self._admit(link, admitted)
                 await link.send_all(replies)
                 frame = await link.receive_frame()
-        except RemoteProtocolError as exc:  # the channel's framing: say why, and end
-            for m in conv.violated(exc):
-                link.try_send(m)
-            return max(1, exc.penalty), f"protocol violation: {exc}"
+        except RemoteProtocolError as exc:  # the channel's framing
+            replies = conv.violated(exc)
         except ConnectionLostError as exc:
             return 0, str(exc)
         except trio.TooSlowError:
@@ -388,6 +384,10 @@ class Node:
             return 3, "no Hello within the handshake timeout"
         except Exception as exc:  # a bug of ours: this connection fails, the node goes on
             return self._contain(link, exc)
+        assert conv.ended is not None
+        for m in replies:  # a Bye: never wait on a peer that does not read
+            link.try_send(m)
+        return conv.ended.penalty, conv.ended.reason
 
     def _contain(self, link: PeerLink, exc: Exception) -> tuple[int, str]:
         """An unexpected exception while serving `link`: that connection's failure alone.

@@ -30,7 +30,7 @@ import trio
 from ..core.identity import peer_id_text
 from ..core.sync.msgcodec import encode_message
 from ..errors import ConnectionLostError, PttsyncError
-from .wire import AnyMessage, NodeMessage, decode_any, encode_node_message
+from .wire import AnyMessage, NodeMessage, encode_node_message
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -202,16 +202,6 @@ class PeerLink:
             self.stats.messages_received += 1
             self.stats.bytes_received += len(frame)
         return frame
-
-    async def receive(self) -> AnyMessage | None:
-        """The next message, or None when the peer closed the connection cleanly.
-
-        Raises:
-            RemoteProtocolError: the peer sent something malformed.
-            ConnectionLostError: the connection broke.
-        """
-        frame = await self.receive_frame()
-        return None if frame is None else decode_any(frame)
 
     async def run_writer(self) -> None:
         """Send queued frames until the link closes (run this as a task)."""

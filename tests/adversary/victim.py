@@ -87,7 +87,6 @@ class VictimNode:
         self.rt.replica.observers.append(CommitWatcher(lambda: None, self.door.recheck_links))
         self.link: PeerLink | None = None
         self.conv: Conversation | None = None
-        self.verdicts: list[Verdict] = []  # how each connection ended
 
     @property
     def connected(self) -> bool:
@@ -127,7 +126,6 @@ class VictimNode:
         if conv.ended is None and link.closed:
             conv.ended = Verdict(0, link.close_reason)
         if conv.ended is not None:
-            self.verdicts.append(conv.ended)
             self.close(conv.ended.reason)
 
     def begin_round(self) -> list[AnyMessage]:
