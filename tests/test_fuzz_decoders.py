@@ -3,7 +3,8 @@
 First one regression test per crasher the fuzzer found, with the input that
 crashed: the exact bytes where they are short, and for store files the
 corruption itself, written into a real store with SQL (the fuzzer's mutated
-files are 86 KB).  Then each decoder target of tests/adversary runs on a few
+files are 86 KB), or the fuzzer's file, gzipped in tests/data, where SQL
+cannot write the corruption.  Then each decoder target of tests/adversary runs on a few
 thousand seeded mutants of real encodings and must fail only with its
 documented errors (tools/fuzz.py runs the same targets for as long as asked).
 Last, a few Hypothesis properties, derandomized so that CI is deterministic.
@@ -12,8 +13,10 @@ Last, a few Hypothesis properties, derandomized so that CI is deterministic.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import random
 import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -45,7 +48,8 @@ from .helpers import make_identity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
 
 # ---------------------------------------------------------------------------
 # Regressions: key files.
@@ -246,6 +250,18 @@ def test_regression_store_topic_key_that_is_not_an_integer(tmp_path: Path) -> No
     )
     with SqliteStore.open(path) as store, pytest.raises(StoreError, match="key is corrupt"):
         store.check(TID)
+
+
+def test_regression_store_tree_node_row_at_the_leaf_level() -> None:
+    # Was ValueError: 0 is not a valid Level, in MerkleTree.children.  The fuzzer (seed 0,
+    # 1,000,000 inputs) edited a page so that an hour node's row reads level 1 (LEAF)
+    # while it still sits among the hours in the b-tree: a query for the hours of a day
+    # returns it, and descending from it asked for level 0.  SQL cannot write a row out
+    # of its b-tree's order, so this is the fuzzer's own file.
+    data = gzip.decompress((DATA / "store-node-level-leaf.sqlite3.gz").read_bytes())
+    refused = TARGETS["store"].run_one(data)
+    assert isinstance(refused, StoreError)
+    assert "tree node is corrupt" in str(refused)
 
 
 # ---------------------------------------------------------------------------

@@ -4,14 +4,17 @@ Each target feeds one decoder (frames, sync and node messages, oplog records
 with and without signatures, invite tokens, control requests, key files,
 store files) its seeds, then mutants of them; the decoder may fail only with
 the typed errors it documents (tests/adversary/decoders.py has the table).
-Anything else is a failure: it is printed with the target, the exception,
-where it was raised and the input in hex, and the tool exits 1.
+Anything else is a failure: it is printed with the target, the exception and
+where it was raised, its input is saved under --artifacts (and shown in hex
+when short), and the tool exits 1.  The stateful adversary is a target too;
+its input is the 8-byte seed of the batch of examples that failed.
 
 Usage:
     python tools/fuzz.py                             # every target, 10 s each
     python tools/fuzz.py --target oplog --inputs 1000000
     python tools/fuzz.py --seconds 60 --seed 7 --json
-    python tools/fuzz.py --replay oplog a e64...     # decode one input again
+    python tools/fuzz.py --replay oplog a e64...     # run one input again (hex)
+    python tools/fuzz.py --replay store @fuzz-artifacts/store-0f3c...  # or a saved one
 
 `--json` prints exactly one object on stdout:
     {"targets": {NAME: {"inputs": int, "failures": int}}, "inputs": int, "failures": int}
@@ -24,6 +27,7 @@ tests/adversary/registry.py.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import sys
@@ -33,17 +37,23 @@ from typing import TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.adversary.engine import Budget, Failure, Outcome
+from tests.adversary.engine import Budget, Failure, Outcome, UnusableInput
 from tests.adversary.registry import TARGETS
 
+SHORT = 128
+"""Inputs up to this many bytes are also printed in hex (longer ones only saved)."""
 
-def _show(failure: Failure, stream: TextIO) -> None:
+
+def _show(failure: Failure, artifacts: Path, stream: TextIO) -> None:
+    """Print one failure and save its input as `artifacts/TARGET-SHA1` (as libFuzzer does)."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    path = artifacts / f"{failure.target}-{hashlib.sha1(failure.data).hexdigest()[:16]}"
+    path.write_bytes(failure.data)
     print(f"FAIL {failure.target}: {failure.error}", file=stream)
     print(f"  at {failure.where}", file=stream)
-    print(
-        f"  replay: python tools/fuzz.py --replay {failure.target} {failure.data.hex()}",
-        file=stream,
-    )
+    if len(failure.data) <= SHORT:
+        print(f"  input: {failure.data.hex()}", file=stream)
+    print(f"  replay: python tools/fuzz.py --replay {failure.target} @{path}", file=stream)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,10 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         help="print one JSON object: {targets: {NAME: {inputs, failures}}, inputs, failures}",
     )
     parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("fuzz-artifacts"),
+        metavar="DIR",
+        help="save each failing input shown in DIR as TARGET-SHA1 (default fuzz-artifacts)",
+    )
+    parser.add_argument(
         "--replay",
         nargs=2,
-        metavar=("NAME", "HEX"),
-        help="decode one input (hex) with one target and say what happened",
+        metavar=("NAME", "INPUT"),
+        help="run one input again with one target and say what happened; INPUT is hex,"
+        " or @FILE for a saved input",
     )
     args = parser.parse_args(argv)
 
@@ -114,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         for failure in outcome.examples:
-            _show(failure, report)
+            _show(failure, args.artifacts, report)
         if outcome.failures > len(outcome.examples):
             print(
                 f"  ({outcome.failures - len(outcome.examples)} more failing inputs of"
@@ -129,15 +147,25 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-def replay(name: str, hex_input: str) -> int:
-    """Decode one input again: 0 if it decodes or is refused cleanly; a crash propagates."""
+def replay(name: str, given: str) -> int:
+    """Run one input again: 0 if it passes or is refused cleanly; 2 if the input or the
+    target cannot be used; a crash propagates, with its traceback."""
     target = TARGETS.get(name)
     run_one = getattr(target, "run_one", None)
     if run_one is None:
         print(f"no replay for target {name!r}", file=sys.stderr)
         return 2
-    result = run_one(bytes.fromhex(hex_input))
-    print("decoded" if result is None else f"refused: {type(result).__name__}: {result}")
+    try:
+        data = Path(given[1:]).read_bytes() if given.startswith("@") else bytes.fromhex(given)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read the input {given[:80]!r}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = run_one(data)
+    except UnusableInput as exc:
+        print(f"cannot replay this input: {exc}", file=sys.stderr)
+        return 2
+    print("passed" if result is None else f"refused: {type(result).__name__}: {result}")
     return 0
 
 

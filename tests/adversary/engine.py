@@ -37,6 +37,11 @@ class OracleError(Exception):
     """The decoder returned, but what it returned breaks a property it promises."""
 
 
+class UnusableInput(Exception):
+    """An input a target's `run_one` cannot run at all (not one it may produce): the
+    replay's user gave the wrong bytes, which is no failure of the code under test."""
+
+
 class InputTimeout(BaseException):
     """One input ran over `Budget.input_timeout`: a hang, or close to one.
 

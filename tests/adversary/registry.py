@@ -18,7 +18,9 @@ mutators, the call and its documented errors) and add it to TARGETS below,
 as the stateful adversary (`stateful.adversary_target`) is.
 `python tools/fuzz.py --target NAME` then runs it, and a plain
 `tools/fuzz.py` runs it with the others.  Give it a `run_one(data) ->
-BaseException | None` method too if `--replay` should work for it.
+BaseException | None` method too if `--replay` should work for it: None
+when the input passes, the documented error when it is refused cleanly, an
+`engine.UnusableInput` for bytes it cannot run at all; a failure raises.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ from ..synchelpers import (
     put,
 )
 from . import hostile
-from .engine import Budget, Failure, Outcome, describe
+from .engine import Budget, Failure, Outcome, UnusableInput, describe
 from .victim import BOOK_SIZE, PUSH_QUEUE, SEEN_CACHE, VictimNode
 
 VICTIM, ROGUE, HONEST = WRITER.peer_id, MEMBER.peer_id, b"H" * 32
@@ -356,34 +356,49 @@ def run_adversary(examples: int, seed_value: int, *, steps: int = STEPS) -> int:
     return SyncAdversary.examples_run - before
 
 
-def adversary_target(rng: random.Random, budget: Budget) -> Outcome:
+class AdversaryTarget:
     """tools/fuzz.py's `adversary` target: the state machine in batches of seeded examples.
 
     `budget.inputs` counts examples (of STEPS steps each).  A failure is
     reported with its batch seed (8 bytes, big-endian) as the input; Hypothesis
-    prints the shortest failing program of steps above it.
+    prints the shortest failing program of steps above it, and `run_one` runs
+    that batch again (`tools/fuzz.py --replay adversary SEED`).
     """
-    outcome = Outcome()
-    started = time.monotonic()
-    while True:
-        if budget.inputs is not None:
-            want = budget.inputs - outcome.inputs
-        else:
-            assert budget.seconds is not None
-            want = BATCH if time.monotonic() - started < budget.seconds else 0
-        if want <= 0:
-            break
-        batch_seed = rng.getrandbits(63)
-        try:
-            outcome.inputs += run_adversary(min(want, BATCH), batch_seed)
-        except Exception as exc:  # the machine failed: an invariant, or a bug of ours
-            error, where = describe(exc)
-            outcome.inputs += 1
-            outcome.fail(Failure("adversary", batch_seed.to_bytes(8, "big"), error, where))
-        if budget.progress is not None:
-            budget.progress(outcome.inputs, outcome.failures)
-    outcome.seconds = time.monotonic() - started
-    return outcome
+
+    def __call__(self, rng: random.Random, budget: Budget) -> Outcome:
+        outcome = Outcome()
+        started = time.monotonic()
+        while True:
+            if budget.inputs is not None:
+                want = budget.inputs - outcome.inputs
+            else:
+                assert budget.seconds is not None
+                want = BATCH if time.monotonic() - started < budget.seconds else 0
+            if want <= 0:
+                break
+            batch_seed = rng.getrandbits(63)
+            try:
+                outcome.inputs += run_adversary(min(want, BATCH), batch_seed)
+            except Exception as exc:  # the machine failed: an invariant, or a bug of ours
+                error, where = describe(exc)
+                outcome.inputs += 1
+                outcome.fail(Failure("adversary", batch_seed.to_bytes(8, "big"), error, where))
+            if budget.progress is not None:
+                budget.progress(outcome.inputs, outcome.failures)
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+    def run_one(self, data: bytes) -> BaseException | None:
+        """Run the batch whose seed `data` is again: None if it passes; a failure raises."""
+        if len(data) != 8:
+            raise UnusableInput(
+                f"an adversary input is an 8-byte batch seed, not {len(data)} bytes"
+            )
+        run_adversary(BATCH, int.from_bytes(data, "big"))
+        return None
+
+
+adversary_target = AdversaryTarget()
 
 
 BATCH = 20
