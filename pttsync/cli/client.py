@@ -98,6 +98,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     peers = status.get("peers") or []
     print(f"peer id:  {status.get('peer_id', '?')}")
     print(f"listen:   {status.get('listen') or 'not listening'}")
+    if status.get("restarts"):
+        print(f"restarts: {status['restarts']} (by its supervisor)")
     print(f"peers:    {len(peers)} connected")
     for t in status.get("topics") or []:
         valid, pending = t.get("valid", 0), t.get("pending", 0)

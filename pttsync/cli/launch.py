@@ -2,23 +2,29 @@
 
 Makes N data directories in one topic (peer 0 its master, the others members
 admitted by peer 0) if they do not exist yet, starts one `pttsync run`
-process per peer on consecutive ports, prints a table, and stops them all
-on Ctrl-C or SIGTERM.  Each peer logs to DIR/peer-i/node.log.
+process per peer on consecutive ports, and prints a table.  Then it
+supervises them (supervisor.py): a peer that exits is reported and
+restarted with backoff while the others run on (`--no-restart` leaves it
+down, for crash experiments).  Launch ends on Ctrl-C or SIGTERM, and then
+stops every peer; if launch itself is killed, its peers see their lifeline
+close and stop too.  Each peer logs to DIR/peer-i/node.log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import DataDirError, UsageError
+from ..errors import UsageError
 from .options import add_command, bounded, port, seconds
 from .run import make_peers
+from .supervisor import Peer, State, Supervisor
 
 if TYPE_CHECKING:
     import argparse
@@ -26,9 +32,10 @@ if TYPE_CHECKING:
 
     from ..datadir import DataDir
     from .options import Subparsers
+    from .supervisor import Event
 
-READY_TIMEOUT = 20.0  # seconds for a launched peer to open its control socket
 STOP_TIMEOUT = 10.0  # seconds for a peer to stop after SIGTERM before it is killed
+TICK = 0.2  # seconds between looks at the peers
 
 
 def register(sub: Subparsers) -> None:
@@ -38,9 +45,11 @@ def register(sub: Subparsers) -> None:
         cmd_launch,
         help="start N local nodes as processes, connected to each other",
         description=(
-            "Make N data directories under DIR (peer0, peer1, ..., all in one topic) if"
+            "Make N data directories under DIR (peer-0, peer-1, ..., all in one topic) if"
             " they are not there yet, and run a node on each, listening on consecutive"
-            " ports from --base-port and joining the first.  Stops them all on Ctrl-C."
+            " ports from --base-port and joining the first.  A peer that exits is"
+            " reported and restarted with backoff (not with --no-restart).  Ctrl-C or"
+            " SIGTERM stops them all; so does killing launch."
         ),
         data=False,
         topic=False,
@@ -63,53 +72,87 @@ def register(sub: Subparsers) -> None:
         metavar="SECONDS",
         help="seconds between sync rounds (default: run's default)",
     )
+    p.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="leave a peer that exits down (for crash experiments) instead of restarting it",
+    )
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
     from ..net.network import format_address  # noqa: PLC0415 - pttsync.net loads on use
 
-    if args.base_port + args.n - 1 > 65535:
-        raise UsageError(f"--base-port {args.base_port} leaves no room for {args.n} ports")
     root = Path(args.dir)
     n, host, base = args.n, args.host, args.base_port
-    if not 0 < base <= 65535 - n + 1:
-        raise UsageError(f"ports {base}..{base + n - 1} are not all valid")
+    if base + n - 1 > 65535:
+        raise UsageError(f"--base-port {base} leaves no room for {n} ports")
     dirs = make_peers(root, n)
     listens = [format_address(host, base + i) for i in range(n)]
-    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(peer: Peer) -> subprocess.Popen[bytes]:
+        if isinstance(peer.proc, subprocess.Popen) and peer.proc.stdin is not None:
+            peer.proc.stdin.close()  # the lifeline of the process that exited
+        cmd = [sys.executable, "-m", "pttsync", "-v", "run", "--data", str(dirs[peer.index].path)]
+        cmd += ["--listen", listens[peer.index], "--lifeline", "--restarts", str(peer.restarts)]
+        if args.sync_interval is not None:
+            cmd += ["--sync-interval", str(args.sync_interval)]
+        if peer.index:
+            cmd += ["--join", listens[0]]
+        with open(peer.log, "ab") as logfile:
+            # stdin is the lifeline: its pipe closes when launch ends, however it ends.
+            return subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def is_ready(peer: Peer) -> bool:
+        return _answers(dirs[peer.index].path / "control.sock")
+
+    peers = [Peer(i, d.path / "node.log") for i, d in enumerate(dirs)]
+    sup = Supervisor(peers, spawn, is_ready, restart=not args.no_restart)
     with _stop_on(signal.SIGTERM):
         try:
-            for i, d in enumerate(dirs):
-                cmd = [sys.executable, "-m", "pttsync", "-v", "run", "--data", str(d.path)]
-                cmd += ["--listen", listens[i]]
-                if args.sync_interval is not None:
-                    cmd += ["--sync-interval", str(args.sync_interval)]
-                if i:
-                    cmd += ["--join", listens[0]]
-                with open(d.path / "node.log", "ab") as logfile:
-                    procs.append(
-                        subprocess.Popen(
-                            cmd, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
-                        )
-                    )
-            _wait_ready(dirs, procs)
-            _print_table(dirs, procs, listens)
-            print("all peers are up; Ctrl-C (or SIGTERM) stops them", flush=True)
-            while True:
-                for i, p in enumerate(procs):
-                    if p.poll() is not None:
-                        print(
-                            f"peer-{i} exited with code {p.returncode}"
-                            f" (see {dirs[i].path / 'node.log'})",
-                            file=sys.stderr,
-                        )
-                        return 1
-                time.sleep(0.5)
+            sup.start_all(time.monotonic())
+            while not sup.settled():
+                _report(sup.step(time.monotonic()))
+                time.sleep(TICK)
+            _print_table(sup, dirs, listens)
+            up = sum(p.state is State.UP for p in peers)
+            if up == n:
+                print("all peers are up; Ctrl-C (or SIGTERM) stops them", flush=True)
+            else:
+                print(f"{up} of {n} peers are up; Ctrl-C (or SIGTERM) stops them", flush=True)
+            while not sup.idle():
+                _report(sup.step(time.monotonic()))
+                time.sleep(TICK)
+            print("no peer is running and none will restart", file=sys.stderr, flush=True)
+            return 1
         except KeyboardInterrupt:
             print("stopping all peers", flush=True)
             return 0
         finally:
-            _stop_all(procs)
+            _stop_all(sup)
+            if any(p.restarts or p.last_exit for p in peers):
+                _print_table(sup, dirs, listens)
+
+
+def _answers(path: Path) -> bool:
+    """Whether a node answers on the control socket `path` (a stale file does not)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def _report(events: list[Event]) -> None:
+    for event in events:
+        print(event.line, flush=True)
 
 
 @contextlib.contextmanager
@@ -126,35 +169,34 @@ def _stop_on(signum: int) -> Iterator[None]:
         signal.signal(signum, old)
 
 
-def _wait_ready(dirs: list[DataDir], procs: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    for d, p in zip(dirs, procs, strict=True):
-        while not (d.path / "control.sock").exists():
-            if p.poll() is not None:
-                raise DataDirError(f"{d.path}: the node exited (see {d.path / 'node.log'})")
-            if time.monotonic() > deadline:
-                raise DataDirError(f"{d.path}: the node did not start within {READY_TIMEOUT} s")
-            time.sleep(0.05)
-
-
-def _print_table(
-    dirs: list[DataDir], procs: list[subprocess.Popen[bytes]], listens: list[str]
-) -> None:
-    print(f"{'peer':<8} {'role':<7} {'listen':<22} {'pid':>7}  {'peer id':<54} data")
-    for i, (d, p, listen) in enumerate(zip(dirs, procs, listens, strict=True)):
-        role = "master" if i == 0 else "member"
-        print(f"peer-{i:<3} {role:<7} {listen:<22} {p.pid:>7}  {d.identity().text:<54} {d.path}")
+def _print_table(sup: Supervisor, dirs: list[DataDir], listens: list[str]) -> None:
+    print(
+        f"{'peer':<8} {'role':<7} {'listen':<22} {'pid':>7} {'restarts':>8}  {'state':<8}"
+        f" {'peer id':<54} data"
+    )
+    for peer, d, listen in zip(sup.peers, dirs, listens, strict=True):
+        role = "master" if peer.index == 0 else "member"
+        pid = "-" if peer.proc is None else str(peer.proc.pid)
+        print(
+            f"{peer.name:<8} {role:<7} {listen:<22} {pid:>7} {peer.restarts:>8}"
+            f"  {peer.state.value:<8} {d.identity().text:<54} {d.path}"
+        )
     sys.stdout.flush()
 
 
-def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+def _stop_all(sup: Supervisor) -> None:
+    """SIGTERM every running peer; SIGKILL what has not stopped after STOP_TIMEOUT."""
+    procs = [p.proc for p in sup.peers if isinstance(p.proc, subprocess.Popen)]
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
-    for p in procs:
+    for proc in procs:
         try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            proc.kill()
+            proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
+    sup.stopped()

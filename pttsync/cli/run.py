@@ -14,6 +14,7 @@ import argparse
 import functools
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from ..core.identity import peer_id_text
 from ..datadir import DataDir
 from ..errors import DataDirError
 from .init import admit
-from .options import add_command, bounded, seconds
+from .options import add_command, bounded, count, seconds
 
 if TYPE_CHECKING:
     from ..net.config import NodeConfig
@@ -104,6 +105,19 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "--no-push", action="store_true", help="do not push new writes; rely on sync rounds"
     )
+    p.add_argument(
+        "--lifeline",
+        action="store_true",
+        help="stop when standard input is closed (a supervisor's pipe: `launch` uses it so"
+        " that its peers end with it, even if it is killed)",
+    )
+    p.add_argument(
+        "--restarts",
+        type=count,
+        default=0,
+        metavar="N",
+        help="how many times a supervisor has restarted this node; status shows it",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -121,29 +135,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_peers=args.max_peers,
         sync_interval=args.sync_interval,
         push=not args.no_push,
+        restarts=args.restarts,
     )
     DataDir(args.data).check()
-    trio.run(_run, Path(args.data), config)
+    trio.run(_run, Path(args.data), config, args.lifeline)
     return 0
 
 
-async def _run(data: Path, config: NodeConfig) -> None:
+async def _run(data: Path, config: NodeConfig, lifeline: bool) -> None:
     import trio  # noqa: PLC0415
 
     from ..net.serve import serve_node  # noqa: PLC0415
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            node: Node = await nursery.start(functools.partial(serve_node, data, config=config))
-            print(
-                f"pttsync node {peer_id_text(node.peer_id)} listening on"
-                f" {node.listen_address or '(not listening)'}; data in {data}",
-                flush=True,
-            )
+    async def until_signal(cancel: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 print(f"stopping ({signal.Signals(signum).name})", flush=True)
-                nursery.cancel_scope.cancel()
-                break
+                cancel.cancel()
+                return
+
+    async def until_lifeline_closes(cancel: trio.CancelScope) -> None:
+        # Standard input is a pipe from the supervisor; anything written on it is ignored.
+        async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stdin:
+            while await stdin.receive_some():
+                pass
+        print("stopping (the supervisor's lifeline closed)", flush=True)
+        cancel.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(until_signal, nursery.cancel_scope)
+        if lifeline:
+            nursery.start_soon(until_lifeline_closes, nursery.cancel_scope)
+        node: Node = await nursery.start(functools.partial(serve_node, data, config=config))
+        print(
+            f"pttsync node {peer_id_text(node.peer_id)} listening on"
+            f" {node.listen_address or '(not listening)'}; data in {data}",
+            flush=True,
+        )
 
 
 def make_peers(root: Path, n: int) -> list[DataDir]:

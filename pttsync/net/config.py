@@ -86,6 +86,7 @@ class NodeConfig:
     push_queue: int = 4096
     seen_cache: int = 16384
     control: bool = True  # serve the control socket in the data directory
+    restarts: int = 0  # times a supervisor (launch) restarted this node; status shows it
     seed: int | None = None  # randomness (jitter, peer choice, round IDs); None: from the OS
     sync: SyncConfig = field(default_factory=SyncConfig)
     clock: Callable[[], int] = time.time_ns  # wall-clock nanoseconds (tests pass trio's)
@@ -122,6 +123,7 @@ class NodeConfig:
             "push_queue": (1, 1_000_000),
             "seen_cache": (16, 10_000_000),
             "push_max_age": (0, 2**62),
+            "restarts": (0, 2**62),
         }
         for name, (lo, hi) in counts.items():
             value = getattr(self, name)

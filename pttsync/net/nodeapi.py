@@ -239,6 +239,7 @@ class NodeAPI:
             "listen": running.listen_address,
             "data": None if self.data_path is None else str(self.data_path),
             "uptime_s": round(trio.current_time() - running.started_at, 3),
+            "restarts": self.config.restarts,
             "peers": self.peers(),
             "connected": len(self.links),
             "violations": running.violations,

@@ -1,0 +1,207 @@
+"""The supervisor's policy (pttsync/cli/supervisor.py), on fake processes and a fake clock.
+
+tests/test_launch.py runs the same policy on real `pttsync run` processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pttsync.cli.supervisor import (
+    GIVE_UP_AFTER,
+    RESTART_BASE,
+    RESTART_MAX,
+    STABLE,
+    Peer,
+    State,
+    Supervisor,
+    describe_exit,
+)
+
+PIDS = itertools.count(1000)
+
+
+@dataclass
+class FakeProcess:
+    pid: int
+    returncode: int | None = None
+    ready: bool = False
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+class Harness:
+    """N peers whose processes the test kills and makes ready by hand."""
+
+    def __init__(self, n: int, *, restart: bool = True) -> None:
+        self.spawned: list[tuple[int, FakeProcess]] = []
+        peers = [Peer(i, Path(f"/net/peer-{i}/node.log")) for i in range(n)]
+        self.sup = Supervisor(peers, self.spawn, self.is_ready, restart=restart)
+        self.now = 0.0
+        self.sup.start_all(self.now)
+
+    def spawn(self, peer: Peer) -> FakeProcess:
+        proc = FakeProcess(next(PIDS))
+        self.spawned.append((peer.index, proc))
+        return proc
+
+    def is_ready(self, peer: Peer) -> bool:
+        return isinstance(peer.proc, FakeProcess) and peer.proc.ready
+
+    def proc(self, i: int) -> FakeProcess:
+        proc = self.sup.peers[i].proc
+        assert isinstance(proc, FakeProcess)
+        return proc
+
+    def step(self, dt: float = 0.0) -> list[str]:
+        self.now += dt
+        return [e.line for e in self.sup.step(self.now)]
+
+    def all_ready(self) -> None:
+        for p in self.sup.peers:
+            if p.proc is not None:
+                self.proc(p.index).ready = True
+        self.step()
+
+
+def test_a_killed_peer_is_reported_and_restarted_while_the_others_run() -> None:
+    h = Harness(3)
+    h.all_ready()
+    assert [p.state for p in h.sup.peers] == [State.UP] * 3
+    old = h.proc(1)
+    old.returncode = -signal.SIGKILL
+    assert h.step(0.2) == [
+        "peer-1 exited (killed by SIGKILL); its log: /net/peer-1/node.log; restarting in 1 s"
+    ]
+    assert h.sup.peers[1].state is State.WAITING
+    assert h.step(RESTART_BASE / 2) == []  # not yet
+    (line,) = h.step(RESTART_BASE / 2)
+    assert line == f"peer-1 restarted (restart 1, pid {h.proc(1).pid})"
+    assert h.proc(1) is not old and h.sup.peers[1].restarts == 1
+    h.proc(1).ready = True
+    assert h.step(0.2) == [f"peer-1 is up again (pid {h.proc(1).pid})"]
+    assert [p.state for p in h.sup.peers] == [State.UP] * 3
+    assert [i for i, _ in h.spawned] == [0, 1, 2, 1]  # the others were never touched
+
+
+def test_quick_exits_back_off_doubling_to_the_cap_and_a_stable_run_resets_it() -> None:
+    h = Harness(1)
+    h.all_ready()
+    delays = []
+    for _ in range(8):
+        h.proc(0).ready = True
+        h.step()
+        h.proc(0).returncode = 1
+        (line,) = h.step(0.1)
+        delays.append(float(line.rsplit("in ", 1)[1].removesuffix(" s")))
+        h.step(delays[-1])  # restarted
+    assert delays == [min(RESTART_MAX, RESTART_BASE * 2**k) for k in range(8)]
+    assert delays[-1] == RESTART_MAX
+    h.proc(0).ready = True
+    h.step(STABLE)  # up for STABLE seconds: the backoff starts again
+    h.proc(0).returncode = 1
+    assert h.step(0.1)[0].endswith(f"restarting in {RESTART_BASE:g} s")
+
+
+def test_a_peer_that_never_starts_is_given_up_after_some_tries() -> None:
+    h = Harness(2)
+    h.proc(0).ready = True
+    for attempt in range(1, GIVE_UP_AFTER + 1):
+        h.proc(1).returncode = 2
+        lines = h.step(0.1)
+        if attempt < GIVE_UP_AFTER:
+            assert lines[-1].startswith("peer-1 exited (exit code 2)")
+            h.step(RESTART_MAX)
+    assert lines == [
+        "peer-1 exited (exit code 2); its log: /net/peer-1/node.log;"
+        f" it failed to start {GIVE_UP_AFTER} times in a row: left down"
+    ]
+    assert h.sup.peers[1].state is State.GAVE_UP and h.sup.settled()
+    assert not h.sup.idle()  # peer-0 still runs
+    h.proc(0).returncode = 0
+    h.step(0.1)
+    h.step(RESTART_BASE)
+    assert h.sup.peers[0].state is State.STARTING  # peer-0 is restarted; peer-1 stays down
+    assert h.sup.peers[1].state is State.GAVE_UP
+
+
+def test_with_restarts_off_a_peer_stays_down_and_all_down_is_idle() -> None:
+    h = Harness(2, restart=False)
+    h.all_ready()
+    h.proc(0).returncode = -signal.SIGTERM
+    assert h.step(0.1) == [
+        "peer-0 exited (killed by SIGTERM); its log: /net/peer-0/node.log; left down (--no-restart)"
+    ]
+    h.step(RESTART_MAX * 10)
+    assert h.sup.peers[0].state is State.DOWN and len(h.spawned) == 2
+    assert not h.sup.idle()
+    h.proc(1).returncode = 0
+    h.step(0.1)
+    assert h.sup.idle()
+
+
+def test_stopping_marks_every_live_peer_stopped() -> None:
+    h = Harness(3, restart=False)
+    h.all_ready()
+    h.proc(2).returncode = 1
+    h.step()
+    h.sup.stopped()
+    assert [p.state for p in h.sup.peers] == [State.STOPPED, State.STOPPED, State.DOWN]
+    assert h.sup.idle()
+
+
+def test_exits_are_described_by_code_or_signal() -> None:
+    assert describe_exit(0) == "exit code 0"
+    assert describe_exit(3) == "exit code 3"
+    assert describe_exit(-9) == "killed by SIGKILL"
+    assert describe_exit(-200) == "killed by signal 200"
+
+
+# Any schedule of exits, readiness and time: the policy's bounds hold.
+ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["exit", "ready", "wait"]),
+        st.integers(0, 2),
+        st.floats(0, 2 * RESTART_MAX, allow_nan=False),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(ACTIONS, st.booleans())
+def test_property_restarts_are_spaced_bounded_and_counted(
+    actions: list[tuple[str, int, float]], restart: bool
+) -> None:
+    h = Harness(3, restart=restart)
+    exited_at: dict[int, float] = {}
+    for kind, i, dt in actions:
+        peer = h.sup.peers[i]
+        if kind == "exit" and peer.state in (State.STARTING, State.UP):
+            h.proc(i).returncode = 1
+        elif kind == "ready" and peer.state is State.STARTING:
+            h.proc(i).ready = True
+        h.now += dt
+        for event in h.sup.step(h.now):
+            index = event.peer.index
+            if event.kind == "exited":
+                assert restart == (event.peer.state is State.WAITING)
+                exited_at[index] = h.now
+            elif event.kind == "restarted":
+                # At least the base delay after the exit was seen, at most the cap later
+                # (plus the step in which it fell due).
+                assert restart
+                waited = h.now - exited_at.pop(index)
+                assert RESTART_BASE <= waited <= RESTART_MAX + dt
+        for p in h.sup.peers:
+            assert p.failed_starts <= GIVE_UP_AFTER
+            # Every spawn after a peer's first is one counted restart.
+            assert p.restarts == sum(1 for index, _ in h.spawned if index == p.index) - 1
+            assert p.state is not State.WAITING or p.index in exited_at
