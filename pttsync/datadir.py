@@ -107,9 +107,11 @@ class DataDir:
         with self.open_store() as store:
             return select_topic(store, text)
 
-    def open_store(self, *, synchronous: str = "FULL") -> Store:
+    def open_store(self, *, synchronous: str = "FULL", quarantine: bool = False) -> Store:
+        """The directory's store.  `quarantine` is for the node that runs on it: records
+        found damaged on disk are set aside for sync to replace (core/store/integrity.py)."""
         self.check()
-        return SqliteStore.open(self.store_path, synchronous=synchronous)
+        return SqliteStore.open(self.store_path, synchronous=synchronous, quarantine=quarantine)
 
 
 def select_topic(store: Store, text: str | None) -> TopicInfo:

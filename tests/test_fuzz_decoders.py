@@ -126,7 +126,7 @@ def test_regression_store_corrupt_topic_row(tmp_path: Path, sql: str) -> None:
 def test_regression_store_oplog_with_unknown_status(tmp_path: Path) -> None:
     # Was ValueError: 9 is not a valid OplogStatus.
     path = corrupted_store(tmp_path, "UPDATE oplogs SET status=9")
-    with SqliteStore.open(path) as store, pytest.raises(StoreError, match="oplog is corrupt"):
+    with SqliteStore.open(path) as store, pytest.raises(StoreError, match="oplog row is corrupt"):
         list(store.since(TID, 0))
 
 

@@ -1024,7 +1024,7 @@ def test_extending_a_fold_gives_the_fold_of_the_whole_set() -> None:
 # -- 8. the schema migration -------------------------------------------------------------------
 
 
-def test_a_schema_2_store_migrates_to_3(tmp_path: Path) -> None:
+def test_a_schema_2_store_migrates_to_the_current_schema(tmp_path: Path) -> None:
     info = topic()
     path = tmp_path / "v2.sqlite3"
     store = Store.open(path, create=True)
@@ -1046,6 +1046,7 @@ def test_a_schema_2_store_migrates_to_3(tmp_path: Path) -> None:
         conn.execute("DROP INDEX oplogs_by_object")
         conn.execute("DROP INDEX governance_oplogs")
         conn.execute("DROP TABLE failed")
+        conn.execute("DROP TABLE quarantine")  # schema 4
         for table, column in [("topics", "quorum"), ("topics", "expiry"), ("oplogs", "object_id"),
                               ("oplogs", "op"), ("oplogs", "create_time")]:  # fmt: skip
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
@@ -1054,7 +1055,7 @@ def test_a_schema_2_store_migrates_to_3(tmp_path: Path) -> None:
     conn.close()
 
     with Store.open(path) as migrated:
-        assert migrated.schema_version == SCHEMA_VERSION == 3
+        assert migrated.schema_version == SCHEMA_VERSION == 4
         conn = migrated._conn
         assert {
             t: [row[1] for row in conn.execute(f"PRAGMA table_info({t})")] for t in fresh_columns

@@ -178,7 +178,7 @@ class Node:
                         functools.partial(rt.pusher.run, self.links.values, every=cfg.push_every)
                     )
                 nursery.start_soon(self._anti_entropy, rt)
-                nursery.start_soon(self._failed_timer, rt)
+                nursery.start_soon(self._housekeeping, rt)
             nursery.start_soon(self.dialer.run, nursery)
             if cfg.control and self.data_path is not None:
                 await nursery.start(serve_control, self.api, self.data_path / CONTROL_SOCKET)
@@ -477,8 +477,12 @@ class Node:
             # a sync round carries them only to a signer one hop away.
             rt.pusher.relay_pending(list(self.links.values()), unreached_only=not self.config.push)
 
-    async def _failed_timer(self, rt: TopicRuntime) -> None:
+    async def _housekeeping(self, rt: TopicRuntime) -> None:
+        """HandleFailedOplogs and a scrub batch (config.py) every `failed_interval`."""
         while True:
+            changed = bool(self.config.scrub_batch) and rt.scrub(self.config.scrub_batch)
+            if changed:
+                self.changes.notify()
             await trio.sleep(self.config.failed_interval)
             if rt.handle_failed_oplogs():
                 self.changes.notify()

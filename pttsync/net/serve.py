@@ -81,7 +81,7 @@ async def serve_node(
             d.check()
             stack.enter_context(lock_data_dir(d.path))
             identity = d.identity()
-            store = stack.enter_context(d.open_store())
+            store = stack.enter_context(d.open_store(quarantine=True))
             data_path = d.path
         elif store is None or identity is None:
             raise UsageError("serve_node needs a data directory, or a store and an identity")

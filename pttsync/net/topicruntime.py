@@ -44,6 +44,7 @@ from ..core.lifecycle.governance import (
 )
 from ..core.lifecycle.replica import Replica
 from ..core.oplog import OplogStatus
+from ..core.store.integrity import Scrubber
 from ..core.sync.messages import Message, RejectCode, SyncOplog
 from ..core.sync.receiver import Receiver
 from ..core.sync.requester import Requester
@@ -109,6 +110,7 @@ class TopicRuntime:
         self.clock = clock
         self.replica = Replica(store, self.topic_id, identity=identity)
         self.docs = DocumentStore(self.replica)
+        self.scrubber = Scrubber(store, self.topic_id)
         self.ctx = SyncContext(store, self.topic_id, config=config, replica=self.replica)
         self.stats = TopicStats()
         self.seen = SeenCache(seen_cache)
@@ -322,6 +324,13 @@ class TopicRuntime:
         Returns how many expired oplogs were rolled back.
         """
         return len(self.ctx.handler.handle_failed_oplogs(self.clock()).failed)
+
+    def scrub(self, limit: int) -> bool:
+        """Read the next `limit` stored records (a damaged one is quarantined); whether
+        the tree changed, i.e. something was quarantined."""
+        before = self.ctx.view.tree.digest()
+        self.scrubber.step(limit)
+        return self.ctx.view.tree.digest() != before
 
     def counts(self) -> dict[str, object]:
         store = self.ctx.store

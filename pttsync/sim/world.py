@@ -181,6 +181,7 @@ class World:
         return NodeConfig(
             listen=peer.address, join=join, max_peers=cfg.max_peers,
             sync_interval=cfg.sync_interval, push=cfg.push, control=False,
+            scrub_batch=0,  # nothing rots in a simulated store: no scrubbing
             push_mesh=cfg.push_mesh, push_every=cfg.push_every,
             seed=derived_int(cfg.seed, "node", peer.index, peer.incarnation),
             clock=trio_wall_clock(T0 + skew),

@@ -204,6 +204,7 @@ def _schema_2(file: bytes, tmp: Path) -> bytes:
         conn.execute("DROP INDEX oplogs_by_object")
         conn.execute("DROP INDEX governance_oplogs")
         conn.execute("DROP TABLE failed")
+        conn.execute("DROP TABLE quarantine")
         for table, column in LIFECYCLE_COLUMNS:
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         conn.execute("PRAGMA user_version=2")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .protocol import (
     MAX_FAILED,
     BatchResult,
+    Damage,
     FailedOplog,
     Store,
     StoredOplog,
@@ -19,6 +20,7 @@ from .protocol import (
 __all__ = [
     "MAX_FAILED",
     "BatchResult",
+    "Damage",
     "FailedOplog",
     "Store",
     "StoredOplog",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
     from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x70747473  # "ptts"
 
 # Statements are split on ";", so comments inside must not contain one.
@@ -144,6 +144,19 @@ def _run_script(db: Database, script: str) -> None:
 
 # 2 -> 3: the lifecycle (topic settings, oplogs by object and op, failed oplogs).
 MIGRATIONS[2] = _migrate_2_to_3
+
+# 3 -> 4: records found damaged on disk, set aside (integrity.py).  `body` is what
+# was stored, of whatever type it had become, so it has no declared type.
+MIGRATIONS[3] = """
+CREATE TABLE quarantine (
+    topic    INTEGER NOT NULL REFERENCES topics (topic),
+    oplog_id BLOB NOT NULL,
+    status   INTEGER NOT NULL,
+    body     ANY,
+    reason   TEXT NOT NULL,
+    PRIMARY KEY (topic, oplog_id)
+) WITHOUT ROWID
+"""
 
 
 class Database:

@@ -33,6 +33,7 @@ from .memtree import MemoryTree
 from .protocol import (
     MAX_FAILED,
     BatchResult,
+    Damage,
     FailedOplog,
     StoredOplog,
     check_hex_prefix,
@@ -347,6 +348,21 @@ class MemoryStore:
 
     def tree(self, topic_id: bytes) -> MerkleTree:
         return MerkleTree(topic_id, self._t(topic_id).tree)
+
+    def raw_records(
+        self, topic_id: bytes, *, after: bytes = b"", limit: int = 1000
+    ) -> list[tuple[object, object, object]]:
+        """Records are kept decoded here, so this encodes them (nothing rots in memory)."""
+        t = self._t(topic_id)
+        ids = sorted(oid for oid in t.oplogs if oid > after)[:limit]
+        return [
+            (oid, t.bodies.get(oid) or encode_oplog(t.oplogs[oid].oplog), int(t.oplogs[oid].status))
+            for oid in ids
+        ]
+
+    def quarantined(self, topic_id: bytes, *, limit: int = 1000) -> list[Damage]:
+        self._t(topic_id)
+        return []
 
     def check(self, topic_id: bytes) -> list[str]:
         t = self._t(topic_id)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_FAILED",
     "BatchResult",
+    "Damage",
     "FailedOplog",
     "Store",
     "StoredOplog",
@@ -54,6 +55,15 @@ class FailedOplog:
     creator: bytes
     create_time: int
     failed_at: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """A stored record that does not decode to what its row says, and why (integrity.py)."""
+
+    oplog_id: bytes
+    status: int
     reason: str
 
 
@@ -208,6 +218,19 @@ class Store(Protocol):
 
     def check(self, topic_id: bytes) -> list[str]:
         """A topic's consistency problems (none is good): leaves, oplogs and tree agree."""
+        ...
+
+    # -- integrity (integrity.py) ---------------------------------------------------
+
+    def raw_records(
+        self, topic_id: bytes, *, after: bytes = b"", limit: int = 1000
+    ) -> list[tuple[object, object, object]]:
+        """(oplog ID, encoded record, status) as stored, by ID after `after`, not decoded:
+        what `integrity.scan` checks record by record."""
+        ...
+
+    def quarantined(self, topic_id: bytes, *, limit: int = 1000) -> list[Damage]:
+        """Records found damaged on disk and set aside, by ID (integrity.py)."""
         ...
 
 

@@ -34,23 +34,27 @@ from typing import TYPE_CHECKING
 
 from ...errors import StoreError, UsageError
 from ..merkle import Leaf, MerkleTree
-from ..oplog import Oplog, OplogStatus
-from ..oplogcodec import decode_oplog, encode_oplog
+from ..oplogcodec import encode_oplog
 from ..timeutil import MAX_TIME
 from ..topic import Quorum, TopicInfo
 from .batch import plan_batch
 from .database import SCHEMA_VERSION, Database, Row
+from .integrity import Quarantine
 from .protocol import (
     MAX_FAILED,
     BatchResult,
+    Damage,
     FailedOplog,
     StoredOplog,
     check_hex_prefix,
 )
+from .sqliteaudit import consistency, quarantined, raw_records, set_aside
 from .sqlitetree import IN_CHUNK, SqliteTreeStorage, leaf
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+
+    from ..oplog import Oplog, OplogStatus
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -58,31 +62,41 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 class SqliteStore:
     """The `Store` on one SQLite connection (the module text).  Not for concurrent use."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, quarantine: bool = False) -> None:
         self._db = db
         self._conn = db.conn  # the raw connection, for tests and diagnostics
         self.path = db.path
         self._keys: dict[bytes, int] = {}
+        self._quarantine = Quarantine(self._keep_damaged, enabled=quarantine)
 
     @classmethod
     def open(
-        cls, path: Path | str, *, create: bool = False, synchronous: str = "FULL"
+        cls,
+        path: Path | str,
+        *,
+        create: bool = False,
+        synchronous: str = "FULL",
+        quarantine: bool = False,
     ) -> SqliteStore:
         """Open the store file at `path`; with `create`, make a new one.
 
         `synchronous` is SQLite's setting: FULL (the default) survives power
-        loss; NORMAL survives a process crash only.
+        loss; NORMAL survives a process crash only.  With `quarantine` (a
+        running node's store), a record found damaged on disk when read is
+        moved aside and removed, so that sync fetches a good copy
+        (integrity.py); without it, reading one is a StoreError.
 
         Raises:
             StoreError: the file is missing (without `create`), exists (with
                 `create`), is not a pttsync store, or has an unknown schema.
         """
-        return cls(Database.open(Path(path), create=create, synchronous=synchronous))
+        db = Database.open(Path(path), create=create, synchronous=synchronous)
+        return cls(db, quarantine=quarantine)
 
     @classmethod
-    def memory(cls) -> SqliteStore:
+    def memory(cls, *, quarantine: bool = False) -> SqliteStore:
         """A fresh in-memory store (tests and simulation)."""
-        return cls(Database.memory())
+        return cls(Database.memory(), quarantine=quarantine)
 
     def copy(self) -> SqliteStore:
         """An in-memory copy of this store, every topic and oplog in it.
@@ -169,47 +183,64 @@ class SqliteStore:
             StoreError: the write failed.  Either way nothing was written.
         """
         key = self._key(topic_id)
-        puts = list(puts)
-        failed = list(failed)
-        gone = [*deletes, *(f.oplog_id for f in failed)]
         with self._db.transaction():
-            held = self._existing(key, [oplog.oplog_id for oplog, _ in puts] + gone)
-            plan = plan_batch(topic_id, puts, gone, held)
-            self._db.run_many(
-                "INSERT OR REPLACE INTO oplogs (topic, oplog_id, status, update_time, hash, body,"
-                " object_id, op, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        key,
-                        oplog.oplog_id,
-                        int(status),
-                        oplog.update_time,
-                        oplog.hash,
-                        encode_oplog(oplog),
-                        oplog.object_id,
-                        oplog.op,
-                        oplog.create_time,
-                    )
-                    for oplog, status in plan.writes
-                ],
-            )
-            if failed:
-                self._db.run_many(
-                    "INSERT OR REPLACE INTO failed (topic, oplog_id, object_id, op, creator,"
-                    " create_time, failed_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(key, *astuple(f)) for f in failed],
+            return self._write(topic_id, key, list(puts), list(deletes), list(failed))
+
+    def _write(
+        self,
+        topic_id: bytes,
+        key: int,
+        puts: list[tuple[Oplog, OplogStatus]],
+        deletes: list[bytes],
+        failed: list[FailedOplog],
+    ) -> BatchResult:
+        """write_batch's work, inside the caller's transaction."""
+        gone = [*deletes, *(f.oplog_id for f in failed)]
+        held = self._existing(key, [oplog.oplog_id for oplog, _ in puts] + gone)
+        plan = plan_batch(topic_id, puts, gone, held)
+        self._db.run_many(
+            "INSERT OR REPLACE INTO oplogs (topic, oplog_id, status, update_time, hash, body,"
+            " object_id, op, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    key,
+                    oplog.oplog_id,
+                    int(status),
+                    oplog.update_time,
+                    oplog.hash,
+                    encode_oplog(oplog),
+                    oplog.object_id,
+                    oplog.op,
+                    oplog.create_time,
                 )
-                self._db.run(
-                    "DELETE FROM failed WHERE topic=? AND oplog_id NOT IN (SELECT oplog_id"
-                    " FROM failed WHERE topic=? ORDER BY failed_at DESC LIMIT ?)",
-                    (key, key, MAX_FAILED),
-                )
+                for oplog, status in plan.writes
+            ],
+        )
+        if failed:
             self._db.run_many(
-                "DELETE FROM oplogs WHERE topic=? AND oplog_id=?",
-                [(key, oid) for oid in plan.deletes],
+                "INSERT OR REPLACE INTO failed (topic, oplog_id, object_id, op, creator,"
+                " create_time, failed_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(key, *astuple(f)) for f in failed],
             )
-            self._tree(topic_id, key).update(plan.add_leaves, plan.remove_leaves)
+            self._db.run(
+                "DELETE FROM failed WHERE topic=? AND oplog_id NOT IN (SELECT oplog_id"
+                " FROM failed WHERE topic=? ORDER BY failed_at DESC LIMIT ?)",
+                (key, key, MAX_FAILED),
+            )
+        self._db.run_many(
+            "DELETE FROM oplogs WHERE topic=? AND oplog_id=?",
+            [(key, oid) for oid in plan.deletes],
+        )
+        self._tree(topic_id, key).update(plan.add_leaves, plan.remove_leaves)
         return plan.result
+
+    def _keep_damaged(self, topic_id: bytes, damaged: list[Damage]) -> None:
+        """Move damaged records to the quarantine table and remove them, leaves and all."""
+        key = self._key(topic_id)
+        ids = [d.oplog_id for d in damaged]
+        with self._db.transaction():
+            set_aside(self._db, key, damaged)
+            self._write(topic_id, key, [], ids, [])
 
     def _by_id(self, key: int, columns: str, ids: Iterable[bytes], where: str = "") -> list[Row]:
         """Rows of `columns` (oplog_id first) for the oplogs `ids` of a topic, in chunks."""
@@ -233,10 +264,11 @@ class SqliteStore:
 
     def get(self, topic_id: bytes, oplog_id: bytes) -> StoredOplog | None:
         row = self._db.one(
-            "SELECT body, status FROM oplogs WHERE topic=? AND oplog_id=?",
+            "SELECT oplog_id, body, status FROM oplogs WHERE topic=? AND oplog_id=?",
             (self._key(topic_id), oplog_id),
         )
-        return None if row is None else _stored(row)
+        found = [] if row is None else self._quarantine.decode(topic_id, [row])
+        return found[0] if found else None
 
     def find(self, topic_id: bytes, hex_prefix: str, limit: int = 2) -> list[StoredOplog]:
         """Oplogs whose hex ID starts with `hex_prefix` (short IDs typed by people).
@@ -247,11 +279,11 @@ class SqliteStore:
         prefix = check_hex_prefix(hex_prefix)
         low, high = bytes.fromhex(prefix.ljust(64, "0")), bytes.fromhex(prefix.ljust(64, "f"))
         rows = self._db.all(
-            "SELECT body, status FROM oplogs WHERE topic=? AND oplog_id BETWEEN ? AND ?"
-            " ORDER BY oplog_id LIMIT ?",
+            "SELECT oplog_id, body, status FROM oplogs WHERE topic=?"
+            " AND oplog_id BETWEEN ? AND ? ORDER BY oplog_id LIMIT ?",
             (self._key(topic_id), low, high, limit),
         )
-        return [_stored(row) for row in rows]
+        return self._quarantine.decode(topic_id, rows)
 
     def oplogs(
         self, topic_id: bytes, status: OplogStatus, *, since: int = 0, limit: int = 1000
@@ -260,11 +292,11 @@ class SqliteStore:
         # The status is written into the statement (it is an enum, not input) so
         # that SQLite can use the partial index of not-yet-valid oplogs.
         rows = self._db.all(
-            f"SELECT body, status FROM oplogs WHERE topic=? AND status={int(status)}"
+            f"SELECT oplog_id, body, status FROM oplogs WHERE topic=? AND status={int(status)}"
             " AND update_time>=? ORDER BY update_time, oplog_id LIMIT ?",
             (self._key(topic_id), since, limit),
         )
-        return [_stored(row).oplog for row in rows]
+        return [s.oplog for s in self._quarantine.decode(topic_id, rows)]
 
     def has_pending(self, topic_id: bytes) -> bool:
         """True if the topic holds any pending or internal-pending oplog (an index lookup)."""
@@ -292,19 +324,19 @@ class SqliteStore:
         for i in range(0, len(ids), IN_CHUNK):
             chunk = ids[i : i + IN_CHUNK]
             rows += self._db.all(
-                "SELECT body, status FROM oplogs WHERE topic=?"
+                "SELECT oplog_id, body, status FROM oplogs WHERE topic=?"
                 f" AND object_id IN ({','.join('?' * len(chunk))})",
                 (key, *chunk),
             )
-        return [_stored(row) for row in rows]
+        return self._quarantine.decode(topic_id, rows)
 
     def by_op_range(self, topic_id: bytes, lo: int, hi: int) -> list[StoredOplog]:
         """Every oplog with lo <= op < hi (the governance ops have an index)."""
         rows = self._db.all(
-            "SELECT body, status FROM oplogs WHERE topic=? AND op>=? AND op<?",
+            "SELECT oplog_id, body, status FROM oplogs WHERE topic=? AND op>=? AND op<?",
             (self._key(topic_id), lo, hi),
         )
-        return [_stored(row) for row in rows]
+        return self._quarantine.decode(topic_id, rows)
 
     def since(self, topic_id: bytes, time: int, chunk: int = 2000) -> Iterator[StoredOplog]:
         """Every oplog (any status) with update time >= `time`, read in chunks."""
@@ -312,15 +344,14 @@ class SqliteStore:
         lo: tuple[int, bytes] = (time, b"")
         while True:
             rows = self._db.all(
-                "SELECT body, status, update_time, oplog_id FROM oplogs WHERE topic=?"
+                "SELECT oplog_id, body, status, update_time FROM oplogs WHERE topic=?"
                 " AND (update_time, oplog_id) > (?, ?) ORDER BY update_time, oplog_id LIMIT ?",
                 (key, lo[0], lo[1], chunk),
             )
-            for row in rows:
-                yield _stored(row)
+            yield from self._quarantine.decode(topic_id, (row[:3] for row in rows))
             if len(rows) < chunk:
                 return
-            lo = (rows[-1][2], rows[-1][3])
+            lo = (rows[-1][3], rows[-1][0])
 
     def object_ids(
         self,
@@ -373,14 +404,19 @@ class SqliteStore:
         return [leaf(row) for row in rows]
 
     def bodies(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, bytes]:
-        """The encoded records of the valid oplogs among `oplog_ids`, by ID."""
-        rows = self._by_id(self._key(topic_id), "body", oplog_ids, " AND status=3")
-        return {oid: body for oid, body in rows}  # noqa: C416 (rows are tuples)
+        """The encoded records of the valid oplogs among `oplog_ids`, by ID.
+
+        Each is decoded first (without its signatures), so that a record
+        damaged on disk is never sent: a peer would refuse it.
+        """
+        rows = self._by_id(self._key(topic_id), "body, status", oplog_ids, " AND status=3")
+        good = {s.oplog.oplog_id for s in self._quarantine.decode(topic_id, rows)}
+        return {oid: body for oid, body, _ in rows if oid in good}
 
     def existing(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, StoredOplog]:
         """The stored copies (any status) of `oplog_ids`, by ID."""
         rows = self._by_id(self._key(topic_id), "body, status", oplog_ids)
-        return {oid: _stored((body, status)) for oid, body, status in rows}
+        return {s.oplog.oplog_id: s for s in self._quarantine.decode(topic_id, rows)}
 
     def sync_time(self, topic_id: bytes, peer: bytes) -> int:
         """The time up to which `peer` was last confirmed in sync with us (0: never)."""
@@ -403,6 +439,18 @@ class SqliteStore:
                 (key, peer, time),
             )
 
+    # -- integrity (integrity.py) ---------------------------------------------------
+
+    def raw_records(
+        self, topic_id: bytes, *, after: bytes = b"", limit: int = 1000
+    ) -> list[tuple[object, object, object]]:
+        """(oplog ID, record, status) rows as stored, by ID after `after`: not decoded."""
+        return raw_records(self._db, self._key(topic_id), after, limit)
+
+    def quarantined(self, topic_id: bytes, *, limit: int = 1000) -> list[Damage]:
+        """Records found damaged on disk and moved aside, by ID."""
+        return quarantined(self._db, self._key(topic_id), limit)
+
     # -- the tree ----------------------------------------------------------------
 
     def tree(self, topic_id: bytes) -> MerkleTree:
@@ -418,27 +466,7 @@ class SqliteStore:
         Every valid oplog has its leaf (same time and hash), every leaf has its
         valid oplog, and every tree node matches a rebuild from the leaves.
         """
-        key = self._key(topic_id)
-        problems = [
-            f"valid oplog {row[0]} has no matching leaf"
-            for row in self._db.all(
-                "SELECT lower(hex(o.oplog_id)) FROM oplogs o WHERE o.topic=? AND o.status=3"
-                " AND NOT EXISTS (SELECT 1 FROM leaves l WHERE l.topic=o.topic"
-                " AND l.time=o.update_time AND l.oplog_id=o.oplog_id AND l.hash=o.hash)",
-                (key,),
-            )
-        ]
-        problems += [
-            f"leaf {row[0]} has no matching valid oplog"
-            for row in self._db.all(
-                "SELECT lower(hex(l.oplog_id)) FROM leaves l WHERE l.topic=?"
-                " AND NOT EXISTS (SELECT 1 FROM oplogs o WHERE o.topic=l.topic"
-                " AND o.oplog_id=l.oplog_id AND o.status=3 AND o.update_time=l.time"
-                " AND o.hash=l.hash)",
-                (key,),
-            )
-        ]
-        return problems + self.tree(topic_id).check()
+        return consistency(self._db, self._key(topic_id)) + self.tree(topic_id).check()
 
 
 _END = 2**63 - 1
@@ -458,12 +486,3 @@ def _topic(row: Row) -> TopicInfo:
         raise StoreError(f"a stored topic is corrupt: {row!r:.200}")
     topic_id, name, creator, create_time, nonce, quorum, expiry = row
     return TopicInfo(topic_id, name, creator, create_time, nonce, Quorum(quorum), expiry)
-
-
-def _stored(row: Row) -> StoredOplog:
-    try:
-        oplog = decode_oplog(row[0], signatures=False)
-        status = OplogStatus(row[1])
-    except Exception as exc:
-        raise StoreError(f"a stored oplog is corrupt: {exc}") from exc
-    return StoredOplog(oplog, status)
