@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from itertools import zip_longest
 from typing import TYPE_CHECKING
 
 from ...errors import RemoteProtocolError
@@ -24,7 +23,6 @@ from ..oplogcodec import encode_oplog
 from ..timeutil import MAX_TIME, hour_start
 from .messages import (
     MAX_ITEMS,
-    MAX_WANT,
     WINDOW_NODES,
     ForceSyncOplogByMerkle,
     ForceSyncOplogByMerkleAck,
@@ -48,6 +46,7 @@ from .session import (
     check_accepts,
     pack_bodies,
     pack_items,
+    pack_with_wants,
     read_range,
     remote_input,
 )
@@ -220,12 +219,10 @@ class Receiver:
         ]
         if send or want:
             bodies = self.ctx.store.bodies(self.ctx.topic_id, send)
-            groups = pack_bodies(bodies[oid] for oid in send if oid in bodies)
-            wants = [want[i : i + MAX_WANT] for i in range(0, len(want), MAX_WANT)]
-            none: list[bytes] = []
+            found = [bodies[oid] for oid in send if oid in bodies]
             out += [
                 ForceSyncOplogByOplogAck(msg.topic, msg.round, msg.seq, tuple(g), tuple(w), False)
-                for g, w in zip_longest(groups, wants, fillvalue=none)
+                for g, w in pack_with_wants(found, want)
             ]
         return out or [ForceSyncOplogByMerkleAck(msg.topic, msg.round, msg.seq, (), False)]
 

@@ -57,7 +57,9 @@ from .messages import (
 )
 from .session import (
     MAX_BODY,
+    RANGE_COST,
     REPLY_TYPES,
+    WANT_COST,
     Role,
     State,
     SyncStats,
@@ -391,32 +393,34 @@ class Requester:
                 break  # keep each request's ranges in order and apart
             ranges.append(self._want_ranges.popleft())
         cont, self._cont = self._cont, None
+        # The records fill what the IDs and ranges asked for leave of the frame.
+        room = MAX_BODY - WANT_COST * len(want) - RANGE_COST * (len(ranges) + 1)
         msg = SyncOplogNewOplogs(
-            topic, rnd, self._next_seq(), tuple(self._take_pushes()), want, tuple(ranges), cont
+            topic, rnd, self._next_seq(), tuple(self._take_pushes(room)), want, tuple(ranges), cont
         )
         self._out[msg.seq] = _Request(msg.TYPE, want_ranges=tuple(ranges))
         return msg
 
-    def _take_pushes(self) -> list[bytes]:
-        """Records for one message: queued IDs first, then queued ranges."""
+    def _take_pushes(self, room: int) -> list[bytes]:
+        """Records for one message, up to `room` bytes: queued IDs first, then queued ranges."""
         store, topic = self.ctx.store, self.ctx.topic_id
         out: list[bytes] = []
         size = 0
-        while self._push_ids and size < MAX_BODY:
+        while self._push_ids and size < room:
             ids = [self._push_ids.popleft() for _ in range(min(256, len(self._push_ids)))]
             bodies = store.bodies(topic, ids)
             for i, oid in enumerate(ids):
                 body = bodies.get(oid)
                 if body is None:
                     continue  # replaced or deleted since: the tree will show it next round
-                if out and size + record_cost(body) > MAX_BODY:
+                if out and size + record_cost(body) > room:
                     self._push_ids.extendleft(reversed(ids[i:]))
                     return out
                 out.append(body)
                 size += record_cost(body)
-        while self._push_ranges and size < MAX_BODY:
+        while self._push_ranges and size < room:
             start, end, lo = self._push_ranges[0]
-            got, used, nxt = read_range(store, topic, lo, end, MAX_BODY - size, take_one=not out)
+            got, used, nxt = read_range(store, topic, lo, end, room - size, take_one=not out)
             out += got
             size += used
             if nxt is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import zip_longest
 from typing import TYPE_CHECKING, TypeVar
 
 from ...errors import InvalidOplogError, RemoteProtocolError, UsageError
@@ -267,6 +268,12 @@ def _pack(
     return [g for g in groups if g]
 
 
+WANT_COST = 34
+"""An oplog ID asked for, encoded: 32 bytes and their CBOR header."""
+RANGE_COST = 64
+"""A time range asked for (or a continuation key), encoded: an upper bound."""
+
+
 def record_cost(body: bytes) -> int:
     """What an encoded record adds to a message: its bytes and their CBOR header."""
     return len(body) + 5
@@ -275,6 +282,20 @@ def record_cost(body: bytes) -> int:
 def pack_bodies(bodies: Iterable[bytes], limit: int = MAX_BODY) -> list[list[bytes]]:
     """Group encoded records into lists that each fit in one message."""
     return _pack(bodies, record_cost, limit, MAX_OPLOGS)
+
+
+def pack_with_wants(
+    bodies: Sequence[bytes], want: Sequence[bytes]
+) -> list[tuple[list[bytes], list[bytes]]]:
+    """Records and IDs asked for, paired into messages that each fit in a frame.
+
+    IDs go MAX_WANT to a message; the records of a message that carries IDs
+    fill only what the IDs leave of MAX_BODY.
+    """
+    wants = [list(want[i : i + MAX_WANT]) for i in range(0, len(want), MAX_WANT)]
+    room = MAX_BODY - WANT_COST * max((len(w) for w in wants), default=0)
+    none: list[bytes] = []
+    return list(zip_longest(pack_bodies(bodies, room), wants, fillvalue=none))
 
 
 def item_size(item: Item) -> int:

@@ -1,0 +1,73 @@
+"""Every message a session builds fits in one frame, however much it has to carry.
+
+Found by tools/bench_sync.py at n = 10,000, d = 20,000: a SyncOplogNewOplogs
+filled its records up to MAX_BODY and then added 512 wanted IDs and the
+wanted ranges (267,729 bytes), and a ForceSyncOplogByOplogAck paired MAX_BODY
+of records with up to 4,096 wanted IDs (264,609 bytes).  Encoding raised
+UsageError; in a node, the connection failed in every round and the two
+peers never converged.  The records now fill only what the IDs and ranges
+leave of the frame.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pttsync.core.oplog import OplogStatus
+from pttsync.core.sync.frames import MAX_FRAME_SIZE
+from pttsync.core.sync.messages import (
+    MAX_OPLOGS,
+    MAX_WANT,
+    ForceSyncOplogByOplogAck,
+    SyncOplogNewOplogs,
+)
+from pttsync.core.sync.msgcodec import encode_message
+from pttsync.core.sync.session import pack_with_wants
+
+from .synchelpers import NOW, TID, gen, new_store, pair_sessions
+
+ROUND = b"r" * 16
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    st.lists(st.integers(150, 4000), max_size=2500),
+    st.integers(0, 3 * MAX_WANT),
+)
+def test_property_records_paired_with_wants_fit_in_a_frame(sizes: list[int], wants: int) -> None:
+    bodies = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    want = [i.to_bytes(32, "big") for i in range(wants)]
+    messages = pack_with_wants(bodies, want)
+    for g, w in messages:
+        msg = ForceSyncOplogByOplogAck(TID, ROUND, 1, tuple(g), tuple(w), False)
+        assert len(encode_message(msg)) <= MAX_FRAME_SIZE
+        assert len(g) <= MAX_OPLOGS and len(w) <= MAX_WANT
+    # Everything is carried, once and in order.
+    assert [b for g, _ in messages for b in g] == bodies
+    assert [x for _, w in messages for x in w] == want
+
+
+def test_a_request_with_records_ids_and_ranges_fits_in_a_frame() -> None:
+    records = gen(1500, NOW - 300 * 24 * 3600 * 10**9, NOW - 10**12, seed=11)
+    store = new_store()
+    store.write_batch(TID, [(o, OplogStatus.VALID) for o in records])
+    requester, _ = pair_sessions(store, new_store())
+    requester.start(NOW, ROUND)
+    # What a descent queues when both sides miss a lot: records to push, IDs and
+    # time ranges to fetch.  (The queues are the requester's own; a natural round
+    # fills them this full only at tens of thousands of differences.)
+    rng = random.Random(5)
+    requester._push_ids.extend(o.oplog_id for o in records)
+    requester._want_ids.extend(rng.randbytes(32) for _ in range(2000))
+    step = 10**12
+    requester._want_ranges.extend((t, t + step // 2, (t, b"")) for t in range(0, 300 * step, step))
+    pushed = 0
+    while (msg := requester._next_request()) is not None:
+        assert isinstance(msg, SyncOplogNewOplogs)
+        assert len(encode_message(msg)) <= MAX_FRAME_SIZE
+        pushed += len(msg.oplogs)
+        requester._out.clear()
+    assert pushed == len(records)
