@@ -1,4 +1,4 @@
-"""Every message a session builds fits in one frame, however much it has to carry.
+"""Every message a session builds fits in one frame and its peer's limits, whatever it carries.
 
 Found by tools/bench_sync.py at n = 10,000, d = 20,000: a SyncOplogNewOplogs
 filled its records up to MAX_BODY and then added 512 wanted IDs and the
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,9 +26,11 @@ from pttsync.core.sync.messages import (
     SyncOplogNewOplogs,
 )
 from pttsync.core.sync.msgcodec import encode_message
-from pttsync.core.sync.session import pack_with_wants
+from pttsync.core.sync.session import SyncConfig, pack_with_wants
+from pttsync.core.sync.syncview import window_end
+from pttsync.errors import UsageError
 
-from .synchelpers import NOW, TID, gen, new_store, pair_sessions
+from .synchelpers import NOW, TID, gen, ids, new_store, pair_sessions, sync
 
 ROUND = b"r" * 16
 
@@ -71,3 +74,36 @@ def test_a_request_with_records_ids_and_ranges_fits_in_a_frame() -> None:
         pushed += len(msg.oplogs)
         requester._out.clear()
     assert pushed == len(records)
+
+
+def test_a_peer_holding_records_far_ahead_of_the_round_still_syncs() -> None:
+    """A peer with records hundreds of hours ahead of T (its clock jumped forward)
+    listed every hour up to them in its window: 600 hours made a tree list of over
+    512 nodes, which the requester refused as malformed, so that peer could sync with
+    no one.  The window now ends 48 hours after hour(T) (syncview.WINDOW_SPAN)."""
+    hour = 3600 * 10**9
+    old = gen(200, NOW - 300 * 24 * hour, NOW - 2 * hour, seed=12)
+    ahead = gen(600, NOW + hour, NOW + 600 * hour, seed=13)
+    requester, receiver = new_store(), new_store()
+    requester.write_batch(TID, [(o, OplogStatus.VALID) for o in old[:100]])
+    receiver.write_batch(TID, [(o, OplogStatus.VALID) for o in old[100:] + ahead])
+    report = sync(requester, receiver)  # raised RemoteProtocolError (a malformed list)
+    # Everything up to now is exchanged.  Of the rest, what is in the window is sent and
+    # refused as too new (more than clock_skew ahead); what lies beyond waits.
+    skew = SyncConfig().clock_skew
+    assert ids(requester) == {o.oplog_id for o in old} | {
+        o.oplog_id for o in ahead if o.update_time <= NOW + skew
+    }
+    assert {o.oplog_id for o in old} <= ids(receiver)
+    in_window = [
+        o for o in ahead if NOW + skew < o.update_time < window_end(NOW - 25 * hour)
+    ]  # T: never synced
+    assert 0 < len(in_window) < len(ahead) // 10
+    assert all(r.oplogs_received <= 100 + len(in_window) for r in report.rounds)
+
+
+def test_a_window_too_long_for_the_protocol_is_refused() -> None:
+    hour = 3600 * 10**9
+    SyncConfig(max_window=40 * hour)
+    with pytest.raises(UsageError, match="48-hour window"):
+        SyncConfig(max_window=47 * hour)

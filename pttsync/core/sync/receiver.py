@@ -61,6 +61,7 @@ from .syncview import (
     node_range,
     verify_item,
     window_digest,
+    window_end,
 )
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class Receiver:
         self.stats = SyncStats()
         self.round = b""
         self._seq = 0
+        self._window_end = 0  # this round's (syncview.window_end), set by its SyncOplog
         self._recent: deque[bytes] = deque(maxlen=RECENT_ROUNDS)
 
     def receive(self, msg: Message, now: int) -> list[Message]:
@@ -135,13 +137,14 @@ class Receiver:
         nodes = view.tree_list(t)
         mask = differing_segments(list_digest(nodes), msg.list_digest)
         sent = [n for n in nodes if in_segments(n.level, mask)]
-        window = view.leaves(hour_start(t), _END)
+        self._window_end = end = window_end(t)
+        window = view.leaves(hour_start(t), end)
         window_differs = window_digest(window) != msg.window_digest
         dense = window_differs and len(window) > self.ctx.config.window_list_max
         if dense:
             # Too many leaves to list: send the window's hours, to be descended.
             mask |= WINDOW_NODES
-            sent += view.window_hours(hour_start(t))
+            sent += view.window_hours(hour_start(t), end)
         first = SyncOplogAck(
             msg.topic, msg.round, msg.seq, mask, tuple(sent), None, None, (), False,
             self.ctx.has_pending(), False,
@@ -156,7 +159,9 @@ class Receiver:
         out: list[Message] = []
         listed = 0
         while True:
-            leaves = self.ctx.store.leaves_from(self.ctx.topic_id, lo, _END, cfg.list_chunk + 1)
+            leaves = self.ctx.store.leaves_from(
+                self.ctx.topic_id, lo, self._window_end, cfg.list_chunk + 1
+            )
             hi = leaves[cfg.list_chunk].key if len(leaves) > cfg.list_chunk else None
             chunk = tuple(leaves[: cfg.list_chunk])
             listed += len(chunk)

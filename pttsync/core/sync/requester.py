@@ -81,6 +81,7 @@ from .syncview import (
     node_range,
     verify_item,
     window_digest,
+    window_end,
 )
 
 if TYPE_CHECKING:
@@ -154,10 +155,10 @@ class Requester:
         self._started = now
         t = self._t = self.to_sync_time(now)
         view = self.ctx.view
+        window = view.leaves(hour_start(t), window_end(t))
         msg = SyncOplog(
             self.ctx.topic_id, round_id, self._next_seq(), t,
-            list_digest(view.tree_list(t)), window_digest(view.leaves(hour_start(t), _END)),
-            self.ctx.has_pending(),
+            list_digest(view.tree_list(t)), window_digest(window), self.ctx.has_pending(),
         )  # fmt: skip
         self._out[msg.seq] = _Request(msg.TYPE)
         return self._sent([msg])
@@ -253,8 +254,9 @@ class Requester:
             if msg.leaves or msg.more:
                 raise RemoteProtocolError("SyncOplogAck has leaves but no chunk bounds")
             return
-        lo, hi = msg.lo, msg.hi if msg.hi is not None else (_END, b"")
-        if lo < (hour_start(self._t), b"") or not lo <= hi:
+        end = window_end(self._t)
+        lo, hi = msg.lo, msg.hi if msg.hi is not None else (end, b"")
+        if lo < (hour_start(self._t), b"") or not lo <= hi or hi > (end, b""):
             raise RemoteProtocolError("SyncOplogAck chunk is outside the window")
         keys = [leaf.key for leaf in msg.leaves]
         if keys != sorted(set(keys)) or any(not lo <= k < hi for k in keys):
@@ -270,11 +272,11 @@ class Requester:
         starts = [n.start for n in msg.nodes]
         if starts != sorted(set(starts)):
             raise RemoteProtocolError("the tree list is out of order")
-        mask, hs = msg.list_differs, hour_start(self._t)
+        mask, hs, end = msg.list_differs, hour_start(self._t), window_end(self._t)
         theirs = {}
         for n in msg.nodes:
             if n.start >= hs:  # a dense window's hours
-                if not mask & WINDOW_NODES or n.level != Level.HOUR:
+                if not mask & WINDOW_NODES or n.level != Level.HOUR or n.start >= end:
                     raise RemoteProtocolError(
                         f"a {n.level.name} node at {n.start} is not asked for"
                     )
@@ -288,7 +290,7 @@ class Requester:
         view = self.ctx.view
         nodes = [n for n in view.tree_list(self._t) if in_segments(n.level, mask)]
         if mask & WINDOW_NODES:
-            nodes += view.window_hours(hs)
+            nodes += view.window_hours(hs, end)
         mine = {(int(n.level), 0, n.start): n.hash for n in nodes}
         for ref in sorted(mine.keys() | theirs.keys(), key=lambda r: r[2]):
             self._compare_node(ref, mine.get(ref), theirs.get(ref))

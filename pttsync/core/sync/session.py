@@ -29,7 +29,7 @@ from ..oplogcodec import encode_oplog
 from ..timeutil import HOUR_NS
 from .frames import MAX_FRAME_SIZE
 from .messages import MAX_LEAVES, MAX_OPLOGS, MAX_WANT, Item, Key, Message, MsgType
-from .syncview import TreeView
+from .syncview import WINDOW_SPAN, TreeView
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -103,6 +103,12 @@ class SyncConfig:
             value = getattr(self, name)
             if type(value) is not int or not lo <= value <= hi:
                 raise UsageError(f"SyncConfig.{name} must be an integer in [{lo}, {hi}]")
+        # Everything the requester may accept must lie in the window (syncview.WINDOW_SPAN).
+        if self.max_window + self.sync_offset + self.clock_skew + HOUR_NS > WINDOW_SPAN:
+            raise UsageError(
+                "SyncConfig.max_window + sync_offset + clock_skew must leave an hour of the"
+                f" {WINDOW_SPAN // HOUR_NS}-hour window"
+            )
 
 
 class Role(Enum):

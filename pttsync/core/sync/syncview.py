@@ -86,6 +86,22 @@ def in_segments(level: int, mask: int) -> bool:
     return any(mask & (1 << i) and level == lv for i, lv in enumerate(LIST_LEVELS))
 
 
+WINDOW_SPAN = 48 * HOUR_NS
+"""The window a round compares leaf by leaf (or hour by hour) is [hour(T), window_end(T)).
+
+Leaves newer than that are in the requester's future (SyncConfig keeps T within
+`max_window + sync_offset` of its now, and it refuses records more than
+`clock_skew` ahead of it), so they wait for a later round.  Without the cap a
+peer holding records far ahead of T (a clock that jumped forward) sent every
+hour up to them: over 512 hours the tree list was refused as malformed, and
+that peer could sync with no one."""
+
+
+def window_end(to_sync_time: int) -> int:
+    """Where the window of a round with to-sync-time `to_sync_time` ends (excluded)."""
+    return hour_start(to_sync_time) + WINDOW_SPAN
+
+
 def window_digest(leaves: Sequence[Leaf]) -> bytes:
     """SHA-256 of `["pttsync/window/1", [leaf hash, ...]]` (a leaf hash covers its key)."""
     head = codec.head(4, len(leaves))
@@ -173,10 +189,10 @@ class TreeView:
     def leaves(self, start: int, end: int) -> list[Leaf]:
         return self.tree.leaves(start, end)
 
-    def window_hours(self, start: int) -> list[ListNode]:
-        """My hour nodes from `start` on (a dense window, compared like the tree list)."""
+    def window_hours(self, start: int, end: int) -> list[ListNode]:
+        """My hour nodes in [start, end) (a dense window, compared like the tree list)."""
         return [
-            ListNode(n.level, n.start, n.hash) for n in self._s.nodes(Level.HOUR, 0, start, _END)
+            ListNode(n.level, n.start, n.hash) for n in self._s.nodes(Level.HOUR, 0, start, end)
         ]
 
     def item(self, ref: Ref) -> Item:
