@@ -77,6 +77,7 @@ from .core.topic import Quorum as Quorum
 from .core.topic import TopicInfo as TopicInfo
 from .core.topic import new_topic as new_topic
 from .datadir import DataDir as DataDir
+from .errors import BusyError as BusyError
 from .errors import ConnectionLostError as ConnectionLostError
 from .errors import DataDirError as DataDirError
 from .errors import HandshakeError as HandshakeError

@@ -3,13 +3,22 @@
 ```
 DIR/                  mode 0700
 ├── identity.key      Ed25519 private key, PEM PKCS#8, mode 0600
+├── node.lock         held (flock) by whoever writes the store: a node, gen, sync --local
 └── store.sqlite3     the SQLite store (plus its -wal and -shm files)
 ```
+
+One writer per directory: a running node holds `node.lock` for as long as it
+runs, and a command that writes the store directly takes it for as long as
+it writes (`DataDir.writer`).  The kernel drops a flock when its process
+dies, even by kill -9, so a crash never leaves the directory locked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,15 +26,34 @@ from .core.identity import Identity
 from .core.lifecycle.replica import found_topic
 from .core.store.sqlite import SqliteStore
 from .core.topic import TopicInfo, new_topic
-from .errors import DataDirError, UsageError
+from .errors import BusyError, DataDirError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .core.store import Store
 
 log = logging.getLogger(__name__)
 
 KEY_FILE = "identity.key"
 STORE_FILE = "store.sqlite3"
+LOCK_FILE = "node.lock"
+
+
+@contextlib.contextmanager
+def lock_dir(path: Path) -> Iterator[None]:
+    """Hold `path/node.lock` exclusively; BusyError at once if someone else holds it."""
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(f"a node is already running on {path}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
 
 
 class DataDir:
@@ -106,6 +134,23 @@ class DataDir:
         """A topic of this directory's store (see `select_topic`)."""
         with self.open_store() as store:
             return select_topic(store, text)
+
+    @contextlib.contextmanager
+    def writer(self, fix: str, *, synchronous: str = "FULL") -> Iterator[Store]:
+        """The store, opened to write while no node runs on the directory.
+
+        Raises:
+            BusyError: a node runs on it (or another command writes it); the
+                message ends with `fix`, what to do instead.
+        """
+        self.check()
+        try:
+            with lock_dir(self.path), self.open_store(synchronous=synchronous) as store:
+                yield store
+        except BusyError:
+            raise BusyError(
+                f"a node is running on {self.path} (or another command is writing it): {fix}"
+            ) from None
 
     def open_store(self, *, synchronous: str = "FULL", quarantine: bool = False) -> Store:
         """The directory's store.  `quarantine` is for the node that runs on it: records

@@ -45,6 +45,10 @@ class DataDirError(LocalError):
     """The data directory is missing, incomplete or not a pttsync directory."""
 
 
+class BusyError(UsageError):
+    """A running node (or another writing command) holds the data directory."""
+
+
 class IdentityError(LocalError):
     """The identity key file is missing, unreadable, too widely readable or malformed."""
 

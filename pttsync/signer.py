@@ -12,6 +12,9 @@ The worker loads the key itself from the key file (with the same checks as
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -26,9 +29,22 @@ if TYPE_CHECKING:
 _worker_identity: Identity | None = None
 
 
-def _load(key_path: str) -> None:
+def _load(key_path: str, parent: int) -> None:
     global _worker_identity  # noqa: PLW0603 - one identity per worker process
     _worker_identity = Identity.load(Path(key_path))
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when its parent is gone (even killed with -9): the worker holds
+    an end of its own task pipe, so it would otherwise wait on it forever."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(0)
+
+
+PARENT_POLL = 0.5
+"""Seconds between a worker's looks at its parent."""
 
 
 def _sign(messages: list[bytes]) -> list[bytes]:
@@ -50,7 +66,7 @@ class ProcessSigner:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_load,
-            initargs=(str(key_path),),
+            initargs=(str(key_path), os.getpid()),
         )
         self._checked = False
 

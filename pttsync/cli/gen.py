@@ -90,7 +90,10 @@ def cmd_gen(args: argparse.Namespace) -> int:
     # for a single batch there is nothing to overlap, so it is not started.
     parallel = args.sign_workers > 0 and args.count > args.batch
     with (
-        d.open_store() as store,
+        d.writer(
+            "stop it first: gen writes the store directly (`pttsync put` writes through a"
+            " running node)"
+        ) as store,
         ProcessSigner(d.key_path, identity) if parallel else nullcontext() as signer,
     ):
         topic = select_topic(store, args.topic)

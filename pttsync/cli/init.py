@@ -6,11 +6,12 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from ..core.identity import peer_id_text
 from ..core.lifecycle.governance import Role
 from ..core.lifecycle.replica import Replica
 from ..core.topic import parse_topic_token, topic_token
 from ..datadir import DataDir
-from ..errors import UsageError
+from ..errors import BusyError, UsageError
 from .options import add_command, add_json
 from .output import emit_json
 
@@ -110,11 +111,37 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def admit(source: DataDir, topic: TopicInfo, peer: bytes, now: int) -> str | None:
-    """Make `peer` a member of `topic` with `source`'s key, if it is a master; its peer ID."""
+    """Make `peer` a member of `topic` with `source`'s key, if it is a master; its peer ID.
+
+    If a node runs on `source`, the node does it (through its control socket), so that
+    it knows the new member at once: the store is never written behind its back.
+    """
     master = source.identity()
-    with source.open_store() as store:
-        replica = Replica(store, topic.topic_id, identity=master)
-        if replica.fold.governance.role_at(master.peer_id, now) is not Role.MASTER:
-            return None
-        replica.set_role(peer, Role.MEMBER, now=now)
+    try:
+        with source.writer("") as store:
+            replica = Replica(store, topic.topic_id, identity=master)
+            if replica.fold.governance.role_at(master.peer_id, now) is not Role.MASTER:
+                return None
+            replica.set_role(peer, Role.MEMBER, now=now)
+    except BusyError:
+        return _admit_through_node(source, topic, peer, master.text)
     return master.text
+
+
+def _admit_through_node(source: DataDir, topic: TopicInfo, peer: bytes, master: str) -> str | None:
+    import trio  # noqa: PLC0415 - the node's client loads on use
+
+    from ..net.controlclient import control_call  # noqa: PLC0415
+
+    async def ask() -> str | None:
+        status = await control_call(source.path, {"op": "status"})
+        topics = status.get("topics") or []
+        mine = [t for t in topics if t.get("topic_id") == topic.topic_id.hex()]
+        if not mine or mine[0].get("role") != "master":
+            return None
+        request = {"op": "member", "peer_id": peer_id_text(peer), "role": "member"}
+        await control_call(source.path, {**request, "topic": topic.topic_id.hex()})
+        return master
+
+    result: str | None = trio.run(ask)
+    return result

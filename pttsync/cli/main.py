@@ -15,7 +15,9 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from .. import __version__
@@ -82,12 +84,29 @@ def _unwrapped(args: argparse.Namespace) -> int:
     return result
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every command unwinds: its stores close and
+    its helper processes (gen's signer) end, instead of dying where it stands."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
+    # Only the main thread may set handlers (tests run the CLI in worker threads too).
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         result: int = _unwrapped(args)
+    except Terminated:
+        print("pttsync: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("pttsync: interrupted", file=sys.stderr)
         return 130
@@ -103,4 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return result

@@ -63,8 +63,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     id_a, id_b = dir_a.identity(), dir_b.identity()
     now = args.now if args.now is not None else time.time_ns()
     with ExitStack() as stack:
-        store_a = stack.enter_context(dir_a.open_store())
-        store_b = stack.enter_context(dir_b.open_store())
+        fix = (
+            "stop it first: sync --local writes both stores directly (running nodes sync"
+            " over the network: `pttsync run --join`)"
+        )
+        store_a = stack.enter_context(dir_a.writer(fix))
+        store_b = stack.enter_context(dir_b.writer(fix))
         topic = select_topic(store_a, args.topic)
         if topic.topic_id not in {t.topic_id for t in store_b.topics()}:
             raise UsageError(

@@ -15,44 +15,24 @@ stops; SQLite's journal makes a store left by a crash open cleanly.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
-import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
 
-from ..datadir import DataDir
+from ..datadir import DataDir, lock_dir
 from ..errors import UsageError
 from .config import NodeConfig
 from .node import Node
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Sequence
     from pathlib import Path
 
     from ..core.identity import Identity
     from ..core.store import Store
     from .network import Network
-
-LOCK_FILE = "node.lock"
-
-
-@contextlib.contextmanager
-def lock_data_dir(path: Path) -> Iterator[None]:
-    """Hold `path/node.lock` exclusively.  UsageError if another node holds it."""
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"a node is already running on {path}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
 
 
 async def serve_node(
@@ -79,7 +59,7 @@ async def serve_node(
         if data is not None:
             d = DataDir(data)
             d.check()
-            stack.enter_context(lock_data_dir(d.path))
+            stack.enter_context(lock_dir(d.path))
             identity = d.identity()
             store = stack.enter_context(d.open_store(quarantine=True))
             data_path = d.path
