@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from .core.identity import Identity
 from .core.lifecycle.replica import found_topic
 from .core.store.sqlite import SqliteStore
-from .core.topic import TopicInfo, new_topic
+from .core.topic import DEFAULT_EXPIRY, TopicInfo, new_topic
 from .errors import BusyError, DataDirError, UsageError
 
 if TYPE_CHECKING:
@@ -73,11 +73,13 @@ class DataDir:
         now: int,
         nonce: bytes,
         topic: TopicInfo | None = None,
+        expiry: int | None = None,
     ) -> tuple[DataDir, Identity, TopicInfo]:
         """Make a new identity and a topic in a new (or empty) directory.
 
-        The topic is a new one created by the new identity, or `topic` (an
-        existing topic, joined: `pttsync init --topic-of`).
+        The topic is a new one created by the new identity (with `expiry`, the
+        nanoseconds a pending oplog may wait for its signatures, if given), or
+        `topic` (an existing topic, joined: `pttsync init --topic-of`).
 
         Raises:
             DataDirError: the directory already holds a peer, or is not a directory.
@@ -94,7 +96,13 @@ class DataDir:
         identity = Identity.generate()
         founding = topic is None
         if topic is None:
-            topic = new_topic(identity, name=topic_name, create_time=now, nonce=nonce)
+            topic = new_topic(
+                identity,
+                name=topic_name,
+                create_time=now,
+                nonce=nonce,
+                expiry=DEFAULT_EXPIRY if expiry is None else expiry,
+            )
         identity.save(d.key_path)
         try:
             with SqliteStore.open(d.store_path, create=True) as store:

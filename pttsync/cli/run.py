@@ -174,8 +174,10 @@ async def _run(data: Path, config: NodeConfig, lifeline: bool) -> None:
         )
 
 
-def make_peers(root: Path, n: int) -> list[DataDir]:
-    """DIR/peer-0 .. peer-(n-1) in one topic: made if missing, checked if present."""
+def make_peers(root: Path, n: int, *, expiry: int | None = None) -> list[DataDir]:
+    """DIR/peer-0 .. peer-(n-1) in one topic: made if missing, checked if present.
+
+    `expiry` (nanoseconds) is the new topic's, if peer-0 founds one here."""
     dirs = [DataDir(root / f"peer-{i}") for i in range(n)]
     for i, d in enumerate(dirs):
         if d.path.exists() and any(d.path.iterdir()):
@@ -183,7 +185,7 @@ def make_peers(root: Path, n: int) -> list[DataDir]:
             continue
         now = time.time_ns()
         if i == 0:
-            DataDir.init(d.path, topic_name="main", now=now, nonce=os.urandom(16))
+            DataDir.init(d.path, topic_name="main", now=now, nonce=os.urandom(16), expiry=expiry)
             continue
         topic = dirs[0].topic()
         _, identity, _ = DataDir.init(
