@@ -32,6 +32,8 @@ from pttsync.synthetic import populate
 from .synchelpers import ADMIT, NOW, TID, TOPIC, digest, gen, ids, member_write, sync
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pttsync.core.oplog import Oplog
 
 START, END = NOW - 400 * 24 * 3600 * 10**9, NOW - 3600 * 10**9
@@ -144,14 +146,15 @@ def test_every_read_quarantines_what_it_finds_damaged(read: str) -> None:
     victim = RECORDS[3]
     with healthy(quarantine=True) as store:
         flip(store, victim.oplog_id, 7)
-        got = {
+        reads: dict[str, Callable[[], object]] = {
             "get": lambda: store.get(TID, victim.oplog_id),
             "since": lambda: list(store.since(TID, 0)),
             "existing": lambda: store.existing(TID, [victim.oplog_id]),
             "by_objects": lambda: store.by_objects(TID, [victim.object_id]),
             "oplogs": lambda: store.oplogs(TID, OplogStatus.VALID, limit=1000),
             "find": lambda: store.find(TID, victim.oplog_id.hex()),
-        }[read]()
+        }
+        got = reads[read]()
         assert repr(victim.oplog_id) not in repr(got)
         assert [d.oplog_id for d in store.quarantined(TID)] == [victim.oplog_id]
         assert store.check(TID) == []
