@@ -48,6 +48,7 @@ class Cluster:
             "clock": trio_wall_clock(T0),
             "seed": 1000 + i,
             "control": False,
+            "verify_ahead": False,  # worker threads would let the MockClock jump
         }
         base.update(changes)
         return NodeConfig(**base)

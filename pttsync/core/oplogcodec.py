@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MalformedOplogError, OversizeError
+from ..errors import InvalidOplogError, MalformedOplogError, OversizeError
 from . import codec
 from .identity import PEER_ID_SIZE, SIGNATURE_SIZE
 from .oplog import (
@@ -41,7 +41,7 @@ from .oplog import (
 from .timeutil import MAX_TIME
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
 _MAP14 = codec.head(5, 14)
 
@@ -121,6 +121,28 @@ def encode_oplog(oplog: Oplog) -> bytes:
 def decode_known(data: bytes) -> Oplog | None:
     """The record these exact bytes decode to, if they were decoded and verified lately."""
     return _verified.map.get(data) if type(data) is bytes else None
+
+
+def verify_records(bodies: Sequence[bytes]) -> list[tuple[bytes, Oplog]]:
+    """The records among `bodies` that decode and verify (signatures included), each
+    with its decoded oplog; the others are left out, for `decode_oplog` to refuse.
+
+    Touches no shared state, so worker threads may run it at once (the signature
+    checks release the GIL); `remember` then files the results, in one thread.
+    """
+    out = []
+    for data in bodies:
+        try:
+            out.append((data, _decode(data, True)))
+        except InvalidOplogError:
+            continue
+    return out
+
+
+def remember(data: bytes, oplog: Oplog) -> None:
+    """File a record `verify_records` verified, so that `decode_oplog` of these exact
+    bytes returns it at once.  Not thread-safe: call it from one thread."""
+    _verified.put(data, oplog)
 
 
 def decode_oplog(data: bytes, *, signatures: bool = True) -> Oplog:

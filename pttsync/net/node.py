@@ -59,6 +59,7 @@ from .dialer import Dialer
 from .dispatch import Dispatcher
 from .door import Door
 from .gate import InboundGate
+from .inbox import Verifier, feed
 from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction, PeerLink
@@ -139,6 +140,7 @@ class Node:
             self.peer_id, book=self.book, links=self.links, config=config, network=self.network,
             listen_address=lambda: self.listen_address, run_link=self._run_link,
         )  # fmt: skip
+        self.verifier = Verifier() if config.verify_ahead else None
         self.dispatcher = Dispatcher(
             self.peer_id, topics=self.topics, book=self.book, book_changed=self.dialer.wake
         )
@@ -366,15 +368,9 @@ class Node:
             await link.send(self.door.hello())
             with trio.fail_after(self.config.handshake_timeout):
                 frame = await link.receive_frame()
-            while True:
-                was_admitted = conv.admitted
-                replies = conv.receive(frame, trio.current_time())
-                if conv.ended is not None:
-                    break
-                if conv.admitted and not was_admitted:
-                    self._admit(link, admitted)
-                await link.send_all(replies)
-                frame = await link.receive_frame()
+            replies = await feed(
+                conv, link, frame, self.verifier, lambda: self._admit(link, admitted)
+            )
         except RemoteProtocolError as exc:  # the channel's framing
             replies = conv.violated(exc)
         except ConnectionLostError as exc:

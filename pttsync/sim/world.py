@@ -182,6 +182,7 @@ class World:
             listen=peer.address, join=join, max_peers=cfg.max_peers,
             sync_interval=cfg.sync_interval, push=cfg.push, control=False,
             scrub_batch=0,  # nothing rots in a simulated store: no scrubbing
+            verify_ahead=False,  # worker threads run in real time: virtual time would jump
             push_mesh=cfg.push_mesh, push_every=cfg.push_every,
             seed=derived_int(cfg.seed, "node", peer.index, peer.incarnation),
             clock=trio_wall_clock(T0 + skew),
