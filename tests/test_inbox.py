@@ -1,0 +1,113 @@
+"""Reading one frame ahead and verifying its records on worker threads (pttsync/net/inbox.py).
+
+These run on trio's real clock (worker threads and a MockClock do not mix),
+each under a deadline.  The node's use of the inbox is covered by every
+test of real nodes (test_node_process, test_launch, the kill loop, the
+fault harness), where it is on by default.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from pttsync.core.oplogcodec import decode_known, decode_oplog, encode_oplog
+from pttsync.core.sync.messages import SyncOplogNewOplogsAck
+from pttsync.core.sync.msgcodec import encode_message
+from pttsync.errors import ConnectionLostError
+from pttsync.net.inbox import MIN_PARALLEL, Inbox, Verifier, records_of
+from pttsync.net.wire import Push, encode_node_message
+
+from .synchelpers import NOW, TID, gen
+
+RECORDS = gen(96, NOW - 10**15, NOW - 10**12, seed=21)
+ROUND = b"r" * 16
+
+
+def fresh(n: int, seed: int) -> list[bytes]:
+    """Encodings not yet verified in this process (new objects, new bytes)."""
+    return [encode_oplog(o) for o in gen(n, NOW - 10**15, NOW - 10**12, seed=seed)]
+
+
+def test_the_records_of_a_frame_are_found_whatever_carries_them() -> None:
+    bodies = tuple(encode_oplog(o) for o in RECORDS[:5])
+    ack = SyncOplogNewOplogsAck(TID, ROUND, 3, bodies, None, True)
+    assert records_of(encode_message(ack)) == bodies
+    assert records_of(encode_node_message(Push(TID, bodies, False))) == bodies
+    assert records_of(b"\xff\x00 not a message") == ()
+
+
+async def test_verified_records_are_found_by_their_bytes_and_bad_ones_left_to_the_core() -> None:
+    bodies = fresh(64, seed=22)
+    tampered = bytearray(bodies[7])
+    tampered[-3] ^= 0x40
+    bodies[7] = bytes(tampered)
+    verifier = Verifier(threads=2)
+    with trio.fail_after(30):
+        await verifier.verify(tuple(bodies))
+    assert verifier.verified == 63
+    assert all(decode_known(b) is not None for i, b in enumerate(bodies) if i != 7)
+    assert decode_known(bodies[7]) is None  # the core decodes it, and refuses it
+    # What the inbox filed is what the core decodes.
+    good = bodies[3]
+    assert decode_known(good) == decode_oplog(good, signatures=False)
+
+
+async def test_a_few_records_are_left_to_the_core() -> None:
+    bodies = fresh(MIN_PARALLEL - 1, seed=23)
+    verifier = Verifier(threads=2)
+    await verifier.verify(tuple(bodies))
+    assert verifier.verified == 0 and all(decode_known(b) is None for b in bodies)
+
+
+class FakeLink:
+    """Frames to hand out, then an error (or the peer's close)."""
+
+    def __init__(self, frames: list[bytes | None], end: Exception | None) -> None:
+        self.frames = frames
+        self.end = end
+        self.read = 0
+
+    async def receive_frame(self) -> bytes | None:
+        await trio.lowlevel.checkpoint()
+        if self.read < len(self.frames):
+            self.read += 1
+            return self.frames[self.read - 1]
+        assert self.end is not None
+        raise self.end
+
+
+async def test_frames_come_out_in_order_verified_then_the_links_error() -> None:
+    batches = [fresh(40, seed=30 + k) for k in range(3)]
+    frames: list[bytes | None] = [
+        encode_message(SyncOplogNewOplogsAck(TID, ROUND, k, tuple(b), None, True))
+        for k, b in enumerate(batches)
+    ]
+    link = FakeLink(frames, ConnectionLostError("reset by peer"))
+    inbox = Inbox(link, Verifier(threads=2))  # type: ignore[arg-type]
+    got: list[bytes | None] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(inbox.run)
+            for _ in frames:
+                frame = await inbox.next()
+                got.append(frame)
+                # Verified before the conversation sees it.
+                assert frame is not None
+                assert all(decode_known(b) is not None for b in records_of(frame))
+            with pytest.raises(ConnectionLostError, match="reset by peer"):
+                await inbox.next()
+    assert got == frames
+
+
+async def test_the_reader_stops_after_the_peer_closes_and_reads_at_most_ahead() -> None:
+    frames: list[bytes | None] = [b"one", b"two", None]
+    link = FakeLink(frames, None)
+    inbox = Inbox(link, Verifier(threads=1))  # type: ignore[arg-type]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(inbox.run)
+            await trio.testing.wait_all_tasks_blocked()
+            assert link.read <= 2  # one frame waiting in the channel, one being handed over
+            assert [await inbox.next() for _ in frames] == frames
