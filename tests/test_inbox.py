@@ -1,25 +1,36 @@
 """Reading one frame ahead and verifying its records on worker threads (pttsync/net/inbox.py).
 
 These run on trio's real clock (worker threads and a MockClock do not mix),
-each under a deadline.  The node's use of the inbox is covered by every
-test of real nodes (test_node_process, test_launch, the kill loop, the
-fault harness), where it is on by default.
+each under a deadline; the last one is two nodes syncing with it on (it is
+off by default: docs/pip-11/network.md).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
 import trio.testing
 
+from pttsync.cli.run import make_peers
 from pttsync.core.oplogcodec import decode_known, decode_oplog, encode_oplog
 from pttsync.core.sync.messages import SyncOplogNewOplogsAck
 from pttsync.core.sync.msgcodec import encode_message
+from pttsync.datadir import DataDir
 from pttsync.errors import ConnectionLostError
+from pttsync.net.changes import wait_until
+from pttsync.net.config import NodeConfig
 from pttsync.net.inbox import MIN_PARALLEL, Inbox, Verifier, records_of
+from pttsync.net.serve import open_node
 from pttsync.net.wire import Push, encode_node_message
+from pttsync.synthetic import populate
 
+from .prochelpers import short_root
 from .synchelpers import NOW, TID, gen
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 RECORDS = gen(96, NOW - 10**15, NOW - 10**12, seed=21)
 ROUND = b"r" * 16
@@ -111,3 +122,25 @@ async def test_the_reader_stops_after_the_peer_closes_and_reads_at_most_ahead() 
             await trio.testing.wait_all_tasks_blocked()
             assert link.read <= 2  # one frame waiting in the channel, one being handed over
             assert [await inbox.next() for _ in frames] == frames
+
+
+async def test_two_nodes_with_verify_ahead_sync_over_loopback(tmp_path: Path) -> None:
+    """The node's own use: a first sync with the inbox on, over real TCP and Noise."""
+    with short_root(tmp_path) as root:
+        dirs = [d.path for d in make_peers(root, 2)]
+        master = DataDir(dirs[0])
+        with master.open_store() as store:
+            tid = store.topics()[0].topic_id
+            populate(store, master.identity(), tid, count=600, start=NOW - 10**15,
+                     end=NOW - 10**12, seed=40)  # fmt: skip
+        cfg_a = NodeConfig(listen="127.0.0.1:0", verify_ahead=True, sync_interval=0.5)
+        with trio.fail_after(60):
+            async with open_node(dirs[0], config=cfg_a) as a:
+                join = (a.listen_address or "",)
+                cfg = NodeConfig(
+                    listen="127.0.0.1:0", join=join, verify_ahead=True, sync_interval=0.5
+                )
+                async with open_node(dirs[1], config=cfg) as b:
+                    await wait_until([a, b], lambda: a.digests() == b.digests())
+                    assert b.verifier is not None and b.verifier.verified > 0
+                    assert b.topic().counts()["valid"] == 602  # the genesis and the admission

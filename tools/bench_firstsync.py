@@ -12,7 +12,9 @@ The same run measures the raw single-core Ed25519 verify rate (the
 
 `ratio` is the sync rate over the raw rate, the median of the runs.
 `--code DIR` runs the two nodes from another checkout of pttsync (a
-`git worktree` of an older commit), to compare before and after in one run.
+`git worktree` of an older commit), to compare before and after in one run;
+they run with DIR as their working directory, since `python -m` puts the
+working directory ahead of PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ def raw_verify_rate(seconds: float = 2.0) -> float:
 
 
 def cli(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run([*PTTSYNC, *args], capture_output=True, text=True, env=env, check=True)
+    done = subprocess.run(
+        [*PTTSYNC, *args], capture_output=True, text=True, env=env, cwd=env["PYTHONPATH"],
+        check=True,
+    )  # fmt: skip
     return done.stdout
 
 
@@ -67,7 +72,7 @@ def prepared(n: int, cache: Path, env: dict[str, str]) -> Path:
 def status(d: Path, env: dict[str, str]) -> dict[str, Any] | None:
     done = subprocess.run(
         [*PTTSYNC, "status", "--data", str(d), "--json"],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True, text=True, env=env, cwd=env["PYTHONPATH"], check=False,
     )  # fmt: skip
     if done.returncode != 0:
         return None
@@ -85,7 +90,7 @@ def one_run(n: int, source: Path, env: dict[str, str]) -> float:
         with open(work / "a.log", "wb") as log:
             procs.append(subprocess.Popen(
                 [*PTTSYNC, "run", "--data", str(a), "--listen", "127.0.0.1:0"],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=env["PYTHONPATH"],
             ))  # fmt: skip
         while status(a, env) is None:
             time.sleep(0.05)
@@ -95,7 +100,7 @@ def one_run(n: int, source: Path, env: dict[str, str]) -> float:
         with open(work / "b.log", "wb") as log:
             procs.append(subprocess.Popen(
                 [*PTTSYNC, "run", "--data", str(b), "--join", listen],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=env["PYTHONPATH"],
             ))  # fmt: skip
         while True:
             top = status(b, env)

@@ -42,11 +42,14 @@
   would otherwise keep its slot, and its reader stalled, for as long as its
   TCP connection lives; an honest one takes a 256 KiB frame in far less,
   even on a slow link.
-* `verify_ahead` on: each connection reads one frame ahead and verifies its
-  records on worker threads (one per core, shared by all connections)
-  while the previous frame is handled (inbox.py).  Off in the simulator
-  and under trio's MockClock: a thread's real time would let virtual time
-  jump.
+* `verify_ahead` off: on, each connection reads one frame ahead and
+  verifies its records on worker threads (one per core, shared by all
+  connections) while the previous frame is handled (inbox.py).  Off by
+  default until it pays: a first sync of 100k oplogs between two nodes on
+  this 2-core machine is paced by its range replies, not by verification,
+  and measured no faster with it (network.md, "Verifying ahead").  Never on
+  in the simulator or under trio's MockClock: a thread's real time would
+  let virtual time jump.
 * `push_queue` 4,096 oplogs per topic: beyond it pushes are dropped and
   anti-entropy repairs.
 * `seen_cache` 16,384 oplog copies per topic: which peers hold which copy,
@@ -97,7 +100,7 @@ class NodeConfig:
     push_queue: int = 4096
     seen_cache: int = 16384
     control: bool = True  # serve the control socket in the data directory
-    verify_ahead: bool = True
+    verify_ahead: bool = False
     restarts: int = 0  # times a supervisor (launch) restarted this node; status shows it
     seed: int | None = None  # randomness (jitter, peer choice, round IDs); None: from the OS
     sync: SyncConfig = field(default_factory=SyncConfig)
