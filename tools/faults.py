@@ -38,6 +38,7 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -56,25 +57,44 @@ from tools.faultlab.scenarios import SCENARIOS, Timeline, prepare
 CONVERGE_S = 90.0  # after the last fault, on top of any expiry still to run
 
 
-async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+async def run(args: argparse.Namespace, root: Path) -> dict[str, Any] | None:
+    """The scenario and its checks; None if SIGINT or SIGTERM cut it short (the
+    peers are stopped and the namespaces removed either way)."""
     lab = NetLab(args.peers)
     cluster = Cluster(lab, root)
     rng = random.Random(args.seed)
     timeline = Timeline(cluster)
+    convergence: float | None = None
+    interrupted = False
     lab.up()
     try:
         first = prepare(args.scenario, cluster, args.seconds)
         cluster.started = trio.current_time()
-        try:
-            for i in first:
-                await cluster.start(i)
-            await SCENARIOS[args.scenario](cluster, timeline, rng, args.seconds)
-            timeline.note("faults over")
-            limit = CONVERGE_S + (cluster.expiry_s or 0)
-            convergence = await cluster.wait_converged(limit)
-            timeline.note("converged" if convergence is not None else "not converged")
-        finally:
-            await cluster.stop_all()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def until_signal() -> None:
+                    nonlocal interrupted
+                    async for _ in signals:
+                        interrupted = True
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(until_signal)
+                try:
+                    for i in first:
+                        await cluster.start(i)
+                    await SCENARIOS[args.scenario](cluster, timeline, rng, args.seconds)
+                    timeline.note("faults over")
+                    limit = CONVERGE_S + (cluster.expiry_s or 0)
+                    convergence = await cluster.wait_converged(limit)
+                    timeline.note("converged" if convergence is not None else "not converged")
+                    nursery.cancel_scope.cancel()
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await cluster.stop_all()
+        if interrupted:
+            return None
     finally:
         lab.down()
     verdict = check([p.data for p in cluster.peers], cluster.history)
@@ -119,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = Path(tempfile.mkdtemp(prefix="ptf-", dir="/tmp"))
     started = time.monotonic()
+
     try:
         report = trio.run(run, args, root)
     except LabError as exc:
@@ -127,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+    if report is None:
+        print("faults: interrupted; the peers are stopped and the namespaces gone", file=sys.stderr)
+        return 130
     report["wall_s"] = round(time.monotonic() - started, 1)
     report["dir"] = str(root) if args.keep else None
     if args.json:
