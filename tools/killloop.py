@@ -78,10 +78,13 @@ class Loop:
 
     async def start(self, d: Path, port: int, join: int) -> trio.Process:
         cmd = [*PTTSYNC, "-v", "run", "--data", str(d), "--listen", f"127.0.0.1:{port}"]
-        cmd += ["--join", f"127.0.0.1:{join}", "--sync-interval", "1"]
+        cmd += ["--join", f"127.0.0.1:{join}", "--sync-interval", "1", "--lifeline"]
         fd = os.open(d / "node.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            proc = await trio.lowlevel.open_process(cmd, stdout=fd, stderr=subprocess.STDOUT)
+            # stdin is the lifeline: if this tool dies, its nodes stop too.
+            proc = await trio.lowlevel.open_process(
+                cmd, stdin=subprocess.PIPE, stdout=fd, stderr=subprocess.STDOUT
+            )
         finally:
             os.close(fd)
         with trio.fail_after(READY_S):
@@ -116,6 +119,8 @@ class Loop:
             if a.poll() is None:
                 a.kill()
                 await a.wait()
+            if a.stdin is not None:
+                await a.stdin.aclose()  # the dead node's lifeline
         self.check_store(i)
 
     async def converge(self, i: int) -> None:
