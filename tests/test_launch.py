@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from pttsync.cli.supervisor import GIVE_UP_AFTER
 from pttsync.net.controlclient import control_call
 
 from .prochelpers import PTTSYNC, alive, append_fd, cli, free_ports, poll, read_until, short_root
@@ -156,3 +158,29 @@ async def test_status_of_a_node_never_restarted_has_no_restarts_line(
         assert "restarts:" not in capsys.readouterr().out
         assert await cli("status", "--data", str(net.peers[0]), "--json") == 0
         assert json.loads(capsys.readouterr().out)["restarts"] == 0
+
+
+async def test_a_peer_that_cannot_start_is_given_up_and_the_others_run_on(root: Path) -> None:
+    # peer-1's port is taken: it exits at every start, is retried with backoff, then left down.
+    base = free_ports(2)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 1))
+        taken.listen()
+        cmd = [*PTTSYNC, "launch", "2", "--dir", str(root / "net"), "--base-port", str(base)]
+        proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        run = Launch(proc, root / "net", 2)
+        try:
+            await run.until(f"failed to start {GIVE_UP_AFTER} times in a row: left down", 90)
+            assert "peer-1 exited (exit code 2)" in run.text()
+            assert "1 of 2 peers are up" in run.text()
+            assert (await run.status(0))["restarts"] == 0  # peer-0 still serves
+            proc.send_signal(signal.SIGTERM)
+            with trio.fail_after(20):
+                await proc.wait()
+            assert proc.returncode == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                await proc.wait()
+            await run.stdout.aclose()
