@@ -152,13 +152,14 @@ class DataDir:
                 message ends with `fix`, what to do instead.
         """
         self.check()
-        try:
-            with lock_dir(self.path), self.open_store(synchronous=synchronous) as store:
-                yield store
-        except BusyError:
-            raise BusyError(
-                f"a node is running on {self.path} (or another command is writing it): {fix}"
-            ) from None
+        with contextlib.ExitStack() as stack:
+            try:  # only the lock's refusal is said again, with the fix
+                stack.enter_context(lock_dir(self.path))
+            except BusyError:
+                raise BusyError(
+                    f"a node is running on {self.path} (or another command is writing it): {fix}"
+                ) from None
+            yield stack.enter_context(self.open_store(synchronous=synchronous))
 
     def open_store(self, *, synchronous: str = "FULL", quarantine: bool = False) -> Store:
         """The directory's store.  `quarantine` is for the node that runs on it: records

@@ -12,7 +12,6 @@ close and stop too.  Each peer logs to DIR/peer-i/node.log.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import socket
 import subprocess
@@ -28,7 +27,6 @@ from .supervisor import Peer, State, Supervisor
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Iterator
 
     from ..datadir import DataDir
     from .options import Subparsers
@@ -113,30 +111,30 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
     peers = [Peer(i, d.path / "node.log") for i, d in enumerate(dirs)]
     sup = Supervisor(peers, spawn, is_ready, restart=not args.no_restart)
-    with _stop_on(signal.SIGTERM):
-        try:
-            sup.start_all(time.monotonic())
-            while not sup.settled():
-                _report(sup.step(time.monotonic()))
-                time.sleep(TICK)
+    # SIGTERM arrives as cli.main.Terminated, a KeyboardInterrupt, like Ctrl-C.
+    try:
+        sup.start_all(time.monotonic())
+        while not sup.settled():
+            _report(sup.step(time.monotonic()))
+            time.sleep(TICK)
+        _print_table(sup, dirs, listens)
+        up = sum(p.state is State.UP for p in peers)
+        if up == n:
+            print("all peers are up; Ctrl-C (or SIGTERM) stops them", flush=True)
+        else:
+            print(f"{up} of {n} peers are up; Ctrl-C (or SIGTERM) stops them", flush=True)
+        while not sup.idle():
+            _report(sup.step(time.monotonic()))
+            time.sleep(TICK)
+        print("no peer is running and none will restart", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping all peers", flush=True)
+        return 0
+    finally:
+        _stop_all(sup)
+        if any(p.restarts or p.last_exit for p in peers):
             _print_table(sup, dirs, listens)
-            up = sum(p.state is State.UP for p in peers)
-            if up == n:
-                print("all peers are up; Ctrl-C (or SIGTERM) stops them", flush=True)
-            else:
-                print(f"{up} of {n} peers are up; Ctrl-C (or SIGTERM) stops them", flush=True)
-            while not sup.idle():
-                _report(sup.step(time.monotonic()))
-                time.sleep(TICK)
-            print("no peer is running and none will restart", file=sys.stderr, flush=True)
-            return 1
-        except KeyboardInterrupt:
-            print("stopping all peers", flush=True)
-            return 0
-        finally:
-            _stop_all(sup)
-            if any(p.restarts or p.last_exit for p in peers):
-                _print_table(sup, dirs, listens)
 
 
 def _answers(path: Path) -> bool:
@@ -153,20 +151,6 @@ def _answers(path: Path) -> bool:
 def _report(events: list[Event]) -> None:
     for event in events:
         print(event.line, flush=True)
-
-
-@contextlib.contextmanager
-def _stop_on(signum: int) -> Iterator[None]:
-    """Turn `signum` into KeyboardInterrupt for the duration."""
-
-    def handler(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signum, old)
 
 
 def _print_table(sup: Supervisor, dirs: list[DataDir], listens: list[str]) -> None:

@@ -138,7 +138,8 @@ def scan(
             result = check_row(oplog_id, body, status, signatures=signatures)
             if isinstance(result, Damage):
                 damaged.append(result)
-            after = result.oplog_id if isinstance(result, Damage) else result.oplog.oplog_id
+        if rows:  # check_row refused any row whose ID is not bytes
+            after = (result if isinstance(result, Damage) else result.oplog).oplog_id
         done += len(rows)
         if progress is not None:
             progress(done)
