@@ -49,6 +49,7 @@ class RoundReport:
     oplogs_received: int = 0
     oplog_bytes: int = 0  # encoded records, both ways
     completed: bool = False
+    bytes_by_type: dict[str, int] = field(default_factory=dict)  # framed, by message type
 
 
 @dataclass(slots=True)
@@ -141,6 +142,8 @@ def run_round(
             delivered += 1
             report.messages += 1
             report.oplog_bytes += oplog_bytes
+            kind = type(m).__name__
+            report.bytes_by_type[kind] = report.bytes_by_type.get(kind, 0) + size
             n = len(getattr(m, "oplogs", ()))
             if side is receiver:
                 report.bytes_sent += size

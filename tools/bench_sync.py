@@ -10,7 +10,19 @@ before, and the tool prints one JSON object:
 
     n, d, mode, rounds, round_trips, bytes_total, bytes_oplogs (the encoded
     oplogs that had to move), bytes_overhead (everything else),
-    overhead_per_diff, seconds (the sync only), converged
+    overhead_per_diff, seconds (the sync only), converged, bytes_by_type
+
+Negentropy runs on the same two sets in the same run (unless --no-negentropy):
+tools/negentropy/reconcile.mjs drives nostr-tools' NIP-77 module (a port of
+the reference JS of hoytech/negentropy) over each side's (update time in
+seconds, oplog ID) pairs, with no frame limit.  It adds:
+
+    neg_round_trips, neg_bytes (its messages, both ways), neg_per_diff, and
+    ratio = overhead_per_diff / neg_per_diff (below 1.0: fewer bytes than negentropy)
+
+negentropy only finds the differing IDs; fetching them costs at least 32 B an
+ID more, which `ratio` does not charge it (`neg_need` says how many).  Install
+it once with `npm ci --prefix tools/negentropy` (Node 18 or later).
 
 Usage:
     python tools/bench_sync.py --n 100000 --d 100 --mode uniform
@@ -25,7 +37,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +52,7 @@ from pttsync.core.topic import new_topic
 from pttsync.localsync import sync_local
 from pttsync.synthetic import populate
 
+NEGENTROPY = Path(__file__).resolve().parent / "negentropy"
 START, END = parse_iso("2025-01-01"), parse_iso("2026-01-01")
 ALICE = Identity.from_seed(b"a" * 32)
 BOB = Identity.from_seed(b"b" * 32)
@@ -71,7 +86,40 @@ def copy(store: Store) -> Store:
     return other
 
 
-def run(n: int, d: int, mode: str, cache: Path) -> dict[str, object]:
+def negentropy_ready() -> str | None:
+    """None if negentropy can run here, else why not."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (NEGENTROPY / "node_modules" / "nostr-tools").is_dir():
+        return f"run `npm ci --prefix {NEGENTROPY}` first"
+    return None
+
+
+def _id_set(store: Store, path: Path) -> None:
+    """Write the store's (update time in seconds, oplog ID) pairs, 40 bytes each."""
+    leaves = store.tree(TOPIC.topic_id).leaves(0, 2**63 - 1)
+    path.write_bytes(
+        b"".join((x.time // 1_000_000_000).to_bytes(8, "big") + x.oplog_id for x in leaves)
+    )
+
+
+def negentropy(a: Store, b: Store) -> dict[str, int]:
+    """Reconcile a's and b's IDs with negentropy: its round trips, bytes, have and need."""
+    with tempfile.TemporaryDirectory(prefix="pttsync-neg-") as tmp:
+        pa, pb = Path(tmp) / "a.bin", Path(tmp) / "b.bin"
+        _id_set(a, pa)
+        _id_set(b, pb)
+        out = subprocess.run(
+            ["node", str(NEGENTROPY / "reconcile.mjs"), str(pa), str(pb)],
+            check=True, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    result: dict[str, int] = json.loads(out.stdout)
+    return result
+
+
+def run(
+    n: int, d: int, mode: str, cache: Path, *, with_negentropy: bool = True
+) -> dict[str, object]:
     a = shared_store(n, cache)
     b = copy(a)
     lo = START
@@ -81,6 +129,7 @@ def run(n: int, d: int, mode: str, cache: Path) -> dict[str, object]:
         populate(a, ALICE, TOPIC.topic_id, count=d - d // 2, start=lo, end=END, seed=2)
         # The topic's master writes both sides' extras (a member's would be pending).
         populate(b, ALICE, TOPIC.topic_id, count=d // 2, start=lo, end=END, seed=3)
+    neg = negentropy(a, b) if with_negentropy else None
     started = time.perf_counter()
     report = sync_local(
         a, b, TOPIC.topic_id, peer_a=ALICE.peer_id, peer_b=BOB.peer_id, now=END, max_rounds=4
@@ -89,7 +138,11 @@ def run(n: int, d: int, mode: str, cache: Path) -> dict[str, object]:
     t = report.totals()
     total = t["bytes_sent"] + t["bytes_received"]
     overhead = total - t["oplog_bytes"]
-    return {
+    by_type: dict[str, int] = {}
+    for r in report.rounds:
+        for k, v in r.bytes_by_type.items():
+            by_type[k] = by_type.get(k, 0) + v
+    out: dict[str, object] = {
         "n": n,
         "d": d,
         "mode": mode,
@@ -102,7 +155,18 @@ def run(n: int, d: int, mode: str, cache: Path) -> dict[str, object]:
         "overhead_per_diff": round(overhead / d) if d else None,
         "seconds": round(seconds, 3),
         "converged": report.converged and a.count(TOPIC.topic_id) == n + d,
+        "bytes_by_type": by_type,
     }
+    if neg is not None:
+        per = neg["bytes"] / d if d else None
+        out.update(
+            neg_round_trips=neg["round_trips"],
+            neg_bytes=neg["bytes"],
+            neg_per_diff=round(per) if per is not None else None,
+            neg_need=neg["need"],
+            ratio=round(overhead / d / per, 2) if per else None,
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=["uniform", "recent"], default="uniform")
     p.add_argument("--suite", action="store_true", help="run the standard table")
     p.add_argument("--big", action="store_true", help="with --suite: include n = 1,000,000")
+    p.add_argument("--no-negentropy", action="store_true", help="do not run negentropy alongside")
     p.add_argument(
         "--cache",
         type=Path,
@@ -119,15 +184,26 @@ def main(argv: list[str] | None = None) -> int:
         help="where generated shared stores are kept",
     )
     args = p.parse_args(argv)
+    neg = not args.no_negentropy
+    if neg and (why := negentropy_ready()) is not None:
+        p.error(f"negentropy cannot run: {why} (or pass --no-negentropy)")
     if not args.suite:
-        print(json.dumps(run(args.n, args.d, args.mode, args.cache)))
+        print(json.dumps(run(args.n, args.d, args.mode, args.cache, with_negentropy=neg)))
         return 0
     sizes = [10_000, 100_000] + ([1_000_000] if args.big else [])
     for n in sizes:
-        for d, mode in [(0, "uniform"), (1, "uniform"), (100, "uniform"), (100, "recent"),
-                        (1000, "uniform"), (1000, "recent")]:  # fmt: skip
-            print(json.dumps(run(n, d, mode, args.cache)), flush=True)
+        for d, mode in SUITE:
+            if d > n // 10:
+                continue
+            row = run(n, d, mode, args.cache, with_negentropy=neg)
+            print(json.dumps(row), flush=True)
     return 0
+
+
+SUITE = [(0, "uniform")] + [
+    (d, mode) for d in (1, 100, 1000, 10_000) for mode in ("uniform", "recent")
+]
+"""(d, mode) of the suite: the issue's d in {1, 100, 1,000, 10,000}, both spreads."""
 
 
 if __name__ == "__main__":
