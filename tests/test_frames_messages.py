@@ -14,6 +14,7 @@ import pytest
 from pttsync.core import codec
 from pttsync.core.merkle import Leaf, Level
 from pttsync.core.oplog import MAX_OPLOG_SIZE
+from pttsync.core.sync.fingerprint import fingerprinted
 from pttsync.core.sync.frames import HEADER_SIZE, MAX_FRAME_SIZE, FrameReader, encode_frame
 from pttsync.core.sync.messages import (
     MAX_ITEM_CHILDREN,
@@ -31,6 +32,7 @@ from pttsync.core.sync.messages import (
     ForceSyncOplogByMerkle,
     ForceSyncOplogByMerkleAck,
     ForceSyncOplogByOplogAck,
+    FpWant,
     Item,
     ListNode,
     Message,
@@ -74,8 +76,11 @@ ITEM_REFS = Item(
     False,
     tuple(ChildRef(T0 + k * HOUR_NS, h(("hour", k))) for k in range(3)),
 )
-ITEM_LEAVES = Item(Level.HOUR, 0, T0, h("hour"), True, tuple(leaf(i) for i in range(4)))
-ITEM_SLICE = Item(Level.SLICE, 3, T0 + 16, h("slice"), True, (leaf(9),))
+ITEM_LEAVES = Item(Level.HOUR, 0, T0, h("hour"), True, tuple(h(("hash", i)) for i in range(4)))
+ITEM_SLICE = Item(Level.SLICE, 3, T0 + 16, h("slice"), True, (h(("hash", 9)),))
+ITEM_FP = fingerprinted(ITEM_REFS, 8)  # fingerprints of 8 bytes, as a descent sends them
+ITEM_FLAT = Item(Level.MONTH, 0, T0, h("m")[:8], True, tuple(h(i)[:8] for i in range(5)))
+WANT_FP = FpWant(Level.HOUR, 0, T0, 8, h("w")[:8] + h("v")[:8])
 ITEM_ABSENT = Item(Level.MONTH, 0, T0, None, False, ())
 ITEM_ABSENT_LEAF = Item(Level.HOUR, 0, T0, None, True, ())
 NODES = (
@@ -87,30 +92,31 @@ RECORDS = (b"\xa1avb\x01", b"x" * 300, b"")
 HDR: dict[str, Any] = {"topic": TOPIC, "round": ROUND}
 
 SAMPLES: list[Message] = [
-    SyncOplog(**HDR, seq=0, to_sync_time=T0, list_digest=h(1) * 4, window_digest=h(2),
+    SyncOplog(**HDR, seq=0, to_sync_time=T0, list_digest=h(1) * 2, window_digest=h(2),
               pending=True),
-    SyncOplog(**HDR, seq=2**63 - 1, to_sync_time=0, list_digest=h(3) * 4, window_digest=h(4),
+    SyncOplog(**HDR, seq=2**63 - 1, to_sync_time=0, list_digest=h(3) * 2, window_digest=h(4),
               pending=False),
     SyncOplogAck(**HDR, seq=1, list_differs=0b10011, nodes=NODES, lo=key(0), hi=key(9),
-                 leaves=tuple(leaf(i) for i in range(5)), more=True, pending=False, last=False),
+                 leaves=tuple((leaf(i).time, leaf(i).hash[:8]) for i in range(5)), more=True,
+                 pending=False, last=False),
     SyncOplogAck(**HDR, seq=1, list_differs=0, nodes=(), lo=(T0, b""), hi=None, leaves=(),
                  more=False, pending=True, last=True),
     SyncOplogAck(**HDR, seq=7, list_differs=0, nodes=(), lo=None, hi=(MAX_TIME, h(0)),
-                 leaves=(leaf(1),), more=False, pending=False, last=True),
-    SyncOplogNewOplogs(**HDR, seq=2, oplogs=RECORDS, want=(h("w1"), h("w2")),
+                 leaves=((leaf(1).time, leaf(1).hash),), more=False, pending=False, last=True),
+    SyncOplogNewOplogs(**HDR, seq=2, oplogs=RECORDS, want=(h("w1"), h("w2")), want_fps=(WANT_FP,),
                        want_ranges=((T0, T0 + HOUR_NS, (T0, b"")),
                                     (T0 + HOUR_NS, T0 + 2 * HOUR_NS, (T0 + HOUR_NS + 5, h(5))),
                                     (T0 + 2 * HOUR_NS, MAX_TIME + 1, (MAX_TIME, h(1)))),
                        cont=key(3)),
-    SyncOplogNewOplogs(**HDR, seq=3, oplogs=(), want=(), want_ranges=(), cont=None),
+    SyncOplogNewOplogs(**HDR, seq=3, oplogs=(), want=(), want_fps=(), want_ranges=(), cont=None),
     SyncOplogNewOplogsAck(**HDR, seq=2, oplogs=RECORDS, next=key(4), last=False),
     SyncOplogNewOplogsAck(**HDR, seq=2, oplogs=(), next=None, last=True),
     ForceSyncOplogByMerkle(**HDR, seq=4,
                            items=(ITEM_REFS, ITEM_LEAVES, ITEM_SLICE, ITEM_ABSENT,
-                                  ITEM_ABSENT_LEAF)),
+                                  ITEM_ABSENT_LEAF, ITEM_FP, ITEM_FLAT)),
     ForceSyncOplogByMerkle(**HDR, seq=4, items=()),
     ForceSyncOplogByMerkleAck(**HDR, seq=4, items=(ITEM_LEAVES, ITEM_ABSENT), last=True),
-    ForceSyncOplogByOplogAck(**HDR, seq=5, oplogs=RECORDS, want=(h("x"),), last=False),
+    ForceSyncOplogByOplogAck(**HDR, seq=5, oplogs=RECORDS, want_fps=(WANT_FP,), last=False),
     SyncPendingOplog(**HDR, seq=6, oplogs=RECORDS[:1]),
     SyncPendingOplogAck(**HDR, seq=6, oplogs=(), last=True),
     SyncOplogReject(**HDR, seq=0, code=RejectCode.BUSY, reason="serving 8 rounds already"),
@@ -153,13 +159,42 @@ def test_round_trip(msg: Message) -> None:
 def test_round_trip_keeps_child_kinds() -> None:
     back = decode_message(encode_message(sample(ForceSyncOplogByMerkle)))
     assert isinstance(back, ForceSyncOplogByMerkle)
-    refs, leaves, sl, absent, absent_leaf = back.items
+    refs, leaves, sl, absent, absent_leaf, fp, flat = back.items
     assert all(type(c) is ChildRef for c in refs.children) and not refs.leaf_children
-    assert all(type(c) is Leaf for c in leaves.children) and leaves.leaf_children
+    assert all(type(c) is bytes for c in leaves.children) and leaves.leaf_children
     assert sl.level == Level.SLICE and sl.depth == 3
     assert absent.hash is None and absent.children == ()
     assert absent_leaf.hash is None and absent_leaf.leaf_children
     assert refs.ref == (Level.DAY, 0, T0)
+    assert fp.hash == h("day")[:8] and [c.start for c in fp.children] == [  # type: ignore[union-attr]
+        c.start  # type: ignore[union-attr]
+        for c in refs.children
+    ]
+    assert all(len(c.hash) == 8 for c in fp.children)  # type: ignore[union-attr]
+    assert flat.level == Level.MONTH and flat.leaf_children and len(flat.children) == 5
+
+
+def test_children_are_a_bitmap_and_fingerprints() -> None:
+    """A day's three hours at 8 bytes cost a small int and 24 bytes, not three [start, hash]."""
+    wire = raw(ForceSyncOplogByMerkle(**HDR, seq=1, items=(ITEM_FP,)))["i"][0]
+    assert wire[5] == [0b111, b"".join(c.hash for c in ITEM_FP.children)]  # type: ignore[union-attr]
+    assert len(encode_message(ForceSyncOplogByMerkle(**HDR, seq=1, items=(ITEM_FP,)))) < 150
+
+
+@pytest.mark.parametrize(
+    "children",
+    [
+        [1 << 24, b"x" * 8],  # a day has no 25th hour
+        [0b11, b"x" * 8],  # two children, one fingerprint
+        [0b1, b"x" * 7],  # not a whole fingerprint
+        [0b1],  # not [bitmap, fingerprints]
+    ],
+)
+def test_bad_children_are_refused(children: list[object]) -> None:
+    m = raw(ForceSyncOplogByMerkle(**HDR, seq=1, items=(ITEM_FP,)))
+    m["i"][0][5] = children
+    with pytest.raises(RemoteProtocolError):
+        decode_message(codec.dumps(m))
 
 
 def test_reject_code_decodes_as_enum() -> None:
@@ -177,12 +212,13 @@ def test_wire_form_uses_short_keys() -> None:
         "r": ROUND,
         "s": 0,
         "T": T0,
-        "ld": h(1) * 4,
+        "ld": h(1) * 2,
         "wd": h(2),
         "p": True,
     }
     assert raw(sample(SyncOplogNewOplogs))["wr"][0] == [T0, T0 + HOUR_NS, [T0, b""]]
-    assert raw(sample(ForceSyncOplogByMerkle))["i"][3] == [int(Level.MONTH), 0, T0, None, False, []]
+    absent = [int(Level.MONTH), 0, T0, None, False, [0, b""]]
+    assert raw(sample(ForceSyncOplogByMerkle))["i"][3] == absent
 
 
 def test_encoding_does_not_depend_on_field_order() -> None:
@@ -285,7 +321,8 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
     "null": lambda: codec.dumps(None),
     "text": lambda: codec.dumps("v"),
     # Version.
-    "version 2": lambda: mutate(SO, v=2),
+    "version 1 (before fingerprints)": lambda: mutate(SO, v=1),
+    "version 3": lambda: mutate(SO, v=3),
     "version 0": lambda: mutate(SO, v=0),
     "version missing": lambda: mutate(SO, v=DEL),
     "version true": lambda: mutate(SO, v=True),
@@ -334,10 +371,11 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
     "want over limit": lambda: mutate(OACK, w=[h(0)] * (MAX_WANT + 1)),
     "want short id": lambda: mutate(OACK, w=[h(0)[:31]]),
     "leaves over limit": lambda: mutate(ACK, lv=[[T0, h(0), h(1)]] * (MAX_LEAVES + 1)),
-    "leaf short": lambda: mutate(ACK, lv=[[T0, h(0)]]),
-    "leaf bad hash": lambda: mutate(ACK, lv=[[T0, h(0), h(1)[:16]]]),
-    "leaf negative time": lambda: mutate(ACK, lv=[[-1, h(0), h(1)]]),
-    "leaf empty id": lambda: mutate(ACK, lv=[[T0, b"", h(1)]]),
+    "mark short": lambda: mutate(ACK, lv=[[T0]]),
+    "mark long": lambda: mutate(ACK, lv=[[T0, h(0), h(1)]]),
+    "mark fingerprint too wide": lambda: mutate(ACK, lv=[[T0, h(0) + b"x"]]),
+    "mark negative time": lambda: mutate(ACK, lv=[[-1, h(0)]]),
+    "mark empty fingerprint": lambda: mutate(ACK, lv=[[T0, b""]]),
     "nodes over limit": lambda: mutate(ACK, n=[[int(Level.DAY), T0, h(0)]] * (MAX_LIST_NODES + 1)),
     "node level slice": lambda: mutate(ACK, n=[[int(Level.SLICE), T0, h(0)]]),
     "node level 7": lambda: mutate(ACK, n=[[7, T0, h(0)]]),

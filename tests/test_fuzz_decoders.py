@@ -29,6 +29,7 @@ from pttsync.core.identity import Identity
 from pttsync.core.lifecycle.replica import found_topic
 from pttsync.core.merkle import Level
 from pttsync.core.store.sqlite import SqliteStore
+from pttsync.core.sync.messages import PROTOCOL_VERSION
 from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
 from pttsync.errors import IdentityError, RemoteProtocolError, StoreError, UsageError
@@ -346,8 +347,8 @@ def test_budget_is_inputs_or_seconds() -> None:
 
 PROPERTY = settings(derandomize=True, database=None, max_examples=100, deadline=None)
 MESSAGE_KEYS = ("tp", "r", "s", "T", "ld", "wd", "p", "ldf", "n", "lo", "hi", "lv", "m", "z",
-                "o", "w", "wr", "c", "nx", "i", "cd", "why", "lis", "tps", "ag", "cr", "ops", "pd",
-                "ps", "hop", "msh")  # fmt: skip
+                "o", "w", "wf", "wr", "c", "nx", "i", "cd", "why", "lis", "tps", "ag", "cr", "ops",
+                "pd", "ps", "hop", "msh")  # fmt: skip
 RECORD_KEYS = ("d", "h", "v", "cr", "cs", "ct", "id", "is", "ms", "ob", "op", "pv", "tp", "ut")
 plain_values = st.recursive(
     st.none()
@@ -369,7 +370,11 @@ def _canonical_maps(keys: tuple[str, ...], required: dict[str, object]) -> st.Se
 
 
 @PROPERTY
-@given(data=st.integers(1, 40).flatmap(lambda t: _canonical_maps(MESSAGE_KEYS, {"v": 1, "t": t})))
+@given(
+    data=st.integers(1, 40).flatmap(
+        lambda t: _canonical_maps(MESSAGE_KEYS, {"v": PROTOCOL_VERSION, "t": t})
+    )
+)
 def test_property_canonical_message_maps_decode_or_are_protocol_errors(data: bytes) -> None:
     """Canonical maps of message fields reach every field check: only RemoteProtocolError."""
     with contextlib.suppress(RemoteProtocolError):

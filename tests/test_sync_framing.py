@@ -17,17 +17,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pttsync.core.merkle import Level
 from pttsync.core.oplog import OplogStatus
 from pttsync.core.sync.frames import MAX_FRAME_SIZE
 from pttsync.core.sync.messages import (
+    MAX_ITEM_LEAVES,
     MAX_OPLOGS,
-    MAX_WANT,
+    MAX_WANT_NODES,
     ForceSyncOplogByOplogAck,
+    FpWant,
     SyncOplogNewOplogs,
 )
 from pttsync.core.sync.msgcodec import encode_message
 from pttsync.core.sync.session import SyncConfig, pack_with_wants
 from pttsync.core.sync.syncview import window_end
+from pttsync.core.timeutil import HOUR_NS
 from pttsync.errors import UsageError
 
 from .synchelpers import NOW, TID, gen, ids, new_store, pair_sessions, sync
@@ -38,16 +42,23 @@ ROUND = b"r" * 16
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(
     st.lists(st.integers(150, 4000), max_size=2500),
-    st.integers(0, 3 * MAX_WANT),
+    st.integers(0, 3 * MAX_WANT_NODES),
+    st.integers(1, 32),
+    st.integers(1, MAX_ITEM_LEAVES),
 )
-def test_property_records_paired_with_wants_fit_in_a_frame(sizes: list[int], wants: int) -> None:
+def test_property_records_paired_with_wants_fit_in_a_frame(
+    sizes: list[int], wants: int, width: int, per_node: int
+) -> None:
     bodies = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
-    want = [i.to_bytes(32, "big") for i in range(wants)]
+    want = [
+        FpWant(Level.HOUR, 0, i * HOUR_NS, width, bytes([i % 251]) * (width * per_node))
+        for i in range(wants)
+    ]
     messages = pack_with_wants(bodies, want)
     for g, w in messages:
         msg = ForceSyncOplogByOplogAck(TID, ROUND, 1, tuple(g), tuple(w), False)
         assert len(encode_message(msg)) <= MAX_FRAME_SIZE
-        assert len(g) <= MAX_OPLOGS and len(w) <= MAX_WANT
+        assert len(g) <= MAX_OPLOGS and len(w) <= MAX_WANT_NODES
     # Everything is carried, once and in order.
     assert [b for g, _ in messages for b in g] == bodies
     assert [x for _, w in messages for x in w] == want
@@ -59,14 +70,17 @@ def test_a_request_with_records_ids_and_ranges_fits_in_a_frame() -> None:
     store.write_batch(TID, [(o, OplogStatus.VALID) for o in records])
     requester, _ = pair_sessions(store, new_store())
     requester.start(NOW, ROUND)
-    # What a descent queues when both sides miss a lot: records to push, IDs and
-    # time ranges to fetch.  (The queues are the requester's own; a natural round
-    # fills them this full only at tens of thousands of differences.)
+    # What a descent queues when both sides miss a lot: records to push, leaves
+    # (by fingerprint) and time ranges to fetch.  (The queues are the round's own;
+    # a natural round fills them this full only at tens of thousands of differences.)
     rng = random.Random(5)
-    requester._push_ids.extend(o.oplog_id for o in records)
-    requester._want_ids.extend(rng.randbytes(32) for _ in range(2000))
+    found = requester._f
+    found.push_ids.extend(o.oplog_id for o in records)
+    found.want_fps.extend(
+        FpWant(Level.HOUR, 0, h * HOUR_NS, 8, rng.randbytes(8 * 32)) for h in range(2000)
+    )
     step = 10**12
-    requester._want_ranges.extend((t, t + step // 2, (t, b"")) for t in range(0, 300 * step, step))
+    found.want_ranges.extend((t, t + step // 2, (t, b"")) for t in range(0, 300 * step, step))
     pushed = 0
     while (msg := requester._next_request()) is not None:
         assert isinstance(msg, SyncOplogNewOplogs)

@@ -19,6 +19,7 @@ from pttsync.core.merkle import Level, node_hash, period
 from pttsync.core.oplog import Oplog
 from pttsync.core.oplogcodec import encode_oplog
 from pttsync.core.store.sqlite import SqliteStore as Store
+from pttsync.core.sync.fingerprint import FULL, fingerprinted
 from pttsync.core.sync.frames import MAX_FRAME_SIZE, FrameReader, encode_frame
 from pttsync.core.sync.messages import (
     ChildRef,
@@ -37,8 +38,9 @@ from pttsync.core.sync.messages import (
 from pttsync.core.sync.msgcodec import decode_message, encode_message
 from pttsync.core.sync.receiver import Receiver
 from pttsync.core.sync.requester import Requester
-from pttsync.core.sync.session import State, remote_input
-from pttsync.core.timeutil import HOUR_NS
+from pttsync.core.sync.session import State, SyncConfig, remote_input
+from pttsync.core.sync.syncview import child_ref
+from pttsync.core.timeutil import HOUR_NS, MAX_TIME
 from pttsync.errors import MalformedOplogError, RemoteProtocolError
 
 from .synchelpers import (
@@ -85,7 +87,8 @@ def wire(msg: Message) -> Message:
 def descent() -> tuple[Store, Store, Requester, Receiver, list[Message]]:
     """Stores differing in old years and in the window; the requester's first requests."""
     sa, sb = pair(OLD[:40] + RECENT[:12], OLD[20:] + RECENT[8:])
-    req, rcv = pair_sessions(sa, sb)
+    # Nothing is sent flat, so the receiver answers with items level by level.
+    req, rcv = pair_sessions(sa, sb, SyncConfig(flat_max=0))
     first = req.start(NOW, rid(0))
     flight = [r for a in rcv.receive(first[0], NOW) for r in req.receive(wire(a), NOW)]
     return sa, sb, req, rcv, flight
@@ -102,13 +105,14 @@ def of_type(msgs: list[Message], cls: type[M]) -> M:
 
 
 def test_unknown_type_malformed_cbor_and_oversize_frames() -> None:
-    good = encode_message(SyncOplog(TID, rid(0), 1, 0, b"\0" * 128, b"\0" * 32, False))
+    good = encode_message(SyncOplog(TID, rid(0), 1, 0, b"\0" * 64, b"\0" * 32, False))
     m = codec.loads(good, max_size=MAX_FRAME_SIZE)
     for bad_type in (0, 11, 99, "x"):
         with pytest.raises(RemoteProtocolError, match="unknown message type"):
             decode_message(codec.dumps({**m, "t": bad_type}))
-    with pytest.raises(RemoteProtocolError):
-        decode_message(codec.dumps({**m, "v": 2}))
+    for version in (1, 3):  # 1: before fingerprints
+        with pytest.raises(RemoteProtocolError):
+            decode_message(codec.dumps({**m, "v": version}))
     with pytest.raises(RemoteProtocolError):
         decode_message(codec.dumps({**m, "zz": 1}))  # an unknown field
     for junk in (b"", b"\xff", good[:-1], good + b"\0", b"\xa1\x61v\x01" * 3):
@@ -132,7 +136,7 @@ def test_unknown_type_malformed_cbor_and_oversize_frames() -> None:
 def test_requests_out_of_order_store_nothing() -> None:
     sa, sb = pair(OLD[:30], OLD[10:])
     req, rcv = pair_sessions(sa, sb)
-    push = wire(SyncOplogNewOplogs(TID, rid(0), 2, raw(EXTRA), (), (), None))
+    push = wire(SyncOplogNewOplogs(TID, rid(0), 2, raw(EXTRA), (), (), (), None))
     with unchanged(sb), pytest.raises(RemoteProtocolError, match="out of order"):
         rcv.receive(push, NOW)  # before any SyncOplog
     assert rcv.state is State.IDLE
@@ -163,9 +167,12 @@ def _merkle_acks(rcv: Receiver, flight: list[Message]) -> tuple[int, list[Item]]
 
 
 def test_child_hashes_that_do_not_add_up_to_the_parent() -> None:
+    """At full width (a collision's fallback) the children must hash to the node's hash."""
     sa, _, req, rcv, flight = descent()
     seq, items = _merkle_acks(rcv, flight)
-    item = next(i for i in items if i.hash is not None and not i.leaf_children)
+    fp = next(i for i in items if i.hash is not None)
+    item = fingerprinted(rcv.ctx.view.item(fp.ref), FULL)  # its natural shape, full width
+    assert not item.leaf_children
     kid = item.children[0]
     assert isinstance(kid, ChildRef)
     tampered = dataclasses.replace(
@@ -190,9 +197,14 @@ def test_leaf_hash_tampered_inside_a_leaf_item() -> None:
         if leafy:
             break
         flight = [r for a in acks for r in req.receive(wire(a), NOW)]
-    item = leafy[0]
-    leaf = item.children[0]
-    forged = (dataclasses.replace(leaf, hash=bytes(32)), *item.children[1:])
+    # At full width, in its natural shape: an hour's leaf hashes must add up to it.
+    item = fingerprinted(rcv.ctx.view.item(leafy[0].ref), FULL)
+    while not item.leaf_children:  # a flat day or month: take one of its hours
+        kid = item.children[0]
+        assert isinstance(kid, ChildRef)
+        item = fingerprinted(rcv.ctx.view.item(child_ref(item.ref, kid.start)), FULL)
+    req._out[force.seq].refs += (item.ref,)  # as if it had asked about that hour
+    forged = (bytes(32), *item.children[1:])
     ack = ForceSyncOplogByMerkleAck(
         TID, rid(0), force.seq, (dataclasses.replace(item, children=forged),), True
     )
@@ -224,9 +236,10 @@ def test_item_hash_other_than_the_one_claimed_before() -> None:
 def test_item_outside_what_was_asked() -> None:
     sa, _, req, rcv, flight = descent()
     seq, items = _merkle_acks(rcv, flight)
-    far = dataclasses.replace(items[0], start=items[0].start + 1000 * HOUR_NS)
+    y = period(Level.YEAR, items[0].start + 100 * 365 * 24 * HOUR_NS)[0]  # a far-off year
+    far = Item(Level.YEAR, 0, y, None, False, ())
     ack = ForceSyncOplogByMerkleAck(TID, rid(0), seq, (far,), True)
-    with unchanged(sa), pytest.raises(RemoteProtocolError):
+    with unchanged(sa), pytest.raises(RemoteProtocolError, match="not asked about"):
         req.receive(wire(ack), NOW)
 
 
@@ -396,7 +409,8 @@ def test_a_round_with_a_rejection_does_not_move_the_sync_time() -> None:
     flight = req.start(NOW, rid(0))
     out = [r for a in rcv.receive(flight[0], NOW) for r in req.receive(a, NOW)]
     push = of_type(out, SyncOplogNewOplogs)
-    assert push.want == (RECENT[0].oplog_id,)
+    (want,) = push.want_fps  # the listed leaf, asked for by its fingerprint
+    assert want.fps == sb.tree(TID).leaves(0, MAX_TIME)[-1].hash[: want.width]
     reply = SyncOplogNewOplogsAck(TID, rid(0), push.seq, (tampered(RECENT[0]),), None, True)
     assert req.receive(wire(reply), NOW) == []
     assert req.state is State.DONE and req.stats.rejected == 1

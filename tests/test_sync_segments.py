@@ -50,11 +50,15 @@ def first_ack(sa: object, sb: object, config: SyncConfig | None = None) -> SyncO
 def test_segment_digests_name_the_segments_that_differ() -> None:
     year = ListNode(Level.YEAR, parse_iso("2024-01-01"), b"y" * 32)
     month = ListNode(Level.MONTH, parse_iso("2026-01-01"), b"m" * 32)
-    assert len(list_digest([])) == 32 * len(LIST_LEVELS)
+    assert len(list_digest([])) == 32 + 8 * len(LIST_LEVELS)
     assert differing_segments(list_digest([year, month]), list_digest([year, month])) == 0
     assert differing_segments(list_digest([year]), list_digest([year, month])) == 0b10
     other = ListNode(Level.YEAR, year.start, b"z" * 32)
     assert differing_segments(list_digest([other, month]), list_digest([year, month])) == 0b01
+    # Segment fingerprints that collide while the lists differ: every segment is sent.
+    mine, theirs = list_digest([other, month]), list_digest([year, month])
+    forged = theirs[:32] + mine[32:]
+    assert differing_segments(mine, forged) == 0b1111
 
 
 def test_only_the_differing_segment_is_sent() -> None:
@@ -153,7 +157,8 @@ def test_a_receiver_with_a_huge_hour_descends_instead_of_sending_it_all() -> Non
     hour = parse_iso("2026-02-10T04:00:00Z")
     dense = gen(200, hour, hour + HOUR_NS, seed=44)
     trips = []
-    for config in (SyncConfig(), SyncConfig(leaf_diff_max=SPLIT_THRESHOLD)):
+    # Nothing flat, so A sends its hour as leaves (fingerprint.py sends small nodes flat).
+    for config in (SyncConfig(flat_max=0), SyncConfig(flat_max=0, leaf_diff_max=SPLIT_THRESHOLD)):
         sa, sb = pair(OLD + dense[:20], OLD + dense)
         report = sync_local(sa, sb, TID, peer_a=b"A" * 32, peer_b=b"B" * 32, now=NOW, config=config)
         assert report.converged and len(report.rounds) == 1

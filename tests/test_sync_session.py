@@ -222,7 +222,7 @@ def test_dense_hour_in_the_window() -> None:
 
 _DEFAULTS: dict[str, object] = {
     "to_sync_time": NOW - 25 * HOUR_NS,
-    "list_digest": b"\0" * 128,
+    "list_digest": b"\0" * 64,
     "window_digest": b"\0" * 32,
     "pending": False,
     "list_differs": 0,
@@ -234,6 +234,7 @@ _DEFAULTS: dict[str, object] = {
     "last": True,
     "oplogs": (),
     "want": (),
+    "want_fps": (),
     "want_ranges": (),
     "cont": None,
     "next": None,

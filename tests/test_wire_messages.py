@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pttsync.core import codec
+from pttsync.core.sync.messages import PROTOCOL_VERSION as V
 from pttsync.core.sync.messages import RejectCode, SyncOplogReject
 from pttsync.core.sync.msgcodec import encode_message
 from pttsync.errors import RemoteProtocolError
@@ -51,7 +52,14 @@ def test_sync_messages_still_decode_through_decode_any() -> None:
 
 
 def _raw(**fields: object) -> bytes:
-    base: dict[str, object] = {"v": 1, "t": 32, "lis": "", "tps": [], "ag": "", "cr": []}
+    base: dict[str, object] = {
+        "v": V,
+        "t": 32,
+        "lis": "",
+        "tps": [],
+        "ag": "",
+        "cr": [],
+    }
     base.update(fields)
     return codec.dumps({k: v for k, v in base.items() if v is not ...})
 
@@ -60,7 +68,7 @@ def _raw(**fields: object) -> bytes:
     ("data", "why"),
     [
         (_raw(t=99), "unknown message type"),
-        (_raw(v=2), "protocol version"),
+        (_raw(v=V + 1), "protocol version"),
         (_raw(extra=1), "unknown field"),
         (_raw(ag=...), "missing field"),
         (_raw(lis=7), "text"),
@@ -69,21 +77,33 @@ def _raw(**fields: object) -> bytes:
         (_raw(tps=[b"short"]), "32 bytes"),
         (_raw(tps=[TOPIC] * (MAX_TOPICS + 1)), "over the limit of 64"),
         (_raw(cr=[b"x"] * (MAX_CREDENTIALS + 1)), "over the limit of 64"),
-        (codec.dumps({"v": 1, "t": 33, "tp": TOPIC, "ops": [], "pd": False}), "at least one"),
+        (
+            codec.dumps({"v": V, "t": 33, "tp": TOPIC, "ops": [], "pd": False}),
+            "at least one",
+        ),
         (
             codec.dumps(
-                {"v": 1, "t": 33, "tp": TOPIC, "ops": [b"x"] * (MAX_PUSH_OPLOGS + 1), "pd": False}
+                {
+                    "v": V,
+                    "t": 33,
+                    "tp": TOPIC,
+                    "ops": [b"x"] * (MAX_PUSH_OPLOGS + 1),
+                    "pd": False,
+                }
             ),
             "over the limit of 256",
         ),
-        (codec.dumps({"v": 1, "t": 33, "tp": TOPIC, "ops": [b"x"], "pd": 1}), "boolean"),
         (
-            codec.dumps({"v": 1, "t": 34, "ps": [[PEER, "h:1"]] * (MAX_PEERS_LISTED + 1)}),
+            codec.dumps({"v": V, "t": 33, "tp": TOPIC, "ops": [b"x"], "pd": 1}),
+            "boolean",
+        ),
+        (
+            codec.dumps({"v": V, "t": 34, "ps": [[PEER, "h:1"]] * (MAX_PEERS_LISTED + 1)}),
             "limit of 64",
         ),
-        (codec.dumps({"v": 1, "t": 34, "ps": [[PEER]]}), "peer ID, address"),
-        (codec.dumps({"v": 1, "t": 34, "ps": [[PEER, "h:0"]]}), "HOST:PORT"),
-        (codec.dumps({"v": 1, "t": 35, "why": "x" * 201}), "characters"),
+        (codec.dumps({"v": V, "t": 34, "ps": [[PEER]]}), "peer ID, address"),
+        (codec.dumps({"v": V, "t": 34, "ps": [[PEER, "h:0"]]}), "HOST:PORT"),
+        (codec.dumps({"v": V, "t": 35, "why": "x" * 201}), "characters"),
         (codec.dumps([1, 2]), "map"),
         (b"\xff", "malformed"),
     ],
@@ -118,7 +138,7 @@ def test_bad_addresses(text: str) -> None:
     ],
 )
 def test_a_bad_route_is_a_protocol_violation(fields: dict[str, object], why: str) -> None:
-    base: dict[str, object] = {"v": 1, "t": 36, "tp": TOPIC, "hop": 3, "msh": False}
+    base: dict[str, object] = {"v": V, "t": 36, "tp": TOPIC, "hop": 3, "msh": False}
     base.update(fields)
     with pytest.raises(RemoteProtocolError, match=why):
         decode_any(codec.dumps(base))

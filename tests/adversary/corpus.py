@@ -28,6 +28,7 @@ from pttsync.core.sync.messages import (
     ForceSyncOplogByMerkle,
     ForceSyncOplogByMerkleAck,
     ForceSyncOplogByOplogAck,
+    FpWant,
     Item,
     ListNode,
     Message,
@@ -44,7 +45,7 @@ from pttsync.core.sync.msgcodec import encode_message
 from pttsync.core.sync.receiver import Receiver
 from pttsync.core.sync.requester import Requester
 from pttsync.core.sync.session import SyncConfig, SyncContext
-from pttsync.core.timeutil import HOUR_NS, MAX_TIME, parse_iso
+from pttsync.core.timeutil import HOUR_NS, MAX_TIME, day_start, parse_iso
 from pttsync.core.topic import MIN_EXPIRY, Quorum, new_topic
 from pttsync.localsync import round_id
 from pttsync.net.wire import Bye, Hello, Peers, Push, Route, encode_node_message
@@ -278,30 +279,35 @@ def samples() -> list[Message]:
     hdr = {"topic": TID, "round": round_id(b"sample", 0)}
     leaves = tuple(Leaf(T0 + i, bytes([i]) * 32, bytes([255 - i]) * 32) for i in range(5))
     nodes = (ListNode(Level.YEAR, T0, b"y" * 32), ListNode(Level.HOUR, T0 + HOUR_NS, b"h" * 32))
-    refs = tuple(ChildRef(T0 + k * HOUR_NS, bytes([k]) * 32) for k in range(3))
+    d0 = day_start(T0)  # a bitmap names children of a real node
+    refs = tuple(ChildRef(d0 + k * HOUR_NS, bytes([k]) * 32) for k in range(3))
     items = (
-        Item(Level.DAY, 0, T0, b"d" * 32, False, refs),
-        Item(Level.HOUR, 0, T0, b"h" * 32, True, leaves),
-        Item(Level.SLICE, 3, T0, b"s" * 32, True, leaves[:1]),
+        Item(Level.DAY, 0, d0, b"d" * 32, False, refs),
+        Item(Level.HOUR, 0, T0, b"h" * 32, True, tuple(x.hash for x in leaves)),
+        Item(Level.SLICE, 3, T0, b"s" * 32, True, (leaves[0].hash,)),
         Item(Level.MONTH, 0, T0, None, False, ()),
+        Item(Level.DAY, 0, d0, b"d" * 8, False, tuple(ChildRef(r.start, r.hash[:8]) for r in refs)),
+        Item(Level.MONTH, 0, T0, b"m" * 8, True, tuple(x.hash[:8] for x in leaves)),
     )
+    want_fps = (FpWant(Level.HOUR, 0, T0, 8, b"f" * 16),)
+    marks = tuple((x.time, x.hash[:8]) for x in leaves)
     # fmt: off
     return [
-        SyncOplog(**hdr, seq=0, to_sync_time=T0, list_digest=b"L" * 128,
+        SyncOplog(**hdr, seq=0, to_sync_time=T0, list_digest=b"L" * 64,
                   window_digest=b"W" * 32, pending=True),
         SyncOplogAck(**hdr, seq=1, list_differs=0b10011, nodes=nodes, lo=(T0, b""),
-                     hi=(MAX_TIME, b"\xff" * 32), leaves=leaves, more=True, pending=False,
-                     last=False),
+                     hi=(MAX_TIME, b"\xff" * 32), leaves=marks,
+                     more=True, pending=False, last=False),
         SyncOplogAck(**hdr, seq=1, list_differs=0, nodes=(), lo=None, hi=None, leaves=(),
                      more=False, pending=True, last=True),
-        SyncOplogNewOplogs(**hdr, seq=2, oplogs=recs, want=(b"w" * 32,),
+        SyncOplogNewOplogs(**hdr, seq=2, oplogs=recs, want=(b"w" * 32,), want_fps=want_fps,
                            want_ranges=((T0, T0 + HOUR_NS, (T0, b"")),
                                         (T0 + HOUR_NS, MAX_TIME + 1, (T0 + HOUR_NS, b"k" * 32))),
                            cont=(T0, b"c" * 32)),
         SyncOplogNewOplogsAck(**hdr, seq=2, oplogs=recs, next=(T0 + 5, b"n" * 32), last=False),
         ForceSyncOplogByMerkle(**hdr, seq=4, items=items),
         ForceSyncOplogByMerkleAck(**hdr, seq=4, items=items[1:], last=True),
-        ForceSyncOplogByOplogAck(**hdr, seq=5, oplogs=recs[:2], want=(b"x" * 32, b"y" * 32),
+        ForceSyncOplogByOplogAck(**hdr, seq=5, oplogs=recs[:2], want_fps=want_fps,
                                  last=False),
         SyncPendingOplog(**hdr, seq=6, oplogs=recs[-2:]),
         SyncPendingOplogAck(**hdr, seq=6, oplogs=(), last=True),

@@ -26,10 +26,10 @@ from typing import Any
 from hypothesis import strategies as st
 
 from pttsync.core.lifecycle.governance import OP_ROLE, Role, role_payload
-from pttsync.core.merkle import Leaf, Level
+from pttsync.core.merkle import Level
 from pttsync.core.oplog import Signature, SignKind, cosign, create_oplog, with_signatures
 from pttsync.core.oplogcodec import encode_oplog
-from pttsync.core.sync.messages import ChildRef, Item, ListNode, Message
+from pttsync.core.sync.messages import ChildRef, Item, ListNode, Mark, Message
 from pttsync.core.sync.msgcodec import decode_message, encode_message
 from pttsync.core.timeutil import HOUR_NS, MAX_TIME
 from pttsync.errors import RemoteProtocolError, UsageError
@@ -169,26 +169,32 @@ def hostile_value(name: str, value: Any, data: st.DataObject) -> Any:
     return value
 
 
-def _lying_leaves(value: tuple[Leaf, ...], data: st.DataObject) -> tuple[Leaf, ...]:
-    how = data.draw(st.sampled_from(["reverse", "tamper", "duplicate", "stranger"]))
-    leaves = list(value)
+def _lying_leaves(value: tuple[Mark, ...], data: st.DataObject) -> tuple[Mark, ...]:
+    how = data.draw(st.sampled_from(["reverse", "tamper", "duplicate", "stranger", "width"]))
+    marks = list(value)
     if how == "reverse":
-        return tuple(reversed(leaves))
+        return tuple(reversed(marks))
     if how == "duplicate":
-        return tuple(leaves + leaves[:1])
-    if how == "tamper" and leaves:
-        first = leaves[0]
-        return (Leaf(first.time, first.oplog_id, b"\x02" * 32), *leaves[1:])
-    return (*leaves, Leaf(NOW - HOUR_NS, b"\x03" * 32, b"\x04" * 32))
+        return tuple(marks + marks[:1])
+    if how == "tamper" and marks:
+        t, fp = marks[0]
+        return ((t, bytes(len(fp))), *marks[1:])
+    if how == "width" and marks:
+        t, fp = marks[0]
+        return ((t, fp + b"\x01"), *marks[1:])  # one mark wider than the others
+    return (*marks, (NOW - HOUR_NS, b"\x04" * 8))
 
 
 def _lying_item(item: Item, data: st.DataObject) -> Item:
     how = data.draw(st.sampled_from(["hash", "children", "leaf_flag", "depth", "start"]))
+    w = len(item.hash) if item.hash is not None else 32
     if how == "hash":
-        return dataclasses.replace(item, hash=data.draw(st.binary(min_size=32, max_size=32)))
+        return dataclasses.replace(item, hash=data.draw(st.binary(min_size=w, max_size=w)))
     if how == "children":
         kids = list(item.children)[: data.draw(st.integers(0, len(item.children)))]
-        extra = ChildRef(item.start, b"\x05" * 32)
+        extra: ChildRef | bytes = b"\x05" * w
+        if not item.leaf_children:
+            extra = ChildRef(item.start, b"\x05" * w)
         return dataclasses.replace(item, children=(*kids, extra))  # type: ignore[arg-type]
     if how == "leaf_flag":
         return dataclasses.replace(item, leaf_children=not item.leaf_children)

@@ -311,7 +311,7 @@ class SyncAdversary(RuleBasedStateMachine):
         req = rt.requesters.get(ROGUE)
         if req is not None:
             assert len(req._out) <= CONFIG.pipeline + 1
-            assert req._queued <= CONFIG.max_queued
+            assert req._f.queued <= CONFIG.max_queued
         assert set(rt.requesters) <= {ROGUE} and set(rt.receivers) <= {ROGUE}
         assert len(node.links) <= 1 and len(rt.routes) <= 1
         assert len(node.book) <= BOOK_SIZE

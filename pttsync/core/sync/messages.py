@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from ..merkle import Leaf, Level
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: fingerprints, child bitmaps, flat leaf lists (fingerprint.py)
 ROUND_ID_SIZE = 16
 
 # Per-message limits; the frame limit bounds the total as well.
@@ -39,6 +39,7 @@ MAX_ITEM_LEAVES = 2048  # an unsplit bucket lists <= 32 leaves, more only within
 MAX_LEAVES = 2048  # leaves in one SyncOplogAck chunk
 MAX_WANT = 4096  # oplog IDs asked for in one message
 MAX_WANT_RANGES = 256  # time ranges asked for in one message
+MAX_WANT_NODES = 512  # nodes whose leaves are asked for by fingerprint in one message
 MAX_OPLOGS = 4096  # records in one message (the frame limit usually binds first)
 MAX_REASON = 200
 
@@ -47,6 +48,9 @@ WINDOW_NODES = 1 << LIST_SEGMENTS  # SyncOplogAck.list_differs: window hours in 
 
 Key = tuple[int, bytes]
 """A leaf key: (update time, oplog ID)."""
+
+Mark = tuple[int, bytes]
+"""A listed leaf: (update time, fingerprint of its hash) (fingerprint.py)."""
 
 
 class MsgType(IntEnum):
@@ -70,7 +74,7 @@ class RejectCode(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class ListNode:
-    """One node of a tree list: a calendar node (depth 0)."""
+    """One node of a tree list: a calendar node (depth 0); on the wire, `hash` is a fingerprint."""
 
     level: Level
     start: int
@@ -91,8 +95,11 @@ class Item:
 
     `hash` is None when the sender holds nothing in the node's range (then
     `children` is empty).  `children` are ChildRefs (the node is split into
-    child nodes) or Leaves (`leaf_children`: the node is an unsplit hour or
-    slice, PIP-11's "parent level is hour").
+    child nodes) or its leaves (`leaf_children`: the node is an unsplit hour
+    or slice, PIP-11's "parent level is hour", or holds so few leaves that
+    they are sent flat).  On the wire the hashes are fingerprints of one
+    width, the length of `hash` (fingerprint.py), and leaves are their
+    fingerprints (bytes); a local view holds full hashes and Leaf objects.
     """
 
     level: Level
@@ -100,11 +107,30 @@ class Item:
     start: int
     hash: bytes | None
     leaf_children: bool
-    children: tuple[ChildRef, ...] | tuple[Leaf, ...]
+    children: tuple[ChildRef, ...] | tuple[Leaf, ...] | tuple[bytes, ...]
 
     @property
     def ref(self) -> tuple[int, int, int]:
         return (self.level, self.depth, self.start)
+
+
+@dataclass(frozen=True, slots=True)
+class FpWant:
+    """The leaves of one node that the sender lacks, named by fingerprint.
+
+    `fps` is the fingerprints, `width` bytes each, concatenated; the holder
+    answers with the records of its leaves in the node that match.
+    """
+
+    level: Level
+    depth: int
+    start: int
+    width: int
+    fps: bytes
+
+    @property
+    def count(self) -> int:
+        return len(self.fps) // self.width
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +147,7 @@ class SyncOplog(Message):
 
     TYPE: ClassVar[MsgType] = MsgType.SYNC_OPLOG
     to_sync_time: int
-    list_digest: bytes  # four digests: the list's years, months, days, hours (syncview.py)
+    list_digest: bytes  # the list's digest, then its years', months', days', hours' (syncview)
     window_digest: bytes
     pending: bool  # I hold pending oplogs that you may sign
 
@@ -144,7 +170,7 @@ class SyncOplogAck(Message):
     nodes: tuple[ListNode, ...]
     lo: Key | None
     hi: Key | None
-    leaves: tuple[Leaf, ...]
+    leaves: tuple[Mark, ...]  # the window's leaves in [lo, hi), as marks
     more: bool
     pending: bool
     last: bool
@@ -152,11 +178,12 @@ class SyncOplogAck(Message):
 
 @dataclass(frozen=True, slots=True)
 class SyncOplogNewOplogs(Message):
-    """Requester -> receiver: oplogs you lack, the IDs I want, a range I want, more listing."""
+    """Requester -> receiver: oplogs you lack, what I want (by ID, fingerprint or range)."""
 
     TYPE: ClassVar[MsgType] = MsgType.SYNC_OPLOG_NEW_OPLOGS
     oplogs: tuple[bytes, ...]
-    want: tuple[bytes, ...]
+    want: tuple[bytes, ...]  # IDs, from a window listing
+    want_fps: tuple[FpWant, ...]  # leaves of a node, by fingerprint, from a descent
     want_ranges: tuple[tuple[int, int, Key], ...]  # [start, end) from a key, in time order
     cont: Key | None  # continue the window listing from this key
 
@@ -190,11 +217,11 @@ class ForceSyncOplogByMerkleAck(Message):
 
 @dataclass(frozen=True, slots=True)
 class ForceSyncOplogByOplogAck(Message):
-    """Receiver -> requester, at the leaves: the oplogs you lack, and the IDs I want."""
+    """Receiver -> requester, at the leaves: the oplogs you lack, and the leaves I want."""
 
     TYPE: ClassVar[MsgType] = MsgType.FORCE_SYNC_OPLOG_BY_OPLOG_ACK
     oplogs: tuple[bytes, ...]
-    want: tuple[bytes, ...]
+    want_fps: tuple[FpWant, ...]
     last: bool
 
 

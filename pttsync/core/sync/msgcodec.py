@@ -15,12 +15,12 @@ from typing import Any
 
 from ...errors import RemoteProtocolError, UsageError
 from .. import codec
-from ..merkle import Leaf, Level
+from ..merkle import Level
 from ..oplog import HASH_SIZE, MAX_OPLOG_SIZE, OPLOG_ID_SIZE, TOPIC_ID_SIZE
 from ..timeutil import MAX_TIME
+from .fingerprint import decode_children, encode_children, split_fps, width_of
 from .frames import MAX_FRAME_SIZE
 from .messages import (
-    LIST_SEGMENTS,
     MAX_ITEM_CHILDREN,
     MAX_ITEM_LEAVES,
     MAX_ITEMS,
@@ -29,19 +29,23 @@ from .messages import (
     MAX_OPLOGS,
     MAX_REASON,
     MAX_WANT,
+    MAX_WANT_NODES,
     MAX_WANT_RANGES,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     ROUND_ID_SIZE,
     WINDOW_NODES,
     ChildRef,
+    FpWant,
     Item,
     Key,
     ListNode,
+    Mark,
     Message,
     MsgType,
     RejectCode,
 )
+from .syncview import LIST_DIGEST_SIZE
 
 # Wire keys of each field; the value codecs are chosen by field name below.
 _WIRE = {
@@ -49,6 +53,7 @@ _WIRE = {
     "window_digest": "wd", "pending": "p", "list_differs": "ldf", "nodes": "n", "lo": "lo",
     "hi": "hi", "leaves": "lv", "more": "m", "last": "z", "oplogs": "o", "want": "w",
     "want_ranges": "wr", "cont": "c", "next": "nx", "items": "i", "code": "cd", "reason": "why",
+    "want_fps": "wf",
 }  # fmt: skip
 
 
@@ -60,14 +65,12 @@ def _enc_key(k: Key | None) -> object:
     return None if k is None else [k[0], k[1]]
 
 
-def _enc_leaf(leaf: Leaf) -> list[object]:
-    return [leaf.time, leaf.oplog_id, leaf.hash]
-
-
 def _enc_item(it: Item) -> list[object]:
-    kids: list[object] = [
-        _enc_leaf(c) if isinstance(c, Leaf) else [c.start, c.hash] for c in it.children
-    ]
+    """`[level, depth, start, fingerprint | null, leaf?, children]` (fingerprint.py)."""
+    w = width_of(it)
+    if w is not None and any(len(c if isinstance(c, bytes) else c.hash) != w for c in it.children):
+        raise UsageError("an item's children must have its fingerprint width (fingerprinted)")
+    kids = encode_children(it)
     return [int(it.level), it.depth, it.start, it.hash, it.leaf_children, kids]
 
 
@@ -75,11 +78,13 @@ def _enc_value(name: str, v: Any) -> object:
     if name in ("oplogs", "want"):
         return list(v)
     if name == "leaves":
-        return [_enc_leaf(leaf) for leaf in v]
+        return [[t, fp] for t, fp in v]
     if name == "nodes":
         return [[int(n.level), n.start, n.hash] for n in v]
     if name == "items":
         return [_enc_item(it) for it in v]
+    if name == "want_fps":
+        return [[int(x.level), x.depth, x.start, x.width, x.fps] for x in v]
     if name in ("lo", "hi", "cont", "next"):
         return _enc_key(v)
     if name == "want_ranges":
@@ -119,52 +124,67 @@ def _dec_key(v: object, field: str) -> Key | None:
     )
 
 
-def _dec_leaf(v: object, field: str) -> Leaf:
-    if type(v) is not list or len(v) != 3:
-        raise codec.CBORFormatError("a leaf is [time, oplog ID, hash]", field=field)
-    return Leaf(
-        codec.get_int({field: v[0]}, field, 0, MAX_TIME),
-        codec.as_bytes(v[1], field, size=OPLOG_ID_SIZE),
-        codec.as_bytes(v[2], field, size=HASH_SIZE),
-    )
+def _dec_mark(v: object, field: str) -> Mark:
+    if type(v) is not list or len(v) != 2:
+        raise codec.CBORFormatError("a listed leaf is [time, fingerprint]", field=field)
+    fp = codec.as_bytes(v[1], field, max_size=HASH_SIZE)
+    if not fp:
+        raise codec.CBORFormatError("a fingerprint has at least one byte", field=field)
+    return (codec.get_int({field: v[0]}, field, 0, MAX_TIME), fp)
 
 
 def _dec_level(v: object, field: str, lo: Level) -> Level:
     return Level(codec.get_int({field: v}, field, lo, Level.YEAR))
 
 
+def _dec_ref(v: list[object], f: str) -> tuple[Level, int, int]:
+    """A node's (level, depth, start); whether it names a node is checked where it is used."""
+    level = _dec_level(v[0], f, Level.SLICE)
+    depth = codec.get_int({f: v[1]}, f, 0, 16)
+    start = codec.get_int({f: v[2]}, f, 0, MAX_TIME)
+    return level, depth, start
+
+
 def _dec_item(v: object) -> Item:
     f = "i"
     if type(v) is not list or len(v) != 6:
         raise codec.CBORFormatError(
-            "an item is [level, depth, start, hash, leaf?, children]", field=f
+            "an item is [level, depth, start, fingerprint, leaf?, children]", field=f
         )
-    level = _dec_level(v[0], f, Level.SLICE)
-    depth = codec.get_int({f: v[1]}, f, 0, 16)
-    start = codec.get_int({f: v[2]}, f, 0, MAX_TIME)
-    h = None if v[3] is None else codec.as_bytes(v[3], f, size=HASH_SIZE)
+    level, depth, start = _dec_ref(v, f)
+    h = None if v[3] is None else codec.as_bytes(v[3], f, max_size=HASH_SIZE)
+    if h is not None and not h:
+        raise codec.CBORFormatError("a fingerprint has at least one byte", field=f)
     if type(v[4]) is not bool:
         raise codec.CBORFormatError("leaf flag must be a boolean", field=f)
-    limit = MAX_ITEM_LEAVES if v[4] else MAX_ITEM_CHILDREN
-    kids = codec.get_list({f: v[5]}, f, max_items=limit)
-    children: tuple[ChildRef, ...] | tuple[Leaf, ...]
-    if v[4]:
-        children = tuple(_dec_leaf(k, f) for k in kids)
-    else:
-        refs = []
-        for k in kids:
-            if type(k) is not list or len(k) != 2:
-                raise codec.CBORFormatError("a child is [start, hash]", field=f)
-            refs.append(
-                ChildRef(
-                    codec.get_int({f: k[0]}, f, 0, MAX_TIME),
-                    codec.as_bytes(k[1], f, size=HASH_SIZE),
-                )
-            )
-        children = tuple(refs)
+    w = len(h) if h is not None else HASH_SIZE
+    children: tuple[ChildRef, ...] | tuple[bytes, ...]
+    try:
+        if v[4]:
+            fps = codec.as_bytes(v[5], f, max_size=MAX_ITEM_LEAVES * w)
+            children = split_fps(fps, w, "leaves")
+        else:
+            if type(v[5]) is not list or len(v[5]) != 2:
+                raise codec.CBORFormatError("children are [bitmap, fingerprints]", field=f)
+            bitmap = codec.get_int({f: v[5][0]}, f, 0, 2**MAX_ITEM_CHILDREN - 1)
+            fps = codec.as_bytes(v[5][1], f, max_size=MAX_ITEM_CHILDREN * w)
+            children = decode_children(level, depth, start, w, bitmap, fps)
+    except ValueError as exc:
+        raise codec.CBORFormatError(str(exc), field=f) from None
     if h is None and children:
         raise codec.CBORFormatError("an absent node has no children", field=f)
     return Item(level, depth, start, h, v[4], children)
+
+
+def _dec_fp_want(v: object, f: str) -> FpWant:
+    if type(v) is not list or len(v) != 5:
+        raise codec.CBORFormatError("a want is [level, depth, start, width, fingerprints]", field=f)
+    level, depth, start = _dec_ref(v, f)
+    width = codec.get_int({f: v[3]}, f, 1, HASH_SIZE)
+    fps = codec.as_bytes(v[4], f, max_size=MAX_ITEM_LEAVES * width)
+    if not fps or len(fps) % width:
+        raise codec.CBORFormatError("a want's fingerprints are not whole", field=f)
+    return FpWant(level, depth, start, width, fps)
 
 
 def _dec_oplogs(v: object, field: str) -> tuple[bytes, ...]:
@@ -184,7 +204,7 @@ def _dec_value(name: str, v: Any, w: str) -> object:
         case "to_sync_time":
             return codec.get_int(d, w, 0, MAX_TIME)
         case "list_digest":
-            return codec.get_bytes(d, w, size=HASH_SIZE * LIST_SEGMENTS)
+            return codec.get_bytes(d, w, size=LIST_DIGEST_SIZE)
         case "window_digest":
             return codec.get_bytes(d, w, size=HASH_SIZE)
         case "list_differs":
@@ -198,16 +218,19 @@ def _dec_value(name: str, v: Any, w: str) -> object:
             for n in codec.get_list(d, w, max_items=MAX_LIST_NODES):
                 if type(n) is not list or len(n) != 3:
                     raise codec.CBORFormatError("a list node is [level, start, hash]", field=w)
+                fp = codec.as_bytes(n[2], w, max_size=HASH_SIZE)
+                if not fp:
+                    raise codec.CBORFormatError("a fingerprint has at least one byte", field=w)
                 out.append(
                     ListNode(
                         _dec_level(n[0], w, Level.HOUR),
                         codec.get_int({w: n[1]}, w, 0, MAX_TIME),
-                        codec.as_bytes(n[2], w, size=HASH_SIZE),
+                        fp,
                     )
                 )
             return tuple(out)
         case "leaves":
-            return tuple(_dec_leaf(x, w) for x in codec.get_list(d, w, max_items=MAX_LEAVES))
+            return tuple(_dec_mark(x, w) for x in codec.get_list(d, w, max_items=MAX_LEAVES))
         case "lo" | "hi" | "cont" | "next":
             return _dec_key(v, w)
         case "oplogs":
@@ -232,6 +255,9 @@ def _dec_value(name: str, v: Any, w: str) -> object:
             return tuple(ranges)
         case "items":
             return tuple(_dec_item(x) for x in codec.get_list(d, w, max_items=MAX_ITEMS))
+        case "want_fps":
+            wants = codec.get_list(d, w, max_items=MAX_WANT_NODES)
+            return tuple(_dec_fp_want(x, w) for x in wants)
         case "code":
             return RejectCode(codec.get_int(d, w, min(RejectCode), max(RejectCode)))
         case "reason":

@@ -21,14 +21,26 @@ from ...errors import RemoteProtocolError
 from ..merkle import Level
 from ..oplogcodec import encode_oplog
 from ..timeutil import MAX_TIME, hour_start
+from .fingerprint import (
+    FULL,
+    diff_children,
+    diff_leaf_fps,
+    fingerprinted,
+    resolve,
+    same,
+    want_range,
+)
 from .messages import (
+    MAX_ITEM_LEAVES,
     MAX_ITEMS,
     WINDOW_NODES,
     ForceSyncOplogByMerkle,
     ForceSyncOplogByMerkleAck,
     ForceSyncOplogByOplogAck,
+    FpWant,
     Item,
     Key,
+    ListNode,
     Message,
     RejectCode,
     SyncOplog,
@@ -53,8 +65,6 @@ from .session import (
 from .syncview import (
     Ref,
     child_ref,
-    diff_children,
-    diff_leaves,
     differing_segments,
     in_segments,
     list_digest,
@@ -136,7 +146,8 @@ class Receiver:
         view = self.ctx.view
         nodes = view.tree_list(t)
         mask = differing_segments(list_digest(nodes), msg.list_digest)
-        sent = [n for n in nodes if in_segments(n.level, mask)]
+        w = self.ctx.config.fingerprint
+        sent = [ListNode(n.level, n.start, n.hash[:w]) for n in nodes if in_segments(n.level, mask)]
         self._window_end = end = window_end(t)
         window = view.leaves(hour_start(t), end)
         window_differs = window_digest(window) != msg.window_digest
@@ -144,7 +155,10 @@ class Receiver:
         if dense:
             # Too many leaves to list: send the window's hours, to be descended.
             mask |= WINDOW_NODES
-            sent += view.window_hours(hour_start(t), end)
+            sent += [
+                ListNode(n.level, n.start, n.hash[:w])
+                for n in view.window_hours(hour_start(t), end)
+            ]
         first = SyncOplogAck(
             msg.topic, msg.round, msg.seq, mask, tuple(sent), None, None, (), False,
             self.ctx.has_pending(), False,
@@ -163,7 +177,7 @@ class Receiver:
                 self.ctx.topic_id, lo, self._window_end, cfg.list_chunk + 1
             )
             hi = leaves[cfg.list_chunk].key if len(leaves) > cfg.list_chunk else None
-            chunk = tuple(leaves[: cfg.list_chunk])
+            chunk = tuple((x.time, x.hash[: cfg.fingerprint]) for x in leaves[: cfg.list_chunk])
             listed += len(chunk)
             more = hi is not None and listed >= cfg.list_budget
             out.append(
@@ -180,8 +194,12 @@ class Receiver:
             raise RemoteProtocolError("listing continuation is out of range")
         self._handle(msg.oplogs, now)
         store, topic = self.ctx.store, self.ctx.topic_id
-        bodies = store.bodies(topic, msg.want)
-        found = [bodies[oid] for oid in msg.want if oid in bodies]
+        asked = list(msg.want)
+        for want in msg.want_fps:
+            start, end = want_range(want)
+            asked += resolve(store.leaves_from(topic, (start, b""), end, MAX_ITEM_LEAVES), want)
+        bodies = store.bodies(topic, asked)
+        found = [bodies[oid] for oid in dict.fromkeys(asked) if oid in bodies]
         nxt: Key | None = None
         if msg.want_ranges:
             more, nxt = self._ranges(msg.want_ranges)
@@ -214,7 +232,7 @@ class Receiver:
     def _on_force_sync(self, msg: ForceSyncOplogByMerkle) -> list[Message]:
         items: list[Item] = []
         send: list[bytes] = []
-        want: list[bytes] = []
+        want: list[FpWant] = []
         for theirs in msg.items:
             verify_item(theirs)
             self._compare(theirs, items, send, want)
@@ -232,16 +250,25 @@ class Receiver:
         return out or [ForceSyncOplogByMerkleAck(msg.topic, msg.round, msg.seq, (), False)]
 
     def _compare(
-        self, theirs: Item, items: list[Item], send: list[bytes], want: list[bytes]
+        self, theirs: Item, items: list[Item], send: list[bytes], want: list[FpWant]
     ) -> None:
-        """Compare the requester's view of a node with mine; collect what to answer."""
+        """Compare the requester's view of a node with mine; collect what to answer.
+
+        I answer in the width it asked in: my items, cut to fingerprints of
+        that width, flat where I hold few leaves (fingerprint.py).
+        """
         view = self.ctx.view
         ref: Ref = theirs.ref
         mine = view.item(ref)
-        if mine.hash == theirs.hash:
+        if same(mine.hash, theirs.hash):
+            if theirs.hash is not None:
+                # It sends only nodes it knows differ: our fingerprints collide.
+                self._collision(ref, len(theirs.hash), items)
             return
+        w = self.ctx.config.fingerprint if theirs.hash is None else len(theirs.hash)
         if theirs.hash is None or mine.hash is None:
-            items.append(mine)  # it lacks the node, or I do: it fetches or pushes the range
+            # It lacks the node, or I do: it fetches or pushes the whole range.
+            items.append(fingerprinted(view.item(ref, self.ctx.config.flat_max), w))
             return
         if theirs.leaf_children:
             # Their leaves are all there is to compare, whatever my shape: diff them
@@ -252,22 +279,32 @@ class Receiver:
             limit = self.ctx.config.leaf_diff_max
             lv = self.ctx.store.leaves_from(self.ctx.topic_id, (start, b""), end, limit + 1)
             if len(lv) > limit and not mine.leaf_children:
-                items.append(mine)
+                items.append(fingerprinted(mine, w))
                 return
             if len(lv) > limit:  # an unsplittable bucket (> 32 leaves within 16 ns)
                 lv = view.leaves(start, end)
-            s, w = diff_leaves(lv, theirs.children)  # type: ignore[arg-type]
+            s, fps = diff_leaf_fps(lv, theirs.children, w)  # type: ignore[arg-type]
+            if not s and not fps:
+                self._collision(ref, w, items)
             send += s
-            want += w
+            if fps:
+                want.append(FpWant(theirs.level, theirs.depth, theirs.start, w, fps))
             return
-        calendar = theirs.level > Level.HOUR
-        kids = mine.children if calendar else view.slice_view(ref)
-        for start, my_hash, _ in diff_children(kids, theirs.children):  # type: ignore[arg-type]
+        diffs = diff_children(view.children(ref), theirs.children, w)  # type: ignore[arg-type]
+        if not diffs:
+            self._collision(ref, w, items)
+        for start, my_hash, _ in diffs:
             child = child_ref(ref, start)
             if my_hash is None:
                 items.append(Item(Level(child[0]), child[1], start, None, False, ()))
             else:
-                items.append(view.item(child))
+                items.append(fingerprinted(view.item(child, self.ctx.config.flat_max), w))
+
+    def _collision(self, ref: Ref, width: int, items: list[Item]) -> None:
+        """Fingerprints differ but nothing under them does: send my node at full width."""
+        if width < FULL:
+            self.stats.collisions += 1
+            items.append(fingerprinted(self.ctx.view.item(ref), FULL))
 
     def _on_pending(self, msg: SyncPendingOplog, now: int) -> list[Message]:
         result = self.ctx.handler.handle_pending_oplogs(msg.oplogs, now)

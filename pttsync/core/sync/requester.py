@@ -29,20 +29,27 @@ SyncConfig.pipeline requests are in flight.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...errors import RemoteProtocolError, UsageError
-from ..merkle import Level
 from ..timeutil import MAX_TIME, hour_start
+from .compare import Findings, Range
+from .fingerprint import (
+    FULL,
+    fingerprinted,
+    resolve,
+    want_range,
+)
 from .messages import (
+    MAX_ITEM_LEAVES,
     MAX_ITEMS,
+    MAX_WANT_NODES,
     MAX_WANT_RANGES,
-    WINDOW_NODES,
     ForceSyncOplogByMerkle,
     ForceSyncOplogByMerkleAck,
     ForceSyncOplogByOplogAck,
+    FpWant,
     Item,
     Key,
     Message,
@@ -59,7 +66,6 @@ from .session import (
     MAX_BODY,
     RANGE_COST,
     REPLY_TYPES,
-    WANT_COST,
     Role,
     State,
     SyncStats,
@@ -68,18 +74,11 @@ from .session import (
     read_range,
     record_cost,
     remote_input,
+    want_cost,
 )
 from .syncview import (
     Ref,
-    child_ref,
-    diff_children,
-    diff_leaves,
-    expected_list_level,
-    in_segments,
-    is_within,
     list_digest,
-    node_range,
-    verify_item,
     window_digest,
     window_end,
 )
@@ -93,7 +92,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _END = MAX_TIME + 1
-Range = tuple[int, int, Key]  # [start, end) from key
 
 
 @dataclass(slots=True)
@@ -123,14 +121,7 @@ class Requester:
     def _reset(self) -> None:
         self._seq = 0
         self._out: dict[int, _Request] = {}
-        self._items: deque[Ref] = deque()
-        self._claims: dict[Ref, bytes] = {}
-        self._push_ids: deque[bytes] = deque()
-        self._push_ranges: deque[Range] = deque()
-        self._want_ids: deque[bytes] = deque()
-        self._want_ranges: deque[Range] = deque()
-        self._cont: Key | None = None
-        self._queued = 0
+        self._f = Findings(self.ctx, self.stats, 0)
         self._remote_pending = False
         self._clean = True
 
@@ -153,7 +144,8 @@ class Requester:
         self.state = State.SYNCING
         self.stats.rounds += 1
         self._started = now
-        t = self._t = self.to_sync_time(now)
+        t = self.to_sync_time(now)
+        self._f = Findings(self.ctx, self.stats, t)
         view = self.ctx.view
         window = view.leaves(hour_start(t), window_end(t))
         msg = SyncOplog(
@@ -212,18 +204,23 @@ class Requester:
                 log.info("peer rejected the sync round: %s", self.reject_reason)
                 self.state = State.FAILED
             case SyncOplogAck():
-                self._on_sync_ack(msg)
+                self._remote_pending |= msg.pending
+                self._f.sync_ack(msg)
             case SyncOplogNewOplogsAck():
                 # Check the whole message before storing any of it.
                 rest = () if msg.next is None else self._rest(request.want_ranges, msg.next)
                 self._handle(msg.oplogs, now)
-                self._want_ranges.extendleft(reversed(rest))
+                self._f.want_ranges.extendleft(reversed(rest))
             case ForceSyncOplogByMerkleAck():
                 for item in msg.items:
-                    self._on_item(item, request)
+                    self._f.item(item, request.refs, request.claims)
             case ForceSyncOplogByOplogAck():
-                for oid in msg.want:
-                    self._queue(self._push_ids, oid)
+                store, topic = self.ctx.store, self.ctx.topic_id
+                for want in msg.want_fps:
+                    start, end = want_range(want)
+                    mine = store.leaves_from(topic, (start, b""), end, MAX_ITEM_LEAVES)
+                    for oid in resolve(mine, want):
+                        self._f.queue(self._f.push_ids, oid)
                 self._handle(msg.oplogs, now)
             case SyncPendingOplogAck():
                 result = self.ctx.handler.handle_pending_oplogs(msg.oplogs, now)
@@ -245,102 +242,6 @@ class Requester:
         if not rest or rest == list(asked):
             raise RemoteProtocolError("a range continuation that makes no progress")
         return rest
-
-    def _on_sync_ack(self, msg: SyncOplogAck) -> None:
-        self._remote_pending |= msg.pending
-        if msg.list_differs:
-            self._compare_lists(msg)
-        if msg.lo is None:
-            if msg.leaves or msg.more:
-                raise RemoteProtocolError("SyncOplogAck has leaves but no chunk bounds")
-            return
-        end = window_end(self._t)
-        lo, hi = msg.lo, msg.hi if msg.hi is not None else (end, b"")
-        if lo < (hour_start(self._t), b"") or not lo <= hi or hi > (end, b""):
-            raise RemoteProtocolError("SyncOplogAck chunk is outside the window")
-        keys = [leaf.key for leaf in msg.leaves]
-        if keys != sorted(set(keys)) or any(not lo <= k < hi for k in keys):
-            raise RemoteProtocolError("SyncOplogAck leaves are out of order or outside the chunk")
-        mine = [x for x in self.ctx.view.leaves(lo[0], hi[0] + 1) if lo <= x.key < hi]
-        self._queue_diff(*diff_leaves(mine, msg.leaves))
-        if msg.more:
-            if msg.hi is None:
-                raise RemoteProtocolError("SyncOplogAck says more but gives no continuation")
-            self._cont = msg.hi
-
-    def _compare_lists(self, msg: SyncOplogAck) -> None:
-        starts = [n.start for n in msg.nodes]
-        if starts != sorted(set(starts)):
-            raise RemoteProtocolError("the tree list is out of order")
-        mask, hs, end = msg.list_differs, hour_start(self._t), window_end(self._t)
-        theirs = {}
-        for n in msg.nodes:
-            if n.start >= hs:  # a dense window's hours
-                if not mask & WINDOW_NODES or n.level != Level.HOUR or n.start >= end:
-                    raise RemoteProtocolError(
-                        f"a {n.level.name} node at {n.start} is not asked for"
-                    )
-            elif expected_list_level(self._t, n.start) != n.level or not in_segments(n.level, mask):
-                raise RemoteProtocolError(f"a {n.level.name} node at {n.start} is not in the list")
-            try:
-                node_range(n.level, 0, n.start)
-            except ValueError as exc:
-                raise RemoteProtocolError(f"the tree list names no node: {exc}") from None
-            theirs[(int(n.level), 0, n.start)] = n.hash
-        view = self.ctx.view
-        nodes = [n for n in view.tree_list(self._t) if in_segments(n.level, mask)]
-        if mask & WINDOW_NODES:
-            nodes += view.window_hours(hs, end)
-        mine = {(int(n.level), 0, n.start): n.hash for n in nodes}
-        for ref in sorted(mine.keys() | theirs.keys(), key=lambda r: r[2]):
-            self._compare_node(ref, mine.get(ref), theirs.get(ref))
-
-    def _compare_node(self, ref: Ref, mine: bytes | None, theirs: bytes | None) -> None:
-        """Act on one node whose hashes may differ: descend, push or fetch it."""
-        if mine == theirs:
-            return
-        start, end = node_range(*ref)
-        if theirs is None:
-            self._queue(self._push_ranges, (start, end, (start, b"")))
-        elif mine is None:
-            self._queue(self._want_ranges, (start, end, (start, b"")))
-        else:
-            self._claims[ref] = theirs
-            self._queue(self._items, ref)
-
-    def _on_item(self, item: Item, request: _Request) -> None:
-        """The receiver's view of a node under one I asked about."""
-        ref: Ref = (item.level, item.depth, item.start)
-        if not any(is_within(parent, ref) for parent in request.refs):
-            raise RemoteProtocolError(f"{item.level.name} node at {item.start} was not asked about")
-        verify_item(item, request.claims.get(ref))
-        view = self.ctx.view
-        mine = view.item(ref)
-        if item.hash is None or mine.hash is None:
-            self._compare_node(ref, mine.hash, item.hash)
-        elif item.hash == mine.hash:
-            return
-        elif item.leaf_children:
-            start, end = node_range(*ref)
-            self._queue_diff(*diff_leaves(view.leaves(start, end), item.children))  # type: ignore[arg-type]
-        else:
-            calendar = item.level > Level.HOUR
-            kids = mine.children if calendar else view.slice_view(ref)
-            for start, my_hash, their_hash in diff_children(kids, item.children):  # type: ignore[arg-type]
-                self._compare_node(child_ref(ref, start), my_hash, their_hash)
-
-    def _queue_diff(self, send: Sequence[bytes], want: Sequence[bytes]) -> None:
-        """Queue the IDs of a leaf diff: mine to push, theirs to fetch."""
-        for oid in send:
-            self._queue(self._push_ids, oid)
-        for oid in want:
-            self._queue(self._want_ids, oid)
-
-    def _queue(self, queue: deque[Ref] | deque[bytes] | deque[Range], value: object) -> None:
-        self._queued += 1
-        if self._queued > self.ctx.config.max_queued:
-            raise RemoteProtocolError("the round's differences exceed this session's bounds")
-        queue.append(value)  # type: ignore[arg-type]
 
     # -- requests ----------------------------------------------------------------
 
@@ -365,70 +266,81 @@ class Requester:
         return out
 
     def _next_request(self) -> Message | None:
-        topic, rnd = self.ctx.topic_id, self.round
-        if self._items:
+        topic, rnd, f = self.ctx.topic_id, self.round, self._f
+        if f.items:
             items: list[Item] = []
             claims: dict[Ref, bytes] = {}
             size = 0
-            while self._items and len(items) < MAX_ITEMS:
-                item = self.ctx.view.item(self._items[0])
+            cfg, view = self.ctx.config, self.ctx.view
+            while f.items and len(items) < MAX_ITEMS:
+                ref = f.items[0]
+                full = ref in f.full
+                item = fingerprinted(
+                    view.item(ref, 0 if full or ref in f.mine else cfg.flat_max),
+                    FULL if full else cfg.fingerprint,
+                )
                 if items and size + item_size(item) > MAX_BODY:
                     break
-                ref = self._items.popleft()
+                f.items.popleft()
                 items.append(item)
                 size += item_size(item)
-                if ref in self._claims:
-                    claims[ref] = self._claims.pop(ref)
+                if ref in f.claims:
+                    claims[ref] = f.claims.pop(ref)
             msg: Message = ForceSyncOplogByMerkle(topic, rnd, self._next_seq(), tuple(items))
             refs = tuple((i.level, i.depth, i.start) for i in items)
             self._out[msg.seq] = _Request(msg.TYPE, refs=refs, claims=claims)
             return msg
-        if not (
-            self._push_ids or self._push_ranges or self._want_ids or self._want_ranges or self._cont
-        ):
+        if not f.requests_left:
             return None
-        n = self.ctx.config.want_per_request
-        want = tuple(self._want_ids.popleft() for _ in range(min(n, len(self._want_ids))))
+        fps: list[FpWant] = []
+        fp_room = MAX_BODY // 2
+        while f.want_fps and len(fps) < MAX_WANT_NODES:
+            cost = want_cost(f.want_fps[0])
+            if fps and cost > fp_room:
+                break
+            fp_room -= cost
+            fps.append(f.want_fps.popleft())
         ranges: list[Range] = []
-        while self._want_ranges and len(ranges) < MAX_WANT_RANGES:
-            if ranges and self._want_ranges[0][0] < ranges[-1][1]:
+        while f.want_ranges and len(ranges) < MAX_WANT_RANGES:
+            if ranges and f.want_ranges[0][0] < ranges[-1][1]:
                 break  # keep each request's ranges in order and apart
-            ranges.append(self._want_ranges.popleft())
-        cont, self._cont = self._cont, None
-        # The records fill what the IDs and ranges asked for leave of the frame.
-        room = MAX_BODY - WANT_COST * len(want) - RANGE_COST * (len(ranges) + 1)
+            ranges.append(f.want_ranges.popleft())
+        cont, f.cont = f.cont, None
+        # The records fill what the wants and ranges leave of the frame.
+        room = MAX_BODY - RANGE_COST * (len(ranges) + 1) - sum(want_cost(x) for x in fps)
         msg = SyncOplogNewOplogs(
-            topic, rnd, self._next_seq(), tuple(self._take_pushes(room)), want, tuple(ranges), cont
-        )
+            topic, rnd, self._next_seq(), tuple(self._take_pushes(room)), (), tuple(fps),
+            tuple(ranges), cont,
+        )  # fmt: skip
         self._out[msg.seq] = _Request(msg.TYPE, want_ranges=tuple(ranges))
         return msg
 
     def _take_pushes(self, room: int) -> list[bytes]:
         """Records for one message, up to `room` bytes: queued IDs first, then queued ranges."""
-        store, topic = self.ctx.store, self.ctx.topic_id
+        store, topic, f = self.ctx.store, self.ctx.topic_id, self._f
         out: list[bytes] = []
         size = 0
-        while self._push_ids and size < room:
-            ids = [self._push_ids.popleft() for _ in range(min(256, len(self._push_ids)))]
+        while f.push_ids and size < room:
+            ids = [f.push_ids.popleft() for _ in range(min(256, len(f.push_ids)))]
             bodies = store.bodies(topic, ids)
             for i, oid in enumerate(ids):
                 body = bodies.get(oid)
                 if body is None:
                     continue  # replaced or deleted since: the tree will show it next round
                 if out and size + record_cost(body) > room:
-                    self._push_ids.extendleft(reversed(ids[i:]))
+                    f.push_ids.extendleft(reversed(ids[i:]))
                     return out
                 out.append(body)
                 size += record_cost(body)
-        while self._push_ranges and size < room:
-            start, end, lo = self._push_ranges[0]
+        while f.push_ranges and size < room:
+            start, end, lo = f.push_ranges[0]
             got, used, nxt = read_range(store, topic, lo, end, room - size, take_one=not out)
             out += got
             size += used
             if nxt is not None:
-                self._push_ranges[0] = (start, end, nxt)
+                f.push_ranges[0] = (start, end, nxt)
                 break
-            self._push_ranges.popleft()
+            f.push_ranges.popleft()
         return out
 
     def _finish_sync(self, now: int) -> list[Message]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from itertools import zip_longest
 from typing import TYPE_CHECKING, TypeVar
 
 from ...errors import InvalidOplogError, RemoteProtocolError, UsageError
@@ -27,8 +26,20 @@ from ..lifecycle.replica import Replica
 from ..merkle import SPLIT_THRESHOLD
 from ..oplogcodec import encode_oplog
 from ..timeutil import HOUR_NS
+from .fingerprint import DEFAULT_WIDTH, FLAT_MAX, FULL
 from .frames import MAX_FRAME_SIZE
-from .messages import MAX_LEAVES, MAX_OPLOGS, MAX_WANT, Item, Key, Message, MsgType
+from .messages import (
+    MAX_ITEM_LEAVES,
+    MAX_LEAVES,
+    MAX_OPLOGS,
+    MAX_WANT,
+    MAX_WANT_NODES,
+    FpWant,
+    Item,
+    Key,
+    Message,
+    MsgType,
+)
 from .syncview import WINDOW_SPAN, TreeView
 
 if TYPE_CHECKING:
@@ -78,6 +89,8 @@ class SyncConfig:
     leaf_diff_max: int = 1024  # a receiver holding more leaves in a node descends instead
     max_pending_sent: int = 256  # pending oplogs offered in one postsync
     max_queued: int = 1_000_000  # nodes, IDs and ranges queued in one round
+    fingerprint: int = DEFAULT_WIDTH  # bytes of each hash a descent compares (fingerprint.py)
+    flat_max: int = FLAT_MAX  # a node with at most this many leaves is sent as its leaves
 
     def __post_init__(self) -> None:
         """Refuse settings a peer's decoder would refuse, or that bound nothing.
@@ -98,6 +111,8 @@ class SyncConfig:
             "max_queued": (1, 100_000_000),
             "window_list_max": (0, 10_000_000),
             "leaf_diff_max": (SPLIT_THRESHOLD, 1_000_000),
+            "fingerprint": (1, FULL),
+            "flat_max": (0, MAX_ITEM_LEAVES),
         }
         for name, (lo, hi) in limits.items():
             value = getattr(self, name)
@@ -194,6 +209,7 @@ class SyncStats:
     oplogs_received: int = 0  # records received, before checks
     oplogs_stored: int = 0  # stored as new or as the winning copy
     rejected: int = 0  # records refused as invalid
+    collisions: int = 0  # nodes compared again at full width (fingerprint.py)
     faults: list[str] = field(default_factory=list)  # why, most recent last (bounded)
 
     def count_sent(self, messages: Sequence[Message]) -> None:
@@ -290,23 +306,32 @@ def pack_bodies(bodies: Iterable[bytes], limit: int = MAX_BODY) -> list[list[byt
     return _pack(bodies, record_cost, limit, MAX_OPLOGS)
 
 
-def pack_with_wants(
-    bodies: Sequence[bytes], want: Sequence[bytes]
-) -> list[tuple[list[bytes], list[bytes]]]:
-    """Records and IDs asked for, paired into messages that each fit in a frame.
+def want_cost(want: FpWant) -> int:
+    """What a want by fingerprint adds to a message, encoded (an upper bound)."""
+    return len(want.fps) + 40
 
-    IDs go MAX_WANT to a message; the records of a message that carries IDs
-    fill only what the IDs leave of MAX_BODY.
+
+def pack_with_wants(
+    bodies: Sequence[bytes], wants: Sequence[FpWant]
+) -> list[tuple[list[bytes], list[FpWant]]]:
+    """Records and wants by fingerprint, paired into messages that each fit in a frame.
+
+    Wants go up to MAX_WANT_NODES (and half of MAX_BODY) to a message; the
+    records of a message that carries wants fill only what they leave.
     """
-    wants = [list(want[i : i + MAX_WANT]) for i in range(0, len(want), MAX_WANT)]
-    room = MAX_BODY - WANT_COST * max((len(w) for w in wants), default=0)
-    none: list[bytes] = []
-    return list(zip_longest(pack_bodies(bodies, room), wants, fillvalue=none))
+    groups = _pack(wants, want_cost, MAX_BODY // 2, MAX_WANT_NODES)
+    room = MAX_BODY - max((sum(want_cost(w) for w in g) for g in groups), default=0)
+    packed = pack_bodies(bodies, room)
+    n = max(len(packed), len(groups))
+    packed += [[] for _ in range(n - len(packed))]
+    groups += [[] for _ in range(n - len(groups))]
+    return list(zip(packed, groups, strict=True))
 
 
 def item_size(item: Item) -> int:
-    """An upper bound of an item's encoded size."""
-    return 64 + len(item.children) * (80 if item.leaf_children else 45)
+    """An upper bound of an item's encoded size (as sent: fingerprinted)."""
+    width = len(item.hash) if item.hash is not None else FULL
+    return 64 + len(item.children) * width
 
 
 def pack_items(items: Iterable[Item], max_items: int, limit: int = MAX_BODY) -> list[list[Item]]:

@@ -10,8 +10,9 @@ split of its own leaves (`slice_view`), which gives exactly the hashes a
 split tree with those leaves would hold.
 
 `verify_item` is the check against a lying peer: the children must lie
-inside the node, in order, and hash to the node's claimed hash, and that
-hash must be the one the peer claimed for the node one level up.
+inside the node, in order, and (at full width) hash to the node's claimed
+hash, and that hash must be the one the peer claimed for the node one level
+up.  Items on the wire carry fingerprints (fingerprint.py).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from ..merkle import (
     slice_bounds,
     slice_index,
 )
-from ..timeutil import HOUR_NS, MAX_TIME, day_start, hour_start, month_start, year_start
+from ..oplog import HASH_SIZE
+from ..timeutil import HOUR_NS, day_start, hour_start, month_start, year_start
 from .messages import ChildRef, Item, ListNode
 
 if TYPE_CHECKING:
@@ -54,31 +56,44 @@ LIST_LEVELS = (Level.YEAR, Level.MONTH, Level.DAY, Level.HOUR)
 """The tree list's segments, in order: bit i of a mask stands for LIST_LEVELS[i]."""
 
 
-def list_digest(nodes: Sequence[ListNode]) -> bytes:
-    """The digests of a tree list's four segments (years, months, days, hours), joined.
+SEGMENT_FP = 8
+"""Bytes of each segment's digest in a list digest (after the full digest of the list)."""
 
-    Each is SHA-256 of `["pttsync/tree-list/1", [[level, start, hash], ...]]`
-    over the segment's nodes, so a receiver can tell which segments differ
-    and send only those.
+LIST_DIGEST_SIZE = 32 + SEGMENT_FP * 4
+"""A list digest: the list's full digest, then a fingerprint of each segment's digest."""
+
+
+def list_digest(nodes: Sequence[ListNode]) -> bytes:
+    """A tree list's digest: 32 bytes over the whole list, then 8 per segment.
+
+    Each segment (years, months, days, hours) has the digest SHA-256 of
+    `["pttsync/tree-list/1", [[level, start, hash], ...]]` over its nodes;
+    the list's digest is SHA-256 of the four joined.  Equal lists are told by
+    the full digest; the segments' fingerprints tell a receiver which
+    segments to send (all four, if they collide while the lists differ).
     """
-    out = []
+    segments = []
     for level in LIST_LEVELS:
         body = [
             codec.array([codec.uint(n.level), codec.uint(n.start), codec.bstr(n.hash)])
             for n in nodes
             if n.level == level
         ]
-        out.append(hashlib.sha256(_LIST_PREFIX + codec.array(body)).digest())
-    return b"".join(out)
+        segments.append(hashlib.sha256(_LIST_PREFIX + codec.array(body)).digest())
+    whole = hashlib.sha256(b"".join(segments)).digest()
+    return whole + b"".join(d[:SEGMENT_FP] for d in segments)
 
 
 def differing_segments(mine: bytes, theirs: bytes) -> int:
-    """The bit mask of list segments whose digests differ."""
+    """The bit mask of list segments that differ (every one, if their fingerprints collide)."""
+    if mine[:32] == theirs[:32]:
+        return 0
     mask = 0
     for i in range(len(LIST_LEVELS)):
-        if mine[32 * i : 32 * i + 32] != theirs[32 * i : 32 * i + 32]:
+        at = 32 + SEGMENT_FP * i
+        if mine[at : at + SEGMENT_FP] != theirs[at : at + SEGMENT_FP]:
             mask |= 1 << i
-    return mask
+    return mask or (1 << len(LIST_LEVELS)) - 1
 
 
 def in_segments(level: int, mask: int) -> bool:
@@ -195,8 +210,12 @@ class TreeView:
             ListNode(n.level, n.start, n.hash) for n in self._s.nodes(Level.HOUR, 0, start, end)
         ]
 
-    def item(self, ref: Ref) -> Item:
-        """My view of a node, in its natural shape; hash None if I hold nothing there."""
+    def item(self, ref: Ref, flat_max: int = 0) -> Item:
+        """My view of a node, full width; hash None if I hold nothing there.
+
+        A node holding at most `flat_max` leaves is given as its leaves
+        (flat); otherwise in its natural shape.
+        """
         level, depth, start = ref
         s, e = node_range(level, depth, start)
         lv = Level(level)
@@ -204,9 +223,13 @@ class TreeView:
             node = self._s.get_node(lv, 0, s)
             if node is None:
                 return Item(lv, 0, s, None, False, ())
+            if node.leaves <= flat_max:
+                return Item(lv, 0, s, node.hash, True, tuple(self._s.leaves(s, e)))
             kids = self._s.nodes(Level(lv - 1), 0, s, e)
             return Item(lv, 0, s, node.hash, False, tuple(ChildRef(k.start, k.hash) for k in kids))
         node = self._s.get_node(lv, depth, s)
+        if node is not None and node.leaves <= flat_max:
+            return Item(lv, depth, s, node.hash, True, tuple(self._s.leaves(s, e)))
         if node is not None and not is_split(s, e, node.leaves):
             leaves = tuple(self._s.leaves(s, e))
             return Item(lv, depth, s, node.hash, True, leaves)
@@ -222,6 +245,14 @@ class TreeView:
             return Item(lv, depth, s, node_hash(lv, s, e, [x.hash for x in leaves]), True, leaves)
         refs = tuple(_virtual_slices(depth, s, e, leaves))
         return Item(lv, depth, s, node_hash(lv, s, e, [r.hash for r in refs]), False, refs)
+
+    def children(self, ref: Ref) -> list[ChildRef]:
+        """My child nodes of a node, full width (an hour or slice split virtually if need be)."""
+        level, depth, start = ref
+        if level > Level.HOUR:
+            s, e = node_range(level, depth, start)
+            return [ChildRef(k.start, k.hash) for k in self._s.nodes(Level(level - 1), 0, s, e)]
+        return self.slice_view(ref)
 
     def slice_view(self, ref: Ref) -> list[ChildRef]:
         """My children of an hour or slice as slices, split virtually if I hold it unsplit."""
@@ -242,30 +273,13 @@ def _drop(_node: object) -> None:
     """An `emit` that keeps nothing: virtual slices are never stored."""
 
 
-def diff_children(
-    mine: Sequence[ChildRef], theirs: Sequence[ChildRef]
-) -> list[tuple[int, bytes | None, bytes | None]]:
-    """(start, my hash, their hash) of every child that differs or is on one side only."""
-    a = {c.start: c.hash for c in mine}
-    b = {c.start: c.hash for c in theirs}
-    return [(s, a.get(s), b.get(s)) for s in sorted(a.keys() | b.keys()) if a.get(s) != b.get(s)]
-
-
-def diff_leaves(mine: Sequence[Leaf], theirs: Sequence[Leaf]) -> tuple[list[bytes], list[bytes]]:
-    """(IDs of my oplogs they lack or hold differently, IDs of theirs I should fetch).
-
-    Leaves are compared by key *and* hash (go-pttai compared keys only, §8.7):
-    the same oplog with other co-signatures is a difference too.
-    """
-    a = {(x.time, x.oplog_id, x.hash) for x in mine}
-    b = {(x.time, x.oplog_id, x.hash) for x in theirs}
-    send = sorted({k[1] for k in a - b})
-    want = sorted({k[1] for k in b - a})
-    return send, want
-
-
 def verify_item(item: Item, claimed: bytes | None = None) -> None:
-    """Check a peer's item: a real node, children inside it and in order, hashes that add up.
+    """Check a peer's item: a real node, children inside it, hashes that add up.
+
+    At full width (32-byte hashes) the children must hash to the node's hash;
+    fingerprints cannot be checked that way (fingerprint.py tells how a lie
+    or a collision is caught instead).  In every case the node's fingerprint
+    must agree with the one the peer claimed for it one level up.
 
     Raises:
         RemoteProtocolError: the item is inconsistent, or its hash is not the
@@ -281,13 +295,7 @@ def verify_item(item: Item, claimed: bytes | None = None) -> None:
             raise RemoteProtocolError(f"peer now claims to hold nothing in the {what}")
         return
     ref: Ref = (item.level, item.depth, item.start)
-    if item.leaf_children:
-        if item.level not in (Level.HOUR, Level.SLICE):
-            raise RemoteProtocolError(f"a {what} cannot have leaves as children")
-        keys = [(x.time, x.oplog_id) for x in item.children if isinstance(x, Leaf)]
-        if keys != sorted(set(keys)) or any(not s <= k[0] < min(e, MAX_TIME + 1) for k in keys):
-            raise RemoteProtocolError(f"leaves of the {what} are out of order or range")
-    else:
+    if not item.leaf_children:
         starts = [c.start for c in item.children if isinstance(c, ChildRef)]
         if starts != sorted(set(starts)) or not all(
             is_within(ref, child_ref(ref, c)) for c in starts
@@ -295,7 +303,13 @@ def verify_item(item: Item, claimed: bytes | None = None) -> None:
             raise RemoteProtocolError(f"children of the {what} are out of order or range")
     if not item.children:
         raise RemoteProtocolError(f"the {what} is present but has no children")
-    if node_hash(item.level, s, e, [c.hash for c in item.children]) != item.hash:
-        raise RemoteProtocolError(f"children of the {what} do not hash to the node's hash")
-    if claimed is not None and claimed != item.hash:
-        raise RemoteProtocolError(f"the {what} does not have the hash the peer claimed for it")
+    full = len(item.hash) == HASH_SIZE
+    natural = not item.leaf_children or item.level in (Level.HOUR, Level.SLICE)
+    if full and natural:
+        hashes = [c if isinstance(c, bytes) else c.hash for c in item.children]
+        if node_hash(item.level, s, e, hashes) != item.hash:
+            raise RemoteProtocolError(f"children of the {what} do not hash to the node's hash")
+    if claimed is not None:
+        w = min(len(claimed), len(item.hash))
+        if claimed[:w] != item.hash[:w]:
+            raise RemoteProtocolError(f"the {what} does not have the hash the peer claimed for it")
