@@ -6,8 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pttsync.core.identity import Identity, parse_peer_id, peer_id_text, verify_signature
 from pttsync.errors import IdentityError, UsageError
@@ -36,6 +40,31 @@ def test_signatures_verify_only_for_the_right_key_and_message() -> None:
     assert not verify_signature(other.peer_id, sig, b"hello")
     assert not verify_signature(me.peer_id, sig[:-1], b"hello")
     assert not verify_signature(b"\x00" * 31, sig, b"hello")
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=300), st.integers(0, 64 * 8 - 1))
+def test_property_libsodium_and_openssl_agree_on_honest_and_tampered_signatures(
+    seed: bytes, message: bytes, bit: int
+) -> None:
+    """We verify with libsodium and sign with OpenSSL (`cryptography`): both must agree."""
+    me = Identity.from_seed(seed)
+    sig = me.sign(message)
+    key = Ed25519PublicKey.from_public_bytes(me.peer_id)
+    key.verify(sig, message)  # OpenSSL accepts it ...
+    assert verify_signature(me.peer_id, sig, message)  # ... and so does libsodium
+    bad = bytearray(sig)
+    bad[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises(InvalidSignature):
+        key.verify(bytes(bad), message)
+    assert not verify_signature(me.peer_id, bytes(bad), message)
+    assert not verify_signature(me.peer_id, sig, message + b"x")
+
+
+def test_small_order_keys_are_refused() -> None:
+    """libsodium refuses a small-order public key, whatever the signature."""
+    identity_point = (1).to_bytes(32, "little")
+    assert not verify_signature(identity_point, bytes(64), b"anything")
 
 
 def test_from_seed_is_deterministic() -> None:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import os
 import stat
 import tempfile
 from pathlib import Path
 
-from cryptography.exceptions import InternalError, InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from ..errors import IdentityError, UsageError
 
@@ -53,24 +54,21 @@ def parse_peer_id(text: str) -> bytes:
     return raw
 
 
-@functools.lru_cache(maxsize=4096)
-def _public_key(peer_id: bytes) -> Ed25519PublicKey | None:
-    try:
-        return Ed25519PublicKey.from_public_bytes(peer_id)
-    except ValueError:
-        return None
-
-
 def verify_signature(peer_id: bytes, signature: bytes, message: bytes) -> bool:
-    """True if `signature` is `peer_id`'s Ed25519 signature of `message`."""
+    """True if `signature` is `peer_id`'s Ed25519 signature of `message`.
+
+    Verified with libsodium (PyNaCl), about 1.7 times as fast as OpenSSL's
+    here, and it releases the GIL, so worker threads verify in parallel.  Keys
+    are made and records signed with `cryptography`; every honest signature
+    verifies under both.  libsodium is the stricter of the two (it refuses
+    small-order keys and non-canonical encodings), and every peer uses it, so
+    all peers judge every signature alike (docs/pip-11/deviations.md).
+    """
     if len(peer_id) != PEER_ID_SIZE or len(signature) != SIGNATURE_SIZE:
         return False
-    key = _public_key(peer_id)
-    if key is None:
-        return False
     try:
-        key.verify(signature, message)
-    except InvalidSignature:
+        crypto_sign_open(signature + message, peer_id)
+    except BadSignatureError:
         return False
     return True
 

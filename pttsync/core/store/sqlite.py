@@ -289,11 +289,14 @@ class SqliteStore:
         self, topic_id: bytes, status: OplogStatus, *, since: int = 0, limit: int = 1000
     ) -> list[Oplog]:
         """Oplogs of one status with update time >= `since`, oldest first."""
-        # The status is written into the statement (it is an enum, not input) so
-        # that SQLite can use the partial index of not-yet-valid oplogs.
+        # The status is written into the statement (it is an enum, not input), and
+        # the partial index's own term `status<3` too: SQLite does not infer it
+        # from `status=1`, and without it scanned every oplog of the topic (2.5 s
+        # at 1M oplogs, twice in every sync round, in sync or not).
+        index = " AND status<3" if int(status) < 3 else ""
         rows = self._db.all(
-            f"SELECT oplog_id, body, status FROM oplogs WHERE topic=? AND status={int(status)}"
-            " AND update_time>=? ORDER BY update_time, oplog_id LIMIT ?",
+            f"SELECT oplog_id, body, status FROM oplogs WHERE topic=?{index}"
+            f" AND status={int(status)} AND update_time>=? ORDER BY update_time, oplog_id LIMIT ?",
             (self._key(topic_id), since, limit),
         )
         return [s.oplog for s in self._quarantine.decode(topic_id, rows)]
