@@ -48,7 +48,7 @@ def test_statuses_are_kept_apart(alice: Identity, topic: TopicInfo, store: Store
     assert stored.oplog == a
 
 
-def test_listing_pending_oplogs_reads_only_the_pending_index(
+def test_listing_pending_and_counting_read_only_indexes(
     alice: Identity, topic: TopicInfo, store: Store
 ) -> None:
     """Every sync round lists the pending oplogs (HandleFailedOplogs): with `status=1`
@@ -70,6 +70,10 @@ def test_listing_pending_oplogs_reads_only_the_pending_index(
         try:
             assert len(store.oplogs(tid, OplogStatus.PENDING)) == 1
             assert store.oplogs(tid, OplogStatus.INTERNAL_PENDING) == []
+            # `pttsync status` counts on every call: from the tree and the index.
+            assert store.count(tid, OplogStatus.VALID) == sum(range(50, n + 1, 450))
+            assert store.count(tid, OplogStatus.PENDING) == 1
+            assert store.count(tid) == store.count(tid, OplogStatus.VALID) + 1
         finally:
             store._conn.set_progress_handler(None, 1)
         steps.append(count[0])

@@ -48,7 +48,7 @@ from .protocol import (
     StoredOplog,
     check_hex_prefix,
 )
-from .sqliteaudit import consistency, quarantined, raw_records, set_aside
+from .sqliteaudit import consistency, count_oplogs, quarantined, raw_records, set_aside
 from .sqlitetree import IN_CHUNK, SqliteTreeStorage, leaf
 
 if TYPE_CHECKING:
@@ -309,14 +309,8 @@ class SqliteStore:
         return row is not None
 
     def count(self, topic_id: bytes, status: OplogStatus | None = None) -> int:
-        key = self._key(topic_id)
-        if status is None:
-            row = self._db.one("SELECT count(*) FROM oplogs WHERE topic=?", (key,))
-        else:
-            row = self._db.one(
-                "SELECT count(*) FROM oplogs WHERE topic=? AND status=?", (key, int(status))
-            )
-        return int(row[0]) if row else 0
+        """How many oplogs the topic holds (of one status), without reading them."""
+        return count_oplogs(self._db, self._key(topic_id), None if status is None else int(status))
 
     # -- what the lifecycle and the documents read ----------------------------------
 
