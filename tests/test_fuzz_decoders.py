@@ -156,6 +156,8 @@ SCHEMA_2 = (
     "ALTER TABLE oplogs DROP COLUMN object_id",
     "ALTER TABLE oplogs DROP COLUMN op",
     "ALTER TABLE oplogs DROP COLUMN create_time",
+    "ALTER TABLE oplogs DROP COLUMN crc",
+    "DROP TABLE quarantine",
     "PRAGMA user_version=2",
 )
 """The store taken back to schema 2: opening it migrates it, decoding every record."""

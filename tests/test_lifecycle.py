@@ -1048,14 +1048,15 @@ def test_a_schema_2_store_migrates_to_the_current_schema(tmp_path: Path) -> None
         conn.execute("DROP TABLE failed")
         conn.execute("DROP TABLE quarantine")  # schema 4
         for table, column in [("topics", "quorum"), ("topics", "expiry"), ("oplogs", "object_id"),
-                              ("oplogs", "op"), ("oplogs", "create_time")]:  # fmt: skip
+                              ("oplogs", "op"), ("oplogs", "create_time"),
+                              ("oplogs", "crc")]:  # fmt: skip
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute("PRAGMA user_version=2")
     assert "op" not in [row[1] for row in conn.execute("PRAGMA table_info(oplogs)")]
     conn.close()
 
     with Store.open(path) as migrated:
-        assert migrated.schema_version == SCHEMA_VERSION == 4
+        assert migrated.schema_version == SCHEMA_VERSION == 5
         conn = migrated._conn
         assert {
             t: [row[1] for row in conn.execute(f"PRAGMA table_info({t})")] for t in fresh_columns

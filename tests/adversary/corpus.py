@@ -206,6 +206,7 @@ def _schema_2(file: bytes, tmp: Path) -> bytes:
         conn.execute("DROP INDEX governance_oplogs")
         conn.execute("DROP TABLE failed")
         conn.execute("DROP TABLE quarantine")
+        conn.execute("ALTER TABLE oplogs DROP COLUMN crc")  # schema 5
         for table, column in LIFECYCLE_COLUMNS:
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         conn.execute("PRAGMA user_version=2")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
     from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APPLICATION_ID = 0x70747473  # "ptts"
 
 # Statements are split on ";", so comments inside must not contain one.
@@ -157,6 +157,11 @@ CREATE TABLE quarantine (
     PRIMARY KEY (topic, oplog_id)
 ) WITHOUT ROWID
 """
+
+# 4 -> 5: a CRC-32 of each record, written with it, so that sending a record
+# checks its bytes at ~1 us instead of decoding it (~50 us).  Rows written
+# before have none and are decoded as before (integrity.py).
+MIGRATIONS[4] = "ALTER TABLE oplogs ADD COLUMN crc INTEGER"
 
 
 class Database:

@@ -28,6 +28,7 @@ told, atomically.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -198,23 +199,16 @@ class SqliteStore:
         gone = [*deletes, *(f.oplog_id for f in failed)]
         held = self._existing(key, [oplog.oplog_id for oplog, _ in puts] + gone)
         plan = plan_batch(topic_id, puts, gone, held)
+        rows = []
+        for oplog, status in plan.writes:
+            body = encode_oplog(oplog)
+            crc = zlib.crc32(body)
+            rows.append((key, oplog.oplog_id, int(status), oplog.update_time, oplog.hash,
+                         body, oplog.object_id, oplog.op, oplog.create_time, crc))  # fmt: skip
         self._db.run_many(
             "INSERT OR REPLACE INTO oplogs (topic, oplog_id, status, update_time, hash, body,"
-            " object_id, op, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    key,
-                    oplog.oplog_id,
-                    int(status),
-                    oplog.update_time,
-                    oplog.hash,
-                    encode_oplog(oplog),
-                    oplog.object_id,
-                    oplog.op,
-                    oplog.create_time,
-                )
-                for oplog, status in plan.writes
-            ],
+            " object_id, op, create_time, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
         if failed:
             self._db.run_many(
@@ -403,12 +397,23 @@ class SqliteStore:
     def bodies(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, bytes]:
         """The encoded records of the valid oplogs among `oplog_ids`, by ID.
 
-        Each is decoded first (without its signatures), so that a record
-        damaged on disk is never sent: a peer would refuse it.
+        A record damaged on disk is never sent (a peer would refuse it): each
+        is checked against the CRC-32 stored with it, or, without one (written
+        before schema 5) or if they disagree, decoded (without its signatures).
         """
-        rows = self._by_id(self._key(topic_id), "body, status", oplog_ids, " AND status=3")
-        good = {s.oplog.oplog_id for s in self._quarantine.decode(topic_id, rows)}
-        return {oid: body for oid, body, _ in rows if oid in good}
+        rows = self._by_id(self._key(topic_id), "body, status, crc", oplog_ids, " AND status=3")
+        out = {}
+        check = []
+        for oid, body, status, crc in rows:
+            if type(body) is bytes and type(crc) is int and zlib.crc32(body) == crc:
+                out[oid] = body
+            else:
+                check.append((oid, body, status))
+        out.update(
+            (s.oplog.oplog_id, encode_oplog(s.oplog))
+            for s in self._quarantine.decode(topic_id, check)
+        )
+        return out
 
     def existing(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, StoredOplog]:
         """The stored copies (any status) of `oplog_ids`, by ID."""

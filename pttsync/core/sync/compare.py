@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import RemoteProtocolError
 from ..merkle import Level
-from ..timeutil import hour_start
+from ..timeutil import DAY_NS, hour_start, next_month_start
 from .fingerprint import FULL, diff_children, diff_leaf_fps, diff_marks, same
 from .messages import WINDOW_NODES, FpWant, Item, Key, SyncOplogAck
 from .syncview import (
@@ -50,6 +50,31 @@ def segment(ref: Ref, window_start: int) -> int:
     if ref[2] >= window_start:
         return WINDOW_NODES
     return 1 << LIST_LEVELS.index(Level(ref[0]))
+
+
+def split_rest(rest: Sequence[Range]) -> list[Range]:
+    """What is left of ranges a reply could not finish, cut at month boundaries.
+
+    A range whose first reply already filled the reply budget is large: its
+    months go in requests of their own (Requester), so up to the pipeline's
+    worth run side by side and the peer reads the next month while I store
+    the last.  One range answered reply by reply made each side wait for the
+    other (a first sync ran at the sum of both sides' costs).  A small range
+    is never cut, so it still costs one request.
+    """
+    out: list[Range] = []
+    for start, end, lo in rest:
+        at = lo[0]
+        cut = next_month_start(at)
+        if end - at <= 31 * DAY_NS or cut >= end:
+            out.append((start, end, lo))
+            continue
+        out.append((start, cut, lo))
+        while cut < end:
+            nxt = min(next_month_start(cut), end)
+            out.append((cut, nxt, (cut, b"")))
+            cut = nxt
+    return out
 
 
 class Findings:

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...errors import RemoteProtocolError, UsageError
-from ..timeutil import MAX_TIME, hour_start
-from .compare import Findings, Range
+from ..timeutil import DAY_NS, MAX_TIME, hour_start
+from .compare import Findings, Range, split_rest
 from .fingerprint import (
     FULL,
     fingerprinted,
@@ -102,6 +102,11 @@ class _Request:
     refs: tuple[Ref, ...] = ()
     claims: dict[Ref, bytes] = field(default_factory=dict)
     want_ranges: tuple[Range, ...] = ()
+
+
+def _bulk(r: Range) -> bool:
+    """True for a range over a day: likely more than one reply's worth."""
+    return r[1] - r[0] > DAY_NS
 
 
 class Requester:
@@ -210,7 +215,7 @@ class Requester:
                 # Check the whole message before storing any of it.
                 rest = () if msg.next is None else self._rest(request.want_ranges, msg.next)
                 self._handle(msg.oplogs, now)
-                self._f.want_ranges.extendleft(reversed(rest))
+                self._f.want_ranges.extendleft(reversed(split_rest(rest)))
             case ForceSyncOplogByMerkleAck():
                 for item in msg.items:
                     self._f.item(item, request.refs, request.claims)
@@ -304,6 +309,8 @@ class Requester:
         while f.want_ranges and len(ranges) < MAX_WANT_RANGES:
             if ranges and f.want_ranges[0][0] < ranges[-1][1]:
                 break  # keep each request's ranges in order and apart
+            if (ranges and _bulk(f.want_ranges[0])) or (ranges and _bulk(ranges[-1])):
+                break  # a range over a day gets a request of its own: they run side by side
             ranges.append(f.want_ranges.popleft())
         cont, f.cont = f.cont, None
         # The records fill what the wants and ranges leave of the frame.
