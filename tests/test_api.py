@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pttsync
@@ -68,3 +71,30 @@ def test_the_simulator_is_public() -> None:
     assert isinstance(report, pttsync.SimReport) and report.ok
     assert isinstance(pttsync.MemoryStore(), pttsync.core.store.Store)
     assert isinstance(pttsync.Store.memory(), pttsync.core.store.Store)
+
+
+def test_every_public_name_resolves_and_is_typed() -> None:
+    """The API is loaded lazily (PEP 562): each name in __all__ resolves, and the
+    TYPE_CHECKING imports that type checkers read name the same objects."""
+    assert sorted(pttsync.__all__) == sorted(pttsync._EXPORTS)
+    source = Path(pttsync.__file__).read_text()
+    typed = {
+        alias.asname or alias.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if node.level == 1
+    }
+    assert typed == set(pttsync.__all__)
+    for name in pttsync.__all__:
+        assert getattr(pttsync, name) is not None
+    assert "Store" in dir(pttsync)
+
+
+def test_a_signing_worker_does_not_import_the_network() -> None:
+    """`pttsync gen`'s signer process imports pttsync.signer: not trio, not the node."""
+    code = "import sys, pttsync.signer; print('trio' in sys.modules, 'pttsync.net' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["False", "False"]

@@ -8,7 +8,11 @@ this machine; the clock runs from B's start until B holds every oplog of A.
 The same run measures the raw single-core Ed25519 verify rate (the
 `cryptography` package, one thread), and prints:
 
-    {"n", "seconds", "oplogs_per_s", "raw_verify_per_s", "ratio", "runs": [...]}
+    {"n", "seconds", "oplogs_per_s", "raw_verify_per_s", "ratio", "runs": [...],
+     "peak_rss_mb": {"serving": ..., "syncing": ...}}
+
+`peak_rss_mb` is each node's peak resident memory (VmHWM) over the runs: the
+node serving its n oplogs, and the new node syncing them.
 
 `ratio` is the sync rate over the raw rate, the median of the runs.
 `--code DIR` runs the two nodes from another checkout of pttsync (a
@@ -88,7 +92,15 @@ def status(d: Path, env: dict[str, str]) -> dict[str, Any] | None:
     return dict(topics[0]) if topics else None
 
 
-def one_run(n: int, source: Path, env: dict[str, str]) -> float:
+def peak_rss_mb(pid: int) -> float:
+    """A running process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def one_run(n: int, source: Path, env: dict[str, str], peaks: list[tuple[float, float]]) -> float:
     work = Path(tempfile.mkdtemp(prefix="ptfs-", dir="/tmp"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -113,7 +125,9 @@ def one_run(n: int, source: Path, env: dict[str, str]) -> float:
         while True:
             top = status(b, env)
             if top is not None and top["valid"] >= want:
-                return time.perf_counter() - started
+                took = time.perf_counter() - started
+                peaks.append((peak_rss_mb(procs[0].pid), peak_rss_mb(procs[1].pid)))
+                return took
             if time.perf_counter() - started > 3600:
                 raise RuntimeError("no first sync within an hour")
             time.sleep(0.2)
@@ -139,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     source = prepared(args.n, args.cache, env)
     raw = raw_verify_rate()
-    runs = [one_run(args.n, source, env) for _ in range(args.runs)]
+    peaks: list[tuple[float, float]] = []
+    runs = [one_run(args.n, source, env, peaks) for _ in range(args.runs)]
     seconds = statistics.median(runs)
     report = {
         "n": args.n,
@@ -149,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         "raw_verify_per_s": round(raw),
         "ratio": round(args.n / seconds / raw, 3),
         "runs": [round(r, 2) for r in runs],
+        "peak_rss_mb": {
+            "serving": round(max(p[0] for p in peaks), 1),
+            "syncing": round(max(p[1] for p in peaks), 1),
+        },
     }
     if args.json:
         print(json.dumps(report))
