@@ -1,0 +1,81 @@
+"""Where a store's bytes go: every table and index, per oplog, as JSON.
+
+    python tools/bench_disk.py [STORE.sqlite3 | DATA_DIR] [--json]
+
+Without an argument it measures the shared store tools/bench_sync.py caches
+(`--n`, 100,000 by default; generated once if missing).  It reads SQLite's
+`dbstat` table: the pages each table and index fills, so the figures are
+what the file holds, free space inside pages included.  Prints:
+
+    {"path", "oplogs", "file_bytes", "bytes_per_oplog",
+     "by_object": {name: {"bytes", "per_oplog"}}, "body_bytes_per_oplog"}
+
+`body_bytes_per_oplog` is the mean size of an encoded record itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tools.bench_sync import shared_store
+
+
+def measure(path: Path) -> dict[str, Any]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        (oplogs,) = conn.execute("SELECT count(*) FROM oplogs").fetchone()
+        (body,) = conn.execute("SELECT coalesce(avg(length(body)), 0) FROM oplogs").fetchone()
+        rows = conn.execute(
+            "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+        ).fetchall()
+    finally:
+        conn.close()
+    per = max(oplogs, 1)
+    total = sum(size for _, size in rows)
+    return {
+        "path": str(path),
+        "oplogs": oplogs,
+        "file_bytes": path.stat().st_size,
+        "bytes_per_oplog": round(total / per, 1),
+        "by_object": {
+            name: {"bytes": size, "per_oplog": round(size / per, 1)}
+            for name, size in rows
+            if size >= per  # at least a byte an oplog
+        },
+        "body_bytes_per_oplog": round(body, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("store", nargs="?", type=Path, help="a store file or a data directory")
+    p.add_argument("--n", type=int, default=100_000, help="without STORE: the cached size")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    path: Path = args.store
+    if path is None:
+        shared_store(args.n, Path(tempfile.gettempdir()) / "pttsync-bench")
+        path = Path(tempfile.gettempdir()) / "pttsync-bench" / f"shared-v3-{args.n}.sqlite3"
+    elif path.is_dir():
+        path = path / "store.sqlite3"
+    if not path.is_file():
+        p.error(f"no store at {path}")
+    report = measure(path)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{path}: {report['oplogs']:,} oplogs, {report['bytes_per_oplog']} B an oplog")
+    for name, v in report["by_object"].items():
+        print(f"  {name:32} {v['bytes'] / 1e6:9.2f} MB {v['per_oplog']:8.1f} B an oplog")
+    print(f"  (an encoded record itself: {report['body_bytes_per_oplog']} B)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
