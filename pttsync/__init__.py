@@ -116,9 +116,9 @@ _EXPORTS: dict[str, str] = {
     "SimConfig": ".sim",
     "SimReport": ".sim",
     "simulate": ".sim",
-    "Watch": ".watch",
-    "WatchOverflowError": ".watch",
-    "watch": ".watch",
+    "Watch": ".watching",
+    "WatchOverflowError": ".watching",
+    "watch": ".watching",
 }
 """Every public name, and where it lives.  `Store` is the default store, on SQLite
 (`pttsync.core.store.Store` is the protocol it implements)."""
@@ -310,9 +310,9 @@ if TYPE_CHECKING:
     from .sim import SimConfig as SimConfig
     from .sim import SimReport as SimReport
     from .sim import simulate as simulate
-    from .watch import Watch as Watch
-    from .watch import WatchOverflowError as WatchOverflowError
-    from .watch import watch as watch
+    from .watching import Watch as Watch
+    from .watching import WatchOverflowError as WatchOverflowError
+    from .watching import watch as watch
 
 
 def __getattr__(name: str) -> Any:

@@ -98,3 +98,13 @@ def test_a_signing_worker_does_not_import_the_network() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_no_public_name_is_hidden_by_a_submodule() -> None:
+    """Importing a submodule sets an attribute of the package: one named like a public
+    name would shadow it (pttsync.watch the function, once pttsync.watch the module)."""
+    package = Path(pttsync.__file__).parent
+    modules = {p.stem for p in package.glob("*.py")} | {
+        p.name for p in package.iterdir() if p.is_dir()
+    }
+    assert not modules & set(pttsync.__all__)

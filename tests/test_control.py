@@ -34,7 +34,7 @@ from pttsync.net import control
 from pttsync.net.control import serve_control
 from pttsync.net.controlclient import control_call, control_stream
 from pttsync.net.controlwire import CONTROL_SOCKET, MAX_LINE, LineReader
-from pttsync.watch import Watch
+from pttsync.watching import Watch
 
 from .helpers import make_identity
 

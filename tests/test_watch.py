@@ -15,7 +15,7 @@ import trio.testing
 
 import pttsync
 from pttsync import ChangeKind, WriteStatus
-from pttsync.watch import MAX_BUFFER
+from pttsync.watching import MAX_BUFFER
 
 from .test_docstore import ALICE, EXPIRY, T0, Peer, S, founder, sync, with_members
 

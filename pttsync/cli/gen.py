@@ -34,7 +34,8 @@ def register(sub: Subparsers) -> None:
         help="write synthetic signed oplogs (demos, benchmarks)",
         description=(
             "Write COUNT synthetic signed, valid oplogs with update times spread uniformly"
-            " over [FROM, TO).  The same key, range and seed always give the same oplogs."
+            " over [FROM, TO), in increasing order, as a log written over time.  The same"
+            " key, range and seed always give the same oplogs."
         ),
     )
     p.add_argument("--count", type=count, required=True, help="how many oplogs to write")
@@ -110,6 +111,7 @@ def cmd_gen(args: argparse.Namespace) -> int:
             batch_size=args.batch,
             progress=progress,
             sign=signer,
+            in_order=True,
         )
         seconds = time.perf_counter() - started
     rate = args.count / seconds if seconds > 0 else 0.0

@@ -52,7 +52,7 @@ from ..errors import (
     PttsyncError,
     UsageError,
 )
-from ..watch import WatchOverflowError
+from ..watching import WatchOverflowError
 from .controlwire import (
     MAX_LINE,
     ROLES,

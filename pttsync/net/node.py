@@ -48,7 +48,7 @@ from ..errors import (
     HandshakeTimeoutError,
     RemoteProtocolError,
 )
-from ..watch import DEFAULT_BUFFER
+from ..watching import DEFAULT_BUFFER
 from .addressbook import AddressBook
 from .changes import Changes, CommitWatcher
 from .config import NodeConfig
@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from ..core.oplog import OplogStatus
     from ..core.store import Store
     from ..core.topic import TopicInfo
-    from ..watch import Watch
+    from ..watching import Watch
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from ..core.identity import peer_id_text
 from ..core.oplog import OplogStatus
 from ..datadir import select_topic
 from ..errors import UsageError
-from ..watch import DEFAULT_BUFFER, watch
+from ..watching import DEFAULT_BUFFER, watch
 
 if TYPE_CHECKING:
     import random
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..core.lifecycle.governance import Role
     from ..core.store import Store
     from ..core.topic import TopicInfo
-    from ..watch import Watch
+    from ..watching import Watch
     from .config import NodeConfig
     from .peer import PeerLink
     from .topicruntime import TopicRuntime
