@@ -7,6 +7,7 @@ differs while none of its children's does) and compared at full width.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -16,9 +17,10 @@ from hypothesis import strategies as st
 from pttsync.core.oplog import OplogStatus
 from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.sync.fingerprint import child_starts, fingerprinted
+from pttsync.core.sync.messages import ForceSyncOplogByMerkle, SyncOplogAck
 from pttsync.core.sync.session import SyncConfig
 from pttsync.core.sync.syncview import TreeView
-from pttsync.core.timeutil import HOUR_NS, parse_iso
+from pttsync.core.timeutil import HOUR_NS, hour_start, parse_iso
 from pttsync.localsync import round_id, run_round
 
 from .synchelpers import NOW, TID, digest, gen, ids, new_store, pair_sessions, sync
@@ -115,3 +117,36 @@ def test_fingerprinted_cuts_every_hash() -> None:
     item = fingerprinted(view.item((year.level, 0, year.start)), 5)
     assert item.hash is not None and len(item.hash) == 5
     assert all(len(c.hash) == 5 for c in item.children)  # type: ignore[union-attr]
+
+
+def test_a_listing_that_shows_nothing_falls_back_to_the_window_hours_at_full_width() -> None:
+    """The window digests differed, yet every listed mark matches one of mine: the marks
+    collide.  The requester compares every hour of the window at full width instead."""
+    recent = POOL[-40:]
+    sa, sb = stores(list(range(len(POOL))), list(range(len(POOL) - 1)))  # B lacks one
+    req, rcv = pair_sessions(sa, sb)
+    (first,) = req.start(NOW, round_id(b"win", 0))
+    acks = rcv.receive(first, NOW)
+    listing = [a for a in acks if isinstance(a, SyncOplogAck) and a.lo is not None]
+    assert listing  # B listed its window: the digests differ
+    # A forged last chunk that shows exactly A's own window: nothing to diff.
+    mine = TreeView(sa, TID).leaves(listing[0].lo[0], 2**62)  # type: ignore[index]
+    forged = dataclasses.replace(
+        listing[-1],
+        lo=listing[0].lo,
+        hi=None,
+        leaves=tuple((x.time, x.hash[:8]) for x in mine),
+        more=False,
+    )
+    before = req.stats.collisions
+    out = req.receive(forged, NOW)
+    assert req.stats.collisions == before + 1
+    items = [i for m in out if isinstance(m, ForceSyncOplogByMerkle) for i in m.items]
+    hours = {hour_start(o.update_time) for o in recent if o.update_time >= listing[0].lo[0]}  # type: ignore[index]
+    assert {i.start for i in items} >= hours
+    assert all(i.hash is None or len(i.hash) == 32 for i in items)  # full width
+    # And the round, carried on, converges.
+    while out:
+        replies = [r for m in out for r in rcv.receive(m, NOW)]
+        out = [q for r in replies for q in req.receive(r, NOW)]
+    assert digest(sa) == digest(sb)
