@@ -187,6 +187,9 @@ def creator_message(oplog_id: bytes) -> bytes:
     return _CREATOR_PREFIX + codec.bstr(oplog_id)
 
 
+_EMPTY_ARRAY = codec.array([])
+
+
 def cosign_message(kind: SignKind, oplog_id: bytes, signer: bytes, time: int) -> bytes:
     """`["pttsync/<kind>-sig/1", oplog ID, signer, time]`: what a co-signer signs."""
     return b"".join(
@@ -195,6 +198,8 @@ def cosign_message(kind: SignKind, oplog_id: bytes, signer: bytes, time: int) ->
 
 
 def encode_sig_list(sigs: tuple[Signature, ...]) -> bytes:
+    if not sigs:
+        return _EMPTY_ARRAY  # most lists: 4 per record written (hash and encoding)
     return codec.array(
         [_ARRAY3 + codec.bstr(s.signer) + codec.uint(s.time) + codec.bstr(s.sig) for s in sigs]
     )
