@@ -24,7 +24,7 @@ from pttsync.core.sync.messages import (
     MAX_LIST_NODES,
     MAX_OPLOGS,
     MAX_REASON,
-    MAX_WANT,
+    MAX_WANT_NODES,
     MAX_WANT_RANGES,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
@@ -103,12 +103,12 @@ SAMPLES: list[Message] = [
                  more=False, pending=True, last=True),
     SyncOplogAck(**HDR, seq=7, list_differs=0, nodes=(), lo=None, hi=(MAX_TIME, h(0)),
                  leaves=((leaf(1).time, leaf(1).hash),), more=False, pending=False, last=True),
-    SyncOplogNewOplogs(**HDR, seq=2, oplogs=RECORDS, want=(h("w1"), h("w2")), want_fps=(WANT_FP,),
+    SyncOplogNewOplogs(**HDR, seq=2, oplogs=RECORDS, want_fps=(WANT_FP,),
                        want_ranges=((T0, T0 + HOUR_NS, (T0, b"")),
                                     (T0 + HOUR_NS, T0 + 2 * HOUR_NS, (T0 + HOUR_NS + 5, h(5))),
                                     (T0 + 2 * HOUR_NS, MAX_TIME + 1, (MAX_TIME, h(1)))),
                        cont=key(3)),
-    SyncOplogNewOplogs(**HDR, seq=3, oplogs=(), want=(), want_fps=(), want_ranges=(), cont=None),
+    SyncOplogNewOplogs(**HDR, seq=3, oplogs=(), want_fps=(), want_ranges=(), cont=None),
     SyncOplogNewOplogsAck(**HDR, seq=2, oplogs=RECORDS, next=key(4), last=False),
     SyncOplogNewOplogsAck(**HDR, seq=2, oplogs=(), next=None, last=True),
     ForceSyncOplogByMerkle(**HDR, seq=4,
@@ -289,11 +289,11 @@ def _unsorted_keys() -> bytes:
 
 def _indefinite_list() -> bytes:
     m = raw(OACK)
-    m["w"] = []
+    m["o"] = []
     data = codec.dumps(m)
-    target = codec.tstr("w") + b"\x80"
+    target = codec.tstr("o") + b"\x80"
     assert data.count(target) == 1
-    return data.replace(target, codec.tstr("w") + b"\x9f\xff")
+    return data.replace(target, codec.tstr("o") + b"\x9f\xff")
 
 
 HOSTILE: dict[str, Callable[[], bytes]] = {
@@ -368,7 +368,7 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
     "oplogs over limit": lambda: mutate(NACK, o=[b""] * (MAX_OPLOGS + 1)),
     "oplog not bytes": lambda: mutate(NACK, o=["x"]),
     "oplog over size": lambda: mutate(NACK, o=[b"x" * (MAX_OPLOG_SIZE + 1)]),
-    "want over limit": lambda: mutate(OACK, w=[h(0)] * (MAX_WANT + 1)),
+    "want over limit": lambda: mutate(OACK, wf=[[3, 0, T0, 8, b"x" * 8]] * (MAX_WANT_NODES + 1)),
     "want short id": lambda: mutate(OACK, w=[h(0)[:31]]),
     "leaves over limit": lambda: mutate(ACK, lv=[[T0, h(0), h(1)]] * (MAX_LEAVES + 1)),
     "mark short": lambda: mutate(ACK, lv=[[T0]]),

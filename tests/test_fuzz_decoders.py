@@ -349,7 +349,7 @@ def test_budget_is_inputs_or_seconds() -> None:
 
 PROPERTY = settings(derandomize=True, database=None, max_examples=100, deadline=None)
 MESSAGE_KEYS = ("tp", "r", "s", "T", "ld", "wd", "p", "ldf", "n", "lo", "hi", "lv", "m", "z",
-                "o", "w", "wf", "wr", "c", "nx", "i", "cd", "why", "lis", "tps", "ag", "cr", "ops",
+                "o", "wf", "wr", "c", "nx", "i", "cd", "why", "lis", "tps", "ag", "cr", "ops",
                 "pd", "ps", "hop", "msh")  # fmt: skip
 RECORD_KEYS = ("d", "h", "v", "cr", "cs", "ct", "id", "is", "ms", "ob", "op", "pv", "tp", "ut")
 plain_values = st.recursive(

@@ -14,10 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pttsync.core.merkle import Level
 from pttsync.core.oplog import OplogStatus
 from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.sync.fingerprint import child_starts, fingerprinted
-from pttsync.core.sync.messages import ForceSyncOplogByMerkle, SyncOplogAck
+from pttsync.core.sync.messages import ForceSyncOplogByMerkle, FpWant, SyncOplogAck
 from pttsync.core.sync.session import SyncConfig
 from pttsync.core.sync.syncview import TreeView
 from pttsync.core.timeutil import HOUR_NS, hour_start, parse_iso
@@ -150,3 +151,18 @@ def test_a_listing_that_shows_nothing_falls_back_to_the_window_hours_at_full_wid
         replies = [r for m in out for r in rcv.receive(m, NOW)]
         out = [q for r in replies for q in req.receive(r, NOW)]
     assert digest(sa) == digest(sb)
+
+
+def test_wants_are_cut_to_the_leaves_a_request_may_ask_for() -> None:
+    """`SyncConfig.want_per_request` bounds the leaves one request asks for; a node's
+    wants over it are cut, and the rest go first in the next request."""
+    sa, sb = stores([], [])
+    req, _ = pair_sessions(sa, sb)
+    found = req._f
+    first = FpWant(Level.HOUR, 0, 0, 4, bytes(range(40 * 4)))
+    second = FpWant(Level.HOUR, 0, HOUR_NS, 4, b"\xff" * (10 * 4))
+    found.want_fps.extend([first, second])
+    taken = [found.take_wants(16, 10**6) for _ in range(4)]
+    assert [[len(w.fps) // 4 for w in t] for t in taken] == [[16], [16], [8, 8], [2]]
+    assert b"".join(w.fps for t in taken for w in t) == first.fps + second.fps
+    assert not found.want_fps

@@ -136,7 +136,7 @@ def test_unknown_type_malformed_cbor_and_oversize_frames() -> None:
 def test_requests_out_of_order_store_nothing() -> None:
     sa, sb = pair(OLD[:30], OLD[10:])
     req, rcv = pair_sessions(sa, sb)
-    push = wire(SyncOplogNewOplogs(TID, rid(0), 2, raw(EXTRA), (), (), (), None))
+    push = wire(SyncOplogNewOplogs(TID, rid(0), 2, raw(EXTRA), (), (), None))
     with unchanged(sb), pytest.raises(RemoteProtocolError, match="out of order"):
         rcv.receive(push, NOW)  # before any SyncOplog
     assert rcv.state is State.IDLE

@@ -233,7 +233,6 @@ _DEFAULTS: dict[str, object] = {
     "more": False,
     "last": True,
     "oplogs": (),
-    "want": (),
     "want_fps": (),
     "want_ranges": (),
     "cont": None,

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tools.bench_sync import shared_store
+from tools.bench_sync import shared_file
 
 
 def measure(path: Path) -> dict[str, Any]:
@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     path: Path = args.store
     if path is None:
-        shared_store(args.n, Path(tempfile.gettempdir()) / "pttsync-bench")
-        path = Path(tempfile.gettempdir()) / "pttsync-bench" / f"shared-v3-{args.n}.sqlite3"
+        path = shared_file(args.n, Path(tempfile.gettempdir()) / "pttsync-bench")
     elif path.is_dir():
         path = path / "store.sqlite3"
     if not path.is_file():

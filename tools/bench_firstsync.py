@@ -77,13 +77,12 @@ def prepared(n: int, cache: Path, env: dict[str, str]) -> Path:
     return source
 
 
-def status(d: Path, env: dict[str, str]) -> dict[str, Any] | None:
+def status(d: Path) -> dict[str, Any] | None:
     """The node's first topic, asked over its control socket from this process.
 
     (A `pttsync status` process every 0.2 s cost about half a core on this
     2-core machine, taken from the two nodes being measured.)
     """
-    del env
     try:
         answer = trio.run(control_call, d, {"op": "status"})
     except PttsyncError:
@@ -112,7 +111,7 @@ def one_run(n: int, source: Path, env: dict[str, str], peaks: list[tuple[float, 
                 [*PTTSYNC, "run", "--data", str(a), "--listen", "127.0.0.1:0"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=env["PYTHONPATH"],
             ))  # fmt: skip
-        while status(a, env) is None:
+        while status(a) is None:
             time.sleep(0.05)
         listen = json.loads(cli("status", "--data", str(a), "--json", env=env))["listen"]
         want = n + 2  # the genesis and B's admission
@@ -123,7 +122,7 @@ def one_run(n: int, source: Path, env: dict[str, str], peaks: list[tuple[float, 
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=env["PYTHONPATH"],
             ))  # fmt: skip
         while True:
-            top = status(b, env)
+            top = status(b)
             if top is not None and top["valid"] >= want:
                 took = time.perf_counter() - started
                 peaks.append((peak_rss_mb(procs[0].pid), peak_rss_mb(procs[1].pid)))

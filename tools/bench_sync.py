@@ -59,8 +59,8 @@ BOB = Identity.from_seed(b"b" * 32)
 TOPIC = new_topic(ALICE, name="bench", create_time=START, nonce=b"\0" * 16)
 
 
-def shared_store(n: int, cache: Path) -> Store:
-    """An in-memory store holding the n shared oplogs (built once, then cached)."""
+def shared_file(n: int, cache: Path) -> Path:
+    """The store file of the n shared oplogs, generated once, then cached."""
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"shared-v3-{n}.sqlite3"  # v3: oplogs carry document payloads
     if not path.exists():
@@ -71,6 +71,14 @@ def shared_store(n: int, cache: Path) -> Store:
             print(f"generating {n:,} shared oplogs (cached in {path})...", file=sys.stderr)
             populate(s, ALICE, TOPIC.topic_id, count=n, start=START, end=END, seed=1)
         tmp.rename(path)
+    with Store.open(path):  # a file cached by an older pttsync is migrated first, since
+        pass  # shared_store copies its pages as they are
+    return path
+
+
+def shared_store(n: int, cache: Path) -> Store:
+    """An in-memory store holding the n shared oplogs."""
+    path = shared_file(n, cache)
     mem = Store.memory()
     src = sqlite3.connect(path)
     try:

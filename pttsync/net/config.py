@@ -46,8 +46,8 @@
   verifies its records on worker threads (one per core, shared by all
   connections) while the previous frame is handled (inbox.py).  Off by
   default until it pays: a first sync of 100k oplogs between two nodes on
-  this 2-core machine is paced by its range replies, not by verification,
-  and measured no faster with it (network.md, "Verifying ahead").  Never on
+  this 2-core machine keeps both cores busy already, and measured no
+  faster with it (network.md, "Verifying ahead").  Never on
   in the simulator or under trio's MockClock: a thread's real time would
   let virtual time jump.
 * `push_queue` 4,096 oplogs per topic: beyond it pushes are dropped and

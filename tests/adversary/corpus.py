@@ -301,7 +301,7 @@ def samples() -> list[Message]:
                      more=True, pending=False, last=False),
         SyncOplogAck(**hdr, seq=1, list_differs=0, nodes=(), lo=None, hi=None, leaves=(),
                      more=False, pending=True, last=True),
-        SyncOplogNewOplogs(**hdr, seq=2, oplogs=recs, want=(b"w" * 32,), want_fps=want_fps,
+        SyncOplogNewOplogs(**hdr, seq=2, oplogs=recs, want_fps=want_fps,
                            want_ranges=((T0, T0 + HOUR_NS, (T0, b"")),
                                         (T0 + HOUR_NS, MAX_TIME + 1, (T0 + HOUR_NS, b"k" * 32))),
                            cont=(T0, b"c" * 32)),

@@ -29,7 +29,7 @@ from pttsync.core.lifecycle.governance import OP_ROLE, Role, role_payload
 from pttsync.core.merkle import Level
 from pttsync.core.oplog import Signature, SignKind, cosign, create_oplog, with_signatures
 from pttsync.core.oplogcodec import encode_oplog
-from pttsync.core.sync.messages import ChildRef, Item, ListNode, Mark, Message
+from pttsync.core.sync.messages import ChildRef, FpWant, Item, ListNode, Mark, Message
 from pttsync.core.sync.msgcodec import decode_message, encode_message
 from pttsync.core.timeutil import HOUR_NS, MAX_TIME
 from pttsync.errors import RemoteProtocolError, UsageError
@@ -149,8 +149,17 @@ def hostile_value(name: str, value: Any, data: st.DataObject) -> Any:
         bad = data.draw(st.lists(st.sampled_from(hostile_records()), min_size=1, max_size=4))
         keep = list(value)[: data.draw(st.integers(0, len(value)))]
         return tuple(keep + bad)
-    if name == "want":
-        return tuple(data.draw(st.lists(hashes, max_size=40)))
+    if name == "want_fps":  # leaves asked for by fingerprint, of real nodes and others
+        width = data.draw(st.integers(1, 32))
+        want = st.builds(
+            FpWant,
+            st.sampled_from([Level.SLICE, Level.HOUR, Level.DAY, Level.YEAR]),
+            st.integers(0, 3),
+            times,
+            st.just(width),
+            st.integers(1, 40).flatmap(lambda k: st.binary(min_size=k * width, max_size=k * width)),
+        )
+        return tuple(data.draw(st.lists(want, max_size=6)))
     if name == "want_ranges":
         return tuple(
             data.draw(st.lists(st.tuples(times, times, st.tuples(times, hashes)), max_size=6))

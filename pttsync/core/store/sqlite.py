@@ -409,10 +409,8 @@ class SqliteStore:
                 out[oid] = body
             else:
                 check.append((oid, body, status))
-        out.update(
-            (s.oplog.oplog_id, encode_oplog(s.oplog))
-            for s in self._quarantine.decode(topic_id, check)
-        )
+        good = {s.oplog.oplog_id for s in self._quarantine.decode(topic_id, check)}
+        out.update((oid, body) for oid, body, _ in check if oid in good)
         return out
 
     def existing(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, StoredOplog]:

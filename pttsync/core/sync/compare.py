@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ...errors import RemoteProtocolError
 from ..merkle import Level
 from ..timeutil import DAY_NS, hour_start, next_month_start
 from .fingerprint import FULL, diff_children, diff_leaf_fps, diff_marks, same
-from .messages import WINDOW_NODES, FpWant, Item, Key, SyncOplogAck
+from .messages import MAX_WANT_NODES, WINDOW_NODES, FpWant, Item, Key, SyncOplogAck
+from .session import want_cost
 from .syncview import (
     LIST_LEVELS,
     Ref,
@@ -102,6 +104,28 @@ class Findings:
         return bool(
             self.push_ids or self.push_ranges or self.want_ranges or self.want_fps or self.cont
         )
+
+    def take_wants(self, leaves: int, room: int) -> list[FpWant]:
+        """Wants by fingerprint for one request: at most `leaves` leaves, in `room` bytes.
+
+        A node's wants over what is left of `leaves` are cut: the rest goes
+        first in the next request.
+        """
+        out: list[FpWant] = []
+        while self.want_fps and len(out) < MAX_WANT_NODES and leaves > 0:
+            want = self.want_fps.popleft()
+            n = len(want.fps) // want.width
+            if n > leaves:
+                cut = leaves * want.width
+                self.want_fps.appendleft(replace(want, fps=want.fps[cut:]))
+                want, n = replace(want, fps=want.fps[:cut]), leaves
+            if out and want_cost(want) > room:
+                self.want_fps.appendleft(want)
+                break
+            out.append(want)
+            room -= want_cost(want)
+            leaves -= n
+        return out
 
     def queue(
         self, queue: deque[Ref] | deque[bytes] | deque[Range] | deque[FpWant], value: object
@@ -246,7 +270,7 @@ class Findings:
             if want:
                 self.queue(self.want_fps, FpWant(item.level, item.depth, item.start, w, want))
             return
-        diffs = diff_children(view.children(ref), item.children, w)  # type: ignore[arg-type]
+        diffs = diff_children(view.children(ref, mine), item.children, w)  # type: ignore[arg-type]
         if not diffs:
             self.collision(ref, item.hash)
         for start, my_hash, their_hash in diffs:

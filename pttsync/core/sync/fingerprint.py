@@ -155,9 +155,8 @@ def diff_marks(mine: Sequence[Leaf], theirs: Sequence[Mark]) -> tuple[list[bytes
 
 def resolve(leaves: Iterable[Leaf], want: FpWant) -> list[bytes]:
     """The IDs of my leaves that a peer asked for by fingerprint."""
-    w = want.width
-    asked = {want.fps[i : i + w] for i in range(0, len(want.fps), w)}
-    return [x.oplog_id for x in leaves if x.hash[:w] in asked]
+    asked = set(split_fps(want.fps, want.width, "wanted leaves"))
+    return [x.oplog_id for x in leaves if x.hash[: want.width] in asked]
 
 
 def want_range(want: FpWant) -> tuple[int, int]:

@@ -37,7 +37,7 @@ MAX_ITEMS = 512  # nodes compared in one ForceSyncOplogByMerkle(Ack)
 MAX_ITEM_CHILDREN = 64  # a node has at most 31 children; slices 16
 MAX_ITEM_LEAVES = 2048  # an unsplit bucket lists <= 32 leaves, more only within 16 ns
 MAX_LEAVES = 2048  # leaves in one SyncOplogAck chunk
-MAX_WANT = 4096  # oplog IDs asked for in one message
+MAX_WANT = 4096  # leaves asked for in one request (SyncConfig.want_per_request)
 MAX_WANT_RANGES = 256  # time ranges asked for in one message
 MAX_WANT_NODES = 512  # nodes whose leaves are asked for by fingerprint in one message
 MAX_OPLOGS = 4096  # records in one message (the frame limit usually binds first)
@@ -128,10 +128,6 @@ class FpWant:
     width: int
     fps: bytes
 
-    @property
-    def count(self) -> int:
-        return len(self.fps) // self.width
-
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -178,11 +174,10 @@ class SyncOplogAck(Message):
 
 @dataclass(frozen=True, slots=True)
 class SyncOplogNewOplogs(Message):
-    """Requester -> receiver: oplogs you lack, what I want (by ID, fingerprint or range)."""
+    """Requester -> receiver: oplogs you lack, what I want (by fingerprint or range)."""
 
     TYPE: ClassVar[MsgType] = MsgType.SYNC_OPLOG_NEW_OPLOGS
     oplogs: tuple[bytes, ...]
-    want: tuple[bytes, ...]  # IDs, from a window listing
     want_fps: tuple[FpWant, ...]  # leaves of a node, by fingerprint, from a descent
     want_ranges: tuple[tuple[int, int, Key], ...]  # [start, end) from a key, in time order
     cont: Key | None  # continue the window listing from this key

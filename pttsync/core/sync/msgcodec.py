@@ -28,7 +28,6 @@ from .messages import (
     MAX_LIST_NODES,
     MAX_OPLOGS,
     MAX_REASON,
-    MAX_WANT,
     MAX_WANT_NODES,
     MAX_WANT_RANGES,
     MESSAGE_TYPES,
@@ -51,7 +50,7 @@ from .syncview import LIST_DIGEST_SIZE
 _WIRE = {
     "topic": "tp", "round": "r", "seq": "s", "to_sync_time": "T", "list_digest": "ld",
     "window_digest": "wd", "pending": "p", "list_differs": "ldf", "nodes": "n", "lo": "lo",
-    "hi": "hi", "leaves": "lv", "more": "m", "last": "z", "oplogs": "o", "want": "w",
+    "hi": "hi", "leaves": "lv", "more": "m", "last": "z", "oplogs": "o",
     "want_ranges": "wr", "cont": "c", "next": "nx", "items": "i", "code": "cd", "reason": "why",
     "want_fps": "wf",
 }  # fmt: skip
@@ -75,7 +74,7 @@ def _enc_item(it: Item) -> list[object]:
 
 
 def _enc_value(name: str, v: Any) -> object:
-    if name in ("oplogs", "want"):
+    if name == "oplogs":
         return list(v)
     if name == "leaves":
         return [[t, fp] for t, fp in v]
@@ -127,10 +126,15 @@ def _dec_key(v: object, field: str) -> Key | None:
 def _dec_mark(v: object, field: str) -> Mark:
     if type(v) is not list or len(v) != 2:
         raise codec.CBORFormatError("a listed leaf is [time, fingerprint]", field=field)
-    fp = codec.as_bytes(v[1], field, max_size=HASH_SIZE)
+    return (codec.get_int({field: v[0]}, field, 0, MAX_TIME), _dec_fp(v[1], field))
+
+
+def _dec_fp(v: object, field: str) -> bytes:
+    """A fingerprint: 1 to 32 bytes of a hash (fingerprint.py)."""
+    fp = codec.as_bytes(v, field, max_size=HASH_SIZE)
     if not fp:
         raise codec.CBORFormatError("a fingerprint has at least one byte", field=field)
-    return (codec.get_int({field: v[0]}, field, 0, MAX_TIME), fp)
+    return fp
 
 
 def _dec_level(v: object, field: str, lo: Level) -> Level:
@@ -152,9 +156,7 @@ def _dec_item(v: object) -> Item:
             "an item is [level, depth, start, fingerprint, leaf?, children]", field=f
         )
     level, depth, start = _dec_ref(v, f)
-    h = None if v[3] is None else codec.as_bytes(v[3], f, max_size=HASH_SIZE)
-    if h is not None and not h:
-        raise codec.CBORFormatError("a fingerprint has at least one byte", field=f)
+    h = None if v[3] is None else _dec_fp(v[3], f)
     if type(v[4]) is not bool:
         raise codec.CBORFormatError("leaf flag must be a boolean", field=f)
     w = len(h) if h is not None else HASH_SIZE
@@ -218,14 +220,11 @@ def _dec_value(name: str, v: Any, w: str) -> object:
             for n in codec.get_list(d, w, max_items=MAX_LIST_NODES):
                 if type(n) is not list or len(n) != 3:
                     raise codec.CBORFormatError("a list node is [level, start, hash]", field=w)
-                fp = codec.as_bytes(n[2], w, max_size=HASH_SIZE)
-                if not fp:
-                    raise codec.CBORFormatError("a fingerprint has at least one byte", field=w)
                 out.append(
                     ListNode(
                         _dec_level(n[0], w, Level.HOUR),
                         codec.get_int({w: n[1]}, w, 0, MAX_TIME),
-                        fp,
+                        _dec_fp(n[2], w),
                     )
                 )
             return tuple(out)
@@ -235,9 +234,6 @@ def _dec_value(name: str, v: Any, w: str) -> object:
             return _dec_key(v, w)
         case "oplogs":
             return _dec_oplogs(v, w)
-        case "want":
-            items = codec.get_list(d, w, max_items=MAX_WANT)
-            return tuple(codec.as_bytes(x, w, size=OPLOG_ID_SIZE) for x in items)
         case "want_ranges":
             ranges: list[tuple[int, int, Key]] = []
             for r in codec.get_list(d, w, max_items=MAX_WANT_RANGES):

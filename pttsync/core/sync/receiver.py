@@ -194,7 +194,7 @@ class Receiver:
             raise RemoteProtocolError("listing continuation is out of range")
         self._handle(msg.oplogs, now)
         store, topic = self.ctx.store, self.ctx.topic_id
-        asked = list(msg.want)
+        asked: list[bytes] = []
         for want in msg.want_fps:
             start, end = want_range(want)
             asked += resolve(store.leaves_from(topic, (start, b""), end, MAX_ITEM_LEAVES), want)
@@ -268,7 +268,8 @@ class Receiver:
         w = self.ctx.config.fingerprint if theirs.hash is None else len(theirs.hash)
         if theirs.hash is None or mine.hash is None:
             # It lacks the node, or I do: it fetches or pushes the whole range.
-            items.append(fingerprinted(view.item(ref, self.ctx.config.flat_max), w))
+            held = mine if mine.hash is None else view.item(ref, self.ctx.config.flat_max)
+            items.append(fingerprinted(held, w))
             return
         if theirs.leaf_children:
             # Their leaves are all there is to compare, whatever my shape: diff them
@@ -290,7 +291,7 @@ class Receiver:
             if fps:
                 want.append(FpWant(theirs.level, theirs.depth, theirs.start, w, fps))
             return
-        diffs = diff_children(view.children(ref), theirs.children, w)  # type: ignore[arg-type]
+        diffs = diff_children(view.children(ref, mine), theirs.children, w)  # type: ignore[arg-type]
         if not diffs:
             self._collision(ref, w, items)
         for start, my_hash, _ in diffs:

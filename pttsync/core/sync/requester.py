@@ -44,12 +44,10 @@ from .fingerprint import (
 from .messages import (
     MAX_ITEM_LEAVES,
     MAX_ITEMS,
-    MAX_WANT_NODES,
     MAX_WANT_RANGES,
     ForceSyncOplogByMerkle,
     ForceSyncOplogByMerkleAck,
     ForceSyncOplogByOplogAck,
-    FpWant,
     Item,
     Key,
     Message,
@@ -297,14 +295,7 @@ class Requester:
             return msg
         if not f.requests_left:
             return None
-        fps: list[FpWant] = []
-        fp_room = MAX_BODY // 2
-        while f.want_fps and len(fps) < MAX_WANT_NODES:
-            cost = want_cost(f.want_fps[0])
-            if fps and cost > fp_room:
-                break
-            fp_room -= cost
-            fps.append(f.want_fps.popleft())
+        fps = f.take_wants(self.ctx.config.want_per_request, MAX_BODY // 2)
         ranges: list[Range] = []
         while f.want_ranges and len(ranges) < MAX_WANT_RANGES:
             if ranges and f.want_ranges[0][0] < ranges[-1][1]:
@@ -316,7 +307,7 @@ class Requester:
         # The records fill what the wants and ranges leave of the frame.
         room = MAX_BODY - RANGE_COST * (len(ranges) + 1) - sum(want_cost(x) for x in fps)
         msg = SyncOplogNewOplogs(
-            topic, rnd, self._next_seq(), tuple(self._take_pushes(room)), (), tuple(fps),
+            topic, rnd, self._next_seq(), tuple(self._take_pushes(room)), tuple(fps),
             tuple(ranges), cont,
         )  # fmt: skip
         self._out[msg.seq] = _Request(msg.TYPE, want_ranges=tuple(ranges))

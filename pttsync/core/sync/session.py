@@ -84,7 +84,7 @@ class SyncConfig:
     reply_budget: int = 1024 * 1024  # bytes of oplogs one range reply may carry
     list_chunk: int = 2048  # leaves in one SyncOplogAck chunk
     list_budget: int = 8192  # leaves one reply lists before asking to continue
-    want_per_request: int = 512  # oplog IDs asked for in one request
+    want_per_request: int = 512  # leaves asked for (by fingerprint) in one request
     window_list_max: int = 256  # a denser window is compared by its hours, not listed
     leaf_diff_max: int = 1024  # a receiver holding more leaves in a node descends instead
     max_pending_sent: int = 256  # pending oplogs offered in one postsync
@@ -290,8 +290,6 @@ def _pack(
     return [g for g in groups if g]
 
 
-WANT_COST = 34
-"""An oplog ID asked for, encoded: 32 bytes and their CBOR header."""
 RANGE_COST = 64
 """A time range asked for (or a continuation key), encoded: an upper bound."""
 

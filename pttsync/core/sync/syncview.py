@@ -59,7 +59,7 @@ LIST_LEVELS = (Level.YEAR, Level.MONTH, Level.DAY, Level.HOUR)
 SEGMENT_FP = 8
 """Bytes of each segment's digest in a list digest (after the full digest of the list)."""
 
-LIST_DIGEST_SIZE = 32 + SEGMENT_FP * 4
+LIST_DIGEST_SIZE = 32 + SEGMENT_FP * len(LIST_LEVELS)
 """A list digest: the list's full digest, then a fingerprint of each segment's digest."""
 
 
@@ -246,9 +246,15 @@ class TreeView:
         refs = tuple(_virtual_slices(depth, s, e, leaves))
         return Item(lv, depth, s, node_hash(lv, s, e, [r.hash for r in refs]), False, refs)
 
-    def children(self, ref: Ref) -> list[ChildRef]:
-        """My child nodes of a node, full width (an hour or slice split virtually if need be)."""
+    def children(self, ref: Ref, item: Item | None = None) -> list[ChildRef]:
+        """My child nodes of a node, full width (an hour or slice split virtually if need be).
+
+        `item`, my view of the node already read (`item(ref)`), saves reading
+        a calendar node's children again.
+        """
         level, depth, start = ref
+        if level > Level.HOUR and item is not None and not item.leaf_children:
+            return list(item.children)  # type: ignore[arg-type]
         if level > Level.HOUR:
             s, e = node_range(level, depth, start)
             return [ChildRef(k.start, k.hash) for k in self._s.nodes(Level(level - 1), 0, s, e)]
