@@ -51,3 +51,29 @@ def test_bench_lifecycle_runs() -> None:
     report = json.loads(done.stdout)
     assert report["made_valid"] == 300 == report["rolled_back_by_removal"]
     assert report["cosign_rounds"] == 2  # at most 256 pending oplogs per postsync
+
+
+def test_bench_disk_runs(tmp_path: Path) -> None:
+    """tools/bench_disk.py on a small store: where its bytes go, and what reading costs."""
+    data = tmp_path / "peer"
+    cli = [sys.executable, "-m", "pttsync"]
+    subprocess.run([*cli, "init", "--data", str(data)], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [*cli, "gen", "--data", str(data), "--count", "300", "--from", "2025-01-01",
+         "--to", "2025-02-01", "--seed", "1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tool = Path(__file__).parent.parent / "tools" / "bench_disk.py"
+    done = subprocess.run(
+        [sys.executable, str(tool), str(data), "--reads", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    assert report["oplogs"] == 301  # the genesis record and 300 written
+    assert {"oplogs", "leaves"} <= set(report["by_object"])
+    # Records are kept packed: well under the ~330 B of a whole record.
+    assert 100 < report["body_bytes_per_oplog"] < 250
+    assert set(report["reads"]) == {"bodies", "stored_copies", "since"}

@@ -34,6 +34,7 @@ from pttsync.core.timeutil import HOUR_NS, parse_iso
 from pttsync.core.topic import new_topic
 from pttsync.errors import IdentityError, RemoteProtocolError, StoreError, UsageError
 
+from .adversary.corpus import whole_bodies
 from .adversary.decoders import (
     OPLOG_ERRORS,
     TARGETS,
@@ -94,6 +95,8 @@ def corrupted_store(tmp_path: Path, *statements: str) -> Path:
         store.set_sync_time(TID, b"P" * 32, T0)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
+        if "PRAGMA user_version=2" in statements:  # records were stored whole then
+            whole_bodies(conn)
         conn.execute("PRAGMA ignore_check_constraints=ON")
         conn.execute("PRAGMA writable_schema=ON")
         for sql in statements:

@@ -48,6 +48,7 @@ from pttsync.core.topic import DEFAULT_EXPIRY, Quorum, TopicInfo, new_topic
 from pttsync.errors import NotAuthorizedError, SignatureError, UsageError
 from pttsync.localsync import sync_local
 
+from .adversary.corpus import whole_bodies
 from .helpers import make_identity
 
 if TYPE_CHECKING:
@@ -1043,6 +1044,7 @@ def test_a_schema_2_store_migrates_to_the_current_schema(tmp_path: Path) -> None
         for t in ("topics", "oplogs", "failed")
     }
     with conn:
+        whole_bodies(conn)  # schema 6 packs them
         conn.execute("DROP INDEX oplogs_by_object")
         conn.execute("DROP INDEX governance_oplogs")
         conn.execute("DROP TABLE failed")
@@ -1056,7 +1058,7 @@ def test_a_schema_2_store_migrates_to_the_current_schema(tmp_path: Path) -> None
     conn.close()
 
     with Store.open(path) as migrated:
-        assert migrated.schema_version == SCHEMA_VERSION == 5
+        assert migrated.schema_version == SCHEMA_VERSION == 6
         conn = migrated._conn
         assert {
             t: [row[1] for row in conn.execute(f"PRAGMA table_info({t})")] for t in fresh_columns

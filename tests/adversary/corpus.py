@@ -21,6 +21,8 @@ from pttsync.core.lifecycle.replica import Replica, failed_record, found_topic
 from pttsync.core.merkle import Leaf, Level
 from pttsync.core.oplog import Oplog, SignKind, cosign, create_oplog
 from pttsync.core.oplogcodec import encode_oplog
+from pttsync.core.store.recordpack import RECORD
+from pttsync.core.store.recordpack import records as rebuilt
 from pttsync.core.store.sqlite import SqliteStore
 from pttsync.core.sync.frames import encode_frame
 from pttsync.core.sync.messages import (
@@ -195,6 +197,16 @@ LIFECYCLE_COLUMNS = (("topics", "quorum"), ("topics", "expiry"), ("oplogs", "obj
 """The columns schema 3 added (the 2 -> 3 migration fills them from the records)."""
 
 
+def whole_bodies(conn: sqlite3.Connection) -> None:
+    """Rewrite every stored record whole, as a store before schema 6 held it."""
+    topics = dict(conn.execute("SELECT topic, topic_id FROM topics").fetchall())
+    rows = conn.execute(f"SELECT topic, {RECORD} FROM oplogs").fetchall()
+    conn.executemany(
+        "UPDATE oplogs SET body=? WHERE topic=? AND oplog_id=?",
+        [(rebuilt(topics[row[0]], [row[1:]])[0][1], row[0], row[1]) for row in rows],
+    )
+
+
 def _schema_2(file: bytes, tmp: Path) -> bytes:
     """The same store taken back to schema 2 (no lifecycle columns): a migration on open."""
     path = tmp / "v2.sqlite3"
@@ -202,6 +214,7 @@ def _schema_2(file: bytes, tmp: Path) -> bytes:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=DELETE")
+        whole_bodies(conn)
         conn.execute("DROP INDEX oplogs_by_object")
         conn.execute("DROP INDEX governance_oplogs")
         conn.execute("DROP TABLE failed")

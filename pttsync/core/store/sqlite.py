@@ -49,6 +49,7 @@ from .protocol import (
     StoredOplog,
     check_hex_prefix,
 )
+from .recordpack import HASH, RECORD, pack, records
 from .sqliteaudit import consistency, count_oplogs, quarantined, raw_records, set_aside
 from .sqlitetree import IN_CHUNK, SqliteTreeStorage, leaf
 
@@ -201,10 +202,12 @@ class SqliteStore:
         plan = plan_batch(topic_id, puts, gone, held)
         rows = []
         for oplog, status in plan.writes:
-            body = encode_oplog(oplog)
-            crc = zlib.crc32(body)
-            rows.append((key, oplog.oplog_id, int(status), oplog.update_time, oplog.hash,
-                         body, oplog.object_id, oplog.op, oplog.create_time, crc))  # fmt: skip
+            record = encode_oplog(oplog)
+            # A valid oplog's (status 3) hash is its leaf's (recordpack.HASH).
+            hash_ = b"" if status == 3 else oplog.hash
+            rows.append((key, oplog.oplog_id, int(status), oplog.update_time, hash_,
+                         pack(record, oplog), oplog.object_id, oplog.op, oplog.create_time,
+                         zlib.crc32(record)))  # fmt: skip
         self._db.run_many(
             "INSERT OR REPLACE INTO oplogs (topic, oplog_id, status, update_time, hash, body,"
             " object_id, op, create_time, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -233,17 +236,17 @@ class SqliteStore:
         key = self._key(topic_id)
         ids = [d.oplog_id for d in damaged]
         with self._db.transaction():
-            set_aside(self._db, key, damaged)
+            set_aside(self._db, key, topic_id, damaged)
             self._write(topic_id, key, [], ids, [])
 
     def _by_id(self, key: int, columns: str, ids: Iterable[bytes], where: str = "") -> list[Row]:
-        """Rows of `columns` (oplog_id first) for the oplogs `ids` of a topic, in chunks."""
+        """Rows of `columns` for the oplogs `ids` of a topic, in chunks."""
         ids = list(ids)
         rows: list[Row] = []
         for i in range(0, len(ids), IN_CHUNK):
             chunk = ids[i : i + IN_CHUNK]
             rows += self._db.all(
-                f"SELECT oplog_id, {columns} FROM oplogs WHERE topic=?{where}"
+                f"SELECT {columns} FROM oplogs WHERE topic=?{where}"
                 f" AND oplog_id IN ({','.join('?' * len(chunk))})",
                 (key, *chunk),
             )
@@ -251,17 +254,20 @@ class SqliteStore:
 
     def _existing(self, key: int, ids: list[bytes]) -> dict[bytes, tuple[int, int, bytes]]:
         """(status, update time, hash) of the stored copies of `ids`."""
-        rows = self._by_id(key, "status, update_time, hash", ids)
+        rows = self._by_id(key, f"oplog_id, status, update_time, {HASH}", ids)
         return {oid: (status, ut, h) for oid, status, ut, h in rows}
 
     # -- reading -----------------------------------------------------------------
 
-    def get(self, topic_id: bytes, oplog_id: bytes) -> StoredOplog | None:
-        row = self._db.one(
-            "SELECT oplog_id, body, status FROM oplogs WHERE topic=? AND oplog_id=?",
-            (self._key(topic_id), oplog_id),
+    def _records(self, topic_id: bytes, where: str, *params: object) -> list[StoredOplog]:
+        """The stored oplogs of a topic that match `where`, damaged ones handled."""
+        rows = self._db.all(
+            f"SELECT {RECORD} FROM oplogs WHERE topic=?{where}", (self._key(topic_id), *params)
         )
-        found = [] if row is None else self._quarantine.decode(topic_id, [row])
+        return self._quarantine.decode(topic_id, records(topic_id, rows))
+
+    def get(self, topic_id: bytes, oplog_id: bytes) -> StoredOplog | None:
+        found = self._records(topic_id, " AND oplog_id=?", oplog_id)
         return found[0] if found else None
 
     def find(self, topic_id: bytes, hex_prefix: str, limit: int = 2) -> list[StoredOplog]:
@@ -272,12 +278,8 @@ class SqliteStore:
         """
         prefix = check_hex_prefix(hex_prefix)
         low, high = bytes.fromhex(prefix.ljust(64, "0")), bytes.fromhex(prefix.ljust(64, "f"))
-        rows = self._db.all(
-            "SELECT oplog_id, body, status FROM oplogs WHERE topic=?"
-            " AND oplog_id BETWEEN ? AND ? ORDER BY oplog_id LIMIT ?",
-            (self._key(topic_id), low, high, limit),
-        )
-        return self._quarantine.decode(topic_id, rows)
+        where = " AND oplog_id BETWEEN ? AND ? ORDER BY oplog_id LIMIT ?"
+        return self._records(topic_id, where, low, high, limit)
 
     def oplogs(
         self, topic_id: bytes, status: OplogStatus, *, since: int = 0, limit: int = 1000
@@ -288,12 +290,10 @@ class SqliteStore:
         # from `status=1`, and without it scanned every oplog of the topic (2.5 s
         # at 1M oplogs, twice in every sync round, in sync or not).
         index = " AND status<3" if int(status) < 3 else ""
-        rows = self._db.all(
-            f"SELECT oplog_id, body, status FROM oplogs WHERE topic=?{index}"
-            f" AND status={int(status)} AND update_time>=? ORDER BY update_time, oplog_id LIMIT ?",
-            (self._key(topic_id), since, limit),
-        )
-        return [s.oplog for s in self._quarantine.decode(topic_id, rows)]
+        where = f"{index} AND status={int(status)} AND update_time>=?"
+        order = " ORDER BY update_time, oplog_id LIMIT ?"
+        found = self._records(topic_id, where + order, since, limit)
+        return [s.oplog for s in found]
 
     def has_pending(self, topic_id: bytes) -> bool:
         """True if the topic holds any pending or internal-pending oplog (an index lookup)."""
@@ -310,24 +310,18 @@ class SqliteStore:
 
     def by_objects(self, topic_id: bytes, object_ids: Iterable[bytes]) -> list[StoredOplog]:
         """Every oplog (any status) acting on these objects."""
-        key, ids = self._key(topic_id), sorted(set(object_ids))
-        rows: list[Row] = []
+        ids = sorted(set(object_ids))
+        found: list[StoredOplog] = []
         for i in range(0, len(ids), IN_CHUNK):
             chunk = ids[i : i + IN_CHUNK]
-            rows += self._db.all(
-                "SELECT oplog_id, body, status FROM oplogs WHERE topic=?"
-                f" AND object_id IN ({','.join('?' * len(chunk))})",
-                (key, *chunk),
+            found += self._records(
+                topic_id, f" AND object_id IN ({','.join('?' * len(chunk))})", *chunk
             )
-        return self._quarantine.decode(topic_id, rows)
+        return found
 
     def by_op_range(self, topic_id: bytes, lo: int, hi: int) -> list[StoredOplog]:
         """Every oplog with lo <= op < hi (the governance ops have an index)."""
-        rows = self._db.all(
-            "SELECT oplog_id, body, status FROM oplogs WHERE topic=? AND op>=? AND op<?",
-            (self._key(topic_id), lo, hi),
-        )
-        return self._quarantine.decode(topic_id, rows)
+        return self._records(topic_id, " AND op>=? AND op<?", lo, hi)
 
     def since(self, topic_id: bytes, time: int, chunk: int = 2000) -> Iterator[StoredOplog]:
         """Every oplog (any status) with update time >= `time`, read in chunks."""
@@ -335,14 +329,14 @@ class SqliteStore:
         lo: tuple[int, bytes] = (time, b"")
         while True:
             rows = self._db.all(
-                "SELECT oplog_id, body, status, update_time FROM oplogs WHERE topic=?"
+                f"SELECT {RECORD} FROM oplogs WHERE topic=?"
                 " AND (update_time, oplog_id) > (?, ?) ORDER BY update_time, oplog_id LIMIT ?",
                 (key, lo[0], lo[1], chunk),
             )
-            yield from self._quarantine.decode(topic_id, (row[:3] for row in rows))
+            yield from self._quarantine.decode(topic_id, records(topic_id, rows))
             if len(rows) < chunk:
                 return
-            lo = (rows[-1][3], rows[-1][0])
+            lo = (rows[-1][4], rows[-1][0])
 
     def object_ids(
         self,
@@ -401,21 +395,22 @@ class SqliteStore:
         is checked against the CRC-32 stored with it, or, without one (written
         before schema 5) or if they disagree, decoded (without its signatures).
         """
-        rows = self._by_id(self._key(topic_id), "body, status, crc", oplog_ids, " AND status=3")
-        out = {}
+        rows = self._by_id(self._key(topic_id), f"{RECORD}, crc", oplog_ids, " AND status=3")
+        out: dict[bytes, bytes] = {}
         check = []
-        for oid, body, status, crc in rows:
+        for (oid, body, status), row in zip(records(topic_id, rows), rows, strict=True):
+            crc = row[-1]
             if type(body) is bytes and type(crc) is int and zlib.crc32(body) == crc:
-                out[oid] = body
+                out[row[0]] = body  # the ID is in the record the CRC covers
             else:
                 check.append((oid, body, status))
-        good = {s.oplog.oplog_id for s in self._quarantine.decode(topic_id, check)}
-        out.update((oid, body) for oid, body, _ in check if oid in good)
+        for s in self._quarantine.decode(topic_id, check):
+            out[s.oplog.oplog_id] = encode_oplog(s.oplog)  # the bytes just decoded
         return out
 
     def existing(self, topic_id: bytes, oplog_ids: Iterable[bytes]) -> dict[bytes, StoredOplog]:
         """The stored copies (any status) of `oplog_ids`, by ID."""
-        rows = self._by_id(self._key(topic_id), "body, status", oplog_ids)
+        rows = records(topic_id, self._by_id(self._key(topic_id), RECORD, oplog_ids))
         return {s.oplog.oplog_id: s for s in self._quarantine.decode(topic_id, rows)}
 
     def sync_time(self, topic_id: bytes, peer: bytes) -> int:
@@ -445,7 +440,7 @@ class SqliteStore:
         self, topic_id: bytes, *, after: bytes = b"", limit: int = 1000
     ) -> list[tuple[object, object, object]]:
         """(oplog ID, record, status) rows as stored, by ID after `after`: not decoded."""
-        return raw_records(self._db, self._key(topic_id), after, limit)
+        return records(topic_id, raw_records(self._db, self._key(topic_id), after, limit))
 
     def quarantined(self, topic_id: bytes, *, limit: int = 1000) -> list[Damage]:
         """Records found damaged on disk and moved aside, by ID."""

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 from ...errors import StoreError
 from ..merkle import Level
 from .protocol import Damage
+from .recordpack import RECORD, records
 
 if TYPE_CHECKING:
-    from .database import Database
+    from .database import Database, Row
 
 
 def count_oplogs(db: Database, key: int, status: int | None) -> int:
@@ -47,13 +48,14 @@ def _count(row: tuple[object, ...] | None) -> int:
 
 
 def consistency(db: Database, key: int) -> list[str]:
-    """Every valid oplog has its leaf (same time and hash), and every leaf its valid oplog."""
+    """Every valid oplog has its leaf (same time, and the same hash where the row holds
+    one: rows written before schema 6), and every leaf its valid oplog."""
+    same = " AND l.time=o.update_time AND l.oplog_id=o.oplog_id AND (o.hash=x'' OR l.hash=o.hash)"
     problems = [
         f"valid oplog {row[0]} has no matching leaf"
         for row in db.all(
             "SELECT lower(hex(o.oplog_id)) FROM oplogs o WHERE o.topic=? AND o.status=3"
-            " AND NOT EXISTS (SELECT 1 FROM leaves l WHERE l.topic=o.topic"
-            " AND l.time=o.update_time AND l.oplog_id=o.oplog_id AND l.hash=o.hash)",
+            f" AND NOT EXISTS (SELECT 1 FROM leaves l WHERE l.topic=o.topic{same})",
             (key,),
         )
     ]
@@ -61,33 +63,40 @@ def consistency(db: Database, key: int) -> list[str]:
         f"leaf {row[0]} has no matching valid oplog"
         for row in db.all(
             "SELECT lower(hex(l.oplog_id)) FROM leaves l WHERE l.topic=?"
-            " AND NOT EXISTS (SELECT 1 FROM oplogs o WHERE o.topic=l.topic"
-            " AND o.oplog_id=l.oplog_id AND o.status=3 AND o.update_time=l.time"
-            " AND o.hash=l.hash)",
+            f" AND NOT EXISTS (SELECT 1 FROM oplogs o WHERE o.topic=l.topic AND o.status=3{same})",
+            (key,),
+        )
+    ]
+    problems += [
+        f"pending oplog {row[0]} has no hash"
+        for row in db.all(
+            "SELECT lower(hex(oplog_id)) FROM oplogs WHERE topic=? AND status<3 AND hash=x''",
             (key,),
         )
     ]
     return problems
 
 
-def raw_records(
-    db: Database, key: int, after: bytes, limit: int
-) -> list[tuple[object, object, object]]:
-    """(oplog ID, record, status) as stored, by ID after `after`, not decoded."""
-    rows = db.all(
-        "SELECT oplog_id, body, status FROM oplogs WHERE topic=? AND oplog_id>?"
-        " ORDER BY oplog_id LIMIT ?",
+def raw_records(db: Database, key: int, after: bytes, limit: int) -> list[Row]:
+    """Rows of `recordpack.RECORD`, by ID after `after`: not rebuilt, not decoded."""
+    return db.all(
+        f"SELECT {RECORD} FROM oplogs WHERE topic=? AND oplog_id>? ORDER BY oplog_id LIMIT ?",
         (key, after, limit),
     )
-    return [(oid, body, status) for oid, body, status in rows]
 
 
-def set_aside(db: Database, key: int, damaged: list[Damage]) -> None:
-    """Copy damaged records (their bytes as stored) into the quarantine table."""
+def set_aside(db: Database, key: int, topic_id: bytes, damaged: list[Damage]) -> None:
+    """Copy damaged records (whole, as rebuilt from their rows) into the quarantine table."""
+    rows = []
+    for d in damaged:
+        row = db.one(f"SELECT {RECORD} FROM oplogs WHERE topic=? AND oplog_id=?", (key, d.oplog_id))
+        if row is not None:
+            ((oid, record, status),) = records(topic_id, [row])
+            rows.append((key, oid, status, record, d.reason))
     db.run_many(
         "INSERT OR REPLACE INTO quarantine (topic, oplog_id, status, body, reason)"
-        " SELECT topic, oplog_id, status, body, ? FROM oplogs WHERE topic=? AND oplog_id=?",
-        [(d.reason, key, d.oplog_id) for d in damaged],
+        " VALUES (?, ?, ?, ?, ?)",
+        rows,
     )
 
 
