@@ -56,17 +56,22 @@ _ID_PV = Keys.PV + codec.head(2, 32)
 _ONE = Keys.V + codec.uint(1)
 
 
+def _head(n: int) -> int:
+    """The length of a canonical CBOR head whose argument is `n`."""
+    return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 2**32 else 9
+
+
 def pack(record: bytes, oplog: Oplog) -> bytes:
     """What the store keeps of `record`, the canonical encoding of `oplog`."""
-    d_end = 1 + len(Keys.D) + len(codec.bstr(oplog.data))
-    h_end = d_end + len(Keys.H) + 34
+    data, object_id = oplog.data, oplog.object_id
+    d_end = 3 + _head(len(data)) + len(data)  # the map's head, "d", the string
+    h_end = d_end + 2 + 34
     v_end = h_end + _VCRCS
-    id_end = v_end + len(Keys.CT) + len(codec.uint(oplog.create_time)) + _HEAD
-    ob = len(Keys.OB) + len(codec.bstr(oplog.object_id))
-    op = len(Keys.OP) + len(codec.uint(oplog.op))
-    pv = len(Keys.PV) + (1 if oplog.prev_id is None else 34)
-    ut = len(Keys.UT) + len(codec.uint(oplog.update_time))
-    lists_end = len(record) - (ob + op + pv + _HEAD + ut)
+    id_end = v_end + 3 + _head(oplog.create_time) + _HEAD
+    ob = 3 + _head(len(object_id)) + len(object_id)
+    op = 3 + _head(oplog.op)
+    pv = 4 if oplog.prev_id is None else 37
+    lists_end = len(record) - (ob + op + pv + _HEAD + 3 + _head(oplog.update_time))
     fits = (
         record[0] == _MAP14
         and record[d_end : d_end + 2] == Keys.H
