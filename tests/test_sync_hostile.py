@@ -212,25 +212,28 @@ def test_leaf_hash_tampered_inside_a_leaf_item() -> None:
         req.receive(wire(ack), NOW)
 
 
-def test_item_hash_other_than_the_one_claimed_before() -> None:
-    sa, _, req, _rcv, flight = descent()
+def test_a_node_that_changed_since_it_was_claimed_is_compared_as_it_is_now() -> None:
+    """A tree changes while a round runs, so a node's hash other than the one claimed a
+    step earlier is an honest race, not a lie: no violation, and the round goes on.
+    (Closing honest peers for it was found by `pttsync simulate --peers 300`.)"""
+    _, _, req, _rcv, flight = descent()
     force = of_type(flight, ForceSyncOplogByMerkle)
     ref = force.items[0]  # the year the receiver's tree list claimed a hash for
     assert ref.level is Level.YEAR
     s, e = period(Level.YEAR, ref.start)
-    # Self-consistent (children hash to the node's hash), but not what was claimed.
-    kids = (ChildRef(s, bytes(32)),)
-    forged = Item(Level.YEAR, 0, s, node_hash(Level.YEAR, s, e, [bytes(32)]), False, kids)
-    ack = wire(ForceSyncOplogByMerkleAck(TID, rid(0), force.seq, (forged,), True))
-    with unchanged(sa), pytest.raises(RemoteProtocolError, match="claimed"):
-        req.receive(ack, NOW)
+    kids = (ChildRef(s, bytes(32)),)  # self-consistent, but not what was claimed
+    changed = Item(Level.YEAR, 0, s, node_hash(Level.YEAR, s, e, [bytes(32)]), False, kids)
+    ack = wire(ForceSyncOplogByMerkleAck(TID, rid(0), force.seq, (changed,), True))
+    req.receive(ack, NOW)  # no RemoteProtocolError
+    assert req.stats.changed == 1 and req.state is not State.FAILED
 
-    sa, _, req, _rcv, flight = descent()
+    # A node the peer no longer holds at all: its range is pushed to it.
+    _, _, req, _rcv, flight = descent()
     force = of_type(flight, ForceSyncOplogByMerkle)
     gone = Item(Level.YEAR, 0, force.items[0].start, None, False, ())
     ack = wire(ForceSyncOplogByMerkleAck(TID, rid(0), force.seq, (gone,), True))
-    with unchanged(sa), pytest.raises(RemoteProtocolError, match="claims to hold nothing"):
-        req.receive(ack, NOW)
+    req.receive(ack, NOW)
+    assert req.stats.changed == 1 and req.state is not State.FAILED
 
 
 def test_item_outside_what_was_asked() -> None:

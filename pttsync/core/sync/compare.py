@@ -241,7 +241,13 @@ class Findings:
         ref: Ref = (item.level, item.depth, item.start)
         if not any(is_within(parent, ref) for parent in asked):
             raise RemoteProtocolError(f"{item.level.name} node at {item.start} was not asked about")
-        verify_item(item, claims.get(ref))
+        verify_item(item)
+        claimed = claims.get(ref)
+        if claimed is not None and not _agrees(claimed, item.hash):
+            # The peer's tree changed since it named this node (a push landed, a write
+            # committed): an honest race, compared as the node is now.
+            self.stats.changed += 1
+            log.debug("%s changed on the peer during the round", ref)
         view = self.ctx.view
         mine = view.item(ref)
         if item.hash is None or mine.hash is None:
@@ -285,3 +291,11 @@ class Findings:
         self.full.add(ref)
         self.claims[ref] = theirs
         self.queue(self.items, ref)
+
+
+def _agrees(claimed: bytes, now: bytes | None) -> bool:
+    """True if a node's hash now is the one claimed for it (at the narrower width)."""
+    if now is None:
+        return False
+    w = min(len(claimed), len(now))
+    return claimed[:w] == now[:w]

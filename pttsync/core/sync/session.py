@@ -210,6 +210,7 @@ class SyncStats:
     oplogs_stored: int = 0  # stored as new or as the winning copy
     rejected: int = 0  # records refused as invalid
     collisions: int = 0  # nodes compared again at full width (fingerprint.py)
+    changed: int = 0  # nodes whose hash changed on the peer while the round ran
     faults: list[str] = field(default_factory=list)  # why, most recent last (bounded)
 
     def count_sent(self, messages: Sequence[Message]) -> None:

@@ -10,9 +10,11 @@ split of its own leaves (`slice_view`), which gives exactly the hashes a
 split tree with those leaves would hold.
 
 `verify_item` is the check against a lying peer: the children must lie
-inside the node, in order, and (at full width) hash to the node's claimed
-hash, and that hash must be the one the peer claimed for the node one level
-up.  Items on the wire carry fingerprints (fingerprint.py).
+inside the node, in order, and (at full width) hash to the node's hash.
+Items on the wire carry fingerprints (fingerprint.py).  A node's hash need
+not be the one the peer claimed for it a step earlier: a tree changes while
+a round runs (a push lands, a write commits), so that is compared as it is
+now (compare.py), never taken for a lie.
 """
 
 from __future__ import annotations
@@ -279,17 +281,15 @@ def _drop(_node: object) -> None:
     """An `emit` that keeps nothing: virtual slices are never stored."""
 
 
-def verify_item(item: Item, claimed: bytes | None = None) -> None:
+def verify_item(item: Item) -> None:
     """Check a peer's item: a real node, children inside it, hashes that add up.
 
     At full width (32-byte hashes) the children must hash to the node's hash;
     fingerprints cannot be checked that way (fingerprint.py tells how a lie
-    or a collision is caught instead).  In every case the node's fingerprint
-    must agree with the one the peer claimed for it one level up.
+    or a collision is caught instead).
 
     Raises:
-        RemoteProtocolError: the item is inconsistent, or its hash is not the
-            one the peer claimed for the node before.
+        RemoteProtocolError: the item is inconsistent.
     """
     try:
         s, e = node_range(item.level, item.depth, item.start)
@@ -297,8 +297,6 @@ def verify_item(item: Item, claimed: bytes | None = None) -> None:
         raise RemoteProtocolError(f"item names no node: {exc}") from None
     what = f"{item.level.name} node at {item.start}"
     if item.hash is None:
-        if claimed is not None:
-            raise RemoteProtocolError(f"peer now claims to hold nothing in the {what}")
         return
     ref: Ref = (item.level, item.depth, item.start)
     if not item.leaf_children:
@@ -315,7 +313,3 @@ def verify_item(item: Item, claimed: bytes | None = None) -> None:
         hashes = [c if isinstance(c, bytes) else c.hash for c in item.children]
         if node_hash(item.level, s, e, hashes) != item.hash:
             raise RemoteProtocolError(f"children of the {what} do not hash to the node's hash")
-    if claimed is not None:
-        w = min(len(claimed), len(item.hash))
-        if claimed[:w] != item.hash[:w]:
-            raise RemoteProtocolError(f"the {what} does not have the hash the peer claimed for it")
