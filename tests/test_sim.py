@@ -788,3 +788,41 @@ def test_regression_writes_landing_during_a_descent_close_no_honest_peer() -> No
     report = simulate(cfg, reproduce=command_line(cfg))
     assert report.invariants["no_false_violations"] == "ok", report.trace()
     assert report.ok, report.trace()
+
+
+def test_the_cli_profiles_a_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """--profile: wall time per phase and the top cost centres, in text and in JSON."""
+    argv = ["simulate", "--peers", "4", "--writes", "6", "--seed", "2", "--profile"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "wall time by phase" in out and "top modules by own time" in out
+    for phase in ("setup", "writes", "quiescence", "checks"):
+        assert f"\n  {phase} " in out
+    assert "pttsync." in out.split("top functions by own time")[1]
+
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    phases = report["phases_s"]
+    assert list(phases) == ["setup", "writes", "quiescence", "checks"]
+    assert all(s >= 0 for s in phases.values()) and phases["writes"] > 0
+    assert sum(phases.values()) <= report["wall_s"] + 0.01
+    top = report["profile"]
+    assert len(top["functions"]) == 15 and len(top["modules"]) == 15
+    own = [f["own_s"] for f in top["functions"]]
+    assert own == sorted(own, reverse=True)  # most first
+    assert any(m["module"].startswith("pttsync.") for m in top["modules"])
+
+
+def test_phases_follow_each_other_and_never_go_back() -> None:
+    from pttsync.sim.profiling import PhaseClock  # noqa: PLC0415 - one test
+
+    clock = PhaseClock()
+    clock.enter("writes")
+    clock.enter("setup")  # an earlier phase: ignored
+    clock.enter("checks")  # quiescence skipped: it took no time
+    clock.stop()
+    seconds = clock.seconds()
+    assert list(seconds) == ["setup", "writes", "quiescence", "checks"]
+    assert seconds["quiescence"] == 0.0
+    with pytest.raises(ValueError, match="unknown phase"):
+        clock.enter("lunch")

@@ -9,12 +9,13 @@ Fields (docs/pip-11/simulation.md explains how to read them):
   nothing pending (0 if that moment came first);
 * sync_rounds, messages and bytes (total, and per peer: min, median, max);
 * lost_writes, expired_rolled_back, conflicts;
-* virtual_s, wall_s;
+* virtual_s, wall_s, and phases_s: wall seconds of setup, writes, quiescence
+  and checks (with --profile, also `profile`: the top cost centres);
 * and more: the writes, the peers, how long writes took to reach every
   peer (spread_s), the faults applied, and on failure the details and the
   command that reproduces the run.
 
-Everything but wall_s is a function of the configuration and the seed, so
+Everything but the wall times is a function of the configuration and the seed, so
 two runs with the same ones report the same (tests/test_sim.py checks it).
 """
 
@@ -25,10 +26,12 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .profiling import render
+
 if TYPE_CHECKING:
     from pathlib import Path
 
-WALL_FIELDS = ("wall_s",)
+WALL_FIELDS = ("wall_s", "phases_s", "profile")
 
 
 @dataclass(slots=True)
@@ -57,6 +60,8 @@ class SimReport:
     events: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    phases_s: dict[str, float] = field(default_factory=dict)  # wall time by phase
+    profile: dict[str, Any] | None = None  # with --profile: the top cost centres
 
     @property
     def ok(self) -> bool:
@@ -78,6 +83,7 @@ class SimReport:
             "conflicts": self.conflicts,
             "virtual_s": self.virtual_s,
             "wall_s": self.wall_s,
+            "phases_s": self.phases_s,
             "writes": self.writes,
             "peers": self.peers,
             "spread_s": self.spread_s,
@@ -94,6 +100,8 @@ class SimReport:
             out["refusals"] = self.refusals
         if timeline:
             out["timeline"] = self.timeline
+        if self.profile is not None:
+            out["profile"] = self.profile
         return out
 
     def without_wall_time(self) -> dict[str, Any]:
@@ -131,6 +139,8 @@ class SimReport:
             lines.append(f"faults     {len(self.faults)} events")
         lines.append("invariants")
         lines += [f"  {name:<22} {verdict}" for name, verdict in self.invariants.items()]
+        if self.profile is not None:
+            lines += render({"phases": self.phases_s, **self.profile})
         return "\n".join(lines)
 
     def trace(self) -> str:

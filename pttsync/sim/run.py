@@ -19,6 +19,7 @@ give one report, so a trio release that changes them is caught in CI.
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import gc
 import logging
 import time
@@ -31,6 +32,7 @@ from ..core import oplogcodec
 from .invariants import check
 from .observe import quantiles, spread
 from .plan import FaultKind, Plan, SimConfig, make_plan
+from .profiling import PhaseClock, cost_centres
 from .report import SimReport
 from .world import World
 
@@ -92,9 +94,11 @@ def simulate(
     *,
     progress: Callable[[Progress], None] | None = None,
     reproduce: str = "",
+    profile: bool = False,
 ) -> SimReport:
     """Run the simulation `cfg` describes and check its invariants."""
-    return run_plan(cfg, make_plan(cfg), progress=progress, reproduce=reproduce)
+    plan = make_plan(cfg)
+    return run_plan(cfg, plan, progress=progress, reproduce=reproduce, profile=profile)
 
 
 def run_plan(
@@ -103,6 +107,7 @@ def run_plan(
     *,
     progress: Callable[[Progress], None] | None = None,
     reproduce: str = "",
+    profile: bool = False,
 ) -> SimReport:
     """Carry out `plan` (normally `make_plan(cfg)`) and report.
 
@@ -110,18 +115,37 @@ def run_plan(
     simulated peer verified is not verified again by the next (a pure
     function of the bytes, so nothing changes but the CPU spent; a real
     network does that work on a thousand machines at once).
+
+    With `profile`, the run is timed under cProfile and the report's
+    `profile` holds the wall time per phase and the top cost centres
+    (profiling.py); without it, only the phases.
     """
     wall = time.perf_counter()
-    world = World(cfg, plan, progress=progress)
-    with (
-        deterministic_trio(cfg.seed) as reproducible,
-        oplogcodec.decode_cache(DECODE_CACHE),
-        few_collections(),
-    ):
-        trio.run(world.run, clock=trio.testing.MockClock(autojump_threshold=0))
-        live = sorted((p for p in world.peers.values() if p.up), key=lambda p: p.index)
-        verdict = check(world, live)
-    return _report(world, plan, verdict, live, time.perf_counter() - wall, reproducible, reproduce)
+    phases = PhaseClock()
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
+    try:
+        world = World(cfg, plan, progress=progress, phases=phases)
+        with (
+            deterministic_trio(cfg.seed) as reproducible,
+            oplogcodec.decode_cache(DECODE_CACHE),
+            few_collections(),
+        ):
+            trio.run(world.run, clock=trio.testing.MockClock(autojump_threshold=0))
+            phases.enter("checks")
+            live = sorted((p for p in world.peers.values() if p.up), key=lambda p: p.index)
+            verdict = check(world, live)
+        phases.stop()
+    finally:
+        if profiler is not None:
+            profiler.disable()
+    elapsed = time.perf_counter() - wall
+    report = _report(world, plan, verdict, live, elapsed, reproducible, reproduce)
+    report.phases_s = phases.seconds()
+    if profiler is not None:
+        report.profile = cost_centres(profiler)
+    return report
 
 
 def _report(

@@ -39,6 +39,7 @@ from ..net.serve import serve_node
 from .fabric import Cut, Fabric
 from .observe import BOUNDS, PeerSample, Probe, Timeline, WriteTrack, bounds_of
 from .plan import Fault, FaultKind, Plan, SimConfig, Write, WriteKind
+from .profiling import PhaseClock
 from .setup import T0, derived_int, identity_of, make_topic
 
 if TYPE_CHECKING:
@@ -118,10 +119,12 @@ class World:
         plan: Plan,
         *,
         progress: Callable[[Progress], None] | None = None,
+        phases: PhaseClock | None = None,
     ) -> None:
         self.cfg = cfg
         self.plan = plan
         self.progress = progress
+        self.phases = phases if phases is not None else PhaseClock()
         self.topic = make_topic(
             cfg.seed, peers=plan.initial, masters=cfg.masters, admitted=plan.initial,
             expiry_s=cfg.expiry, store_kind=cfg.store,
@@ -261,8 +264,10 @@ class World:
                 elif isinstance(what, Fault):
                     await self._fault(what)
                 else:
+                    self.phases.enter("writes")
                     await self._write(what)
             self.events_done = True
+            self.phases.enter("quiescence")
             self.last_disturbance = max(self.last_disturbance, trio.current_time())
             with trio.move_on_at(trio.current_time() + cfg.max_wait):
                 await self._converged.wait()
