@@ -796,15 +796,16 @@ def test_the_cli_profiles_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "wall time by phase" in out and "top modules by own time" in out
-    for phase in ("setup", "writes", "quiescence", "checks"):
+    for phase in ("setup", "writes", "quiescence", "hold", "checks"):
         assert f"\n  {phase} " in out
     assert "pttsync." in out.split("top functions by own time")[1]
 
     assert main([*argv, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     phases = report["phases_s"]
-    assert list(phases) == ["setup", "writes", "quiescence", "checks"]
+    assert list(phases) == ["setup", "writes", "quiescence", "hold", "checks"]
     assert all(s >= 0 for s in phases.values()) and phases["writes"] > 0
+    assert phases["hold"] == 0  # no --hold
     assert sum(phases.values()) <= report["wall_s"] + 0.01
     top = report["profile"]
     assert len(top["functions"]) == 15 and len(top["modules"]) == 15
@@ -822,7 +823,20 @@ def test_phases_follow_each_other_and_never_go_back() -> None:
     clock.enter("checks")  # quiescence skipped: it took no time
     clock.stop()
     seconds = clock.seconds()
-    assert list(seconds) == ["setup", "writes", "quiescence", "checks"]
+    assert list(seconds) == ["setup", "writes", "quiescence", "hold", "checks"]
     assert seconds["quiescence"] == 0.0
     with pytest.raises(ValueError, match="unknown phase"):
         clock.enter("lunch")
+
+
+def test_hold_keeps_a_converged_network_running_idle(capsys: pytest.CaptureFixture[str]) -> None:
+    """--hold S: the converged network runs S more virtual seconds before the checks."""
+    argv = ["simulate", "--peers", "4", "--writes", "4", "--seed", "2", "--json"]
+    assert main(argv) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--hold", "30"]) == 0
+    held = json.loads(capsys.readouterr().out)
+    assert held["ok"] and held["virtual_s"] == pytest.approx(plain["virtual_s"] + 30, abs=1e-6)
+    assert held["phases_s"]["hold"] > 0
+    assert "--hold 30" in held["reproduce"]
+    assert held["sync_rounds"] > plain["sync_rounds"]  # anti-entropy goes on while idle

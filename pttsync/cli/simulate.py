@@ -144,6 +144,9 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
         "help": "direct (default; fast) or noise (the real handshake and encryption)"}),
     ("--max-wait", "max_wait", {"type": _number(float, 1, 2592000), "metavar": "S",
         "help": "virtual seconds to wait for convergence after the last event (default 900)"}),
+    ("--hold", "hold", {"type": _number(float, 0, 86400), "metavar": "S",
+        "help": "keep the converged network running S virtual seconds on idle before the"
+                " checks: what an idle network costs, with --profile (default 0)"}),
     ("--sample-every", "sample_every", {"type": _number(float, 0.01, 3600), "metavar": "S",
         "help": "virtual seconds between samples of the timeline (default 1)"}),
 ]  # fmt: skip

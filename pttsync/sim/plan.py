@@ -146,6 +146,7 @@ class SimConfig:
     masters_offline: tuple[float, float] | None = None  # (start, end) s: every master down
     # -- the run
     max_wait: float = 900.0  # virtual seconds to wait for convergence after the last event
+    hold: float = 0.0  # virtual seconds the converged network runs on idle before the checks
     sample_every: float = 1.0  # virtual seconds between timeline samples
     ramp: float = 2.0  # seconds over which the initial peers start
 
@@ -185,6 +186,7 @@ class SimConfig:
             start, end = self.masters_offline
             _check(0 <= start < end <= 10 * 86400, "masters offline must be start:end, start < end")
         _check(0 < self.max_wait <= 30 * 86400, "max wait must be positive")
+        _check(0 <= self.hold <= 86400, "hold must be 0..86400 s")
         _check(0.01 <= self.sample_every <= 3600, "sample interval must be 0.01..3600 s")
         _check(0 <= self.ramp <= 3600, "ramp must be 0..3600 s")
         self.link_model()  # checks latency, jitter, loss and bandwidth

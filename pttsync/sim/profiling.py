@@ -5,7 +5,8 @@ Two views, both of wall time (the virtual clock costs none):
 * **Phases** (`PhaseClock`): setup (the world built and the peers started,
   up to the first write), writes (the plan's writes and faults), quiescence
   (after the last event, until every live peer converged or max_wait ran
-  out) and checks (the invariants).  Always kept; cheap.
+  out), hold (with `--hold S`: the converged network running on idle) and
+  checks (the invariants).  Always kept; cheap.
 * **Cost centres** (`cost_centres`): under cProfile, the functions with the
   most time of their own, and the same summed by module, so a finding reads
   "the Merkle descent" rather than one helper of it.  cProfile slows Python
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import cProfile
 
-PHASES = ("setup", "writes", "quiescence", "checks")
+PHASES = ("setup", "writes", "quiescence", "hold", "checks")
 TOP = 15
 
 

@@ -271,6 +271,9 @@ class World:
             self.last_disturbance = max(self.last_disturbance, trio.current_time())
             with trio.move_on_at(trio.current_time() + cfg.max_wait):
                 await self._converged.wait()
+            if cfg.hold and self._converged.is_set():
+                self.phases.enter("hold")
+                await trio.sleep(cfg.hold)
             self.finished_at = trio.current_time()
             nursery.cancel_scope.cancel()
 
