@@ -29,7 +29,7 @@ from ..core.sync.messages import (
     SyncPendingOplog,
 )
 from ..errors import RemoteProtocolError
-from .wire import Hello, Peers, Push, Route
+from .wire import Hello, IHave, IWant, Peers, Prune, Push, Route
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -88,6 +88,17 @@ class Dispatcher:
                     raise RemoteProtocolError("a route for a topic this node never listed")
                 if msg.topic in link.topics:
                     rt.on_route(link, msg)
+            case IHave() | IWant() | Prune():
+                rt = self.topics.get(msg.topic)
+                if rt is None:
+                    raise RemoteProtocolError(f"{type(msg).__name__} for a topic never listed")
+                if msg.topic in link.topics:
+                    if isinstance(msg, IHave):
+                        rt.on_ihave(link, msg)
+                    elif isinstance(msg, IWant):
+                        rt.on_iwant(link, msg)
+                    else:
+                        rt.on_prune(link)
             case Push():
                 rt = self.topics.get(msg.topic)
                 if rt is None:

@@ -177,7 +177,7 @@ class Node:
             for rt in self.topics.values():
                 if cfg.push:
                     nursery.start_soon(
-                        functools.partial(rt.pusher.run, self.links.values, every=cfg.push_every)
+                        functools.partial(rt.run_push, self.links.values, every=cfg.push_every)
                     )
                 nursery.start_soon(self._anti_entropy, rt)
                 nursery.start_soon(self._housekeeping, rt)

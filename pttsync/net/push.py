@@ -30,7 +30,7 @@ from ..core.oplogcodec import decode_known, encode_oplog
 from ..core.sync.session import MAX_BODY, pack_bodies, remote_input
 from .peer import encode_any
 from .routing import MAX_HOPS
-from .wire import MAX_PUSH_OPLOGS, Push
+from .wire import MAX_IDS, MAX_PUSH_OPLOGS, IHave, Prune, Push
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ..core.lifecycle.replica import Commit, Replica
     from ..core.oplog import Oplog
     from ..core.sync.session import SyncContext
+    from .lazypush import LazyPush
     from .peer import PeerLink
     from .routing import Routes
     from .seen import Holders, SeenCache
@@ -56,6 +57,7 @@ class PushStats(Protocol):
     push_received: int  # oplogs received by push
     push_dropped: int  # oplogs not pushed: a full queue
     refused: int  # pushes from non-members
+    announced: int  # oplog IDs announced instead of pushed (lazypush.py)
 
 
 class Pusher:
@@ -76,10 +78,13 @@ class Pusher:
         admits: Callable[[bytes], bool],
         route: Callable[[Batch, list[PeerLink]], None],
         clock: Callable[[], int],
+        lazy: LazyPush,
         queue: int = 4096,
         max_age: int = 600 * 10**9,
     ) -> None:
         self.me = me
+        self.lazy = lazy
+        self.source: bytes | None = None  # the peer whose sync messages are being handled
         self.ctx = ctx
         self.replica = ctx.replica
         self.seen = seen
@@ -122,12 +127,15 @@ class Pusher:
             else:
                 fresh.append(body)
         if not fresh:
+            self._duplicate(link, push)
             return 0
         with remote_input(penalty=5):  # the session's boundary: a foreign record is its fault
             if push.pending:
                 result = self.ctx.handler.handle_pending_oplogs(fresh, now)
             else:
                 result = self.ctx.handler.handle_oplogs(fresh, now)
+        if not result.stored and not result.rejected:
+            self._duplicate(link, push)
         better = {o.oplog_id for o in result.improved}  # we hold a better copy than it sent
         for o in result.stored:
             if o.oplog_id not in better:
@@ -138,6 +146,11 @@ class Pusher:
             )
         return len(result.rejected)
 
+    def _duplicate(self, link: PeerLink, push: Push) -> None:
+        """A push of valid oplogs this node held already: the link leaves the tree."""
+        if not push.pending and self.lazy.prune(link.peer_id):
+            link.try_send(Prune(push.topic))
+
     # -- what commits queue (a replica observer) ------------------------------------------
 
     def before_commit(self, commit: Commit) -> None:
@@ -146,9 +159,13 @@ class Pusher:
     def after_commit(self, commit: Commit) -> None:
         """Queue what a commit stored for pushing (never blocks: drops when full)."""
         horizon = self._clock() - self.max_age
-        me = self.me
+        me, source = self.me, self.source
+        self.lazy.arrived([oplog.oplog_id for oplog, _, _ in commit.stored])
         for oplog, old, new in commit.stored:
-            self.seen.holders((oplog.oplog_id, oplog.hash)).add(me)
+            holders = self.seen.holders((oplog.oplog_id, oplog.hash))
+            holders.add(me)
+            if source is not None:
+                holders.add(source)  # a sync reply from it: never pushed back to it
             if new is OplogStatus.VALID and old is OplogStatus.VALID:
                 continue  # a better copy of a valid oplog: sync spreads it
             if oplog.update_time < horizon and new is OplogStatus.VALID:
@@ -231,9 +248,11 @@ class PushRouter:
         stats: PushStats,
         admits: Callable[[bytes], bool],
         clock: Callable[[], int],
+        lazy: LazyPush,
     ) -> None:
         self.topic_id = topic_id
         self.me = me
+        self.lazy = lazy
         self.replica = replica
         self.routes = routes
         self.seen = seen
@@ -252,13 +271,20 @@ class PushRouter:
         gov = self.replica.fold.governance
         members = [ln for ln in links if self.topic_id in ln.topics and self._admits(ln.peer_id)]
         mesh = [ln for ln in members if self.routes.in_mesh(ln.peer_id)]
+        eager = [ln for ln in mesh if self.lazy.eager(ln.peer_id)]
+        lazy = [ln for ln in mesh if not self.lazy.eager(ln.peer_id)]
         peers: dict[bytes, PeerLink] = {}
         queued: dict[tuple[bytes, bool], list[bytes]] = {}  # (peer, pending) -> records
+        announce: dict[bytes, list[bytes]] = {}  # peer -> IDs (lazy links)
         for oplog, status in batch:
             holders = self.seen.holders((oplog.oplog_id, oplog.hash))
             is_pending = status is not OplogStatus.VALID
             if not is_pending:
-                targets = mesh
+                targets = eager
+                for link in lazy:
+                    if link.peer_id not in holders:
+                        peers[link.peer_id] = link
+                        announce.setdefault(link.peer_id, []).append(oplog.oplog_id)
             else:
                 targets = [
                     ln
@@ -287,6 +313,10 @@ class PushRouter:
                     self.stats.pushed += len(chunk)
                 else:
                     self.stats.push_dropped += len(chunk)
+        for peer_id, ids in announce.items():
+            for i in range(0, len(ids), MAX_IDS):
+                if peers[peer_id].try_send(IHave(self.topic_id, tuple(ids[i : i + MAX_IDS]))):
+                    self.stats.announced += len(ids[i : i + MAX_IDS])
 
     def _second_home(
         self,

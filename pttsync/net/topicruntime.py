@@ -28,6 +28,7 @@ runtime's `push_batch`, which the router carries out with the topic's
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -44,16 +45,18 @@ from ..core.lifecycle.governance import (
 )
 from ..core.lifecycle.replica import Replica
 from ..core.oplog import OplogStatus
+from ..core.oplogcodec import decode_known
 from ..core.store.integrity import Scrubber
 from ..core.sync.messages import Message, RejectCode, SyncOplog
 from ..core.sync.receiver import Receiver
 from ..core.sync.requester import Requester
-from ..core.sync.session import State, SyncConfig, SyncContext
+from ..core.sync.session import MAX_BODY, State, SyncConfig, SyncContext, pack_bodies
 from ..errors import ConnectionLostError, InvalidOplogError
+from .lazypush import DEFAULT_LAZY_TIMEOUT, LazyPush
 from .push import Pusher, PushRouter
 from .routing import DEFAULT_MESH, Routes
 from .seen import SeenCache
-from .wire import Route
+from .wire import MAX_IDS, IWant, Push, Route
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -64,7 +67,7 @@ if TYPE_CHECKING:
     from ..core.topic import TopicInfo
     from .peer import PeerLink
     from .push import Batch
-    from .wire import Push
+    from .wire import IHave
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class TopicStats:
     push_received: int = 0  # oplogs received by push
     push_dropped: int = 0  # oplogs not pushed: a full queue
     refused: int = 0  # requests and pushes from non-members
+    announced: int = 0  # oplog IDs announced instead of pushed (lazypush.py)
 
 
 class TopicRuntime:
@@ -101,6 +105,7 @@ class TopicRuntime:
         seen_cache: int = 16384,
         push_max_age: int = 600 * 10**9,
         push_mesh: int = DEFAULT_MESH,
+        lazy_timeout: int = DEFAULT_LAZY_TIMEOUT,
         rng: random.Random | None = None,
     ) -> None:
         self.rng = rng or random.Random()
@@ -123,13 +128,18 @@ class TopicRuntime:
         self.routes = Routes(push_mesh, self.rng)
         self.links = links
         me = identity.peer_id
+        self.lazy = LazyPush(
+            lambda ids: set(store.existing(self.topic_id, ids)), timeout=lazy_timeout
+        )
+        self._lazy_changed = trio.Event()
         self.router = PushRouter(
             self.topic_id, me, replica=self.replica, routes=self.routes, seen=self.seen,
-            stats=self.stats, admits=self.admits_now, clock=clock,
+            stats=self.stats, admits=self.admits_now, clock=clock, lazy=self.lazy,
         )  # fmt: skip
         self.pusher = Pusher(
             me, ctx=self.ctx, seen=self.seen, stats=self.stats, admits=self.admits_now,
-            route=self.push_batch, clock=clock, queue=push_queue, max_age=push_max_age,
+            route=self.push_batch, clock=clock, lazy=self.lazy, queue=push_queue,
+            max_age=push_max_age,
         )  # fmt: skip
         self.refresh_role()
         self.replica.observers.append(self.pusher)
@@ -213,6 +223,7 @@ class TopicRuntime:
     def forget(self, peer_id: bytes) -> None:
         """Drop the per-peer session state of a peer that disconnected."""
         self.seen.forget_peer(peer_id)
+        self.lazy.forget(peer_id)
         self.routes.remove(peer_id)
         self.send_routes()
         req = self.requesters.pop(peer_id, None)
@@ -280,9 +291,11 @@ class TopicRuntime:
         req = self.requesters.get(link.peer_id)
         if req is None or not self.round_running(link.peer_id):
             return []  # a late reply to a round we gave up on: harmless
+        self.pusher.source = link.peer_id  # what this stores came from that peer
         try:
             out = req.receive(msg, self.clock())
         finally:
+            self.pusher.source = None
             if req.done:
                 event = self._round_events.get(link.peer_id)
                 if event is not None:
@@ -301,13 +314,67 @@ class TopicRuntime:
             return [rec.reject(msg, RejectCode.UNKNOWN_TOPIC, "not a member of this topic")]
         if isinstance(msg, SyncOplog):
             self.stats.rounds_served += 1
-        return rec.receive(msg, self.clock())
+        self.pusher.source = link.peer_id
+        try:
+            return rec.receive(msg, self.clock())
+        finally:
+            self.pusher.source = None
 
     # -- push (push.py) -------------------------------------------------------------------
 
     def on_push(self, link: PeerLink, push: Push) -> int:
         """Oplogs a peer pushed (see `Pusher.on_push`); the number refused."""
         return self.pusher.on_push(link, push)
+
+    def on_ihave(self, link: PeerLink, msg: IHave) -> None:
+        """A peer announced oplogs (lazypush.py): wait for the ones this node lacks."""
+        if self.admits_now(link.peer_id):
+            self.lazy.announced(link.peer_id, list(msg.ids), self.clock())
+            self._lazy_changed.set()
+
+    def on_iwant(self, link: PeerLink, msg: IWant) -> None:
+        """A peer asks for announced oplogs: send them, and push to it eagerly again."""
+        if not self.admits_now(link.peer_id):
+            return
+        self.lazy.graft(link.peer_id)
+        bodies = list(self.ctx.store.bodies(self.topic_id, msg.ids).values())
+        for chunk in pack_bodies(bodies, MAX_BODY):
+            if link.try_send(Push(self.topic_id, tuple(chunk))):
+                self.stats.pushed += len(chunk)
+                for body in chunk:
+                    oplog = decode_known(body)
+                    if oplog is not None:
+                        self.seen.holders((oplog.oplog_id, oplog.hash)).add(link.peer_id)
+
+    def on_prune(self, link: PeerLink) -> None:
+        """A peer got a copy it held from us: it only hears announcements from now on."""
+        self.lazy.prune(link.peer_id)
+
+    async def run_push(self, links: Callable[[], Iterable[PeerLink]], *, every: float) -> None:
+        """The pusher (push.py), and beside it the lazy-push timer; both end with the pusher."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._lazy_timer, links)
+            await self.pusher.run(links, every=every)
+            nursery.cancel_scope.cancel()
+
+    async def _lazy_timer(self, links: Callable[[], Iterable[PeerLink]]) -> None:
+        """Ask for what an announcement promised and the tree did not bring in time."""
+        while True:
+            deadline = self.lazy.next_deadline()
+            self._lazy_changed = trio.Event()
+            with trio.move_on_at(math.inf if deadline is None else self._trio_at(deadline)):
+                await self._lazy_changed.wait()
+                continue  # something new was announced: the earliest deadline may be sooner
+            by_id = {ln.peer_id: ln for ln in links()}
+            for peer_id, ids in self.lazy.due(self.clock()).items():
+                link = by_id.get(peer_id)
+                for i in range(0, len(ids), MAX_IDS):
+                    if link is not None:
+                        link.try_send(IWant(self.topic_id, tuple(ids[i : i + MAX_IDS])))
+
+    def _trio_at(self, t: int) -> float:
+        """The trio time at which this node's clock reads `t` (ns)."""
+        return trio.current_time() + max(0, t - self.clock()) / 10**9
 
     def push_batch(self, batch: Batch, links: list[PeerLink]) -> None:
         """Send a batch where it should go (see `PushRouter.push_batch`).

@@ -14,7 +14,13 @@ node's:
 * 35 `Bye`: `why` the reason the sender closes the connection;
 * 36 `Route`: `tp` topic, `hop` the sender's distance in hops to the
   topic's nearest master (0..16, 16: none known), `msh` true if the sender
-  put this connection in its push mesh (net/routing.py).
+  put this connection in its push mesh (net/routing.py);
+* 37 `IHave`: `tp` topic, `ids` IDs of valid oplogs the sender holds and
+  announces instead of pushing them (net/lazypush.py);
+* 38 `IWant`: `tp` topic, `ids` the announced oplogs the sender wants; it
+  also makes the link eager again (a graft);
+* 39 `Prune`: `tp` topic: the sender got a copy it held over this link, so
+  the link becomes lazy (announcements only) on both ends.
 
 `Hello` is the first message each side sends after the secure handshake;
 a connection's other messages come after it.  Decoding is as strict as
@@ -30,7 +36,7 @@ from typing import Any, ClassVar
 
 from ..core import codec
 from ..core.identity import PEER_ID_SIZE
-from ..core.oplog import MAX_OPLOG_SIZE, TOPIC_ID_SIZE
+from ..core.oplog import MAX_OPLOG_SIZE, OPLOG_ID_SIZE, TOPIC_ID_SIZE
 from ..core.sync.frames import MAX_FRAME_SIZE
 from ..core.sync.messages import PROTOCOL_VERSION, Message
 from ..core.sync.msgcodec import decode_message
@@ -40,6 +46,7 @@ MAX_TOPICS = 64  # topics listed in one Hello
 MAX_CREDENTIALS = 64  # governance oplogs in one Hello
 MAX_PEERS_LISTED = 64  # addresses in one Peers message
 MAX_PUSH_OPLOGS = 256  # oplogs in one Push (the frame limit binds too)
+MAX_IDS = 256  # oplog IDs in one IHave or IWant
 MAX_ADDRESS = 300  # "host:port"
 MAX_AGENT = 64
 MAX_REASON = 200
@@ -52,6 +59,9 @@ class NodeMsgType(IntEnum):
     PEERS = 34
     BYE = 35
     ROUTE = 36
+    IHAVE = 37
+    IWANT = 38
+    PRUNE = 39
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,26 @@ class Route(NodeMessage):
     TYPE: ClassVar[NodeMsgType] = NodeMsgType.ROUTE
 
 
+@dataclass(frozen=True, slots=True)
+class IHave(NodeMessage):
+    topic: bytes
+    ids: tuple[bytes, ...]
+    TYPE: ClassVar[NodeMsgType] = NodeMsgType.IHAVE
+
+
+@dataclass(frozen=True, slots=True)
+class IWant(NodeMessage):
+    topic: bytes
+    ids: tuple[bytes, ...]
+    TYPE: ClassVar[NodeMsgType] = NodeMsgType.IWANT
+
+
+@dataclass(frozen=True, slots=True)
+class Prune(NodeMessage):
+    topic: bytes
+    TYPE: ClassVar[NodeMsgType] = NodeMsgType.PRUNE
+
+
 MAX_HOPS = 16
 
 AnyMessage = Message | NodeMessage
@@ -114,6 +144,10 @@ def encode_node_message(msg: NodeMessage) -> bytes:
             m.update(why=msg.reason)
         case Route():
             m.update(tp=msg.topic, hop=msg.hops, msh=msg.mesh)
+        case IHave() | IWant():
+            m.update(tp=msg.topic, ids=list(msg.ids))
+        case Prune():
+            m.update(tp=msg.topic)
     return codec.dumps(m)
 
 
@@ -197,6 +231,19 @@ def _decode_node(m: dict[str, Any], kind: NodeMsgType) -> NodeMessage:
                 codec.get_int(m, "hop", 0, MAX_HOPS),
                 m["msh"],
             )
+        case NodeMsgType.IHAVE | NodeMsgType.IWANT:
+            codec.check_keys(m, frozenset({"v", "t", "tp", "ids"}), kind.name.title())
+            ids = codec.get_list(m, "ids", max_items=MAX_IDS)
+            if not ids:
+                raise codec.CBORFormatError("at least one oplog ID", field="ids")
+            cls = IHave if kind is NodeMsgType.IHAVE else IWant
+            return cls(
+                codec.get_bytes(m, "tp", size=TOPIC_ID_SIZE),
+                tuple(codec.as_bytes(i, "ids", size=OPLOG_ID_SIZE) for i in ids),
+            )
+        case NodeMsgType.PRUNE:
+            codec.check_keys(m, frozenset({"v", "t", "tp"}), "Prune")
+            return Prune(codec.get_bytes(m, "tp", size=TOPIC_ID_SIZE))
     raise AssertionError(kind)  # pragma: no cover
 
 

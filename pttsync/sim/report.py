@@ -8,6 +8,10 @@ Fields (docs/pip-11/simulation.md explains how to read them):
   if later) to the moment every live peer held the final digest with
   nothing pending (0 if that moment came first);
 * sync_rounds, messages and bytes (total, and per peer: min, median, max);
+* push: oplogs sent and received by push, IDs announced instead (lazy
+  push), announced ones asked for, links pruned and grafted, and the copies
+  of each acknowledged write that reached each live peer by push (counted
+  over the nodes running at the end);
 * lost_writes, expired_rolled_back, conflicts;
 * virtual_s, wall_s, and phases_s: wall seconds of setup, writes, quiescence
   and checks (with --profile, also `profile`: the top cost centres);
@@ -61,6 +65,7 @@ class SimReport:
     refusals: list[str] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     phases_s: dict[str, float] = field(default_factory=dict)  # wall time by phase
+    push: dict[str, Any] = field(default_factory=dict)  # push counters (run._push)
     profile: dict[str, Any] | None = None  # with --profile: the top cost centres
 
     @property
@@ -87,6 +92,7 @@ class SimReport:
             "writes": self.writes,
             "peers": self.peers,
             "spread_s": self.spread_s,
+            "push": self.push,
             "documents": self.documents,
             "faults": self.faults,
             "reproducible": self.reproducible,
@@ -132,6 +138,9 @@ class SimReport:
             f" {self.spread_s['p99']:.3f} s (p99), {self.spread_s['max']:.3f} s (max)",
             f"traffic    {self.sync_rounds:,} sync rounds, {m['total']:,} messages,"
             f" {b['total']:,} bytes; per peer {_per(b['per_peer'])} bytes",
+            f"push       {self.push.get('copies_per_write_per_peer', 0):.2f} copies of each"
+            f" write reached each peer; {self.push.get('announced', 0):,} announced by ID,"
+            f" {self.push.get('requested', 0):,} of them asked for",
             f"peers      {p['initial']} initial, {p['joined']} joined, {p['left']} left,"
             f" {p['crashes']} crashes",
         ]

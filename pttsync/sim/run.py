@@ -209,4 +209,11 @@ def _report(
         events=list(world.events),
         refusals=world.refusals,
         timeline=world.timeline.rows(final),
+        push=_push(world.push_totals(), world.writes_done, len(live)),
     )
+
+
+def _push(totals: dict[str, int], writes: int, live: int) -> dict[str, Any]:
+    """The push counters, and the copies of each write that reached each peer by push."""
+    per = totals["received"] / (writes * live) if writes and live else 0.0
+    return {**totals, "copies_per_write_per_peer": round(per, 3)}

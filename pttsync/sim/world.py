@@ -439,6 +439,19 @@ class World:
                 total += sum(rt.stats.rounds_completed for rt in peer.node.topics.values())
         return total
 
+    def push_totals(self) -> dict[str, int]:
+        """Push counters summed over the nodes running at the end (push.py, lazypush.py)."""
+        out = dict.fromkeys(("sent", "received", "announced", "requested", "prunes", "grafts"), 0)
+        for peer in self.peers.values():
+            for rt in peer.node.topics.values() if peer.node is not None else ():
+                out["sent"] += rt.stats.pushed
+                out["received"] += rt.stats.push_received
+                out["announced"] += rt.stats.announced
+                out["requested"] += rt.lazy.requested
+                out["prunes"] += rt.lazy.prunes
+                out["grafts"] += rt.lazy.grafts
+        return out
+
     def violations(self) -> int:
         total = 0
         for peer in self.peers.values():

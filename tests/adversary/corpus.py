@@ -20,7 +20,7 @@ from pttsync.core.lifecycle.governance import Role
 from pttsync.core.lifecycle.replica import Replica, failed_record, found_topic
 from pttsync.core.merkle import Leaf, Level
 from pttsync.core.oplog import Oplog, SignKind, cosign, create_oplog
-from pttsync.core.oplogcodec import encode_oplog
+from pttsync.core.oplogcodec import decode_oplog, encode_oplog
 from pttsync.core.store.recordpack import RECORD
 from pttsync.core.store.recordpack import records as rebuilt
 from pttsync.core.store.sqlite import SqliteStore
@@ -50,7 +50,17 @@ from pttsync.core.sync.session import SyncConfig, SyncContext
 from pttsync.core.timeutil import HOUR_NS, MAX_TIME, day_start, parse_iso
 from pttsync.core.topic import MIN_EXPIRY, Quorum, new_topic
 from pttsync.localsync import round_id
-from pttsync.net.wire import Bye, Hello, Peers, Push, Route, encode_node_message
+from pttsync.net.wire import (
+    Bye,
+    Hello,
+    IHave,
+    IWant,
+    Peers,
+    Prune,
+    Push,
+    Route,
+    encode_node_message,
+)
 
 from ..helpers import make_identity
 
@@ -352,6 +362,9 @@ def node_message_seeds() -> list[bytes]:
         Bye("not a member of any topic this node serves"),
         Route(TID, 0, True),
         Route(TID, 16, False),
+        IHave(TID, (decode_oplog(recs[2]).oplog_id, b"\x00" * 32)),
+        IWant(TID, (decode_oplog(recs[3]).oplog_id,)),
+        Prune(TID),
     ]
     return [encode_node_message(m) for m in node] + message_seeds()[::3]
 

@@ -28,17 +28,21 @@ from hypothesis import strategies as st
 from pttsync.core.lifecycle.governance import OP_ROLE, Role, role_payload
 from pttsync.core.merkle import Level
 from pttsync.core.oplog import Signature, SignKind, cosign, create_oplog, with_signatures
-from pttsync.core.oplogcodec import encode_oplog
+from pttsync.core.oplogcodec import decode_oplog, encode_oplog
 from pttsync.core.sync.messages import ChildRef, FpWant, Item, ListNode, Mark, Message
 from pttsync.core.sync.msgcodec import decode_message, encode_message
 from pttsync.core.timeutil import HOUR_NS, MAX_TIME
 from pttsync.errors import RemoteProtocolError, UsageError
 from pttsync.net.wire import (
+    MAX_IDS,
     MAX_PEERS_LISTED,
     MAX_PUSH_OPLOGS,
     MAX_TOPICS,
     Hello,
+    IHave,
+    IWant,
     Peers,
+    Prune,
     Push,
     Route,
 )
@@ -278,6 +282,20 @@ def route(data: st.DataObject) -> Route:
     return Route(
         topic, data.draw(st.sampled_from([0, 1, 15, 16, 17, 2**31])), data.draw(st.booleans())
     )
+
+
+def lazy(data: st.DataObject, mine: tuple[bytes, ...]) -> IHave | IWant | Prune:
+    """Announcements of records held or not, requests for anything, prunes; maybe too many."""
+    topic = data.draw(st.sampled_from([TID, TID, FOREIGN.topic_id]))
+    known = [decode_oplog(r).oplog_id for r in mine[:4]]
+    ids = st.sampled_from([*known, b"\x00" * 32, b"\xff" * 32])
+    count = data.draw(st.sampled_from([1, 3, MAX_IDS, MAX_IDS + 1]))
+    chosen = tuple(data.draw(ids) for _ in range(min(count, 8)))
+    chosen = (chosen * count)[:count]
+    kind = data.draw(st.sampled_from(["ihave", "iwant", "prune"]))
+    if kind == "prune":
+        return Prune(topic)
+    return (IHave if kind == "ihave" else IWant)(topic, chosen)
 
 
 def push(data: st.DataObject, mine: tuple[bytes, ...]) -> Push:

@@ -102,7 +102,9 @@ ACTIONS = ("deliver",) * 4 + (
     "garble",
 )
 """What the rogue does with a message it sends the victim, weighted."""
-NODE_MESSAGES = ("push", "push", "push", "peers", "route", "route", "hello", "bye", "hang-up")
+NODE_MESSAGES = (
+    "push", "push", "push", "peers", "route", "route", "lazy", "lazy", "hello", "bye", "hang-up",
+)  # fmt: skip
 """What the rogue sends of the node's own messages, weighted ("hang-up": it closes)."""
 
 
@@ -256,8 +258,8 @@ class SyncAdversary(RuleBasedStateMachine):
     @precondition(lambda self: self.node.connected)
     @rule(data=st.data(), kind=st.sampled_from(NODE_MESSAGES))
     def rogue_sends_a_node_message(self, data: st.DataObject, kind: str) -> None:
-        """Push (its own records and hostile ones), Peers, Route, a second Hello, Bye; or it
-        closes the connection."""
+        """Push (its own records and hostile ones), Peers, Route, IHave/IWant/Prune, a
+        second Hello, Bye; or it closes the connection."""
         msg: AnyMessage
         if kind == "hang-up":
             self._victim_takes(None)
@@ -269,6 +271,9 @@ class SyncAdversary(RuleBasedStateMachine):
             msg = hostile.peers(data, VICTIM)
         elif kind == "route":
             msg = hostile.route(data)
+        elif kind == "lazy":
+            mine = tuple(encode_oplog(o) for o in rogue_only())
+            msg = hostile.lazy(data, mine)
         elif kind == "hello":
             msg = hostile.hello(data)
         else:

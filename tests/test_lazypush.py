@@ -1,0 +1,162 @@
+"""Lazy push (net/lazypush.py): the core's decisions, the wire, and real nodes.
+
+The nodes run on the in-memory network under the autojump clock, with
+anti-entropy off (an interval no test waits for), so only push and its
+lazy repair can deliver.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from pttsync.errors import RemoteProtocolError
+from pttsync.net.lazypush import MAX_ANNOUNCERS, LazyPush
+from pttsync.net.wire import MAX_IDS, IHave, IWant, Prune, decode_any, encode_node_message
+
+from .nethelpers import all_agree, make_cluster, value_of, wait_until
+
+NO_TIMER = 3600.0
+MS = 10**6
+A, B, C = b"A" * 32, b"B" * 32, b"C" * 32
+X, Y = b"x" * 32, b"y" * 32
+
+
+def lazy(held: frozenset[bytes] = frozenset(), timeout: int = 500 * MS) -> LazyPush:
+    return LazyPush(lambda ids: {i for i in ids if i in held}, timeout=timeout, max_missing=8)
+
+
+# -- the core ---------------------------------------------------------------------------
+
+
+def test_prune_and_graft_move_a_link_between_eager_and_lazy() -> None:
+    lp = lazy()
+    assert lp.eager(A)
+    assert lp.prune(A) is True and not lp.eager(A)
+    assert lp.prune(A) is False  # already lazy: nothing to tell the peer
+    lp.graft(A)
+    assert lp.eager(A) and (lp.prunes, lp.grafts) == (1, 1)
+    lp.prune(B)
+    lp.forget(B)  # a peer that comes back starts eager
+    assert lp.eager(B)
+
+
+def test_an_announced_oplog_is_asked_for_after_the_timeout_then_from_the_next() -> None:
+    lp = lazy(held=frozenset({Y}))
+    lp.prune(A)
+    lp.announced(A, [X, Y], now=0)  # Y is held: not waited for
+    lp.announced(B, [X], now=100 * MS)
+    assert lp.missing() == 1 and lp.next_deadline() == 500 * MS
+    assert lp.due(499 * MS) == {}
+    assert lp.due(500 * MS) == {A: [X]}  # the first announcer, and its link is grafted
+    assert lp.eager(A) and lp.requested == 1
+    assert lp.due(999 * MS) == {}
+    assert lp.due(1000 * MS) == {B: [X]}  # still not here: the next announcer
+    assert lp.due(1500 * MS) == {} and lp.missing() == 0  # nobody left: anti-entropy repairs
+
+
+def test_what_arrives_is_no_longer_missing_and_its_announcements_cost_nothing() -> None:
+    lookups: list[list[bytes]] = []
+
+    def holds(ids: list[bytes]) -> set[bytes]:
+        lookups.append(ids)
+        return set()
+
+    lp = LazyPush(holds, timeout=500 * MS)
+    lp.announced(A, [X], now=0)
+    lp.arrived([X])
+    assert lp.missing() == 0 and lp.due(10**12) == {}
+    lp.announced(B, [X], now=0)  # it arrived lately: no store lookup, nothing to wait for
+    assert lookups == [[X]] and lp.missing() == 0
+
+
+def test_missing_oplogs_and_announcers_are_bounded() -> None:
+    lp = lazy()
+    ids = [bytes([i]) * 32 for i in range(20)]
+    lp.announced(A, ids, now=0)
+    assert lp.missing() == 8  # the oldest forgotten: anti-entropy repairs them
+    for peer in range(10):
+        lp.announced(bytes([peer]) * 32, [ids[-1]], now=0)
+    asked = [p for t in range(1, 20) for p in lp.due(t * 500 * MS)]
+    assert len(set(asked)) <= MAX_ANNOUNCERS + 1
+
+
+# -- the wire ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "msg", [IHave(b"T" * 32, (X, Y)), IWant(b"T" * 32, (X,)), Prune(b"T" * 32)]
+)
+def test_the_lazy_messages_round_trip(msg: IHave | IWant | Prune) -> None:
+    assert decode_any(encode_node_message(msg)) == msg
+
+
+@pytest.mark.parametrize(
+    ("msg", "why"),
+    [
+        (IHave(b"T" * 32, ()), "at least one"),
+        (IWant(b"T" * 32, (b"short",)), "must be 32 bytes, not 5"),
+        (IHave(b"T" * 32, (X,) * (MAX_IDS + 1)), "over the limit of 256"),
+        (IWant(b"T" * 31, (X,)), "must be 32 bytes, not 31"),
+    ],
+)
+def test_bad_lazy_messages_are_protocol_errors(msg: IHave | IWant, why: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=why):
+        decode_any(encode_node_message(msg))
+
+
+# -- real nodes -------------------------------------------------------------------------
+
+
+async def test_pushes_thin_out_to_a_tree_and_every_write_still_arrives(
+    autojump_clock: MockClock,
+) -> None:
+    cluster = make_cluster(7)
+    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+        master = nodes[0]
+        for i in range(40):  # the master's writes are valid at once
+            await master.put(f"w{i}", i)
+            await trio.sleep(0.2)
+        await wait_until(nodes, lambda: all(value_of(n, "w39") == 39 for n in nodes), limit=30)
+        await wait_until(nodes, lambda: all_agree(nodes), limit=30)
+        received = sum(n.topic().stats.push_received for n in nodes[1:])
+        # Without lazy push each peer got a copy from most of its mesh peers.
+        assert received / (40 * 6) <= 1.5
+        assert sum(n.topic().lazy.prunes for n in nodes) > 0
+        assert sum(n.topic().stats.announced for n in nodes) > 0
+
+
+async def test_a_peer_cut_from_the_tree_gets_writes_by_asking(autojump_clock: MockClock) -> None:
+    """Every link of one peer lazy, on both ends: a write reaches it by IHave, then IWant
+    after the timeout (the graft), with anti-entropy off."""
+    cluster = make_cluster(5)
+    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+        victim = nodes[3]
+        for n in nodes:
+            rt = n.topic()
+            for peer_id in list(n.links):
+                if n is victim or peer_id == victim.peer_id:
+                    rt.lazy.prune(peer_id)
+        start = trio.current_time()
+        await nodes[0].put("late", "news")
+        await wait_until(nodes, lambda: value_of(victim, "late") == "news", limit=10)
+        assert trio.current_time() - start < 2  # a timeout or two, not an anti-entropy round
+        rt = victim.topic()
+        assert rt.lazy.requested >= 1 and rt.lazy.grafts >= 1
+
+
+async def test_an_announcement_for_an_unknown_topic_breaks_the_protocol(
+    autojump_clock: MockClock,
+) -> None:
+    from pttsync.net.dispatch import Dispatcher  # noqa: PLC0415 - one test
+
+    cluster = make_cluster(2)
+    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+        node = nodes[0]
+        link = next(iter(node.links.values()))
+        dispatcher = Dispatcher(
+            node.peer_id, topics=node.topics, book=node.book, book_changed=lambda: None
+        )
+        with pytest.raises(RemoteProtocolError, match="never listed"):
+            dispatcher.handle(link, IHave(b"?" * 32, (X,)), 0.0)
