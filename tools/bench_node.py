@@ -12,6 +12,11 @@ one run, so the ratios compare like with like:
 2. **anti-entropy alone**: the same with push off and a 1 s sync interval.
 3. **acknowledged writes per second** on the master, back to back (each
    durable before the call returns), with the peers connected.
+
+With each of 1 and 2 it reports the bytes all nodes sent per write (frame
+payloads, every message: pushes, announcements, sync rounds, routes) and
+the copies of each write that reached each peer by push, over the timed
+writes only.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ async def _cluster(root: Path, n: int, seed: int, push: bool, writes: int) -> di
         await _wait(nodes, lambda: all(len(x.links) >= 1 for x in nodes))
         latencies = []
         tag = "push" if push else "ae"
+        sent0, copies0 = _bytes_sent(nodes), _push_received(nodes)
         for w in range(writes):
             key = f"{tag}-{w}"
             node = nodes[rng.randrange(n)]
@@ -76,6 +82,7 @@ async def _cluster(root: Path, n: int, seed: int, push: bool, writes: int) -> di
             await node.put(key, w)
             await _wait(nodes, functools.partial(_valid_everywhere, nodes, key))
             latencies.append(time.perf_counter() - t0)
+        sent, copies = _bytes_sent(nodes) - sent0, _push_received(nodes) - copies0
         throughput = None
         if push:
             count = 300
@@ -90,7 +97,18 @@ async def _cluster(root: Path, n: int, seed: int, push: bool, writes: int) -> di
         "p95_s": latencies[int(0.95 * (len(latencies) - 1))],
         "max_s": latencies[-1],
         "writes_per_s": throughput,
+        "bytes_per_write": round(sent / writes),
+        "push_copies_per_write_per_peer": round(copies / (writes * (n - 1)), 3),
     }
+
+
+def _bytes_sent(nodes: list[Node]) -> int:
+    """Frame payload bytes every node has sent so far, over every link."""
+    return sum(link.stats.bytes_sent for x in nodes for link in x.links.values())
+
+
+def _push_received(nodes: list[Node]) -> int:
+    return sum(rt.stats.push_received for x in nodes for rt in x.topics.values())
 
 
 async def _main(n: int, writes: int, seed: int) -> dict[str, Any]:
@@ -130,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"ratio:              {report['ratio_median_ae_over_push']:.1f}x slower without push")
     print(f"master writes:      {push['writes_per_s']:.0f} acknowledged writes/s (fsync each)")
+    print(
+        f"bytes per write:    {push['bytes_per_write']:,} with push"
+        f" ({push['push_copies_per_write_per_peer']:.2f} pushed copies a peer),"
+        f" {ae['bytes_per_write']:,} with anti-entropy alone"
+    )
     return 0
 
 
