@@ -160,3 +160,25 @@ async def test_an_announcement_for_an_unknown_topic_breaks_the_protocol(
         )
         with pytest.raises(RemoteProtocolError, match="never listed"):
             dispatcher.handle(link, IHave(b"?" * 32, (X,)), 0.0)
+
+
+async def test_a_pending_copy_does_not_count_as_holding_an_announced_valid_one(
+    autojump_clock: MockClock,
+) -> None:
+    """Was: a peer on a member write's pending route held its pending copy, took the
+    announcement of the co-signed, valid one as "held", and waited for anti-entropy
+    (p99 spread 8.6 s at 300 simulated peers, from 0.6 s)."""
+    from pttsync.core.oplog import OplogStatus  # noqa: PLC0415 - two tests
+    from pttsync.net.wire import IHave as Announce  # noqa: PLC0415
+
+    cluster = make_cluster(3)
+    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+        member, other = nodes[1], nodes[2]
+        oplog = member.topic().replica.create(
+            object_id=b"doc", op=1, value={"v": 1}, now=member.clock()
+        )[0]
+        rt = other.topic()
+        rt.ctx.store.write_batch(rt.topic_id, [(oplog, OplogStatus.PENDING)])
+        link = other.links[nodes[0].peer_id]
+        rt.on_ihave(link, Announce(rt.topic_id, (oplog.oplog_id,)))
+        assert rt.lazy.missing() == 1  # it waits for the valid copy, and asks if need be

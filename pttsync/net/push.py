@@ -160,7 +160,8 @@ class Pusher:
         """Queue what a commit stored for pushing (never blocks: drops when full)."""
         horizon = self._clock() - self.max_age
         me, source = self.me, self.source
-        self.lazy.arrived([oplog.oplog_id for oplog, _, _ in commit.stored])
+        # Only a valid copy is what an announcement promises (a pending one is not).
+        self.lazy.arrived([o.oplog_id for o, _, new in commit.stored if new is OplogStatus.VALID])
         for oplog, old, new in commit.stored:
             holders = self.seen.holders((oplog.oplog_id, oplog.hash))
             holders.add(me)

@@ -128,9 +128,7 @@ class TopicRuntime:
         self.routes = Routes(push_mesh, self.rng)
         self.links = links
         me = identity.peer_id
-        self.lazy = LazyPush(
-            lambda ids: set(store.existing(self.topic_id, ids)), timeout=lazy_timeout
-        )
+        self.lazy = LazyPush(self._holds_valid, timeout=lazy_timeout)
         self._lazy_changed = trio.Event()
         self.router = PushRouter(
             self.topic_id, me, replica=self.replica, routes=self.routes, seen=self.seen,
@@ -345,6 +343,12 @@ class TopicRuntime:
                     oplog = decode_known(body)
                     if oplog is not None:
                         self.seen.holders((oplog.oplog_id, oplog.hash)).add(link.peer_id)
+
+    def _holds_valid(self, oplog_ids: list[bytes]) -> set[bytes]:
+        """Which of these oplogs this node holds as valid (a pending copy is not enough:
+        the valid one, co-signed, is what was announced)."""
+        found = self.ctx.store.existing(self.topic_id, oplog_ids)
+        return {oid for oid, s in found.items() if s.status is OplogStatus.VALID}
 
     def on_prune(self, link: PeerLink) -> None:
         """A peer got a copy it held from us: it only hears announcements from now on."""
