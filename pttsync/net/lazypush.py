@@ -105,8 +105,13 @@ class LazyPush:
 
     # -- oplogs ------------------------------------------------------------------------
 
-    def announced(self, peer_id: bytes, oplog_ids: list[bytes], now: int) -> None:
-        """`peer_id` holds these oplogs: wait for the ones this node lacks."""
+    def announced(self, peer_id: bytes, oplog_ids: list[bytes], now: int) -> bool:
+        """`peer_id` holds these oplogs: wait for the ones this node lacks.
+
+        True if the earliest deadline is new (nothing was missing before): the
+        timer must be told.  Otherwise the new deadlines come after it.
+        """
+        idle = not self._missing
         oplog_ids = [oid for oid in oplog_ids if oid not in self._recent]
         new = [oid for oid in oplog_ids if oid not in self._missing]
         held = self._holds(new) if new else set()
@@ -120,6 +125,7 @@ class LazyPush:
                     self._missing.popitem(last=False)  # anti-entropy repairs it
             if peer_id not in state.announcers and len(state.announcers) < MAX_ANNOUNCERS:
                 state.announcers.append(peer_id)
+        return idle and bool(self._missing)
 
     def arrived(self, oplog_ids: Iterable[bytes]) -> None:
         """These oplogs are here now, valid (stored by any means)."""
@@ -131,8 +137,13 @@ class LazyPush:
             recent.popitem(last=False)
 
     def next_deadline(self) -> int | None:
-        """When the earliest missing oplog is due to be asked for (None: nothing missing)."""
-        return min((s.deadline for s in self._missing.values()), default=None)
+        """When the earliest missing oplog is due to be asked for (None: nothing missing).
+
+        Deadlines are kept in order: each is `now + timeout` when it is set, and
+        an entry whose deadline is set again moves to the end."""
+        for state in self._missing.values():
+            return state.deadline
+        return None
 
     def due(self, now: int) -> dict[bytes, list[bytes]]:
         """What to ask whom for now: {peer: oplog IDs}; each such link is grafted.
@@ -141,15 +152,18 @@ class LazyPush:
         timeout later, until it arrives or no announcer is left.
         """
         asks: dict[bytes, list[bytes]] = {}
-        for oid, state in list(self._missing.items()):
+        missing = self._missing
+        while missing:
+            oid, state = next(iter(missing.items()))
             if state.deadline > now:
-                continue
+                break  # in deadline order: none after it is due either
             if not state.announcers:
-                del self._missing[oid]
+                del missing[oid]
                 continue
             peer = state.announcers.pop(0)
             asks.setdefault(peer, []).append(oid)
             state.deadline = now + self.timeout
+            missing.move_to_end(oid)
         for peer in asks:
             self.graft(peer)
         self.requested += sum(len(ids) for ids in asks.values())

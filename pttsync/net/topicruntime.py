@@ -326,9 +326,10 @@ class TopicRuntime:
 
     def on_ihave(self, link: PeerLink, msg: IHave) -> None:
         """A peer announced oplogs (lazypush.py): wait for the ones this node lacks."""
-        if self.admits_now(link.peer_id):
-            self.lazy.announced(link.peer_id, list(msg.ids), self.clock())
-            self._lazy_changed.set()
+        if not self.admits_now(link.peer_id):
+            return
+        if self.lazy.announced(link.peer_id, list(msg.ids), self.clock()):
+            self._lazy_changed.set()  # the timer slept with nothing to wait for
 
     def on_iwant(self, link: PeerLink, msg: IWant) -> None:
         """A peer asks for announced oplogs: send them, and push to it eagerly again."""
