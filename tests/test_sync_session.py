@@ -25,7 +25,8 @@ from pttsync.core.sync.msgcodec import decode_message, encode_message
 from pttsync.core.sync.receiver import Receiver
 from pttsync.core.sync.requester import Requester
 from pttsync.core.sync.session import ACCEPTS, Role, State
-from pttsync.core.timeutil import HOUR_NS, parse_iso
+from pttsync.core.sync.syncview import TreeView, list_digest, window_digest, window_end
+from pttsync.core.timeutil import HOUR_NS, hour_start, parse_iso
 from pttsync.errors import RemoteProtocolError
 from pttsync.localsync import run_round
 
@@ -374,3 +375,21 @@ def test_first_round_window_is_the_last_day() -> None:
     assert isinstance(msg, SyncOplog)
     assert decode_message(encode_message(msg)) == msg
     assert msg.to_sync_time == NOW - 25 * HOUR_NS  # never synced: a day, less the offset
+
+
+def test_a_round_basis_is_remembered_until_the_tree_or_the_hour_changes() -> None:
+    """The tree list, the window and their digests are read once per tree and hour:
+    a round between peers in sync reads nothing else."""
+    store = new_store()
+    put(store, gen(30, OLD_START, NOW, seed=41))
+    view = TreeView(store, TID)
+    first = view.basis(NOW)
+    assert view.basis(NOW + 1) is first  # the same hour, the same tree
+    assert first.list_digest == list_digest(view.tree_list(NOW))
+    assert first.window_digest == window_digest(view.leaves(hour_start(NOW), window_end(NOW)))
+    put(store, gen(1, NOW - HOUR_NS, NOW - 1, seed=42))  # a commit: the tree changed
+    second = view.basis(NOW)
+    assert second is not first and second.list_digest != first.list_digest
+    later = view.basis(NOW + HOUR_NS)  # another hour: read again
+    assert later is not second
+    assert later.list_digest == list_digest(view.tree_list(NOW + HOUR_NS))

@@ -194,7 +194,7 @@ class Findings:
                 raise RemoteProtocolError(f"the tree list names no node: {exc}") from None
             theirs[(int(n.level), 0, n.start)] = n.hash
         view = self.ctx.view
-        nodes = [n for n in view.tree_list(t) if in_segments(n.level, mask)]
+        nodes = [n for n in view.basis(t).nodes if in_segments(n.level, mask)]
         if mask & WINDOW_NODES:
             nodes += view.window_hours(hs, end)
         mine = {(int(n.level), 0, n.start): n.hash for n in nodes}

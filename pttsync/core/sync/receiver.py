@@ -67,10 +67,8 @@ from .syncview import (
     child_ref,
     differing_segments,
     in_segments,
-    list_digest,
     node_range,
     verify_item,
-    window_digest,
     window_end,
 )
 
@@ -144,13 +142,14 @@ class Receiver:
     def _on_sync_oplog(self, msg: SyncOplog) -> list[Message]:
         t = msg.to_sync_time
         view = self.ctx.view
-        nodes = view.tree_list(t)
-        mask = differing_segments(list_digest(nodes), msg.list_digest)
+        basis = view.basis(t)
+        nodes = basis.nodes
+        mask = differing_segments(basis.list_digest, msg.list_digest)
         w = self.ctx.config.fingerprint
         sent = [ListNode(n.level, n.start, n.hash[:w]) for n in nodes if in_segments(n.level, mask)]
         self._window_end = end = window_end(t)
-        window = view.leaves(hour_start(t), end)
-        window_differs = window_digest(window) != msg.window_digest
+        window = basis.window
+        window_differs = basis.window_digest != msg.window_digest
         dense = window_differs and len(window) > self.ctx.config.window_list_max
         if dense:
             # Too many leaves to list: send the window's hours, to be descended.

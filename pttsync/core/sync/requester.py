@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...errors import RemoteProtocolError, UsageError
-from ..timeutil import DAY_NS, MAX_TIME, hour_start
+from ..timeutil import DAY_NS, MAX_TIME
 from .compare import Findings, Range, split_rest
 from .fingerprint import (
     FULL,
@@ -74,18 +74,13 @@ from .session import (
     remote_input,
     want_cost,
 )
-from .syncview import (
-    Ref,
-    list_digest,
-    window_digest,
-    window_end,
-)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..lifecycle.handle import HandleResult
     from .session import SyncContext
+    from .syncview import Ref
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +144,10 @@ class Requester:
         self._started = now
         t = self.to_sync_time(now)
         self._f = Findings(self.ctx, self.stats, t)
-        view = self.ctx.view
-        window = view.leaves(hour_start(t), window_end(t))
+        basis = self.ctx.view.basis(t)
         msg = SyncOplog(
             self.ctx.topic_id, round_id, self._next_seq(), t,
-            list_digest(view.tree_list(t)), window_digest(window), self.ctx.has_pending(),
+            basis.list_digest, basis.window_digest, self.ctx.has_pending(),
         )  # fmt: skip
         self._out[msg.seq] = _Request(msg.TYPE)
         return self._sent([msg])

@@ -20,6 +20,7 @@ now (compare.py), never taken for a lie.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...errors import RemoteProtocolError
@@ -191,6 +192,17 @@ def expected_list_level(to_sync_time: int, start: int) -> Level | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class RoundBasis:
+    """What every round at a to-sync-time starts from: the tree list, the window's
+    leaves, and the digests of both."""
+
+    nodes: list[ListNode]
+    list_digest: bytes
+    window: list[Leaf]
+    window_digest: bytes
+
+
 class TreeView:
     """A topic's tree, read the way a sync session needs it."""
 
@@ -199,9 +211,28 @@ class TreeView:
         self.topic_id = topic_id
         self.tree = store.tree(topic_id)
         self._s = self.tree._s  # the storage, for node reads by ref
+        self._basis: tuple[tuple[bytes, int], RoundBasis] | None = None
 
     def tree_list(self, to_sync_time: int) -> list[ListNode]:
         return [ListNode(n.level, n.start, n.hash) for n in self.tree.tree_list(to_sync_time)]
+
+    def basis(self, to_sync_time: int) -> RoundBasis:
+        """The tree list and the window of a round at `to_sync_time`, with their digests.
+
+        Both depend on the to-sync-time only through its hour, and on the tree only
+        through its valid leaves, which the tree's digest stands for: so they are
+        remembered until either changes.  A round between peers in sync then reads
+        the tree's year nodes and nothing else, on either side.
+        """
+        hs = hour_start(to_sync_time)
+        key = (self.tree.digest(), hs)
+        if self._basis is not None and self._basis[0] == key:
+            return self._basis[1]
+        nodes = self.tree_list(to_sync_time)
+        window = self.leaves(hs, window_end(to_sync_time))
+        basis = RoundBasis(nodes, list_digest(nodes), window, window_digest(window))
+        self._basis = (key, basis)
+        return basis
 
     def leaves(self, start: int, end: int) -> list[Leaf]:
         return self.tree.leaves(start, end)
