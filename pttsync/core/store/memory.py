@@ -56,8 +56,9 @@ class _Topic:
     info: TopicInfo
     oplogs: dict[bytes, StoredOplog] = field(default_factory=dict)
     bodies: dict[bytes, bytes] = field(default_factory=dict)  # encoded lazily, by ID
-    by_object: dict[bytes, set[bytes]] = field(default_factory=dict)
-    object_ops: dict[bytes, dict[int, int]] = field(default_factory=dict)  # op -> count
+    # object ID -> its (oplog ID, op) pairs: immutable, so copies share them until a
+    # write replaces one (a thousand simulated peers start from one template).
+    by_object: dict[bytes, tuple[tuple[bytes, int], ...]] = field(default_factory=dict)
     by_op: dict[int, set[bytes]] = field(default_factory=dict)
     not_valid: set[bytes] = field(default_factory=set)
     counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # by status value
@@ -85,8 +86,7 @@ class _Topic:
             self.info,
             dict(self.oplogs),
             dict(self.bodies),
-            {k: set(v) for k, v in self.by_object.items()},
-            {k: dict(v) for k, v in self.object_ops.items()},
+            dict(self.by_object),
             {k: set(v) for k, v in self.by_op.items()},
             set(self.not_valid),
             list(self.counts),
@@ -102,14 +102,12 @@ class _Topic:
         oid = o.oplog_id
         self.oplogs[oid] = stored
         self._order = None
-        ids = self.by_object.get(o.object_id)
-        if ids is None:
-            ids = self.by_object[o.object_id] = set()
+        pairs = self.by_object.get(o.object_id)
+        if pairs is None:
+            pairs = ()
             self._objects = None
-            self.object_ops[o.object_id] = {}
-        ids.add(oid)
-        ops = self.object_ops[o.object_id]
-        ops[o.op] = ops.get(o.op, 0) + 1
+        if all(k != oid for k, _ in pairs):
+            self.by_object[o.object_id] = (*pairs, (oid, o.op))
         self.by_op.setdefault(o.op, set()).add(oid)
         self.counts[stored.status.value] += 1
         if stored.status is not _VALID:
@@ -122,14 +120,11 @@ class _Topic:
         o = stored.oplog
         self.bodies.pop(oid, None)
         self._order = None
-        ids = self.by_object[o.object_id]
-        ids.discard(oid)
-        ops = self.object_ops[o.object_id]
-        ops[o.op] -= 1
-        if not ops[o.op]:
-            del ops[o.op]
-        if not ids:
-            del self.by_object[o.object_id], self.object_ops[o.object_id]
+        rest = tuple(p for p in self.by_object[o.object_id] if p[0] != oid)
+        if rest:
+            self.by_object[o.object_id] = rest
+        else:
+            del self.by_object[o.object_id]
             self._objects = None
         same_op = self.by_op[o.op]
         same_op.discard(oid)
@@ -270,7 +265,7 @@ class MemoryStore:
         t = self._t(topic_id)
         out: list[StoredOplog] = []
         for object_id in sorted(set(object_ids)):
-            out += [t.oplogs[k] for k in sorted(t.by_object.get(object_id, ()))]
+            out += [t.oplogs[k] for k in sorted(k for k, _ in t.by_object.get(object_id, ()))]
         return out
 
     def by_op_range(self, topic_id: bytes, lo: int, hi: int) -> list[StoredOplog]:
@@ -300,7 +295,7 @@ class MemoryStore:
         out: list[bytes] = []
         lo, hi = ops
         for object_id in t.objects[pick(t.objects, after) :]:
-            if any(lo <= op < hi for op in t.object_ops[object_id]):
+            if any(lo <= op < hi for _, op in t.by_object[object_id]):
                 out.append(object_id)
                 if len(out) >= limit:
                     break
