@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from pttsync.core import codec
 from pttsync.core.oplog import MAX_DATA_SIZE, OplogStatus, SignKind, cosign, create_oplog
 from pttsync.core.oplogcodec import decode_oplog, encode_oplog
-from pttsync.core.store.recordpack import pack, unpack
+from pttsync.core.store.recordpack import pack
+from pttsync.core.store.recordpack import records as rebuilt
 from pttsync.core.store.sqlite import SqliteStore
 from pttsync.core.topic import new_topic
 from pttsync.errors import InvalidOplogError
@@ -52,6 +53,12 @@ def records(draw: st.DrawFn) -> Oplog:
     if draw(st.booleans()):
         o = cosign(o, CAROL, SignKind.INTERNAL, t + draw(st.integers(0, 300)))
     return o
+
+
+def unpack(topic_id: bytes, oid: object, body: object, *rest: object) -> object:
+    """The record `records` rebuilds from a row of these columns (status 3)."""
+    ((_, record, _),) = rebuilt(topic_id, [(oid, 3, body, *rest)])
+    return record
 
 
 def columns(o: Oplog) -> tuple[bytes, bytes, int, int, bytes, int]:

@@ -83,27 +83,19 @@ class Dispatcher:
                     if peer_id != self.peer_id and self.book.add(address, peer_id, now=now):
                         self.book_changed()
             case Route():
-                rt = self.topics.get(msg.topic)
-                if rt is None:
-                    raise RemoteProtocolError("a route for a topic this node never listed")
-                if msg.topic in link.topics:
+                if (rt := self._runtime(link, msg.topic, "a route")) is not None:
                     rt.on_route(link, msg)
-            case IHave() | IWant() | Prune():
-                rt = self.topics.get(msg.topic)
-                if rt is None:
-                    raise RemoteProtocolError(f"{type(msg).__name__} for a topic never listed")
-                if msg.topic in link.topics:
-                    if isinstance(msg, IHave):
-                        rt.on_ihave(link, msg)
-                    elif isinstance(msg, IWant):
-                        rt.on_iwant(link, msg)
-                    else:
-                        rt.on_prune(link)
+            case IHave():
+                if (rt := self._runtime(link, msg.topic, "an IHave")) is not None:
+                    rt.on_ihave(link, msg)
+            case IWant():
+                if (rt := self._runtime(link, msg.topic, "an IWant")) is not None:
+                    rt.on_iwant(link, msg)
+            case Prune():
+                if (rt := self._runtime(link, msg.topic, "a Prune")) is not None:
+                    rt.on_prune(link)
             case Push():
-                rt = self.topics.get(msg.topic)
-                if rt is None:
-                    raise RemoteProtocolError("a push for a topic this node never listed")
-                if msg.topic in link.topics:  # else: a removal it has not heard of yet
+                if (rt := self._runtime(link, msg.topic, "a push")) is not None:
                     link.stats.refused += rt.on_push(link, msg)
                     if link.stats.refused > MAX_REFUSED_PUSHED:
                         raise RemoteProtocolError(
@@ -112,6 +104,18 @@ class Dispatcher:
             case Message():
                 return self._on_sync(link, msg)
         return []
+
+    def _runtime(self, link: PeerLink, topic: bytes, what: str) -> TopicRuntime | None:
+        """The runtime a topic's node message goes to; None if the peer is not in that
+        topic (a removal it has not heard of yet).
+
+        Raises:
+            RemoteProtocolError: a topic this node never listed.
+        """
+        rt = self.topics.get(topic)
+        if rt is None:
+            raise RemoteProtocolError(f"{what} for a topic this node never listed")
+        return rt if topic in link.topics else None
 
     def _on_sync(self, link: PeerLink, msg: Message) -> list[Message]:
         rt = self.topics.get(msg.topic)

@@ -17,6 +17,7 @@ most once.  network.md describes the rules.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import TYPE_CHECKING, Protocol, TypeAlias
@@ -30,10 +31,10 @@ from ..core.oplogcodec import decode_known, encode_oplog
 from ..core.sync.session import MAX_BODY, pack_bodies, remote_input
 from .peer import encode_any
 from .routing import MAX_HOPS
-from .wire import MAX_IDS, MAX_PUSH_OPLOGS, IHave, Prune, Push
+from .wire import MAX_PUSH_OPLOGS, IHave, Prune, Push, id_chunks
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from ..core.lifecycle.replica import Commit, Replica
     from ..core.oplog import Oplog
@@ -145,6 +146,15 @@ class Pusher:
                 "%s: %d pushed oplogs refused: %s", self, len(result.rejected), result.rejected[0]
             )
         return len(result.rejected)
+
+    @contextlib.contextmanager
+    def storing_from(self, peer_id: bytes) -> Iterator[None]:
+        """Within: what is stored came in a sync message from `peer_id`, so it holds it."""
+        self.source = peer_id
+        try:
+            yield
+        finally:
+            self.source = None
 
     def _duplicate(self, link: PeerLink, push: Push) -> None:
         """A push of valid oplogs this node held already: the link leaves the tree."""
@@ -315,9 +325,9 @@ class PushRouter:
                 else:
                     self.stats.push_dropped += len(chunk)
         for peer_id, ids in announce.items():
-            for i in range(0, len(ids), MAX_IDS):
-                if peers[peer_id].try_send(IHave(self.topic_id, tuple(ids[i : i + MAX_IDS]))):
-                    self.stats.announced += len(ids[i : i + MAX_IDS])
+            for run in id_chunks(ids):
+                if peers[peer_id].try_send(IHave(self.topic_id, run)):
+                    self.stats.announced += len(run)
 
     def _second_home(
         self,

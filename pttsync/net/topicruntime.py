@@ -45,7 +45,6 @@ from ..core.lifecycle.governance import (
 )
 from ..core.lifecycle.replica import Replica
 from ..core.oplog import OplogStatus
-from ..core.oplogcodec import decode_known
 from ..core.store.integrity import Scrubber
 from ..core.sync.messages import Message, RejectCode, SyncOplog
 from ..core.sync.receiver import Receiver
@@ -56,7 +55,7 @@ from .lazypush import DEFAULT_LAZY_TIMEOUT, LazyPush
 from .push import Pusher, PushRouter
 from .routing import DEFAULT_MESH, Routes
 from .seen import SeenCache
-from .wire import MAX_IDS, IWant, Push, Route
+from .wire import IWant, Push, Route, id_chunks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -289,11 +288,10 @@ class TopicRuntime:
         req = self.requesters.get(link.peer_id)
         if req is None or not self.round_running(link.peer_id):
             return []  # a late reply to a round we gave up on: harmless
-        self.pusher.source = link.peer_id  # what this stores came from that peer
         try:
-            out = req.receive(msg, self.clock())
+            with self.pusher.storing_from(link.peer_id):
+                out = req.receive(msg, self.clock())
         finally:
-            self.pusher.source = None
             if req.done:
                 event = self._round_events.get(link.peer_id)
                 if event is not None:
@@ -312,11 +310,8 @@ class TopicRuntime:
             return [rec.reject(msg, RejectCode.UNKNOWN_TOPIC, "not a member of this topic")]
         if isinstance(msg, SyncOplog):
             self.stats.rounds_served += 1
-        self.pusher.source = link.peer_id
-        try:
+        with self.pusher.storing_from(link.peer_id):
             return rec.receive(msg, self.clock())
-        finally:
-            self.pusher.source = None
 
     # -- push (push.py) -------------------------------------------------------------------
 
@@ -340,10 +335,6 @@ class TopicRuntime:
         for chunk in pack_bodies(bodies, MAX_BODY):
             if link.try_send(Push(self.topic_id, tuple(chunk))):
                 self.stats.pushed += len(chunk)
-                for body in chunk:
-                    oplog = decode_known(body)
-                    if oplog is not None:
-                        self.seen.holders((oplog.oplog_id, oplog.hash)).add(link.peer_id)
 
     def _holds_valid(self, oplog_ids: list[bytes]) -> set[bytes]:
         """Which of these oplogs this node holds as valid (a pending copy is not enough:
@@ -373,9 +364,9 @@ class TopicRuntime:
             by_id = {ln.peer_id: ln for ln in links()}
             for peer_id, ids in self.lazy.due(self.clock()).items():
                 link = by_id.get(peer_id)
-                for i in range(0, len(ids), MAX_IDS):
-                    if link is not None:
-                        link.try_send(IWant(self.topic_id, tuple(ids[i : i + MAX_IDS])))
+                if link is not None:
+                    for chunk in id_chunks(ids):
+                        link.try_send(IWant(self.topic_id, chunk))
 
     def _trio_at(self, t: int) -> float:
         """The trio time at which this node's clock reads `t` (ns)."""

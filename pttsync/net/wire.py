@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import codec
 from ..core.identity import PEER_ID_SIZE
@@ -41,6 +41,9 @@ from ..core.sync.frames import MAX_FRAME_SIZE
 from ..core.sync.messages import PROTOCOL_VERSION, Message
 from ..core.sync.msgcodec import decode_message
 from ..errors import RemoteProtocolError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 MAX_TOPICS = 64  # topics listed in one Hello
 MAX_CREDENTIALS = 64  # governance oplogs in one Hello
@@ -127,6 +130,13 @@ class Prune(NodeMessage):
 
 
 MAX_HOPS = 16
+
+
+def id_chunks(ids: list[bytes]) -> Iterator[tuple[bytes, ...]]:
+    """`ids` in runs of at most MAX_IDS: the `ids` of successive IHave or IWant messages."""
+    for i in range(0, len(ids), MAX_IDS):
+        yield tuple(ids[i : i + MAX_IDS])
+
 
 AnyMessage = Message | NodeMessage
 

@@ -3,7 +3,7 @@
 A record (oplogcodec.py) carries its topic ID, oplog ID, hash, update time,
 create time, object ID and op.  The oplogs row holds each of them in a
 column (the topic as its small key), so storing them again in the record
-cost ~150 of its ~340 bytes.  `pack` keeps the rest; `unpack` rebuilds the
+cost ~150 of its ~340 bytes.  `pack` keeps the rest; `records` rebuilds the
 very same bytes from what is kept and the columns, by splicing, without
 decoding anything (docs/pip-11/store.md, "Bytes on disk").
 
@@ -88,23 +88,9 @@ def pack(record: bytes, oplog: Oplog) -> bytes:
     )
 
 
-def unpack(
-    topic_id: bytes,
-    oplog_id: object,
-    body: object,
-    hash_: object,
-    update_time: object,
-    create_time: object,
-    object_id: object,
-    op: object,
-) -> object:
-    """The whole record a row holds; the body as stored if the row cannot give one."""
-    tp = Keys.TP + codec.bstr(topic_id) + Keys.UT
-    return _unpack(tp, (oplog_id, None, body, hash_, update_time, create_time, object_id, op))
-
-
 def _unpack(tp: bytes, row: tuple[object, ...]) -> object:
-    """`unpack` of a `RECORD` row, with the topic's entry and the ut key (`tp`) made once."""
+    """The whole record a `RECORD` row holds; the body as stored if the row cannot give
+    one.  `tp` is the topic's entry and the ut key, made once for all the rows."""
     oid, _, body, h, ut, ct, ob, op = row[:8]
     if type(body) is not bytes or body[:1] == _WHOLE:
         return body

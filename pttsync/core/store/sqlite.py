@@ -439,7 +439,8 @@ class SqliteStore:
     def raw_records(
         self, topic_id: bytes, *, after: bytes = b"", limit: int = 1000
     ) -> list[tuple[object, object, object]]:
-        """(oplog ID, record, status) rows as stored, by ID after `after`: not decoded."""
+        """(oplog ID, record, status) rows as stored (the record rebuilt from its row),
+        by ID after `after`: not decoded."""
         return records(topic_id, raw_records(self._db, self._key(topic_id), after, limit))
 
     def quarantined(self, topic_id: bytes, *, limit: int = 1000) -> list[Damage]:

@@ -294,7 +294,7 @@ class Requester:
         while f.want_ranges and len(ranges) < MAX_WANT_RANGES:
             if ranges and f.want_ranges[0][0] < ranges[-1][1]:
                 break  # keep each request's ranges in order and apart
-            if (ranges and _bulk(f.want_ranges[0])) or (ranges and _bulk(ranges[-1])):
+            if ranges and (_bulk(f.want_ranges[0]) or _bulk(ranges[-1])):
                 break  # a range over a day gets a request of its own: they run side by side
             ranges.append(f.want_ranges.popleft())
         cont, f.cont = f.cont, None
