@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 
 from pttsync.core.identity import Identity
-from pttsync.core.lifecycle import handle
 from pttsync.core.lifecycle.governance import OP_ROLE, Role, role_payload
 from pttsync.core.lifecycle.handle import (
     DEFAULT_CLOCK_SKEW,
@@ -336,7 +335,7 @@ def test_waiting_buffer_drops_the_oldest(
     handler: OplogHandler,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(handle, "MAX_WAITING", 2)
+    handler._waiting.limit = 2
     parent = make_oplog(alice, topic, T0)
     kids = [child(alice, topic, parent, T0 + i, f"k{i}") for i in range(1, 4)]
     for k in kids:
@@ -345,7 +344,7 @@ def test_waiting_buffer_drops_the_oldest(
     result = handler.handle(enc(parent), NOW)
     assert ids(result.added) == ids([parent, *kids[1:]])
     assert store.get(topic.topic_id, kids[0].oplog_id) is None  # the oldest was dropped
-    assert handler.waiting == 0 and handler._by_prev == {}
+    assert handler.waiting == 0 and handler._waiting._by_prev == {}
 
 
 def test_waiting_buffer_bound_within_one_batch(
@@ -355,15 +354,15 @@ def test_waiting_buffer_bound_within_one_batch(
     handler: OplogHandler,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(handle, "MAX_WAITING", 3)
+    handler._waiting.limit = 3
     parents = [make_oplog(alice, topic, T0 + i, f"p{i}") for i in range(5)]
     kids = [child(alice, topic, p, T0 + 10 + i, f"c{i}") for i, p in enumerate(parents)]
     result = handler.handle(enc(*kids), NOW)
     assert result.waiting == 3 and handler.waiting == 3
-    assert set(handler._by_prev) == ids(parents[2:])  # the index forgets the dropped ones
+    assert set(handler._waiting._by_prev) == ids(parents[2:])  # the index forgets the dropped ones
     result = handler.handle(enc(*parents), NOW)
     assert ids(result.added) == ids(parents + kids[2:])
-    assert handler.waiting == 0 and handler._by_prev == {}
+    assert handler.waiting == 0 and handler._waiting._by_prev == {}
 
 
 def test_waiting_copies_of_one_oplog_keep_the_best(
@@ -425,7 +424,7 @@ def test_waiter_stored_directly_leaves_the_buffer(
     # The same oplog again, now with its parent present: stored, and no longer waiting.
     result = mine.handle(enc(better), NOW)
     assert result.added == [better] and result.waiting == 0
-    assert mine.waiting == 0 and mine._by_prev == {}
+    assert mine.waiting == 0 and mine._waiting._by_prev == {}
     # Arriving in the other order, the better held copy wins over the new one.
     with Store.memory() as s:
         s.add_topic(topic)

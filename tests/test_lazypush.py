@@ -12,7 +12,8 @@ import trio
 from trio.testing import MockClock
 
 from pttsync.errors import RemoteProtocolError
-from pttsync.net.lazypush import MAX_ANNOUNCERS, LazyPush
+from pttsync.net.lazypush import MAX_ANNOUNCERS, MAX_QUEUED, LazyPush
+from pttsync.net.peer import PeerLink
 from pttsync.net.wire import MAX_IDS, IHave, IWant, Prune, decode_any, encode_node_message
 
 from .nethelpers import all_agree, make_cluster, value_of, wait_until
@@ -82,6 +83,36 @@ def test_missing_oplogs_and_announcers_are_bounded() -> None:
     assert len(set(asked)) <= MAX_ANNOUNCERS + 1
 
 
+def test_announcements_go_at_once_after_a_quiet_spell_then_gathered() -> None:
+    lp = LazyPush(lambda ids: set(), timeout=500 * MS, announce_every=250 * MS)
+    assert lp.outbox_due() is None and lp.next_wake() is None
+    lp.announce(A, (X, b"h"))
+    assert lp.take_outbox(now=0) == {A: [(X, b"h")]}  # the first: at once
+    lp.announce(A, (Y, b"h"))
+    lp.announce(B, (Y, b"h"))
+    lp.announce(A, (Y, b"h"))  # queued once
+    assert lp.outbox_due() == lp.next_wake() == 250 * MS
+    assert lp.take_outbox(now=249 * MS) == {}
+    assert lp.take_outbox(now=250 * MS) == {A: [(Y, b"h")], B: [(Y, b"h")]}
+    lp.announce(C, (X, b"h"))
+    lp.announced(A, [Y], now=300 * MS)  # missing: due at 800 ms; the outbox at 500 ms
+    assert lp.next_wake() == 500 * MS
+    lp.forget(C)  # a peer gone: nothing is kept for it
+    assert lp.outbox_due() is None and lp.next_wake() == 800 * MS
+    lp.announce(C, (X, b"h"))
+    assert lp.take_outbox(now=10**12) == {C: [(X, b"h")]}  # long quiet: at once
+
+
+def test_the_announcement_outbox_is_bounded() -> None:
+    lp = LazyPush(lambda ids: set(), timeout=500 * MS, announce_every=250 * MS)
+    lp.take_outbox(now=0)
+    for i in range(MAX_QUEUED + 10):
+        lp.announce(A, (i.to_bytes(32, "big"), b"h"))
+    assert len(lp.take_outbox(now=10**12)[A]) == MAX_QUEUED  # the rest: anti-entropy
+    lp.announce(A, (X, b"h"))
+    assert lp.outbox_due() is not None  # room again once they went
+
+
 # -- the wire ---------------------------------------------------------------------------
 
 
@@ -147,6 +178,37 @@ async def test_a_peer_cut_from_the_tree_gets_writes_by_asking(autojump_clock: Mo
         assert trio.current_time() - start < 3  # announced, asked for: no anti-entropy round
         rt = victim.topic()
         assert rt.lazy.requested >= 1 and rt.lazy.grafts >= 1
+
+
+async def test_a_stream_of_writes_is_announced_in_fewer_messages_than_ids(
+    autojump_clock: MockClock,
+) -> None:
+    """Announcements are gathered: one `IHave` per lazy link per quarter second
+    carries every write of it, and each write still arrives within seconds."""
+    cluster = make_cluster(5)
+    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+        await wait_until(nodes, lambda: all(len(n.links) == 4 for n in nodes), limit=60)
+        victim = nodes[3]
+        for n in nodes:
+            for peer_id in list(n.links):
+                if n is victim or peer_id == victim.peer_id:
+                    n.topic().lazy.prune(peer_id)
+        rt = victim.topic()
+        heard: list[int] = []
+        on_ihave = rt.on_ihave
+
+        def counting(link: PeerLink, msg: IHave) -> None:
+            heard.append(len(msg.ids))
+            on_ihave(link, msg)
+
+        rt.on_ihave = counting  # type: ignore[method-assign]
+        start = trio.current_time()
+        for i in range(6):  # one every 0.1 s: each its own push batch
+            await nodes[0].put(f"burst{i}", i)
+            await trio.sleep(0.1)
+        await wait_until(nodes, lambda: value_of(victim, "burst5") == 5, limit=10)
+        assert trio.current_time() - start < 3
+        assert len(heard) < sum(heard)  # some announcement carried more than one write
 
 
 async def test_an_announcement_for_an_unknown_topic_breaks_the_protocol(

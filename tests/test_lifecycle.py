@@ -1081,3 +1081,44 @@ def test_a_schema_2_store_migrates_to_the_current_schema(tmp_path: Path) -> None
         # The lifecycle works on it: the pending oplog expires into the new table.
         assert handle_failed(r, T0 + 3 + DEFAULT_EXPIRY + 1) == [pending]
         assert [f.oplog_id for f in migrated.failed(info.topic_id)] == [pending.oplog_id]
+
+
+def test_a_pending_oplog_ahead_of_its_previous_log_waits_for_it() -> None:
+    """Was: refused ("its previous log is not here"), and the peer that pushed it,
+    counting the receiver as holding it, never sent it again: a member's write to
+    a hot document stuck on its way to the master for good (1,000 writes at 300
+    simulated peers, seed 1).  Now it waits, as a valid one does, in a chain too."""
+    info = topic()
+    master = found(info)
+    grant(master, ALICE, Role.MEMBER, T0 + 1)
+    relay = peer(info, None, master, T0 + 1)  # it has the grant, not yet `first`
+    first, _ = master.create(object_id=b"hot", op=OP_PUT, value=put_payload(1), now=T0 + 2)
+    alice = peer(info, ALICE, master, T0 + 3)
+    chain: list[Oplog] = []
+
+    def next_version(t: int) -> Oplog:
+        prev = (chain or [first])[-1].oplog_id
+        o, st = alice.create(object_id=b"hot", op=OP_PUT, value=put_payload(t), now=t, prev_id=prev)
+        assert st is OplogStatus.PENDING
+        chain.append(o)
+        return o
+
+    for i in range(3):
+        next_version(T0 + 4 + i)
+    h = handler(relay)
+    for o in reversed(chain):  # the newest first: each waits for the one before
+        result = h.handle_pending_oplogs(enc(o), T0 + 10)
+        assert result.rejected == [] and result.waiting == 1 and result.stored == []
+    assert h.waiting == 3
+    result = h.handle(enc(first), T0 + 11)  # the first's previous log, valid, by sync
+    assert result.added == [first] and h.waiting == 0
+    assert all(status(relay, o) is OplogStatus.PENDING for o in chain)
+    # A long chain, newest first, is released in turn (not by recursion) when its
+    # oldest arrives.
+    long = [next_version(T0 + 20 + i) for i in range(1500)]
+    for o in reversed(long[1:]):
+        assert h.handle_pending_oplogs(enc(o), T0 + 2000).waiting == 1
+    assert h.waiting == 1499
+    h.handle_pending_oplogs(enc(long[0]), T0 + 2000)
+    assert h.waiting == 0
+    assert all(status(relay, o) is OplogStatus.PENDING for o in long)

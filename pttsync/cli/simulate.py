@@ -125,6 +125,8 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
         "help": "peers each node picks for its push mesh; 0 pushes to every peer (default 3)"}),
     ("--push-every", "push_every", {"type": _number(float, 0, 60), "metavar": "S",
         "help": "at most one push batch per node every S seconds (default 0.1)"}),
+    ("--announce-every", "announce_every", {"type": _number(float, 0, 60), "metavar": "S",
+        "help": "at most one lazy-push announcement per link every S seconds (default 0.25)"}),
     ("--max-peers", "max_peers", {"type": _number(int, 1, 1024), "metavar": "N",
         "help": "connections per node (default 16)"}),
     ("--bootstrap", "bootstrap", {"type": _number(int, 0, 64), "metavar": "N",

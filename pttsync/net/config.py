@@ -10,6 +10,11 @@
 * `push_every` 0.1 s: at most one push batch per topic this often; under a
   stream of writes each message carries many oplogs instead of one, at the
   cost of up to this much delay per hop (none after a quiet spell).
+* `announce_every` 0.25 s: lazy push's announcements (`IHave`, lazypush.py)
+  are gathered like push batches, but longer: the first after a quiet spell
+  goes at once, then at most one per lazy link this often.  They only
+  repair what the tree missed, so they may wait; riak_core's Plumtree
+  sends them once a second, libp2p's gossipsub at its 1 s heartbeat.
 * `push_mesh` 3: each node picks this many of its peers for the push mesh
   (routing.py); a link is in the mesh if either end picked it.  Valid
   oplogs are pushed over the mesh only (0: to every peer, i.e. flooding).
@@ -85,6 +90,7 @@ class NodeConfig:
     push: bool = True
     push_mesh: int = 3
     push_every: float = 0.1
+    announce_every: float = 0.25
     push_max_age: int = 600 * NS_PER_SECOND
     handshake_timeout: float = 10.0
     max_handshakes: int = 64
@@ -113,8 +119,10 @@ class NodeConfig:
                 check_address(address[:-2] + ":1" if address.endswith(":0") else address)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-        if not isinstance(self.push_every, int | float) or not 0 <= self.push_every <= 60:
-            raise UsageError("NodeConfig.push_every must be a number in [0, 60]")
+        for name in ("push_every", "announce_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value <= 60:
+                raise UsageError(f"NodeConfig.{name} must be a number in [0, 60]")
         positive = {
             "sync_interval": (0.001, 86400.0),
             "handshake_timeout": (0.001, 3600.0),

@@ -19,6 +19,14 @@ by a failure heals itself, and anti-entropy still repairs whatever both
 miss.  Pending oplogs keep their own route (downhill to a master), and are
 never announced.
 
+Announcements are gathered as pushes are (Nagle's idea): the first after a
+quiet spell goes at once, and then at most one `IHave` per peer every
+`announce_every`, carrying every ID queued meanwhile.  Under a stream of
+writes a node's push batches carry one or two oplogs each, and one `IHave`
+per lazy link per batch was 70% of a simulated network's messages and a
+third of its time (simulation.md).  The IDs a peer is known to hold by
+then are left out.
+
 `LazyPush` holds one topic's state and decides; it does no I/O and is
 given the time (nanoseconds).  Everything is bounded: the IDs missing at a
 time (`max_missing`; beyond it, anti-entropy repairs), the announcers
@@ -36,7 +44,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["DEFAULT_LAZY_TIMEOUT", "LazyPush"]
+__all__ = ["DEFAULT_ANNOUNCE_EVERY", "DEFAULT_LAZY_TIMEOUT", "LazyPush"]
 
 DEFAULT_LAZY_TIMEOUT = 250 * 10**6
 """How long an announced oplog may take to arrive by the tree before it is asked for (ns).
@@ -46,6 +54,18 @@ asks for copies that were on their way (one extra copy each); a longer one
 delays every write the tree misses somewhere.  Measured at 300 simulated
 peers (network.md): 0.5 s gave a median spread of 0.91 s, 0.25 s 0.60 s,
 for the same bytes."""
+
+DEFAULT_ANNOUNCE_EVERY = 250 * 10**6
+"""At most one announcement per lazy link this often, after the first (ns).
+
+An announcement repairs what the tree missed, so it may wait: a write the
+tree brings (nearly all) needs none, and a missed one is asked for a
+`timeout` after its announcement anyway.  Waiting as long as that timeout
+at most doubles the repair's wait while gathering a quarter-second of
+writes into each message (measured in network.md, "Lazy push")."""
+
+MAX_QUEUED = 4096
+"""Oplog IDs waiting to be announced, over all peers; beyond it, anti-entropy repairs."""
 
 MAX_ANNOUNCERS = 4
 """Peers remembered as holding one missing oplog: the first is asked, then the next."""
@@ -71,10 +91,16 @@ class LazyPush:
         holds: Callable[[list[bytes]], set[bytes]],
         *,
         timeout: int = DEFAULT_LAZY_TIMEOUT,
+        announce_every: int = DEFAULT_ANNOUNCE_EVERY,
         max_missing: int = 4096,
     ) -> None:
         self._holds = holds  # which of these oplog IDs the store holds as valid
         self.timeout = timeout
+        self.announce_every = announce_every
+        # peer -> (oplog ID, hash) pairs to announce to it, in order, without repeats
+        self._outbox: dict[bytes, dict[tuple[bytes, bytes], None]] = {}
+        self._queued = 0
+        self._last_sent: int | None = None  # when the outbox last went out
         self.max_missing = max_missing
         self._lazy: set[bytes] = set()  # peers we announce to instead of pushing
         self._missing: OrderedDict[bytes, _Missing] = OrderedDict()  # oplog ID -> state
@@ -105,9 +131,44 @@ class LazyPush:
     def forget(self, peer_id: bytes) -> None:
         """A peer disconnected: its link starts eager if it comes back."""
         self._lazy.discard(peer_id)
+        self._queued -= len(self._outbox.pop(peer_id, ()))
         for state in self._missing.values():
             if peer_id in state.announcers:
                 state.announcers.remove(peer_id)
+
+    # -- announcements (what this node tells its lazy links) ------------------------
+
+    def announce(self, peer_id: bytes, key: tuple[bytes, bytes]) -> None:
+        """Queue an announcement of the oplog copy `key` (ID, hash) to `peer_id`."""
+        ids = self._outbox.get(peer_id)
+        if ids is None:
+            ids = self._outbox[peer_id] = {}
+        if key not in ids and self._queued < MAX_QUEUED:
+            ids[key] = None
+            self._queued += 1
+
+    def outbox_due(self) -> int | None:
+        """When the queued announcements may go (None: nothing queued): at once after
+        a quiet spell, else `announce_every` after the last ones went."""
+        if not self._outbox:
+            return None
+        return -1 if self._last_sent is None else self._last_sent + self.announce_every
+
+    def take_outbox(self, now: int) -> dict[bytes, list[tuple[bytes, bytes]]]:
+        """The queued announcements, by peer, if they are due at `now`; else nothing."""
+        due = self.outbox_due()
+        if due is None or due > now:
+            return {}
+        out = {peer: list(keys) for peer, keys in self._outbox.items()}
+        self._outbox.clear()
+        self._queued = 0
+        self._last_sent = now
+        return out
+
+    def next_wake(self) -> int | None:
+        """The earliest of the next missing oplog's deadline and the outbox's (None: neither)."""
+        times = [t for t in (self.next_deadline(), self.outbox_due()) if t is not None]
+        return min(times, default=None)
 
     # -- oplogs ------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..core.identity import peer_id_text
+from ..core.timeutil import NS_PER_SECOND
 from ..errors import (
     ConnectionLostError,
     HandshakeError,
@@ -113,6 +114,7 @@ class Node:
                 store, info, identity, config=config.sync, clock=self.clock, links=self.links,
                 push_queue=config.push_queue, seen_cache=config.seen_cache,
                 push_max_age=config.push_max_age, push_mesh=config.push_mesh, rng=self.rng,
+                announce_every=round(config.announce_every * NS_PER_SECOND),
             )  # fmt: skip
             self.topics[info.topic_id] = rt
         self.book = AddressBook(self.rng, base=config.backoff_base, cap=config.backoff_max)

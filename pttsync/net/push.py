@@ -135,7 +135,7 @@ class Pusher:
                 result = self.ctx.handler.handle_pending_oplogs(fresh, now)
             else:
                 result = self.ctx.handler.handle_oplogs(fresh, now)
-        if not result.stored and not result.rejected:
+        if not result.stored and not result.rejected and not result.waiting:
             self._duplicate(link, push)
         better = {o.oplog_id for o in result.improved}  # we hold a better copy than it sent
         for o in result.stored:
@@ -285,8 +285,7 @@ class PushRouter:
         eager = [ln for ln in mesh if self.lazy.eager(ln.peer_id)]
         lazy = [ln for ln in mesh if not self.lazy.eager(ln.peer_id)]
         peers: dict[bytes, PeerLink] = {}
-        queued: dict[tuple[bytes, bool], list[bytes]] = {}  # (peer, pending) -> records
-        announce: dict[bytes, list[bytes]] = {}  # peer -> IDs (lazy links)
+        queued: dict[tuple[bytes, bool], list[tuple[bytes, Holders]]] = {}  # -> (record, holders)
         for oplog, status in batch:
             holders = self.seen.holders((oplog.oplog_id, oplog.hash))
             is_pending = status is not OplogStatus.VALID
@@ -294,8 +293,7 @@ class PushRouter:
                 targets = eager
                 for link in lazy:
                     if link.peer_id not in holders:
-                        peers[link.peer_id] = link
-                        announce.setdefault(link.peer_id, []).append(oplog.oplog_id)
+                        self.lazy.announce(link.peer_id, (oplog.oplog_id, oplog.hash))
             else:
                 targets = [
                     ln
@@ -311,11 +309,12 @@ class PushRouter:
                 holders.add(link.peer_id)
                 body = body or encode_oplog(oplog)
                 peers[link.peer_id] = link
-                queued.setdefault((link.peer_id, is_pending), []).append(body)
+                queued.setdefault((link.peer_id, is_pending), []).append((body, holders))
         frames: dict[tuple[bool, tuple[bytes, ...]], bytes] = {}  # one encoding per content
-        for (peer_id, is_pending), bodies in queued.items():
+        for (peer_id, is_pending), items in queued.items():
             link = peers[peer_id]
-            for chunk in pack_bodies(bodies, MAX_BODY):
+            held_by = dict(items)
+            for chunk in pack_bodies(list(held_by), MAX_BODY):
                 key = (is_pending, tuple(chunk))
                 frame = frames.get(key)
                 if frame is None:
@@ -324,9 +323,24 @@ class PushRouter:
                     self.stats.pushed += len(chunk)
                 else:
                     self.stats.push_dropped += len(chunk)
-        for peer_id, ids in announce.items():
+                    for body in chunk:  # not sent: the next relay may try again
+                        held_by[body].discard(peer_id)
+        self.send_announcements(links)
+
+    def send_announcements(self, links: Iterable[PeerLink]) -> None:
+        """Send the queued announcements (lazypush.py) if they are due, leaving out
+        the oplogs each peer is known to hold by now."""
+        out = self.lazy.take_outbox(self._clock())
+        if not out:
+            return
+        by_id = {ln.peer_id: ln for ln in links}
+        for peer_id, keys in out.items():
+            link = by_id.get(peer_id)
+            if link is None or not self._admits(peer_id):
+                continue
+            ids = [oid for oid, h in keys if peer_id not in (self.seen.get((oid, h)) or ())]
             for run in id_chunks(ids):
-                if peers[peer_id].try_send(IHave(self.topic_id, run)):
+                if link.try_send(IHave(self.topic_id, run)):
                     self.stats.announced += len(run)
 
     def _second_home(

@@ -32,6 +32,9 @@ class Holders:
     def add(self, peer_id: bytes) -> None:
         self._peers[peer_id] = self._cache._epochs.get(peer_id, 0)
 
+    def discard(self, peer_id: bytes) -> None:
+        self._peers.pop(peer_id, None)
+
 
 class SeenCache:
     """Which peers are known to hold each oplog copy: bounded, oldest forgotten first.

@@ -51,7 +51,7 @@ from ..core.sync.receiver import Receiver
 from ..core.sync.requester import Requester
 from ..core.sync.session import MAX_BODY, State, SyncConfig, SyncContext, pack_bodies
 from ..errors import ConnectionLostError, InvalidOplogError
-from .lazypush import DEFAULT_LAZY_TIMEOUT, LazyPush
+from .lazypush import DEFAULT_ANNOUNCE_EVERY, DEFAULT_LAZY_TIMEOUT, LazyPush
 from .push import Pusher, PushRouter
 from .routing import DEFAULT_MESH, Routes
 from .seen import SeenCache
@@ -105,6 +105,7 @@ class TopicRuntime:
         push_max_age: int = 600 * 10**9,
         push_mesh: int = DEFAULT_MESH,
         lazy_timeout: int = DEFAULT_LAZY_TIMEOUT,
+        announce_every: int = DEFAULT_ANNOUNCE_EVERY,
         rng: random.Random | None = None,
     ) -> None:
         self.rng = rng or random.Random()
@@ -127,7 +128,7 @@ class TopicRuntime:
         self.routes = Routes(push_mesh, self.rng)
         self.links = links
         me = identity.peer_id
-        self.lazy = LazyPush(self._holds_valid, timeout=lazy_timeout)
+        self.lazy = LazyPush(self._holds_valid, timeout=lazy_timeout, announce_every=announce_every)
         self._lazy_changed = trio.Event()
         self.router = PushRouter(
             self.topic_id, me, replica=self.replica, routes=self.routes, seen=self.seen,
@@ -354,13 +355,15 @@ class TopicRuntime:
             nursery.cancel_scope.cancel()
 
     async def _lazy_timer(self, links: Callable[[], Iterable[PeerLink]]) -> None:
-        """Ask for what an announcement promised and the tree did not bring in time."""
+        """Ask for what an announcement promised and the tree did not bring in time,
+        and send the announcements that waited for their turn."""
         while True:
-            deadline = self.lazy.next_deadline()
+            wake = self.lazy.next_wake()
             self._lazy_changed = trio.Event()
-            with trio.move_on_at(math.inf if deadline is None else self._trio_at(deadline)):
+            with trio.move_on_at(math.inf if wake is None else self._trio_at(wake)):
                 await self._lazy_changed.wait()
-                continue  # something new was announced: the earliest deadline may be sooner
+                continue  # something new to wait for: the earliest wake may be sooner
+            self.router.send_announcements(links())
             by_id = {ln.peer_id: ln for ln in links()}
             for peer_id, ids in self.lazy.due(self.clock()).items():
                 link = by_id.get(peer_id)
@@ -377,7 +380,11 @@ class TopicRuntime:
 
         Every batch the pusher sends leaves through here: it is the pusher's `route`.
         """
+        before = self.lazy.next_wake()
         self.router.push_batch(batch, links)
+        after = self.lazy.next_wake()
+        if after is not None and (before is None or after < before):
+            self._lazy_changed.set()  # announcements wait for their turn: wake the timer
 
     # -- housekeeping ---------------------------------------------------------------------
 

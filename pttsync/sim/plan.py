@@ -124,6 +124,7 @@ class SimConfig:
     push: bool = True
     push_mesh: int = 3  # peers each node picks for its push mesh (0: push to every peer)
     push_every: float = 0.1  # at most one push batch per node this often (seconds)
+    announce_every: float = 0.25  # at most one lazy-push announcement per link this often
     max_peers: int = 16
     bootstrap: int = 3  # earlier peers each new peer joins
     skew_ms: float = 0.0  # each peer's clock is off by up to this much, either way
@@ -161,6 +162,7 @@ class SimConfig:
         _check(1 <= self.max_peers <= 1024, "max peers must be 1..1024")
         _check(0 <= self.push_mesh <= 1024, "push mesh must be 0..1024")
         _check(0 <= self.push_every <= 60, "push interval must be 0..60 s")
+        _check(0 <= self.announce_every <= 60, "announcement interval must be 0..60 s")
         _check(0 <= self.bootstrap <= 64, "bootstrap must be 0..64")
         _check(0 <= self.skew_ms <= 600_000, "clock skew must be 0..600000 ms")
         _check(self.store in STORES, f"store must be one of {', '.join(STORES)}")

@@ -186,7 +186,7 @@ class World:
             sync_interval=cfg.sync_interval, push=cfg.push, control=False,
             scrub_batch=0,  # nothing rots in a simulated store: no scrubbing
             verify_ahead=False,  # worker threads run in real time: virtual time would jump
-            push_mesh=cfg.push_mesh, push_every=cfg.push_every,
+            push_mesh=cfg.push_mesh, push_every=cfg.push_every, announce_every=cfg.announce_every,
             seed=derived_int(cfg.seed, "node", peer.index, peer.incarnation),
             clock=trio_wall_clock(T0 + skew),
         )  # fmt: skip

@@ -11,9 +11,9 @@
 Unlike go-pttai (reference §5.2), one bad oplog never sinks its batch: it is
 rejected on its own, reported in the result (the session counts it against
 the peer that sent it), and the valid ones are kept.  An oplog whose
-previous log is not here yet is not an error either: it waits in a bounded
-buffer and is saved as soon as its previous log is, in this batch or a
-later one.
+previous log is not here yet is not an error either, valid or pending: it
+waits in a bounded buffer (waiting.py) and is handled again as soon as its
+previous log is stored, in this batch or a later one.
 
 Validity comes from the topic's governance (rules.py): an oplog that
 arrives here as valid must be valid under our timeline too, or it is
@@ -27,7 +27,7 @@ helpers are pending.py's); expired ones are rolled back by HandleFailedOplogs.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ from .governance import OP_GENESIS, is_governance_op
 from .pending import handle_failed, held_copy, integrate
 from .replica import FoldDraft, Replica
 from .rules import expired, select_existing
+from .waiting import MAX_WAITING, Waiting
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -50,8 +51,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CLOCK_SKEW = 300 * NS_PER_SECOND
 """How far in the future (by our clock) an oplog's update time may be."""
 
-MAX_WAITING = 4096
-"""Oplogs held while their previous log is missing; the oldest go first."""
+__all__ = ["MAX_WAITING", "ForeignTopicError", "HandleResult", "OplogHandler"]
 
 
 class ForeignTopicError(InvalidOplogError):
@@ -98,13 +98,13 @@ class OplogHandler:
         self.topic_id = topic_id
         self.replica = replica if replica is not None else Replica(store, topic_id)
         self.clock_skew = clock_skew
-        # Oplogs waiting for their previous log, oldest first, and an index by that log.
-        self._waiting: OrderedDict[bytes, Oplog] = OrderedDict()
-        self._by_prev: dict[bytes, set[bytes]] = {}
+        # Oplogs waiting for their previous log (waiting.py): valid ones, pending ones.
+        self._waiting = Waiting()
+        self._waiting_pending = Waiting()
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting)
+        return len(self._waiting) + len(self._waiting_pending)
 
     def decode(self, raw: Iterable[bytes], now: int) -> tuple[list[Oplog], list[str]]:
         """Pre-process: decode, verify, topic and future checks.
@@ -165,7 +165,8 @@ class OplogHandler:
         for part in (governance, rest):
             if part:
                 self._process(part, result, now)
-        result.waiting = len({o.oplog_id for o in oplogs} & self._waiting.keys())
+        self._release(result.stored, now)  # pending oplogs that waited for these
+        result.waiting = sum(1 for oid in {o.oplog_id for o in oplogs} if oid in self._waiting)
         return result
 
     def handle_pending_oplogs(self, raw: Sequence[bytes], now: int) -> HandleResult:
@@ -174,12 +175,18 @@ class OplogHandler:
         Raises:
             ForeignTopicError: a record belongs to another topic; nothing was stored.
         """
-        replica = self.replica
         good, rejected = self.decode(raw, now)
         result = HandleResult(rejected=rejected)
+        self._integrate(good, result, now)
+        self._release(result.stored, now)
+        return result
+
+    def _integrate(self, oplogs: Sequence[Oplog], result: HandleResult, now: int) -> None:
+        """Integrate pending oplogs; one whose previous log is missing waits for it."""
+        replica = self.replica
         gov = replica.fold.governance
-        fresh = [o for o in good if not expired(o, gov, now)]
-        result.unchanged += len(good) - len(fresh)
+        fresh = [o for o in oplogs if not expired(o, gov, now)]
+        result.unchanged += len(oplogs) - len(fresh)
         ids = {o.oplog_id for o in fresh} | {o.prev_id for o in fresh if o.prev_id}
         known = replica.store.existing(replica.topic_id, ids)
         batch: dict[bytes, tuple[Oplog, OplogStatus]] = {}
@@ -190,27 +197,43 @@ class OplogHandler:
                 and oplog.prev_id not in known
                 and oplog.prev_id not in batch
             ):
-                result.rejected.append(
-                    f"oplog {oplog.oplog_id.hex()[:16]}: its previous log is not here"
-                )
+                self._waiting_pending.add(oplog)
+                result.waiting += 1
                 continue
-            held = batch.get(oplog.oplog_id) or held_copy(known.get(oplog.oplog_id))
+            copy = self._waiting_pending.take(oplog)
+            held = batch.get(copy.oplog_id) or held_copy(known.get(copy.oplog_id))
             try:
-                outcome = integrate(replica, oplog, held, now)
+                outcome = integrate(replica, copy, held, now)
             except InvalidOplogError as exc:
-                result.rejected.append(f"oplog {oplog.oplog_id.hex()[:16]}: {exc}")
+                result.rejected.append(f"oplog {copy.oplog_id.hex()[:16]}: {exc}")
                 continue
             if outcome is None:
                 result.unchanged += 1
             else:
-                batch[oplog.oplog_id] = outcome
-                sent[oplog.oplog_id] = oplog.hash
+                batch[copy.oplog_id] = outcome
+                sent[copy.oplog_id] = oplog.hash
         if batch:
             replica.commit(list(batch.values()), now=now)
-        result.added = [o for o, _ in batch.values() if o.oplog_id not in known]
-        result.replaced = [o for o, _ in batch.values() if o.oplog_id in known]
-        result.improved = [o for o, _ in batch.values() if o.hash != sent[o.oplog_id]]
-        return result
+        result.added += [o for o, _ in batch.values() if o.oplog_id not in known]
+        result.replaced += [o for o, _ in batch.values() if o.oplog_id in known]
+        result.improved += [o for o, _ in batch.values() if o.hash != sent[o.oplog_id]]
+
+    def _release(self, stored: Iterable[Oplog], now: int) -> None:
+        """Handle what waited for the oplogs just stored, and what waited for those, in
+        turn.  What it stores is not the caller's peer's doing: not in its result."""
+        ids = [o.oplog_id for o in stored]
+        while ids and self.waiting:
+            valid: list[Oplog] = []
+            pending: list[Oplog] = []
+            for oid in ids:
+                valid += self._waiting.release(oid)
+                pending += self._waiting_pending.release(oid)
+            done = HandleResult()
+            if pending:
+                self._integrate(pending, done, now)
+            if valid:
+                self._process(valid, done, now)
+            ids = [o.oplog_id for o in done.stored]
 
     def handle_failed_oplogs(self, now: int) -> HandleResult:
         """HandleFailedOplogs: roll back and delete every expired not-yet-valid oplog.
@@ -229,7 +252,7 @@ class OplogHandler:
             oplog = queue.popleft()
             oid, prev = oplog.oplog_id, oplog.prev_id
             if prev is not None and prev not in batch and prev not in known:
-                self._wait(oplog)
+                self._waiting.add(oplog)
                 continue
             if oid not in wanted:
                 # A waiter released from an earlier batch: its stored copy (saved
@@ -237,7 +260,7 @@ class OplogHandler:
                 wanted.add(oid)
                 known.update(self.store.existing(self.topic_id, [oid]))
             # A copy held from an earlier batch leaves the buffer; the better one goes on.
-            oplog = self._unwait(oplog)
+            oplog = self._waiting.take(oplog)
             held = known.get(oid)
             if (
                 held is not None
@@ -246,13 +269,13 @@ class OplogHandler:
                 and held.oplog.hash == oplog.hash
             ):
                 result.unchanged += 1  # the very copy we hold: nothing to judge
-                queue.extend(self._release(oid))
+                queue.extend(self._waiting.release(oid))
                 continue
             if self._valid_here(oplog, draft, result):
                 self._select(oplog, known.get(oid), batch, result)
                 if batch.get(oid) is oplog and _judged_by_fold(oplog):
                     draft.accept(oplog)
-            queue.extend(self._release(oid))
+            queue.extend(self._waiting.release(oid))
         if batch:
             self.replica.commit([(o, OplogStatus.VALID) for o in batch.values()], now=now)
         result.added += [o for o in batch.values() if o.oplog_id not in known]
@@ -296,45 +319,6 @@ class OplogHandler:
             batch[oid] = oplog
         else:
             result.unchanged += 1
-
-    def _wait(self, oplog: Oplog) -> None:
-        """Hold an oplog until its previous log is stored."""
-        assert oplog.prev_id is not None
-        oid = oplog.oplog_id
-        held = self._waiting.get(oid)
-        if held is not None:
-            # Two copies of one oplog wait: keep the one select-existing prefers,
-            # so the copy finally stored does not depend on the arrival order.
-            self._waiting.move_to_end(oid)
-            if not select_existing(oplog, held):
-                return
-        self._waiting[oid] = oplog
-        self._by_prev.setdefault(oplog.prev_id, set()).add(oid)
-        while len(self._waiting) > MAX_WAITING:
-            old = self._waiting.popitem(last=False)[1]
-            self._forget(old)
-            log.debug("dropped oplog %s waiting for its previous log", old.oplog_id.hex()[:16])
-
-    def _release(self, prev_id: bytes) -> list[Oplog]:
-        """The waiting oplogs whose previous log is `prev_id`, taken out of the buffer."""
-        found = (self._waiting.pop(oid, None) for oid in sorted(self._by_prev.pop(prev_id, ())))
-        return [o for o in found if o is not None]
-
-    def _unwait(self, oplog: Oplog) -> Oplog:
-        """Take any waiting copy of `oplog` out of the buffer; return the preferred copy."""
-        held = self._waiting.pop(oplog.oplog_id, None)
-        if held is None:
-            return oplog
-        self._forget(held)
-        return held if select_existing(held, oplog) else oplog
-
-    def _forget(self, oplog: Oplog) -> None:
-        assert oplog.prev_id is not None
-        ids = self._by_prev.get(oplog.prev_id)
-        if ids is not None:
-            ids.discard(oplog.oplog_id)
-            if not ids:
-                del self._by_prev[oplog.prev_id]
 
 
 def _judged_by_fold(oplog: Oplog) -> bool:
