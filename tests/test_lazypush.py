@@ -14,6 +14,7 @@ from trio.testing import MockClock
 from pttsync.errors import RemoteProtocolError
 from pttsync.net.lazypush import MAX_ANNOUNCERS, MAX_QUEUED, LazyPush
 from pttsync.net.peer import PeerLink
+from pttsync.net.seen import SeenCache
 from pttsync.net.wire import MAX_IDS, IHave, IWant, Prune, decode_any, encode_node_message
 
 from .nethelpers import all_agree, make_cluster, value_of, wait_until
@@ -64,8 +65,13 @@ def test_what_arrives_is_no_longer_missing_and_its_announcements_cost_nothing() 
         lookups.append(ids)
         return set()
 
-    lp = LazyPush(holds, timeout=500 * MS)
+    seen = SeenCache(16)
+    lp = LazyPush(holds, lately=seen.valid_here, timeout=500 * MS)
     lp.announced(A, [X], now=0)
+    seen.holders((X, b"h")).add(A)  # stored pending: not what was announced
+    lp.announced(C, [X], now=0)
+    assert lookups == [[X]] and lp.missing() == 1
+    seen.mark_valid((X, b"h2"))  # stored valid (the commit tells both)
     lp.arrived([X])
     assert lp.missing() == 0 and lp.due(10**12) == {}
     lp.announced(B, [X], now=0)  # it arrived lately: no store lookup, nothing to wait for

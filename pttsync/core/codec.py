@@ -155,6 +155,9 @@ def _text_keyed(v: object, depth: int, sorted_keys: bool) -> bool:
                 if last is not None and key <= last:
                     return False
                 last = key
+            tx = type(x)
+            if tx is bytes or tx is str or tx is bool:  # the usual values: no call
+                continue
             if not _text_keyed(x, depth - 1, sorted_keys):
                 return False
         return True

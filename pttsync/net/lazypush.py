@@ -30,9 +30,10 @@ then are left out.
 `LazyPush` holds one topic's state and decides; it does no I/O and is
 given the time (nanoseconds).  Everything is bounded: the IDs missing at a
 time (`max_missing`; beyond it, anti-entropy repairs), the announcers
-remembered for each (`MAX_ANNOUNCERS`), and the IDs remembered as arrived
-lately (`MAX_RECENT`), so that the announcements of what the tree brought first
-cost no store lookup.
+remembered for each (`MAX_ANNOUNCERS`), and the announcements queued
+(`MAX_QUEUED`).  What arrived lately, valid, is the seen-cache's to say
+(`lately`, net/seen.py), so that the announcements of what the tree brought
+first cost no store lookup and no table of their own.
 """
 
 from __future__ import annotations
@@ -70,12 +71,6 @@ MAX_QUEUED = 4096
 MAX_ANNOUNCERS = 4
 """Peers remembered as holding one missing oplog: the first is asked, then the next."""
 
-MAX_RECENT = 1024
-"""Oplog IDs remembered as arrived lately.  Announcements of an oplog come within
-seconds of it, so this covers bursts of a thousand writes; an announcement it
-misses costs one store lookup.  (At 4,096, a thousand simulated peers spent about
-180 MB on it.)"""
-
 
 @dataclass(slots=True)
 class _Missing:
@@ -90,11 +85,13 @@ class LazyPush:
         self,
         holds: Callable[[list[bytes]], set[bytes]],
         *,
+        lately: Callable[[bytes], bool] = lambda oplog_id: False,
         timeout: int = DEFAULT_LAZY_TIMEOUT,
         announce_every: int = DEFAULT_ANNOUNCE_EVERY,
         max_missing: int = 4096,
     ) -> None:
         self._holds = holds  # which of these oplog IDs the store holds as valid
+        self._lately = lately  # whether this oplog arrived lately, valid (no store lookup)
         self.timeout = timeout
         self.announce_every = announce_every
         # peer -> (oplog ID, hash) pairs to announce to it, in order, without repeats
@@ -104,7 +101,6 @@ class LazyPush:
         self.max_missing = max_missing
         self._lazy: set[bytes] = set()  # peers we announce to instead of pushing
         self._missing: OrderedDict[bytes, _Missing] = OrderedDict()  # oplog ID -> state
-        self._recent: OrderedDict[bytes, None] = OrderedDict()  # IDs that arrived lately
         self.prunes = 0  # links moved to lazy (either end)
         self.grafts = 0  # links moved back to eager (either end)
         self.requested = 0  # oplogs asked for after their timeout
@@ -179,7 +175,8 @@ class LazyPush:
         timer must be told.  Otherwise the new deadlines come after it.
         """
         idle = not self._missing
-        oplog_ids = [oid for oid in oplog_ids if oid not in self._recent]
+        lately = self._lately
+        oplog_ids = [oid for oid in oplog_ids if not lately(oid)]
         new = [oid for oid in oplog_ids if oid not in self._missing]
         held = self._holds(new) if new else set()
         for oid in oplog_ids:
@@ -196,12 +193,8 @@ class LazyPush:
 
     def arrived(self, oplog_ids: Iterable[bytes]) -> None:
         """These oplogs are here now, valid (stored by any means)."""
-        recent = self._recent
         for oid in oplog_ids:
             self._missing.pop(oid, None)
-            recent[oid] = None
-        while len(recent) > MAX_RECENT:
-            recent.popitem(last=False)
 
     def next_deadline(self) -> int | None:
         """When the earliest missing oplog is due to be asked for (None: nothing missing).

@@ -175,6 +175,8 @@ class Pusher:
         for oplog, old, new in commit.stored:
             holders = self.seen.holders((oplog.oplog_id, oplog.hash))
             holders.add(me)
+            if new is OplogStatus.VALID:
+                self.seen.mark_valid((oplog.oplog_id, oplog.hash))
             if source is not None:
                 holders.add(source)  # a sync reply from it: never pushed back to it
             if new is OplogStatus.VALID and old is OplogStatus.VALID:

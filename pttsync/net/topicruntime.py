@@ -128,7 +128,10 @@ class TopicRuntime:
         self.routes = Routes(push_mesh, self.rng)
         self.links = links
         me = identity.peer_id
-        self.lazy = LazyPush(self._holds_valid, timeout=lazy_timeout, announce_every=announce_every)
+        self.lazy = LazyPush(
+            self._holds_valid, lately=self.seen.valid_here, timeout=lazy_timeout,
+            announce_every=announce_every,
+        )  # fmt: skip
         self._lazy_changed = trio.Event()
         self.router = PushRouter(
             self.topic_id, me, replica=self.replica, routes=self.routes, seen=self.seen,

@@ -56,9 +56,10 @@ class _Topic:
     info: TopicInfo
     oplogs: dict[bytes, StoredOplog] = field(default_factory=dict)
     bodies: dict[bytes, bytes] = field(default_factory=dict)  # encoded lazily, by ID
-    # object ID -> its (oplog ID, op) pairs: immutable, so copies share them until a
-    # write replaces one (a thousand simulated peers start from one template).
-    by_object: dict[bytes, tuple[tuple[bytes, int], ...]] = field(default_factory=dict)
+    # object ID -> its oplogs as one flat (oplog ID, op, oplog ID, op, ...) tuple:
+    # immutable, so copies share them until a write replaces one (a thousand
+    # simulated peers start from one template), and flat, 16 bytes an oplog.
+    by_object: dict[bytes, tuple[bytes | int, ...]] = field(default_factory=dict)
     by_op: dict[int, set[bytes]] = field(default_factory=dict)
     not_valid: set[bytes] = field(default_factory=set)
     counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # by status value
@@ -102,12 +103,12 @@ class _Topic:
         oid = o.oplog_id
         self.oplogs[oid] = stored
         self._order = None
-        pairs = self.by_object.get(o.object_id)
-        if pairs is None:
-            pairs = ()
+        flat = self.by_object.get(o.object_id)
+        if flat is None:
+            flat = ()
             self._objects = None
-        if all(k != oid for k, _ in pairs):
-            self.by_object[o.object_id] = (*pairs, (oid, o.op))
+        if oid not in flat[0::2]:
+            self.by_object[o.object_id] = (*flat, oid, o.op)
         self.by_op.setdefault(o.op, set()).add(oid)
         self.counts[stored.status.value] += 1
         if stored.status is not _VALID:
@@ -120,7 +121,10 @@ class _Topic:
         o = stored.oplog
         self.bodies.pop(oid, None)
         self._order = None
-        rest = tuple(p for p in self.by_object[o.object_id] if p[0] != oid)
+        flat = self.by_object[o.object_id]
+        rest = tuple(
+            x for k, op in zip(flat[0::2], flat[1::2], strict=True) if k != oid for x in (k, op)
+        )
         if rest:
             self.by_object[o.object_id] = rest
         else:
@@ -265,7 +269,8 @@ class MemoryStore:
         t = self._t(topic_id)
         out: list[StoredOplog] = []
         for object_id in sorted(set(object_ids)):
-            out += [t.oplogs[k] for k in sorted(k for k, _ in t.by_object.get(object_id, ()))]
+            ids: list[bytes] = t.by_object.get(object_id, ())[0::2]  # type: ignore[assignment]
+            out += [t.oplogs[k] for k in sorted(ids)]
         return out
 
     def by_op_range(self, topic_id: bytes, lo: int, hi: int) -> list[StoredOplog]:
@@ -295,7 +300,7 @@ class MemoryStore:
         out: list[bytes] = []
         lo, hi = ops
         for object_id in t.objects[pick(t.objects, after) :]:
-            if any(lo <= op < hi for _, op in t.by_object[object_id]):
+            if any(lo <= op < hi for op in t.by_object[object_id][1::2]):  # type: ignore[operator]
                 out.append(object_id)
                 if len(out) >= limit:
                     break
