@@ -471,6 +471,15 @@ def test_the_cli_runs_a_scenario_with_overrides(capsys: pytest.CaptureFixture[st
     assert "--loss 0.1" in report["reproduce"] and "--bandwidth 65536" in report["reproduce"]
 
 
+def test_the_cli_takes_as_many_peers_as_the_simulator(capsys: pytest.CaptureFixture[str]) -> None:
+    from pttsync.cli import simulate as cli_simulate  # noqa: PLC0415 - one test
+    from pttsync.sim import plan  # noqa: PLC0415
+
+    assert cli_simulate.MAX_PEERS == plan.MAX_PEERS >= 10_000
+    assert main(["simulate", "--peers", str(plan.MAX_PEERS + 1)]) == 2
+    assert f"between 1 and {plan.MAX_PEERS}" in capsys.readouterr().err
+
+
 def test_the_cli_lists_the_five_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--list-scenarios"]) == 0
     out = capsys.readouterr().out

@@ -70,11 +70,13 @@ def _bandwidth(text: str) -> float:
     return float(value)
 
 
+MAX_PEERS = 20_000  # sim.plan.MAX_PEERS (the simulator loads on use; a test checks)
+
 # The options, as (flag, SimConfig field, argparse keywords).  Defaults are None
 # here: a value is passed on only when given, so a scenario's settings stand
 # unless an option overrides them.
 _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
-    ("--peers", "peers", {"type": _number(int, 1, 5000), "metavar": "N",
+    ("--peers", "peers", {"type": _number(int, 1, MAX_PEERS), "metavar": "N",
         "help": "peers at the start (default 20)"}),
     ("--writes", "writes", {"type": _number(int, 0, 1_000_000), "metavar": "N",
         "help": "application writes on random peers (default 100)"}),
@@ -105,9 +107,9 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
         "help": "K crashes of random peers during the writes (store kept, restarted)"}),
     ("--down", "down", {"type": _range, "metavar": "A:B",
         "help": "seconds a crashed peer stays down, uniform (default 5:30)"}),
-    ("--churn", "churn", {"type": _number(int, 0, 5000), "metavar": "K",
+    ("--churn", "churn", {"type": _number(int, 0, MAX_PEERS), "metavar": "K",
         "help": "K peers leave for good and K new ones are admitted and join"}),
-    ("--late", "late", {"type": _number(int, 0, 5000), "metavar": "K",
+    ("--late", "late", {"type": _number(int, 0, MAX_PEERS), "metavar": "K",
         "help": "K admitted peers that start only after the writes"}),
     ("--late-at", "late_at", {"type": _number(float, 0, 864000), "metavar": "S",
         "help": "when the late peers start (default: 10 s after the write window)"}),

@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import UsageError
 from .fabric import TRANSPORTS, LinkModel
 
-MAX_PEERS = 5000
+MAX_PEERS = 20_000
 MAX_WRITES = 1_000_000
 STORES = ("memory", "sqlite")
 WRITERS = ("any", "masters", "members")
