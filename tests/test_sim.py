@@ -476,7 +476,9 @@ def test_the_cli_takes_as_many_peers_as_the_simulator(capsys: pytest.CaptureFixt
     from pttsync.sim import plan  # noqa: PLC0415
 
     assert cli_simulate.MAX_PEERS == plan.MAX_PEERS >= 10_000
-    assert main(["simulate", "--peers", str(plan.MAX_PEERS + 1)]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--peers", str(plan.MAX_PEERS + 1)])
+    assert exc.value.code == 2
     assert f"between 1 and {plan.MAX_PEERS}" in capsys.readouterr().err
 
 
