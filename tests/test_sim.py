@@ -500,7 +500,7 @@ def test_the_cli_lists_the_five_scenarios(capsys: pytest.CaptureFixture[str]) ->
     [
         (["--latency-ms", "80:5"], "need 0 <= A <= B"),
         (["--latency-ms", "fast"], "is not A:B"),
-        (["--peers", "0"], "must be between 1 and 5000"),
+        (["--peers", "0"], "must be between 1 and 20000"),
         (["--peers", "many"], "is not a number"),
         (["--loss", "2"], "must be between 0 and 0.99"),
         (["--partition", "50:10"], "need 0 <= A <= B"),
@@ -853,3 +853,28 @@ def test_hold_keeps_a_converged_network_running_idle(capsys: pytest.CaptureFixtu
     assert held["phases_s"]["hold"] > 0
     assert "--hold 30" in held["reproduce"]
     assert held["sync_rounds"] > plain["sync_rounds"]  # anti-entropy goes on while idle
+
+
+def test_the_simulation_clock_reads_as_trios_mock_clock() -> None:
+    """sim_clock reads MockClock's private virtual base: the same times, sleeps,
+    deadlines and autojumps as MockClock itself, or this fails."""
+    import trio.testing  # noqa: PLC0415 - one test
+
+    from pttsync.sim.run import sim_clock  # noqa: PLC0415
+
+    async def trace() -> list[float]:
+        seen = [trio.current_time()]
+        for delay in (0.0, 0.001, 2.5, 1e-9, 7.0):
+            await trio.sleep(delay)
+            seen.append(trio.current_time())
+        with trio.move_on_after(3.25):
+            await trio.sleep_forever()
+        seen.append(trio.current_time())
+        return seen
+
+    mock = trio.run(trace, clock=trio.testing.MockClock(autojump_threshold=0))
+    ours = trio.run(trace, clock=sim_clock())
+    assert ours == mock and ours[-1] > 12.75
+    clock = sim_clock()
+    clock.jump(4.5)
+    assert clock.current_time() == 4.5
