@@ -5,11 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pttsync.net.seen import SeenCache
+from pttsync.net.seen import MAX_COPIES, SeenCache
 
 PEERS = [bytes([i]) * 32 for i in range(6)]
 IDS = [bytes([0x80 + i]) * 32 for i in range(8)]
-HASHES = [b"h1" * 16, b"h2" * 16]
+HASHES = [b"h%d" % i * 16 for i in range(6)]  # more copies than MAX_COPIES
 
 ops = st.lists(
     st.one_of(
@@ -32,20 +32,21 @@ ops = st.lists(
 @settings(max_examples=300)
 @given(ops)
 def test_the_cache_keeps_what_the_model_keeps(steps: list[tuple[object, ...]]) -> None:
-    """The model: one entry per oplog ID (a new copy replaces it, as the newest),
-    the oldest dropped beyond the bound, and a forgotten peer holding nothing it was
-    said to hold before."""
-    cache = SeenCache(4)
-    model: dict[bytes, tuple[bytes, set[bytes]]] = {}
+    """The model: per oplog ID, its copies newest first (at most MAX_COPIES), the
+    oldest oplog dropped beyond the bound, and a forgotten peer holding nothing it
+    was said to hold before."""
+    cache = SeenCache(4, spare_slots=1)  # renumbered often
+    model: dict[bytes, list[tuple[bytes, set[bytes]]]] = {}
 
     def entry(oid: bytes, h: bytes) -> set[bytes]:
-        got = model.get(oid)
-        if got is None or got[0] != h:
-            model.pop(oid, None)
-            model[oid] = (h, set())
-            while len(model) > 4:
-                del model[next(iter(model))]
-        return model[oid][1]
+        copies = model.get(oid, [])
+        for copy_hash, held in copies:
+            if copy_hash == h:
+                return held
+        model[oid] = [(h, set()), *copies[: MAX_COPIES - 1]]
+        while len(model) > 4:
+            del model[next(iter(model))]
+        return model[oid][0][1]
 
     for step in steps:
         match step:
@@ -57,8 +58,9 @@ def test_the_cache_keeps_what_the_model_keeps(steps: list[tuple[object, ...]]) -
                 entry(oid, h).discard(peer)  # type: ignore[arg-type]
             case ("forget", peer):
                 cache.forget_peer(peer)  # type: ignore[arg-type]
-                for _, held in model.values():
-                    held.discard(peer)
+                for copies in model.values():
+                    for _, held in copies:
+                        held.discard(peer)
             case ("touch", oid, h):
                 cache.holders((oid, h))  # type: ignore[arg-type]
                 entry(oid, h)  # type: ignore[arg-type]
@@ -66,12 +68,12 @@ def test_the_cache_keeps_what_the_model_keeps(steps: list[tuple[object, ...]]) -
         for oid in IDS:
             for h in HASHES:
                 got = cache.get((oid, h))
-                want = model.get(oid)
-                if want is None or want[0] != h:
+                want = dict(model.get(oid, [])).get(h)
+                if want is None:
                     assert got is None
                 else:
                     assert got is not None
-                    assert {p for p in PEERS if p in got} == want[1]
+                    assert {p for p in PEERS if p in got} == want
 
 
 def test_slots_are_renumbered_as_peers_come_and_go() -> None:
@@ -91,4 +93,20 @@ def test_slots_are_renumbered_as_peers_come_and_go() -> None:
         cache.forget_peer(passing)
     held = cache.get((IDS[0], HASHES[0]))
     assert held is not None and steady in held
+    cache.mark_valid((IDS[0], HASHES[1]))  # a second copy, held valid here
+    assert cache.valid_here(IDS[0]) and not cache.valid_here(IDS[1])
+    assert steady in cache.holders((IDS[0], HASHES[0]))  # the first copy is kept
     assert held.mask.bit_length() <= 70 and cache._next_slot <= 70
+
+
+def test_a_holder_added_while_the_slots_are_renumbered_keeps_the_others() -> None:
+    """Was: `add` read its mask, then took a slot (which renumbered every mask), and
+    wrote the old mask back: a live peer whose slot moved lost what it held."""
+    cache = SeenCache(8, spare_slots=0)
+    a, b, c = PEERS[:3]
+    cache.holders((IDS[1], HASHES[0])).add(b)  # b: slot 0
+    cache.holders((IDS[0], HASHES[0])).add(a)  # a: slot 1
+    cache.forget_peer(b)
+    cache.holders((IDS[0], HASHES[0])).add(c)  # renumbers: a moves to slot 0
+    held = cache.get((IDS[0], HASHES[0]))
+    assert held is not None and a in held and c in held and b not in held

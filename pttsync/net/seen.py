@@ -14,13 +14,17 @@ it, more than its store): an entry is the copy's hash and a bitmask of
 peers, each connected peer having a slot number.  A peer forgotten gets a
 new slot when it comes back, so its old bits no longer count; when the
 slot numbers run far past the peers connected, they are renumbered.
-The entries are one per oplog ID, the copy last asked about: a better
-copy (more co-signatures) starts with no holders, as a new copy should.
+The entries are one per oplog ID, each a short chain of its copies (a
+pending copy and the valid one after co-signing are both in flight for a
+while), newest first, at most `MAX_COPIES`.
 """
 
 from __future__ import annotations
 
-__all__ = ["Holders", "SeenCache"]
+__all__ = ["MAX_COPIES", "Holders", "SeenCache"]
+
+MAX_COPIES = 4
+"""Copies of one oplog remembered (by hash); an older one beyond is forgotten."""
 
 _VALID_HERE = b""
 """A holder that is no peer (peer IDs are 32 bytes): this node holds the copy as valid."""
@@ -29,19 +33,21 @@ _VALID_HERE = b""
 class Holders:
     """The peers known to hold one copy (a set: `in`, `add`, `discard`)."""
 
-    __slots__ = ("_cache", "hash", "mask")
+    __slots__ = ("_cache", "hash", "mask", "older")
 
-    def __init__(self, cache: SeenCache, copy_hash: bytes) -> None:
+    def __init__(self, cache: SeenCache, copy_hash: bytes, older: Holders | None) -> None:
         self._cache = cache
         self.hash = copy_hash
         self.mask = 0  # bit i: the peer in slot i holds it
+        self.older = older  # the holders of another copy of the oplog, seen before
 
     def __contains__(self, peer_id: object) -> bool:
         slot = self._cache._slots.get(peer_id)  # type: ignore[call-overload]
         return slot is not None and bool(self.mask >> slot & 1)
 
     def add(self, peer_id: bytes) -> None:
-        self.mask |= 1 << self._cache.slot(peer_id)
+        slot = self._cache.slot(peer_id)  # first: it may renumber every mask, this one too
+        self.mask |= 1 << slot
 
     def discard(self, peer_id: bytes) -> None:
         slot = self._cache._slots.get(peer_id)
@@ -52,13 +58,14 @@ class Holders:
 class SeenCache:
     """Which peers are known to hold each oplog copy: bounded, oldest forgotten first.
 
-    Keys are (oplog ID, hash) pairs, as callers know a copy; one entry is kept
-    per oplog ID.
+    Keys are (oplog ID, hash) pairs, as callers know a copy; entries are kept
+    per oplog ID (its copies chained), and `len` counts oplogs.
     """
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, *, spare_slots: int = 64) -> None:
         self.max_entries = max_entries
-        self._map: dict[bytes, Holders] = {}  # oplog ID -> its copy's holders, oldest first
+        self.spare_slots = spare_slots  # slots given out beyond twice the peers, then renumber
+        self._map: dict[bytes, Holders] = {}  # oplog ID -> its copies' holders, oldest ID first
         self._slots: dict[bytes, int] = {}  # peer -> its slot (peers not forgotten)
         self._next_slot = 0
 
@@ -69,7 +76,7 @@ class SeenCache:
         """The slot of `peer_id`, given one if it has none."""
         slot = self._slots.get(peer_id)
         if slot is None:
-            if self._next_slot > 2 * len(self._slots) + 64:
+            if self._next_slot > 2 * len(self._slots) + self.spare_slots:
                 self._renumber()
             slot = self._slots[peer_id] = self._next_slot
             self._next_slot += 1
@@ -83,7 +90,11 @@ class SeenCache:
         """Whether this node stored a copy of the oplog as valid lately (while it is in
         the cache; False says nothing)."""
         entry = self._map.get(oplog_id)
-        return entry is not None and _VALID_HERE in entry
+        while entry is not None:
+            if _VALID_HERE in entry:
+                return True
+            entry = entry.older
+        return False
 
     def forget_peer(self, peer_id: bytes) -> None:
         """A peer disconnected: what we queued for it may never have arrived."""
@@ -92,32 +103,41 @@ class SeenCache:
     def get(self, key: tuple[bytes, bytes]) -> Holders | None:
         """The known holders of a copy, if it is in the cache (no entry is made)."""
         entry = self._map.get(key[0])
-        return entry if entry is not None and entry.hash == key[1] else None
+        while entry is not None and entry.hash != key[1]:
+            entry = entry.older
+        return entry
 
     def holders(self, key: tuple[bytes, bytes]) -> Holders:
         """The known holders of a copy, made (with none) if it is not in the cache."""
+        found = self.get(key)
+        if found is not None:
+            return found
         oplog_id, copy_hash = key
-        entry = self._map.get(oplog_id)
-        if entry is not None and entry.hash == copy_hash:
-            return entry
+        newest = entry = self._map.get(oplog_id)
+        for _ in range(MAX_COPIES - 2):  # keep the newest MAX_COPIES - 1 with the new one
+            if entry is None:
+                break
+            entry = entry.older
         if entry is not None:
-            del self._map[oplog_id]  # another copy: the new one goes in as the newest
-        entry = self._map[oplog_id] = Holders(self, copy_hash)
-        if len(self._map) > self.max_entries:
+            entry.older = None
+        made = self._map[oplog_id] = Holders(self, copy_hash, newest)
+        if newest is None and len(self._map) > self.max_entries:
             del self._map[next(iter(self._map))]
-        return entry
+        return made
 
     def _renumber(self) -> None:
         """Give the peers not forgotten the slots 0, 1, ...: the bits of forgotten
         slots go, and every mask stays as short as the peers connected."""
         moves = sorted((old, new) for new, old in enumerate(sorted(self._slots.values())))
-        for entry in self._map.values():
-            mask, kept = entry.mask, 0
-            if mask:
-                for old, new in moves:
-                    if mask >> old & 1:
-                        kept |= 1 << new
-            entry.mask = kept
+        for newest in self._map.values():
+            entry: Holders | None = newest
+            while entry is not None:
+                mask, kept = entry.mask, 0
+                if mask:
+                    for old, new in moves:
+                        if mask >> old & 1:
+                            kept |= 1 << new
+                entry.mask, entry = kept, entry.older
         renamed = dict(moves)
         self._slots = {peer: renamed[old] for peer, old in self._slots.items()}
         self._next_slot = len(moves)

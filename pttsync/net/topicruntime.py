@@ -133,6 +133,7 @@ class TopicRuntime:
             announce_every=announce_every,
         )  # fmt: skip
         self._lazy_changed = trio.Event()
+        self._timer_wake: int | None = None  # what the lazy timer sleeps until (None: news)
         self.router = PushRouter(
             self.topic_id, me, replica=self.replica, routes=self.routes, seen=self.seen,
             stats=self.stats, admits=self.admits_now, clock=clock, lazy=self.lazy,
@@ -327,8 +328,8 @@ class TopicRuntime:
         """A peer announced oplogs (lazypush.py): wait for the ones this node lacks."""
         if not self.admits_now(link.peer_id):
             return
-        if self.lazy.announced(link.peer_id, list(msg.ids), self.clock()):
-            self._lazy_changed.set()  # the timer slept with nothing to wait for
+        self.lazy.announced(link.peer_id, list(msg.ids), self.clock())
+        self._wake_timer_if_sooner()
 
     def on_iwant(self, link: PeerLink, msg: IWant) -> None:
         """A peer asks for announced oplogs: send them, and push to it eagerly again."""
@@ -361,7 +362,7 @@ class TopicRuntime:
         """Ask for what an announcement promised and the tree did not bring in time,
         and send the announcements that waited for their turn."""
         while True:
-            wake = self.lazy.next_wake()
+            wake = self._timer_wake = self.lazy.next_wake()
             self._lazy_changed = trio.Event()
             with trio.move_on_at(math.inf if wake is None else self._trio_at(wake)):
                 await self._lazy_changed.wait()
@@ -383,11 +384,16 @@ class TopicRuntime:
 
         Every batch the pusher sends leaves through here: it is the pusher's `route`.
         """
-        before = self.lazy.next_wake()
         self.router.push_batch(batch, links)
-        after = self.lazy.next_wake()
-        if after is not None and (before is None or after < before):
-            self._lazy_changed.set()  # announcements wait for their turn: wake the timer
+        self._wake_timer_if_sooner()  # announcements may wait for their turn
+
+    def _wake_timer_if_sooner(self) -> None:
+        """Wake the lazy timer if it has something to do before the time it sleeps until
+        (one wake-up per change of plan, not one per announcement)."""
+        wake = self.lazy.next_wake()
+        if wake is not None and (self._timer_wake is None or wake < self._timer_wake):
+            self._timer_wake = wake
+            self._lazy_changed.set()
 
     # -- housekeeping ---------------------------------------------------------------------
 
