@@ -1122,3 +1122,23 @@ def test_a_pending_oplog_ahead_of_its_previous_log_waits_for_it() -> None:
     h.handle_pending_oplogs(enc(long[0]), T0 + 2000)
     assert h.waiting == 0
     assert all(status(relay, o) is OplogStatus.PENDING for o in long)
+
+
+def test_replicas_on_one_governance_share_its_fold_until_theirs_changes() -> None:
+    """A simulated network's peers open on one governance: one fold serves them all
+    (it cost each 215 bytes per member), and a change at one leaves the others'."""
+    info = topic()
+    master = found(info)
+    members = [make_identity(f"lc-share-{i}") for i in range(70)]  # over MIN_REMEMBERED_FOLD
+    for i, user in enumerate(members):
+        grant(master, user, Role.MEMBER, T0 + 1 + i)
+    a = peer(info, None, master, T0 + 100)
+    b = peer(info, None, master, T0 + 100)
+    a2 = Replica(a.store, info.topic_id)
+    b2 = Replica(b.store, info.topic_id)
+    assert a2.fold is b2.fold
+    before = dict(b2.fold.status)
+    late = grant(master, EVE, Role.MEMBER, T0 + 200)
+    handler(a2).handle(enc(late), T0 + 201)
+    assert a2.fold is not b2.fold and late.oplog_id in a2.fold.status
+    assert b2.fold.status == before and b2.fold.governance.user_of(EVE.peer_id, T0 + 300) is None
