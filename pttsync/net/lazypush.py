@@ -168,13 +168,9 @@ class LazyPush:
 
     # -- oplogs ------------------------------------------------------------------------
 
-    def announced(self, peer_id: bytes, oplog_ids: list[bytes], now: int) -> bool:
-        """`peer_id` holds these oplogs: wait for the ones this node lacks.
-
-        True if the earliest deadline is new (nothing was missing before): the
-        timer must be told.  Otherwise the new deadlines come after it.
-        """
-        idle = not self._missing
+    def announced(self, peer_id: bytes, oplog_ids: list[bytes], now: int) -> None:
+        """`peer_id` holds these oplogs: wait for the ones this node lacks (the
+        caller wakes its timer if `next_wake` moved earlier)."""
         lately = self._lately
         oplog_ids = [oid for oid in oplog_ids if not lately(oid)]
         new = [oid for oid in oplog_ids if oid not in self._missing]
@@ -189,7 +185,6 @@ class LazyPush:
                     self._missing.popitem(last=False)  # anti-entropy repairs it
             if peer_id not in state.announcers and len(state.announcers) < MAX_ANNOUNCERS:
                 state.announcers.append(peer_id)
-        return idle and bool(self._missing)
 
     def arrived(self, oplog_ids: Iterable[bytes]) -> None:
         """These oplogs are here now, valid (stored by any means)."""
