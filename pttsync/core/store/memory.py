@@ -29,7 +29,7 @@ from ..oplog import Oplog, OplogStatus
 from ..oplogcodec import encode_oplog
 from .batch import Held, plan_batch
 from .database import SCHEMA_VERSION
-from .memtree import MemoryTree
+from .memtree import MemoryTree, leaf_key
 from .protocol import (
     MAX_FAILED,
     BatchResult,
@@ -248,9 +248,9 @@ class MemoryStore:
     ) -> list[Oplog]:
         t = self._t(topic_id)
         if status is _VALID:
-            keys = t.tree.leaf_keys
-            i = bisect.bisect_left(keys, (since, b""))
-            return [t.oplogs[oid].oplog for _, oid in keys[i : i + max(0, limit)]]
+            leaves = t.tree.leaf_list
+            i = bisect.bisect_left(leaves, (since, b""), key=leaf_key)
+            return [t.oplogs[leaf.oplog_id].oplog for leaf in leaves[i : i + max(0, limit)]]
         chosen = sorted(
             (s.oplog.update_time, k)
             for k in t.not_valid
@@ -316,7 +316,7 @@ class MemoryStore:
         self, topic_id: bytes, lo: tuple[int, bytes], end: int, limit: int
     ) -> list[Leaf]:
         tree = self._t(topic_id).tree
-        i = bisect.bisect_left(tree.leaf_keys, lo)
+        i = bisect.bisect_left(tree.leaf_list, lo, key=leaf_key)
         out: list[Leaf] = []
         for leaf in tree.leaf_list[i : i + max(0, limit)]:
             if leaf.time >= min(end, _END):

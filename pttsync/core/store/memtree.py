@@ -1,7 +1,8 @@
 """merkle.TreeStorage in Python objects, for MemoryStore (memory.py).
 
-The leaves are kept in a sorted list (with their keys beside them), the
-nodes in one dict per (level, depth) with a sorted list of their starts for
+The leaves are kept in a list sorted by (time, oplog ID), searched with
+that key (`leaf_key`: no second list of keys, which cost a simulated peer 64
+bytes an oplog), the nodes in one dict per (level, depth) with a sorted list of their starts for
 range queries.  The leaves are always current; the nodes above them are
 brought up to date lazily, by the tree's own incremental algorithm, on the
 first read after a change (see `MemoryTree`).
@@ -10,6 +11,7 @@ first read after a change (see `MemoryTree`).
 from __future__ import annotations
 
 import bisect
+import operator
 from typing import TYPE_CHECKING
 
 from ...errors import UsageError
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _END = 2**63 - 1
+
+leaf_key = operator.attrgetter("time", "oplog_id")
+"""A leaf's sort key, (time, oplog ID), for bisecting `MemoryTree.leaf_list`."""
 
 
 class MemoryTree:
@@ -36,8 +41,7 @@ class MemoryTree:
         self.topic_id = b""
         self.pending: Changes = {}
         self._flushing = False
-        self.leaf_keys: list[tuple[int, bytes]] = []  # sorted (time, oplog ID)
-        self.leaf_list: list[Leaf] = []  # the leaves, in the same order
+        self.leaf_list: list[Leaf] = []  # the leaves, sorted by (time, oplog ID)
         self.nodes_by: dict[tuple[int, int], dict[int, MerkleNode]] = {}  # (level, depth) -> start
         self.starts: dict[tuple[int, int], list[int]] = {}  # (level, depth) -> sorted starts
 
@@ -45,7 +49,6 @@ class MemoryTree:
         self.flush()
         other = MemoryTree()
         other.topic_id = self.topic_id
-        other.leaf_keys = list(self.leaf_keys)
         other.leaf_list = list(self.leaf_list)
         other.nodes_by = {k: dict(v) for k, v in self.nodes_by.items()}
         other.starts = {k: list(v) for k, v in self.starts.items()}
@@ -126,16 +129,16 @@ class MemoryTree:
     def active_days(self) -> list[int]:
         self.flush()
         day = 24 * 3600 * 10**9
-        days = {t - t % day for t, _ in self.leaf_keys}
+        days = {leaf.time - leaf.time % day for leaf in self.leaf_list}
         for (level, _depth), nodes in self.nodes_by.items():
             if level <= Level.DAY:
                 days.update(s - s % day for s in nodes)
         return sorted(days)
 
     def _span(self, start: int, end: int) -> tuple[int, int]:
-        keys = self.leaf_keys
-        lo = bisect.bisect_left(keys, (start, b""))
-        return lo, bisect.bisect_left(keys, (min(end, _END), b""), lo)
+        leaves = self.leaf_list
+        lo = bisect.bisect_left(leaves, (start, b""), key=leaf_key)
+        return lo, bisect.bisect_left(leaves, (min(end, _END), b""), lo, key=leaf_key)
 
     def leaves(self, start: int, end: int) -> list[Leaf]:
         lo, hi = self._span(start, end)
@@ -147,8 +150,9 @@ class MemoryTree:
 
     def _find(self, key: tuple[int, bytes]) -> tuple[int, bool]:
         """Where `key` is (or would go) among the leaves, and whether it is there."""
-        i = bisect.bisect_left(self.leaf_keys, key)
-        return i, i < len(self.leaf_keys) and self.leaf_keys[i] == key
+        leaves = self.leaf_list
+        i = bisect.bisect_left(leaves, key, key=leaf_key)
+        return i, i < len(leaves) and leaf_key(leaves[i]) == key
 
     def hash_of(self, time: int, oplog_id: bytes) -> bytes | None:
         """The hash of the leaf (time, oplog ID), if there is one."""
@@ -161,11 +165,10 @@ class MemoryTree:
             i, found = self._find(key)
             if found:
                 raise UsageError(f"a leaf for oplog {leaf.oplog_id.hex()} is already there")
-            self.leaf_keys.insert(i, key)
             self.leaf_list.insert(i, leaf)
 
     def delete_leaf(self, time: int, oplog_id: bytes) -> bool:
         i, found = self._find((time, oplog_id))
         if found:
-            del self.leaf_keys[i], self.leaf_list[i]
+            del self.leaf_list[i]
         return found
