@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import cbor2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pttsync.core import codec
 
@@ -126,3 +128,18 @@ def test_non_plain_values(value: object) -> None:
 def test_tagged_data_is_not_plain_canonical() -> None:
     assert not codec.is_canonical(cbor2.dumps({1, 2}, canonical=True), max_size=100)
     assert not codec.is_canonical(bytes.fromhex("c11a514b67b0"), max_size=100)  # a date
+
+
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=20),
+    st.binary(max_size=40),
+)  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=6), st.one_of(_scalars, st.lists(_scalars, max_size=5)),
+                       max_size=8))  # fmt: skip
+def test_the_unchecked_encoding_of_our_own_maps_is_the_canonical_one(
+    value: dict[str, object],
+) -> None:
+    assert codec.dumps_text_keyed(value) == codec.dumps(value)

@@ -158,7 +158,7 @@ def encode_node_message(msg: NodeMessage) -> bytes:
             m.update(tp=msg.topic, ids=list(msg.ids))
         case Prune():
             m.update(tp=msg.topic)
-    return codec.dumps(m)
+    return codec.dumps_text_keyed(m)  # built here, of text keys and plain values
 
 
 def _text(m: dict[str, Any], key: str, limit: int) -> str:
