@@ -13,6 +13,7 @@ from trio.testing import MockClock
 
 from pttsync.errors import RemoteProtocolError
 from pttsync.net.lazypush import MAX_ANNOUNCERS, MAX_QUEUED, LazyPush
+from pttsync.net.node import Node
 from pttsync.net.peer import PeerLink
 from pttsync.net.seen import SeenCache
 from pttsync.net.wire import MAX_IDS, IHave, IWant, Prune, decode_any, encode_node_message
@@ -71,7 +72,7 @@ def test_what_arrives_is_no_longer_missing_and_its_announcements_cost_nothing() 
     seen.holders((X, b"h")).add(A)  # stored pending: not what was announced
     lp.announced(C, [X], now=0)
     assert lookups == [[X]] and lp.missing() == 1
-    seen.mark_valid((X, b"h2"))  # stored valid (the commit tells both)
+    seen.holders((X, b"h2")).mark_valid()  # stored valid (the commit tells both)
     lp.arrived([X])
     assert lp.missing() == 0 and lp.due(10**12) == {}
     lp.announced(B, [X], now=0)  # it arrived lately: no store lookup, nothing to wait for
@@ -146,6 +147,19 @@ def test_bad_lazy_messages_are_protocol_errors(msg: IHave | IWant, why: str) -> 
 # -- real nodes -------------------------------------------------------------------------
 
 
+async def cut_from_the_tree(nodes: list[Node]) -> Node:
+    """Every peer connected to every other (so no new connection, and its sync round,
+    can bring a write instead), then every link of one peer lazy on both ends: the
+    victim hears of writes only by IHave."""
+    await wait_until(nodes, lambda: all(len(n.links) == len(nodes) - 1 for n in nodes), limit=60)
+    victim = nodes[3]
+    for n in nodes:
+        for peer_id in list(n.links):
+            if n is victim or peer_id == victim.peer_id:
+                n.topic().lazy.prune(peer_id)
+    return victim
+
+
 async def test_pushes_thin_out_to_a_tree_and_every_write_still_arrives(
     autojump_clock: MockClock,
 ) -> None:
@@ -169,15 +183,7 @@ async def test_a_peer_cut_from_the_tree_gets_writes_by_asking(autojump_clock: Mo
     after the timeout (the graft), with anti-entropy off."""
     cluster = make_cluster(5)
     async with cluster.run(sync_interval=NO_TIMER) as nodes:
-        # Every peer connected to every other: no new connection (and its sync round)
-        # can bring the write instead.
-        await wait_until(nodes, lambda: all(len(n.links) == 4 for n in nodes), limit=60)
-        victim = nodes[3]
-        for n in nodes:
-            rt = n.topic()
-            for peer_id in list(n.links):
-                if n is victim or peer_id == victim.peer_id:
-                    rt.lazy.prune(peer_id)
+        victim = await cut_from_the_tree(nodes)
         start = trio.current_time()
         await nodes[0].put("late", "news")
         await wait_until(nodes, lambda: value_of(victim, "late") == "news", limit=10)
@@ -193,12 +199,7 @@ async def test_a_stream_of_writes_is_announced_in_fewer_messages_than_ids(
     carries every write of it, and each write still arrives within seconds."""
     cluster = make_cluster(5)
     async with cluster.run(sync_interval=NO_TIMER) as nodes:
-        await wait_until(nodes, lambda: all(len(n.links) == 4 for n in nodes), limit=60)
-        victim = nodes[3]
-        for n in nodes:
-            for peer_id in list(n.links):
-                if n is victim or peer_id == victim.peer_id:
-                    n.topic().lazy.prune(peer_id)
+        victim = await cut_from_the_tree(nodes)
         rt = victim.topic()
         heard: list[int] = []
         on_ihave = rt.on_ihave

@@ -93,7 +93,7 @@ def test_slots_are_renumbered_as_peers_come_and_go() -> None:
         cache.forget_peer(passing)
     held = cache.get((IDS[0], HASHES[0]))
     assert held is not None and steady in held
-    cache.mark_valid((IDS[0], HASHES[1]))  # a second copy, held valid here
+    cache.holders((IDS[0], HASHES[1])).mark_valid()  # a second copy, held valid here
     assert cache.valid_here(IDS[0]) and not cache.valid_here(IDS[1])
     assert steady in cache.holders((IDS[0], HASHES[0]))  # the first copy is kept
     assert held.mask.bit_length() <= 70 and cache._next_slot <= 70

@@ -176,7 +176,7 @@ class Pusher:
             holders = self.seen.holders((oplog.oplog_id, oplog.hash))
             holders.add(me)
             if new is OplogStatus.VALID:
-                self.seen.mark_valid((oplog.oplog_id, oplog.hash))
+                holders.mark_valid()
             if source is not None:
                 holders.add(source)  # a sync reply from it: never pushed back to it
             if new is OplogStatus.VALID and old is OplogStatus.VALID:

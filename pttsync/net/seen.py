@@ -49,6 +49,10 @@ class Holders:
         slot = self._cache.slot(peer_id)  # first: it may renumber every mask, this one too
         self.mask |= 1 << slot
 
+    def mark_valid(self) -> None:
+        """This node holds this copy as valid now (stored by any means)."""
+        self.add(_VALID_HERE)
+
     def discard(self, peer_id: bytes) -> None:
         slot = self._cache._slots.get(peer_id)
         if slot is not None:
@@ -81,10 +85,6 @@ class SeenCache:
             slot = self._slots[peer_id] = self._next_slot
             self._next_slot += 1
         return slot
-
-    def mark_valid(self, key: tuple[bytes, bytes]) -> None:
-        """This node holds the copy `key` as valid now (stored by any means)."""
-        self.holders(key).add(_VALID_HERE)
 
     def valid_here(self, oplog_id: bytes) -> bool:
         """Whether this node stored a copy of the oplog as valid lately (while it is in
@@ -128,7 +128,7 @@ class SeenCache:
     def _renumber(self) -> None:
         """Give the peers not forgotten the slots 0, 1, ...: the bits of forgotten
         slots go, and every mask stays as short as the peers connected."""
-        moves = sorted((old, new) for new, old in enumerate(sorted(self._slots.values())))
+        moves = [(old, new) for new, old in enumerate(sorted(self._slots.values()))]
         for newest in self._map.values():
             entry: Holders | None = newest
             while entry is not None:

@@ -367,8 +367,9 @@ class TopicRuntime:
             with trio.move_on_at(math.inf if wake is None else self._trio_at(wake)):
                 await self._lazy_changed.wait()
                 continue  # something new to wait for: the earliest wake may be sooner
-            self.router.send_announcements(links())
-            by_id = {ln.peer_id: ln for ln in links()}
+            now_linked = list(links())
+            self.router.send_announcements(now_linked)
+            by_id = {ln.peer_id: ln for ln in now_linked}
             for peer_id, ids in self.lazy.due(self.clock()).items():
                 link = by_id.get(peer_id)
                 if link is not None:

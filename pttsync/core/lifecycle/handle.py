@@ -39,7 +39,7 @@ from .governance import OP_GENESIS, is_governance_op
 from .pending import handle_failed, held_copy, integrate
 from .replica import FoldDraft, Replica
 from .rules import expired, select_existing
-from .waiting import MAX_WAITING, Waiting
+from .waiting import LIMIT, Waiting
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 DEFAULT_CLOCK_SKEW = 300 * NS_PER_SECOND
 """How far in the future (by our clock) an oplog's update time may be."""
 
-__all__ = ["MAX_WAITING", "ForeignTopicError", "HandleResult", "OplogHandler"]
+MAX_WAITING = 2 * LIMIT
+"""Oplogs a handler holds waiting for their previous log: a buffer of valid ones and
+one of pending ones (waiting.py), each bounded."""
 
 
 class ForeignTopicError(InvalidOplogError):

@@ -27,11 +27,11 @@ from .rules import select_existing
 if TYPE_CHECKING:
     from ..oplog import Oplog
 
-__all__ = ["MAX_WAITING", "Waiting"]
+__all__ = ["LIMIT", "Waiting"]
 
 log = logging.getLogger(__name__)
 
-MAX_WAITING = 4096
+LIMIT = 4096
 """Oplogs held in one buffer while their previous log is missing; the oldest go first."""
 
 
@@ -40,7 +40,7 @@ class Waiting:
 
     __slots__ = ("_by_prev", "_oplogs", "limit")
 
-    def __init__(self, limit: int = MAX_WAITING) -> None:
+    def __init__(self, limit: int = LIMIT) -> None:
         self.limit = limit
         self._oplogs: OrderedDict[bytes, Oplog] = OrderedDict()
         self._by_prev: dict[bytes, set[bytes]] = {}

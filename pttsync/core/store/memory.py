@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ...errors import UsageError
 from ..merkle import Leaf, MerkleTree
@@ -262,7 +262,7 @@ class MemoryStore:
         t = self._t(topic_id)
         out: list[StoredOplog] = []
         for object_id in sorted(set(object_ids)):
-            ids: list[bytes] = t.by_object.get(object_id, ())[0::2]  # type: ignore[assignment]
+            ids = cast("tuple[bytes, ...]", t.by_object.get(object_id, ())[0::2])
             out += [t.oplogs[k] for k in sorted(ids)]
         return out
 
@@ -295,7 +295,7 @@ class MemoryStore:
         out: list[bytes] = []
         lo, hi = ops
         for object_id in t.objects[pick(t.objects, after) :]:
-            if any(lo <= op < hi for op in t.by_object[object_id][1::2]):  # type: ignore[operator]
+            if any(lo <= op < hi for op in cast("tuple[int, ...]", t.by_object[object_id][1::2])):
                 out.append(object_id)
                 if len(out) >= limit:
                     break

@@ -1,11 +1,11 @@
 """merkle.TreeStorage in Python objects, for MemoryStore (memory.py).
 
 The leaves are kept in a list sorted by (time, oplog ID), searched with
-that key (`leaf_key`: no second list of keys, which cost a simulated peer 64
-bytes an oplog), the nodes in one dict per (level, depth) with a sorted list of their starts for
-range queries.  The leaves are always current; the nodes above them are
-brought up to date lazily, by the tree's own incremental algorithm, on the
-first read after a change (see `MemoryTree`).
+that key (`leaf_key`: no second list of keys, which cost a simulated peer
+64 bytes an oplog), the nodes in one dict per (level, depth) with a sorted
+list of their starts for range queries.  The leaves are always current;
+the nodes above them are brought up to date lazily, by the tree's own
+incremental algorithm, on the first read after a change (see `MemoryTree`).
 """
 
 from __future__ import annotations
