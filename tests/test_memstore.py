@@ -10,7 +10,7 @@ import pytest
 from pttsync.core.identity import Identity
 from pttsync.core.merkle import Level
 from pttsync.core.oplog import Oplog, OplogStatus, SignKind, cosign, create_oplog
-from pttsync.core.store import FailedOplog, Store
+from pttsync.core.store import FailedOplog, Store, chunks
 from pttsync.core.store.memory import MemoryStore
 from pttsync.core.store.sqlite import SqliteStore
 from pttsync.core.timeutil import HOUR_NS, parse_iso
@@ -68,6 +68,42 @@ def snapshot(store: Store, topic: TopicInfo, probe: list[bytes]) -> dict[str, An
     }
 
 
+def random_step(
+    rng: random.Random, people: list[Identity], topic: TopicInfo, made: list[Oplog], step: int,
+    sql: SqliteStore, mem: MemoryStore,
+) -> None:  # fmt: skip
+    """One random batch written to both stores, with every read compared now and then."""
+    puts: list[tuple[Oplog, OplogStatus]] = []
+    for _ in range(rng.randint(0, 5)):
+        if made and rng.random() < 0.4:  # a new copy of an earlier oplog
+            base = rng.choice(made)
+            t = base.create_time + rng.randint(0, 3 * HOUR_NS)
+            o = cosign(base, rng.choice(people), SignKind.MASTER, t)
+        else:  # many in one hour: the hour splits into slices
+            t = T + rng.choice([rng.randint(0, 50), rng.randint(0, 40 * HOUR_NS)])
+            key = f"k{rng.randint(0, 5)}".encode()
+            op = rng.choice([1, 2, 0x101])
+            o = oplog(rng.choice(people), topic, t, key, op)
+            made.append(o)
+        puts.append((o, rng.choice(STATUSES)))
+    deletes = [rng.choice(made).oplog_id for _ in range(rng.randint(0, 1))] if made else []
+    failed = []
+    if made and rng.random() < 0.3:
+        gone = rng.choice(made)
+        failed.append(
+            FailedOplog(gone.oplog_id, gone.object_id, gone.op, gone.creator, T, T + step, "x")
+        )
+    results = [s.write_batch(topic.topic_id, puts, deletes, failed) for s in (sql, mem)]
+    assert results[0] == results[1], f"step {step}"
+    if rng.random() < 0.2:
+        when = rng.randint(0, 100)
+        for s in (sql, mem):
+            s.set_sync_time(topic.topic_id, b"p" * 32, when)
+    if rng.random() < 0.3:  # in between, the memory store's tree changes pile up unread
+        probe = [o.oplog_id for o in rng.sample(made, min(6, len(made)))]
+        assert snapshot(sql, topic, probe) == snapshot(mem, topic, probe), f"step {step}"
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_random_histories_read_the_same_from_both_stores(seed: int) -> None:
     rng = random.Random(seed)
@@ -78,35 +114,7 @@ def test_random_histories_read_the_same_from_both_stores(seed: int) -> None:
         s.add_topic(topic)
     made: list[Oplog] = []
     for step in range(40):
-        puts: list[tuple[Oplog, OplogStatus]] = []
-        for _ in range(rng.randint(0, 5)):
-            if made and rng.random() < 0.4:  # a new copy of an earlier oplog
-                base = rng.choice(made)
-                t = base.create_time + rng.randint(0, 3 * HOUR_NS)
-                o = cosign(base, rng.choice(people), SignKind.MASTER, t)
-            else:  # many in one hour: the hour splits into slices
-                t = T + rng.choice([rng.randint(0, 50), rng.randint(0, 40 * HOUR_NS)])
-                key = f"k{rng.randint(0, 5)}".encode()
-                op = rng.choice([1, 2, 0x101])
-                o = oplog(rng.choice(people), topic, t, key, op)
-                made.append(o)
-            puts.append((o, rng.choice(STATUSES)))
-        deletes = [rng.choice(made).oplog_id for _ in range(rng.randint(0, 1))] if made else []
-        failed = []
-        if made and rng.random() < 0.3:
-            gone = rng.choice(made)
-            failed.append(
-                FailedOplog(gone.oplog_id, gone.object_id, gone.op, gone.creator, T, T + step, "x")
-            )
-        results = [s.write_batch(topic.topic_id, puts, deletes, failed) for s in (sql, mem)]
-        assert results[0] == results[1], f"step {step}"
-        if rng.random() < 0.2:
-            when = rng.randint(0, 100)
-            for s in (sql, mem):
-                s.set_sync_time(topic.topic_id, b"p" * 32, when)
-        if rng.random() < 0.3:  # in between, the memory store's tree changes pile up unread
-            probe = [o.oplog_id for o in rng.sample(made, min(6, len(made)))]
-            assert snapshot(sql, topic, probe) == snapshot(mem, topic, probe), f"step {step}"
+        random_step(rng, people, topic, made, step, sql, mem)
     assert mem.check(topic.topic_id) == []
     copy = mem.copy()
     probe = [o.oplog_id for o in made[:6]]
@@ -132,3 +140,37 @@ def test_errors_match(alice: Identity, topic: TopicInfo) -> None:
     with pytest.raises(UsageError, match="hex"):
         mem.find(topic.topic_id, "xyz")
     assert mem.topics() == [topic]
+
+
+def sql_copy(store: SqliteStore) -> SqliteStore:
+    copy = SqliteStore.memory()
+    store._conn.backup(copy._conn)
+    return copy
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_copies_share_what_they_held_and_change_apart(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copies taken along a history (and copies of copies) go on with histories of
+    their own: each still reads as SQLite does with the same history, and none sees
+    another's writes, whichever side of a copy writes (overlay.py, chunks.py)."""
+    monkeypatch.setattr(chunks, "CHUNK", 2)  # chunks split and empty within the history
+    rng = random.Random(seed)
+    people = [make_identity(n) for n in ("a", "b", "c")]
+    topic = new_topic(people[0], name="t", create_time=T - 10, nonce=b"m" * 16)
+    sql, mem = SqliteStore.memory(), MemoryStore()
+    sql.add_topic(topic)
+    mem.add_topic(topic)
+    made: list[Oplog] = []
+    pairs = [(sql, mem)]
+    for step in range(60):
+        if step % 12 == 5:  # a copy of a random store so far, template or copy
+            s, m = rng.choice(pairs)
+            pairs.append((sql_copy(s), m.copy()))
+        s, m = rng.choice(pairs)
+        random_step(rng, people, topic, made, step, s, m)
+    probe = [o.oplog_id for o in made[:8]]
+    for s, m in pairs:
+        assert m.check(topic.topic_id) == []
+        assert snapshot(s, topic, probe) == snapshot(m, topic, probe)

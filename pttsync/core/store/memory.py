@@ -13,8 +13,10 @@ simulation (thousands of peers in one process; `pttsync simulate --store
 memory`, the default there) and tests.  tests/test_memstore.py runs random
 histories against both stores and compares every query.
 
-`copy()` is cheap (containers are copied, records shared: they are
-immutable), so a simulation starts a thousand peers from one store.
+`copy()` is cheap: records are shared (they are immutable), and so is
+every container's content at the time of the copy, each side keeping only
+its own changes over it (overlay.py, chunks.py).  A simulation starts ten
+thousand peers from one template store.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from ..oplog import Oplog, OplogStatus
 from ..oplogcodec import encode_oplog
 from .batch import Held, plan_batch
 from .database import SCHEMA_VERSION
-from .memtree import MemoryTree, leaf_key
+from .memtree import MemoryTree
+from .overlay import fork, share
 from .protocol import (
     MAX_FAILED,
     BatchResult,
@@ -41,7 +44,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, MutableMapping
 
     from ..topic import TopicInfo
 
@@ -54,12 +57,12 @@ class _Topic:
     """One topic's oplogs, indexes and tree."""
 
     info: TopicInfo
-    oplogs: dict[bytes, StoredOplog] = field(default_factory=dict)
-    bodies: dict[bytes, bytes] = field(default_factory=dict)  # encoded lazily, by ID
+    oplogs: MutableMapping[bytes, StoredOplog] = field(default_factory=dict)
+    bodies: MutableMapping[bytes, bytes] = field(default_factory=dict)  # encoded lazily, by ID
     # object ID -> its oplogs as one flat (oplog ID, op, oplog ID, op, ...) tuple:
     # immutable, so copies share them until a write replaces one (a thousand
     # simulated peers start from one template), and flat, 16 bytes an oplog.
-    by_object: dict[bytes, tuple[bytes | int, ...]] = field(default_factory=dict)
+    by_object: MutableMapping[bytes, tuple[bytes | int, ...]] = field(default_factory=dict)
     not_valid: set[bytes] = field(default_factory=set)
     counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # by status value
     failed: dict[bytes, FailedOplog] = field(default_factory=dict)
@@ -82,11 +85,14 @@ class _Topic:
         return self._objects
 
     def copy(self) -> _Topic:
+        """An independent copy; the two share the big containers' present content."""
+        self.oplogs, self.bodies = share(self.oplogs), share(self.bodies)
+        self.by_object = share(self.by_object)
         return _Topic(
             self.info,
-            dict(self.oplogs),
-            dict(self.bodies),
-            dict(self.by_object),
+            fork(self.oplogs),
+            fork(self.bodies),
+            fork(self.by_object),
             set(self.not_valid),
             list(self.counts),
             dict(self.failed),
@@ -241,9 +247,8 @@ class MemoryStore:
     ) -> list[Oplog]:
         t = self._t(topic_id)
         if status is _VALID:
-            leaves = t.tree.leaf_list
-            i = bisect.bisect_left(leaves, (since, b""), key=leaf_key)
-            return [t.oplogs[leaf.oplog_id].oplog for leaf in leaves[i : i + max(0, limit)]]
+            leaves = t.tree.leaf_list.from_key((since, b""), limit)
+            return [t.oplogs[leaf.oplog_id].oplog for leaf in leaves]
         chosen = sorted(
             (s.oplog.update_time, k)
             for k in t.not_valid
@@ -311,9 +316,8 @@ class MemoryStore:
         self, topic_id: bytes, lo: tuple[int, bytes], end: int, limit: int
     ) -> list[Leaf]:
         tree = self._t(topic_id).tree
-        i = bisect.bisect_left(tree.leaf_list, lo, key=leaf_key)
         out: list[Leaf] = []
-        for leaf in tree.leaf_list[i : i + max(0, limit)]:
+        for leaf in tree.leaf_list.from_key(lo, limit):
             if leaf.time >= min(end, _END):
                 break
             out.append(leaf)

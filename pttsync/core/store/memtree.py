@@ -1,24 +1,25 @@
 """merkle.TreeStorage in Python objects, for MemoryStore (memory.py).
 
-The leaves are kept in a list sorted by (time, oplog ID), searched with
-that key (`leaf_key`: no second list of keys, which cost a simulated peer
-64 bytes an oplog), the nodes in one dict per (level, depth) with a sorted
-list of their starts for range queries.  The leaves are always current;
+The leaves are kept sorted by (time, oplog ID) (`leaf_key`), the nodes in
+one mapping per (level, depth) with their starts sorted for range queries.
+A copy shares all of it with the original (chunks.py, overlay.py) and keeps
+only what it changes: a simulation's peers start from one template.  The leaves are always current;
 the nodes above them are brought up to date lazily, by the tree's own
 incremental algorithm, on the first read after a change (see `MemoryTree`).
 """
 
 from __future__ import annotations
 
-import bisect
 import operator
 from typing import TYPE_CHECKING
 
 from ...errors import UsageError
 from ..merkle import Changes, Leaf, Level, MerkleNode, MerkleTree, merge_changes
+from .chunks import SortedChunks
+from .overlay import fork, share
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import MutableMapping, Sequence
 
 _END = 2**63 - 1
 
@@ -41,17 +42,21 @@ class MemoryTree:
         self.topic_id = b""
         self.pending: Changes = {}
         self._flushing = False
-        self.leaf_list: list[Leaf] = []  # the leaves, sorted by (time, oplog ID)
-        self.nodes_by: dict[tuple[int, int], dict[int, MerkleNode]] = {}  # (level, depth) -> start
-        self.starts: dict[tuple[int, int], list[int]] = {}  # (level, depth) -> sorted starts
+        self.leaf_list: SortedChunks[Leaf] = SortedChunks(leaf_key)  # by (time, oplog ID)
+        # (level, depth) -> start -> node, and the starts sorted:
+        self.nodes_by: dict[tuple[int, int], MutableMapping[int, MerkleNode]] = {}
+        self.starts: dict[tuple[int, int], SortedChunks[int]] = {}
 
     def copy(self) -> MemoryTree:
+        """An independent copy, sharing what both hold until one of them changes it."""
         self.flush()
         other = MemoryTree()
         other.topic_id = self.topic_id
-        other.leaf_list = list(self.leaf_list)
-        other.nodes_by = {k: dict(v) for k, v in self.nodes_by.items()}
-        other.starts = {k: list(v) for k, v in self.starts.items()}
+        other.leaf_list = self.leaf_list.copy()
+        for k, v in self.nodes_by.items():
+            self.nodes_by[k] = shared = share(v)
+            other.nodes_by[k] = fork(shared)
+        other.starts = {k: v.copy() for k, v in self.starts.items()}
         return other
 
     def defer(self, changes: Changes) -> None:
@@ -74,14 +79,17 @@ class MemoryTree:
 
     def get_nodes(self, level: Level, depth: int, starts: Sequence[int]) -> dict[int, MerkleNode]:
         self.flush()
-        found = self.nodes_by.get((level, depth), {})
-        return {s: found[s] for s in starts if s in found}
+        found = self.nodes_by.get((level, depth))
+        return {} if found is None else {s: found[s] for s in starts if s in found}
 
     def put_node(self, node: MerkleNode) -> None:
         key = (int(node.level), node.depth)
-        nodes = self.nodes_by.setdefault(key, {})
+        nodes = self.nodes_by.get(key)
+        if nodes is None:
+            nodes = self.nodes_by[key] = {}
+            self.starts[key] = SortedChunks()
         if node.start not in nodes:
-            bisect.insort(self.starts.setdefault(key, []), node.start)
+            self.starts[key].add(node.start)
         nodes[node.start] = node
 
     def put_nodes(self, nodes: Sequence[MerkleNode]) -> None:
@@ -92,18 +100,16 @@ class MemoryTree:
         key = (int(level), depth)
         nodes = self.nodes_by.get(key)
         if nodes is not None and nodes.pop(start, None) is not None:
-            starts = self.starts[key]
-            del starts[bisect.bisect_left(starts, start)]
+            self.starts[key].remove(start)
 
     def delete_slices(self, min_depth: int, start: int, end: int) -> None:
         for (level, depth), nodes in self.nodes_by.items():
             if level != Level.SLICE or depth < min_depth:
                 continue
             starts = self.starts[(level, depth)]
-            lo, hi = bisect.bisect_left(starts, start), bisect.bisect_left(starts, end)
-            for s in starts[lo:hi]:
+            for s in starts.between(start, end):
                 del nodes[s]
-            del starts[lo:hi]
+                starts.remove(s)
 
     def nodes(self, level: Level, depth: int, start: int, end: int) -> list[MerkleNode]:
         self.flush()
@@ -112,8 +118,7 @@ class MemoryTree:
         if not starts:
             return []
         nodes = self.nodes_by[key]
-        lo, hi = bisect.bisect_left(starts, start), bisect.bisect_left(starts, end)
-        return [nodes[s] for s in starts[lo:hi]]
+        return [nodes[s] for s in starts.between(start, end)]
 
     def summaries(self, level: Level, start: int, end: int) -> list[tuple[bytes, int]]:
         return [(n.hash, n.leaves) for n in self.nodes(level, 0, start, end)]
@@ -135,40 +140,21 @@ class MemoryTree:
                 days.update(s - s % day for s in nodes)
         return sorted(days)
 
-    def _span(self, start: int, end: int) -> tuple[int, int]:
-        leaves = self.leaf_list
-        lo = bisect.bisect_left(leaves, (start, b""), key=leaf_key)
-        return lo, bisect.bisect_left(leaves, (min(end, _END), b""), lo, key=leaf_key)
-
     def leaves(self, start: int, end: int) -> list[Leaf]:
-        lo, hi = self._span(start, end)
-        return self.leaf_list[lo:hi]
+        return self.leaf_list.between((start, b""), (min(end, _END), b""))
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
-        lo, hi = self._span(start, end)
-        return [leaf.hash for leaf in self.leaf_list[lo:hi]]
-
-    def _find(self, key: tuple[int, bytes]) -> tuple[int, bool]:
-        """Where `key` is (or would go) among the leaves, and whether it is there."""
-        leaves = self.leaf_list
-        i = bisect.bisect_left(leaves, key, key=leaf_key)
-        return i, i < len(leaves) and leaf_key(leaves[i]) == key
+        return [leaf.hash for leaf in self.leaves(start, end)]
 
     def hash_of(self, time: int, oplog_id: bytes) -> bytes | None:
         """The hash of the leaf (time, oplog ID), if there is one."""
-        i, found = self._find((time, oplog_id))
-        return self.leaf_list[i].hash if found else None
+        leaf = self.leaf_list.find((time, oplog_id))
+        return None if leaf is None else leaf.hash
 
     def put_leaves(self, leaves: Sequence[Leaf]) -> None:
         for leaf in leaves:
-            key = (leaf.time, leaf.oplog_id)
-            i, found = self._find(key)
-            if found:
+            if not self.leaf_list.add(leaf):
                 raise UsageError(f"a leaf for oplog {leaf.oplog_id.hex()} is already there")
-            self.leaf_list.insert(i, leaf)
 
     def delete_leaf(self, time: int, oplog_id: bytes) -> bool:
-        i, found = self._find((time, oplog_id))
-        if found:
-            del self.leaf_list[i]
-        return found
+        return self.leaf_list.remove((time, oplog_id))
