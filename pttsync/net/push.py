@@ -76,7 +76,7 @@ class Pusher:
         ctx: SyncContext,
         seen: SeenCache,
         stats: PushStats,
-        admits: Callable[[bytes], bool],
+        admits: Callable[[bytes, int], bool],
         route: Callable[[Batch, list[PeerLink]], None],
         clock: Callable[[], int],
         lazy: LazyPush,
@@ -111,10 +111,10 @@ class Pusher:
 
     def on_push(self, link: PeerLink, push: Push) -> int:
         """Oplogs a peer pushed; the number refused.  RemoteProtocolError for a bad batch."""
-        if not self._admits(link.peer_id):
+        now = self._clock()
+        if not self._admits(link.peer_id, now):
             self.stats.refused += 1
             return 0
-        now = self._clock()
         self.stats.push_received += len(push.oplogs)
         me, sender = self.me, link.peer_id
         fresh = []
@@ -259,7 +259,7 @@ class PushRouter:
         routes: Routes,
         seen: SeenCache,
         stats: PushStats,
-        admits: Callable[[bytes], bool],
+        admits: Callable[[bytes, int], bool],
         clock: Callable[[], int],
         lazy: LazyPush,
     ) -> None:
@@ -282,7 +282,8 @@ class PushRouter:
         """
         now = self._clock()
         gov = self.replica.fold.governance
-        members = [ln for ln in links if self.topic_id in ln.topics and self._admits(ln.peer_id)]
+        tid, admits = self.topic_id, self._admits
+        members = [ln for ln in links if tid in ln.topics and admits(ln.peer_id, now)]
         mesh = [ln for ln in members if self.routes.in_mesh(ln.peer_id)]
         eager = [ln for ln in mesh if self.lazy.eager(ln.peer_id)]
         lazy = [ln for ln in mesh if not self.lazy.eager(ln.peer_id)]
@@ -332,13 +333,14 @@ class PushRouter:
     def send_announcements(self, links: Iterable[PeerLink]) -> None:
         """Send the queued announcements (lazypush.py) if they are due, leaving out
         the oplogs each peer is known to hold by now."""
-        out = self.lazy.take_outbox(self._clock())
+        now = self._clock()
+        out = self.lazy.take_outbox(now)
         if not out:
             return
         by_id = {ln.peer_id: ln for ln in links}
         for peer_id, keys in out.items():
             link = by_id.get(peer_id)
-            if link is None or not self._admits(peer_id):
+            if link is None or not self._admits(peer_id, now):
                 continue
             ids = [oid for oid, h in keys if peer_id not in (self.seen.get((oid, h)) or ())]
             for run in id_chunks(ids):

@@ -162,9 +162,10 @@ class TopicRuntime:
             or gov.user_of(peer_id, t + self.ctx.config.clock_skew) is not None
         )
 
-    def admits_now(self, peer_id: bytes) -> bool:
-        """`admits` for push, remembered per governance and second."""
-        key = (self.replica.fold, self.clock() // 10**9)
+    def admits_now(self, peer_id: bytes, now: int | None = None) -> bool:
+        """`admits` for push, remembered per governance and second (`now`, in ns, if
+        the caller has read the clock already: once a batch, not once a link)."""
+        key = (self.replica.fold, (self.clock() if now is None else now) // 10**9)
         if self._admitted_key != key:
             self._admitted_key, self._admitted = key, {}
         known = self._admitted.get(peer_id)

@@ -111,22 +111,30 @@ class SortedChunks(Generic[T]):
     def add(self, item: T) -> bool:
         """Put `item` in its place; False (nothing changed) if its key is there."""
         key = self._k(item)
-        c, i, found = self._place(key)
-        if found:
-            return False
-        if c < 0:
+        maxes = self._maxes
+        if not maxes:
             self._chunks, self._maxes, self._owned = [[item]], [key], [True]
-        else:
+            self._len = 1
+            return True
+        c = bisect.bisect_left(maxes, key)
+        if c == len(maxes):  # past every key (most writes are the newest): append
+            c -= 1
+            chunk = self._own(c)
+            chunk.append(item)
+            maxes[c] = key
+        else:  # before the chunk's last key, which stays its last
+            i = bisect.bisect_left(self._chunks[c], key, key=self._key)
+            if self._k(self._chunks[c][i]) == key:
+                return False
             chunk = self._own(c)
             chunk.insert(i, item)
-            self._maxes[c] = self._k(chunk[-1])
-            if len(chunk) > 2 * CHUNK:
-                half = chunk[CHUNK:]
-                del chunk[CHUNK:]
-                self._chunks.insert(c + 1, half)
-                self._maxes.insert(c + 1, self._maxes[c])
-                self._maxes[c] = self._k(chunk[-1])
-                self._owned.insert(c + 1, True)
+        if len(chunk) > 2 * CHUNK:
+            half = chunk[CHUNK:]
+            del chunk[CHUNK:]
+            self._chunks.insert(c + 1, half)
+            maxes.insert(c + 1, maxes[c])
+            maxes[c] = self._k(chunk[-1])
+            self._owned.insert(c + 1, True)
         self._len += 1
         return True
 
