@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from ...errors import UsageError
+from ..memo import remember
 from ..merkle import Leaf, MerkleTree
 from ..oplog import Oplog, OplogStatus
 from ..oplogcodec import encode_oplog
@@ -50,6 +51,20 @@ if TYPE_CHECKING:
 
 _END = 2**63 - 1
 _VALID = OplogStatus.VALID
+
+SHARED_RECORDS = 1 << 16
+"""Valid records whose `StoredOplog` the stores of a process share (by hash, newest kept)."""
+_STORED: dict[bytes, StoredOplog] = {}
+
+
+def _stored(oplog: Oplog, status: OplogStatus) -> StoredOplog:
+    """`StoredOplog(oplog, status)`, one object for a valid record in every store of the
+    process: a simulation's peers hold the same records (48 bytes an oplog a peer).
+    The hash covers the record's ID (its content), signatures and update time."""
+    if status is not _VALID:
+        return StoredOplog(oplog, status)
+    known = _STORED.get(oplog.hash)
+    return known or remember(_STORED, oplog.hash, StoredOplog(oplog, status), SHARED_RECORDS)
 
 
 @dataclass(slots=True)
@@ -219,7 +234,7 @@ class MemoryStore:
         for oplog, status in plan.writes:
             if oplog.oplog_id in oplogs:
                 remove(oplog.oplog_id)
-            insert(StoredOplog(oplog, status))
+            insert(_stored(oplog, status))
         for record in failed:
             t.failed[record.oplog_id] = record
         if len(t.failed) > MAX_FAILED:

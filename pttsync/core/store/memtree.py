@@ -14,6 +14,7 @@ import operator
 from typing import TYPE_CHECKING
 
 from ...errors import UsageError
+from ..memo import remember
 from ..merkle import Changes, Leaf, Level, MerkleNode, MerkleTree, merge_changes
 from .chunks import SortedChunks
 from .overlay import fork, share
@@ -25,6 +26,18 @@ _END = 2**63 - 1
 
 leaf_key = operator.attrgetter("time", "oplog_id")
 """A leaf's sort key, (time, oplog ID), for bisecting `MemoryTree.leaf_list`."""
+
+SHARED_LEAVES = 1 << 16
+"""Leaves the trees of a process share (by hash, newest kept): a simulation's peers
+hold the same ones (56 bytes an oplog a peer)."""
+_LEAVES: dict[bytes, Leaf] = {}
+
+
+def _shared(leaf: Leaf) -> Leaf:
+    known = _LEAVES.get(leaf.hash)
+    if known is not None and known.oplog_id == leaf.oplog_id and known.time == leaf.time:
+        return known
+    return remember(_LEAVES, leaf.hash, leaf, SHARED_LEAVES)
 
 
 class MemoryTree:
@@ -153,7 +166,7 @@ class MemoryTree:
 
     def put_leaves(self, leaves: Sequence[Leaf]) -> None:
         for leaf in leaves:
-            if not self.leaf_list.add(leaf):
+            if not self.leaf_list.add(_shared(leaf)):
                 raise UsageError(f"a leaf for oplog {leaf.oplog_id.hex()} is already there")
 
     def delete_leaf(self, time: int, oplog_id: bytes) -> bool:
