@@ -174,3 +174,20 @@ def test_copies_share_what_they_held_and_change_apart(
     for s, m in pairs:
         assert m.check(topic.topic_id) == []
         assert snapshot(s, topic, probe) == snapshot(m, topic, probe)
+
+
+def test_stores_of_a_process_share_a_valid_record_and_its_leaf(topic: TopicInfo) -> None:
+    """Ten thousand simulated peers hold the same records: one StoredOplog and one leaf
+    each (memory.py, memtree.py), not one a store; a pending copy is each store's own."""
+    who = make_identity("a")
+    valid, pending = oplog(who, topic, T + 1, b"k", 1), oplog(who, topic, T + 2, b"k", 2)
+    stores = [MemoryStore(), MemoryStore()]
+    for s in stores:
+        s.add_topic(topic)
+        s.write_batch(topic.topic_id, [(valid, OplogStatus.VALID), (pending, OplogStatus.PENDING)])
+    a, b = (s.get(topic.topic_id, valid.oplog_id) for s in stores)
+    assert a is not None and a is b
+    la, lb = (s.leaves_from(topic.topic_id, (0, b""), T + HOUR_NS, 9) for s in stores)
+    assert la == lb and la[0] is lb[0]
+    pa, pb = (s.get(topic.topic_id, pending.oplog_id) for s in stores)
+    assert pa == pb and pa is not pb
