@@ -29,6 +29,7 @@ from ..core.lifecycle.rules import expired, sign_kind
 from ..core.oplog import OplogStatus
 from ..core.oplogcodec import decode_known, encode_oplog
 from ..core.sync.session import MAX_BODY, pack_bodies, remote_input
+from . import timers
 from .peer import encode_any
 from .routing import MAX_HOPS
 from .wire import MAX_PUSH_OPLOGS, IHave, Prune, Push, id_chunks
@@ -200,9 +201,8 @@ class Pusher:
         """
         last = -math.inf
         async for first in self._recv:
-            wait = last + every - trio.current_time()
-            if wait > 0:
-                await trio.sleep(wait)
+            if last + every > trio.current_time():
+                await timers.sleep_until(last + every)
             last = trio.current_time()
             batch = [first]
             while len(batch) < MAX_PUSH_OPLOGS:

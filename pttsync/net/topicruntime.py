@@ -55,6 +55,7 @@ from .lazypush import DEFAULT_ANNOUNCE_EVERY, DEFAULT_LAZY_TIMEOUT, LazyPush
 from .push import Pusher, PushRouter
 from .routing import DEFAULT_MESH, Routes
 from .seen import SeenCache
+from .timers import Alarm
 from .wire import IWant, Push, Route, id_chunks
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class TopicRuntime:
             self._holds_valid, lately=self.seen.valid_here, timeout=lazy_timeout,
             announce_every=announce_every,
         )  # fmt: skip
-        self._lazy_changed = trio.Event()
+        self._alarm = Alarm()  # the lazy timer's wake-up (timers.py)
         self._timer_wake: int | None = None  # what the lazy timer sleeps until (None: news)
         self.router = PushRouter(
             self.topic_id, me, replica=self.replica, routes=self.routes, seen=self.seen,
@@ -364,9 +365,7 @@ class TopicRuntime:
         and send the announcements that waited for their turn."""
         while True:
             wake = self._timer_wake = self.lazy.next_wake()
-            self._lazy_changed = trio.Event()
-            with trio.move_on_at(math.inf if wake is None else self._trio_at(wake)):
-                await self._lazy_changed.wait()
+            if await self._alarm.wait_until(math.inf if wake is None else self._trio_at(wake)):
                 continue  # something new to wait for: the earliest wake may be sooner
             now_linked = list(links())
             self.router.send_announcements(now_linked)
@@ -395,7 +394,7 @@ class TopicRuntime:
         wake = self.lazy.next_wake()
         if wake is not None and (self._timer_wake is None or wake < self._timer_wake):
             self._timer_wake = wake
-            self._lazy_changed.set()
+            self._alarm.ring()
 
     # -- housekeeping ---------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ import trio
 
 from ..errors import ConnectionLostError, HandshakeError, HandshakeTimeoutError, UsageError
 from ..net.network import format_address
+from ..net.timers import Alarm
 from ..net.transport import secure_handshake
 from .link import (
     _RESET,
@@ -125,7 +126,7 @@ class Fabric:
         self._connections: dict[str, list[_Connection]] = {}
         self._latency: dict[tuple[str, str], float] = {}
         self._pending = _Pending()
-        self._wakeup = trio.Event()
+        self._alarm = Alarm()  # the delivery task's wake-up
         self._dials = 0
 
     # -- the nodes' view --------------------------------------------------------------
@@ -190,7 +191,7 @@ class Fabric:
         """Deliver `item` to `pipe` at `when` (or its end, _EOF, or a reset, _RESET)."""
         p = self._pending
         if not p.heap or when < p.heap[0][0]:
-            self._wakeup.set()
+            self._alarm.ring()
         heapq.heappush(p.heap, (when, next(p.counter), pipe, item))
 
     async def run(self) -> None:
@@ -208,12 +209,7 @@ class Fabric:
                 else:
                     pipe.eof = True
                 pipe.wake()
-            self._wakeup = trio.Event()
-            if heap:
-                with trio.move_on_at(heap[0][0]):
-                    await self._wakeup.wait()
-            else:
-                await self._wakeup.wait()
+            await self._alarm.wait_until(heap[0][0] if heap else math.inf)
 
     # -- connections ----------------------------------------------------------------------
 

@@ -36,7 +36,9 @@ from ..core.timeutil import NS_PER_SECOND
 from ..errors import PttsyncError
 from ..net.config import NodeConfig, trio_wall_clock
 from ..net.serve import serve_node
+from ..net.timers import use_ticks
 from .fabric import Cut, Fabric
+from .link import TICK
 from .observe import BOUNDS, PeerSample, Probe, Timeline, WriteTrack, bounds_of
 from .plan import Fault, FaultKind, Plan, SimConfig, Write, WriteKind
 from .profiling import PhaseClock
@@ -245,6 +247,7 @@ class World:
     async def run(self) -> None:
         """Carry out the plan, then wait for convergence (or give up after max_wait)."""
         cfg, plan = self.cfg, self.plan
+        use_ticks(TICK)  # the nodes' timers wake on the fabric's ticks (net/timers.py)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.fabric.run)
