@@ -11,7 +11,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pttsync.net.timers import Alarm, sleep_until, use_ticks
+from pttsync.net.timers import Alarm, call_at, sleep_until, use_ticks
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -157,3 +157,15 @@ def test_each_waiter_wakes_at_its_time_rounded_or_its_ring(
             assert rung and at == pytest.approx(due(ring / 10))
         else:  # a ring at the very time may win the tie or not: the time is the same
             assert at == pytest.approx(own)
+
+
+def test_calls_run_at_their_times_with_no_task_of_their_own() -> None:
+    ran: list[tuple[str, float]] = []
+
+    async def main() -> None:
+        for name, when in [("late", 0.0032), ("soon", 0.001), ("now", 0.0)]:
+            call_at(when, lambda name=name: ran.append((name, trio.current_time())))  # type: ignore[misc]
+        await sleep_until(0.01)
+
+    run(main, tick=0.001)
+    assert ran == [("now", 0.0), ("soon", 0.001), ("late", pytest.approx(0.004))]

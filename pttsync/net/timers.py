@@ -13,6 +13,9 @@ earliest time wanted, and reschedules every task due then.
   cancellable like any).
 * `Alarm`: park until a time or until someone calls `ring()`, whichever
   comes first (the lazy-push timer: its plan may move earlier).
+* `call_at(when, fn)`: run `fn()` (synchronous, quick) in the service task
+  at `when`: no task to wake at all (the simulator's frame deliveries: the
+  readers they wake run in the very next batch, as a task's would).
 * `use_ticks(tick)`: round every wake-up up to a whole `tick` of trio time,
   so wake-ups within one tick share one turn of the service.  The
   simulator sets its 1 ms delivery tick (sim/link.py); a real node keeps
@@ -28,20 +31,30 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from typing import TYPE_CHECKING
 
 import trio
 
-__all__ = ["Alarm", "sleep_until", "use_ticks"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["Alarm", "call_at", "sleep_until", "use_ticks"]
 
 
 class _Entry:
-    """One parked task's wake-up; `task` is None once it is woken or gone."""
+    """One wake-up: a parked task's, or a call's; both None once done or gone."""
 
-    __slots__ = ("rung", "task", "when")
+    __slots__ = ("call", "rung", "task", "when")
 
-    def __init__(self, when: float, task: trio.lowlevel.Task) -> None:
+    def __init__(
+        self,
+        when: float,
+        task: trio.lowlevel.Task | None,
+        call: Callable[[], None] | None = None,
+    ) -> None:
         self.when = when
-        self.task: trio.lowlevel.Task | None = task
+        self.task = task
+        self.call = call
         self.rung = False  # woken by `Alarm.ring`, not by its time
 
 
@@ -77,7 +90,7 @@ class Timers:
     async def _serve(self) -> None:
         heap = self._heap
         while True:
-            while heap and heap[0][2].task is None:
+            while heap and heap[0][2].task is None and heap[0][2].call is None:
                 heapq.heappop(heap)  # woken early (an alarm rung) or cancelled
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
                 self._scope = scope
@@ -89,6 +102,9 @@ class Timers:
                 task, entry.task = entry.task, None
                 if task is not None:
                     trio.lowlevel.reschedule(task)
+                elif entry.call is not None:
+                    call, entry.call = entry.call, None
+                    call()  # a bug here ends the run loudly, as a bug should
 
 
 _TIMERS: trio.lowlevel.RunVar[Timers] = trio.lowlevel.RunVar("pttsync_timers")
@@ -106,6 +122,12 @@ def _timers() -> Timers:
 def use_ticks(tick: float) -> None:
     """Round this trio run's wake-ups up to whole `tick`s (call before any timer)."""
     _timers().tick = tick
+
+
+def call_at(when: float, call: Callable[[], None]) -> None:
+    """Run `call()` in the service task at trio time `when` (rounded up to a tick)."""
+    timers = _timers()
+    timers.park(_Entry(timers.due(when), None, call))
 
 
 async def _park(entry: _Entry) -> None:

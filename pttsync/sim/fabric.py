@@ -41,6 +41,7 @@ the same every time it is given the same seed.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -53,7 +54,7 @@ import trio
 
 from ..errors import ConnectionLostError, HandshakeError, HandshakeTimeoutError, UsageError
 from ..net.network import format_address
-from ..net.timers import Alarm
+from ..net.timers import call_at
 from ..net.transport import secure_handshake
 from .link import (
     _RESET,
@@ -126,7 +127,7 @@ class Fabric:
         self._connections: dict[str, list[_Connection]] = {}
         self._latency: dict[tuple[str, str], float] = {}
         self._pending = _Pending()
-        self._alarm = Alarm()  # the delivery task's wake-up
+        self._armed: set[float] = set()  # the times a delivery call is due
         self._dials = 0
 
     # -- the nodes' view --------------------------------------------------------------
@@ -190,26 +191,31 @@ class Fabric:
     def schedule(self, when: float, pipe: _Pipe, item: bytes | int) -> None:
         """Deliver `item` to `pipe` at `when` (or its end, _EOF, or a reset, _RESET)."""
         p = self._pending
-        if not p.heap or when < p.heap[0][0]:
-            self._alarm.ring()
         heapq.heappush(p.heap, (when, next(p.counter), pipe, item))
+        if when not in self._armed:  # one delivery call a distinct time (a 1 ms tick)
+            self._armed.add(when)
+            call_at(when, functools.partial(self._deliver, when))
+
+    def _deliver(self, at: float) -> None:
+        """Deliver every item due by now (run by the timers' service at `at`)."""
+        self._armed.discard(at)
+        heap = self._pending.heap
+        now = trio.current_time()
+        while heap and heap[0][0] <= now:
+            _, _, pipe, item = heapq.heappop(heap)
+            if isinstance(item, bytes):
+                if not pipe.broken:
+                    pipe.items.append(item)
+            elif item == _RESET:
+                pipe.broken = True
+            else:
+                pipe.eof = True
+            pipe.wake()
 
     async def run(self) -> None:
-        """Deliver scheduled items at their times, forever (run this as a task)."""
-        heap = self._pending.heap
-        while True:
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                _, _, pipe, item = heapq.heappop(heap)
-                if isinstance(item, bytes):
-                    if not pipe.broken:
-                        pipe.items.append(item)
-                elif item == _RESET:
-                    pipe.broken = True
-                else:
-                    pipe.eof = True
-                pipe.wake()
-            await self._alarm.wait_until(heap[0][0] if heap else math.inf)
+        """Run the fabric (a task): deliveries are calls at their times (net/timers.py),
+        with no task of their own to wake; this task only marks the fabric's life."""
+        await trio.sleep_forever()
 
     # -- connections ----------------------------------------------------------------------
 
