@@ -72,6 +72,9 @@ async def _cluster(root: Path, n: int, seed: int, push: bool, writes: int) -> di
             )
             nodes.append(await nursery.start(functools.partial(serve_node, d.path, config=cfg)))
         await _wait(nodes, lambda: all(len(x.links) >= 1 for x in nodes))
+        # Every peer knows it is a member (it learns its ROLE by syncing): a write
+        # before that is refused, and with some seeds one came first.
+        await _wait(nodes, lambda: all(x.api.topic().admits(x.peer_id) for x in nodes))
         latencies = []
         tag = "push" if push else "ae"
         sent0, copies0 = _bytes_sent(nodes), _push_received(nodes)
