@@ -202,7 +202,7 @@ def build_governance(info: TopicInfo, oplogs: Iterable[Oplog]) -> Fold:
     changed once built; a change goes to a copy (`extend_fold`, `FoldDraft`).
     """
     unique = {o.oplog_id: o for o in oplogs if is_governance_op(o.op)}
-    key = (info, frozenset((k, o.hash) for k, o in unique.items()))
+    key = (info, frozenset(o.hash for o in unique.values()))  # a hash covers the ID
     known = _FOLDS.get(key)
     if known is not None:
         return known
@@ -221,7 +221,7 @@ def build_governance(info: TopicInfo, oplogs: Iterable[Oplog]) -> Fold:
 # a simulated peer about 215 bytes per member: 21 GB for 10,000 peers.
 MIN_REMEMBERED_FOLD = 64
 MAX_REMEMBERED_FOLDS = 4
-_FOLDS: dict[tuple[TopicInfo, frozenset[tuple[bytes, bytes]]], Fold] = {}
+_FOLDS: dict[tuple[TopicInfo, frozenset[bytes]], Fold] = {}
 
 
 def extend_fold(fold: Fold, oplogs: Iterable[Oplog], *, without: Iterable[bytes] = ()) -> Fold:

@@ -33,7 +33,7 @@ from ..oplogcodec import encode_oplog
 from .batch import Held, plan_batch
 from .database import SCHEMA_VERSION
 from .memtree import MemoryTree
-from .overlay import fork, share
+from .overlay import fork, pairs, share
 from .protocol import (
     MAX_FAILED,
     BatchResult,
@@ -290,8 +290,8 @@ class MemoryStore:
         t = self._t(topic_id)
         # A scan, not an index: it runs when a replica opens (the governance ops),
         # and an index by op cost a simulated peer 35 bytes an oplog.
-        ids = sorted(k for k, s in t.oplogs.items() if lo <= s.oplog.op < hi)
-        return [t.oplogs[k] for k in ids]
+        found = sorted((k, s) for k, s in pairs(t.oplogs) if lo <= s.oplog.op < hi)
+        return [s for _, s in found]
 
     def since(self, topic_id: bytes, time: int, chunk: int = 2000) -> Iterator[StoredOplog]:
         t = self._t(topic_id)

@@ -20,7 +20,7 @@ store holds until its first copy; it pays nothing for this.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import ItemsView, Iterator, Mapping, MutableMapping
 from typing import TypeVar, overload
 
 K = TypeVar("K")
@@ -99,6 +99,14 @@ class Overlay(MutableMapping[K, V]):
     def __len__(self) -> int:
         return self._len
 
+    def pairs(self) -> Iterator[tuple[K, V]]:
+        """Every (key, value), own first: one pass, no lookup per key (a store's scans)."""
+        yield from self.own.items()
+        own, hidden = self.own, self.hidden
+        for key, value in self.base.items():
+            if key not in own and key not in hidden:
+                yield key, value
+
     def fork(self) -> Overlay[K, V]:
         """An independent copy sharing the same base."""
         return Overlay(self.base, dict(self.own), set(self.hidden))
@@ -117,6 +125,11 @@ def share(container: MutableMapping[K, V]) -> MutableMapping[K, V]:
             return container
         container = dict(container)
     return Overlay(container)
+
+
+def pairs(container: MutableMapping[K, V]) -> Iterator[tuple[K, V]] | ItemsView[K, V]:
+    """`container.items()`, in one pass over an overlay (see `Overlay.pairs`)."""
+    return container.pairs() if isinstance(container, Overlay) else container.items()
 
 
 def fork(container: MutableMapping[K, V]) -> MutableMapping[K, V]:
