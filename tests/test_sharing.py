@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pttsync.core.store import chunks
 from pttsync.core.store.chunks import SortedChunks
-from pttsync.core.store.overlay import Overlay, fork, share
+from pttsync.core.store.overlay import Overlay, split
 
 KEYS = st.integers(0, 40)
 MAP_OPS = st.lists(
@@ -44,8 +44,8 @@ def test_overlays_read_as_dicts_copied_the_plain_way(ops: list[tuple[str, int, i
         elif op == "pop":
             assert shared[i].pop(key, None) == plain[i].pop(key, None)
         else:
-            shared[i] = share(shared[i])
-            shared.append(fork(shared[i]))
+            shared[i], copy = split(shared[i])
+            shared.append(copy)
             plain.append(dict(plain[i]))
         for s, p in zip(shared, plain, strict=True):
             assert dict(s) == p and len(s) == len(p) and sorted(s) == sorted(p)
@@ -53,13 +53,13 @@ def test_overlays_read_as_dicts_copied_the_plain_way(ops: list[tuple[str, int, i
 
 
 def test_an_overlay_rebases_once_its_changes_outgrow_half_its_base() -> None:
-    first = share({k: k for k in range(10)})
+    first, _ = split({k: k for k in range(10)})
     assert isinstance(first, Overlay)
     for k in range(10, 16):
         first[k] = k
-    again = share(first)  # 6 changes over a base of 10: a new base of 16
+    again, _ = split(first)  # 6 changes over a base of 10: a new base of 16
     assert isinstance(again, Overlay) and len(again.base) == 16 and not again.own
-    assert share(again) is again
+    assert split(again)[0] is again
 
 
 CHUNK_OPS = st.lists(

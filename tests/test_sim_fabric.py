@@ -37,7 +37,7 @@ def fixed(**changes: float | tuple[float, float]) -> LinkModel:
 
 
 class Sim:
-    """A fabric whose delivery task runs, with named nodes (identities from their names)."""
+    """A fabric in a running trio, with named nodes (identities from their names)."""
 
     def __init__(self, fabric: Fabric, nursery: trio.Nursery) -> None:
         self.fabric = fabric
@@ -93,10 +93,10 @@ class Sim:
 
 @asynccontextmanager
 async def running(fabric: Fabric, limit: float = 600.0) -> AsyncIterator[Sim]:
-    """Run `fabric` (its delivery task) for the body, which must finish within `limit` s."""
+    """`fabric` and a nursery for the body, which must finish within `limit` s (the
+    deliveries need no task: they are calls at their times, net/timers.py)."""
     with trio.fail_after(limit):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(fabric.run)
             yield Sim(fabric, nursery)
             nursery.cancel_scope.cancel()
 

@@ -12,7 +12,8 @@ earliest time wanted, and reschedules every task due then.
 * `sleep_until(when)`: park until trio time `when` (a checkpoint;
   cancellable like any).
 * `Alarm`: park until a time or until someone calls `ring()`, whichever
-  comes first (the lazy-push timer: its plan may move earlier).
+  comes first (the lazy-push timer: its plan may move earlier), or until
+  rung alone (a simulated pipe's reader, woken by a delivery).
 * `call_at(when, fn)`: run `fn()` (synchronous, quick) in the service task
   at `when`: no task to wake at all (the simulator's frame deliveries: the
   readers they wake run in the very next batch, as a task's would).
@@ -158,13 +159,14 @@ class Alarm:
 
     async def wait_until(self, when: float) -> bool:
         """Park until trio time `when` (math.inf: until rung); True if it was rung."""
-        timers = _timers()
-        when = timers.due(when)
-        if when <= trio.current_time():
-            await trio.lowlevel.checkpoint()
-            return False
         entry = self._entry = _Entry(when, trio.lowlevel.current_task())
-        if not math.isinf(when):
+        if not math.isinf(when):  # else only a ring wakes it: no service to tell
+            timers = _timers()
+            entry.when = when = timers.due(when)
+            if when <= trio.current_time():
+                self._entry = None
+                await trio.lowlevel.checkpoint()
+                return False
             timers.park(entry)
         try:
             await _park(entry)

@@ -110,7 +110,7 @@ class _Pending:
 
 
 class Fabric:
-    """Every simulated connection, and the one task that delivers their frames."""
+    """Every simulated connection, and the delivery of their frames at their times."""
 
     def __init__(
         self, *, model: LinkModel | None = None, seed: int = 0, transport: str = "direct"
@@ -211,11 +211,6 @@ class Fabric:
             else:
                 pipe.eof = True
             pipe.wake()
-
-    async def run(self) -> None:
-        """Run the fabric (a task): deliveries are calls at their times (net/timers.py),
-        with no task of their own to wake; this task only marks the fabric's life."""
-        await trio.sleep_forever()
 
     # -- connections ----------------------------------------------------------------------
 

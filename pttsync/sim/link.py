@@ -23,14 +23,15 @@ import trio
 
 from ..core.sync.frames import MAX_FRAME_SIZE
 from ..errors import ConnectionLostError, UsageError
+from ..net.timers import Alarm
 
 if TYPE_CHECKING:
     import random
 
 DISTRIBUTIONS = ("uniform", "lognormal")
 TICK = 0.001
-"""Frames arrive on whole milliseconds of virtual time (a delivery costs a wake-up
-of the delivery task; a millisecond is well under any latency worth simulating)."""
+"""Frames arrive on whole milliseconds of virtual time (a delivery costs a call by
+the timers' service; a millisecond is well under any latency worth simulating)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +103,13 @@ class _Pipe:
         self.broken = False
         self.last_arrival = 0.0
         self.tx_free = 0.0  # when the sender's wire is free again (bandwidth)
-        self.waiter: trio.lowlevel.Task | None = None  # the reader, parked until a wake
+        self.waiter = Alarm()  # the reader's, rung by a delivery
 
     def wake(self) -> None:
-        task, self.waiter = self.waiter, None
-        if task is not None:
-            trio.lowlevel.reschedule(task)
+        self.waiter.ring()
 
     async def wait(self) -> None:
-        # Parked by hand, not on a trio.Event: one fewer object a frame delivered.
-        self.waiter = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(self._abort)
-
-    def _abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
-        self.waiter = None
-        return trio.lowlevel.Abort.SUCCEEDED
+        await self.waiter.wait_until(math.inf)
 
 
 class Medium(Protocol):
@@ -188,7 +181,7 @@ class _Connection:
             rto *= 2
         arrival = t + self.latency * (1 + model.jitter * self.rng.random())
         # Arrivals fall on the fabric's clock ticks (1 ms): frames due within one
-        # tick are delivered by one wake-up of the delivery task, not one each.
+        # tick are delivered by one delivery call (fabric.py), not one each.
         arrival = max(math.ceil(arrival / TICK - 1e-6) * TICK, out.last_arrival)
         if arrival >= self.doomed_at:
             return  # it would arrive after the connection broke

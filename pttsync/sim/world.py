@@ -250,7 +250,6 @@ class World:
         use_ticks(TICK)  # the nodes' timers wake on the fabric's ticks (net/timers.py)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self.fabric.run)
             nursery.start_soon(self._watch)
             late = set(plan.late)
             starters = [i for i in range(plan.initial) if i not in late]

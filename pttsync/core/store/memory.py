@@ -33,7 +33,7 @@ from ..oplogcodec import encode_oplog
 from .batch import Held, plan_batch
 from .database import SCHEMA_VERSION
 from .memtree import MemoryTree
-from .overlay import fork, pairs, share
+from .overlay import pairs, split
 from .protocol import (
     MAX_FAILED,
     BatchResult,
@@ -101,13 +101,14 @@ class _Topic:
 
     def copy(self) -> _Topic:
         """An independent copy; the two share the big containers' present content."""
-        self.oplogs, self.bodies = share(self.oplogs), share(self.bodies)
-        self.by_object = share(self.by_object)
+        self.oplogs, oplogs = split(self.oplogs)
+        self.bodies, bodies = split(self.bodies)
+        self.by_object, by_object = split(self.by_object)
         return _Topic(
             self.info,
-            fork(self.oplogs),
-            fork(self.bodies),
-            fork(self.by_object),
+            oplogs,
+            bodies,
+            by_object,
             set(self.not_valid),
             list(self.counts),
             dict(self.failed),

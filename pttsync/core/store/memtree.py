@@ -3,9 +3,10 @@
 The leaves are kept sorted by (time, oplog ID) (`leaf_key`), the nodes in
 one mapping per (level, depth) with their starts sorted for range queries.
 A copy shares all of it with the original (chunks.py, overlay.py) and keeps
-only what it changes: a simulation's peers start from one template.  The leaves are always current;
-the nodes above them are brought up to date lazily, by the tree's own
-incremental algorithm, on the first read after a change (see `MemoryTree`).
+only what it changes: a simulation's peers start from one template.  The
+leaves are always current; the nodes above them are brought up to date
+lazily, by the tree's own incremental algorithm, on the first read after a
+change (see `MemoryTree`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ...errors import UsageError
 from ..memo import remember
 from ..merkle import Changes, Leaf, Level, MerkleNode, MerkleTree, merge_changes
 from .chunks import SortedChunks
-from .overlay import fork, share
+from .overlay import split
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping, Sequence
@@ -34,10 +35,8 @@ _LEAVES: dict[bytes, Leaf] = {}
 
 
 def _shared(leaf: Leaf) -> Leaf:
-    known = _LEAVES.get(leaf.hash)
-    if known is not None and known.oplog_id == leaf.oplog_id and known.time == leaf.time:
-        return known
-    return remember(_LEAVES, leaf.hash, leaf, SHARED_LEAVES)
+    """The process's one object for `leaf` (a record's hash covers its ID and time)."""
+    return _LEAVES.get(leaf.hash) or remember(_LEAVES, leaf.hash, leaf, SHARED_LEAVES)
 
 
 class MemoryTree:
@@ -67,8 +66,7 @@ class MemoryTree:
         other.topic_id = self.topic_id
         other.leaf_list = self.leaf_list.copy()
         for k, v in self.nodes_by.items():
-            self.nodes_by[k] = shared = share(v)
-            other.nodes_by[k] = fork(shared)
+            self.nodes_by[k], other.nodes_by[k] = split(v)
         other.starts = {k: v.copy() for k, v in self.starts.items()}
         return other
 

@@ -8,9 +8,9 @@ copies share the template's part and keep only their own changes:
 * `Overlay`: a mapping of its own entries over a frozen base mapping, with
   the base keys it removed hidden.  A read looks in its own entries first,
   then in the base; a write touches only its own.
-* `share()` and `fork()`: `share(d)` freezes a container's current content
-  as a base and returns what the original goes on with; `fork(d)` returns
-  an independent copy of a container, sharing its base if it has one.
+* `split(d)`: what the owner of a container goes on with, and an
+  independent copy, both overlays over the container's present content
+  frozen as their base.
 
 The base is never written once shared: every write goes to an overlay's
 own entries, so copies stay independent (tests/test_memstore.py compares
@@ -112,28 +112,22 @@ class Overlay(MutableMapping[K, V]):
         return Overlay(self.base, dict(self.own), set(self.hidden))
 
 
-def share(container: MutableMapping[K, V]) -> MutableMapping[K, V]:
-    """What the owner of `container` goes on with once a copy shares its content.
+def split(container: MutableMapping[K, V]) -> tuple[Overlay[K, V], Overlay[K, V]]:
+    """(What the owner of `container` goes on with, an independent copy of it.)
 
-    A plain dict becomes the frozen base of a new overlay (nobody writes it
-    again); an overlay is left as it is (its base is already frozen), unless
+    A plain dict becomes the frozen base of both (nobody writes it again).
+    An overlay keeps its base (already frozen) and the copy shares it, unless
     its own changes have grown to half its base: then its whole content
     becomes a new base, so that chains of copies do not pile up changes.
     """
     if isinstance(container, Overlay):
         if len(container.own) + len(container.hidden) <= len(container.base) // 2:
-            return container
+            return container, container.fork()
         container = dict(container)
-    return Overlay(container)
+    mine = Overlay(container)
+    return mine, mine.fork()
 
 
 def pairs(container: MutableMapping[K, V]) -> Iterator[tuple[K, V]] | ItemsView[K, V]:
     """`container.items()`, in one pass over an overlay (see `Overlay.pairs`)."""
     return container.pairs() if isinstance(container, Overlay) else container.items()
-
-
-def fork(container: MutableMapping[K, V]) -> MutableMapping[K, V]:
-    """An independent copy of `container` (call `share` on the original first)."""
-    if isinstance(container, Overlay):
-        return container.fork()
-    return dict(container)
