@@ -169,6 +169,18 @@ class FakeNode:
             {"peer_id": peer_id_text(ALICE), "address": "[::1]:7402", "topics": []},
         ]
 
+    def peer_view(self) -> dict[str, Any]:
+        known = {
+            "address": "nowhere:7400", "peer_id": None, "join": True, "failures": 3,
+            "last_error": "Name or service not known", "last_error_ago_s": 2.0,
+            "next_try_in_s": 5.2,
+        }  # fmt: skip
+        refused = {
+            "peer_id": peer_id_text(BOB), "address": "10.0.0.9:7400", "times": 4,
+            "last_ago_s": 61.0, "reason": "not a member of any topic this node serves",
+        }  # fmt: skip
+        return {"connected": self.peers(), "known": [known], "refused": [refused]}
+
     @contextmanager
     def watch(self, *, topic: bytes | None = None, buffer: int = 1000) -> Iterator[Watch]:
         entry = (self._topic(topic), Watch(self.watch_buffer or buffer))
@@ -638,13 +650,24 @@ async def test_cli_status_and_peers(
 
         assert await _cli("peers", "--data", str(d)) == 0
         lines = capsys.readouterr().out.splitlines()
-        assert lines[0].split() == ["PEER", "DIRECTION", "LISTEN", "CONNECTED", "SENT", "RECEIVED"]
+        assert lines[0] == "connected (2)"
+        assert lines[1].split() == ["PEER", "DIRECTION", "LISTEN", "CONNECTED", "SENT", "RECEIVED"]
         # The fake peers have no direction: the column is blank for them.
-        assert lines[1].split()[:2] == [peer_id_text(BOB)[:16] + "…", "127.0.0.1:7401"]
-        assert lines[2].split()[:2] == [peer_id_text(ALICE)[:16] + "…", "[::1]:7402"]
+        assert lines[2].split()[:2] == [peer_id_text(BOB)[:16] + "…", "127.0.0.1:7401"]
+        assert lines[3].split()[:2] == [peer_id_text(ALICE)[:16] + "…", "[::1]:7402"]
+        assert lines[5] == "known, not connected (1)"
+        assert lines[7].split() == [
+            "nowhere:7400", "(--join)", "-", "3", "in", "5", "s", "Name", "or", "service",
+            "not", "known", "(2", "s", "ago)",
+        ]  # fmt: skip
+        assert lines[9] == "refused at the door in the last hour (1)"
+        # The full peer ID: a master pastes it into `member add`.
+        assert lines[11].split()[:4] == [peer_id_text(BOB), "10.0.0.9:7400", "4", "61"]
+        assert lines[12] == f"(a master admits one with: pttsync member add --data {d} PEER_ID)"
 
         assert await _cli("peers", "--data", str(d), "--json") == 0
-        assert len(json.loads(capsys.readouterr().out)) == 2
+        view = json.loads(capsys.readouterr().out)
+        assert [len(view[k]) for k in ("connected", "known", "refused")] == [2, 1, 1]
 
 
 async def test_cli_member(

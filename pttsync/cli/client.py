@@ -49,8 +49,13 @@ def register(sub: Subparsers) -> None:
         sub,
         "peers",
         cmd_peers,
-        help="the running node's connected peers",
-        description="Print a table of the peers the node on DIR is connected to.",
+        help="the running node's peers: connected, known, refused",
+        description=(
+            "Print the peers the node on DIR is connected to; then the addresses it knows"
+            " but is not connected to, each with its failures, last error and next try;"
+            " then the peers its door refused in the last hour, with their full peer IDs"
+            " (a master admits one with `pttsync member add`) and why."
+        ),
         topic=False,
     )
     add_json(p)
@@ -100,7 +105,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"listen:   {status.get('listen') or 'not listening'}")
     if status.get("restarts"):
         print(f"restarts: {status['restarts']} (by its supervisor)")
-    print(f"peers:    {len(peers)} connected")
+    print(
+        f"peers:    {len(peers)} connected, {status.get('known_not_connected', 0)} known not"
+        f" connected ({status.get('failing', 0)} failing),"
+        f" {status.get('refused_last_hour', 0)} refused in the last hour"
+    )
     for t in status.get("topics") or []:
         valid, pending = t.get("valid", 0), t.get("pending", 0)
         digest = str(t.get("digest") or "")[:16]
@@ -112,30 +121,73 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    peers = call(args, "peers")
+    view = call(args, "peer_view")
     if args.json:
-        emit_json(peers)
+        emit_json(view)
         return 0
-    if not peers:
-        print("no connected peers")
-        return 0
+    connected, known, refused = view["connected"], view["known"], view["refused"]
     # The columns people read; --json has every field.
-    header = ("PEER", "DIRECTION", "LISTEN", "CONNECTED", "SENT", "RECEIVED")
-    rows = [
-        (
-            str(p.get("peer_id", ""))[:16] + "…",
-            str(p.get("direction", "")),
-            str(p.get("listen") or p.get("address") or "-"),
-            f"{float(p.get('connected_s', 0)):.0f} s",
-            f"{int(p.get('bytes_sent', 0)):,} B",
-            f"{int(p.get('bytes_received', 0)):,} B",
-        )
-        for p in peers
-    ]
+    print(f"connected ({len(connected)})")
+    _table(
+        ("PEER", "DIRECTION", "LISTEN", "CONNECTED", "SENT", "RECEIVED"),
+        [
+            (
+                str(p.get("peer_id", ""))[:16] + "…",
+                str(p.get("direction", "")),
+                str(p.get("listen") or p.get("address") or "-"),
+                f"{float(p.get('connected_s', 0)):.0f} s",
+                f"{int(p.get('bytes_sent', 0)):,} B",
+                f"{int(p.get('bytes_received', 0)):,} B",
+            )
+            for p in connected
+        ],
+    )
+    print(f"\nknown, not connected ({len(known)})")
+    _table(
+        ("ADDRESS", "PEER", "FAILURES", "NEXT TRY", "LAST ERROR"),
+        [
+            (
+                str(k["address"]) + (" (--join)" if k.get("join") else ""),
+                str(k["peer_id"])[:16] + "…" if k.get("peer_id") else "-",
+                str(k.get("failures", 0)),
+                "-" if k.get("next_try_in_s") is None else f"in {k['next_try_in_s']:.0f} s",
+                _error(k),
+            )
+            for k in known
+        ],
+    )
+    print(f"\nrefused at the door in the last hour ({len(refused)})")
+    _table(
+        ("PEER ID", "FROM", "TIMES", "LAST", "REASON"),
+        [
+            (
+                str(r["peer_id"]),
+                str(r.get("address") or "-"),
+                str(r.get("times", 1)),
+                f"{float(r.get('last_ago_s', 0)):.0f} s ago",
+                str(r.get("reason", "")),
+            )
+            for r in refused
+        ],
+    )
+    if refused:
+        print(f"(a master admits one with: pttsync member add --data {args.data} PEER_ID)")
+    return 0
+
+
+def _error(known: dict[str, Any]) -> str:
+    if not known.get("last_error"):
+        return "-"
+    return f"{known['last_error']} ({float(known.get('last_error_ago_s') or 0):.0f} s ago)"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    if not rows:
+        print("  none")
+        return
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for row in (header, *rows):
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    return 0
+        print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def cmd_member(args: argparse.Namespace) -> int:

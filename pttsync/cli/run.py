@@ -106,6 +106,13 @@ def register(sub: Subparsers) -> None:
         "--no-push", action="store_true", help="do not push new writes; rely on sync rounds"
     )
     p.add_argument(
+        "--metrics",
+        type=_listen_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one;"
+        " the metrics are listed in docs/pip-11/network.md)",
+    )
+    p.add_argument(
         "--lifeline",
         action="store_true",
         help="stop when standard input is closed (a supervisor's pipe: `launch` uses it so"
@@ -138,13 +145,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         restarts=args.restarts,
     )
     DataDir(args.data).check()
-    trio.run(_run, Path(args.data), config, args.lifeline)
+    metrics = addr(args.metrics) if args.metrics else None
+    trio.run(_run, Path(args.data), config, args.lifeline, metrics)
     return 0
 
 
-async def _run(data: Path, config: NodeConfig, lifeline: bool) -> None:
+async def _run(data: Path, config: NodeConfig, lifeline: bool, metrics: str | None) -> None:
     import trio  # noqa: PLC0415
 
+    from ..net.metrics import node_registry  # noqa: PLC0415
+    from ..net.metricsserver import serve_metrics  # noqa: PLC0415
     from ..net.serve import serve_node  # noqa: PLC0415
 
     async def until_signal(cancel: trio.CancelScope) -> None:
@@ -172,6 +182,10 @@ async def _run(data: Path, config: NodeConfig, lifeline: bool) -> None:
             f" {node.listen_address or '(not listening)'}; data in {data}",
             flush=True,
         )
+        if metrics is not None:
+            registry = node_registry(node, process=True)
+            bound = await nursery.start(serve_metrics, registry, metrics)
+            print(f"metrics at http://{bound}/metrics", flush=True)
 
 
 def make_peers(root: Path, n: int, *, expiry: int | None = None) -> list[DataDir]:

@@ -9,6 +9,14 @@ connection or a protocol violation, an address waits before the next dial:
 so retries spread out (full jitter in the upper half, as in the AWS
 architecture note on backoff) and a whole network restarting at once does
 not dial in lock-step.  A violation counts as `penalty` failures at once.
+A connection resets the count only once it has lasted `STABLE` seconds: a
+peer that admits us and then says Bye at once (its door refused us: not a
+member there, or no room) is backed off like one that does not answer.
+
+Each entry keeps its last error and when it is due again, for
+`pttsync peers`.  An address given with `--join` that fails is logged as a
+warning with the reason, at most once per backoff period; other addresses
+fail at debug level.
 
 The book is bounded (`max_entries`).  When full, a new address replaces
 the entry that has failed most; addresses given with `--join` are never
@@ -17,14 +25,18 @@ evicted.  No clock: times are trio's (`trio.current_time()`), passed in.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import random
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MAX_ENTRIES = 1024
 MAX_FAILURES = 30  # caps the exponent
+STABLE = 10.0  # seconds a connection lasts before its address's failures are forgiven
 
 
 @dataclass(slots=True)
@@ -35,6 +47,9 @@ class Entry:
     next_try: float = 0.0
     pinned: bool = False  # given with --join: never evicted
     connected_once: bool = False
+    last_error: str = ""  # why the last dial or connection failed
+    last_error_at: float | None = None
+    quiet_until: float | None = None  # a --join address: no new warning before this
 
 
 class AddressBook:
@@ -88,7 +103,7 @@ class AddressBook:
         raw = min(self.cap, self.base * 2 ** min(failures, MAX_FAILURES))
         return float(raw * self.rng.uniform(0.5, 1.0))
 
-    def failed(self, address: str, now: float, *, penalty: int = 1) -> float:
+    def failed(self, address: str, now: float, *, penalty: int = 1, reason: str = "") -> float:
         """Count a failure (or a violation worth `penalty`); the delay before the next dial."""
         entry = self._entries.get(address)
         if entry is None:
@@ -96,20 +111,56 @@ class AddressBook:
         entry.failures = min(entry.failures + max(1, penalty), MAX_FAILURES)
         wait = self.delay(entry.failures - 1)
         entry.next_try = now + wait
+        if reason:
+            entry.last_error, entry.last_error_at = reason, now
+        if entry.pinned and (entry.quiet_until is None or now >= entry.quiet_until):
+            entry.quiet_until = now + wait
+            log.warning(
+                "cannot join %s: %s; trying again in %.1f s (failures: %d)",
+                address, reason or "failed", wait, entry.failures,
+            )  # fmt: skip
+        else:
+            log.debug("%s failed (%s); next try in %.1f s", address, reason, wait)
         return wait
 
     def connected(self, address: str, peer_id: bytes) -> None:
         entry = self._entries.get(address)
         if entry is not None:
             entry.peer_id = peer_id
-            entry.failures = 0
             entry.connected_once = True
 
-    def disconnected(self, address: str, now: float) -> None:
-        """A working connection ended: dial again after the base delay, jittered."""
+    def disconnected(self, address: str, now: float, *, lasted: float = 0.0) -> None:
+        """A working connection ended after `lasted` seconds: dial again after the
+        base delay, jittered (its failures are forgiven if it lasted STABLE)."""
         entry = self._entries.get(address)
         if entry is not None:
+            if lasted >= STABLE:
+                entry.failures = 0
             entry.next_try = now + self.delay(entry.failures)
+
+    def ended(
+        self,
+        address: str,
+        now: float,
+        *,
+        lasted: float,
+        penalty: int = 0,
+        reason: str = "",
+        sent_away: bool = False,
+    ) -> None:
+        """A connection to `address` ended after `lasted` seconds: a failure worth
+        `penalty` (a violation, a refusal by our door), or none.  A peer that sent
+        us away (its Bye) before STABLE counts as one failure: its door refused us."""
+        if not penalty and sent_away and lasted < STABLE:
+            penalty = 1
+        if penalty:
+            self.failed(address, now, penalty=penalty, reason=reason)
+        else:
+            self.disconnected(address, now, lasted=lasted)
+
+    def entries(self) -> list[Entry]:
+        """Every known address (for `pttsync peers` and the metrics)."""
+        return list(self._entries.values())
 
     def due(self, now: float) -> list[Entry]:
         """Entries that may be dialed now, longest-waiting first."""

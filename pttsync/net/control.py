@@ -18,7 +18,8 @@ write the topic's governance does not allow); "failure" means the node's.
 |---|---|---|
 | ping | | `{"peer_id"}` |
 | status | | `node.status()` |
-| peers | | `node.peers()` |
+| peers | | `node.peers()`: the connected peers |
+| peer_view | | `node.peer_view()`: `{"connected", "known", "refused"}` (peerview.py) |
 | put | key, value, topic? | `write_json` |
 | get | key, topic? | `doc_json`, or null |
 | delete | key, topic? | `write_json` |
@@ -123,6 +124,8 @@ class ControlledNode(Protocol):
     def status(self) -> dict[str, Any]: ...
 
     def peers(self) -> list[dict[str, Any]]: ...
+
+    def peer_view(self) -> dict[str, Any]: ...
 
     def watch(
         self, *, topic: bytes | None = None, buffer: int = ...
@@ -307,6 +310,8 @@ class _Server:
             return node.status()
         if op == "peers":
             return node.peers()
+        if op == "peer_view":
+            return node.peer_view()
         if op == "put":
             if "value" not in request:
                 raise UsageError("put needs a 'value'")

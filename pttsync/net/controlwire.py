@@ -43,6 +43,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "ping": frozenset(),
     "status": frozenset(),
     "peers": frozenset(),
+    "peer_view": frozenset(),
     "put": frozenset({"key", "value", "topic"}),
     "get": frozenset({"key", "topic"}),
     "delete": frozenset({"key", "topic"}),

@@ -76,6 +76,7 @@ class Conversation:
             if msg is None:
                 return self._end(0, "the peer closed the connection")
             if isinstance(msg, Bye):
+                self.link.peer_bye = msg.reason
                 return self._end(0, f"the peer said: {msg.reason}")
             return self.dispatcher.handle(self.link, msg, now)
         except RemoteProtocolError as exc:

@@ -13,7 +13,6 @@ book), then the connection's whole life (the node's `run_link`).
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import TYPE_CHECKING
 
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     from .config import NodeConfig
     from .network import Network
     from .peer import PeerLink
-
-log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_DIALS = 8
 
@@ -105,9 +102,13 @@ class Dialer:
             try:
                 with trio.fail_after(self.config.connect_timeout):
                     stream = await self.network.connect(address)
-            except (ConnectionLostError, trio.TooSlowError) as exc:
-                wait = self.book.failed(address, trio.current_time())
-                log.debug("dial %s failed (%s); next try in %.1f s", address, exc, wait)
+            except ConnectionLostError as exc:
+                reason = str(exc).removeprefix(f"cannot connect to {address}: ")
+                self.book.failed(address, trio.current_time(), reason=reason)
+                return
+            except trio.TooSlowError:
+                reason = f"no answer within {self.config.connect_timeout:g} s"
+                self.book.failed(address, trio.current_time(), reason=reason)
                 return
             await self._run_link(stream, address, Direction.OUTBOUND, expect)
         finally:

@@ -5,7 +5,8 @@ its topics, its agent, and its credentials: the governance oplogs that make
 it a member); the door then keeps only the topics whose governance makes
 the other side a member now (taking the credentials first if it does not
 know them), breaks ties between duplicate connections, and refuses a peer
-for lack of room after telling it where else to go.  After a governance
+for lack of room after telling it where else to go.  Every refusal is
+recorded (refusals.py), for `pttsync peers` and the metrics.  After a governance
 change `recheck_links` drops each peer from the topics it left.
 network.md, "Membership at the door", gives the rules and their reasons.
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from ..core.oplogcodec import decode_oplog, encode_oplog
 from ..errors import InvalidOplogError, RemoteProtocolError
 from .peer import Direction
+from .refusals import NO_ROOM, NOT_MEMBER
 from .wire import MAX_CREDENTIALS, Hello, Peers
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
     from ..core.oplog import Oplog
     from .peer import PeerLink
+    from .refusals import Refusals
     from .topicruntime import TopicRuntime
 
 AGENT = "pttsync/0.1"
@@ -59,6 +62,7 @@ class Door:
         listen_address: Callable[[], str | None],
         drop: Callable[[PeerLink], None],
         peers_message: Callable[[PeerLink], Peers],
+        refusals: Refusals,
     ) -> None:
         self.peer_id = peer_id
         self.topics = topics
@@ -69,6 +73,7 @@ class Door:
         self.listen_address = listen_address
         self._drop = drop
         self._peers_message = peers_message
+        self.refusals = refusals
 
     def hello(self) -> Hello:
         """This node's Hello: its listen address, its topics and its credentials."""
@@ -93,7 +98,9 @@ class Door:
             for rt in self.topics.values():
                 rt.stats.refused += 1
             link.refused = True
-            return 3, "not a member of any topic this node serves"
+            reason = "not a member of any topic this node serves"
+            self.refusals.add(link.peer_id, self._where(link), NOT_MEMBER, reason, now)
+            return 3, reason
         existing = self.links.get(link.peer_id)
         if existing is not None:
             preferred = min(self.peer_id, link.peer_id)
@@ -107,8 +114,16 @@ class Door:
                 return 0, "already connected"
         if len(self.links) >= self.max_peers:
             link.try_send(self._peers_message(link))  # where else to go (as gossipsub's PX)
-            return 0, f"too many peers (at most {self.max_peers})"
+            reason = f"too many peers (at most {self.max_peers})"
+            self.refusals.add(link.peer_id, self._where(link), NO_ROOM, reason, now)
+            return 0, reason
+        self.refusals.forget(link.peer_id)
         return None
+
+    @staticmethod
+    def _where(link: PeerLink) -> str:
+        """Where a refused peer can be found: where it listens, else where it came from."""
+        return link.listen or link.address
 
     def _take_credentials(self, raw: tuple[bytes, ...], now: int) -> None:
         """Store the valid governance oplogs a peer showed (verified like any other)."""

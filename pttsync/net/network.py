@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -84,9 +85,7 @@ class TcpNetwork:
         try:
             return await trio.open_tcp_stream(host, port)
         except OSError as exc:
-            raise ConnectionLostError(
-                f"cannot connect to {address}: {exc.strerror or exc}"
-            ) from None
+            raise ConnectionLostError(f"cannot connect to {address}: {_why(exc)}") from None
 
     async def serve(
         self,
@@ -177,6 +176,23 @@ class MemoryNetwork:
             finally:
                 del self._listeners[bound]
                 nursery.cancel_scope.cancel()
+
+
+def _why(exc: OSError) -> str:
+    """The operating system's words for a failed connect ("Connection refused"), also
+    when trio tried several addresses and gathered their errors in its cause."""
+    if exc.strerror:
+        return exc.strerror
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        said = {
+            os.strerror(e.errno) if e.errno else e.strerror or str(e)
+            for e in cause.exceptions
+            if isinstance(e, OSError)
+        }
+        if said:
+            return "; ".join(sorted(said))
+    return str(exc)
 
 
 def _split(address: str, *, allow_zero: bool = False) -> tuple[str, int]:

@@ -63,7 +63,8 @@ from .gate import InboundGate
 from .inbox import Verifier, feed
 from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
-from .peer import Direction, PeerLink
+from .peer import Direction, LinkStats, PeerLink
+from .refusals import Refusals
 from .topicruntime import TopicRuntime
 from .wire import MAX_PEERS_LISTED, Bye, Peers
 
@@ -124,6 +125,9 @@ class Node:
         self.started_at = 0.0
         self.violations = 0  # connections closed for breaking the protocol
         self.internal_errors = 0  # connections closed by a bug of ours (logged with traceback)
+        self.refusals = Refusals()  # peers refused at the door lately (refusals.py)
+        self.closed_traffic = LinkStats()  # the counters of connections that have ended
+        self.opened = dict.fromkeys(Direction, 0)  # connections admitted, by direction
         self.gate = InboundGate(config.max_handshakes, config.max_handshakes_per_host)
         self._verdicts: dict[int, tuple[int, str]] = {}  # a contained link's (penalty, reason)
         self.changes = Changes()
@@ -133,7 +137,7 @@ class Node:
             self.peer_id, topics=self.topics, links=self.links, scopes=self._scopes,
             max_peers=config.max_peers, clock=self.clock,
             listen_address=lambda: self.listen_address, drop=self._drop,
-            peers_message=self._peers_message,
+            peers_message=self._peers_message, refusals=self.refusals,
         )  # fmt: skip
         watcher = CommitWatcher(self.changes.notify, self.door.recheck_links)
         for rt in self.topics.values():
@@ -266,6 +270,10 @@ class Node:
         """The connected peers, JSON-ready."""
         return self.api.peers()
 
+    def peer_view(self) -> dict[str, Any]:
+        """Connected peers, other known addresses and why, refusals (`pttsync peers`)."""
+        return self.api.peer_view()
+
     def digests(self) -> dict[bytes, bytes]:
         return self.api.digests()
 
@@ -313,7 +321,8 @@ class Node:
                 self.violations += 1  # a timeout is backed off, but blames nobody
             log.info("handshake with %s failed: %s", address, exc)
             if outbound:
-                self.book.failed(address, trio.current_time(), penalty=penalty)
+                reason = f"handshake failed: {exc}"
+                self.book.failed(address, trio.current_time(), penalty=penalty, reason=reason)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
@@ -337,20 +346,20 @@ class Node:
             self._verdicts.pop(id(link), None)
             self._drop(link)
             await link.aclose()
+            self.closed_traffic.add(link.stats)
             now = trio.current_time()
-            if penalty:
-                # A peer refused at the door (not a member here, yet) is backed off
-                # like a violator but not counted as one: its admission may simply
-                # not have reached this node.
-                if violation:
-                    self.violations += 1
-                    log.warning("closed %r: %s", link, reason)
-                else:
-                    log.info("refused %r: %s", link, reason)
-                self.book.failed(link.address if outbound else link.listen, now, penalty=penalty)
+            # A peer refused at the door (not a member here, yet) is backed off
+            # like a violator but not counted as one: its admission may simply
+            # not have reached this node.
+            if violation:
+                self.violations += 1
+                log.warning("closed %r: %s", link, reason)
             else:
-                log.info("disconnected %r: %s", link, reason)
-                self.book.disconnected(link.address if outbound else link.listen, now)
+                log.info("%s %r: %s", "refused" if penalty else "disconnected", link, reason)
+            self.book.ended(
+                link.address if outbound else link.listen, now, lasted=now - link.started,
+                penalty=penalty, reason=reason, sent_away=link.peer_bye is not None,
+            )  # fmt: skip
             self.changes.notify()
 
     async def _write(self, link: PeerLink, reader: trio.CancelScope) -> None:
@@ -428,6 +437,7 @@ class Node:
                 self.book.add(address, link.peer_id, now=now)
                 self.book.connected(address, link.peer_id)
         link.try_send(self._peers_message(link))
+        self.opened[link.direction] += 1
         for topic_id in link.topics:
             self.topics[topic_id].link_up(link)
         log.info("connected %r (%d topics)", link, len(link.topics))

@@ -18,6 +18,7 @@ from ..core.oplog import OplogStatus
 from ..datadir import select_topic
 from ..errors import UsageError
 from ..watching import DEFAULT_BUFFER, watch
+from .peerview import known_json, refused_json, unconnected
 
 if TYPE_CHECKING:
     import random
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
     from ..core.store import Store
     from ..core.topic import TopicInfo
     from ..watching import Watch
+    from .addressbook import AddressBook
     from .config import NodeConfig
     from .peer import PeerLink
+    from .refusals import Refusals
     from .topicruntime import TopicRuntime
 
 
@@ -53,6 +56,12 @@ class RunState(Protocol):
 
     @property
     def turned_away(self) -> int: ...
+
+    @property
+    def book(self) -> AddressBook: ...
+
+    @property
+    def refusals(self) -> Refusals: ...
 
 
 class NodeAPI:
@@ -211,6 +220,18 @@ class NodeAPI:
             "pushes_dropped": link.stats.dropped,
         }
 
+    def peer_view(self) -> dict[str, Any]:
+        """Connected peers, known addresses not connected and why, and the peers
+        refused at the door in the last hour (peerview.py), JSON-ready."""
+        book = self.running.book
+        rest = unconnected(book, self.links, self.peer_id, self.running.listen_address)
+        wall = self.clock()
+        return {
+            "connected": self.peers(),
+            "known": known_json(rest, trio.current_time(), wall),
+            "refused": refused_json(self.running.refusals, wall),
+        }
+
     def digests(self) -> dict[bytes, bytes]:
         return {t: rt.ctx.view.tree.digest() for t, rt in self.topics.items()}
 
@@ -234,6 +255,7 @@ class NodeAPI:
             )
             topics.append(entry)
         running = self.running
+        rest = unconnected(running.book, self.links, self.peer_id, running.listen_address)
         return {
             "peer_id": peer_id_text(self.peer_id),
             "listen": running.listen_address,
@@ -242,6 +264,9 @@ class NodeAPI:
             "restarts": self.config.restarts,
             "peers": self.peers(),
             "connected": len(self.links),
+            "known_not_connected": len(rest),
+            "failing": sum(1 for e in rest if e.failures),
+            "refused_last_hour": len(running.refusals.recent(self.clock())),
             "violations": running.violations,
             "internal_errors": running.internal_errors,
             "turned_away": running.turned_away,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
@@ -67,6 +67,11 @@ class LinkStats:
     dropped: int = 0  # pushes dropped because the send queue was full
     refused: int = 0  # pushed oplogs we refused (invalid, or not authorised here)
 
+    def add(self, other: LinkStats) -> None:
+        """Add `other`'s counts to these (a node's total of its ended connections)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
 
 def encode_any(msg: AnyMessage) -> bytes:
     if isinstance(msg, NodeMessage):
@@ -103,6 +108,7 @@ class PeerLink:
         # turned away at the door (not a member, yet), silent past a deadline,
         # or closed by an internal error of ours.
         self.refused = False
+        self.peer_bye: str | None = None  # the reason of the peer's Bye, if it sent one
         self.send_timeout = send_timeout
         self.stalled = False  # closed because the peer took no frame within send_timeout
         self._send, self._queue = trio.open_memory_channel[bytes](queue_size)

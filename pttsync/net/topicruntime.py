@@ -51,6 +51,7 @@ from ..core.sync.receiver import Receiver
 from ..core.sync.requester import Requester
 from ..core.sync.session import MAX_BODY, State, SyncConfig, SyncContext, pack_bodies
 from ..errors import ConnectionLostError, InvalidOplogError
+from .histogram import Histogram
 from .lazypush import DEFAULT_ANNOUNCE_EVERY, DEFAULT_LAZY_TIMEOUT, LazyPush
 from .push import Pusher, PushRouter
 from .routing import DEFAULT_MESH, Routes
@@ -119,6 +120,7 @@ class TopicRuntime:
         self.scrubber = Scrubber(store, self.topic_id)
         self.ctx = SyncContext(store, self.topic_id, config=config, replica=self.replica)
         self.stats = TopicStats()
+        self.round_times = Histogram()  # seconds, of the rounds this node started
         self.seen = SeenCache(seen_cache)
         self.requesters: dict[bytes, Requester] = {}
         self.receivers: dict[bytes, Receiver] = {}
@@ -267,6 +269,7 @@ class TopicRuntime:
         if first is None:
             return False
         req = self.requesters[link.peer_id]
+        started = trio.current_time()
         done = self._round_events[link.peer_id] = trio.Event()
         try:
             await link.send_all(first)
@@ -282,6 +285,7 @@ class TopicRuntime:
         if not req.done:
             req.abort()
         ok = req.state is State.DONE
+        self.round_times.observe(trio.current_time() - started)
         if ok:
             self.stats.rounds_completed += 1
         else:

@@ -85,7 +85,7 @@ from ..synchelpers import (
 )
 from . import hostile
 from .engine import Budget, Failure, Outcome, UnusableInput, describe
-from .victim import BOOK_SIZE, PUSH_QUEUE, SEEN_CACHE, VictimNode
+from .victim import BOOK_SIZE, PUSH_QUEUE, REFUSALS, SEEN_CACHE, VictimNode
 
 VICTIM, ROGUE, HONEST = WRITER.peer_id, MEMBER.peer_id, b"H" * 32
 CONFIG = SyncConfig(max_queued=20_000, pipeline=4)
@@ -320,6 +320,7 @@ class SyncAdversary(RuleBasedStateMachine):
         assert set(rt.requesters) <= {ROGUE} and set(rt.receivers) <= {ROGUE}
         assert len(node.links) <= 1 and len(rt.routes) <= 1
         assert len(node.book) <= BOOK_SIZE
+        assert len(node.refusals) <= REFUSALS
         assert len(rt.seen) <= SEEN_CACHE
         assert rt.pusher.queued() <= PUSH_QUEUE
         if node.link is not None:

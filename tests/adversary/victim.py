@@ -23,6 +23,7 @@ from pttsync.net.conversation import Conversation, Verdict
 from pttsync.net.dispatch import Dispatcher
 from pttsync.net.door import Door
 from pttsync.net.peer import Direction, PeerLink
+from pttsync.net.refusals import Refusals
 from pttsync.net.topicruntime import TopicRuntime
 from pttsync.net.wire import AnyMessage, Peers, decode_any
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 LISTEN = "127.0.0.1:7000"
 BOOK_SIZE = 128  # the address book's bound (a node's default is 1,024)
+REFUSALS = 16  # peers refused at the door remembered (a node's default is 256)
 PUSH_QUEUE = 512
 SEEN_CACHE = 1024
 
@@ -77,9 +79,11 @@ class VictimNode:
         )  # fmt: skip
         topics = {TOPIC.topic_id: self.rt}
         self.book = AddressBook(random.Random(0), max_entries=BOOK_SIZE)
+        self.refusals = Refusals(max_entries=REFUSALS)
         self.door = Door(
             self.me, topics=topics, links=self.links, scopes={}, max_peers=8, clock=clock,
             listen_address=lambda: LISTEN, drop=self._drop, peers_message=lambda _: Peers(()),
+            refusals=self.refusals,
         )  # fmt: skip
         self.dispatcher = Dispatcher(
             self.me, topics=topics, book=self.book, book_changed=lambda: None
