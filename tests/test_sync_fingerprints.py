@@ -17,11 +17,18 @@ from hypothesis import strategies as st
 from pttsync.core.merkle import Level
 from pttsync.core.oplog import OplogStatus
 from pttsync.core.store.sqlite import SqliteStore as Store
-from pttsync.core.sync.fingerprint import child_starts, fingerprinted
-from pttsync.core.sync.messages import ForceSyncOplogByMerkle, FpWant, SyncOplogAck
+from pttsync.core.sync.fingerprint import child_starts, encode_children, fingerprinted
+from pttsync.core.sync.messages import (
+    ChildRef,
+    ForceSyncOplogByMerkle,
+    FpWant,
+    Item,
+    SyncOplogAck,
+)
 from pttsync.core.sync.session import SyncConfig
 from pttsync.core.sync.syncview import TreeView
 from pttsync.core.timeutil import HOUR_NS, hour_start, parse_iso
+from pttsync.errors import UsageError
 from pttsync.localsync import round_id, run_round
 
 from .synchelpers import NOW, TID, digest, gen, ids, new_store, pair_sessions, sync
@@ -166,3 +173,18 @@ def test_wants_are_cut_to_the_leaves_a_request_may_ask_for() -> None:
     assert [[len(w.fps) // 4 for w in t] for t in taken] == [[16], [16], [8, 8], [2]]
     assert b"".join(w.fps for t in taken for w in t) == first.fps + second.fps
     assert not found.want_fps
+
+
+@pytest.mark.parametrize("leaf_children", [True, False])
+def test_an_item_whose_children_disagree_with_its_leaf_flag_is_refused_by_the_encoder(
+    leaf_children: bool,
+) -> None:
+    """Found by the adversary test (its `leaf_flag` forgery): the encoder failed with an
+    AttributeError deep inside instead of saying the message cannot be encoded."""
+    start = parse_iso("2026-01-01")
+    kids: tuple[ChildRef, ...] | tuple[bytes, ...] = (
+        (ChildRef(start, b"\x01" * 8),) if leaf_children else (b"\x01" * 8,)
+    )
+    item = Item(Level.YEAR, 0, start, b"\x02" * 8, leaf_children, kids)
+    with pytest.raises(UsageError, match="children must all be"):
+        encode_children(item)

@@ -176,6 +176,10 @@ def want_range(want: FpWant) -> tuple[int, int]:
 
 def encode_children(item: Item) -> object:
     """`[bitmap, fingerprints]` for child nodes, the fingerprints alone for leaves."""
+    kind = bytes if item.leaf_children else ChildRef
+    if not all(isinstance(c, kind) for c in item.children):
+        # Our own mistake (or an adversary test's forgery): say so, don't fail deep down.
+        raise UsageError(f"an item's children must all be {kind.__name__} here")
     if item.leaf_children:
         return b"".join(item.children)  # type: ignore[arg-type]
     if not item.children:
