@@ -1,4 +1,7 @@
-"""`pttsync inspect merkle | tree-list | oplog | check`: read-only views of a store."""
+"""`pttsync inspect merkle | tree-list | oplog | check | diff`: read-only views of a store.
+
+`inspect diff`, which compares two peers, is in diff.py; this module registers it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from ..core.store.integrity import scan
 from ..core.timeutil import to_iso
 from ..datadir import DataDir, select_topic
 from ..errors import UsageError
+from . import diff
 from .options import add_command, add_json, iso
 from .output import Progress, emit_json, node_json, node_line, oplog_json
 
@@ -27,7 +31,9 @@ def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "inspect",
         help="look inside a store (works while no node runs)",
-        description="Look at a store's Merkle tree, tree lists and oplogs.",
+        description=(
+            "Look at a store's Merkle tree, tree lists and oplogs, or compare two peers' (diff)."
+        ),
     )
     isub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
@@ -92,6 +98,8 @@ def register(sub: Subparsers) -> None:
         help="skip the signatures: finds bit rot (IDs and hashes) several times faster",
     )
     add_json(q)
+
+    diff.register(isub)
 
 
 def cmd_merkle(args: argparse.Namespace) -> int:
