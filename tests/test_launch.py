@@ -1,31 +1,41 @@
-"""`pttsync launch` as a supervisor, on real processes: crash a peer and watch it come back.
+"""`pttsync launch` on real processes: a supervisor in the foreground or detached.
 
-The policy itself (backoff, giving up) is tested on fake processes in
-test_supervisor.py; here real `pttsync run` processes are killed with -9.
-Every wait is bounded.
+Crash a peer and watch it come back; detach a launch and steer it with
+`launch ps|logs|stop|start|down`.  The policy itself (backoff, giving up,
+stop and start) is tested on fake processes in test_supervisor.py; here real
+`pttsync run` processes are killed with -9.  Every wait is bounded, and
+every test kills whatever a launch left running, even when it fails.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
+import time
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 
-from pttsync.cli.supervisor import GIVE_UP_AFTER
+from pttsync.cli import build_parser, launchstate
+from pttsync.cli.launch import cmd_launch
+from pttsync.cli.launchctl import cmd_ps
+from pttsync.cli.launchlogs import _Log
+from pttsync.cli.supervisor import GIVE_UP_AFTER, RESTART_BASE
 from pttsync.net.controlclient import control_call
 
 from .prochelpers import PTTSYNC, alive, append_fd, cli, free_ports, poll, read_until, short_root
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
+
+Run = Any  # conftest's `run`: the CLI in process, (exit code, stdout, stderr)
 
 
 @pytest.fixture
@@ -123,7 +133,7 @@ async def test_a_peer_killed_with_sigkill_is_restarted_and_catches_up(
         assert [pid for pid in net.pids if alive(pid)] == []
         # The table at the end shows the restart.
         rows = [x.split() for x in net.text().splitlines() if x.startswith("peer-2 ")]
-        assert rows[-1][4:6] == ["1", "stopped"]
+        assert rows[-1][4:6] == ["stopped", "1"]
 
 
 async def test_without_restarts_a_killed_peer_stays_down_and_killing_launch_ends_the_rest(
@@ -184,3 +194,263 @@ async def test_a_peer_that_cannot_start_is_given_up_and_the_others_run_on(root: 
                 proc.kill()
                 await proc.wait()
             await run.stdout.aclose()
+
+
+# -- launch --detach, and the forms that act on it ------------------------------------
+
+
+def gone(pid: int) -> bool:
+    """The process `pid` has ended (a zombie nobody reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return not alive(pid)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(0.05)
+
+
+def pttsync(*argv: str, seconds: float = 60) -> subprocess.CompletedProcess[str]:
+    """The CLI as a process, bounded in time."""
+    cmd = [*PTTSYNC, *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=seconds, check=False)
+
+
+def kill_launch(net: Path) -> None:
+    """SIGKILL whatever a launch on `net` left running: its supervisor and its peers."""
+    with suppress(Exception):
+        if launchstate.running(net):
+            os.kill(int((net / launchstate.LOCK_FILE).read_text()), signal.SIGKILL)
+    with suppress(Exception):
+        state = launchstate.read_state(net)
+        assert state is not None
+        for peer in state["peers"]:
+            if peer["pid"] is not None and not gone(peer["pid"]):
+                os.kill(peer["pid"], signal.SIGKILL)
+
+
+@pytest.fixture
+def net(root: Path) -> Iterator[Path]:
+    """Where a test's launch goes; whatever it leaves running is killed at the end."""
+    path = root / "net"
+    try:
+        yield path
+    finally:
+        kill_launch(path)
+
+
+def detach(net: Path, n: int, *extra: str) -> subprocess.CompletedProcess[str]:
+    base = str(free_ports(n))
+    argv = ["launch", str(n), "--dir", str(net), "--base-port", base, "--sync-interval", "1"]
+    return pttsync(*argv, "--detach", *extra)
+
+
+def ps(run: Run, net: Path) -> dict[str, Any]:
+    code, out, err = run("launch", "ps", "--dir", str(net), "--json")
+    assert code == 0, err
+    view: dict[str, Any] = json.loads(out)
+    return view
+
+
+def test_detach_then_ps_stop_start_and_down(net: Path, run: Run) -> None:
+    done = detach(net, 2, "--json")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["running"] and [p["state"] for p in shown["peers"]] == ["up", "up"]
+    assert "all peers are up; `pttsync launch down --dir" in done.stderr
+    state = launchstate.read_state(net)
+    assert state is not None and state["supervisor"]["detached"]
+    supervisor, pids = state["supervisor"]["pid"], [p["pid"] for p in state["peers"]]
+    assert not gone(supervisor) and not any(gone(pid) for pid in pids)
+    for name in ("launch.json", "launch.lock", "launch.sock", "launch.log"):
+        assert (net / name).exists(), name
+
+    view = ps(run, net)
+    assert view["running"] and [p["pid"] for p in view["peers"]] == pids
+    assert [(p["name"], p["role"], p["state"]) for p in view["peers"]] == [
+        ("peer-0", "master", "up"),
+        ("peer-1", "member", "up"),
+    ]
+    code, out, _ = run("launch", "ps", "--dir", str(net))
+    assert code == 0
+    assert f"launch on {net}: running, supervisor pid {supervisor} (detached" in out
+    assert out.splitlines()[1].split() == [
+        *("PEER", "ROLE", "LISTEN", "PID", "STATE", "RESTARTS", "UPTIME", "PEER", "ID")
+    ]
+    assert out.splitlines()[3].split()[:6] == [
+        *("peer-1", "member", view["peers"][1]["listen"], str(pids[1]), "up", "0")
+    ]
+
+    # stop: answered once the peer has exited; it stays stopped.
+    assert run("launch", "stop", "peer-1", "--dir", str(net))[:2] == (
+        0,
+        "peer-1 stopped (exit code 0)\n",
+    )
+    assert gone(pids[1]) and not gone(pids[0])
+    time.sleep(RESTART_BASE + 0.5)  # past the first restart's delay: a negative check
+    after = ps(run, net)["peers"]
+    assert [(p["state"], p["pid"]) for p in after] == [("up", pids[0]), ("stopped", None)]
+    assert run("launch", "stop", "1", "--dir", str(net))[:2] == (
+        0,
+        "peer-1 is not running (stopped)\n",
+    )
+
+    # start: answered once the peer is up again, on its port.
+    code, out, err = run("launch", "start", "1", "--dir", str(net), "--json")
+    assert code == 0, err
+    started = json.loads(out)
+    assert started["state"] == "up" and started["listen"] == view["peers"][1]["listen"]
+    assert started["pid"] not in pids and not gone(started["pid"])
+    assert [p["state"] for p in ps(run, net)["peers"]] == ["up", "up"]
+    code, out, _ = run("launch", "start", "peer-1", "--dir", str(net))
+    assert (code, out) == (0, f"peer-1 is already up (pid {started['pid']})\n")
+
+    # One launch a directory, detached or not.
+    again = detach(net, 2)
+    assert again.returncode == 2
+    assert f"a launch is already running on {net} (supervisor pid {supervisor})" in again.stderr
+
+    # down: every peer and the supervisor gone; the state stays, not running.
+    code, out, err = run("launch", "down", "--dir", str(net))
+    assert (code, out) == (0, "stopped 2 peers and the supervisor\n"), err
+    wait_for(lambda: gone(supervisor), 10, "the supervisor ends")
+    assert gone(pids[0]) and gone(started["pid"])
+    assert not (net / "launch.sock").exists()
+    view = ps(run, net)
+    assert not view["running"] and [p["state"] for p in view["peers"]] == ["stopped"] * 2
+    code, out, _ = run("launch", "ps", "--dir", str(net))
+    assert f"launch on {net}: not running (its supervisor, pid {supervisor}, ended" in out
+    for argv in (["stop", "peer-1"], ["start", "1"], ["down"]):
+        code, _, err = run("launch", *argv, "--dir", str(net))
+        assert code == 2
+        assert f"pttsync: error: no launch is running on {net}:" in err
+
+
+def read_until_line(proc: subprocess.Popen[bytes], output: bytearray, marker: str) -> None:
+    """Read `proc`'s stdout into `output` until `marker` is in it, for at most 15 s."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 15
+    while marker.encode() not in output:
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            raise AssertionError(f"no {marker!r} in the output:\n{output.decode()}")
+        if select.select([proc.stdout], [], [], left)[0]:
+            output += os.read(proc.stdout.fileno(), 65536)
+
+
+def test_logs_prefix_each_peer_and_follow_them(net: Path, run: Run) -> None:
+    done = detach(net, 2)
+    assert done.returncode == 0, done.stderr
+    assert "all peers are up" in done.stdout and done.stdout.startswith("PEER ")
+
+    code, out, _ = run("launch", "logs", "--dir", str(net))
+    assert code == 0
+    for i in range(2):
+        assert f"peer-{i} | pttsync node " in out  # the banner `run` prints
+    assert all(line.startswith(("peer-0 | ", "peer-1 | ")) for line in out.splitlines())
+    code, out, _ = run("launch", "logs", "--dir", str(net), "--tail", "1")
+    assert [line[:9] for line in out.splitlines()] == ["peer-0 | ", "peer-1 | "]
+    code, out, _ = run("launch", "logs", "peer-1", "--dir", str(net), "--json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines and {line["peer"] for line in lines} == {"peer-1"}
+    assert any("listening on" in line["line"] for line in lines)
+    code, _, err = run("launch", "logs", "peer-9", "--dir", str(net))
+    assert code == 2
+    assert f"no peer 'peer-9' in the launch on {net}: its peers are peer-0, peer-1" in err
+
+    # -f: the last line of each, then what is written later, until Ctrl-C.
+    cmd = [*PTTSYNC, "launch", "logs", "--dir", str(net), "-f", "--tail", "1"]
+    follow = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    output = bytearray()
+    try:
+        read_until_line(follow, output, "peer-1 | ")  # it has read both logs
+        with open(net / "peer-1" / "node.log", "a") as log:
+            log.write("written-later\n")
+        read_until_line(follow, output, "peer-1 | written-later\n")
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(timeout=10) == 0
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+        assert follow.stdout is not None and follow.stderr is not None
+        follow.stdout.close()
+        follow.stderr.close()
+
+    assert run("launch", "down", "--dir", str(net))[0] == 0
+
+
+def test_the_forms_without_a_running_launch_fail_clearly(root: Path, run: Run) -> None:
+    code, _, err = run("launch", "ps", "--dir", str(root / "nowhere"))
+    assert code == 2 and f"{root / 'nowhere'} is not a directory" in err
+    code, _, err = run("launch", "ps", "--dir", str(root))
+    assert code == 2 and f"no launch on {root} (no launch.json)" in err
+    # The state a supervisor killed with -9 leaves: peers recorded as up.
+    peers = [
+        {"name": f"peer-{i}", "index": i, "role": "member", "listen": f"127.0.0.1:{7400 + i}"}
+        | {"pid": 99999999, "state": "up", "restarts": 0, "last_exit": None}
+        | {"started": "2025-01-01T00:00:00Z", "peer_id": "x", "log": str(root / "node.log")}
+        for i in range(2)
+    ]
+    supervisor = {"pid": 99999999, "started": "2025-01-01T00:00:00Z", "ended": None}
+    state = {"format": 1, "dir": str(root), "supervisor": supervisor, "settings": {}}
+    launchstate.write_state(root, state | {"settled": True, "peers": peers})
+
+    code, out, _ = run("launch", "ps", "--dir", str(root))
+    assert code == 0
+    assert f"launch on {root}: not running (its supervisor, pid 99999999, was killed;" in out
+    assert [line.split()[3:5] for line in out.splitlines()[2:]] == [["-", "stopped"]] * 2
+    for argv in (["stop", "peer-1"], ["start", "1"], ["down"]):
+        code, _, err = run("launch", *argv, "--dir", str(root))
+        assert (code, err.count("\n")) == (2, 1)
+        assert f"pttsync: error: no launch is running on {root}:" in err
+    code, _, err = run("launch", "stop", "9", "--dir", str(root))
+    assert code == 2 and "no peer '9' in the launch on" in err
+    assert "its peers are peer-0, peer-1" in err
+
+
+def test_launch_takes_a_number_or_a_form_name(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    args = parser.parse_args(["launch", "3", "--dir", "d", "--detach"])
+    assert (args.func, args.n, args.dir, args.detach) == (cmd_launch, 3, "d", True)
+    args = parser.parse_args(["launch", "ps", "--dir", "d", "--json"])
+    assert (args.func, args.json) == (cmd_ps, True)
+    for argv, message in (
+        (["launch", "0", "--dir", "d"], "argument N: must be between 1 and 64"),
+        (["launch", "3"], "the following arguments are required: --dir"),
+        (["launch", "sp", "--dir", "d"], "invalid choice: 'sp' (choose from 'N', 'ps'"),
+        (["launch", "stop", "--dir", "d"], "the following arguments are required: PEER"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            run(*argv)
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err, argv
+
+
+def test_a_followed_log_that_appears_grows_in_pieces_and_is_truncated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "node.log"
+    log = _Log("peer-0", path)
+    assert list(log.first(None)) == [] and log.new() == []
+    path.write_bytes(b"one\ntw")
+    assert log.new() == ["one"]
+    with open(path, "ab") as f:
+        f.write(b"o\nthree\n")
+    assert log.new() == ["two", "three"]
+    path.write_bytes(b"new\n")  # truncated (or replaced): read again from the start
+    assert log.new() == ["new"]
+    assert "was truncated or replaced" in capsys.readouterr().err
+    path.write_bytes(b"a\nb\r\nc")
+    assert list(_Log("x", path).first(None)) == ["a", "b"]  # "c" waits for its newline
+    for tail, lines in ((0, []), (1, ["c"]), (2, ["b", "c"]), (9, ["a", "b", "c"])):
+        fresh = _Log("x", path)
+        assert list(fresh.first(tail)) + fresh.rest() == lines, tail

@@ -267,8 +267,8 @@ async def test_launch_three_peers_put_get_status_and_stop(
         assert [r[1] for r in rows] == ["master", "member", "member"]
         assert [r[2] for r in rows] == [f"127.0.0.1:{base + i}" for i in range(3)]
         children = [int(r[3]) for r in rows]
-        assert [(r[4], r[5]) for r in rows] == [("0", "up")] * 3  # restarts, state
-        ids = [r[6] for r in rows]
+        assert [(r[4], r[5]) for r in rows] == [("up", "0")] * 3  # state, restarts
+        ids = [r[7] for r in rows]  # after the uptime
         peers = [net / f"peer-{i}" for i in range(3)]
 
         async def member_knows() -> bool:

@@ -1,15 +1,18 @@
 """The supervisor's policy (pttsync/cli/supervisor.py), on fake processes and a fake clock.
 
-tests/test_launch.py runs the same policy on real `pttsync run` processes.
+Restarts with backoff, giving up, and the operator's stop and start of one
+peer.  tests/test_launch.py runs the same policy on real `pttsync run`
+processes.
 """
 
 from __future__ import annotations
 
 import itertools
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +21,7 @@ from pttsync.cli.supervisor import (
     RESTART_BASE,
     RESTART_MAX,
     STABLE,
+    STOP_TIMEOUT,
     Peer,
     State,
     Supervisor,
@@ -29,12 +33,26 @@ PIDS = itertools.count(1000)
 
 @dataclass
 class FakeProcess:
+    """A child process; it exits 0 on SIGTERM unless `stubborn`, and always on SIGKILL."""
+
     pid: int
     returncode: int | None = None
     ready: bool = False
+    stubborn: bool = False
+    signals: list[int] = field(default_factory=list)
 
     def poll(self) -> int | None:
         return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+        if sig == signal.SIGTERM and not self.stubborn and self.returncode is None:
+            self.returncode = 0
+
+    def kill(self) -> None:
+        self.signals.append(signal.SIGKILL)
+        if self.returncode is None:
+            self.returncode = -signal.SIGKILL
 
 
 class Harness:
@@ -63,6 +81,9 @@ class Harness:
     def step(self, dt: float = 0.0) -> list[str]:
         self.now += dt
         return [e.line for e in self.sup.step(self.now)]
+
+    def states(self) -> list[State]:
+        return [p.state for p in self.sup.peers]
 
     def all_ready(self) -> None:
         for p in self.sup.peers:
@@ -147,14 +168,142 @@ def test_with_restarts_off_a_peer_stays_down_and_all_down_is_idle() -> None:
     assert h.sup.idle()
 
 
-def test_stopping_marks_every_live_peer_stopped() -> None:
+def test_stop_all_stops_every_live_peer_and_leaves_a_down_one_down() -> None:
     h = Harness(3, restart=False)
     h.all_ready()
     h.proc(2).returncode = 1
     h.step()
-    h.sup.stopped()
-    assert [p.state for p in h.sup.peers] == [State.STOPPED, State.STOPPED, State.DOWN]
-    assert h.sup.idle()
+    h.sup.stop_all(h.now)
+    assert h.states() == [State.STOPPING, State.STOPPING, State.DOWN]
+    assert h.sup.stopping()
+    h.step()
+    assert h.states() == [State.STOPPED, State.STOPPED, State.DOWN]
+    assert not h.sup.stopping() and h.sup.idle()
+
+
+def test_a_stopped_peer_exits_on_sigterm_and_is_never_restarted() -> None:
+    h = Harness(3)
+    h.all_ready()
+    victim = h.proc(1)
+    h.sup.stop(h.sup.peers[1], h.now)
+    assert victim.signals == [signal.SIGTERM]
+    assert h.step(0.1) == [
+        f"peer-1 stopping (SIGTERM to pid {victim.pid})",
+        "peer-1 stopped (exit code 0)",
+    ]
+    assert h.states() == [State.UP, State.STOPPED, State.UP]
+    assert h.sup.peers[1].last_exit == "exit code 0"
+    assert h.step(RESTART_MAX * 10) == []
+    assert [i for i, _ in h.spawned] == [0, 1, 2]  # nothing started again
+    assert h.sup.peers[1].restarts == 0
+    assert not h.sup.idle() and not h.sup.failed()
+
+
+def test_a_peer_that_ignores_sigterm_is_killed_after_the_timeout() -> None:
+    h = Harness(1)
+    h.all_ready()
+    h.proc(0).stubborn = True
+    h.sup.stop(h.sup.peers[0], h.now)
+    h.step(STOP_TIMEOUT / 2)
+    assert h.states() == [State.STOPPING] and h.proc(0).signals == [signal.SIGTERM]
+    assert h.step(STOP_TIMEOUT / 2) == [
+        f"peer-0 did not stop within {STOP_TIMEOUT:g} s of SIGTERM: sent SIGKILL"
+    ]
+    assert h.proc(0).signals == [signal.SIGTERM, signal.SIGKILL]
+    assert h.step(0.1) == ["peer-0 stopped (killed by SIGKILL)"]
+    assert h.states() == [State.STOPPED]
+
+
+def test_stopping_a_peer_waiting_to_restart_cancels_the_restart() -> None:
+    h = Harness(2)
+    h.all_ready()
+    h.proc(0).returncode = 1
+    h.step(0.1)
+    assert h.states()[0] is State.WAITING
+    h.sup.stop(h.sup.peers[0], h.now)
+    assert h.step(RESTART_MAX) == ["peer-0 stopped (it was waiting to restart)"]
+    assert h.states() == [State.STOPPED, State.UP] and len(h.spawned) == 2
+
+
+def test_stop_leaves_a_peer_that_is_not_running_as_it_is() -> None:
+    h = Harness(2, restart=False)
+    h.all_ready()
+    h.proc(0).returncode = 1
+    h.step()
+    h.sup.stop(h.sup.peers[0], h.now)  # down: it stays down, not "stopped"
+    h.sup.stop(h.sup.peers[1], h.now)
+    h.step()
+    h.sup.stop(h.sup.peers[1], h.now)  # stopped twice: nothing more happens
+    assert h.step() == []
+    assert h.states() == [State.DOWN, State.STOPPED]
+    assert h.proc(1).signals == [signal.SIGTERM]
+
+
+def test_a_stopped_peer_started_again_is_announced_and_supervised() -> None:
+    h = Harness(2)
+    h.all_ready()
+    h.sup.stop(h.sup.peers[1], h.now)
+    h.step()
+    h.sup.start(h.sup.peers[1], h.now)
+    new = h.proc(1)
+    assert [i for i, _ in h.spawned] == [0, 1, 1]
+    assert h.states() == [State.UP, State.STARTING]
+    assert h.sup.peers[1].restarts == 0  # started by hand: not a restart
+    new.ready = True
+    assert h.step(0.2) == [f"peer-1 started (pid {new.pid})", f"peer-1 is up (pid {new.pid})"]
+    new.returncode = -signal.SIGKILL  # under the restart policy again
+    assert h.step(0.2)[0].endswith("restarting in 1 s")
+
+
+def test_start_gives_a_given_up_peer_a_fresh_set_of_tries() -> None:
+    h = Harness(1)
+    for _ in range(GIVE_UP_AFTER):
+        h.proc(0).returncode = 2
+        h.step(0.1)
+        h.step(RESTART_MAX)
+    assert h.states() == [State.GAVE_UP] and h.sup.failed()
+    h.sup.start(h.sup.peers[0], h.now)
+    assert h.states() == [State.STARTING] and h.sup.peers[0].failed_starts == 0
+    h.proc(0).returncode = 2
+    assert h.step(0.1)[-1].endswith(f"restarting in {RESTART_BASE:g} s")  # not given up
+
+
+def test_start_of_a_running_peer_does_nothing_and_of_a_stopping_one_is_refused() -> None:
+    h = Harness(2)
+    h.all_ready()
+    h.sup.start(h.sup.peers[0], h.now)
+    h.proc(1).stubborn = True
+    h.sup.stop(h.sup.peers[1], h.now)
+    with pytest.raises(ValueError, match="peer-1 is stopping: start it once it has stopped"):
+        h.sup.start(h.sup.peers[1], h.now)
+    assert len(h.spawned) == 2
+
+
+def test_a_peer_waiting_to_restart_is_started_at_once() -> None:
+    h = Harness(1)
+    h.all_ready()
+    for _ in range(4):  # a long backoff
+        h.proc(0).returncode = 1
+        h.step(0.1)
+        h.step(RESTART_MAX)
+    h.proc(0).returncode = 1
+    h.step(0.1)
+    assert h.sup.peers[0].restart_at == h.now + 16 * RESTART_BASE
+    h.sup.start(h.sup.peers[0], h.now)
+    assert h.states() == [State.STARTING] and h.sup.peers[0].restart_at is None
+
+
+def test_failed_is_every_peer_down_by_itself_not_stopped_by_hand() -> None:
+    h = Harness(2, restart=False)
+    h.all_ready()
+    h.proc(0).returncode = 1
+    h.sup.stop(h.sup.peers[1], h.now)
+    h.step()
+    assert h.sup.idle() and not h.sup.failed()  # peer-1 may be started again
+    h.sup.start(h.sup.peers[1], h.now)
+    h.proc(1).returncode = 1
+    h.step()
+    assert h.sup.failed()
 
 
 def test_exits_are_described_by_code_or_signal() -> None:
@@ -164,10 +313,10 @@ def test_exits_are_described_by_code_or_signal() -> None:
     assert describe_exit(-200) == "killed by signal 200"
 
 
-# Any schedule of exits, readiness and time: the policy's bounds hold.
+# Any schedule of exits, readiness, stops, starts and time: the policy's bounds hold.
 ACTIONS = st.lists(
     st.tuples(
-        st.sampled_from(["exit", "ready", "wait"]),
+        st.sampled_from(["exit", "ready", "wait", "stop", "start", "stubborn"]),
         st.integers(0, 2),
         st.floats(0, 2 * RESTART_MAX, allow_nan=False),
     ),
@@ -182,12 +331,28 @@ def test_property_restarts_are_spaced_bounded_and_counted(
 ) -> None:
     h = Harness(3, restart=restart)
     exited_at: dict[int, float] = {}
+    stopped_at: dict[int, float] = {}
+    by_hand = [0, 0, 0]  # starts by the operator that spawned a process
     for kind, i, dt in actions:
         peer = h.sup.peers[i]
         if kind == "exit" and peer.state in (State.STARTING, State.UP):
             h.proc(i).returncode = 1
         elif kind == "ready" and peer.state is State.STARTING:
             h.proc(i).ready = True
+        elif kind == "stubborn" and peer.proc is not None:
+            h.proc(i).stubborn = True
+        elif kind == "stop":
+            if peer.state in (State.STARTING, State.UP):
+                stopped_at[i] = h.now
+            h.sup.stop(peer, h.now)
+            if peer.state is State.STOPPED:
+                exited_at.pop(i, None)  # it was waiting: no restart comes
+        elif kind == "start" and peer.state is not State.STOPPING:
+            spawned = len(h.spawned)
+            h.sup.start(peer, h.now)
+            by_hand[i] += len(h.spawned) - spawned
+            exited_at.pop(i, None)
+        before = [(p.state, len(h.spawned)) for p in h.sup.peers]
         h.now += dt
         for event in h.sup.step(h.now):
             index = event.peer.index
@@ -200,8 +365,16 @@ def test_property_restarts_are_spaced_bounded_and_counted(
                 assert restart
                 waited = h.now - exited_at.pop(index)
                 assert RESTART_BASE <= waited <= RESTART_MAX + dt
-        for p in h.sup.peers:
+        for p, (was, _) in zip(h.sup.peers, before, strict=True):
             assert p.failed_starts <= GIVE_UP_AFTER
-            # Every spawn after a peer's first is one counted restart.
-            assert p.restarts == sum(1 for index, _ in h.spawned if index == p.index) - 1
+            # Every spawn after a peer's first is a counted restart or a start by hand.
+            spawns = sum(1 for index, _ in h.spawned if index == p.index)
+            assert p.restarts == spawns - 1 - by_hand[p.index]
             assert p.state is not State.WAITING or p.index in exited_at
+            # A stopped peer stays stopped; a stopping one is killed once its time is up.
+            if was is State.STOPPED:
+                assert p.state is State.STOPPED
+            if p.state is State.STOPPING:
+                proc = h.proc(p.index)
+                late = h.now - stopped_at[p.index] >= STOP_TIMEOUT
+                assert not late or signal.SIGKILL in proc.signals
