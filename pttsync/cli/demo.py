@@ -1,7 +1,9 @@
 """`pttsync demo`: peers in this process write at random and converge, shown live.
 
 Runs N nodes in this process over loopback TCP, writes on random peers, and
-shows live which peers hold the same tree, until all agree.
+shows live which peers hold the same tree, until all agree.  The live line
+goes to stdout (it is what the demo shows): redrawn in place on a terminal,
+elsewhere a plain line per change of phase and at most one a second.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .options import add_command, add_json, bounded, port_or_zero
-from .output import emit_json
+from .output import LiveLine, emit_json
 from .run import make_peers
+
+LEGEND = (
+    "marks: i:= peer i holds the common tree (its digest follows 'tree'),"
+    " i:~ holds it with writes awaiting the master's co-signature, i:. not yet"
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -35,7 +42,12 @@ def register(sub: Subparsers) -> None:
         description=(
             "Start --peers nodes in this process over real TCP on localhost, make random"
             " writes on random peers, and show them converge: every peer ends with the"
-            " same documents and the same Merkle digest."
+            " same documents and the same Merkle digest.  A live line shows each phase"
+            " (joining, write K/N, converging, converged), how many peers agree on the most"
+            " common tree, a mark per peer and that tree's digest; "
+            + LEGEND.replace("marks: ", "the marks: ")
+            + ".  Off a terminal the line is printed again per change of phase, at most"
+            " once a second; -q or --json hides it."
         ),
         data=False,
         topic=False,
@@ -52,7 +64,7 @@ def register(sub: Subparsers) -> None:
         type=bounded(1, 100_000),
         default=20,
         metavar="N",
-        help="how many writes (default: %(default)s)",
+        help="how many writes (1..100,000, default: %(default)s)",
     )
     p.add_argument(
         "--dir", metavar="DIR", help="keep the data directories here (default: a temporary one)"
@@ -64,7 +76,9 @@ def register(sub: Subparsers) -> None:
         metavar="PORT",
         help="the first peer's port (default: 0, free ports picked for you)",
     )
-    p.add_argument("--seed", type=int, help="random seed (default: a random one, printed)")
+    p.add_argument(
+        "--seed", type=int, metavar="N", help="random seed (default: a random one, printed)"
+    )
     add_json(p)
 
 
@@ -77,7 +91,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         dirs = make_peers(root, args.peers)
         seed = args.seed if args.seed is not None else random.randrange(2**32)
-        report = trio.run(_demo, dirs, args.writes, args.base_port, seed, not args.json)
+        with LiveLine(sys.stdout, enabled=not args.json) as live:
+            if live.enabled:
+                print(LEGEND, flush=True)
+            report = trio.run(_demo, dirs, args.writes, args.base_port, seed, live)
     if args.json:
         emit_json(report)
     else:
@@ -90,7 +107,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(
-    dirs: list[DataDir], writes: int, base_port: int, seed: int, live: bool
+    dirs: list[DataDir], writes: int, base_port: int, seed: int, live: LiveLine
 ) -> dict[str, Any]:
     import trio  # noqa: PLC0415
 
@@ -113,7 +130,7 @@ async def _demo(
             nodes.append(await nursery.start(functools.partial(serve_node, d.path, config=cfg)))
         with trio.fail_after(60):  # every peer learns its admission from peer 0
             while not (_agree(nodes) and all(x.links for x in nodes)):
-                _show(nodes, live, "joining")
+                _show(nodes, live, "joining", "joining")
                 with trio.move_on_after(0.25):
                     await nodes[-1].wait_for(lambda: False)
         last_write = trio.current_time()
@@ -122,14 +139,15 @@ async def _demo(
             i = rng.randrange(n)
             await nodes[i].put(f"key-{rng.randrange(keys)}", {"write": w, "peer": i})
             last_write = trio.current_time()
-            _show(nodes, live, f"write {w + 1}/{writes} on peer-{i}")
+            _show(nodes, live, "writing", f"write {w + 1}/{writes} on peer-{i}")
             if w + 1 < writes:
                 await trio.sleep(rng.uniform(0.0, 0.1))
         converged = False
         with trio.move_on_after(120):
             while not converged:
                 converged = _agree(nodes)
-                _show(nodes, live, "converged" if converged else "converging")
+                state = "converged" if converged else "converging"
+                _show(nodes, live, state, state)
                 if not converged:
                     with trio.move_on_after(0.25):
                         await nodes[0].wait_for(lambda: False)
@@ -143,8 +161,6 @@ async def _demo(
             "valid": [x.status()["topics"][0]["valid"] for x in nodes],
         }
         nursery.cancel_scope.cancel()
-    if live:
-        print()
     return report
 
 
@@ -153,16 +169,16 @@ def _agree(nodes: list[Node]) -> bool:
     return len(digests) == 1 and all(x.pending_count() == 0 for x in nodes)
 
 
-def _show(nodes: list[Node], live: bool, what: str) -> None:
-    if not live:
+def _show(nodes: list[Node], live: LiveLine, state: str, what: str) -> None:
+    """The live line: the phase, how many peers agree, a mark per peer (LEGEND), the tree."""
+    if not live.enabled:
         return
     digests = [next(iter(x.digests().values())) for x in nodes]
     common = max(set(digests), key=digests.count)
     marks = " ".join(
-        f"{i}:{'=' if d == common and x.pending_count() == 0 else '.'}"
+        f"{i}:{'.' if d != common else '~' if x.pending_count() else '='}"
         for i, (x, d) in enumerate(zip(nodes, digests, strict=True))
     )
     agree = sum(1 for d in digests if d == common)
-    line = f"\r{what:<28} agree {agree}/{len(nodes)} [{marks}] tree {common.hex()[:8]}"
-    sys.stdout.write(line[:200])
-    sys.stdout.flush()
+    line = f"{what:<28} agree {agree}/{len(nodes)} [{marks}] tree {common.hex()[:8]}"
+    live.show(line[:200], state=state)

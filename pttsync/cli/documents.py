@@ -7,7 +7,7 @@ answer: plain text for people, JSON with --json.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ..core.documents.docstore import MAX_LIST
@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..net.controlwire import decode_json
 from .client import call
 from .options import add_command, add_json, bounded
-from .output import emit_json
+from .output import emit_json, tell
 
 if TYPE_CHECKING:
     import argparse
@@ -78,6 +78,7 @@ def register(sub: Subparsers) -> None:
         "--limit",
         type=bounded(1, MAX_LIST),
         default=100,
+        metavar="N",
         help=f"list at most this many (1..{MAX_LIST:,}, default: %(default)s)",
     )
     p.add_argument("--deleted", action="store_true", help="list deleted documents too")
@@ -129,22 +130,22 @@ def cmd_put(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     doc = call(args, "get", key=args.key)
     if doc is None:
-        print(f"pttsync: not found: {args.key}", file=sys.stderr)
+        tell(f"pttsync: not found: {args.key}", level=logging.ERROR)
         return 1
     if args.json:
         emit_json(doc)
         return 0 if doc["exists"] else 1
     if not doc["exists"]:
-        print(
+        tell(
             f"pttsync: not found: {args.key} (deleted by {doc['version']['creator'][:12]}…"
             f" at {doc['version']['create_time']})",
-            file=sys.stderr,
+            level=logging.ERROR,
         )
         return 1
     print(json.dumps(doc["value"], ensure_ascii=False))
     notes = _flags(doc).strip()
     if notes:
-        print(f"pttsync: {args.key}: {notes.strip('[]')} (see --json)", file=sys.stderr)
+        tell(f"pttsync: {args.key}: {notes.strip('[]')} (see --json)")
     return 0
 
 

@@ -38,7 +38,9 @@ def register(sub: Subparsers) -> None:
             " key, range and seed always give the same oplogs."
         ),
     )
-    p.add_argument("--count", type=count, required=True, help="how many oplogs to write")
+    p.add_argument(
+        "--count", type=count, required=True, metavar="N", help="how many oplogs to write"
+    )
     p.add_argument(
         "--from",
         dest="start",
@@ -55,12 +57,15 @@ def register(sub: Subparsers) -> None:
         metavar="ISO",
         help="update times are before this, e.g. 2026-01-01",
     )
-    p.add_argument("--seed", type=int, help="random seed (default: a random one, printed)")
+    p.add_argument(
+        "--seed", type=int, metavar="N", help="random seed (default: a random one, printed)"
+    )
     p.add_argument(
         "--batch",
         type=bounded(1, MAX_BATCH),
         default=DEFAULT_BATCH,
-        help="oplogs per transaction (default: %(default)s)",
+        metavar="N",
+        help=f"oplogs per transaction (1..{MAX_BATCH:,}, default: %(default)s)",
     )
     p.add_argument(
         "--sign-workers",

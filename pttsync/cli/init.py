@@ -76,6 +76,8 @@ def cmd_invite(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     if args.invite and args.topic_of:
         raise UsageError("give --invite or --topic-of, not both")
+    if args.topic is not None and not args.topic_of:
+        raise UsageError("--topic picks one of the topics of --topic-of DIR: give --topic-of too")
     joined = DataDir(args.topic_of).topic(args.topic) if args.topic_of else None
     if args.invite:
         joined = parse_topic_token(args.invite)

@@ -5,13 +5,22 @@ adds the --data and --topic options most commands take and names the
 handler; `add_json` adds --json, last, as every command lists it.  The
 types turn text into values or raise argparse.ArgumentTypeError, whose
 message argparse prints as the usage error (exit 2).
+
+-v, -q and --log-format go before the command or after it (`pttsync -v run`
+or `pttsync run -v`): the top-level parser declares them, and so does every
+subparser, being a `CommandParser` (main.py makes the subparsers of that
+class, and argparse makes nested ones, such as `inspect merkle`'s, of the
+class of their parent).  A subparser parses into a namespace of its own and
+copies it over its parent's, so its copies default to nothing (SUPPRESS),
+and its -v counts under a name of its own, summed by `merge_common`.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..core.timeutil import parse_iso
 from ..errors import UsageError
@@ -19,7 +28,7 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+    Subparsers: TypeAlias = "argparse._SubParsersAction[CommandParser]"
     Handler: TypeAlias = "Callable[[argparse.Namespace], int]"
 
 
@@ -76,6 +85,69 @@ def port(text: str) -> int:
 def port_or_zero(text: str) -> int:
     """A TCP port, or 0 for a free one."""
     return bounded(0, 65535)(text)
+
+
+# -- the options every command takes ---------------------------------------------
+
+LOG_FORMATS = ("text", "json")
+_VERBOSE_MORE = "verbose_more_"  # a subparser's -v count: verbose_more_1, _2, ...
+_parsers = itertools.count(1)
+
+
+def add_common(p: argparse.ArgumentParser, *, top: bool) -> list[argparse.Action]:
+    """-v, -q and --log-format; on a subparser (not `top`) they default to nothing."""
+    group = p.add_argument_group("logging and progress (before or after the command)")
+    unset = argparse.SUPPRESS
+    verbose = group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest="verbose" if top else f"{_VERBOSE_MORE}{next(_parsers)}",
+        default=0 if top else unset,
+        help="more log output: -v for info, -vv for debug (default: warnings and errors)",
+    )
+    quiet = group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if top else unset,
+        help="errors only: no progress, no warnings",
+    )
+    log_format = group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text" if top else unset,
+        help="log lines on stderr as text, or as one JSON object per line (default: text)",
+    )
+    return [verbose, quiet, log_format]
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: it takes -v, -q and --log-format too (see the module text)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._common = add_common(self, top=False)
+
+    def _common_last(self) -> None:
+        """List the common options after the command's own, in the usage line."""
+        self._actions[:] = [a for a in self._actions if a not in self._common] + self._common
+
+    def format_usage(self) -> str:
+        self._common_last()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._common_last()
+        return super().format_help()
+
+
+def merge_common(args: argparse.Namespace) -> None:
+    """Sum the -v counts given before and after the command into `args.verbose`."""
+    more = [key for key in vars(args) if key.startswith(_VERBOSE_MORE)]
+    for key in more:
+        args.verbose += getattr(args, key)
+        delattr(args, key)
 
 
 # -- options ----------------------------------------------------------------------

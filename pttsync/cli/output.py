@@ -1,17 +1,27 @@
-"""Printing: JSON for scripts, plain text for people, progress for long work."""
+"""Printing: JSON for scripts, plain text for people, progress for long work.
+
+Results go to stdout.  What else a command tells the person running it goes
+to stderr through `tell` (which, under `--log-format json`, makes it a log
+record, so that stderr stays one JSON object per line), and progress
+through a `LiveLine`: redrawn in place on a terminal, plain lines elsewhere.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from ..core.identity import peer_id_text
 from ..core.timeutil import to_iso
 from ..jsonutil import jsonable
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..core.merkle import MerkleNode
     from ..core.oplog import Oplog, OplogStatus
 
@@ -71,30 +81,175 @@ def _sig_json(signer: bytes, t: int, sig: bytes) -> dict[str, object]:
     return {"signer": peer_id_text(signer), "time": to_iso(t), "sig": sig.hex()}
 
 
-class Progress:
-    """Progress lines on stderr: rewritten in place on a terminal, one per step otherwise."""
+# -- what the person running the command is told, on stderr ---------------------
 
-    def __init__(self, label: str, *, enabled: bool = True, min_interval: float = 0.5) -> None:
-        self.label = label
-        self.enabled = enabled
-        self._tty = sys.stderr.isatty()
-        self._started = time.monotonic()
-        self._last = 0.0
-        self._min_interval = min_interval
+_log = logging.getLogger("pttsync.cli")
 
-    def __call__(self, done: int, total: int) -> None:
+
+class _State:
+    quiet = False  # -q: no progress, and of `tell`, errors only
+    json_stderr = False  # --log-format json: stderr carries JSON log records only
+    drawn: LiveLine | None = None  # the live line on a terminal now, if any
+
+
+def configure_output(*, quiet: bool, json_stderr: bool) -> None:
+    """Set from -q and --log-format (by main.py, before the command runs)."""
+    _State.quiet = quiet
+    _State.json_stderr = json_stderr
+
+
+def json_stderr() -> bool:
+    """Whether stderr carries JSON log records (--log-format json)."""
+    return _State.json_stderr
+
+
+def tell(text: str, *, level: int = logging.WARNING) -> None:
+    """Say `text` on stderr: as it is, or with --log-format json as a log record at
+    `level` (logger pttsync.cli; a leading "pttsync: " is dropped, the logger says
+    it).  -q keeps only errors (`level` logging.ERROR or above)."""
+    if _State.json_stderr:
+        _log.log(level, text.removeprefix("pttsync: "))
+    elif level >= logging.ERROR or not _State.quiet:
+        with live_line_aside():
+            print(text, file=sys.stderr, flush=True)
+
+
+# -- progress ---------------------------------------------------------------------
+
+
+class LiveLine:
+    """A line that shows how long work goes on, on `stream` (stderr by default).
+
+    On a terminal it is redrawn in place (at most every `redraw` seconds, and
+    whenever the state changes); elsewhere each change of `state` prints a
+    plain line, and so does a change of text once `interval` seconds have
+    passed since the last line, so that a file or a pipe gets a short story,
+    not a flood.  Nothing shows in the first `after` seconds but a `final`
+    text (quick work needs no progress).  On stderr, with --log-format json
+    and no terminal, the plain lines are log records instead (INFO, logger
+    pttsync.cli).  -q or `enabled=False` shows nothing.  Use it as a context
+    manager, or call `close`, to end the line.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        enabled: bool = True,
+        interval: float = 1.0,
+        redraw: float = 0.1,
+        after: float = 0.0,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled and not _State.quiet
+        self.terminal = _isatty(self.stream)
+        self._as_log = not self.terminal and _State.json_stderr and self.stream is sys.stderr
+        self._interval = redraw if self.terminal else interval
+        self._last = -float("inf")
+        self._quiet_until = time.monotonic() + after
+        self._state: str | None = None
+        self._text = ""
+        self._width = 0  # of the text drawn on the terminal, to blank it out
+
+    def show(self, text: str, *, state: str | None = None, final: bool = False) -> None:
+        """Show `text`; a new `state` (or `final`) always shows, other changes at a pace."""
         if not self.enabled:
             return
         now = time.monotonic()
-        if done < total and now - self._last < self._min_interval:
+        if now < self._quiet_until and not final:
+            return
+        due = final or state != self._state or now - self._last >= self._interval
+        self._state = state
+        if not due or (text == self._text and not self.terminal):
             return
         self._last = now
-        elapsed = max(now - self._started, 1e-9)
-        pct = 100 * done / total if total else 100.0
-        line = f"{self.label}: {done:,}/{total:,} ({pct:.0f}%), {done / elapsed:,.0f}/s"
-        if self._tty:
-            end = "\n" if done >= total else ""
-            sys.stderr.write("\r" + line + end)
+        self._text = text
+        if self.terminal:
+            self._draw()
+        elif self._as_log:
+            _log.info(text)
         else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """End the line on a terminal (the next output starts on a line of its own)."""
+        if self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0
+        if _State.drawn is self:
+            _State.drawn = None
+
+    def __enter__(self) -> LiveLine:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _draw(self) -> None:
+        pad = " " * max(0, self._width - len(self._text))
+        self.stream.write("\r" + self._text + pad)
+        self.stream.flush()
+        self._width = len(self._text)
+        _State.drawn = self
+
+    @contextlib.contextmanager
+    def erased(self) -> Iterator[None]:
+        """Blank the line on the terminal while something else is written, then redraw it."""
+        if not self._width:
+            yield
+            return
+        try:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+        except (OSError, ValueError):
+            yield
+            return
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                self._draw()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed, or not a real file
+        return False
+
+
+def live_line_aside() -> contextlib.AbstractContextManager[None]:
+    """Erase the live line while something else is written, then draw it again below."""
+    line = _State.drawn
+    return line.erased() if line is not None else contextlib.nullcontext()
+
+
+def end_live_line() -> None:
+    """End the live line, if one is drawn (before an error message, say)."""
+    line = _State.drawn
+    if line is not None:
+        with contextlib.suppress(OSError, ValueError):
+            line.close()
+
+
+class Progress:
+    """`progress(done, total)` for long work, as a `LiveLine` on stderr."""
+
+    def __init__(self, label: str, *, enabled: bool = True, min_interval: float = 1.0) -> None:
+        self.label = label
+        self._line = LiveLine(enabled=enabled, interval=min_interval)
+        self._started = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        pct = 100 * done / total if total else 100.0
+        final = done >= total
+        self._line.show(
+            f"{self.label}: {done:,}/{total:,} ({pct:.0f}%), {done / elapsed:,.0f}/s",
+            state="done" if final else None,
+            final=final,
+        )
+        if final:
+            self._line.close()

@@ -4,25 +4,30 @@
                      --partition 60:300 --crash 10 --json
 
 Prints a human summary (or the JSON report), with a progress bar on
-stderr while it runs.  Exit status 0 if every invariant holds, 1 if one is
-violated (the seed, the command that reproduces the run and the trace go
-to stderr), 2 for bad arguments.  The options map onto `pttsync.SimConfig`
-one to one; a `--scenario` supplies settings the options then override.
+stderr while it runs if that is a terminal.  The simulated nodes log only
+errors, unless -v: their warnings are what the injected faults cause.
+Exit status 0 if every invariant holds, 1 if one is violated (the seed,
+the command that reproduces the run and the trace go to stderr), 2 for bad
+arguments.  The options map onto `pttsync.SimConfig` one to one; a
+`--scenario` supplies settings the options then override.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .output import emit_json
+from .output import LiveLine, emit_json, tell
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..sim.plan import Plan, SimConfig
     from ..sim.report import SimReport
     from ..sim.world import Progress
@@ -36,10 +41,15 @@ def _number(kind: type[int] | type[float], lo: float, hi: float) -> Any:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not (math.isfinite(value) and lo <= value <= hi):
-            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}")
+            raise argparse.ArgumentTypeError(f"must be between {_show(lo)} and {_show(hi)}")
         return value
 
     return parse
+
+
+def _show(value: float) -> str:
+    """A bound as people read it: 2592000, not 2.592e+06; 0.99."""
+    return str(int(value)) if value == int(value) else f"{value:g}"
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -77,36 +87,36 @@ MAX_PEERS = 20_000  # sim.plan.MAX_PEERS (the simulator loads on use; a test che
 # unless an option overrides them.
 _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--peers", "peers", {"type": _number(int, 1, MAX_PEERS), "metavar": "N",
-        "help": "peers at the start (default 20)"}),
+        "help": "peers at the start (default: 20)"}),
     ("--writes", "writes", {"type": _number(int, 0, 1_000_000), "metavar": "N",
-        "help": "application writes on random peers (default 100)"}),
+        "help": "application writes on random peers (default: 100)"}),
     ("--seed", "seed", {"type": int, "metavar": "N",
-        "help": "the seed: the same seed and options give the same report (default 1)"}),
+        "help": "the seed: the same seed and options give the same report (default: 1)"}),
     ("--duration", "duration", {"type": _number(float, 0, 86400), "metavar": "S",
-        "help": "the writes are spread over S virtual seconds (default 30, or long enough"
+        "help": "the writes are spread over S virtual seconds (default: 30, or long enough"
         " to go on through every --partition and --masters-offline)"}),
     ("--warmup", "warmup", {"type": _number(float, 0, 86400), "metavar": "S",
-        "help": "virtual seconds before the first write (default 5)"}),
+        "help": "virtual seconds before the first write (default: 5)"}),
     ("--latency-ms", "latency_ms", {"type": _range, "metavar": "A:B",
-        "help": "one-way latency of each pair of peers, in A..B ms (default 5:80; see"
+        "help": "one-way latency of each pair of peers, in A..B ms (default: 5:80; see"
         " --latency-dist)"}),
     ("--latency-dist", "latency_dist", {"choices": ["uniform", "lognormal"],
         "help": "uniform in A..B (default), or lognormal with A..B its 5th-95th percentile"}),
     ("--jitter", "jitter", {"type": _number(float, 0, 10), "metavar": "F",
-        "help": "extra latency per message, up to F times the link's (default 0.1)"}),
+        "help": "extra latency per message, up to F times the link's (default: 0.1)"}),
     ("--loss", "loss", {"type": _number(float, 0, 0.99), "metavar": "P",
-        "help": "probability a message is lost and resent, TCP-style (default 0)"}),
+        "help": "probability a message is lost and resent, TCP-style (default: 0)"}),
     ("--bandwidth", "bandwidth", {"type": _bandwidth, "metavar": "BYTES/S",
         "help": "per connection and direction, e.g. 64k (default: unlimited)"}),
     ("--partition", "partitions", {"type": _window, "metavar": "START:END",
         "action": "append", "help": "split the peers into groups from START to END s"
         " (repeatable)"}),
     ("--partition-groups", "partition_groups", {"type": _number(int, 2, 16), "metavar": "K",
-        "help": "how many groups a partition makes (default 2)"}),
+        "help": "how many groups a partition makes (default: 2)"}),
     ("--crash", "crashes", {"type": _number(int, 0, 100_000), "metavar": "K",
         "help": "K crashes of random peers during the writes (store kept, restarted)"}),
     ("--down", "down", {"type": _range, "metavar": "A:B",
-        "help": "seconds a crashed peer stays down, uniform (default 5:30)"}),
+        "help": "seconds a crashed peer stays down, uniform (default: 5:30)"}),
     ("--churn", "churn", {"type": _number(int, 0, MAX_PEERS), "metavar": "K",
         "help": "K peers leave for good and K new ones are admitted and join"}),
     ("--late", "late", {"type": _number(int, 0, MAX_PEERS), "metavar": "K",
@@ -116,43 +126,43 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--masters-offline", "masters_offline", {"type": _window, "metavar": "START:END",
         "help": "every master is down from START to END s"}),
     ("--masters", "masters", {"type": _number(int, 1, 64), "metavar": "K",
-        "help": "masters among the peers (default 1: the founder)"}),
+        "help": "masters among the peers (default: 1, the founder)"}),
     ("--expiry", "expiry", {"type": _number(float, 60, 2592000), "metavar": "S",
-        "help": "seconds an oplog may wait for co-signatures (default 3600)"}),
+        "help": "seconds an oplog may wait for co-signatures (default: 3600)"}),
     ("--skew-ms", "skew_ms", {"type": _number(float, 0, 600_000), "metavar": "MS",
-        "help": "each peer's clock is off by up to MS either way (default 0)"}),
+        "help": "each peer's clock is off by up to MS either way (default: 0)"}),
     ("--sync-interval", "sync_interval", {"type": _number(float, 0.01, 3600), "metavar": "S",
-        "help": "anti-entropy interval of every node (default 10)"}),
+        "help": "anti-entropy interval of every node (default: 10)"}),
     ("--push-mesh", "push_mesh", {"type": _number(int, 0, 1024), "metavar": "K",
-        "help": "peers each node picks for its push mesh; 0 pushes to every peer (default 3)"}),
+        "help": "peers each node picks for its push mesh; 0 pushes to every peer (default: 3)"}),
     ("--push-every", "push_every", {"type": _number(float, 0, 60), "metavar": "S",
-        "help": "at most one push batch per node every S seconds (default 0.1)"}),
+        "help": "at most one push batch per node every S seconds (default: 0.1)"}),
     ("--announce-every", "announce_every", {"type": _number(float, 0, 60), "metavar": "S",
-        "help": "at most one lazy-push announcement per link every S seconds (default 0.25)"}),
+        "help": "at most one lazy-push announcement per link every S seconds (default: 0.25)"}),
     ("--max-peers", "max_peers", {"type": _number(int, 1, 1024), "metavar": "N",
-        "help": "connections per node (default 16)"}),
+        "help": "connections per node (default: 16)"}),
     ("--bootstrap", "bootstrap", {"type": _number(int, 0, 64), "metavar": "N",
-        "help": "peers each new peer joins (default 3)"}),
+        "help": "peers each new peer joins (default: 3)"}),
     ("--hot", "hot", {"type": _number(float, 0, 1), "metavar": "F",
-        "help": "fraction of writes to a few hot documents: concurrent updates (default 0.2)"}),
+        "help": "fraction of writes to a few hot documents: concurrent updates (default: 0.2)"}),
     ("--hot-keys", "hot_keys", {"type": _number(int, 0, 1000), "metavar": "K",
-        "help": "how many hot documents (default 3)"}),
+        "help": "how many hot documents (default: 3)"}),
     ("--write-by", "write_by", {"choices": ["any", "masters", "members"],
         "help": "who writes: any peer (default), masters or members (whose writes wait"
         " for masters' signatures)"}),
     ("--deletes", "deletes", {"type": _number(float, 0, 1), "metavar": "F",
-        "help": "fraction of writes that delete (default 0.05)"}),
+        "help": "fraction of writes that delete (default: 0.05)"}),
     ("--store", "store", {"choices": ["memory", "sqlite"],
         "help": "the peers' stores: memory (default; fast) or sqlite (the real one, in memory)"}),
     ("--transport", "transport", {"choices": ["direct", "noise"],
         "help": "direct (default; fast) or noise (the real handshake and encryption)"}),
     ("--max-wait", "max_wait", {"type": _number(float, 1, 2592000), "metavar": "S",
-        "help": "virtual seconds to wait for convergence after the last event (default 900)"}),
+        "help": "virtual seconds to wait for convergence after the last event (default: 900)"}),
     ("--hold", "hold", {"type": _number(float, 0, 86400), "metavar": "S",
         "help": "keep the converged network running S virtual seconds on idle before the"
-                " checks: what an idle network costs, with --profile (default 0)"}),
+                " checks: what an idle network costs, with --profile (default: 0)"}),
     ("--sample-every", "sample_every", {"type": _number(float, 0.01, 3600), "metavar": "S",
-        "help": "virtual seconds between samples of the timeline (default 1)"}),
+        "help": "virtual seconds between samples of the timeline (default: 1)"}),
 ]  # fmt: skip
 
 
@@ -164,6 +174,7 @@ def register(sub: Subparsers) -> None:
             "Run real pttsync nodes in one process over a simulated network on virtual"
             " time: random writes, the faults asked for, then wait for convergence, check"
             " the invariants and report.  The same options and seed give the same report."
+            "  The simulated nodes' warnings (what the faults cause) show with -v."
         ),
     )
     p.add_argument(
@@ -183,7 +194,8 @@ def register(sub: Subparsers) -> None:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="show a progress bar on stderr (default: when stderr is a terminal)",
+        help="show a progress bar on stderr (default: when stderr is a terminal; elsewhere"
+        " --progress prints a line per change of state, at most one a second)",
     )
     p.add_argument("--json", action="store_true", help="print the JSON report instead of text")
     p.add_argument(
@@ -203,7 +215,7 @@ def register(sub: Subparsers) -> None:
         type=_number(int, 1, 10_000),
         default=64,
         metavar="N",
-        help="runs --shrink may make (default %(default)s)",
+        help="runs --shrink may make (default: %(default)s)",
     )
     p.add_argument(
         "--save-plan",
@@ -263,37 +275,48 @@ def _num(value: float) -> str:
 
 
 class ProgressBar:
-    """One line on stderr, redrawn at most five times a second of wall time."""
+    """The run's progress, on stderr: a bar redrawn in place on a terminal; elsewhere
+    (--progress) a plain line per change of state and at most one a second."""
 
     WIDTH = 24
 
     def __init__(self) -> None:
-        self.last = 0.0
-        self.drawn = False
+        self.line = LiveLine()
 
     def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        if now - self.last < 0.2 and not p.converged:
-            return
-        self.last = now
         frac = 1.0 if p.horizon <= 0 else min(1.0, p.t / p.horizon)
         filled = round(frac * self.WIDTH)
         state = "converged" if p.converged else ("settling" if frac >= 1 else "running")
-        line = (
-            f"\r[{'#' * filled}{'-' * (self.WIDTH - filled)}] t={p.t:8.1f}s"
-            f"  writes {p.writes_done}/{p.writes_total}  agree {p.agree}/{p.live}  {state}  "
+        self.line.show(
+            f"[{'#' * filled}{'-' * (self.WIDTH - filled)}] t={p.t:8.1f}s"
+            f"  writes {p.writes_done}/{p.writes_total}  agree {p.agree}/{p.live}  {state}",
+            state=state,
         )
-        sys.stderr.write(line)
-        sys.stderr.flush()
-        self.drawn = True
 
     def close(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        self.line.close()
+
+
+@contextlib.contextmanager
+def _quiet_nodes(quiet: bool) -> Iterator[None]:
+    """The simulated nodes' own warnings (a peer refused, a join retried: what the faults
+    cause) only with -v; errors always.  The level is put back after."""
+    logger = logging.getLogger("pttsync.net")
+    before = logger.level
+    if quiet:
+        logger.setLevel(max(logging.ERROR, before))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    with _quiet_nodes(args.verbose == 0):
+        return _simulate(args)
+
+
+def _simulate(args: argparse.Namespace) -> int:
     from ..sim.plan import make_plan  # noqa: PLC0415
     from ..sim.run import run_plan  # noqa: PLC0415
     from ..sim.scenarios import SCENARIOS  # noqa: PLC0415
@@ -327,7 +350,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         print(report.summary())
     if not report.ok:
-        print(report.trace(), file=sys.stderr)
+        tell(report.trace(), level=logging.ERROR)
         return 1
     return 0
 
@@ -350,25 +373,22 @@ def _shrink(args: argparse.Namespace, cfg: SimConfig, plan: Plan, report: SimRep
     from ..sim.shrink import save_plan, shrink  # noqa: PLC0415
 
     def say(text: str) -> None:
-        if not args.quiet:
-            print(f"shrink: {text}", file=sys.stderr)
+        tell(f"shrink: {text}", level=logging.INFO)
 
     found = shrink(cfg, plan, report, max_runs=args.max_shrink_runs, progress=say)
     target = Path(args.save_plan or f"pttsync-sim-seed{cfg.seed}-min.json")
     save_plan(target, cfg, found.plan)
-    print(
+    tell(
         f"shrink: {len(found.plan.faults)} of {len(plan.faults)} fault events and"
         f" {len(found.plan.writes)} of {len(plan.writes)} writes still fail"
-        f" ({found.runs} runs); saved to {target}",
-        file=sys.stderr,
+        f" ({found.runs} runs); saved to {target}"
     )
     if len(found.plan.writes) + len(found.plan.faults) <= 40:
         events = [(f.at, f.describe()) for f in found.plan.faults] + [
             (w.at, f"t={w.at:8.3f}s  {w.kind.value} {w.key} on peer{w.peer}")
             for w in found.plan.writes
         ]
-        print("shrink: the minimal plan:", file=sys.stderr)
-        for _, line in sorted(events):
-            print(f"  {line}", file=sys.stderr)
+        lines = [f"  {line}" for _, line in sorted(events)]
+        tell("\n".join(["shrink: the minimal plan:", *lines]))
     found.report.reproduce = f"pttsync simulate --plan {target}"
     return found.report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
@@ -12,7 +11,7 @@ from ..datadir import DataDir, select_topic
 from ..errors import UsageError
 from ..localsync import RoundReport, sync_local
 from .options import add_command, add_json, add_topic, count, iso
-from .output import emit_json
+from .output import LiveLine, emit_json
 
 if TYPE_CHECKING:
     from .options import Subparsers
@@ -48,7 +47,8 @@ def register(sub: Subparsers) -> None:
         "--max-rounds",
         type=_rounds,
         default=8,
-        help="give up after this many rounds (default: %(default)s)",
+        metavar="N",
+        help="give up after this many rounds (1..1000, default: %(default)s)",
     )
     p.add_argument(
         "--now", type=iso, metavar="ISO", help="the time both sides use (default: the clock)"
@@ -76,20 +76,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 f" (make it with: pttsync init --data DIR --topic-of {dir_a.path})"
             )
         started = time.perf_counter()
-        last = [started]
+        line = stack.enter_context(LiveLine(after=0.5))
 
         def progress(n: int, rr: RoundReport) -> None:
-            now_s = time.perf_counter()
-            if args.quiet or now_s - last[0] < 0.5:
-                return
-            last[0] = now_s
             moved = rr.oplogs_sent + rr.oplogs_received
             size = (rr.bytes_sent + rr.bytes_received) / 1e6
-            print(
+            line.show(
                 f"sync: round {n}, {rr.round_trips} round trip(s), {moved:,} oplogs moved,"
-                f" {size:,.1f} MB",
-                file=sys.stderr,
-                flush=True,
+                f" {size:,.1f} MB"
             )
 
         report = sync_local(
@@ -103,6 +97,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             progress=progress,
         )
         seconds = time.perf_counter() - started
+        line.close()
         counts = (store_a.count(topic.topic_id), store_b.count(topic.topic_id))
     result = report.as_json()
     result.update(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
+import logging
+import signal
+import threading
 from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..errors import PttsyncError
-from ..net.controlclient import control_stream
+from ..net.controlclient import control_call, control_stream
 from .documents import short
 from .options import add_command, add_json
+from .output import tell
 
 if TYPE_CHECKING:
     import argparse
@@ -49,13 +52,15 @@ def _event_line(event: dict[str, Any]) -> str:
     return line
 
 
-async def _watch(args: argparse.Namespace) -> None:
+async def _follow(args: argparse.Namespace) -> None:
     request: dict[str, Any] = {"op": "watch"}
     if args.topic is not None:
         request["topic"] = args.topic
+    # The stream connects at its first event; ask the node something first, so that
+    # "watching" is said only with a node to watch (and no node is said at once).
+    await control_call(Path(args.data), {"op": "status"})
     async with aclosing(control_stream(Path(args.data), request)) as events:
-        if not args.quiet:
-            print("watching (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        tell("watching (Ctrl-C to stop)", level=logging.INFO)
         async for event in events:
             if args.json:
                 print(json.dumps(event, separators=(",", ":")), flush=True)
@@ -63,9 +68,32 @@ async def _watch(args: argparse.Namespace) -> None:
                 print(_event_line(event), flush=True)
 
 
+async def _watch(args: argparse.Namespace) -> bool:
+    """Follow the node's changes; True if SIGTERM ended the watch, False if the node did.
+
+    SIGTERM is taken here, inside trio, so that `pttsync watch &` in a script (where
+    SIGINT is ignored) ends cleanly on `kill` too."""
+    terminated = False
+    async with trio.open_nursery() as nursery:
+        if threading.current_thread() is threading.main_thread():
+
+            async def until_sigterm() -> None:
+                nonlocal terminated
+                with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        terminated = True
+                        nursery.cancel_scope.cancel()
+
+            nursery.start_soon(until_sigterm)
+        await _follow(args)
+        nursery.cancel_scope.cancel()
+    return terminated
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     try:
-        trio.run(_watch, args)
+        if trio.run(_watch, args):
+            return 0  # SIGTERM, like Ctrl-C, is how a watch ends
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how a watch ends
     raise PttsyncError(f"the node on {args.data} stopped")
