@@ -151,6 +151,12 @@ def register(sub: Subparsers) -> None:
         action="store_true",
         help="leave a peer that exits down (for crash experiments) instead of restarting it",
     )
+    q.add_argument(
+        "--metrics-port",
+        type=port,
+        metavar="PORT",
+        help="serve each peer's Prometheus metrics: peer-i at http://HOST:PORT+i/metrics",
+    )
     q.add_argument("--daemon-lock-fd", type=int, help=argparse.SUPPRESS)  # --detach's child
     add_json(q)
     launchctl.register(forms)
@@ -164,6 +170,11 @@ def cmd_launch(args: argparse.Namespace) -> int:
     n, base = args.n, args.base_port
     if base + n - 1 > 65535:
         raise UsageError(f"--base-port {base} leaves no room for {n} ports")
+    metrics = args.metrics_port
+    if metrics is not None:
+        overlaps = metrics < base + n and base < metrics + n
+        if overlaps or metrics + n - 1 > 65535:
+            raise UsageError(f"--metrics-port {metrics}: {n} ports from it, apart from the peers'")
     check_socket_path(root / launchstate.SOCKET_FILE)
     check_socket_path(root / f"peer-{n - 1}" / CONTROL_SOCKET)
     try:
@@ -198,6 +209,8 @@ def _detach(args: argparse.Namespace, root: Path, lock: int) -> int:
         cmd += ["--sync-interval", str(args.sync_interval)]
     if args.no_restart:
         cmd += ["--no-restart"]
+    if args.metrics_port is not None:
+        cmd += ["--metrics-port", str(args.metrics_port)]
     log = root / launchstate.LOG_FILE
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -272,6 +285,7 @@ def _record(args: argparse.Namespace, root: Path, dirs: list[Path]) -> launchsta
             "base_port": args.base_port,
             "sync_interval": args.sync_interval,
             "restart": not args.no_restart,
+            "metrics_port": args.metrics_port,
         },
         listens=[format_address(args.host, args.base_port + i) for i in range(args.n)],
         peer_ids=[DataDir(d).identity().text for d in dirs],
@@ -282,6 +296,8 @@ def _spawner(
     args: argparse.Namespace, dirs: list[Path], record: launchstate.Record
 ) -> Callable[[Peer], subprocess.Popen[bytes]]:
     """How the supervisor starts a peer: `pttsync run` on its directory and port."""
+    from ..net.network import format_address  # noqa: PLC0415 - pttsync.net loads on use
+
     listens = record.listens
 
     def spawn(peer: Peer) -> subprocess.Popen[bytes]:
@@ -293,6 +309,8 @@ def _spawner(
             cmd += ["--sync-interval", str(args.sync_interval)]
         if peer.index:
             cmd += ["--join", listens[0]]
+        if args.metrics_port is not None:
+            cmd += ["--metrics", format_address(args.host, args.metrics_port + peer.index)]
         record.started[peer.index] = launchstate.now_iso()
         with open(peer.log, "ab") as logfile:
             # stdin is the lifeline: its pipe closes when launch ends, however it ends.
