@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pttsync.cli import build_parser, launchstate
 from pttsync.cli.launch import cmd_launch
 from pttsync.cli.launchctl import cmd_ps
-from pttsync.cli.launchlogs import _Log
+from pttsync.cli.launchlogs import _Log, stamped
 from pttsync.cli.supervisor import GIVE_UP_AFTER
 from pttsync.net.controlclient import control_call
 
@@ -460,3 +460,29 @@ def test_a_followed_log_that_appears_grows_in_pieces_and_is_truncated(
     for tail, lines in ((0, []), (1, ["c"]), (2, ["b", "c"]), (9, ["a", "b", "c"])):
         fresh = _Log("x", path)
         assert list(fresh.first(tail)) + fresh.rest() == lines, tail
+
+
+def test_logs_are_interleaved_in_time_order(
+    tmp_path: Path, run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without -f, as docker compose does: by each line's time stamp (text or JSON logs); a
+    line without one (a banner, a traceback) stays after the line before it."""
+    for name, text in (
+        (
+            "peer-0",
+            "banner 0\n2026-12-03 16:09:00,100 INFO a\nTraceback\n2026-12-03 16:09:03,000 c\n",
+        ),
+        ("peer-1", '{"ts":"2026-12-03T16:09:01.500Z","message":"b"}\n2026-12-03 16:09:04,000 d'),
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "node.log").write_text(text)
+    code, out, _ = run("launch", "logs", "--dir", str(tmp_path))
+    assert code == 0
+    assert [line.split(" | ")[0] + ":" + line.split(" | ")[1][-1] for line in out.splitlines()] == [
+        "peer-0:0", "peer-0:a", "peer-0:k", "peer-1:}", "peer-0:c", "peer-1:d",
+    ]  # fmt: skip
+    assert stamped(iter(["x", "2026-01-02 03:04:05,006 y", "z"])).__next__() == ("", "x")
+    assert list(stamped(iter(["2026-01-02 03:04:05,006 y", "z"]))) == [
+        ("2026-01-02T03:04:05.006", "2026-01-02 03:04:05,006 y"),
+        ("2026-01-02T03:04:05.006", "z"),
+    ]

@@ -1,18 +1,23 @@
 """`pttsync launch logs --dir DIR [PEER] [-f] [--tail N]`: the peers' logs, each line prefixed.
 
 Each peer logs to DIR/peer-i/node.log: the peers DIR/launch.json names, or
-with no launch.json the peer-i directories there are.  Without -f each log
-is printed (whole, or its last N lines) one peer after the other; with -f
-the logs are then followed together, their new lines interleaved as they
-come, until Ctrl-C.  Following polls the files every `POLL` seconds and
-reads at most `MAX_READ` bytes of each at a time: a log that appears later
-is picked up, and one truncated or replaced is read again from its start.
+with no launch.json the peer-i directories there are.  What the logs hold
+now (whole, or their last N lines) is printed interleaved in time order,
+as `docker compose logs` does: by the time stamp that starts a log line
+(text or JSON format), a line without one (a traceback's, the node's
+banner) keeping its place after the line before it; the files are merged
+as they are read, never loaded whole.  With -f the logs are then followed
+together, their new lines interleaved as they come, until Ctrl-C.
+Following polls the files every `POLL` seconds and reads at most
+`MAX_READ` bytes of each at a time: a log that appears later is picked
+up, and one truncated or replaced is read again from its start.
 A line is `peer-1 | ...`, or with --json {"peer": "peer-1", "line": "..."},
 one JSON object a line.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import re
@@ -44,7 +49,8 @@ def register(forms: Subparsers) -> None:
         help="the peers' logs, each line prefixed with its peer; -f follows them",
         description=(
             "Print every peer's log (DIR/peer-i/node.log), or PEER's, each line prefixed"
-            " with its peer's name.  With -f, then follow them all, printing new lines as"
+            " with its peer's name, interleaved in time order.  With -f, then follow them"
+            " all, printing new lines as"
             " they come, interleaved, until Ctrl-C; a log that appears later or is"
             " truncated is picked up."
         ),
@@ -119,6 +125,29 @@ class _Log:
         return [_text(line)] if line else []
 
 
+_TEXT_STAMP = re.compile(r"(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)[,.](\d{3})")
+_JSON_STAMP = re.compile(r'\{"ts":\s*"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})')
+
+
+def stamped(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """(sort key, line): the line's own time stamp, or the last one before it ("" at first)."""
+    last = ""
+    for line in lines:
+        m = _TEXT_STAMP.match(line)
+        if m is not None:
+            last = f"{m[1]}T{m[2]}.{m[3]}"
+        elif (j := _JSON_STAMP.match(line)) is not None:
+            last = j[1]
+        yield last, line
+
+
+def _now(log: _Log, tail: int | None, follow: bool) -> Iterator[str]:
+    """What `log` holds now; without `follow`, its unfinished last line too."""
+    yield from log.first(tail)
+    if not follow:
+        yield from log.rest()
+
+
 def _text(raw: bytes) -> str:
     return raw.rstrip(b"\n").rstrip(b"\r").decode("utf-8", "replace")
 
@@ -170,10 +199,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
             else:
                 print(f"{log.name:<{width}} | {line}")
 
-    for log in logs:
-        emit(log, log.first(args.tail))
-        if not args.follow:
-            emit(log, log.rest())
+    def keyed(i: int, log: _Log) -> Iterator[tuple[str, int, int, str]]:
+        for n, (key, line) in enumerate(stamped(_now(log, args.tail, args.follow))):
+            yield key, i, n, line
+
+    for _key, i, _n, line in heapq.merge(*(keyed(i, log) for i, log in enumerate(logs))):
+        emit(logs[i], [line])
     sys.stdout.flush()
     if args.follow:
         try:
