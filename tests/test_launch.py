@@ -486,3 +486,23 @@ def test_logs_are_interleaved_in_time_order(
         ("2026-01-02T03:04:05.006", "2026-01-02 03:04:05,006 y"),
         ("2026-01-02T03:04:05.006", "z"),
     ]
+
+
+def test_a_detached_supervisor_killed_with_sigkill_takes_its_peers_and_frees_the_dir(
+    net: Path, run: Run
+) -> None:
+    """kill -9 of the background supervisor: its peers see their lifeline close and stop,
+    `ps` says the launch is not running (the lock died with it), and a new launch starts."""
+    done = detach(net, 2)
+    assert done.returncode == 0, done.stderr
+    state = launchstate.read_state(net)
+    assert state is not None
+    supervisor, pids = state["supervisor"]["pid"], [p["pid"] for p in state["peers"]]
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: all(gone(pid) for pid in [supervisor, *pids]), 20, "every process ends")
+    code, out, _ = run("launch", "ps", "--dir", str(net))
+    assert code == 0 and f"launch on {net}: not running" in out
+    again = detach(net, 2, "--json")
+    assert again.returncode == 0, again.stderr
+    assert [p["state"] for p in json.loads(again.stdout)["peers"]] == ["up", "up"]
+    assert run("launch", "down", "--dir", str(net))[0] == 0

@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from pttsync.core.identity import peer_id_text
@@ -21,7 +25,7 @@ from pttsync.core.oplog import OplogStatus
 from pttsync.errors import UsageError
 from pttsync.net.histogram import Histogram
 from pttsync.net.metrics import node_registry
-from pttsync.net.metricsserver import MAX_HEAD, serve_metrics
+from pttsync.net.metricsserver import MAX_HEAD, _read_head, _route, serve_metrics
 
 from .nethelpers import make_cluster, wait_until
 from .prochelpers import log_of, new_data_dir, node_process, poll, short_root
@@ -29,11 +33,27 @@ from .prochelpers import log_of, new_data_dir, node_process, poll, short_root
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from prometheus_client import CollectorRegistry
-
     from pttsync.net.node import Node
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+_EMPTY = CollectorRegistry()
+
+
+@st.composite
+def _heads(draw: st.DrawFn) -> bytes:
+    """Request heads near the valid ones: methods, targets, versions and headers mixed."""
+    method = draw(st.sampled_from([b"GET", b"HEAD", b"POST", b"get", b"", b"GET GET"]))
+    target = draw(st.sampled_from([b"/metrics", b"/", b"/metrics?x=1", b"/x", b"", b"*"]))
+    version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2", b"", b"HTTP/1.1 x"]))
+    headers = draw(
+        st.lists(
+            st.sampled_from(
+                [b"Accept: application/openmetrics-text", b"Accept:", b"accept: */*", b":", b"x"]
+            ),
+            max_size=4,
+        )
+    )
+    return b"\r\n".join([method + b" " + target + b" " + version, *headers])
 
 
 async def _http(address: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -183,3 +203,29 @@ async def test_pttsync_run_serves_metrics(tmp_path: Path) -> None:
 
 def _valid(node: Node) -> int:
     return sum(node.store.count(t, OplogStatus.VALID) for t in node.topics)
+
+
+@given(st.binary(max_size=600) | _heads())
+@settings(max_examples=300, deadline=None)
+def test_any_request_head_gets_an_answer_and_never_an_exception(head: bytes) -> None:
+    """The router takes whatever a scraper (or an attacker) sends: an HTTP status, never a
+    crash, and the metrics only for GET or HEAD of /metrics."""
+    status, content_type, body, head_only = _route(head, _EMPTY)
+    assert status in (200, 400, 404, 405)
+    assert content_type and isinstance(body, bytes)
+    if status == 200 and not head.startswith((b"GET /metrics", b"HEAD /metrics")):
+        assert body == b"pttsync node: metrics at /metrics\n"
+    assert head_only == (head.startswith(b"HEAD ") and status in (200, 404))
+
+
+async def test_a_head_is_read_within_its_bound() -> None:
+    send, receive = trio.testing.memory_stream_pair()
+    await send.send_all(b"GET /metrics HTTP/1.1\r\nA: b\r\n\r\nignored")
+    assert await _read_head(receive) == b"GET /metrics HTTP/1.1\r\nA: b"
+    send, receive = trio.testing.memory_stream_pair()
+    await send.send_all(b"x" * (MAX_HEAD + 4096 + 1))
+    assert await _read_head(receive) is None  # too large: not read on for ever
+    send, receive = trio.testing.memory_stream_pair()
+    await send.send_all(b"GET / HTTP/1.1\r\n")
+    await send.aclose()
+    assert await _read_head(receive) is None  # closed before the end of the head
