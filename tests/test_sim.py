@@ -51,7 +51,10 @@ INVARIANTS = {
     "bounds",
     "no_false_violations",
 }
-TIMELINE_COLUMNS = ["t", "live", "agree_final", "distinct_digests", "writes_done", "messages"]
+TIMELINE_COLUMNS = [
+    "t", "live", "agree_final", "distinct_digests", "writes_done", "messages",
+    "partitions", "down", "masters_offline", "left", "events",
+]  # fmt: skip
 
 # A small run with every kind of disturbance that keeps the peers set fixed: used where
 # one run must exercise the fabric's randomness (loss), crashes and a partition at once.
@@ -136,6 +139,7 @@ def test_a_healthy_run_converges_and_keeps_every_invariant() -> None:
     assert last == {
         "t": report.virtual_s, "live": 8, "agree_final": 8, "distinct_digests": 1,
         "writes_done": 30, "messages": report.messages["total"],
+        "partitions": 0, "down": 0, "masters_offline": 0, "left": 0, "events": "",
     }  # fmt: skip
     done = [row["writes_done"] for row in report.timeline]
     assert done == sorted(done) and done[0] == 0

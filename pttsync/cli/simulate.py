@@ -166,6 +166,37 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
 ]  # fmt: skip
 
 
+EPILOG = """\
+the timeline (--timeline FILE.csv): one row per sample (every --sample-every s)
+  t                 virtual seconds
+  live              peers up
+  agree_final       live peers holding the final digest (the lowest-numbered
+                    live peer's at the end)
+  distinct_digests  how many different digests the live peers hold
+  writes_done       writes acknowledged so far
+  messages          messages sent by all peers so far
+  partitions        partitions in effect (cut and not yet healed)
+  down              peers down, to be restarted: crashed, or masters in their
+                    outage (--crash, --masters-offline)
+  masters_offline   of those, the masters down in their outage
+  left              peers gone for good so far (--churn)
+  events            the fault events applied since the sample before, each as
+                    in the report's faults without its time, separated by "; "
+                    (e.g. "crash peer3; partition into groups of 10, 10"; at
+                    most 8, then "(+N more)")
+"""
+
+
+class _EpilogAsIs(argparse.HelpFormatter):
+    """The description wrapped as usual, the epilog (a table: lines of its own) as
+    written, as argparse.RawDescriptionHelpFormatter writes both."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "simulate",
@@ -176,6 +207,8 @@ def register(sub: Subparsers) -> None:
             " the invariants and report.  The same options and seed give the same report."
             "  The simulated nodes' warnings (what the faults cause) show with -v."
         ),
+        epilog=EPILOG,
+        formatter_class=_EpilogAsIs,
     )
     p.add_argument(
         "--scenario",
@@ -188,7 +221,16 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--no-push", dest="push", action="store_const", const=False, default=None,
                    help="no push: anti-entropy alone spreads writes")  # fmt: skip
     p.add_argument(
-        "--timeline", metavar="FILE.csv", help="write the per-sample timeline as CSV to FILE"
+        "--timeline",
+        metavar="FILE.csv",
+        help="write the per-sample timeline as CSV to FILE (its columns: below)",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="draw the run into FILE.png or FILE.svg: peers holding the final digest over"
+        " time with the faults shaded, the spread of writes (CDF), bytes per peer; needs"
+        " matplotlib (pip install 'pttsync[plot]')",
     )
     p.add_argument(
         "--progress",
@@ -327,9 +369,18 @@ def _simulate(args: argparse.Namespace) -> int:
             print(f"{s.name:<24} {s.story}")
         return 0
     cfg, plan = _config_and_plan(args)
-    for what, option in (("the timeline", args.timeline), ("the plan", args.save_plan)):
+    outputs = (
+        ("the timeline", args.timeline),
+        ("the plan", args.save_plan),
+        ("the plot", args.plot),
+    )
+    for what, option in outputs:
         if option and not Path(option).parent.is_dir():
             raise UsageError(f"cannot write {what} to {option}: no such directory")
+    if args.plot:
+        from ..sim.plot import check_target  # noqa: PLC0415 - loads matplotlib: only for --plot
+
+        check_target(args.plot)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = ProgressBar() if show and not args.quiet else None
     reproduce = f"pttsync simulate --plan {args.plan}" if args.plan else command_line(cfg)
@@ -345,6 +396,10 @@ def _simulate(args: argparse.Namespace) -> int:
         save_plan(Path(args.save_plan), cfg, plan)
     if args.timeline:
         report.write_timeline(Path(args.timeline))
+    if args.plot:
+        from ..sim.plot import write_plot  # noqa: PLC0415
+
+        write_plot(report, Path(args.plot))
     if args.json:
         emit_json(report.to_json())
     else:

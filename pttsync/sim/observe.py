@@ -23,10 +23,12 @@ import trio
 from ..core.lifecycle.handle import MAX_WAITING
 from ..core.oplog import OplogStatus
 from ..net.addressbook import DEFAULT_MAX_ENTRIES
+from .plan import FaultKind
 
 if TYPE_CHECKING:
     from ..core.lifecycle.replica import Commit
     from ..net.node import Node
+    from .plan import Fault
 
 
 @dataclass(slots=True)
@@ -119,27 +121,50 @@ def bounds_of(node: Node) -> dict[str, tuple[int, int]]:
     return out
 
 
+FaultCounts = tuple[int, int, int, int]
+"""At a sample: partitions in effect, peers down, masters down in their outage, peers left."""
+
+NO_FAULTS: FaultCounts = (0, 0, 0, 0)
+MAX_EVENTS = 8  # fault events named in one sample's `events` cell; the rest are counted
+
+
 @dataclass(slots=True)
 class Timeline:
-    """One row per sample: when, how many peers are live, and each live peer's digest."""
+    """One row per sample: when, how many peers are live, and each live peer's digest;
+    the faults in effect and the fault events since the sample before."""
 
     times: list[float] = field(default_factory=list)
     digests: list[dict[int, bytes]] = field(default_factory=list)
     messages: list[int] = field(default_factory=list)
     writes_done: list[int] = field(default_factory=list)
+    faults: list[FaultCounts] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
 
-    def add(self, t: float, digests: dict[int, bytes], messages: int, writes: int) -> None:
+    def add(
+        self,
+        t: float,
+        digests: dict[int, bytes],
+        messages: int,
+        writes: int,
+        faults: FaultCounts = NO_FAULTS,
+        events: list[Fault] | None = None,
+    ) -> None:
         self.times.append(t)
         self.digests.append(digests)
         self.messages.append(messages)
         self.writes_done.append(writes)
+        self.faults.append(faults)
+        self.events.append(event_text(events or []))
 
     def rows(self, final: bytes) -> list[dict[str, Any]]:
-        """Per sample: live peers, peers holding the final digest, distinct digests."""
+        """Per sample: live peers, peers holding the final digest, distinct digests, ...
+        (the columns of the CSV timeline, in order: report.TIMELINE_COLUMNS)."""
         out = []
-        for t, ds, msgs, writes in zip(
-            self.times, self.digests, self.messages, self.writes_done, strict=True
-        ):
+        for t, ds, msgs, writes, faults, events in zip(
+            self.times, self.digests, self.messages, self.writes_done, self.faults,
+            self.events, strict=True,
+        ):  # fmt: skip
+            partitions, down, masters, left = faults
             out.append(
                 {
                     "t": round(t, 3),
@@ -148,9 +173,87 @@ class Timeline:
                     "distinct_digests": len(set(ds.values())),
                     "writes_done": writes,
                     "messages": msgs,
+                    "partitions": partitions,
+                    "down": down,
+                    "masters_offline": masters,
+                    "left": left,
+                    "events": events,
                 }
             )
         return out
+
+
+def event_text(faults: list[Fault]) -> str:
+    """Fault events as the `events` column names them: `crash peer3; heal into groups of
+    4, 4` (each as in the report's `faults`, without its time), at most MAX_EVENTS."""
+    names = [f.describe().removeprefix(f"t={f.at:8.3f}s  ") for f in faults[:MAX_EVENTS]]
+    if len(faults) > MAX_EVENTS:
+        names.append(f"(+{len(faults) - MAX_EVENTS} more)")
+    return "; ".join(names)
+
+
+def cdf_points(values: list[float], limit: int = 1000) -> list[list[float]]:
+    """The empirical CDF of `values` as [value, fraction of values <= it] pairs, at most
+    `limit` of them: every value if there are that few, else the values at each
+    1/limit-th of the way (nearest rank).  Values rounded to the millisecond."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n <= limit:
+        ranks = [(i, (i + 1) / n) for i in range(n)]
+    else:
+        ranks = [((k * n + limit - 1) // limit - 1, k / limit) for k in range(1, limit + 1)]
+    return [[round(ordered[i], 3), round(frac, 6)] for i, frac in ranks]
+
+
+def fault_windows(faults: tuple[Fault, ...], end: float) -> dict[str, list[Any]]:
+    """When each kind of fault was in effect, from the plan's events (what --plot shades):
+
+    * partitions: [start, end, groups], each cut until its heal;
+    * crashes: [start, end, crashes], the union of the intervals when some crashed peer
+      was down (a crash lasts until the peer's next restart), with the crashes in each;
+    * masters_offline: [start, end], each masters' outage;
+    * leaves, joins: the times peers left for good or joined (churn, late joiners).
+
+    An interval with no end in the plan (a shrunk plan may lose a heal) lasts to `end`.
+    """
+    ordered = sorted(faults, key=lambda f: f.at)
+
+    def until(i: int, kind: FaultKind, peer: int = -1) -> float:
+        """When event i ends: the next `kind` event with its groups (and `peer`)."""
+        for later in ordered[i + 1 :]:
+            if (
+                later.kind is kind
+                and later.groups == ordered[i].groups
+                and (peer < 0 or peer in later.peers)
+            ):
+                return round(later.at, 6)
+        return end
+
+    partitions: list[Any] = []
+    downs: list[tuple[float, float]] = []
+    masters: list[Any] = []
+    for i, f in enumerate(ordered):
+        at = round(f.at, 6)
+        if f.kind is FaultKind.PARTITION:
+            partitions.append([at, until(i, FaultKind.HEAL), len(f.groups)])
+        elif f.kind is FaultKind.CRASH:
+            downs += [(at, until(i, FaultKind.RESTART, peer)) for peer in f.peers]
+        elif f.kind is FaultKind.MASTERS_DOWN:
+            masters.append([at, until(i, FaultKind.MASTERS_UP)])
+    crashes: list[list[float]] = []
+    for start, stop in sorted(downs):
+        if crashes and start <= crashes[-1][1]:
+            crashes[-1][1] = max(crashes[-1][1], stop)
+            crashes[-1][2] += 1
+        else:
+            crashes.append([start, stop, 1])
+    return {
+        "partitions": partitions,
+        "crashes": crashes,
+        "masters_offline": masters,
+        "leaves": [round(f.at, 6) for f in ordered if f.kind is FaultKind.LEAVE],
+        "joins": [round(f.at, 6) for f in ordered if f.kind is FaultKind.JOIN],
+    }
 
 
 def spread(values: list[int]) -> dict[str, float]:

@@ -17,7 +17,9 @@ Fields (docs/pip-11/simulation.md explains how to read them):
   and checks (with --profile, also `profile`: the top cost centres);
 * and more: the writes, the peers, how long writes took to reach every
   peer (spread_s), the faults applied, and on failure the details and the
-  command that reproduces the run.
+  command that reproduces the run;
+* on request (`to_json(timeline=True, series=True)`): the timeline, one row per
+  sample with the faults in effect, and the series `--plot` draws (plot.py).
 
 Everything but the wall times is a function of the configuration and the seed, so
 two runs with the same ones report the same (tests/test_sim.py checks it).
@@ -36,6 +38,22 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 WALL_FIELDS = ("wall_s", "phases_s", "profile")
+
+# The CSV timeline's columns, in order (observe.Timeline.rows; `pttsync simulate --help`
+# and docs/pip-11/simulation.md explain them).  New columns go at the end.
+TIMELINE_COLUMNS = (
+    "t",
+    "live",
+    "agree_final",
+    "distinct_digests",
+    "writes_done",
+    "messages",
+    "partitions",
+    "down",
+    "masters_offline",
+    "left",
+    "events",
+)
 
 
 @dataclass(slots=True)
@@ -67,13 +85,18 @@ class SimReport:
     phases_s: dict[str, float] = field(default_factory=dict)  # wall time by phase
     push: dict[str, Any] = field(default_factory=dict)  # push counters (run._push)
     profile: dict[str, Any] | None = None  # with --profile: the top cost centres
+    # What --plot draws beyond the timeline (bounded: one number per peer, at most 1,000
+    # points of the spread's CDF, the fault windows): bytes_per_peer (by peer number),
+    # spread_cdf ([seconds, fraction] pairs), write_window, fault_windows
+    # (observe.fault_windows).
+    series: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         """True if every invariant holds."""
         return all(v == "ok" for v in self.invariants.values())
 
-    def to_json(self, *, timeline: bool = False) -> dict[str, Any]:
+    def to_json(self, *, timeline: bool = False, series: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "ok": self.ok,
             "seed": self.seed,
@@ -106,13 +129,15 @@ class SimReport:
             out["refusals"] = self.refusals
         if timeline:
             out["timeline"] = self.timeline
+        if series:
+            out["series"] = self.series
         if self.profile is not None:
             out["profile"] = self.profile
         return out
 
     def without_wall_time(self) -> dict[str, Any]:
         """The JSON report minus what depends on the machine (for reproducibility checks)."""
-        out = self.to_json(timeline=True)
+        out = self.to_json(timeline=True, series=True)
         for name in WALL_FIELDS:
             out.pop(name, None)
         return out
@@ -167,10 +192,9 @@ class SimReport:
         return "\n".join(lines)
 
     def timeline_csv(self) -> str:
-        """The timeline as CSV: one row per sample."""
+        """The timeline as CSV: one row per sample, the columns TIMELINE_COLUMNS."""
         buf = io.StringIO()
-        names = ["t", "live", "agree_final", "distinct_digests", "writes_done", "messages"]
-        writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=TIMELINE_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in self.timeline:
             writer.writerow(row)

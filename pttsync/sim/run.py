@@ -30,7 +30,7 @@ import trio.testing
 
 from ..core import oplogcodec
 from .invariants import check
-from .observe import quantiles, spread
+from .observe import cdf_points, fault_windows, quantiles, spread
 from .plan import FaultKind, Plan, SimConfig, make_plan
 from .profiling import PhaseClock, cost_centres
 from .report import SimReport
@@ -229,6 +229,14 @@ def _report(
         refusals=world.refusals,
         timeline=world.timeline.rows(final),
         push=_push(world.push_totals(), world.writes_done, len(live)),
+        series={
+            "bytes_per_peer": [
+                world.fabric.traffic_of(world.peers[i].name).bytes_sent for i in sorted(world.peers)
+            ],
+            "spread_cdf": cdf_points(spreads),
+            "write_window": list(cfg.write_window()),
+            "fault_windows": fault_windows(plan.faults, round(world.finished_at, 6)),
+        },
     )
 
 

@@ -39,7 +39,7 @@ from ..net.serve import serve_node
 from ..net.timers import use_ticks
 from .fabric import Cut, Fabric
 from .link import TICK
-from .observe import BOUNDS, PeerSample, Probe, Timeline, WriteTrack, bounds_of
+from .observe import BOUNDS, FaultCounts, PeerSample, Probe, Timeline, WriteTrack, bounds_of
 from .plan import Fault, FaultKind, Plan, SimConfig, Write, WriteKind
 from .profiling import PhaseClock
 from .setup import T0, derived_int, identity_of, make_topic
@@ -146,6 +146,8 @@ class World:
         self.rng = random.Random(f"pttsync-sim/{cfg.seed}/world")
         self.events: deque[str] = deque(maxlen=MAX_LOG)
         self.fault_log: list[str] = []
+        self._fresh_faults: list[Fault] = []  # applied since the last sample (the timeline's)
+        self.partitions = 0  # partition events applied and not yet healed
         self.timeline = Timeline()
         self.bounds: dict[str, BoundMax] = {name: BoundMax() for name in BOUNDS}
         self.writes_done = 0
@@ -285,6 +287,7 @@ class World:
     async def _fault(self, fault: Fault) -> None:
         self.fault_log.append(fault.describe())
         self.events.append(fault.describe())
+        self._fresh_faults.append(fault)
         kind = fault.kind
         if kind in (FaultKind.CRASH, FaultKind.MASTERS_DOWN, FaultKind.LEAVE):
             state = "left" if kind is FaultKind.LEAVE else "down"
@@ -302,7 +305,10 @@ class World:
             assert self._nursery is not None
             for i in fault.peers:  # in the background: a newcomer may wait for a master
                 self._nursery.start_soon(self._join, i)
+        elif kind is FaultKind.PARTITION:  # the fabric's cut does it: only counted
+            self.partitions += 1
         elif kind is FaultKind.HEAL:
+            self.partitions -= 1
             self.last_disturbance = trio.current_time()
 
     def _note_orphans(self) -> None:
@@ -394,7 +400,8 @@ class World:
             digests[peer.index] = peer.sample.digest
         self._check_bounds(live)
         sent = sum(t.messages_sent for t in self.fabric.traffic.values())
-        self.timeline.add(now, digests, sent, self.writes_done)
+        fresh, self._fresh_faults = self._fresh_faults, []
+        self.timeline.add(now, digests, sent, self.writes_done, self._fault_counts(), fresh)
         groups: dict[bytes, int] = {}
         for d in digests.values():
             groups[d] = groups.get(d, 0) + 1
@@ -415,6 +422,18 @@ class World:
                     len(live), agree, done,
                 )
             )  # fmt: skip
+
+    def _fault_counts(self) -> FaultCounts:
+        """Partitions in effect, peers down, masters down in their outage, peers left: as
+        the fault events applied so far left them (what the timeline's `events` lists)."""
+        down = masters = left = 0
+        for peer in self.peers.values():
+            if peer.state == "down":
+                down += 1
+                masters += peer.index < self.cfg.masters  # only their outage stops masters
+            elif peer.state == "left":
+                left += 1
+        return self.partitions, down, masters, left
 
     def _check_bounds(self, live: list[Peer]) -> None:
         if not live:
