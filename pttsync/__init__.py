@@ -13,6 +13,9 @@ The public API is exactly what this module re-exports.  The layers:
 * the shell around it: the network node (`open_node`, `serve_node`,
   `Node`, over a `TcpNetwork` or a `MemoryNetwork`), the CLI, the
   in-process `sync_local` and `watch`.
+* `pttsync.clients`, for programs that do not run trio: `Client` (blocking)
+  and `AsyncClient` (asyncio) talk to a running node's control socket;
+  `start_node` runs a node in a background thread (a `NodeHandle`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ __version__ = "0.1.0"
 # signing worker, or any one command, no longer imports the network, the
 # simulator and trio (0.64 s -> 0.06 s here).  NAME: "module" or "module:attr".
 _EXPORTS: dict[str, str] = {
+    "AsyncClient": ".clients.aio",
+    "Client": ".clients.blocking",
+    "NodeHandle": ".clients.embed",
+    "start_node": ".clients.embed",
     "DocState": ".core.documents.derive",
     "Merged": ".core.documents.derive",
     "Resolver": ".core.documents.derive",
@@ -125,10 +132,12 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "MAX_FRAME_SIZE",
+    "AsyncClient",
     "BatchResult",
     "BusyError",
     "Change",
     "ChangeKind",
+    "Client",
     "ConnectionLostError",
     "DataDir",
     "DataDirError",
@@ -159,6 +168,7 @@ __all__ = [
     "Network",
     "Node",
     "NodeConfig",
+    "NodeHandle",
     "NodeNotRunningError",
     "NotAuthorizedError",
     "Oplog",
@@ -211,6 +221,7 @@ __all__ = [
     "peer_id_text",
     "serve_node",
     "simulate",
+    "start_node",
     "sync_local",
     "to_iso",
     "verify_oplog",
@@ -220,6 +231,10 @@ __all__ = [
 ]  # the keys of _EXPORTS (tests/test_api.py checks)
 
 if TYPE_CHECKING:
+    from .clients.aio import AsyncClient as AsyncClient
+    from .clients.blocking import Client as Client
+    from .clients.embed import NodeHandle as NodeHandle
+    from .clients.embed import start_node as start_node
     from .core.documents.derive import DocState as DocState
     from .core.documents.derive import Merged as Merged
     from .core.documents.derive import Resolver as Resolver

@@ -19,6 +19,7 @@ from pttsync.cli import build_parser, main
 from pttsync.core.docop import key_to_object
 from pttsync.core.documents.derive import DocState, Version
 from pttsync.core.documents.docstore import Change, ChangeKind, Write, WriteStatus
+from pttsync.core.documents.history import History
 from pttsync.core.identity import peer_id_text
 from pttsync.core.lifecycle.governance import Role
 from pttsync.core.oplog import OplogStatus
@@ -138,6 +139,10 @@ class FakeNode:
         states = [self.docs[t, k] for k in keys if after is None or k > after]
         return [s for s in states if deleted or s.exists][:limit]
 
+    def history(self, key: str, *, topic: bytes | None = None, limit: int = 1000) -> History | None:
+        key_to_object(key)
+        return None  # test_history.py serves real histories
+
     async def set_role(
         self, peer_id: bytes, role: Role, *, topic: bytes | None = None
     ) -> OplogStatus:
@@ -145,6 +150,14 @@ class FakeNode:
             raise NotAuthorizedError("this peer is not a master of the topic")
         self.roles.append((peer_id, role, self._topic(topic)))
         return OplogStatus.VALID
+
+    def members(self, *, topic: bytes | None = None) -> dict[str, Any]:
+        me = peer_id_text(ALICE)
+        return {
+            "topic": self._topic(topic).hex(),
+            "members": [{"peer_id": me, "role": "master"}],
+            "masters": [me],
+        }
 
     def status(self) -> dict[str, Any]:
         return {
@@ -356,7 +369,7 @@ async def test_malformed_requests_get_usage_errors_and_the_server_keeps_serving(
         b'{"op": "get", "key": 5}': "'key' is text",
         b'{"op": "get", "key": "a", "extra": 1}': "takes no field 'extra'",
         b'{"op": "get", "key": ""}': "non-empty",  # the node's own check
-        b'{"op": "get", "key": "' + b"k" * 2000 + b'"}': "at most 1024",
+        b'{"op": "get", "key": "' + b"k" * 2000 + b'"}': "128 bytes of UTF-8; this one is 2,000",
         b'{"op": "put", "key": "a"}': "needs a 'value'",
         b'{"op": "put", "key": "a", "value": NaN}': "NaN is not JSON",
         b'{"op": "put", "key": "a", "value": 1, "value": 2}': "duplicate key",
@@ -441,7 +454,7 @@ async def test_a_long_list_is_cut_to_fit_a_line_and_paged(
     served: tuple[FakeNode, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, d = served
-    big = "x" * 100_000  # 200 kB a document: its value, and its version's
+    big = "x" * 250_000  # 500 kB a document (its value, and its version's): 4 a line
     with trio.fail_after(10):
         for i in range(12):
             await control_call(d, {"op": "put", "key": f"k{i:02}", "value": big})
@@ -643,7 +656,7 @@ async def test_cli_status_and_peers(
         out = capsys.readouterr().out
         assert f"peer id:  {peer_id_text(ALICE)}" in out
         assert "listen:   127.0.0.1:7400" in out and "peers:    1 connected" in out
-        assert f"topic {'aa' * 8}…  main: 3 valid, 1 pending, digest {'cd' * 8}…" in out
+        assert f"topic {'aa' * 32}  main: 3 valid, 1 pending, digest {'cd' * 4}…{'cd' * 2}" in out
 
         assert await _cli("status", "--data", str(d), "--json") == 0
         assert len(json.loads(capsys.readouterr().out)["topics"]) == 2
@@ -653,8 +666,8 @@ async def test_cli_status_and_peers(
         assert lines[0] == "connected (2)"
         assert lines[1].split() == ["PEER", "DIRECTION", "LISTEN", "CONNECTED", "SENT", "RECEIVED"]
         # The fake peers have no direction: the column is blank for them.
-        assert lines[2].split()[:2] == [peer_id_text(BOB)[:16] + "…", "127.0.0.1:7401"]
-        assert lines[3].split()[:2] == [peer_id_text(ALICE)[:16] + "…", "[::1]:7402"]
+        assert lines[2].split()[:2] == [peer_id_text(BOB), "127.0.0.1:7401"]
+        assert lines[3].split()[:2] == [peer_id_text(ALICE), "[::1]:7402"]
         assert lines[5] == "known, not connected (1)"
         assert lines[7].split() == [
             "nowhere:7400", "(--join)", "-", "3", "in", "5", "s", "Name", "or", "service",

@@ -77,3 +77,60 @@ def test_bench_disk_runs(tmp_path: Path) -> None:
     # Records are kept packed: well under the ~330 B of a whole record.
     assert 100 < report["body_bytes_per_oplog"] < 250
     assert set(report["reads"]) == {"bodies", "stored_copies", "since"}
+
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_example(heading: str) -> str:
+    """The first Python block after `heading` in the README."""
+    text = README.read_text()
+    start = text.index(f"\n{heading}\n")
+    return text[start:].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("heading", "expected"),
+    [
+        (
+            "#### A blocking client: `pttsync.Client`",
+            [
+                "the node speaks control API version 1",
+                "watched: ['todo/0', 'todo/1', 'todo/2', 'todo/3']",
+                "todo/2 is {'title': 'task 2'}",
+                "listed: ['todo/1', 'todo/2', 'todo/3']",
+                "refused: a document key is non-empty, printable text",
+            ],
+        ),
+        (
+            "#### asyncio: `pttsync.AsyncClient`",
+            [
+                "watched: ['put todo/0', 'put todo/1', 'put todo/2']",
+                "todo/1 is {'done': True}",
+                "listed: ['todo/0', 'todo/1', 'todo/2']",
+            ],
+        ),
+        (
+            "#### A node inside the program: `pttsync.start_node`",
+            [
+                "Bob's write is pending",
+                "Bob's node: put todo/1",
+                "Bob's node: confirmed todo/1 (co-signed by Alice's)",
+                "Alice's node has {'title': 'buy milk'}",
+                "running: False False",
+            ],
+        ),
+    ],
+)
+def test_readme_client_examples(heading: str, expected: list[str]) -> None:
+    """Each runs as its own program, without trio of its own, and exits cleanly."""
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", readme_example(heading)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == expected
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr

@@ -15,7 +15,7 @@ import trio
 
 from ..net.controlclient import control_call
 from .options import add_command, add_json
-from .output import emit_json
+from .output import emit_json, short_hash
 
 if TYPE_CHECKING:
     import argparse
@@ -112,10 +112,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     for t in status.get("topics") or []:
         valid, pending = t.get("valid", 0), t.get("pending", 0)
-        digest = str(t.get("digest") or "")[:16]
+        digest = short_hash(str(t.get("digest") or "-"))
         print(
-            f"topic {str(t.get('topic_id', '?'))[:16]}…  {t.get('name', '')}:"
-            f" {valid:,} valid, {pending:,} pending, digest {digest}…"
+            f"topic {t.get('topic_id', '?')}  {t.get('name', '')}:"
+            f" {valid:,} valid, {pending:,} pending, digest {digest}"
         )
     return 0
 
@@ -132,7 +132,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
         ("PEER", "DIRECTION", "LISTEN", "CONNECTED", "SENT", "RECEIVED"),
         [
             (
-                str(p.get("peer_id", ""))[:16] + "…",
+                str(p.get("peer_id", "")),
                 str(p.get("direction", "")),
                 str(p.get("listen") or p.get("address") or "-"),
                 f"{float(p.get('connected_s', 0)):.0f} s",
@@ -148,7 +148,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
         [
             (
                 str(k["address"]) + (" (--join)" if k.get("join") else ""),
-                str(k["peer_id"])[:16] + "…" if k.get("peer_id") else "-",
+                str(k["peer_id"]) if k.get("peer_id") else "-",
                 str(k.get("failures", 0)),
                 "-" if k.get("next_try_in_s") is None else f"in {k['next_try_in_s']:.0f} s",
                 _error(k),

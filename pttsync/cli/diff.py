@@ -122,7 +122,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             dir_b = DataDir(args.b)
             store_b = stack.enter_context(dir_b.open_store())
             if tid not in {t.topic_id for t in store_b.topics()}:
-                raise UsageError(f"{dir_b.path} does not hold topic {tid.hex()[:16]}…")
+                raise UsageError(f"{dir_b.path} does not hold topic {tid.hex()}")
             side_b = _side(str(dir_b.path), store_b, tid)
         result = diff_stores(store_a, store_b, tid, limit=args.limit, pending=fetched is None)
     if fetched is not None and not fetched.settled and not args.quiet:

@@ -136,7 +136,7 @@ def cmd_gen(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"wrote {args.count:,} oplogs to topic {topic.topic_id.hex()[:16]}…"
+            f"wrote {args.count:,} oplogs to topic {topic.topic_id.hex()}"
             f" ({len(result.added):,} new, {len(result.unchanged):,} already present)"
             f" in {seconds:.2f}s, {rate:,.0f}/s; seed {seed}"
         )

@@ -188,7 +188,7 @@ def _find_oplog(store: Store, topic_id: bytes, text: str) -> StoredOplog:
         raise UsageError(f"{text!r} is not a hex oplog ID or a prefix of at least 4 hex digits")
     matches = store.find(topic_id, wanted, limit=2)  # checks that it is hex
     if not matches:
-        raise UsageError(f"no oplog {text!r} in topic {topic_id.hex()[:16]}…")
+        raise UsageError(f"no oplog {text!r} in topic {topic_id.hex()}")
     if len(matches) > 1:
         raise UsageError(f"oplog prefix {text!r} is ambiguous; give more digits")
     return matches[0]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import LocalError, PttsyncError
-from . import client, demo, documents, gen, init, inspect, launch, run, simulate, sync, watch
+from . import client, demo, documents, gen, init, inspect, launch, log, run, simulate, sync, watch
 from .logformat import StderrHandler, formatter
 from .options import CommandParser, add_common, merge_common
 from .output import configure_output, end_live_line, json_stderr
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         launch.register,
         demo.register,
         documents.register,  # put, get, delete, list
+        log.register,
         client.register,  # status, peers, member add | remove
         watch.register,
         simulate.register,

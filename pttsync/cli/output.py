@@ -26,6 +26,23 @@ if TYPE_CHECKING:
     from ..core.oplog import Oplog, OplogStatus
 
 
+# -- IDs and hashes in text output ------------------------------------------------
+#
+# The rule: an ID some command takes as input is printed in full, so that it can
+# be pasted into that command as it is: oplog IDs (`inspect oplog`), peer IDs
+# (`member add|remove`), topic IDs (`--topic`).  A hash or digest that no command
+# takes may be shortened to save room, but then as `short_hash` writes it, its head
+# and its tail around "…" (e9a1c07d…5f2e): that is no prefix of anything, so it
+# does not look like something to paste.  No ID is printed as a prefix and "…".
+# --json always carries every ID and hash in full.
+
+
+def short_hash(value: bytes | str) -> str:
+    """A hash or digest shortened for reading (never for pasting): head…tail."""
+    text = value.hex() if isinstance(value, bytes) else value
+    return text if len(text) <= 16 else f"{text[:8]}…{text[-4:]}"
+
+
 def emit_json(value: object) -> None:
     json.dump(value, sys.stdout, indent=2, sort_keys=False, allow_nan=False)
     sys.stdout.write("\n")

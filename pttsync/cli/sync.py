@@ -72,7 +72,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         topic = select_topic(store_a, args.topic)
         if topic.topic_id not in {t.topic_id for t in store_b.topics()}:
             raise UsageError(
-                f"{dir_b.path} does not hold topic {topic.topic_id.hex()[:16]}…"
+                f"{dir_b.path} does not hold topic {topic.topic_id.hex()}"
                 f" (make it with: pttsync init --data DIR --topic-of {dir_a.path})"
             )
         started = time.perf_counter()

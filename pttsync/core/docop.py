@@ -21,15 +21,30 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MalformedOplogError, UsageError
 from . import codec
-from .oplog import MAX_DATA_SIZE, OPLOG_ID_SIZE, Oplog
+from .oplog import MAX_DATA_SIZE, MAX_OBJECT_ID_SIZE, OPLOG_ID_SIZE, Oplog
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 OP_PUT = 1
 OP_DELETE = 2
-MAX_KEY_BYTES = 128  # a key's UTF-8 form is the object ID, itself at most 128 bytes
 MAX_RESOLVES = 64
+
+# The limits on what a write holds, each stated once, in bytes; every check and
+# message uses these (the CLI's --help and the README's "Limits" state them too).
+MAX_KEY_BYTES = MAX_OBJECT_ID_SIZE
+"""The longest key, in bytes of UTF-8 (128): a key's UTF-8 form is the oplog's object ID."""
+MAX_VALUE_BYTES = 60 * 1024
+"""The largest value, in bytes of its CBOR encoding, as stored (61,440).
+
+An oplog's data is at most 64 KiB (MAX_DATA_SIZE), and the payload map around the
+value takes up to 2,183 bytes of it (3 for `{"v": ...}`, the rest for the IDs of a
+resolving write, MAX_RESOLVES of them at most), so a value within this limit can be
+put, and can close a conflict, alike.  Text of n bytes of UTF-8 takes n + 1 to
+n + 3 bytes within the limit (n + 3 from 256), a byte string the same.
+"""
+MAX_VALUE_DEPTH = codec.MAX_DEPTH - 1
+"""How deep lists and maps may nest in a value (31): its payload map is one more level."""
 
 
 def is_doc_op(op: int) -> bool:
@@ -51,9 +66,14 @@ def key_to_object(key: str) -> bytes:
     if not isinstance(key, str) or not key or not key.isprintable():
         raise UsageError("a document key is non-empty, printable text")
     data = key.encode()  # a printable key has no lone surrogate, so this cannot fail
-    if len(data) > MAX_KEY_BYTES:
-        raise UsageError(f"a document key is at most {MAX_KEY_BYTES} bytes of UTF-8")
+    check_key_size(len(data))
     return data
+
+
+def check_key_size(size: int, what: str = "a document key") -> None:
+    """Raise the one message for a key (or a prefix, `what`) over MAX_KEY_BYTES of UTF-8."""
+    if size > MAX_KEY_BYTES:
+        raise UsageError(f"{what} is at most {MAX_KEY_BYTES} bytes of UTF-8; this one is {size:,}")
 
 
 def object_to_key(object_id: bytes) -> str:
@@ -90,17 +110,63 @@ def put_payload(value: object, resolves: Iterable[bytes] = ()) -> dict[str, Any]
     """A PUT's payload: `{"v": value}`, with `"r"` when it resolves other heads.
 
     Raises:
-        UsageError: `value` is not plain CBOR (see codec.is_plain), or a
-            resolved ID is not 32 bytes, or there are over MAX_RESOLVES of them.
+        UsageError: `value` is not plain CBOR (see codec.is_plain), nests too
+            deep or is too large (see `value_size`), or a resolved ID is not 32
+            bytes, or there are over MAX_RESOLVES of them.
     """
     r = _resolves(resolves)
-    payload = {"v": value, "r": r} if r else {"v": value}
-    if not codec.is_plain(payload):
-        raise UsageError(
-            "a document value is plain CBOR: None, bool, int (64-bit), float, str, bytes,"
-            " list and dict only"
-        )
-    return payload
+    value_size(value)
+    return {"v": value, "r": r} if r else {"v": value}
+
+
+def value_size(value: object) -> int:
+    """The size of a document value, in bytes of its CBOR encoding, checked.
+
+    Raises:
+        UsageError: `value` is not plain CBOR, nests lists and maps over
+            MAX_VALUE_DEPTH deep, or is over MAX_VALUE_BYTES encoded.
+    """
+    if _too_deep(value, MAX_VALUE_DEPTH):
+        raise value_too_deep()
+    try:
+        size = len(codec.dumps(value))
+    except UnicodeEncodeError:
+        raise _not_plain("text with a lone surrogate, such as \\ud800, is not Unicode") from None
+    except ValueError:  # depth is checked above: an integer over 64 bits
+        raise _not_plain("a whole number does not fit in 64 bits") from None
+    except TypeError as exc:
+        raise _not_plain(str(exc)) from None
+    if size > MAX_VALUE_BYTES:
+        raise value_too_large(size)
+    return size
+
+
+def value_too_large(size: int, *, over: bool = False) -> UsageError:
+    """The one message for a value over MAX_VALUE_BYTES (`over`: at least `size`, not read on)."""
+    return UsageError(
+        f"a document value is at most {MAX_VALUE_BYTES:,} bytes encoded (CBOR, as stored);"
+        f" this one is {'over ' if over else ''}{size:,}"
+    )
+
+
+def value_too_deep() -> UsageError:
+    """The one message for a value that nests lists and maps over MAX_VALUE_DEPTH deep."""
+    return UsageError(f"a document value nests lists and maps at most {MAX_VALUE_DEPTH} deep")
+
+
+def _not_plain(why: str) -> UsageError:
+    return UsageError(
+        "a document value is plain CBOR: null, true, false, whole numbers within 64 bits,"
+        f" floats, text, byte strings, lists and maps only ({why})"
+    )
+
+
+def _too_deep(value: object, room: int) -> bool:
+    """True if lists and maps nest in `value` more than `room` deep."""
+    if isinstance(value, list | dict):
+        items = value.values() if isinstance(value, dict) else value
+        return room == 0 or any(_too_deep(v, room - 1) for v in items)
+    return False
 
 
 def delete_payload(resolves: Iterable[bytes] = ()) -> dict[str, Any]:

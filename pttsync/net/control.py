@@ -1,4 +1,4 @@
-"""The control socket: how the CLI talks to a running node.
+"""The control socket: how the CLI (and pttsync.Client) talks to a running node.
 
 A node serves `DIR/control.sock`, a Unix domain socket only its owner may
 use (mode 0600, in a data directory of mode 0700).  The protocol is
@@ -17,6 +17,7 @@ write the topic's governance does not allow); "failure" means the node's.
 | op | fields | result |
 |---|---|---|
 | ping | | `{"peer_id"}` |
+| hello | | `{"api", "peer_id", "ops"}`: the API version and the ops this node serves |
 | status | | `node.status()` |
 | peers | | `node.peers()`: the connected peers |
 | peer_view | | `node.peer_view()`: `{"connected", "known", "refused"}` (peerview.py) |
@@ -24,14 +25,23 @@ write the topic's governance does not allow); "failure" means the node's.
 | get | key, topic? | `doc_json`, or null |
 | delete | key, topic? | `write_json` |
 | list | prefix?, after?, limit?, deleted?, topic? | `{"items": [doc_json], "more": bool}` |
+| history | key, limit?, topic? | `history_json`: `{"key", "versions", "omitted", ...}`, or null |
 | member | peer_id, role ("member", "master", "none"), topic? | `{"peer_id", "role", "status"}` |
+| members | topic? | `node.members()`: `{"topic", "members": [{"peer_id", "role"}], "masters"}` |
 | watch | topic? | `{"watching": true}`, then one `{"ok": true, "event": change_json}` per change |
 
 `topic` is a topic ID or a unique prefix of one (default: the node's first
 topic).  `list` answers with as many documents as fit in one line; `more`
 is true when it stopped short for that reason (ask again with `after` =
-the last key).  A connection may carry any number of requests, one at a
-time; a `watch` keeps it until the client hangs up.
+the last key).  `history` lists the newest `limit` versions (default 1,000),
+oldest first; if they do not fit in one line, older ones are left out too
+(`omitted` counts them all, `omitted_to_fit` those).  A connection may carry
+any number of requests, one at a time; a `watch` keeps it until the client
+hangs up.
+
+Every request may say `"v"`, the API version it is written for (absent:
+1; one above API_VERSION is refused).  docs/pip-11/control.md is the
+protocol's reference: each op's JSON schema, the limits, the promise.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from ..core.documents.docstore import MAX_LIST
+from ..core.documents.history import DEFAULT_LIMIT as HISTORY_LIMIT
 from ..core.identity import parse_peer_id, peer_id_text
 from ..errors import (
     PttsyncError,
@@ -55,6 +66,8 @@ from ..errors import (
 )
 from ..watching import WatchOverflowError
 from .controlwire import (
+    API_VERSION,
+    FIELDS,
     MAX_LINE,
     ROLES,
     LineReader,
@@ -65,6 +78,7 @@ from .controlwire import (
     encode_line,
     error_for,
     error_line,
+    history_json,
     key_field,
     optional_field,
     parse_request,
@@ -78,6 +92,7 @@ if TYPE_CHECKING:
 
     from ..core.documents.derive import DocState
     from ..core.documents.docstore import Change, Write
+    from ..core.documents.history import History
     from ..core.lifecycle.governance import Role
     from ..core.topic import TopicInfo
 
@@ -119,7 +134,13 @@ class ControlledNode(Protocol):
         deleted: bool = False,
     ) -> list[DocState]: ...
 
+    def history(
+        self, key: str, *, topic: bytes | None = None, limit: int = ...
+    ) -> History | None: ...
+
     async def set_role(self, peer_id: bytes, role: Role, *, topic: bytes | None = None) -> Any: ...
+
+    def members(self, *, topic: bytes | None = None) -> dict[str, Any]: ...
 
     def status(self) -> dict[str, Any]: ...
 
@@ -306,6 +327,8 @@ class _Server:
         node, op = self.node, request["op"]
         if op == "ping":
             return {"peer_id": peer_id_text(node.peer_id)}
+        if op == "hello":
+            return {"api": API_VERSION, "peer_id": peer_id_text(node.peer_id), "ops": list(FIELDS)}
         if op == "status":
             return node.status()
         if op == "peers":
@@ -334,6 +357,16 @@ class _Server:
                 deleted=bool(optional_field(request, "deleted", bool)),
             )
             return [doc_json(s) for s in states]
+        if op == "history":
+            limit = optional_field(request, "limit", int)  # the store checks its range
+            found = node.history(
+                key_field(request),
+                topic=self._topic(request),
+                limit=HISTORY_LIMIT if limit is None else limit,
+            )
+            return history_json(found) if found is not None else None
+        if op == "members":
+            return node.members(topic=self._topic(request))
         if op == "member":
             peer = text_field(request, "peer_id", required=True)
             if len(peer) > 64:
@@ -354,6 +387,8 @@ class _Server:
     def _encode_result(self, op: str, result: Any) -> bytes:
         if op == "list":
             return _list_line(result)
+        if op == "history":
+            return _history_line(result)
         line = encode_line({"ok": True, "result": result})
         if len(line) > MAX_LINE:
             return error_line(f"the answer is over {MAX_LINE} bytes", kind="failure")
@@ -432,3 +467,27 @@ def _list_line(docs: list[dict[str, Any]]) -> bytes:
         )
     head = b'{"ok":true,"result":{"more":' + (b"true" if more else b"false") + b',"items":['
     return head + b",".join(items) + b"]}}\n"
+
+
+def _history_line(history: dict[str, Any] | None) -> bytes:
+    """The history in one line: if it is too long, its oldest versions are left out."""
+    line = encode_line({"ok": True, "result": history})
+    if history is None or len(line) <= MAX_LINE:
+        return line
+    versions = history["versions"]
+    rest = {k: v for k, v in history.items() if k != "versions"}
+    room = MAX_LINE - len(encode_line(rest)) - 128
+    kept: list[bytes] = []
+    for version in reversed(versions):
+        item = encode_line(version)[:-1]
+        room -= len(item) + 1
+        if room < 0:
+            break
+        kept.append(item)
+    if not kept:
+        return error_line(f"a version is over {MAX_LINE} bytes as JSON", kind="failure")
+    cut = len(versions) - len(kept)
+    rest.update(omitted=rest["omitted"] + cut, omitted_to_fit=cut, versions=[])
+    head = encode_line({"ok": True, "result": rest})
+    assert head.endswith(b"[]}}\n")
+    return head[: -len(b"[]}}\n")] + b"[" + b",".join(reversed(kept)) + b"]}}\n"

@@ -1,101 +1,65 @@
-"""The control socket's client: what the CLI sends to a running node."""
+"""The control socket's trio client: what the CLI sends to a running node.
+
+The protocol's client side (requests, answers, errors) is controlcodec.py,
+shared with the blocking and asyncio clients of pttsync.clients.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..errors import DataDirError, NodeNotRunningError, PttsyncError, UsageError
-from .controlwire import (
-    MAX_LINE,
-    LineReader,
-    LineTooLongError,
-    decode_json,
-    encode_line,
-    socket_path,
+from .controlcodec import (
+    Answers,
+    ClosedByNodeError,
+    broken,
+    check_data_dir,
+    connect_error,
+    event_of,
+    no_answer,
+    request_line,
 )
+from .controlwire import RECEIVE_SIZE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
 
-def _not_running(data_dir: Path) -> NodeNotRunningError:
-    return NodeNotRunningError(
-        f"no node is running on {data_dir}"
-        f" (start one with: pttsync run --data {data_dir} --listen HOST:PORT)"
-    )
-
-
-def _check_dir(data_dir: Path) -> Path:
-    if not os.path.isdir(data_dir):
-        raise DataDirError(
-            f"no pttsync data directory at {data_dir} (run: pttsync init --data {data_dir})"
-        )
-    return socket_path(data_dir)
-
-
 async def _connect(data_dir: Path) -> trio.SocketStream:
-    path = _check_dir(data_dir)
+    path = check_data_dir(data_dir)
     try:
         return await trio.open_unix_socket(str(path))
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise _not_running(data_dir) from None
-    except PermissionError:
-        raise UsageError(
-            f"cannot connect to {path}: permission denied (does another user run that node?)"
-        ) from None
     except OSError as exc:
-        raise PttsyncError(f"cannot connect to {path}: {exc.strerror or exc}") from None
+        raise connect_error(exc, data_dir) from None
 
 
-def _answer(line: bytes | None, data_dir: Path) -> dict[str, Any]:
-    """A response line, checked; raises the error it carries."""
-    if line is None:
-        raise PttsyncError(f"the node on {data_dir} closed the connection without answering")
-    try:
-        response = decode_json(line)
-    except UsageError as exc:
-        raise PttsyncError(f"the node on {data_dir} sent a malformed answer: {exc}") from None
-    if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
-        raise PttsyncError(f"the node on {data_dir} sent a malformed answer")
-    if not response["ok"]:
-        error = str(response.get("error") or "unknown error")
-        if response.get("kind") == "usage":
-            raise UsageError(error)
-        raise PttsyncError(error)
-    return response
+async def _next_answer(stream: trio.SocketStream, answers: Answers) -> dict[str, Any]:
+    while (answer := answers.next()) is None:
+        answers.feed(await stream.receive_some(RECEIVE_SIZE))
+    return answer
 
 
 async def _request(
     data_dir: Path, request: dict[str, Any], seconds: float
-) -> tuple[trio.SocketStream, LineReader, dict[str, Any]]:
+) -> tuple[trio.SocketStream, Answers, dict[str, Any]]:
     """Connect, send `request` and read its first answer, within `seconds`."""
-    data = encode_line(request)
-    if len(data) > MAX_LINE:
-        raise UsageError(f"the request is over {MAX_LINE} bytes as JSON")
+    data = request_line(request)
+    answers = Answers(data_dir)
     with trio.move_on_after(seconds) as scope:
         stream = await _connect(data_dir)
         try:
-            reader = LineReader(stream)
             await stream.send_all(data)
-            try:
-                line = await reader.line()
-            except LineTooLongError:
-                raise PttsyncError(
-                    f"the node on {data_dir} answered with a line over {MAX_LINE} bytes"
-                ) from None
-            return stream, reader, _answer(line, data_dir)
+            return stream, answers, await _next_answer(stream, answers)
         except trio.BrokenResourceError:
             await trio.aclose_forcefully(stream)
-            raise PttsyncError(f"the node on {data_dir} closed the connection") from None
+            raise broken(data_dir) from None
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
     assert scope.cancelled_caught
-    raise PttsyncError(f"the node on {data_dir} did not answer within {seconds:g} s")
+    raise no_answer(data_dir, seconds)
 
 
 async def control_call(
@@ -130,15 +94,11 @@ async def control_stream(
     sends later, such as a watcher falling behind) in the middle.
     """
     path = Path(data_dir)
-    stream, reader, _ = await _request(path, request, timeout)
+    stream, answers, _ = await _request(path, request, timeout)
     async with stream:
         while True:
             try:
-                line = await reader.line()
-            except LineTooLongError:
-                raise PttsyncError(
-                    f"the node on {path} sent an event over {MAX_LINE} bytes"
-                ) from None
-            if line is None:
+                answer = await _next_answer(stream, answers)
+            except ClosedByNodeError:
                 return
-            yield _answer(line, path).get("event")
+            yield event_of(answer, path)

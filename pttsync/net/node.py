@@ -259,6 +259,9 @@ class Node:
         """Make `peer_id` a member, a master or nobody (this node must be a master)."""
         return await self.api.set_role(peer_id, role, topic=topic)
 
+    def members(self, *, topic: bytes | None = None) -> dict[str, Any]:
+        return self.api.members(topic=topic)
+
     async def sync_now(self, peer_id: bytes | None = None, *, topic: bytes | None = None) -> bool:
         """Run one sync round now, with `peer_id` or a random connected member.
 

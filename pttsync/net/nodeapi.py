@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from ..core.documents.derive import DocState
     from ..core.documents.docstore import DocumentStore, Write
+    from ..core.documents.history import History
     from ..core.lifecycle.governance import Role
     from ..core.store import Store
     from ..core.topic import TopicInfo
@@ -164,6 +165,11 @@ class NodeAPI:
             prefix=prefix, after=after or "", limit=limit, deleted=deleted
         )
 
+    def history(self, key: str, *, topic: bytes | None = None, limit: int = 1000) -> History | None:
+        """Every version of the document held here, oldest first: the newest `limit`
+        (1..10,000), with their conflicts and resolutions; None if never written here."""
+        return self.topic(topic).docs.history(key, limit=limit)
+
     def watch(
         self, *, topic: bytes | None = None, buffer: int = DEFAULT_BUFFER
     ) -> AbstractContextManager[Watch]:
@@ -179,6 +185,23 @@ class NodeAPI:
         _oplog, status = self.topic(topic).replica.set_role(peer_id, role, now=self.clock())
         await trio.lowlevel.checkpoint()
         return status
+
+    def members(self, *, topic: bytes | None = None) -> dict[str, Any]:
+        """The topic's members and masters now, by its governance, JSON-ready.
+
+        `{"topic", "members": [{"peer_id", "role": "master" | "member"}], "masters"}`,
+        in peer ID order; `masters` are the peer IDs of the members that are masters.
+        """
+        rt = self.topic(topic)
+        roles = rt.replica.fold.governance.members(self.clock())
+        members = [
+            {"peer_id": peer_id_text(p), "role": roles[p].name.lower()} for p in sorted(roles)
+        ]
+        return {
+            "topic": rt.topic_id.hex(),
+            "members": members,
+            "masters": [m["peer_id"] for m in members if m["role"] == "master"],
+        }
 
     # -- sync ---------------------------------------------------------------------------------
 

@@ -115,19 +115,12 @@ def derive(
             neither one of the heads it was given nor a `Merged`.
         MalformedOplogError: a document oplog of this key is malformed.
     """
-    object_id = key_to_object(key)
-    best: dict[bytes, tuple[Oplog, OplogStatus]] = {}
-    for oplog, status in oplogs:
-        if oplog.object_id != object_id or not is_doc_op(oplog.op):
-            continue
-        held = best.get(oplog.oplog_id)
-        if held is None or _preferred((oplog, status), held):
-            best[oplog.oplog_id] = (oplog, status)
+    best = held_copies(key, oplogs)
     if not best:
         return None
     versions = [version_of(o, s) for o, s in best.values()]
     valid = [v for v in versions if not v.pending]
-    superseded = {v.prev_id for v in valid} | {r for v in valid for r in v.resolves}
+    superseded = {s for v in valid for s in supersedes(v)}
     heads = _newest_first(v for v in valid if v.oplog_id not in superseded)
     pending = _newest_first(v for v in versions if v.pending)
     merged = False
@@ -160,6 +153,33 @@ def derive(
         conflicts=heads[1:],
         pending_versions=pending,
     )
+
+
+def held_copies(
+    key: str, oplogs: Iterable[tuple[Oplog, OplogStatus]]
+) -> dict[bytes, tuple[Oplog, OplogStatus]]:
+    """The copy of each document oplog of `key` that derivation uses, by oplog ID.
+
+    Oplogs of other objects and non-document ops are left out.  Of two copies
+    of one oplog, the higher status is used, then the smaller (update time, hash).
+
+    Raises:
+        UsageError: `key` is not a valid key.
+    """
+    object_id = key_to_object(key)
+    best: dict[bytes, tuple[Oplog, OplogStatus]] = {}
+    for oplog, status in oplogs:
+        if oplog.object_id != object_id or not is_doc_op(oplog.op):
+            continue
+        held = best.get(oplog.oplog_id)
+        if held is None or _preferred((oplog, status), held):
+            best[oplog.oplog_id] = (oplog, status)
+    return best
+
+
+def supersedes(v: Version) -> tuple[bytes, ...]:
+    """The versions a valid `v` supersedes: its previous log and its `r` list."""
+    return v.resolves if v.prev_id is None else (v.prev_id, *v.resolves)
 
 
 def _newest_first(versions: Iterable[Version]) -> tuple[Version, ...]:

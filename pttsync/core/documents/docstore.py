@@ -7,6 +7,8 @@ oplog (core/docop.py has the ops, derive.py the derivation):
   (the previous-log ID);
 * `resolve` writes on top of the winner *and* names every losing head, which
   closes a conflict;
+* `history` lists every version held, with its conflicts and how each was
+  resolved (history.py);
 * a write is durable before the call returns.  It is valid at once when
   this peer's signature suffices (a master, with the default single master),
   otherwise it is pending and shows as pending until it is confirmed (valid)
@@ -43,6 +45,7 @@ from ..docop import (
 )
 from ..oplog import NO_VALUE, OplogStatus
 from .derive import DocState, Resolver, derive
+from .history import DEFAULT_LIMIT, History, history
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -119,6 +122,20 @@ class DocumentStore:
         stored = self.replica.store.by_objects(self.replica.topic_id, [object_id])
         return derive(
             object_to_key(object_id), [(s.oplog, s.status) for s in stored], self.resolver
+        )
+
+    def history(self, key: str, *, limit: int = DEFAULT_LIMIT) -> History | None:
+        """Every version of the document held here, oldest first (history.py); None if none.
+
+        Only the newest `limit` (1..10,000) are listed; `History.omitted` counts the rest.
+        """
+        stored = self.replica.store.by_objects(self.replica.topic_id, [key_to_object(key)])
+        return history(
+            key,
+            [(s.oplog, s.status) for s in stored],
+            author_of=self.replica.fold.governance.user_of,
+            resolver=self.resolver,
+            limit=limit,
         )
 
     def _object_ids(self, start: bytes, *, inclusive: bool) -> Iterator[bytes]:
