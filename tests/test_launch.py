@@ -15,13 +15,17 @@ import select
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from pttsync.cli import build_parser, launchstate
@@ -29,13 +33,14 @@ from pttsync.cli.launch import cmd_launch
 from pttsync.cli.launchctl import cmd_ps
 from pttsync.cli.launchlogs import _Log, stamped
 from pttsync.cli.supervisor import GIVE_UP_AFTER
+from pttsync.errors import UsageError
 from pttsync.net.controlclient import control_call
 
 from .prochelpers import PTTSYNC, alive, append_fd, cli, free_ports, poll, read_until, short_root
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
-    from pathlib import Path
+
 
 Run = Any  # conftest's `run`: the CLI in process, (exit code, stdout, stderr)
 
@@ -505,4 +510,34 @@ def test_a_detached_supervisor_killed_with_sigkill_takes_its_peers_and_frees_the
     again = detach(net, 2, "--json")
     assert again.returncode == 0, again.stderr
     assert [p["state"] for p in json.loads(again.stdout)["peers"]] == ["up", "up"]
+    assert run("launch", "down", "--dir", str(net))[0] == 0
+
+
+@given(st.binary(max_size=300) | st.sampled_from([b"[]", b"{}", b'{"format": 1}', b"null"]))
+@settings(max_examples=200, deadline=None)
+def test_any_state_file_is_read_or_refused_clearly(data: bytes) -> None:
+    """A damaged or foreign launch.json: a state, or a UsageError that names the file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / launchstate.STATE_FILE).write_bytes(data)
+        said = ""
+        try:
+            state = launchstate.read_state(root)
+        except UsageError as exc:
+            said = str(exc)
+        else:
+            assert isinstance(state, dict)
+        assert not said or str(root / launchstate.STATE_FILE) in said
+
+
+def test_a_damaged_state_file_is_set_aside_by_the_next_launch(net: Path, run: Run) -> None:
+    net.mkdir(parents=True)
+    (net / launchstate.STATE_FILE).write_text("{garbage")
+    code, _, err = run("launch", "ps", "--dir", str(net))
+    assert code == 2 and "launch.json is not a launch's state file" in err
+    done = detach(net, 1)
+    assert done.returncode == 0, done.stderr
+    assert "set aside as" in done.stderr
+    assert (net / "launch.json.unreadable").read_text() == "{garbage"
+    assert ps(run, net)["running"]
     assert run("launch", "down", "--dir", str(net))[0] == 0

@@ -186,12 +186,25 @@ def cmd_launch(args: argparse.Namespace) -> int:
     else:
         lock = launchstate.adopt_lock(args.daemon_lock_fd)
     try:
+        _replace_unreadable_state(root)
         dirs = [d.path for d in make_peers(root, n)]
         if args.detach:
             return _detach(args, root, lock)
         return _supervise(args, root, dirs)
     finally:
         os.close(lock)  # a detached supervisor holds its own copy
+
+
+def _replace_unreadable_state(root: Path) -> None:
+    """A state file no launch can read (damaged, or not ours) is set aside: with the
+    lock held no launch runs, and this one writes its own."""
+    try:
+        launchstate.read_state(root)
+    except UsageError as exc:
+        path = root / launchstate.STATE_FILE
+        aside = path.with_name(path.name + ".unreadable")
+        path.replace(aside)
+        print(f"pttsync: {exc}; set aside as {aside}", file=sys.stderr, flush=True)
 
 
 # -- --detach ------------------------------------------------------------------------
