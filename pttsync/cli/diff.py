@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
+import logging
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
@@ -29,7 +29,7 @@ from ..errors import LocalError, PttsyncError, UsageError
 from ..net.fetchtree import DEFAULT_TIMEOUT, RefusedError, fetch_tree
 from ..net.wire import check_address
 from .options import add_command, add_json, count, seconds
-from .output import emit_json
+from .output import emit_json, tell
 
 if TYPE_CHECKING:
     from ..core.merkle import MerkleNode
@@ -111,7 +111,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             except LocalError:
                 raise
             except PttsyncError as exc:  # B's doing, or the network's: trouble (2), not "differ"
-                print(f"pttsync: error: {exc}{_hint(exc, dir_a)}", file=sys.stderr)
+                tell(f"pttsync: error: {exc}{_hint(exc, dir_a)}", level=logging.ERROR)
                 return 2
             side_b = _side(args.b, store_b, tid, pending=False)
             fetch = asdict(fetched)
@@ -125,11 +125,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 raise UsageError(f"{dir_b.path} does not hold topic {tid.hex()}")
             side_b = _side(str(dir_b.path), store_b, tid)
         result = diff_stores(store_a, store_b, tid, limit=args.limit, pending=fetched is None)
-    if fetched is not None and not fetched.settled and not args.quiet:
-        print(
+    if fetched is not None and not fetched.settled:
+        tell(
             f"pttsync: warning: {args.b}'s tree still changed after {fetched.rounds} rounds"
-            f" ({fetched.rejected} of its oplogs refused here): B is shown as fetched",
-            file=sys.stderr,
+            f" ({fetched.rejected} of its oplogs refused here): B is shown as fetched"
         )
     side_a["digest"], side_b["digest"] = result.digest_a.hex(), result.digest_b.hex()
     if args.json:

@@ -34,7 +34,7 @@ from ..errors import PttsyncError, UsageError
 from . import launchctl, launchlogs, launchstate
 from .launchsock import Controller, ControlServer
 from .options import add_command, add_json, bounded, port, seconds
-from .output import emit_json
+from .output import emit_json, tell
 from .run import make_peers
 from .supervisor import STOP_TIMEOUT, Peer, State, Supervisor, describe_exit
 
@@ -204,7 +204,7 @@ def _replace_unreadable_state(root: Path) -> None:
         path = root / launchstate.STATE_FILE
         aside = path.with_name(path.name + ".unreadable")
         path.replace(aside)
-        print(f"pttsync: {exc}; set aside as {aside}", file=sys.stderr, flush=True)
+        tell(f"pttsync: {exc}; set aside as {aside}")
 
 
 # -- --detach ------------------------------------------------------------------------
