@@ -1,7 +1,7 @@
 """Shared fixtures: deterministic identities, a topic, an in-memory store.
 
 And one guard for every test: a running node survives a bug of ours by
-closing the one connection it hit (net/node.py, `_contain`), so the suite
+closing the one connection it hit (net/connections.py, `contain`), so the suite
 fails any test in which a node logged such an internal error, unless the
 test is marked `internal_errors` (it provokes one on purpose).
 """
@@ -18,7 +18,7 @@ from pttsync.core.identity import Identity
 from pttsync.core.store.sqlite import SqliteStore as Store
 from pttsync.core.timeutil import parse_iso
 from pttsync.core.topic import TopicInfo, new_topic
-from pttsync.net.node import INTERNAL_ERROR
+from pttsync.net.connections import INTERNAL_ERROR
 
 from .helpers import make_identity
 

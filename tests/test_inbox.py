@@ -144,5 +144,6 @@ async def test_two_nodes_with_verify_ahead_sync_over_loopback(tmp_path: Path) ->
                 )
                 async with open_node(dirs[1], config=cfg) as b:
                     await wait_until([a, b], lambda: a.digests() == b.digests())
-                    assert b.verifier is not None and b.verifier.verified > 0
+                    verifier = b.connections.verifier
+                    assert verifier is not None and verifier.verified > 0
                     assert b.topic().counts()["valid"] == 602  # the genesis and the admission

@@ -56,8 +56,8 @@ from pttsync.core.sync.session import SyncContext
 from pttsync.errors import PttsyncError
 from pttsync.net.changes import wait_until
 from pttsync.net.config import NodeConfig
+from pttsync.net.connections import INTERNAL_ERROR
 from pttsync.net.controlclient import control_call
-from pttsync.net.node import INTERNAL_ERROR
 from pttsync.net.peer import PeerLink
 from pttsync.net.serve import serve_node
 from pttsync.net.transport import SecureChannel, secure_handshake

@@ -16,7 +16,7 @@ does not decode, a message out of place, or anything the dispatcher's
 `RemoteProtocolError` reports ends the conversation with a verdict (a
 penalty and a reason) and a `Bye` telling the peer why.  Any other
 exception is a bug of ours and leaves `receive` as it is: the node
-contains it to this connection (node.py, `_contain`), and the tests fail.
+contains it to this connection (connections.py, `contain`), and the tests fail.
 
 No trio, no socket, no clock: the node passes `now` in, and the adversarial
 tests (tests/adversary/) drive a real door and dispatcher through it.

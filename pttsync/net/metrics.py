@@ -94,11 +94,11 @@ class NodeCollector:
         )
         for d in Direction:
             now.add_metric([d.value], sum(1 for ln in node.links.values() if ln.direction is d))
-            opened.add_metric([d.value], node.opened[d])
+            opened.add_metric([d.value], node.connections.opened[d])
         yield now
         yield opened
         traffic = LinkStats()
-        traffic.add(node.closed_traffic)
+        traffic.add(node.connections.closed_traffic)
         for link in node.links.values():
             traffic.add(link.stats)
         for name, value, what in (

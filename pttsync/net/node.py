@@ -13,7 +13,7 @@ What runs inside (all in one nursery):
   (transport.py), then a `Hello` each way; the door admits the peer to
   the topics whose governance makes it a member, and closes the connection
   if there are none.  Peers then exchange the addresses they know;
-* one reader task per connection (`_converse`): its conversation
+* one reader task per connection (connections.py): its conversation
   (conversation.py) decodes every frame and dispatches (dispatch.py)
   sync requests to the topic's Receiver, replies to its Requester, pushes
   to HandleOplogs;
@@ -24,9 +24,10 @@ What runs inside (all in one nursery):
 
 A node is made of components, each given what it works with: a
 `TopicRuntime` per topic (topicruntime.py), the `Door` (door.py), the
-`Dialer` (dialer.py), the `Dispatcher` of each admitted peer's messages
-(dispatch.py) and the application API, `NodeAPI` (nodeapi.py), whose
-public methods the node offers as its own.
+`Dialer` (dialer.py), the `Connections` that run each connection from its
+handshake to its end (connections.py), the `Dispatcher` of each admitted
+peer's messages (dispatch.py) and the application API, `NodeAPI`
+(nodeapi.py), whose public methods the node offers as its own.
 
 A peer that breaks the protocol is sent a `Bye`, disconnected and its
 address backed off; the node itself never stops because of a peer.
@@ -43,49 +44,38 @@ import trio
 
 from ..core.identity import peer_id_text
 from ..core.timeutil import NS_PER_SECOND
-from ..errors import (
-    ConnectionLostError,
-    HandshakeError,
-    HandshakeTimeoutError,
-    RemoteProtocolError,
-)
 from ..watching import DEFAULT_BUFFER
 from .addressbook import AddressBook
 from .changes import Changes, CommitWatcher
 from .config import NodeConfig
+from .connections import Connections
 from .control import serve_control
 from .controlwire import CONTROL_SOCKET
-from .conversation import Conversation
 from .dialer import Dialer
 from .dispatch import Dispatcher
 from .door import Door
-from .gate import InboundGate
-from .inbox import Verifier, feed
+from .inbox import Verifier
 from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
-from .peer import Direction, LinkStats, PeerLink
 from .refusals import Refusals
 from .topicruntime import TopicRuntime
-from .wire import MAX_PEERS_LISTED, Bye, Peers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from contextlib import AbstractContextManager
     from pathlib import Path
 
     from ..core.documents.derive import DocState
     from ..core.documents.docstore import DocumentStore, Write
+    from ..core.documents.history import History
     from ..core.identity import Identity
     from ..core.lifecycle.governance import Role
     from ..core.oplog import OplogStatus
     from ..core.store import Store
     from ..core.topic import TopicInfo
     from ..watching import Watch
+    from .peer import PeerLink
 
 log = logging.getLogger(__name__)
-
-INTERNAL_ERROR = "pttsync_internal_error"
-"""Set (True) on the log record of an exception the node contained: a bug of ours."""
 
 
 class Node:
@@ -123,33 +113,38 @@ class Node:
             self.book.add(address, pinned=True)
         self.listen_address: str | None = None
         self.started_at = 0.0
-        self.violations = 0  # connections closed for breaking the protocol
-        self.internal_errors = 0  # connections closed by a bug of ours (logged with traceback)
         self.refusals = Refusals()  # peers refused at the door lately (refusals.py)
-        self.closed_traffic = LinkStats()  # the counters of connections that have ended
-        self.opened = dict.fromkeys(Direction, 0)  # connections admitted, by direction
-        self.gate = InboundGate(config.max_handshakes, config.max_handshakes_per_host)
-        self._verdicts: dict[int, tuple[int, str]] = {}  # a contained link's (penalty, reason)
         self.changes = Changes()
-        self._scopes: dict[int, trio.CancelScope] = {}
+        scopes: dict[int, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self.door = Door(
-            self.peer_id, topics=self.topics, links=self.links, scopes=self._scopes,
+            self.peer_id, topics=self.topics, links=self.links, scopes=scopes,
             max_peers=config.max_peers, clock=self.clock,
-            listen_address=lambda: self.listen_address, drop=self._drop,
-            peers_message=self._peers_message, refusals=self.refusals,
+            listen_address=lambda: self.listen_address,
+            # The door and the dialer call into the connections, made below with them:
+            drop=lambda link: self.connections.drop(link),  # noqa: PLW0108 - bound late
+            peers_message=lambda link: self.connections.peers_message(link),  # noqa: PLW0108
+            refusals=self.refusals,
         )  # fmt: skip
         watcher = CommitWatcher(self.changes.notify, self.door.recheck_links)
         for rt in self.topics.values():
             rt.replica.observers.append(watcher)
         self.dialer = Dialer(
             self.peer_id, book=self.book, links=self.links, config=config, network=self.network,
-            listen_address=lambda: self.listen_address, run_link=self._run_link,
+            listen_address=lambda: self.listen_address,
+            run_link=lambda *link: self.connections.run_link(*link),  # noqa: PLW0108
         )  # fmt: skip
-        self.verifier = Verifier() if config.verify_ahead else None
         self.dispatcher = Dispatcher(
             self.peer_id, topics=self.topics, book=self.book, book_changed=self.dialer.wake
         )
+        self.connections = Connections(
+            identity, config=config, network=self.network, topics=self.topics,
+            links=self.links, scopes=scopes, book=self.book, door=self.door,
+            dispatcher=self.dispatcher, changes=self.changes,
+            verifier=Verifier() if config.verify_ahead else None,
+            wake_dialer=self.dialer.wake, start_round=self._start_round,
+        )  # fmt: skip
+        self.gate = self.connections.gate
         self.api = NodeAPI(
             self.peer_id, store, topics=self.topics, links=self.links, config=config,
             clock=self.clock, rng=self.rng, data_path=data_path, running=self,
@@ -162,6 +157,16 @@ class Node:
     def turned_away(self) -> int:
         """Inbound connections closed unread: the gate had no place left (gate.py)."""
         return self.gate.turned_away
+
+    @property
+    def violations(self) -> int:
+        """Connections closed because the peer broke the protocol."""
+        return self.connections.violations
+
+    @property
+    def internal_errors(self) -> int:
+        """Connections closed by a bug of ours (each logged with its traceback)."""
+        return self.connections.internal_errors
 
     @property
     def _book_changed(self) -> trio.Event:
@@ -178,7 +183,7 @@ class Node:
             self._nursery = nursery
             if cfg.listen:
                 self.listen_address = await nursery.start(
-                    self.network.serve, cfg.listen, self._on_inbound
+                    self.network.serve, cfg.listen, self.connections.on_inbound
                 )
             for rt in self.topics.values():
                 if cfg.push:
@@ -236,6 +241,10 @@ class Node:
         """
         return self.api.get(key, topic=topic)
 
+    def history(self, key: str, *, topic: bytes | None = None, limit: int = 1000) -> History | None:
+        """Every version of the document held here, with its conflicts and resolutions."""
+        return self.api.history(key, topic=topic, limit=limit)
+
     def items(
         self,
         prefix: str = "",
@@ -287,177 +296,6 @@ class Node:
     def pending_count(self) -> int:
         return self.api.pending_count()
 
-    # -- connections ---------------------------------------------------------------------
-
-    async def _on_inbound(self, stream: trio.abc.Stream, remote: str) -> None:
-        """An inbound connection, if the gate (gate.py) has a place for one more."""
-        release = self.gate.enter(remote.rpartition(":")[0] or remote)
-        if release is None:
-            log.info("turned away %s: too many connections not yet admitted", remote)
-            await trio.aclose_forcefully(stream)
-            return
-        try:
-            await self._run_link(stream, remote, Direction.INBOUND, None, admitted=release)
-        finally:
-            release()
-
-    async def _run_link(
-        self,
-        stream: trio.abc.Stream,
-        address: str,
-        direction: Direction,
-        expect: bytes | None,
-        *,
-        admitted: Callable[[], None] | None = None,
-    ) -> None:
-        """Run one connection to its end; `admitted()` is called once the door lets it in."""
-        cfg = self.config
-        outbound = direction is Direction.OUTBOUND
-        try:
-            channel = await self.network.secure(
-                stream, self.identity, initiator=outbound, expect=expect,
-                timeout=cfg.handshake_timeout,
-            )  # fmt: skip
-        except (HandshakeError, ConnectionLostError) as exc:
-            penalty = 3 if isinstance(exc, HandshakeError) else 1
-            if isinstance(exc, HandshakeError) and not isinstance(exc, HandshakeTimeoutError):
-                self.violations += 1  # a timeout is backed off, but blames nobody
-            log.info("handshake with %s failed: %s", address, exc)
-            if outbound:
-                reason = f"handshake failed: {exc}"
-                self.book.failed(address, trio.current_time(), penalty=penalty, reason=reason)
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-            return
-        link = PeerLink(
-            channel, direction=direction, address=address, local_id=self.peer_id,
-            queue_size=cfg.send_queue, send_timeout=cfg.send_timeout, started=trio.current_time(),
-        )  # fmt: skip
-        penalty, reason, violation = 0, "closed", False
-        try:
-            async with trio.open_nursery() as nursery:
-                with trio.CancelScope() as scope:
-                    self._scopes[id(link)] = scope
-                    nursery.start_soon(self._write, link, scope)
-                    penalty, reason = await self._converse(link, admitted)
-                penalty, reason = self._verdicts.pop(id(link), (penalty, reason))
-                violation = penalty > 0 and not link.refused
-                link.close(reason)
-                nursery.cancel_scope.deadline = trio.current_time() + 1  # flush a Bye, briefly
-        finally:
-            self._scopes.pop(id(link), None)
-            self._verdicts.pop(id(link), None)
-            self._drop(link)
-            await link.aclose()
-            self.closed_traffic.add(link.stats)
-            now = trio.current_time()
-            # A peer refused at the door (not a member here, yet) is backed off
-            # like a violator but not counted as one: its admission may simply
-            # not have reached this node.
-            if violation:
-                self.violations += 1
-                log.warning("closed %r: %s", link, reason)
-            else:
-                log.info("%s %r: %s", "refused" if penalty else "disconnected", link, reason)
-            self.book.ended(
-                link.address if outbound else link.listen, now, lasted=now - link.started,
-                penalty=penalty, reason=reason, sent_away=link.peer_bye is not None,
-            )  # fmt: skip
-            self.changes.notify()
-
-    async def _write(self, link: PeerLink, reader: trio.CancelScope) -> None:
-        """The link's writer; if the peer stopped taking data, its reader ends too."""
-        await link.run_writer()
-        if link.stalled:
-            link.refused = True  # backed off, not a violation: a dead network looks the same
-            self._verdicts.setdefault(id(link), (3, link.close_reason))
-            reader.cancel()
-
-    async def _converse(
-        self, link: PeerLink, admitted: Callable[[], None] | None = None
-    ) -> tuple[int, str]:
-        """The reader: every frame to the link's conversation.  (penalty, why it ended)."""
-        conv = Conversation(link, door=self.door, dispatcher=self.dispatcher)
-        try:
-            await link.send(self.door.hello())
-            with trio.fail_after(self.config.handshake_timeout):
-                frame = await link.receive_frame()
-            replies = await feed(
-                conv, link, frame, self.verifier, lambda: self._admit(link, admitted)
-            )
-        except RemoteProtocolError as exc:  # the channel's framing
-            replies = conv.violated(exc)
-        except ConnectionLostError as exc:
-            return 0, str(exc)
-        except trio.TooSlowError:
-            link.refused = True  # silence: a dead network as likely as a bad peer
-            return 3, "no Hello within the handshake timeout"
-        except Exception as exc:  # a bug of ours: this connection fails, the node goes on
-            return self._contain(link, exc)
-        assert conv.ended is not None
-        for m in replies:  # a Bye: never wait on a peer that does not read
-            link.try_send(m)
-        return conv.ended.penalty, conv.ended.reason
-
-    def _contain(self, link: PeerLink, exc: Exception) -> tuple[int, str]:
-        """An unexpected exception while serving `link`: that connection's failure alone.
-
-        It is logged with its traceback (marked INTERNAL_ERROR, which the test
-        suite fails on), counted, and the link is closed and backed off
-        without blaming the peer.  Returns the link's (penalty, reason).
-        """
-        self.internal_errors += 1
-        log.error(
-            "internal error while serving %r; that connection is closed, the node goes on",
-            link, exc_info=exc, extra={INTERNAL_ERROR: True},
-        )  # fmt: skip
-        link.refused = True  # backed off, but the peer broke nothing
-        link.try_send(Bye("internal error"))
-        verdict = (1, f"internal error: {type(exc).__name__}: {exc}")
-        scope = self._scopes.get(id(link))
-        if scope is not None:  # the link is still served: its reader ends with this verdict
-            self._verdicts[id(link)] = verdict
-            scope.cancel()
-        return verdict
-
-    def _admit(self, link: PeerLink, admitted: Callable[[], None] | None) -> None:
-        """The door let `link` in: register it, tell the dialer, start the first rounds."""
-        self._register(link)
-        if admitted is not None:
-            admitted()
-        # A round carries news both ways, so the dialing side starts it alone
-        # (both did: two rounds for one new connection).
-        if link.direction is Direction.OUTBOUND:
-            for rt in self.topics.values():
-                if rt.topic_id in link.topics:
-                    self._start_round(rt, link)
-
-    def _register(self, link: PeerLink) -> None:
-        self.links[link.peer_id] = link
-        now = trio.current_time()
-        for address in (link.address if link.direction is Direction.OUTBOUND else "", link.listen):
-            if address:
-                self.book.add(address, link.peer_id, now=now)
-                self.book.connected(address, link.peer_id)
-        link.try_send(self._peers_message(link))
-        self.opened[link.direction] += 1
-        for topic_id in link.topics:
-            self.topics[topic_id].link_up(link)
-        log.info("connected %r (%d topics)", link, len(link.topics))
-        self.changes.notify()
-
-    def _drop(self, link: PeerLink) -> None:
-        if self.links.get(link.peer_id) is link:
-            del self.links[link.peer_id]
-            for rt in self.topics.values():
-                rt.forget(link.peer_id)
-            self.dialer.wake()
-            self.changes.notify()
-
-    def _peers_message(self, link: PeerLink) -> Peers:
-        known = [(p, a) for p, a in self.book.known(MAX_PEERS_LISTED + 1) if p != link.peer_id]
-        return Peers(tuple(known[:MAX_PEERS_LISTED]))
-
     # -- timers ---------------------------------------------------------------------------
 
     def _start_round(self, rt: TopicRuntime, link: PeerLink) -> None:
@@ -468,7 +306,7 @@ class Node:
         try:
             ok = await rt.sync_round(link, limit=self.config.round_timeout)
         except Exception as exc:  # a bug of ours: the round's connection fails alone
-            self._contain(link, exc)
+            self.connections.contain(link, exc)
             ok = False
         self.changes.notify()
         return ok
@@ -482,7 +320,7 @@ class Node:
             ]  # fmt: skip
             if links:
                 link = self.rng.choice(sorted(links, key=lambda ln: ln.peer_id))
-                link.try_send(self._peers_message(link))
+                link.try_send(self.connections.peers_message(link))
                 self._start_round(rt, link)
             # Pending oplogs are routed on towards a signer even with push off:
             # a sync round carries them only to a signer one hop away.

@@ -2,7 +2,7 @@
 
 A `PeerLink` owns a `Channel` (a `SecureChannel` on a real network) and runs two tasks over it:
 
-* the **reader** is the node's (`Node._converse` loops on `receive_frame`):
+* the **reader** is the node's (`Connections._converse` loops on `receive_frame`):
   one task per connection reads every frame and hands it to the
   connection's `Conversation` (conversation.py);
 * the **writer** (`run_writer`) drains a bounded queue of encoded frames
