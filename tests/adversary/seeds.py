@@ -126,5 +126,10 @@ def control_seeds() -> list[bytes]:
         {"op": "list", "prefix": "do", "after": "a", "limit": 10, "deleted": True, "topic": tid},
         {"op": "member", "peer_id": MEMBER.text, "role": "master", "topic": tid},
         {"op": "watch", "topic": tid},
+        {"op": "hello", "v": 1},
+        {"op": "peer_view"},
+        {"op": "members", "topic": tid},
+        {"op": "history", "key": "doc", "limit": 5, "topic": tid, "v": 1},
+        {"op": "put", "key": "b", "value": {"$bytes": "AAEC"}},
     ]
     return [encode_line(r)[:-1] for r in requests] + [json.dumps({"op": "ping"}).encode()]
