@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
-def jsonable(value: Any) -> Any:
-    """Turn decoded CBOR into JSON: byte strings become hex, map keys become text."""
+def jsonable(value: Any, *, bytes_form: Callable[[bytes], Any] = bytes.hex) -> Any:
+    """Turn decoded CBOR into JSON: byte strings as `bytes_form` makes them (hex by
+    default), map keys as text."""
     if isinstance(value, bytes):
-        return value.hex()
+        return bytes_form(value)
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, bytes_form=bytes_form) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, bytes_form=bytes_form) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # "nan", "inf", "-inf": JSON has no such numbers
     if value is None or isinstance(value, bool | int | float | str):

@@ -12,9 +12,12 @@ import io
 import json
 import logging
 import re
+import select
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -385,3 +388,34 @@ def test_watch_says_watching_only_with_a_node_to_watch(
     assert out == ""
     assert err.startswith("pttsync: error: no node is running on")
     assert "watching (Ctrl-C" not in err
+
+
+def test_sigterm_under_trio_with_sigint_ignored_ends_cleanly(tmp_path: Path) -> None:
+    """A script's `pttsync demo &` has SIGINT ignored, so SIGTERM cannot travel as SIGINT:
+    it is taken inside trio (cli/triorun.py). Exit 143, one line, no trio traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pttsync", "demo", "--peers", "2", "--writes", "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        process_group=0,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        writes = 0
+        while writes < 3:  # writing: mostly waiting in trio's scheduler, where a raise breaks it
+            ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+            assert ready, "the demo wrote nothing within 60 s"
+            line = proc.stdout.readline()
+            assert line, "the demo ended early"
+            writes += line.startswith(b"write ")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert b"Traceback" not in err and err.endswith(b"pttsync: terminated\n"), err

@@ -340,9 +340,15 @@ def test_a_loop_over_an_unmanaged_watch_closes_it(node_dir: Path) -> None:
     client = Client(node_dir, timeout=WAIT)
     watch = client.watch()
     client.put("loop/1", 1)
+    deadline = threading.Timer(WAIT, watch.close)  # a change that never comes fails, not hangs
+    deadline.start()
+    seen = []
     for change in watch:
+        seen.append(change["key"])
         assert change["key"] == "loop/1"
         break
+    deadline.cancel()
+    assert seen == ["loop/1"]
     assert watch.closed  # the loop's end closed it: no socket left behind
     kept = client.watch()
     client.close()  # the client ends the watches it opened

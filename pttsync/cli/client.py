@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from ..net.controlclient import control_call
 from .options import add_command, add_json
-from .output import emit_json, short_hash
+from .output import emit_json, short_hash, table_lines
+from .triorun import run_trio
 
 if TYPE_CHECKING:
     import argparse
@@ -28,7 +27,7 @@ def call(args: argparse.Namespace, op: str, **fields: Any) -> Any:
     request: dict[str, Any] = {"op": op, **fields}
     if getattr(args, "topic", None) is not None:
         request["topic"] = args.topic
-    return trio.run(control_call, Path(args.data), request)
+    return run_trio(control_call, Path(args.data), request)
 
 
 def register(sub: Subparsers) -> None:
@@ -185,9 +184,8 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     if not rows:
         print("  none")
         return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    for row in (header, *rows):
-        print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    for line in table_lines(header, rows):
+        print("  " + line)
 
 
 def cmd_member(args: argparse.Namespace) -> int:

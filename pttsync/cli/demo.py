@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .options import add_command, add_json, bounded, port_or_zero
 from .output import LiveLine, emit_json
 from .run import make_peers
+from .triorun import run_trio
 
 LEGEND = (
     "marks: i:= peer i holds the common tree (its digest follows 'tree'),"
@@ -83,7 +84,6 @@ def register(sub: Subparsers) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import trio  # noqa: PLC0415 - the nodes load when they run
 
     with contextlib.ExitStack() as stack:
         root = (
@@ -94,7 +94,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with LiveLine(sys.stdout, enabled=not args.json) as live:
             if live.enabled:
                 print(LEGEND, flush=True)
-            report = trio.run(_demo, dirs, args.writes, args.base_port, seed, live)
+            report = run_trio(_demo, dirs, args.writes, args.base_port, seed, live)
     if args.json:
         emit_json(report)
     else:

@@ -17,8 +17,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import trio
-
 from ..core.identity import peer_id_text
 from ..core.oplog import OplogStatus
 from ..core.store.diff import DEFAULT_LIMIT, diff_stores
@@ -29,7 +27,8 @@ from ..errors import LocalError, PttsyncError, UsageError
 from ..net.fetchtree import DEFAULT_TIMEOUT, RefusedError, fetch_tree
 from ..net.wire import check_address
 from .options import add_command, add_json, count, seconds
-from .output import emit_json, tell
+from .output import emit_json, short_hash, tell
+from .triorun import run_trio
 
 if TYPE_CHECKING:
     from ..core.merkle import MerkleNode
@@ -104,7 +103,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             store_b.add_topic(topic)
             identity = dir_a.identity()
             try:
-                fetched = trio.run(
+                fetched = run_trio(
                     functools.partial(fetch_tree, timeout=args.timeout),
                     store_b, topic, identity, args.b,
                 )  # fmt: skip
@@ -308,13 +307,13 @@ def _node_line(n: NodeDiff) -> str:
     def side(name: str, node: MerkleNode | None) -> str:
         if node is None:
             return f"{name} absent"
-        return f"{name} {_short(node.hash)} {_count(node.leaves, 'leaf', 'leaves'):>13}"
+        return f"{name} {short_hash(node.hash)} {_count(node.leaves, 'leaf', 'leaves'):>13}"
 
     return f"{n.level.name.lower():<5}  {to_iso(n.start)}  {side('A', n.a)}  {side('B', n.b)}"
 
 
 def _copy(c: Copy) -> str:
-    return f"{_status(c.status):<7} {to_iso(c.update_time)}  hash {_short(c.hash)}"
+    return f"{_status(c.status):<7} {to_iso(c.update_time)}  hash {short_hash(c.hash)}"
 
 
 def _status(status: OplogStatus) -> str:
@@ -323,8 +322,3 @@ def _status(status: OplogStatus) -> str:
 
 def _count(n: int, one: str, many: str = "") -> str:
     return f"{n:,} {one if n == 1 else many or one + 's'}"
-
-
-def _short(h: bytes) -> str:
-    text = h.hex()
-    return f"{text[:8]}…{text[-4:]}"

@@ -28,6 +28,7 @@ from ..core.docop import (
 )
 from ..core.documents.docstore import MAX_LIST
 from ..errors import UsageError
+from ..net.controlcodec import ListPager
 from ..net.controlwire import BYTES_KEY, MAX_LINE, NonFiniteNumberError, decode_json, json_value
 from .client import call
 from .options import add_command, add_json, bounded
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
     from .options import Subparsers
 
-LIST_PAGE = 1000  # documents asked for per request when listing
 MAX_INPUT = MAX_LINE
 """The most JSON text read for a value from stdin or a file, in bytes (2 MiB).  A value
 within the limit is far shorter as JSON (controlwire.MAX_VALUE_JSON); more is refused
@@ -312,18 +312,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     docs: list[dict[str, Any]] = []
-    after = args.after
-    # The node answers with as many documents as fit in one line; ask on from the last.
-    while len(docs) < args.limit:
-        want = min(args.limit - len(docs), LIST_PAGE)
-        fields: dict[str, Any] = {"prefix": args.prefix, "limit": want, "deleted": args.deleted}
-        if after is not None:
-            fields["after"] = after
-        page = call(args, "list", **fields)
-        docs.extend(page["items"])
-        if not page["items"] or (not page["more"] and len(page["items"]) < want):
-            break
-        after = page["items"][-1]["key"]
+    # The node answers with as many documents as fit in one line; the pager asks on.
+    pager = ListPager(args.prefix, after=args.after, limit=args.limit, deleted=args.deleted)
+    while pager.request is not None:
+        docs += pager.take(call(args, **pager.request))
     if args.json:
         emit_json(docs)
         return 0

@@ -14,6 +14,7 @@ from ..datadir import DataDir
 from ..errors import BusyError, UsageError
 from .options import add_command, add_json
 from .output import emit_json
+from .triorun import run_trio
 
 if TYPE_CHECKING:
     import argparse
@@ -131,7 +132,6 @@ def admit(source: DataDir, topic: TopicInfo, peer: bytes, now: int) -> str | Non
 
 
 def _admit_through_node(source: DataDir, topic: TopicInfo, peer: bytes, master: str) -> str | None:
-    import trio  # noqa: PLC0415 - the node's client loads on use
 
     from ..net.controlclient import control_call  # noqa: PLC0415
 
@@ -145,5 +145,5 @@ def _admit_through_node(source: DataDir, topic: TopicInfo, peer: bytes, master: 
         await control_call(source.path, {**request, "topic": topic.topic_id.hex()})
         return master
 
-    result: str | None = trio.run(ask)
+    result: str | None = run_trio(ask)
     return result

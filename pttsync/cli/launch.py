@@ -186,7 +186,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     else:
         lock = launchstate.adopt_lock(args.daemon_lock_fd)
     try:
-        _replace_unreadable_state(root)
+        if args.daemon_lock_fd is None:  # (a detached child's parent did it)
+            _replace_unreadable_state(root)
         dirs = [d.path for d in make_peers(root, n)]
         if args.detach:
             return _detach(args, root, lock)
@@ -372,7 +373,7 @@ def _supervise(args: argparse.Namespace, root: Path, dirs: list[Path]) -> int:
                     launchstate.view(state, running=True), args.json, f"{how} stops them", out
                 )
             if sup.failed():
-                print("no peer is running and none will restart", file=sys.stderr, flush=True)
+                tell("no peer is running and none will restart")
                 return 1
             server.wait(TICK)
         print("stopped every peer (launch down)", file=out, flush=True)

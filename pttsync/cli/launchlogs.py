@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ..errors import UsageError
 from . import launchstate
 from .options import add_command, add_json, count
+from .output import tell
 
 if TYPE_CHECKING:
     import argparse
@@ -105,11 +106,7 @@ class _Log:
             st = os.fstat(f.fileno())
             if st.st_ino != self.inode or st.st_size < self.offset:
                 if self.inode is not None:
-                    print(
-                        f"pttsync: {self.path} was truncated or replaced: reading it again",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                    tell(f"pttsync: {self.path} was truncated or replaced: reading it again")
                 self.inode, self.offset, self.partial = st.st_ino, 0, b""
             if st.st_size == self.offset:
                 return []

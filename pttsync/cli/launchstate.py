@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.timeutil import parse_iso, to_iso
 from ..errors import UsageError
+from .output import table_lines
 from .supervisor import RUNNING
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ SOCKET_FILE = "launch.sock"
 LOG_FILE = "launch.log"
 FORMAT = 1
 LOCK_PATIENCE = 1.0  # seconds a starting supervisor retries the lock (a reader may hold it)
-RUNNING_STATES = ("starting", "up", "stopping")
+RUNNING_STATES = frozenset(s.value for s in RUNNING)
 
 
 def now_iso() -> str:
@@ -327,8 +328,4 @@ def table(view: dict[str, Any]) -> list[str]:
                 str(p.get("peer_id")),
             )
         )
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    return [
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    ]
+    return table_lines(header, rows)

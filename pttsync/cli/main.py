@@ -30,6 +30,7 @@ from . import client, demo, documents, gen, init, inspect, launch, log, run, sim
 from .logformat import StderrHandler, formatter
 from .options import CommandParser, add_common, merge_common
 from .output import configure_output, end_live_line, json_stderr
+from .triorun import Terminated
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -119,11 +120,6 @@ def _unwrapped(args: argparse.Namespace) -> int:
     return result
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that every command unwinds: its stores close and
-    its helper processes (gen's signer) end, instead of dying where it stands."""
-
-
 class _Signals:
     terminated = False  # a SIGTERM came (and is being delivered as SIGINT)
 
@@ -155,8 +151,8 @@ def _run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     try:
         result: int = _unwrapped(args)
-    except KeyboardInterrupt:
-        if _Signals.terminated:
+    except KeyboardInterrupt as exc:
+        if _Signals.terminated or isinstance(exc, Terminated):
             return _fail("terminated", 143, error=False)
         return _fail("interrupted", 130, error=False)
     except LocalError as exc:

@@ -20,7 +20,7 @@ from ..core.timeutil import to_iso
 from ..jsonutil import jsonable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from ..core.merkle import MerkleNode
     from ..core.oplog import Oplog, OplogStatus
@@ -41,6 +41,15 @@ def short_hash(value: bytes | str) -> str:
     """A hash or digest shortened for reading (never for pasting): head…tail."""
     text = value.hex() if isinstance(value, bytes) else value
     return text if len(text) <= 16 else f"{text[:8]}…{text[-4:]}"
+
+
+def table_lines(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """A header and rows in columns as wide as their widest cell, two spaces apart."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    return [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
 
 
 def emit_json(value: object) -> None:

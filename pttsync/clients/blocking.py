@@ -63,7 +63,7 @@ class _Connection:
     def __init__(self, data_dir: Path, timeout: float) -> None:
         self.data_dir = data_dir
         self.timeout = timeout
-        self.deadline: float | None = time.monotonic() + timeout
+        self.deadline = time.monotonic() + timeout
         self.answers = Answers(data_dir)
         path = check_data_dir(data_dir)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -77,14 +77,11 @@ class _Connection:
             raise
 
     def _io(self, operation: Callable[..., _T], *args: Any) -> _T:
-        """`operation(*args)` on the socket, within the deadline (if any)."""
-        if self.deadline is None:
-            self.sock.settimeout(None)
-        else:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise no_answer(self.data_dir, self.timeout)
-            self.sock.settimeout(left)
+        """`operation(*args)` on the socket, within the deadline."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise no_answer(self.data_dir, self.timeout)
+        self.sock.settimeout(left)
         try:
             return operation(*args)
         except TimeoutError:
@@ -237,7 +234,6 @@ class Client:
         Raises what a call does if the node does not take the watch.
         """
         conn, _ = _exchange(self.data_dir, make_request("watch", topic=topic), self.timeout)
-        conn.deadline = None  # a watch waits as long as its caller does
         watch = ClientWatch(conn)
         with self._watches_lock:
             self._watches.add(watch)

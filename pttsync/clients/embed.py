@@ -27,7 +27,7 @@ from ..core.identity import peer_id_text
 from ..errors import PttsyncError, UsageError
 from ..net.config import NodeConfig
 from ..net.serve import serve_node
-from .blocking import DEFAULT_TIMEOUT, Client, check_timeout
+from .blocking import DEFAULT_TIMEOUT, Client
 
 if TYPE_CHECKING:
     import os
@@ -89,7 +89,7 @@ class NodeHandle(Client):
         *,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        super().__init__(data_dir, timeout=check_timeout(timeout))
+        super().__init__(data_dir, timeout=timeout)
         self.config = config
         self.peer_id = ""
         """The node's peer ID (text)."""

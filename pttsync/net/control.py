@@ -87,7 +87,7 @@ from .controlwire import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterable
     from contextlib import AbstractContextManager
 
     from ..core.documents.derive import DocState
@@ -449,16 +449,21 @@ async def _send_quietly(stream: trio.abc.SendStream, data: bytes) -> None:
         await stream.send_all(data)
 
 
-def _list_line(docs: list[dict[str, Any]]) -> bytes:
-    """As many documents as fit in one line, with `more` if some did not."""
-    room = MAX_LINE - 64
+def _fit(values: Iterable[Any], room: int) -> list[bytes]:
+    """The JSON forms of the first `values` that fit in `room` bytes, commas counted."""
     items: list[bytes] = []
-    for doc in docs:
-        item = encode_line(doc)[:-1]
+    for value in values:
+        item = encode_line(value)[:-1]
         room -= len(item) + 1
         if room < 0:
             break
         items.append(item)
+    return items
+
+
+def _list_line(docs: list[dict[str, Any]]) -> bytes:
+    """As many documents as fit in one line, with `more` if some did not."""
+    items = _fit(docs, MAX_LINE - 64)
     more = len(items) < len(docs)
     if not items and more:
         return error_line(
@@ -476,14 +481,7 @@ def _history_line(history: dict[str, Any] | None) -> bytes:
         return line
     versions = history["versions"]
     rest = {k: v for k, v in history.items() if k != "versions"}
-    room = MAX_LINE - len(encode_line(rest)) - 128
-    kept: list[bytes] = []
-    for version in reversed(versions):
-        item = encode_line(version)[:-1]
-        room -= len(item) + 1
-        if room < 0:
-            break
-        kept.append(item)
+    kept = _fit(reversed(versions), MAX_LINE - len(encode_line(rest)) - 128)
     if not kept:
         return error_line(f"a version is over {MAX_LINE} bytes as JSON", kind="failure")
     cut = len(versions) - len(kept)

@@ -239,13 +239,11 @@ def decode_json(data: bytes | str) -> Any:
 def value_json(value: Any) -> Any:
     """A document value's JSON form: a byte string as `{"$bytes": "<base64>"}`, map
     keys as text, a float that is not finite as text ("nan"); the rest as it is."""
-    if isinstance(value, bytes):
-        return {BYTES_KEY: base64.b64encode(value).decode("ascii")}
-    if isinstance(value, dict):
-        return {str(k): value_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [value_json(v) for v in value]
-    return jsonable(value)
+    return jsonable(value, bytes_form=_bytes_json)
+
+
+def _bytes_json(value: bytes) -> dict[str, str]:
+    return {BYTES_KEY: base64.b64encode(value).decode("ascii")}
 
 
 def json_value(value: Any, depth: int = 0) -> Any:

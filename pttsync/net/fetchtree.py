@@ -132,7 +132,7 @@ async def fetch_tree(
         with trio.fail_after(timeout):
             await _fetch(
                 store, topic, identity, address, network or TcpNetwork(), report,
-                config=config, clock=clock, max_rounds=max_rounds, timeout=timeout,
+                config=config, clock=clock, max_rounds=max_rounds,
             )  # fmt: skip
     except trio.TooSlowError:
         raise ConnectionLostError(
@@ -155,12 +155,11 @@ async def _fetch(
     config: SyncConfig | None,
     clock: Callable[[], int],
     max_rounds: int,
-    timeout: float,  # noqa: ASYNC109 - the handshake's share of the caller's deadline
 ) -> None:
     stream = await network.connect(address)
     channel = await network.secure(
-        stream, identity, initiator=True, expect=None, timeout=min(timeout, HANDSHAKE_TIMEOUT)
-    )
+        stream, identity, initiator=True, expect=None, timeout=HANDSHAKE_TIMEOUT
+    )  # the caller's deadline over the whole fetch binds first when it is shorter
     link = PeerLink(
         channel, direction=Direction.OUTBOUND, address=address, local_id=identity.peer_id,
         started=trio.current_time(),

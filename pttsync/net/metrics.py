@@ -34,6 +34,7 @@ from prometheus_client.core import (
 from ..core.identity import peer_id_text
 from ..core.oplog import OplogStatus
 from .peer import Direction, LinkStats
+from .peerview import by_connection
 from .refusals import KINDS
 
 if TYPE_CHECKING:
@@ -42,9 +43,6 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from .node import Node
-
-ADDRESS_STATES = ("connected", "backing_off", "ready")
-"""An address book entry is connected, or waits after failures, or may be dialed."""
 
 
 def _version() -> str:
@@ -113,17 +111,9 @@ class NodeCollector:
             ),
         ):
             yield CounterMetricFamily(name, what + " Frame payloads, before encryption.", value)
-        linked = {ln.address for ln in node.links.values()} | {
-            ln.listen for ln in node.links.values()
-        }
-        states = dict.fromkeys(ADDRESS_STATES, 0)
-        for entry in node.book.entries():
-            if entry.address in linked or entry.peer_id in node.links:
-                states["connected"] += 1
-            elif entry.failures:
-                states["backing_off"] += 1
-            else:
-                states["ready"] += 1
+        connected, rest = by_connection(node.book, node.links, node.peer_id, node.listen_address)
+        failing = sum(1 for e in rest if e.failures)
+        states = {"connected": len(connected), "backing_off": failing, "ready": len(rest) - failing}
         book = GaugeMetricFamily(
             "pttsync_addresses",
             "Addresses in the node's address book, by state: connected, backing off"

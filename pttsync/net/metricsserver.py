@@ -23,8 +23,7 @@ import trio
 from prometheus_client.exposition import choose_encoder
 
 from ..errors import UsageError
-from .network import format_address
-from .wire import check_address
+from .network import format_address, split_address
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -44,16 +43,6 @@ _REASONS = {
 }
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """HOST:PORT to serve metrics on (port 0: a free one).  UsageError if it is not one."""
-    try:
-        if text.endswith(":0"):
-            return check_address(text[:-1] + "1")[0], 0
-        return check_address(text)
-    except ValueError as exc:
-        raise UsageError(f"--metrics: {exc}") from None
-
-
 async def serve_metrics(
     registry: CollectorRegistry,
     address: str,
@@ -61,7 +50,7 @@ async def serve_metrics(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `registry` on `address` until cancelled; `task_status.started(bound address)`."""
-    host, port = parse_listen(address)
+    host, port = split_address(address, allow_zero=True)
     try:
         listeners = await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:

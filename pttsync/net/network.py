@@ -81,7 +81,7 @@ class TcpNetwork:
     secure = staticmethod(secure_handshake)  # the Noise XX handshake
 
     async def connect(self, address: str) -> trio.abc.Stream:
-        host, port = _split(address)
+        host, port = split_address(address)
         try:
             return await trio.open_tcp_stream(host, port)
         except OSError as exc:
@@ -94,7 +94,7 @@ class TcpNetwork:
         *,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        host, port = _split(address, allow_zero=True)
+        host, port = split_address(address, allow_zero=True)
 
         async def accepted(stream: trio.SocketStream) -> None:
             try:
@@ -164,7 +164,7 @@ class MemoryNetwork:
         *,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        host, port = _split(address, allow_zero=True)
+        host, port = split_address(address, allow_zero=True)
         bound = format_address(host, port or next(self._ports) + 10000)
         if bound in self._listeners:
             raise UsageError(f"cannot listen on {bound}: address in use")
@@ -195,7 +195,12 @@ def _why(exc: OSError) -> str:
     return str(exc)
 
 
-def _split(address: str, *, allow_zero: bool = False) -> tuple[str, int]:
+def split_address(address: str, *, allow_zero: bool = False) -> tuple[str, int]:
+    """HOST:PORT as (host, port); with `allow_zero`, port 0 (a free one) too.
+
+    Raises:
+        UsageError: not a host and a port.
+    """
     try:
         if allow_zero and address.endswith(":0"):
             host, _ = check_address(address[:-1] + "1")

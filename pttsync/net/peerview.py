@@ -33,19 +33,25 @@ if TYPE_CHECKING:
     from .refusals import Refusals
 
 
+def by_connection(
+    book: AddressBook, links: Mapping[bytes, PeerLink], me: bytes, own: str | None
+) -> tuple[list[Entry], list[Entry]]:
+    """The book's entries with a connection now, and those without (this node's own
+    address in neither): for `pttsync peers`, `status` and the metrics alike."""
+    linked = {ln.address for ln in links.values()} | {ln.listen for ln in links.values()}
+    connected: list[Entry] = []
+    rest: list[Entry] = []
+    for e in book.entries():
+        if e.peer_id != me and e.address != own:
+            (connected if e.address in linked or e.peer_id in links else rest).append(e)
+    return connected, rest
+
+
 def unconnected(
     book: AddressBook, links: Mapping[bytes, PeerLink], me: bytes, own: str | None
 ) -> list[Entry]:
     """The book's entries with no connection now (not this node's own address)."""
-    linked = {ln.address for ln in links.values()} | {ln.listen for ln in links.values()}
-    return [
-        e
-        for e in book.entries()
-        if e.address not in linked
-        and e.peer_id not in links
-        and e.peer_id != me
-        and e.address != own
-    ]
+    return by_connection(book, links, me, own)[1]
 
 
 def known_json(entries: list[Entry], now: float, wall: int) -> list[dict[str, Any]]:

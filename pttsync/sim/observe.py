@@ -124,7 +124,6 @@ def bounds_of(node: Node) -> dict[str, tuple[int, int]]:
 FaultCounts = tuple[int, int, int, int]
 """At a sample: partitions in effect, peers down, masters down in their outage, peers left."""
 
-NO_FAULTS: FaultCounts = (0, 0, 0, 0)
 MAX_EVENTS = 8  # fault events named in one sample's `events` cell; the rest are counted
 
 
@@ -146,15 +145,15 @@ class Timeline:
         digests: dict[int, bytes],
         messages: int,
         writes: int,
-        faults: FaultCounts = NO_FAULTS,
-        events: list[Fault] | None = None,
+        faults: FaultCounts,
+        events: list[Fault],
     ) -> None:
         self.times.append(t)
         self.digests.append(digests)
         self.messages.append(messages)
         self.writes_done.append(writes)
         self.faults.append(faults)
-        self.events.append(event_text(events or []))
+        self.events.append(event_text(events))
 
     def rows(self, final: bytes) -> list[dict[str, Any]]:
         """Per sample: live peers, peers holding the final digest, distinct digests, ...

@@ -177,7 +177,7 @@ def _report(
     reproduce: str,
 ) -> SimReport:
     cfg = world.cfg
-    traffic = [world.fabric.traffic_of(p.name) for p in world.peers.values()]
+    traffic = [world.fabric.traffic_of(world.peers[i].name) for i in sorted(world.peers)]
     messages = [t.messages_sent for t in traffic]
     sent = [t.bytes_sent for t in traffic]
     live_bits = sum(1 << p.index for p in live)
@@ -230,9 +230,7 @@ def _report(
         timeline=world.timeline.rows(final),
         push=_push(world.push_totals(), world.writes_done, len(live)),
         series={
-            "bytes_per_peer": [
-                world.fabric.traffic_of(world.peers[i].name).bytes_sent for i in sorted(world.peers)
-            ],
+            "bytes_per_peer": sent,
             "spread_cdf": cdf_points(spreads),
             "write_window": list(cfg.write_window()),
             "fault_windows": fault_windows(plan.faults, round(world.finished_at, 6)),

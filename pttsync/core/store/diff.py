@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from ..merkle import Leaf, Level, MerkleNode, build_slices
+from ..merkle import Leaf, Level, MerkleNode, build_slices, topic_digest
 from ..oplog import OplogStatus
 
 if TYPE_CHECKING:
@@ -146,7 +146,8 @@ class _Walk:
         ya, yb = self.ta.level_nodes(Level.YEAR), self.tb.level_nodes(Level.YEAR)
         self.years = (ya, yb)
         self.out = TreeDiff(
-            topic_id, self.ta.digest(), self.tb.digest(),
+            topic_id, topic_digest(topic_id, [y.hash for y in ya]),
+            topic_digest(topic_id, [y.hash for y in yb]),
             sum(y.leaves for y in ya), sum(y.leaves for y in yb), pending,
             Listing(limit), Listing(limit), Listing(limit), Listing(limit),
         )  # fmt: skip

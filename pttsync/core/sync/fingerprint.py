@@ -176,12 +176,11 @@ def want_range(want: FpWant) -> tuple[int, int]:
 
 def encode_children(item: Item) -> object:
     """`[bitmap, fingerprints]` for child nodes, the fingerprints alone for leaves."""
-    kind = bytes if item.leaf_children else ChildRef
-    if not all(isinstance(c, kind) for c in item.children):
-        # Our own mistake (or an adversary test's forgery): say so, don't fail deep down.
-        raise UsageError(f"an item's children must all be {kind.__name__} here")
     if item.leaf_children:
-        return b"".join(item.children)  # type: ignore[arg-type]
+        try:
+            return b"".join(item.children)  # type: ignore[arg-type]
+        except TypeError:  # a ChildRef among them
+            raise _mixed(bytes) from None
     if not item.children:
         return [0, b""]
     try:
@@ -191,11 +190,18 @@ def encode_children(item: Item) -> object:
     index = {s: i for i, s in enumerate(starts)}
     bitmap = 0
     for c in item.children:
-        i = index.get(c.start)  # type: ignore[union-attr]
+        if not isinstance(c, ChildRef):
+            raise _mixed(ChildRef)
+        i = index.get(c.start)
         if i is None:
-            raise UsageError(f"no child of the {item.level.name} node starts at {c.start}")  # type: ignore[union-attr]
+            raise UsageError(f"no child of the {item.level.name} node starts at {c.start}")
         bitmap |= 1 << i
     return [bitmap, b"".join(c.hash for c in item.children)]  # type: ignore[union-attr]
+
+
+def _mixed(kind: type) -> UsageError:
+    """Our own mistake (or an adversary test's forgery): say so, don't fail deep down."""
+    return UsageError(f"an item's children must all be {kind.__name__} here")
 
 
 def split_fps(data: bytes, width: int, what: str) -> tuple[bytes, ...]:
