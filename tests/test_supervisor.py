@@ -8,7 +8,9 @@ processes.
 from __future__ import annotations
 
 import itertools
+import json
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pttsync.cli import launchstate
+from pttsync.cli.launchsock import Controller
 from pttsync.cli.supervisor import (
     GIVE_UP_AFTER,
     RESTART_BASE,
@@ -197,6 +201,31 @@ def test_a_stopped_peer_exits_on_sigterm_and_is_never_restarted() -> None:
     assert [i for i, _ in h.spawned] == [0, 1, 2]  # nothing started again
     assert h.sup.peers[1].restarts == 0
     assert not h.sup.idle() and not h.sup.failed()
+
+
+def test_a_stop_is_answered_only_once_launch_json_says_stopped(tmp_path: Path) -> None:
+    # CI once read "stopping" from launch.json just after `launch stop` answered:
+    # the reply went out before the file was saved.  Now each reply saves it first.
+    h = Harness(2)
+    h.all_ready()
+    record = launchstate.Record(tmp_path, {"pid": 1}, {}, ["a", "b"], ["id0", "id1"])
+    control = Controller(h.sup, record)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        control.handle(theirs, {"op": "stop", "peer": "peer-1"}, h.now)
+        ours.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            ours.recv(1)  # not answered while the peer is stopping
+        h.step(0.1)
+        control.answer_settled()
+        answer = json.loads(ours.makefile().readline())
+    assert answer["ok"] and answer["message"] == "peer-1 stopped (exit code 0)"
+    saved = launchstate.read_state(tmp_path)
+    assert saved is not None and saved == answer["launch"]
+    assert [(p["state"], p["pid"]) for p in saved["peers"]] == [
+        ("up", h.proc(0).pid),
+        ("stopped", None),
+    ]
 
 
 def test_a_peer_that_ignores_sigterm_is_killed_after_the_timeout() -> None:

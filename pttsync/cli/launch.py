@@ -351,7 +351,7 @@ def _supervise(args: argparse.Namespace, root: Path, dirs: list[Path]) -> int:
     # With --json, stdout has the JSON alone; the event lines go to stderr.
     out = sys.stderr if args.json else sys.stdout
     server = ControlServer(root)
-    control = Controller(sup, lambda: record.state(sup))
+    control = Controller(sup, record)
     announced = False
     if detached:
         when = launchstate.now_iso()

@@ -37,7 +37,6 @@ from . import launchstate
 from .supervisor import RUNNING, State
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
     from .supervisor import Peer, Supervisor
@@ -137,12 +136,13 @@ class _Waiting:
 class Controller:
     """Requests carried out on a Supervisor, answered once what they wait for is done.
 
-    `state()` is the launch's state for the replies; the supervisor's loop
-    calls `handle` for each request, `answer_settled` after each step, and
-    `finish` when it ends."""
+    Each reply carries the launch's state, saved to launch.json before the
+    reply is sent: a client that reads the file once answered sees what the
+    answer says.  The supervisor's loop calls `handle` for each request,
+    `answer_settled` after each step, and `finish` when it ends."""
 
-    def __init__(self, sup: Supervisor, state: Callable[[], dict[str, Any]]) -> None:
-        self.sup, self.state = sup, state
+    def __init__(self, sup: Supervisor, record: launchstate.Record) -> None:
+        self.sup, self.record = sup, record
         self.waiting: list[_Waiting] = []
         self.down = False
 
@@ -202,11 +202,11 @@ class Controller:
                 message = f"{peer.name} stopped (it was waiting to restart)"
             else:
                 message = f"{peer.name} stopped ({peer.last_exit})"
-            return {"ok": True, "message": message, "launch": self.state()}
+            return {"ok": True, "message": message, "launch": self.record.save(self.sup)}
         if peer.state is State.UP:
             already = "already " if before is State.UP else ""
             message = f"{peer.name} is {already}up (pid {pid})"
-            return {"ok": True, "message": message, "launch": self.state()}
+            return {"ok": True, "message": message, "launch": self.record.save(self.sup)}
         if peer.state in RUNNING:
             return {"ok": False, "error": f"{peer.name} is {state}", "kind": "usage"}
         then = {
@@ -223,7 +223,8 @@ class Controller:
             if w.op == "down":
                 n = len(self.sup.peers)
                 message = f"stopped {n} peer{'s' * (n != 1)} and the supervisor"
-                reply(w.conn, {"ok": True, "message": message, "launch": self.state()})
+                launch = self.record.save(self.sup)
+                reply(w.conn, {"ok": True, "message": message, "launch": launch})
             else:
                 error = "the launch ended before the request was done"
                 reply(w.conn, {"ok": False, "error": error, "kind": "failure"})
