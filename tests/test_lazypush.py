@@ -79,6 +79,16 @@ def test_what_arrives_is_no_longer_missing_and_its_announcements_cost_nothing() 
     assert lookups == [[X]] and lp.missing() == 0
 
 
+def test_announced_says_what_is_held_and_arrived_who_announced_it() -> None:
+    seen = SeenCache(16)
+    lp = LazyPush(lambda ids: {i for i in ids if i == Y}, lately=seen.valid_here)
+    seen.holders((X, b"h")).mark_valid()
+    assert sorted(lp.announced(A, [X, Y, b"z" * 32], now=0)) == [X, Y]  # lately, in the store
+    lp.announced(B, [b"z" * 32], now=0)
+    assert lp.arrived([b"z" * 32, X]) == {b"z" * 32: [A, B]}  # the announcers not asked yet
+    assert lp.arrived([b"z" * 32]) == {}
+
+
 def test_missing_oplogs_and_announcers_are_bounded() -> None:
     lp = lazy()
     ids = [bytes([i]) * 32 for i in range(20)]
@@ -232,6 +242,39 @@ async def test_an_announcement_for_an_unknown_topic_breaks_the_protocol(
         )
         with pytest.raises(RemoteProtocolError, match="never listed"):
             dispatcher.handle(link, IHave(b"?" * 32, (X,)), 0.0)
+
+
+async def test_a_peer_that_announced_an_oplog_is_not_announced_it_back(
+    autojump_clock: MockClock,
+) -> None:
+    """Both ends of a lazy link used to announce every oplog to each other.  An
+    announcement says its sender holds the oplog, valid: whether it comes before
+    the copy (the announcer waits to be asked) or after, the sender is noted as a
+    holder, and announcements and pushes leave it out."""
+    from pttsync.core.oplogcodec import encode_oplog  # noqa: PLC0415 - one test
+
+    cluster = make_cluster(3)
+    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+        await wait_until(nodes, lambda: all(len(n.links) == 2 for n in nodes), limit=60)
+        master, member, other = nodes
+        rt = member.topic()
+        link = member.links[other.peer_id]
+        for i, before in enumerate((True, False)):
+            oplog, _ = master.topic().replica.create(
+                object_id=f"doc{i}".encode(), op=1, value={"v": i}, now=master.clock()
+            )
+            key = (oplog.oplog_id, oplog.hash)
+            announce = IHave(rt.topic_id, (oplog.oplog_id,))
+            if before:
+                rt.on_ihave(link, announce)  # lacking it: waits for it, from `other`
+                assert rt.lazy.missing() == 1
+            rt.ctx.handler.handle_oplogs([encode_oplog(oplog)], member.clock())
+            if not before:
+                assert other.peer_id not in (rt.seen.get(key) or ())
+                rt.on_ihave(link, announce)  # holding it already
+            holders = rt.seen.get(key)
+            assert holders is not None and other.peer_id in holders
+            assert rt.lazy.missing() == 0
 
 
 async def test_a_pending_copy_does_not_count_as_holding_an_announced_valid_one(

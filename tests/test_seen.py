@@ -110,3 +110,16 @@ def test_a_holder_added_while_the_slots_are_renumbered_keeps_the_others() -> Non
     cache.holders((IDS[0], HASHES[0])).add(c)  # renumbers: a moves to slot 0
     held = cache.get((IDS[0], HASHES[0]))
     assert held is not None and a in held and c in held and b not in held
+
+
+def test_an_announcer_is_noted_on_the_copy_held_as_valid_only() -> None:
+    cache = SeenCache(8)
+    cache.held_by(b"x" * 32, b"A" * 32)  # not in the cache: nothing to note it on
+    assert cache.get((b"x" * 32, b"pending")) is None
+    pending = cache.holders((b"x" * 32, b"pending"))
+    valid = cache.holders((b"x" * 32, b"valid"))
+    cache.held_by(b"x" * 32, b"A" * 32)
+    assert b"A" * 32 not in valid  # not held here as valid yet
+    valid.mark_valid()
+    cache.held_by(b"x" * 32, b"A" * 32)
+    assert b"A" * 32 in valid and b"A" * 32 not in pending

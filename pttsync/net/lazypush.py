@@ -25,7 +25,9 @@ quiet spell goes at once, and then at most one `IHave` per peer every
 writes a node's push batches carry one or two oplogs each, and one `IHave`
 per lazy link per batch was 70% of a simulated network's messages and a
 third of its time (simulation.md).  The IDs a peer is known to hold by
-then are left out.
+then are left out: those it was sent or sent here, and those it announced
+here itself (an announcement says that its sender holds the oplog, valid),
+so the two ends of a lazy link do not both announce every oplog.
 
 `LazyPush` holds one topic's state and decides; it does no I/O and is
 given the time (nanoseconds).  Everything is bounded: the IDs missing at a
@@ -168,28 +170,38 @@ class LazyPush:
 
     # -- oplogs ------------------------------------------------------------------------
 
-    def announced(self, peer_id: bytes, oplog_ids: list[bytes], now: int) -> None:
+    def announced(self, peer_id: bytes, oplog_ids: list[bytes], now: int) -> list[bytes]:
         """`peer_id` holds these oplogs: wait for the ones this node lacks (the
-        caller wakes its timer if `next_wake` moved earlier)."""
+        caller wakes its timer if `next_wake` moved earlier).  Returns the ones
+        this node holds already (valid), which the announcer need not be told of."""
         lately = self._lately
-        oplog_ids = [oid for oid in oplog_ids if not lately(oid)]
+        here = [oid for oid in oplog_ids if lately(oid)]
+        if here:
+            oplog_ids = [oid for oid in oplog_ids if not lately(oid)]
         new = [oid for oid in oplog_ids if oid not in self._missing]
         held = self._holds(new) if new else set()
         for oid in oplog_ids:
             state = self._missing.get(oid)
             if state is None:
                 if oid in held:
+                    here.append(oid)
                     continue
                 state = self._missing[oid] = _Missing(now + self.timeout)
                 while len(self._missing) > self.max_missing:
                     self._missing.popitem(last=False)  # anti-entropy repairs it
             if peer_id not in state.announcers and len(state.announcers) < MAX_ANNOUNCERS:
                 state.announcers.append(peer_id)
+        return here
 
-    def arrived(self, oplog_ids: Iterable[bytes]) -> None:
-        """These oplogs are here now, valid (stored by any means)."""
+    def arrived(self, oplog_ids: Iterable[bytes]) -> dict[bytes, list[bytes]]:
+        """These oplogs are here now, valid (stored by any means).  Returns the peers
+        left waiting to be asked for each (announcers hold it: no need to tell them)."""
+        missing, found = self._missing, {}
         for oid in oplog_ids:
-            self._missing.pop(oid, None)
+            state = missing.pop(oid, None)
+            if state is not None and state.announcers:
+                found[oid] = state.announcers
+        return found
 
     def next_deadline(self) -> int | None:
         """When the earliest missing oplog is due to be asked for (None: nothing missing).

@@ -172,12 +172,17 @@ class Pusher:
         horizon = self._clock() - self.max_age
         me, source = self.me, self.source
         # Only a valid copy is what an announcement promises (a pending one is not).
-        self.lazy.arrived([o.oplog_id for o, _, new in commit.stored if new is OplogStatus.VALID])
+        # Its announcers hold it, valid: they need no announcement of it.
+        announcers = self.lazy.arrived(
+            [o.oplog_id for o, _, new in commit.stored if new is OplogStatus.VALID]
+        )
         for oplog, old, new in commit.stored:
             holders = self.seen.holders((oplog.oplog_id, oplog.hash))
             holders.add(me)
             if new is OplogStatus.VALID:
                 holders.mark_valid()
+                for peer_id in announcers.get(oplog.oplog_id, ()):
+                    holders.add(peer_id)
             if source is not None:
                 holders.add(source)  # a sync reply from it: never pushed back to it
             if new is OplogStatus.VALID and old is OplogStatus.VALID:

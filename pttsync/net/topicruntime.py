@@ -334,7 +334,8 @@ class TopicRuntime:
         """A peer announced oplogs (lazypush.py): wait for the ones this node lacks."""
         if not self.admits_now(link.peer_id):
             return
-        self.lazy.announced(link.peer_id, list(msg.ids), self.clock())
+        for oplog_id in self.lazy.announced(link.peer_id, list(msg.ids), self.clock()):
+            self.seen.held_by(oplog_id, link.peer_id)  # no need to announce it back
         self._wake_timer_if_sooner()
 
     def on_iwant(self, link: PeerLink, msg: IWant) -> None:
