@@ -146,7 +146,8 @@ async def feed(
                     break
                 if conv.admitted and not was_admitted:
                     on_admit()
-                await link.send_all(replies)
+                if replies:
+                    await link.send_all(replies)
                 frame = await next_frame()
         except Exception as exc:
             failure = exc
