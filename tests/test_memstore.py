@@ -174,6 +174,18 @@ def test_copies_share_what_they_held_and_change_apart(
     for s, m in pairs:
         assert m.check(topic.topic_id) == []
         assert snapshot(s, topic, probe) == snapshot(m, topic, probe)
+    # Stores with one range key hold the same copies in that range (replica.py's
+    # shared folds rest on it).
+    for lo, hi in ((2, 0x200), (0x100, 0x200), (0, 2)):
+        held: dict[object, object] = {}
+        for _, m in pairs:
+            key = m.range_key(topic.topic_id, lo, hi)
+            found = sorted(
+                (x.oplog.oplog_id, x.oplog.hash, x.status)
+                for x in m.by_op_range(topic.topic_id, lo, hi)
+            )
+            if key is not None:
+                assert held.setdefault(key, found) == found
 
 
 def test_stores_of_a_process_share_a_valid_record_and_its_leaf(topic: TopicInfo) -> None:
@@ -191,3 +203,63 @@ def test_stores_of_a_process_share_a_valid_record_and_its_leaf(topic: TopicInfo)
     assert la == lb and la[0] is lb[0]
     pa, pb = (s.get(topic.topic_id, pending.oplog_id) for s in stores)
     assert pa == pb and pa is not pb
+
+
+def test_copies_share_a_range_key_until_one_changes_that_range(topic: TopicInfo) -> None:
+    tid, who = topic.topic_id, make_identity("a")
+    template = MemoryStore()
+    template.add_topic(topic)
+    roles = [(oplog(who, topic, T + i, b"k%d" % i, 0x100), OplogStatus.VALID) for i in range(3)]
+    template.write_batch(tid, roles)
+    a, b = template.copy(), template.copy()
+    key = a.range_key(tid, 0x100, 0x200)
+    assert key is not None and key == b.range_key(tid, 0x100, 0x200)
+    a.write_batch(tid, [(oplog(who, topic, T + 9, b"doc", 1), OplogStatus.VALID)])
+    assert a.range_key(tid, 0x100, 0x200) == key  # a change outside the range
+    b.write_batch(tid, [(oplog(who, topic, T + 9, b"k9", 0x100), OplogStatus.VALID)])
+    assert b.range_key(tid, 0x100, 0x200) != key
+    assert SqliteStore.memory().range_key(tid, 0x100, 0x200) is None
+
+
+def test_replicas_on_copies_of_one_template_share_their_fold() -> None:
+    """A simulation's peers open their replicas on copies of one template holding a
+    ROLE oplog per member: folded once, not once a peer (24 ms each at 10,000)."""
+    from pttsync.core.lifecycle.governance import Role  # noqa: PLC0415 - two tests
+    from pttsync.core.lifecycle.replica import Replica  # noqa: PLC0415
+    from pttsync.sim.setup import identity_of, make_topic  # noqa: PLC0415
+
+    made = make_topic(5, peers=8, masters=1, admitted=8, expiry_s=3600.0, store_kind="memory")
+    stores = [made.store_for(admitted=True) for _ in range(3)]
+    first, second = (Replica(s, made.topic_id) for s in stores[:2])
+    assert first.fold is second.fold
+    founder = Replica(stores[2], made.topic_id, identity=made.identities[0])
+    newcomer = identity_of(5, 99).peer_id
+    founder.set_role(newcomer, Role.MEMBER, now=founder.fold.last[0] + 1)
+    again = Replica(stores[2], made.topic_id)  # its own governance now: its own fold
+    assert again.fold is not first.fold
+    later = founder.fold.last[0] + 2
+    assert again.fold.governance.role_at(newcomer, later) is Role.MEMBER
+    assert first.fold.governance.role_at(newcomer, later) is not Role.MEMBER
+    assert Replica(made.store_for(admitted=True), made.topic_id).fold is first.fold
+
+
+def test_a_folds_credentials_are_a_peers_own_oplogs_and_every_promotion() -> None:
+    """Fold.credentials answers from an index made once per fold; it gives what the
+    scan every node's Hello made before gave."""
+    from pttsync.core.lifecycle.governance import OP_GENESIS, OP_ROLE, Role, decode_role  # noqa: PLC0415
+    from pttsync.core.lifecycle.replica import Replica  # noqa: PLC0415
+    from pttsync.sim.setup import make_topic  # noqa: PLC0415
+
+    made = make_topic(5, peers=9, masters=3, admitted=9, expiry_s=3600.0, store_kind="memory")
+    fold = Replica(made.store_for(admitted=True), made.topic_id).fold
+    for who in made.identities:
+        me = who.peer_id
+        scan = sorted(
+            (
+                o for o in fold.oplogs.values()
+                if o.op != OP_GENESIS
+                and (o.object_id == me or (o.op == OP_ROLE and decode_role(o)[1] is Role.MASTER))
+            ),
+            key=lambda o: (o.create_time, o.oplog_id),
+        )  # fmt: skip
+        assert fold.credentials(me) == scan and scan

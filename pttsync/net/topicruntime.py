@@ -36,13 +36,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..core.documents.docstore import DocumentStore
-from ..core.lifecycle.governance import (
-    OP_GENESIS,
-    OP_ROLE,
-    Role,
-    decode_role,
-    is_governance_op,
-)
+from ..core.lifecycle.governance import Role, is_governance_op
 from ..core.lifecycle.replica import Replica
 from ..core.oplog import OplogStatus
 from ..core.store.integrity import Scrubber
@@ -50,7 +44,7 @@ from ..core.sync.messages import Message, RejectCode, SyncOplog
 from ..core.sync.receiver import Receiver
 from ..core.sync.requester import Requester
 from ..core.sync.session import MAX_BODY, State, SyncConfig, SyncContext, pack_bodies
-from ..errors import ConnectionLostError, InvalidOplogError
+from ..errors import ConnectionLostError
 from .histogram import Histogram
 from .lazypush import DEFAULT_ANNOUNCE_EVERY, DEFAULT_LAZY_TIMEOUT, LazyPush
 from .push import Pusher, PushRouter
@@ -186,12 +180,7 @@ class TopicRuntime:
         cached = self._credentials
         if cached is not None and cached[0] is fold and cached[1] == limit:
             return cached[2]
-        me = self.identity.peer_id
-        chosen = [
-            o for o in fold.oplogs.values()
-            if o.op != OP_GENESIS and (o.object_id == me or _promotes(o))
-        ]  # fmt: skip
-        chosen.sort(key=lambda o: (o.create_time, o.oplog_id))
+        chosen = fold.credentials(self.identity.peer_id)
         self._credentials = (fold, limit, chosen[-limit:])
         return chosen[-limit:]
 
@@ -436,12 +425,3 @@ class TopicRuntime:
 
     def __repr__(self) -> str:
         return f"<topic {self.topic_id.hex()[:12]}>"
-
-
-def _promotes(oplog: Oplog) -> bool:
-    if oplog.op != OP_ROLE:
-        return False
-    try:
-        return decode_role(oplog)[1] is Role.MASTER
-    except InvalidOplogError:
-        return False

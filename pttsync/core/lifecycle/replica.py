@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from ...errors import InvalidOplogError, NotAuthorizedError, UsageError
+from ..memo import remember
 from ..oplog import Oplog, OplogStatus, create_oplog
 from ..store import FailedOplog
 from .governance import (
@@ -39,7 +40,7 @@ from .governance import (
 from .rules import Fold, assess, build_governance, extend_fold
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Hashable, Iterable, Sequence
 
     from ..identity import Identity
     from ..store import BatchResult, Store
@@ -101,14 +102,25 @@ class Replica:
 
         Done once, when the replica opens: after that the fold keeps every
         governance oplog it holds, and commits extend it (lifecycle.extend_fold).
+        Replicas opened on stores with the same `range_key` of the governance
+        ops share one fold (folds are never changed: a change goes to a copy).
         """
+        extra = list(extra)
+        key = None if extra else self.store.range_key(self.topic_id, *GOVERNANCE_OPS)
+        if key is not None:
+            shared = _SHARED_FOLDS.get((self.info, key))
+            if shared is not None:
+                return shared
         held = {
             s.oplog.oplog_id: s.oplog
             for s in self.store.by_op_range(self.topic_id, *GOVERNANCE_OPS)
         }
         for o in extra:
             held[o.oplog_id] = o
-        return build_governance(self.info, held.values())
+        fold = build_governance(self.info, held.values())
+        if key is not None:
+            remember(_SHARED_FOLDS, (self.info, key), fold, MAX_SHARED_FOLDS)
+        return fold
 
     # -- the write path ----------------------------------------------------------------
 
@@ -239,6 +251,13 @@ class Replica:
     def set_device(self, device: bytes, on: bool, *, now: int) -> tuple[Oplog, OplogStatus]:
         """Certify (or withdraw) `device` as one of this user's devices."""
         return self.create(object_id=device, op=OP_DEVICE, value=device_payload(on), now=now)
+
+
+MAX_SHARED_FOLDS = 4
+_SHARED_FOLDS: dict[tuple[TopicInfo, Hashable], Fold] = {}
+"""Folds by the store's range key: a simulation's thousand replicas opened on copies
+of one template fold it once, not a thousand times (each read and folded every
+member's ROLE oplog: 24 ms a replica at 10,000 members)."""
 
 
 class FoldDraft:

@@ -161,6 +161,9 @@ class Fold:
     refused: dict[bytes, str] = field(default_factory=dict)
     oplogs: dict[bytes, Oplog] = field(default_factory=dict)
     last: tuple[int, bytes] = (-1, b"")  # the fold-order key of the last oplog folded
+    # Made on first use, dropped by `append`: a fold shared by a thousand replicas
+    # answers every node's Hello credentials without a scan each (credentials()).
+    _index: _FoldIndex | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> Fold:
         """An independent copy, to fold more oplogs into."""
@@ -178,8 +181,19 @@ class Fold:
         """True if `oplog` is new and folds after every oplog already folded."""
         return oplog.oplog_id not in self.oplogs and (oplog.create_time, oplog.oplog_id) > self.last
 
+    def credentials(self, peer_id: bytes) -> list[Oplog]:
+        """The oplogs that show `peer_id` is a member: its own ROLE and DEVICE oplogs
+        and every promotion to master (the signers' authority), in fold order."""
+        index = self._index
+        if index is None:
+            index = self._index = _FoldIndex(self.oplogs.values())
+        chosen = [*index.by_object.get(peer_id, ()), *index.promotions]
+        chosen.sort(key=lambda o: (o.create_time, o.oplog_id))
+        return list({o.oplog_id: o for o in chosen}.values())  # its own promotion once
+
     def append(self, oplog: Oplog) -> OplogStatus | None:
         """Fold one oplog at the end (see `can_append`); its status, None if refused."""
+        self._index = None
         self.oplogs[oplog.oplog_id] = oplog
         self.last = (oplog.create_time, oplog.oplog_id)
         try:
@@ -191,6 +205,29 @@ class Fold:
         if status is OplogStatus.VALID and oplog.op in (OP_ROLE, OP_DEVICE):
             self.governance.apply(oplog)
         return status
+
+
+class _FoldIndex:
+    """A fold's role and device oplogs by the peer they are about, and its promotions."""
+
+    __slots__ = ("by_object", "promotions")
+
+    def __init__(self, oplogs: Iterable[Oplog]) -> None:
+        self.by_object: dict[bytes, list[Oplog]] = {}
+        self.promotions: list[Oplog] = []
+        for o in oplogs:
+            if o.op == OP_GENESIS:
+                continue
+            self.by_object.setdefault(o.object_id, []).append(o)
+            if o.op == OP_ROLE and _promotes(o):
+                self.promotions.append(o)
+
+
+def _promotes(oplog: Oplog) -> bool:
+    try:
+        return decode_role(oplog)[1] is Role.MASTER
+    except InvalidOplogError:
+        return False
 
 
 def build_governance(info: TopicInfo, oplogs: Iterable[Oplog]) -> Fold:

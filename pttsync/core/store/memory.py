@@ -33,7 +33,7 @@ from ..oplogcodec import encode_oplog
 from .batch import Held, plan_batch
 from .database import SCHEMA_VERSION
 from .memtree import MemoryTree
-from .overlay import pairs, split
+from .overlay import Overlay, Same, pairs, split
 from .protocol import (
     MAX_FAILED,
     BatchResult,
@@ -45,7 +45,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, MutableMapping
+    from collections.abc import Hashable, Iterable, Iterator, MutableMapping
 
     from ..topic import TopicInfo
 
@@ -293,6 +293,19 @@ class MemoryStore:
         # and an index by op cost a simulated peer 35 bytes an oplog.
         found = sorted((k, s) for k, s in pairs(t.oplogs) if lo <= s.oplog.op < hi)
         return [s for _, s in found]
+
+    def range_key(self, topic_id: bytes, lo: int, hi: int) -> Hashable | None:
+        """The shared base the oplogs overlay (the same object: `Same`), and this
+        copy's own changes in the range: the copies it holds or hides there."""
+        oplogs = self._t(topic_id).oplogs
+        if not isinstance(oplogs, Overlay):
+            return None
+        base = oplogs.base
+        own = frozenset(
+            (s.oplog.hash, s.status) for s in oplogs.own.values() if lo <= s.oplog.op < hi
+        )
+        hidden = frozenset(k for k in oplogs.hidden if lo <= base[k].oplog.op < hi)
+        return (Same(base), lo, hi, own, hidden)
 
     def since(self, topic_id: bytes, time: int, chunk: int = 2000) -> Iterator[StoredOplog]:
         t = self._t(topic_id)

@@ -112,6 +112,23 @@ class Overlay(MutableMapping[K, V]):
         return Overlay(self.base, dict(self.own), set(self.hidden))
 
 
+class Same:
+    """A frozen base as part of a dict key: equal to another `Same` exactly when both
+    hold the very same base (a key holding it keeps it alive, so no other object
+    can come to have its id)."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: object) -> None:
+        self.base = base
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Same) and other.base is self.base
+
+    def __hash__(self) -> int:
+        return id(self.base)
+
+
 def split(container: MutableMapping[K, V]) -> tuple[Overlay[K, V], Overlay[K, V]]:
     """(What the owner of `container` goes on with, an independent copy of it.)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from ...errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Hashable, Iterable, Iterator
 
     from ..merkle import Leaf, MerkleTree
     from ..oplog import Oplog, OplogStatus
@@ -160,6 +160,15 @@ class Store(Protocol):
 
     def by_op_range(self, topic_id: bytes, lo: int, hi: int) -> list[StoredOplog]:
         """Every oplog with lo <= op < hi."""
+        ...
+
+    def range_key(self, topic_id: bytes, lo: int, hi: int) -> Hashable | None:
+        """A value that two stores share only if `by_op_range` gives both the same
+        oplog copies, found without reading them; None if the store has none.
+
+        Copies of one memory store share theirs until one changes that range, so
+        replicas opened on them share one governance fold (replica.py) instead of
+        reading and folding every member's ROLE oplog each."""
         ...
 
     def since(self, topic_id: bytes, time: int, chunk: int = 2000) -> Iterator[StoredOplog]:

@@ -54,7 +54,7 @@ from .sqliteaudit import consistency, count_oplogs, quarantined, raw_records, se
 from .sqlitetree import IN_CHUNK, SqliteTreeStorage, leaf
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Hashable, Iterable, Iterator
 
     from ..oplog import Oplog, OplogStatus
 
@@ -322,6 +322,10 @@ class SqliteStore:
     def by_op_range(self, topic_id: bytes, lo: int, hi: int) -> list[StoredOplog]:
         """Every oplog with lo <= op < hi (the governance ops have an index)."""
         return self._records(topic_id, " AND op>=? AND op<?", lo, hi)
+
+    def range_key(self, topic_id: bytes, lo: int, hi: int) -> Hashable | None:
+        """None: a database on disk is its own (one replica opens it)."""
+        return None
 
     def since(self, topic_id: bytes, time: int, chunk: int = 2000) -> Iterator[StoredOplog]:
         """Every oplog (any status) with update time >= `time`, read in chunks."""
