@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import RemoteProtocolError
 from .. import codec
+from ..memo import remember
 from ..merkle import (
     CALENDAR_LEVELS,
     FANOUT,
@@ -132,6 +133,13 @@ def window_digest(leaves: Sequence[Leaf]) -> bytes:
 
 _BSTR32 = codec.head(2, 32)
 
+MAX_SHARED_BASES = 64
+_BASES: dict[tuple[bytes, int], RoundBasis] = {}
+"""Round bases by (tree digest, hour), shared by every view of a process.  A digest
+stands for the valid leaves, so equal keys mean equal bases: the thousand peers of
+a simulation, which hold one governance (a ROLE oplog per member, all in one hour)
+and mostly the same writes, compute each basis once, not once a peer."""
+
 
 def node_range(level: int, depth: int, start: int) -> tuple[int, int]:
     """The [start, end) a ref names.
@@ -228,9 +236,12 @@ class TreeView:
         key = (self.tree.digest(), hs)
         if self._basis is not None and self._basis[0] == key:
             return self._basis[1]
-        nodes = self.tree_list(to_sync_time)
-        window = self.leaves(hs, window_end(to_sync_time))
-        basis = RoundBasis(nodes, list_digest(nodes), window, window_digest(window))
+        basis = _BASES.get(key)  # another view's, of a tree with the same digest
+        if basis is None:
+            nodes = self.tree_list(to_sync_time)
+            window = self.leaves(hs, window_end(to_sync_time))
+            basis = RoundBasis(nodes, list_digest(nodes), window, window_digest(window))
+            remember(_BASES, key, basis, MAX_SHARED_BASES)
         self._basis = (key, basis)
         return basis
 
