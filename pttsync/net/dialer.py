@@ -74,14 +74,11 @@ class Dialer:
             busy = self.dialing | {ln.address for ln in self.links.values()}
             busy |= {ln.listen for ln in self.links.values()}
             outbound = sum(1 for ln in self.links.values() if ln.direction is Direction.OUTBOUND)
-            full = False  # no room to dial: wait for a link or a dial to end, not for the clock
-            for entry in self.book.due(now):
-                full = (
-                    outbound + len(self.dialing) >= max(1, cfg.max_peers // 2)
-                    or len(self.links) + len(self.dialing) >= cfg.max_peers
-                    or len(self.dialing) >= MAX_CONCURRENT_DIALS
-                )
-                if full:
+            # No room to dial: wait for a link or a dial to end, not for the clock (and
+            # do not sort the whole book, up to a thousand addresses, for nothing).
+            full = self._no_room(outbound)
+            for entry in () if full else self.book.due(now):
+                if full := self._no_room(outbound):
                     break
                 if entry.peer_id == self.peer_id or entry.address == self.listen_address():
                     entry.next_try = math.inf
@@ -96,6 +93,15 @@ class Dialer:
             wake = now + 60 if full or nxt is None or math.isinf(nxt) else max(nxt, now + 0.05)
             with trio.move_on_at(wake):
                 await self.changed.wait()
+
+    def _no_room(self, outbound: int) -> bool:
+        """Whether a dial now would exceed the outbound share, the peers or the dials."""
+        cfg = self.config
+        return (
+            outbound + len(self.dialing) >= max(1, cfg.max_peers // 2)
+            or len(self.links) + len(self.dialing) >= cfg.max_peers
+            or len(self.dialing) >= MAX_CONCURRENT_DIALS
+        )
 
     async def _dial(self, address: str, expect: bytes | None) -> None:
         try:

@@ -62,7 +62,7 @@ def name_of(peer: int) -> str:
     return f"peer{peer}"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # one object per peer: `in` and `==` by identity, fast
 class Peer:
     """One simulated peer across its incarnations."""
 
