@@ -175,9 +175,11 @@ class LazyPush:
         caller wakes its timer if `next_wake` moved earlier).  Returns the ones
         this node holds already (valid), which the announcer need not be told of."""
         lately = self._lately
-        here = [oid for oid in oplog_ids if lately(oid)]
-        if here:
-            oplog_ids = [oid for oid in oplog_ids if not lately(oid)]
+        here: list[bytes] = []
+        lacking: list[bytes] = []
+        for oid in oplog_ids:
+            (here if lately(oid) else lacking).append(oid)
+        oplog_ids = lacking
         new = [oid for oid in oplog_ids if oid not in self._missing]
         held = self._holds(new) if new else set()
         for oid in oplog_ids:

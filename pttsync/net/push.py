@@ -288,10 +288,17 @@ class PushRouter:
         now = self._clock()
         gov = self.replica.fold.governance
         tid, admits = self.topic_id, self._admits
-        members = [ln for ln in links if tid in ln.topics and admits(ln.peer_id, now)]
-        mesh = [ln for ln in members if self.routes.in_mesh(ln.peer_id)]
-        eager = [ln for ln in mesh if self.lazy.eager(ln.peer_id)]
-        lazy = [ln for ln in mesh if not self.lazy.eager(ln.peer_id)]
+        members: list[PeerLink] = []
+        mesh: list[PeerLink] = []
+        eager: list[PeerLink] = []
+        lazy: list[PeerLink] = []
+        in_mesh, is_eager = self.routes.in_mesh, self.lazy.eager
+        for ln in links:  # one pass: this runs once a batch, on every link
+            if tid in ln.topics and admits(ln.peer_id, now):
+                members.append(ln)
+                if in_mesh(ln.peer_id):
+                    mesh.append(ln)
+                    (eager if is_eager(ln.peer_id) else lazy).append(ln)
         peers: dict[bytes, PeerLink] = {}
         queued: dict[tuple[bytes, bool], list[tuple[bytes, Holders]]] = {}  # -> (record, holders)
         for oplog, status in batch:
