@@ -21,9 +21,15 @@ The public API is exactly what this module re-exports.  The layers:
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# A library logs and leaves the handlers to the program (the CLI sets its own):
+# without this, a program that configures no logging got Python's last-resort
+# handler, and `simulate(...)` printed every simulated peer's join warnings.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # The public API, loaded on first use (PEP 562): `import pttsync.signer` in a
 # signing worker, or any one command, no longer imports the network, the

@@ -419,3 +419,26 @@ def test_sigterm_under_trio_with_sigint_ignored_ends_cleanly(tmp_path: Path) -> 
             proc.communicate()
     assert proc.returncode == 143, err
     assert b"Traceback" not in err and err.endswith(b"pttsync: terminated\n"), err
+
+
+def test_the_library_prints_no_log_records_unless_the_program_asks() -> None:
+    """Was: `simulate(...)` from a program with no logging configured printed each
+    simulated peer's "cannot join" warnings (Python's last-resort handler).  The
+    library's loggers end in a NullHandler; a program's own config still gets them."""
+    code = (
+        "import logging, sys, pttsync\n"
+        "log = logging.getLogger('pttsync.net.addressbook')\n"
+        "log.warning('not shown')\n"
+        "if sys.argv[1] == 'configured':\n"
+        "    logging.basicConfig(format='%(name)s: %(message)s')\n"
+        "    log.warning('shown')\n"
+    )
+    for mode, expect in (("bare", ""), ("configured", "pttsync.net.addressbook: shown\n")):
+        done = subprocess.run(
+            [sys.executable, "-c", code, mode],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0 and done.stderr == expect, done.stderr
