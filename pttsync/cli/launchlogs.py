@@ -87,14 +87,20 @@ class _Log:
         with f:
             st = os.fstat(f.fileno())
             self.inode = st.st_ino
-            if tail is not None:
-                f.seek(_tail_start(f, st.st_size, tail))
-            for raw in f:
+            start = _tail_start(f, st.st_size, tail) if tail is not None else 0
+            f.seek(start)
+            # Only what was there when it was opened: what a peer writes meanwhile
+            # is `new`'s, once (the catch-up is read lazily, as it is merged).
+            left = st.st_size - start
+            for line in f:
+                if left <= 0:
+                    break
+                raw, left = line[:left], left - len(line)
                 if raw.endswith(b"\n"):
                     yield _text(raw)
                 else:
                     self.partial = raw
-            self.offset = f.tell()
+            self.offset = st.st_size
 
     def new(self) -> list[str]:
         """The lines written since the last look."""
@@ -200,14 +206,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
         for n, (key, line) in enumerate(stamped(_now(log, args.tail, args.follow))):
             yield key, i, n, line
 
-    for _key, i, _n, line in heapq.merge(*(keyed(i, log) for i, log in enumerate(logs))):
-        emit(logs[i], [line])
-    sys.stdout.flush()
-    if args.follow:
-        try:
+    try:
+        for _key, i, _n, line in heapq.merge(*(keyed(i, log) for i, log in enumerate(logs))):
+            emit(logs[i], [line])
+        sys.stdout.flush()
+        if args.follow:
             _follow(logs, emit)
-        except KeyboardInterrupt:
-            return 0  # Ctrl-C is how following ends
+    except KeyboardInterrupt:
+        if not args.follow:
+            raise
+        return 0  # Ctrl-C is how following ends, during the catch-up too
     return 0
 
 
