@@ -111,11 +111,12 @@ def children_of(pid: int) -> set[int]:
 
 def gen_with_worker(d: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
     """A long `gen` whose signing worker and resource tracker have started."""
-    proc = subprocess.Popen(
-        [*PTTSYNC, *GEN, "--data", str(d), "--count", "1000000"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with (d.parent / "gen.stderr").open("wb") as err:  # shown if the test fails
+        proc = subprocess.Popen(
+            [*PTTSYNC, *GEN, "--data", str(d), "--count", "1000000"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     deadline = time.monotonic() + 30
     while len(kids := children_of(proc.pid)) < 2:  # the worker and the resource tracker
         assert proc.poll() is None and time.monotonic() < deadline, "gen's worker never started"
@@ -138,7 +139,8 @@ def test_gen_leaves_no_helper_process_behind(root: Path, how: signal.Signals) ->
     try:
         os.kill(proc.pid, how)
         code = proc.wait(timeout=30)
-        assert code == (143 if how == signal.SIGTERM else -signal.SIGKILL)
+        said = (d.parent / "gen.stderr").read_text(errors="replace")[-2000:]
+        assert code == (143 if how == signal.SIGTERM else -signal.SIGKILL), said
         assert wait_gone(kids, 10) == set()
     finally:
         if proc.poll() is None:
