@@ -442,3 +442,34 @@ def test_the_library_prints_no_log_records_unless_the_program_asks() -> None:
             timeout=60,
         )
         assert done.returncode == 0 and done.stderr == expect, done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--log-format", "json", "put"],  # before the command
+        ["put", "--log-format=json"],  # after it
+        ["--log-format", "json", "nosuch"],  # no such command
+    ],
+)
+def test_a_bad_command_line_is_one_json_line_too(argv: list[str]) -> None:
+    """Was: argparse's usage and error came as text even with --log-format json."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pttsync", *argv],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    [record] = json_lines(done.stderr)
+    assert record["level"] == "ERROR" and record["exit_code"] == 2
+    assert str(record["message"]).startswith(("pttsync put: ", "pttsync: argument COMMAND"))
+    assert str(record["usage"]).startswith("usage: pttsync")
+
+
+def test_a_bad_command_line_is_text_without_json() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pttsync", "put", "--data"],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: pttsync put ")
+    assert done.stderr.endswith("pttsync put: error: argument --data: expected one argument\n")

@@ -15,7 +15,6 @@ NodeNotRunningError is a LocalError, fixed by the caller starting one),
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -28,16 +27,17 @@ from .. import __version__
 from ..errors import LocalError, PttsyncError
 from . import client, demo, documents, gen, init, inspect, launch, log, run, simulate, sync, watch
 from .logformat import StderrHandler, formatter
-from .options import CommandParser, add_common, merge_common
+from .options import CommandParser, TopParser, add_common, json_usage_errors, merge_common
 from .output import configure_output, end_live_line, json_stderr
 from .triorun import Terminated
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Iterator, Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = TopParser(
         prog="pttsync",
         description="A peer-to-peer oplog sync engine after PTT.ai's PIP-11.",
     )
@@ -135,6 +135,7 @@ def _terminate(_signum: int, _frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    json_usage_errors(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     merge_common(args)
     with _logging(args.verbose, args.quiet, args.log_format):

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import math
-from typing import TYPE_CHECKING, Any, TypeAlias
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from ..core.timeutil import parse_iso
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     Subparsers: TypeAlias = "argparse._SubParsersAction[CommandParser]"
     Handler: TypeAlias = "Callable[[argparse.Namespace], int]"
@@ -122,12 +124,52 @@ def add_common(p: argparse.ArgumentParser, *, top: bool) -> list[argparse.Action
     return [verbose, quiet, log_format]
 
 
+class _UsageErrors:
+    json = False  # the command line asks for --log-format json (json_usage_errors)
+
+
+def json_usage_errors(argv: Sequence[str]) -> None:
+    """Make a bad command line's error one JSON record if `argv` asks for --log-format
+    json (before or after the command): it comes before logging is set up."""
+    words = list(itertools.takewhile(lambda a: a != "--", argv))
+    _UsageErrors.json = "--log-format=json" in words or any(
+        a == "--log-format" and b == "json" for a, b in itertools.pairwise(words)
+    )
+
+
+def usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """argparse's error: the usage and the error, exit 2; or, with --log-format json,
+    one JSON record (level ERROR, exit_code 2, the usage in `usage`)."""
+    if not _UsageErrors.json:
+        parser.print_usage(sys.stderr)
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+    from .logformat import JsonFormatter  # noqa: PLC0415 - only for this error
+
+    record = logging.makeLogRecord(
+        {"name": "pttsync", "levelno": logging.ERROR, "levelname": "ERROR",
+         "msg": f"{parser.prog}: {message}", "exit_code": 2,
+         "usage": parser.format_usage().strip()}
+    )  # fmt: skip
+    print(JsonFormatter().format(record), file=sys.stderr, flush=True)
+    parser.exit(2)
+
+
+class TopParser(argparse.ArgumentParser):
+    """`pttsync`'s own parser: its usage errors as `usage_error` gives them."""
+
+    def error(self, message: str) -> NoReturn:
+        usage_error(self, message)
+
+
 class CommandParser(argparse.ArgumentParser):
     """A subcommand's parser: it takes -v, -q and --log-format too (see the module text)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._common = add_common(self, top=False)
+
+    def error(self, message: str) -> NoReturn:
+        usage_error(self, message)
 
     def _common_last(self) -> None:
         """List the common options after the command's own, in the usage line."""
