@@ -8,8 +8,9 @@ stderr while it runs if that is a terminal.  The simulated nodes log only
 errors, unless -v: their warnings are what the injected faults cause.
 Exit status 0 if every invariant holds, 1 if one is violated (the seed,
 the command that reproduces the run and the trace go to stderr), 2 for bad
-arguments.  The options map onto `pttsync.SimConfig` one to one; a
-`--scenario` supplies settings the options then override.
+arguments, 143 when a SIGTERM stopped the run (no report).  The options
+map onto `pttsync.SimConfig` one to one; a `--scenario` supplies settings
+the options then override.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from .output import LiveLine, emit_json, tell
+from .triorun import Terminated, on_sigterm
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -360,7 +362,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from ..sim.plan import make_plan  # noqa: PLC0415
-    from ..sim.run import run_plan  # noqa: PLC0415
+    from ..sim.run import Stopped, Stopper, run_plan  # noqa: PLC0415
     from ..sim.scenarios import SCENARIOS  # noqa: PLC0415
     from ..sim.shrink import save_plan  # noqa: PLC0415
 
@@ -385,8 +387,14 @@ def _simulate(args: argparse.Namespace) -> int:
     bar = ProgressBar() if show and not args.quiet else None
     reproduce = f"pttsync simulate --plan {args.plan}" if args.plan else command_line(cfg)
     plan = plan if plan is not None else make_plan(cfg)
+    stopper = Stopper()  # SIGTERM stops the run where it is: no report, exit 143
     try:
-        report = run_plan(cfg, plan, progress=bar, reproduce=reproduce, profile=args.profile)
+        with on_sigterm(stopper.stop):
+            report = run_plan(
+                cfg, plan, progress=bar, reproduce=reproduce, profile=args.profile, stopper=stopper
+            )
+    except Stopped:
+        raise Terminated from None
     finally:
         if bar is not None:
             bar.close()

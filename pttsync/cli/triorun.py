@@ -13,6 +13,7 @@ returned, where main.py reports it (exit 143).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
 _T = TypeVar("_T")
 
@@ -65,3 +66,18 @@ def run_trio(async_fn: Callable[..., Awaitable[_T]], *args: Any) -> _T:
     if terminated:
         raise Terminated
     return results[0]
+
+
+@contextlib.contextmanager
+def on_sigterm(call: Callable[[], None]) -> Iterator[None]:
+    """Within: a SIGTERM calls `call()` (which must be signal-safe) and nothing else,
+    for a trio run that stops itself (the simulator's, whose run admits no watcher
+    task: it would change the run).  In other threads, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: call())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

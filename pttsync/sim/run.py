@@ -120,6 +120,41 @@ def simulate(
     return run_plan(cfg, plan, progress=progress, reproduce=reproduce, profile=profile)
 
 
+class Stopped(Exception):
+    """The run was stopped from outside (`Stopper.stop`) before it ended: no report."""
+
+
+class Stopper:
+    """Stops a run from outside it: `stop()` may be called from a signal handler
+    (`pttsync simulate` calls it on SIGTERM).  The run ends at once, without its
+    checks, and `run_plan` raises `Stopped`.  It adds no task to the run, so a run
+    that is not stopped is the very same run."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scope: trio.CancelScope | None = None
+
+    def stop(self) -> None:
+        self.stopped = True
+        token = self._token
+        if token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._cancel)  # signal-safe, thread-safe
+
+    def _cancel(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self, world: World) -> None:
+        """`world.run()`, cancelled by `stop()`."""
+        self._token = trio.lowlevel.current_trio_token()
+        with trio.CancelScope() as self._scope:
+            if self.stopped:
+                self._scope.cancel()
+            await world.run()
+
+
 def run_plan(
     cfg: SimConfig,
     plan: Plan,
@@ -127,6 +162,7 @@ def run_plan(
     progress: Callable[[Progress], None] | None = None,
     reproduce: str = "",
     profile: bool = False,
+    stopper: Stopper | None = None,
 ) -> SimReport:
     """Carry out `plan` (normally `make_plan(cfg)`) and report.
 
@@ -151,7 +187,12 @@ def run_plan(
             oplogcodec.decode_cache(DECODE_CACHE),
             few_collections(),
         ):
-            trio.run(world.run, clock=sim_clock())
+            if stopper is None:
+                trio.run(world.run, clock=sim_clock())
+            else:
+                trio.run(stopper.run, world, clock=sim_clock())
+                if stopper.stopped:
+                    raise Stopped("the simulation was stopped before it ended")
             phases.enter("checks")
             live = sorted((p for p in world.peers.values() if p.up), key=lambda p: p.index)
             verdict = check(world, live)
