@@ -129,6 +129,8 @@ _EXPORTS: dict[str, str] = {
     "SimConfig": ".sim",
     "SimReport": ".sim",
     "simulate": ".sim",
+    "Stopped": ".sim",
+    "Stopper": ".sim",
     "Watch": ".watching",
     "WatchOverflowError": ".watching",
     "watch": ".watching",
@@ -194,6 +196,8 @@ __all__ = [
     "SignatureError",
     "SimConfig",
     "SimReport",
+    "Stopped",
+    "Stopper",
     "Store",
     "StoreError",
     "StoredOplog",
@@ -330,6 +334,8 @@ if TYPE_CHECKING:
     from .net.serve import serve_node as serve_node
     from .sim import SimConfig as SimConfig
     from .sim import SimReport as SimReport
+    from .sim import Stopped as Stopped
+    from .sim import Stopper as Stopper
     from .sim import simulate as simulate
     from .watching import Watch as Watch
     from .watching import WatchOverflowError as WatchOverflowError

@@ -21,7 +21,7 @@ from __future__ import annotations
 from .fabric import Cut, Fabric, LinkModel, SimNetwork
 from .plan import Fault, FaultKind, Plan, SimConfig, Write, WriteKind, epidemic_rounds, make_plan
 from .report import SimReport
-from .run import deterministic_trio, run_plan, simulate
+from .run import Stopped, Stopper, deterministic_trio, run_plan, simulate
 
 __all__ = [
     "Cut",
@@ -33,6 +33,8 @@ __all__ = [
     "SimConfig",
     "SimNetwork",
     "SimReport",
+    "Stopped",
+    "Stopper",
     "Write",
     "WriteKind",
     "deterministic_trio",

@@ -114,10 +114,14 @@ def simulate(
     progress: Callable[[Progress], None] | None = None,
     reproduce: str = "",
     profile: bool = False,
+    stopper: Stopper | None = None,
 ) -> SimReport:
-    """Run the simulation `cfg` describes and check its invariants."""
+    """Run the simulation `cfg` describes and check its invariants (`Stopped` if
+    `stopper` stopped it first)."""
     plan = make_plan(cfg)
-    return run_plan(cfg, plan, progress=progress, reproduce=reproduce, profile=profile)
+    return run_plan(
+        cfg, plan, progress=progress, reproduce=reproduce, profile=profile, stopper=stopper
+    )
 
 
 class Stopped(Exception):
