@@ -37,7 +37,7 @@ from .report import SimReport
 from .world import World
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from .world import Progress
 
@@ -167,6 +167,7 @@ def run_plan(
     reproduce: str = "",
     profile: bool = False,
     stopper: Stopper | None = None,
+    instruments: Sequence[trio.abc.Instrument] = (),
 ) -> SimReport:
     """Carry out `plan` (normally `make_plan(cfg)`) and report.
 
@@ -177,7 +178,8 @@ def run_plan(
 
     With `profile`, the run is timed under cProfile and the report's
     `profile` holds the wall time per phase and the top cost centres
-    (profiling.py); without it, only the phases.
+    (profiling.py); without it, only the phases.  `instruments` are trio's,
+    for tools that count what the run does (tools/census_sim.py).
     """
     wall = time.perf_counter()
     phases = PhaseClock()
@@ -191,10 +193,11 @@ def run_plan(
             oplogcodec.decode_cache(DECODE_CACHE),
             few_collections(),
         ):
+            watch = list(instruments)  # they watch the run; they change nothing in it
             if stopper is None:
-                trio.run(world.run, clock=sim_clock())
+                trio.run(world.run, clock=sim_clock(), instruments=watch)
             else:
-                trio.run(stopper.run, world, clock=sim_clock())
+                trio.run(stopper.run, world, clock=sim_clock(), instruments=watch)
                 if stopper.stopped:
                     raise Stopped("the simulation was stopped before it ended")
             phases.enter("checks")
