@@ -118,7 +118,18 @@ def derive(
     best = held_copies(key, oplogs)
     if not best:
         return None
-    versions = [version_of(o, s) for o, s in best.values()]
+    return derive_versions(key, [version_of(o, s) for o, s in best.values()], resolver)
+
+
+def derive_versions(
+    key: str, versions: list[Version], resolver: Resolver | None = None
+) -> DocState:
+    """`derive` from the versions of the copies `held_copies` chose (one or more), for a
+    caller that decoded them already (history.py).
+
+    Raises:
+        UsageError: the resolver returned neither one of the heads nor a `Merged`.
+    """
     valid = [v for v in versions if not v.pending]
     superseded = {s for v in valid for s in supersedes(v)}
     heads = _newest_first(v for v in valid if v.oplog_id not in superseded)

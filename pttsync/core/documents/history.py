@@ -35,7 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from .. import codec
-from .derive import DocState, Resolver, Version, derive, held_copies, supersedes, version_of
+from .derive import (
+    DocState,
+    Resolver,
+    Version,
+    derive_versions,
+    held_copies,
+    supersedes,
+    version_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -134,10 +142,10 @@ def history(
     if not 1 <= limit <= MAX_LIMIT:
         raise UsageError(f"a history's limit is 1..{MAX_LIMIT:,}")
     held = held_copies(key, oplogs)
-    state = derive(key, held.values(), resolver)
-    if state is None:
+    if not held:
         return None
     versions = {oid: version_of(o, s) for oid, (o, s) in held.items()}
+    state = derive_versions(key, list(versions.values()), resolver)
     valid = [v for v in versions.values() if not v.pending]
     replay = _Replay(valid)
     heads = {v.oplog_id for v in state.heads}
