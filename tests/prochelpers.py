@@ -91,6 +91,16 @@ async def poll(condition: Callable[[], Any], seconds: float, what: str) -> None:
         raise AssertionError(f"not within {seconds} s: {what}") from None
 
 
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """`poll` for plain (not async) code: re-check another process's (or thread's)
+    state until `condition()` holds, for at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(0.01)
+
+
 def log_of(d: Path) -> str:
     path = d / "node.log"
     return path.read_text(errors="replace")[-4000:] if path.exists() else "(no node.log)"

@@ -39,7 +39,7 @@ from pttsync.net.controlwire import (
     parse_request,
 )
 
-from .prochelpers import PTTSYNC, append_fd, log_of, new_data_dir, short_root
+from .prochelpers import PTTSYNC, append_fd, log_of, new_data_dir, short_root, wait_for
 
 WAIT = 15.0  # seconds any one wait below may take before the test fails
 
@@ -326,10 +326,7 @@ def test_watch_sees_another_threads_put_and_closes_cleanly(node_dir: Path) -> No
     reader = threading.Thread(target=lambda: seen.extend(watch))
     reader.start()
     client.put("watched/3", 3)
-    deadline = time.monotonic() + WAIT
-    while not seen:  # another thread's progress: re-check it, within the deadline
-        assert time.monotonic() < deadline, "the reading thread saw no change"
-        time.sleep(0.01)
+    wait_for(lambda: bool(seen), WAIT, "the reading thread saw no change")
     watch.close()
     reader.join(WAIT)
     assert not reader.is_alive() and [c["key"] for c in seen] == ["watched/3"]
@@ -359,10 +356,7 @@ def test_one_reader_at_a_time(node_dir: Path) -> None:
     with Client(node_dir, timeout=WAIT).watch() as watch:
         reader = threading.Thread(target=lambda: list(watch))
         reader.start()
-        deadline = time.monotonic() + WAIT
-        while not watch._waiting:  # the reader is blocked in it
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: watch._waiting, WAIT, "the reader blocks in the watch")
         with pytest.raises(UsageError, match="one reader at a time"):
             watch.wait(timeout=0.01)
     reader.join(WAIT)

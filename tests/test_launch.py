@@ -36,10 +36,20 @@ from pttsync.cli.supervisor import GIVE_UP_AFTER
 from pttsync.errors import UsageError
 from pttsync.net.controlclient import control_call
 
-from .prochelpers import PTTSYNC, alive, append_fd, cli, free_ports, poll, read_until, short_root
+from .prochelpers import (
+    PTTSYNC,
+    alive,
+    append_fd,
+    cli,
+    free_ports,
+    poll,
+    read_until,
+    short_root,
+    wait_for,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Iterator
 
 
 Run = Any  # conftest's `run`: the CLI in process, (exit code, stdout, stderr)
@@ -215,14 +225,6 @@ def gone(pid: int) -> bool:
         return True
     except OSError:
         return not alive(pid)
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        time.sleep(0.05)
 
 
 def pttsync(*argv: str, seconds: float = 60) -> subprocess.CompletedProcess[str]:
