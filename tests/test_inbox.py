@@ -23,7 +23,8 @@ from pttsync.net.changes import wait_until
 from pttsync.net.config import NodeConfig
 from pttsync.net.inbox import MIN_PARALLEL, Inbox, Verifier, records_of
 from pttsync.net.serve import open_node
-from pttsync.net.wire import Push, encode_node_message
+from pttsync.net.wire import Push
+from pttsync.net.wirecodec import encode_node_message
 from pttsync.synthetic import populate
 
 from .prochelpers import short_root

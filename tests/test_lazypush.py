@@ -16,7 +16,8 @@ from pttsync.net.lazypush import MAX_ANNOUNCERS, MAX_QUEUED, LazyPush
 from pttsync.net.node import Node
 from pttsync.net.peer import PeerLink
 from pttsync.net.seen import SeenCache
-from pttsync.net.wire import MAX_IDS, IHave, IWant, Prune, decode_any, encode_node_message
+from pttsync.net.wire import MAX_IDS, IHave, IWant, Prune
+from pttsync.net.wirecodec import decode_any, encode_node_message
 
 from .nethelpers import all_agree, make_cluster, value_of, wait_until
 

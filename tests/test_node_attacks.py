@@ -30,7 +30,8 @@ from pttsync.net.addressbook import DEFAULT_MAX_ENTRIES
 from pttsync.net.dispatch import MAX_REFUSED_PUSHED
 from pttsync.net.network import MemoryNetwork
 from pttsync.net.transport import SecureChannel, secure_handshake
-from pttsync.net.wire import MAX_PEERS_LISTED, Hello, Peers, Push, encode_node_message
+from pttsync.net.wire import MAX_PEERS_LISTED, Hello, Peers, Push
+from pttsync.net.wirecodec import encode_node_message
 
 from .nethelpers import T0, Cluster, make_cluster, value_of, wait_until
 

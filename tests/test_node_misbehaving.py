@@ -20,7 +20,8 @@ from pttsync.core.sync.messages import Message
 from pttsync.core.sync.receiver import Receiver
 from pttsync.errors import ConnectionLostError, RemoteProtocolError
 from pttsync.net.transport import SecureChannel, secure_handshake
-from pttsync.net.wire import Hello, Push, encode_node_message
+from pttsync.net.wire import Hello, Push
+from pttsync.net.wirecodec import encode_node_message
 
 from .nethelpers import Cluster, make_cluster, value_of, wait_until
 

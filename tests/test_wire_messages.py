@@ -20,9 +20,8 @@ from pttsync.net.wire import (
     Push,
     Route,
     check_address,
-    decode_any,
-    encode_node_message,
 )
+from pttsync.net.wirecodec import decode_any, encode_node_message
 
 TOPIC = b"\x07" * 32
 PEER = b"\x09" * 32

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from pttsync.net import peer
-from pttsync.net.wire import decode_any
+from pttsync.net.wirecodec import decode_any
 from pttsync.sim import SimConfig
 from pttsync.sim.plan import make_plan
 from pttsync.sim.run import run_plan

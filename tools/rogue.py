@@ -61,7 +61,8 @@ from pttsync.net.controlclient import control_call
 from pttsync.net.peer import PeerLink
 from pttsync.net.serve import serve_node
 from pttsync.net.transport import SecureChannel, secure_handshake
-from pttsync.net.wire import MAX_PEERS_LISTED, Hello, Peers, Push, encode_node_message
+from pttsync.net.wire import MAX_PEERS_LISTED, Hello, Peers, Push
+from pttsync.net.wirecodec import encode_node_message
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import RemoteProtocolError
-from .wire import MAX_REASON, Bye, Hello, decode_any
+from .wire import MAX_REASON, Bye, Hello
+from .wirecodec import decode_any
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -55,7 +55,8 @@ from .door import AGENT
 from .network import Network, TcpNetwork
 from .peer import Direction, PeerLink
 from .transport import HANDSHAKE_TIMEOUT
-from .wire import MAX_REASON, Bye, Hello, Push, decode_any
+from .wire import MAX_REASON, Bye, Hello, Push
+from .wirecodec import decode_any
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -25,7 +25,7 @@ import trio
 
 from ..core.oplogcodec import decode_known, remember, verify_records
 from ..errors import ConnectionLostError, RemoteProtocolError
-from .wire import decode_any
+from .wirecodec import decode_any
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

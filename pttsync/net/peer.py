@@ -30,7 +30,8 @@ import trio
 from ..core.identity import peer_id_text
 from ..core.sync.msgcodec import encode_message
 from ..errors import ConnectionLostError, PttsyncError
-from .wire import AnyMessage, NodeMessage, encode_node_message
+from .wire import AnyMessage, NodeMessage
+from .wirecodec import encode_node_message
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

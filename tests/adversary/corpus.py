@@ -59,8 +59,8 @@ from pttsync.net.wire import (
     Prune,
     Push,
     Route,
-    encode_node_message,
 )
+from pttsync.net.wirecodec import encode_node_message
 
 from ..helpers import make_identity
 

@@ -53,7 +53,8 @@ from pttsync.errors import (
     UsageError,
 )
 from pttsync.net.controlwire import FIELDS, optional_field, parse_request, text_field
-from pttsync.net.wire import NodeMessage, decode_any, encode_node_message
+from pttsync.net.wire import NodeMessage
+from pttsync.net.wirecodec import decode_any, encode_node_message
 
 from . import cbormutate, corpus, formats, seeds
 from .engine import DecoderTarget, OracleError, plain

@@ -25,7 +25,8 @@ from pttsync.net.door import Door
 from pttsync.net.peer import Direction, PeerLink
 from pttsync.net.refusals import Refusals
 from pttsync.net.topicruntime import TopicRuntime
-from pttsync.net.wire import AnyMessage, Peers, decode_any
+from pttsync.net.wire import AnyMessage, Peers
+from pttsync.net.wirecodec import decode_any
 
 from ..synchelpers import TOPIC
 
