@@ -102,6 +102,7 @@ class LazyPush:
         self._last_sent: int | None = None  # when the outbox last went out
         self.max_missing = max_missing
         self._lazy: set[bytes] = set()  # peers we announce to instead of pushing
+        self.version = 0  # changes whenever `eager` may answer otherwise
         self._missing: OrderedDict[bytes, _Missing] = OrderedDict()  # oplog ID -> state
         self.prunes = 0  # links moved to lazy (either end)
         self.grafts = 0  # links moved back to eager (either end)
@@ -117,6 +118,7 @@ class LazyPush:
         if peer_id in self._lazy:
             return False
         self._lazy.add(peer_id)
+        self.version += 1
         self.prunes += 1
         return True
 
@@ -124,11 +126,13 @@ class LazyPush:
         """Make the link to `peer_id` eager again."""
         if peer_id in self._lazy:
             self._lazy.discard(peer_id)
+            self.version += 1
             self.grafts += 1
 
     def forget(self, peer_id: bytes) -> None:
         """A peer disconnected: its link starts eager if it comes back."""
         self._lazy.discard(peer_id)
+        self.version += 1
         self._queued -= len(self._outbox.pop(peer_id, ()))
         for state in self._missing.values():
             if peer_id in state.announcers:

@@ -277,6 +277,13 @@ class PushRouter:
         self.stats = stats
         self._admits = admits
         self._clock = clock
+        self._split_key: tuple[object, ...] = ()
+        self._split_links: tuple[list[PeerLink], list[PeerLink], list[PeerLink], list[PeerLink]] = (
+            [],
+            [],
+            [],
+            [],
+        )
 
     def push_batch(self, batch: Batch, links: list[PeerLink]) -> None:
         """Route a batch: valid oplogs over the push mesh, pending ones to their signers.
@@ -287,18 +294,7 @@ class PushRouter:
         """
         now = self._clock()
         gov = self.replica.fold.governance
-        tid, admits = self.topic_id, self._admits
-        members: list[PeerLink] = []
-        mesh: list[PeerLink] = []
-        eager: list[PeerLink] = []
-        lazy: list[PeerLink] = []
-        in_mesh, is_eager = self.routes.in_mesh, self.lazy.eager
-        for ln in links:  # one pass: this runs once a batch, on every link
-            if tid in ln.topics and admits(ln.peer_id, now):
-                members.append(ln)
-                if in_mesh(ln.peer_id):
-                    mesh.append(ln)
-                    (eager if is_eager(ln.peer_id) else lazy).append(ln)
+        members, mesh, eager, lazy = self._split(links, now)
         peers: dict[bytes, PeerLink] = {}
         queued: dict[tuple[bytes, bool], list[tuple[bytes, Holders]]] = {}  # -> (record, holders)
         for oplog, status in batch:
@@ -341,6 +337,38 @@ class PushRouter:
                     for body in chunk:  # not sent: the next relay may try again
                         held_by[body].discard(peer_id)
         self.send_announcements(links)
+
+    def _split(
+        self, links: list[PeerLink], now: int
+    ) -> tuple[list[PeerLink], list[PeerLink], list[PeerLink], list[PeerLink]]:
+        """The member links, the mesh links among them, and those eager and lazy.
+
+        Worked out once and kept until something it depends on changes: the
+        links, a link's topics, the governance, the second (membership is
+        judged by the second: `admits_now`), the mesh or a link's eagerness.
+        A batch goes out every push interval and the links rarely change
+        between two, so a batch no longer asks all four questions of every link.
+        """
+        key = (
+            self.replica.fold, now // 10**9, self.routes.version, self.lazy.version,
+            *links, *[ln.topics for ln in links],
+        )  # fmt: skip
+        if key == self._split_key:
+            return self._split_links
+        tid, admits = self.topic_id, self._admits
+        members: list[PeerLink] = []
+        mesh: list[PeerLink] = []
+        eager: list[PeerLink] = []
+        lazy: list[PeerLink] = []
+        in_mesh, is_eager = self.routes.in_mesh, self.lazy.eager
+        for ln in links:
+            if tid in ln.topics and admits(ln.peer_id, now):
+                members.append(ln)
+                if in_mesh(ln.peer_id):
+                    mesh.append(ln)
+                    (eager if is_eager(ln.peer_id) else lazy).append(ln)
+        self._split_key, self._split_links = key, (members, mesh, eager, lazy)
+        return self._split_links
 
     def send_announcements(self, links: Iterable[PeerLink]) -> None:
         """Send the queued announcements (lazypush.py) if they are due, leaving out

@@ -57,6 +57,7 @@ class Routes:
         self.rng = rng
         self.master = False  # this node is a master of the topic
         self._peers: dict[bytes, _Peer] = {}
+        self.version = 0  # changes whenever `in_mesh` may answer otherwise
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -91,6 +92,7 @@ class Routes:
         """A member peer connected: pick it for the mesh if ours is not full yet."""
         if peer_id in self._peers:
             return
+        self.version += 1
         p = self._peers[peer_id] = _Peer()
         if self.mesh_size and self._chosen() < self.mesh_size:
             p.mine = True
@@ -98,6 +100,7 @@ class Routes:
     def remove(self, peer_id: bytes) -> None:
         """A peer went away: if it was one of ours, pick another for the mesh."""
         p = self._peers.pop(peer_id, None)
+        self.version += 1
         if p is None or not p.mine or not self.mesh_size:
             return
         while self._chosen() < self.mesh_size:
@@ -112,6 +115,7 @@ class Routes:
         p = self._peers.get(peer_id)
         if p is not None:
             p.hops, p.theirs = min(hops, MAX_HOPS), mesh
+            self.version += 1
 
     def set_master(self, master: bool) -> None:
         self.master = master

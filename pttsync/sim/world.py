@@ -192,7 +192,7 @@ class World:
             verify_ahead=False,  # worker threads run in real time: virtual time would jump
             push_mesh=cfg.push_mesh, push_every=cfg.push_every, announce_every=cfg.announce_every,
             seed=derived_int(cfg.seed, "node", peer.index, peer.incarnation),
-            clock=trio_wall_clock(T0 + skew),
+            clock=trio_wall_clock(T0 + skew, trio.lowlevel.current_clock()),
         )  # fmt: skip
 
     def _bootstrap(self, peer: Peer, first: list[Peer] | None = None) -> tuple[str, ...]:

@@ -14,7 +14,6 @@ docs/pip-11/sync.md describes the flows.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
@@ -43,7 +42,8 @@ from .messages import (
 from .syncview import WINDOW_SPAN, TreeView
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Sequence
+    from types import TracebackType
 
     from ..identity import Identity
     from ..store import Store
@@ -54,8 +54,7 @@ MAX_BODY = MAX_FRAME_SIZE - 16 * 1024
 """Bytes of records or items put in one message; the rest of a frame is envelope."""
 
 
-@contextmanager
-def remote_input(penalty: int = 10) -> Iterator[None]:
+class remote_input:
     """The one boundary where what a peer sent is judged: its errors become its fault.
 
     Every state machine that remote messages drive (Requester.receive,
@@ -64,13 +63,29 @@ def remote_input(penalty: int = 10) -> Iterator[None]:
     topic refuses its whole message) is the peer's violation and leaves as a
     `RemoteProtocolError` with `penalty`; a RemoteProtocolError passes as it
     is.  Any other exception is a bug of ours and passes unchanged, loudly.
+    (A class, not a generator: it is entered once a message.)
     """
-    try:
-        yield
-    except RemoteProtocolError:
-        raise
-    except InvalidOplogError as exc:
-        raise RemoteProtocolError(str(exc), penalty=penalty) from exc
+
+    __slots__ = ("penalty",)
+
+    def __init__(self, penalty: int = 10) -> None:
+        self.penalty = penalty
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if (
+            exc is not None
+            and isinstance(exc, InvalidOplogError)
+            and not isinstance(exc, RemoteProtocolError)
+        ):
+            raise RemoteProtocolError(str(exc), penalty=self.penalty) from exc
 
 
 @dataclass(frozen=True, slots=True)
