@@ -169,8 +169,10 @@ class LazyPush:
 
     def next_wake(self) -> int | None:
         """The earliest of the next missing oplog's deadline and the outbox's (None: neither)."""
-        times = [t for t in (self.next_deadline(), self.outbox_due()) if t is not None]
-        return min(times, default=None)
+        deadline, due = self.next_deadline(), self.outbox_due()
+        if deadline is None or due is None:
+            return due if deadline is None else deadline
+        return min(deadline, due)
 
     # -- oplogs ------------------------------------------------------------------------
 

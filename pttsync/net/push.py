@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import operator
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import trio
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_RELAYED = 256  # pending oplogs routed again per anti-entropy tick
+
+_topics_of = operator.attrgetter("topics")
 
 
 class PushStats(Protocol):
@@ -351,7 +354,7 @@ class PushRouter:
         """
         key = (
             self.replica.fold, now // 10**9, self.routes.version, self.lazy.version,
-            *links, *[ln.topics for ln in links],
+            *links, *map(_topics_of, links),
         )  # fmt: skip
         if key == self._split_key:
             return self._split_links

@@ -96,15 +96,17 @@ class SeenCache:
             entry = entry.older
         return False
 
-    def held_by(self, oplog_id: bytes, peer_id: bytes) -> None:
+    def held_by(self, oplog_id: bytes, peer_id: bytes) -> bool:
         """`peer_id` holds the oplog as valid (it announced it): note it on the copy
-        this node holds as valid, if that is in the cache."""
+        this node holds as valid, if that is in the cache.  True if it was (so this
+        node stored the oplog as valid lately: `valid_here`)."""
         entry = self._map.get(oplog_id)
         while entry is not None:
             if _VALID_HERE in entry:
                 entry.add(peer_id)
-                return
+                return True
             entry = entry.older
+        return False
 
     def forget_peer(self, peer_id: bytes) -> None:
         """A peer disconnected: what we queued for it may never have arrived."""

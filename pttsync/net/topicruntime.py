@@ -120,7 +120,8 @@ class TopicRuntime:
         self.receivers: dict[bytes, Receiver] = {}
         self._round_events: dict[bytes, trio.Event] = {}
         self._credentials: tuple[object, int, list[Oplog]] | None = None
-        self._admitted_key: tuple[object, int] | None = None
+        self._admitted_fold: object = None  # what `_admitted` was judged by
+        self._admitted_second = -1
         self._admitted: dict[bytes, bool] = {}
         self.routes = Routes(push_mesh, self.rng)
         self.links = links
@@ -162,9 +163,9 @@ class TopicRuntime:
     def admits_now(self, peer_id: bytes, now: int | None = None) -> bool:
         """`admits` for push, remembered per governance and second (`now`, in ns, if
         the caller has read the clock already: once a batch, not once a link)."""
-        key = (self.replica.fold, (self.clock() if now is None else now) // 10**9)
-        if self._admitted_key != key:
-            self._admitted_key, self._admitted = key, {}
+        fold, second = self.replica.fold, (self.clock() if now is None else now) // 10**9
+        if fold is not self._admitted_fold or second != self._admitted_second:
+            self._admitted_fold, self._admitted_second, self._admitted = fold, second, {}
         known = self._admitted.get(peer_id)
         if known is None:
             known = self._admitted[peer_id] = self.admits(peer_id)
@@ -321,11 +322,17 @@ class TopicRuntime:
 
     def on_ihave(self, link: PeerLink, msg: IHave) -> None:
         """A peer announced oplogs (lazypush.py): wait for the ones this node lacks."""
-        if not self.admits_now(link.peer_id):
+        peer = link.peer_id
+        if not self.admits_now(peer):
             return
-        for oplog_id in self.lazy.announced(link.peer_id, list(msg.ids), self.clock()):
-            self.seen.held_by(oplog_id, link.peer_id)  # no need to announce it back
-        self._wake_timer_if_sooner()
+        # What arrived lately needs no waiting for, only noting that the peer holds it
+        # (no need to announce it back): one look at the seen-cache each.
+        held_by = self.seen.held_by
+        lacking = [oplog_id for oplog_id in msg.ids if not held_by(oplog_id, peer)]
+        if lacking:
+            for oplog_id in self.lazy.announced(peer, lacking, self.clock()):
+                held_by(oplog_id, peer)
+            self._wake_timer_if_sooner()
 
     def on_iwant(self, link: PeerLink, msg: IWant) -> None:
         """A peer asks for announced oplogs: send them, and push to it eagerly again."""

@@ -159,7 +159,8 @@ class Fabric:
         return value
 
     def is_cut(self, a: str, b: str, t: float) -> bool:
-        return any(cut.splits(a, b, t) for cut in self.cuts)
+        # Asked for every frame sent: without partitions, no generator to build.
+        return bool(self.cuts) and any(cut.splits(a, b, t) for cut in self.cuts)
 
     @property
     def in_flight(self) -> int:
