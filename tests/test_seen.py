@@ -65,6 +65,11 @@ def test_the_cache_keeps_what_the_model_keeps(steps: list[tuple[object, ...]]) -
                 cache.holders((oid, h))  # type: ignore[arg-type]
                 entry(oid, h)  # type: ignore[arg-type]
         assert len(cache) == len(model)
+        keys = [(oid, h) for oid in IDS for h in HASHES]
+        for peer in PEERS:
+            assert cache.not_held_by(peer, keys) == [
+                oid for oid, h in keys if peer not in dict(model.get(oid, [])).get(h, set())
+            ]
         for oid in IDS:
             for h in HASHES:
                 got = cache.get((oid, h))

@@ -385,7 +385,7 @@ class PushRouter:
             link = by_id.get(peer_id)
             if link is None or not self._admits(peer_id, now):
                 continue
-            ids = [oid for oid, h in keys if peer_id not in (self.seen.get((oid, h)) or ())]
+            ids = self.seen.not_held_by(peer_id, keys)
             for run in id_chunks(ids):
                 if link.try_send(IHave(self.topic_id, run)):
                     self.stats.announced += len(run)

@@ -108,6 +108,22 @@ class SeenCache:
             entry = entry.older
         return False
 
+    def not_held_by(self, peer_id: bytes, keys: list[tuple[bytes, bytes]]) -> list[bytes]:
+        """The oplog IDs of the copies `keys` that `peer_id` is not known to hold, in
+        order: `[oid for oid, h in keys if peer_id not in (get((oid, h)) or ())]`,
+        with the peer's slot looked up once (announcements ask it of every ID)."""
+        slot = self._slots.get(peer_id)
+        if slot is None:
+            return [oid for oid, _ in keys]
+        bit, found, out = 1 << slot, self._map.get, []
+        for oid, copy_hash in keys:
+            entry = found(oid)
+            while entry is not None and entry.hash != copy_hash:
+                entry = entry.older
+            if entry is None or not entry.mask & bit:
+                out.append(oid)
+        return out
+
     def forget_peer(self, peer_id: bytes) -> None:
         """A peer disconnected: what we queued for it may never have arrived."""
         self._slots.pop(peer_id, None)
