@@ -160,25 +160,27 @@ class _Connection:
     def other(self, side: str) -> str:
         return self.ends[1] if side == self.ends[0] else self.ends[0]
 
-    def send(self, side: str, item: bytes | int, depart: float) -> None:
-        """Put one item (bytes, or _EOF) on the wire at `depart`, or break the
-        connection trying.  Once a frame is lost for good, nothing sent after it
-        arrives: TCP delivers a stream in order or not at all."""
+    def send(self, out: _Pipe, item: bytes | int, depart: float) -> None:
+        """Put one item (bytes, or _EOF) on the wire at `depart` towards `out` (one
+        of this connection's pipes), or break the connection trying.  Once a frame
+        is lost for good, nothing sent after it arrives: TCP delivers a stream in
+        order or not at all."""
         if self.doomed_at < math.inf:
             return
-        out, _ = self.pipes(side)
         model, fabric = self.fabric.model, self.fabric
-        a, b = self.ends
-        t, rto = depart, self.rto
-        for attempt in range(model.max_retries + 1):
-            lost = fabric.is_cut(a, b, t) or (model.loss > 0 and self.rng.random() < model.loss)
-            if not lost:
-                break
-            if attempt == model.max_retries:
-                self.doom(t + rto)
-                return
-            t += rto
-            rto *= 2
+        t = depart
+        if model.loss > 0 or fabric.is_cut(*self.ends, t):  # else it goes at once
+            a, b = self.ends
+            rto = self.rto
+            for attempt in range(model.max_retries + 1):
+                lost = fabric.is_cut(a, b, t) or (model.loss > 0 and self.rng.random() < model.loss)
+                if not lost:
+                    break
+                if attempt == model.max_retries:
+                    self.doom(t + rto)
+                    return
+                t += rto
+                rto *= 2
         arrival = t + self.latency * (1 + model.jitter * self.rng.random())
         # Arrivals fall on the fabric's clock ticks (1 ms): frames due within one
         # tick are delivered by one delivery call (fabric.py), not one each.
@@ -223,7 +225,7 @@ class _End:
             self.out.tx_free = depart = start + len(item) / bandwidth
         self.traffic.messages_sent += 1
         self.traffic.bytes_sent += len(item)
-        conn.send(self.side, item, depart)
+        conn.send(self.out, item, depart)
         return now, depart
 
     async def send(self, item: bytes) -> None:
@@ -262,7 +264,7 @@ class _End:
         conn = self.connection
         conn.closed_sides += 1
         if not self.inn.broken:
-            conn.send(self.side, _EOF, trio.current_time())  # the FIN: lost or cut like a frame
+            conn.send(self.out, _EOF, trio.current_time())  # the FIN: lost or cut like a frame
 
 
 class SimStream(trio.abc.Stream):
