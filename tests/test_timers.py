@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -169,3 +169,26 @@ def test_calls_run_at_their_times_with_no_task_of_their_own() -> None:
 
     run(main, tick=0.001)
     assert ran == [("now", 0.0), ("soon", 0.001), ("late", pytest.approx(0.004))]
+
+
+def test_the_service_wakes_at_its_deadlines_without_a_cancelled_and_ends_with_the_run() -> None:
+    """A thousand turns of the service, each woken by its own deadline through a plain
+    reschedule (trio delivers a `Cancelled` without one), and the run still ends: its
+    end cancels the service as usual."""
+    turns = 0
+    real_reschedule = trio.lowlevel.reschedule
+
+    def counting(task: trio.lowlevel.Task, *args: Any) -> None:
+        nonlocal turns
+        turns += task.name == "pttsync.net.timers"
+        real_reschedule(task, *args)
+
+    async def main() -> None:
+        for i in range(1, 1001):
+            await sleep_until(i / 1000)
+        assert trio.current_time() == pytest.approx(1.0)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trio.lowlevel, "reschedule", counting)
+        run(main)
+    assert turns >= 1000

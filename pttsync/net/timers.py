@@ -90,12 +90,23 @@ class Timers:
 
     async def _serve(self) -> None:
         heap = self._heap
+        me = trio.lowlevel.current_task()
         while True:
             while heap and heap[0][2].task is None and heap[0][2].call is None:
                 heapq.heappop(heap)  # woken early (an alarm rung) or cancelled
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
                 self._scope = scope
-                await trio.sleep_forever()
+
+                def wake(_: object, scope: trio.CancelScope = scope) -> trio.lowlevel.Abort:
+                    # Its own deadline wakes the service like a reschedule: no
+                    # `Cancelled` raised and caught once a turn.  Any other
+                    # cancellation (the run ending) is delivered as usual.
+                    if scope.cancel_called and trio.current_time() >= scope.deadline:
+                        trio.lowlevel.reschedule(me)
+                        return trio.lowlevel.Abort.FAILED
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                await trio.lowlevel.wait_task_rescheduled(wake)
             self._scope = None
             now = trio.current_time()
             while heap and heap[0][0] <= now:
