@@ -1142,3 +1142,28 @@ def test_replicas_on_one_governance_share_its_fold_until_theirs_changes() -> Non
     handler(a2).handle(enc(late), T0 + 201)
     assert a2.fold is not b2.fold and late.oplog_id in a2.fold.status
     assert b2.fold.status == before and b2.fold.governance.user_of(EVE.peer_id, T0 + 300) is None
+
+
+def test_a_built_fold_remembers_its_verdicts_and_a_changed_one_judges_afresh() -> None:
+    """`Fold.assess` (what a replica judges a document oplog by) gives what `assess`
+    gives, for each copy, remembered by the copy's hash on the fold: a member's write
+    pending, then valid once a master signs it; a stranger's refused, every time; and
+    after a governance change (a new fold) the same copy judged again, afresh."""
+    info = topic()
+    r = found(info)
+    grant(r, ALICE, Role.MEMBER, T0 + S)
+    fold = r.fold
+    w = write(ALICE, info, T0 + 2 * S)
+    assert r.assess(w) is OplogStatus.PENDING
+    signed = masters_sign(w, [M1], T0 + 3 * S)
+    assert r.assess(signed) is OplogStatus.VALID
+    assert fold._assessed == {w.hash: OplogStatus.PENDING, signed.hash: OplogStatus.VALID}
+    for _ in range(2):
+        with pytest.raises(NotAuthorizedError):
+            r.assess(write(STRANGER, info, T0 + 2 * S))
+    assert len(fold._assessed) == 2  # a refusal is not remembered
+    grant(r, ALICE, Role.NONE, T0 + S + 1)  # ALICE is out before she wrote
+    assert r.fold is not fold and r.fold._assessed is None
+    with pytest.raises(NotAuthorizedError):
+        r.assess(signed)
+    assert fold.copy()._assessed is None

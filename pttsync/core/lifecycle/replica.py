@@ -90,7 +90,7 @@ class Replica:
             NotAuthorizedError, MalformedOplogError: it is not acceptable here.
         """
         if not is_governance_op(oplog.op) or oplog.op == OP_GENESIS:
-            return assess(oplog, self.fold.governance)
+            return self.fold.assess(oplog)  # remembered: the fold is built, never changed
         fold = extend_fold(self.fold, [*with_governance, oplog])
         status = fold.status.get(oplog.oplog_id)
         if status is None:

@@ -148,6 +148,10 @@ def _too_many_masters(gov: Governance, oplog: Oplog) -> bool:
 # Folding the governance oplogs into a timeline.
 
 
+MAX_ASSESSED = 65536
+"""Statuses a fold remembers (`Fold.assess`): about 6 MB at most, per governance."""
+
+
 @dataclass(slots=True)
 class Fold:
     """A timeline and the verdict on every governance oplog folded into it.
@@ -164,6 +168,9 @@ class Fold:
     # Made on first use, dropped by `append`: a fold shared by a thousand replicas
     # answers every node's Hello credentials without a scan each (credentials()).
     _index: _FoldIndex | None = field(default=None, compare=False, repr=False)
+    # The statuses `assess` gave under this governance, by the oplog copy's hash
+    # (see `assess`): dropped by `append`, never copied.
+    _assessed: dict[bytes, OplogStatus] | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> Fold:
         """An independent copy, to fold more oplogs into."""
@@ -171,6 +178,27 @@ class Fold:
             self.governance.copy(), dict(self.status), dict(self.refused), dict(self.oplogs),
             self.last,
         )  # fmt: skip
+
+    def assess(self, oplog: Oplog) -> OplogStatus:
+        """`assess(oplog, self.governance)`, remembered by the copy's hash.
+
+        Only for a built fold, which is never changed again (a change goes to a
+        copy: `extend_fold`), so the status of one copy under it never changes;
+        and a fold is shared by every replica of a process opened on the same
+        governance, so a simulated network judges each copy once, not once a
+        peer.  A refusal is not remembered (it raises each time).  At most
+        `MAX_ASSESSED` are kept: then they are forgotten and made again.
+        """
+        memo = self._assessed
+        if memo is None:
+            memo = self._assessed = {}
+        status = memo.get(oplog.hash)
+        if status is None:
+            status = assess(oplog, self.governance)
+            if len(memo) >= MAX_ASSESSED:
+                memo.clear()
+            memo[oplog.hash] = status
+        return status
 
     def holds(self, oplog: Oplog) -> bool:
         """True if this very copy of `oplog` is already folded in."""
@@ -193,7 +221,7 @@ class Fold:
 
     def append(self, oplog: Oplog) -> OplogStatus | None:
         """Fold one oplog at the end (see `can_append`); its status, None if refused."""
-        self._index = None
+        self._index = self._assessed = None
         self.oplogs[oplog.oplog_id] = oplog
         self.last = (oplog.create_time, oplog.oplog_id)
         try:
