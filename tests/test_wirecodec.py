@@ -135,3 +135,12 @@ def test_the_version_is_checked_before_the_shape() -> None:
     bad = codec.dumps({"v": V + 1, "t": 37, "tp": TOPIC, "ids": "not a list"})
     with pytest.raises(RemoteProtocolError, match="protocol version"):
         decode_any(bad)
+
+
+def test_a_huge_type_number_is_refused_without_printing_it_whole() -> None:
+    """A bignum type number (tag 2, thousands of digits) is an unknown type, said
+    briefly: not a `ValueError` from converting it to text."""
+    huge = 10**6000
+    frame = cbor2.dumps({"t": huge, "v": V})
+    with pytest.raises(RemoteProtocolError, match="unknown message type <a very large integer>"):
+        decode_any(frame)

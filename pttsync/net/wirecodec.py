@@ -312,7 +312,7 @@ def decode_any(data: bytes) -> AnyMessage:
             raise RemoteProtocolError(f"unsupported protocol version {codec._short(version)}")
         spec = _DECODERS.get(raw_type)
         if spec is None:
-            raise RemoteProtocolError(f"unknown message type {raw_type}")
+            raise RemoteProtocolError(f"unknown message type {codec._short(raw_type)}")
         name, order, decode = spec
         if tuple(m) != order:
             codec.check_keys(m, frozenset(order), name)  # unknown, missing
