@@ -34,8 +34,10 @@ given the time (nanoseconds).  Everything is bounded: the IDs missing at a
 time (`max_missing`; beyond it, anti-entropy repairs), the announcers
 remembered for each (`MAX_ANNOUNCERS`), and the announcements queued
 (`MAX_QUEUED`).  What arrived lately, valid, is the seen-cache's to say
-(`lately`, net/seen.py), so that the announcements of what the tree brought
-first cost no store lookup and no table of their own.
+(net/seen.py), so that the announcements of what the tree brought first
+cost no store lookup and no table of their own: the node's topic runtime
+asks it before it calls `announced`, noting the announcer as a holder in
+the same look; a caller that does not may pass it as `lately`.
 """
 
 from __future__ import annotations

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from .seen import Holders, SeenCache
 
     Batch: TypeAlias = list[tuple[Oplog, OplogStatus]]
+    # members, mesh, eager, lazy (PushRouter._split)
+    Split: TypeAlias = tuple[list[PeerLink], list[PeerLink], list[PeerLink], list[PeerLink]]
 
 log = logging.getLogger(__name__)
 
@@ -281,12 +283,7 @@ class PushRouter:
         self._admits = admits
         self._clock = clock
         self._split_key: tuple[object, ...] = ()
-        self._split_links: tuple[list[PeerLink], list[PeerLink], list[PeerLink], list[PeerLink]] = (
-            [],
-            [],
-            [],
-            [],
-        )
+        self._split_links: Split = ([], [], [], [])
 
     def push_batch(self, batch: Batch, links: list[PeerLink]) -> None:
         """Route a batch: valid oplogs over the push mesh, pending ones to their signers.
@@ -341,9 +338,7 @@ class PushRouter:
                         held_by[body].discard(peer_id)
         self.send_announcements(links)
 
-    def _split(
-        self, links: list[PeerLink], now: int
-    ) -> tuple[list[PeerLink], list[PeerLink], list[PeerLink], list[PeerLink]]:
+    def _split(self, links: list[PeerLink], now: int) -> Split:
         """The member links, the mesh links among them, and those eager and lazy.
 
         Worked out once and kept until something it depends on changes: the

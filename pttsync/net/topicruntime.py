@@ -127,7 +127,7 @@ class TopicRuntime:
         self.links = links
         me = identity.peer_id
         self.lazy = LazyPush(
-            self._holds_valid, lately=self.seen.valid_here, timeout=lazy_timeout,
+            self._holds_valid, timeout=lazy_timeout,  # on_ihave asks the seen-cache first
             announce_every=announce_every,
         )  # fmt: skip
         self._alarm = Alarm()  # the lazy timer's wake-up (timers.py)
