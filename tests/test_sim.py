@@ -815,7 +815,11 @@ def test_the_cli_profiles_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert "wall time by phase" in out and "top modules by own time" in out
     for phase in ("setup", "writes", "quiescence", "hold", "checks"):
         assert f"\n  {phase} " in out
-    assert "pttsync." in out.split("top functions by own time")[1]
+    # A run this small is mostly trio and the start-up collection; the CI's busy
+    # process once ranked no function of ours in the top 15.  Summed by module,
+    # our code always shows.
+    modules = out.split("top modules by own time")[1].split("top functions by own time")[0]
+    assert "pttsync." in modules
 
     assert main([*argv, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -61,21 +61,17 @@ def cost_centres(profiler: cProfile.Profile, top: int = TOP) -> dict[str, list[d
     modules: dict[str, list[float]] = {}
     for (path, line, name), (_, calls, own, total, _callers) in stats.items():
         where = _module(path)
-        functions.append(
-            {
-                "function": f"{where}:{line}({name})",
-                "calls": calls,
-                "own_s": round(own, 3),
-                "total_s": round(total, 3),
-            }
-        )
+        functions.append((own, f"{where}:{line}({name})", calls, total))
         acc = modules.setdefault(where, [0.0, 0])
         acc[0] += own
         acc[1] += calls
-    functions.sort(key=lambda f: -f["own_s"])
+    functions.sort(key=lambda f: -f[0])  # by the unrounded time: sub-millisecond ties rank too
     ranked = sorted(modules.items(), key=lambda m: -m[1][0])
     return {
-        "functions": functions[:top],
+        "functions": [
+            {"function": where, "calls": calls, "own_s": round(own, 3), "total_s": round(total, 3)}
+            for own, where, calls, total in functions[:top]
+        ],
         "modules": [
             {"module": name, "own_s": round(own, 3), "calls": int(calls)}
             for name, (own, calls) in ranked[:top]
