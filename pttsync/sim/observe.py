@@ -22,11 +22,13 @@ import trio
 
 from ..core.lifecycle.handle import MAX_WAITING
 from ..core.oplog import OplogStatus
+from ..core.store.memory import MemoryStore
 from ..net.addressbook import DEFAULT_MAX_ENTRIES
 from .plan import FaultKind
 
 if TYPE_CHECKING:
     from ..core.lifecycle.replica import Commit
+    from ..core.store.protocol import Store
     from ..net.node import Node
     from .plan import Fault
 
@@ -74,6 +76,20 @@ class Probe:
                 track = tracks.get(oplog.oplog_id)
                 if track is not None:
                     track.reach(self.peer, now)
+
+
+def tree_state(store: Store, topic_id: bytes) -> bytes:
+    """What the timeline tells peers apart by: equal exactly when their digests are.
+
+    A `MemoryStore`'s fingerprint (its leaves' hashes summed, kept as they
+    change), else the digest.  A digest brings the tree's nodes up to date
+    first, which a node does only when it syncs: read for a thousand peers
+    once a virtual second, it cost 4% of the default run.
+    """
+    if isinstance(store, MemoryStore):
+        fingerprint = store.fingerprint(topic_id)
+        return fingerprint.to_bytes((fingerprint.bit_length() + 7) // 8)
+    return store.tree(topic_id).digest()
 
 
 @dataclass(slots=True)

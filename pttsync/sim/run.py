@@ -30,7 +30,7 @@ import trio.testing
 
 from ..core import oplogcodec
 from .invariants import check
-from .observe import cdf_points, fault_windows, quantiles, spread
+from .observe import cdf_points, fault_windows, quantiles, spread, tree_state
 from .plan import FaultKind, Plan, SimConfig, make_plan
 from .profiling import PhaseClock, cost_centres
 from .report import SimReport
@@ -232,7 +232,7 @@ def _report(
     spreads = [
         t.last_reach - t.at for t in world.tracks.values() if t.reached & live_bits == live_bits
     ]
-    final = live[0].store.tree(world.topic.topic_id).digest() if live else b""
+    final = tree_state(live[0].store, world.topic.topic_id) if live else b""
     convergence = None
     if world.converged_at is not None:
         convergence = round(max(0.0, world.converged_at - world.last_disturbance), 6)

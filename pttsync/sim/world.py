@@ -37,6 +37,7 @@ from ..errors import PttsyncError
 from ..net.config import NodeConfig, trio_wall_clock
 from ..net.serve import serve_node
 from ..net.timers import use_ticks
+from . import observe
 from .fabric import Cut, Fabric
 from .link import TICK
 from .observe import BOUNDS, FaultCounts, PeerSample, Probe, Timeline, WriteTrack, bounds_of
@@ -394,8 +395,7 @@ class World:
             assert node is not None
             if peer.probe.dirty:
                 peer.probe.dirty = False
-                rt = node.api.topic()
-                peer.sample.digest = rt.ctx.view.tree.digest()
+                peer.sample.digest = observe.tree_state(peer.store, self.topic.topic_id)
                 peer.sample.pending = node.api.pending_count()
             digests[peer.index] = peer.sample.digest
         self._check_bounds(live)

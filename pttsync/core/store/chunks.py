@@ -140,14 +140,18 @@ class SortedChunks(Generic[T]):
 
     def remove(self, key: Any) -> bool:
         """Take out the item with `key`; False if there is none."""
+        return self.pop(key) is not None
+
+    def pop(self, key: Any) -> T | None:
+        """Take out the item with `key` and return it; None if there is none."""
         c, i, found = self._place(key)
         if not found:
-            return False
+            return None
         chunk = self._own(c)
-        del chunk[i]
+        item = chunk.pop(i)
         if chunk:
             self._maxes[c] = self._k(chunk[-1])
         else:
             del self._chunks[c], self._maxes[c], self._owned[c]
         self._len -= 1
-        return True
+        return item

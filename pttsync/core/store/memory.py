@@ -377,6 +377,15 @@ class MemoryStore:
     def tree(self, topic_id: bytes) -> MerkleTree:
         return MerkleTree(topic_id, self._t(topic_id).tree)
 
+    def fingerprint(self, topic_id: bytes) -> int:
+        """The sum of the topic's tree leaves' hashes (as integers), kept as they change.
+
+        Two trees have the same fingerprint exactly when they have the same leaves,
+        so the same digest (but for a sum of 256-bit hashes colliding), and reading
+        it brings no node up to date: the simulator compares a thousand peers' trees
+        once a virtual second with it (sim/observe.py)."""
+        return self._t(topic_id).tree.fingerprint
+
     def raw_records(
         self, topic_id: bytes, *, after: bytes = b"", limit: int = 1000
     ) -> list[tuple[object, object, object]]:

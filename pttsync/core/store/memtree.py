@@ -55,6 +55,9 @@ class MemoryTree:
         self.pending: Changes = {}
         self._flushing = False
         self.leaf_list: SortedChunks[Leaf] = SortedChunks(leaf_key)  # by (time, oplog ID)
+        # The leaves' hashes summed as integers: kept as they change, so two trees
+        # can be told equal or not without bringing their nodes up to date.
+        self.fingerprint = 0
         # (level, depth) -> start -> node, and the starts sorted:
         self.nodes_by: dict[tuple[int, int], MutableMapping[int, MerkleNode]] = {}
         self.starts: dict[tuple[int, int], SortedChunks[int]] = {}
@@ -65,6 +68,7 @@ class MemoryTree:
         other = MemoryTree()
         other.topic_id = self.topic_id
         other.leaf_list = self.leaf_list.copy()
+        other.fingerprint = self.fingerprint
         for k, v in self.nodes_by.items():
             self.nodes_by[k], other.nodes_by[k] = split(v)
         other.starts = {k: v.copy() for k, v in self.starts.items()}
@@ -166,6 +170,11 @@ class MemoryTree:
         for leaf in leaves:
             if not self.leaf_list.add(_shared(leaf)):
                 raise UsageError(f"a leaf for oplog {leaf.oplog_id.hex()} is already there")
+            self.fingerprint += int.from_bytes(leaf.hash)
 
     def delete_leaf(self, time: int, oplog_id: bytes) -> bool:
-        return self.leaf_list.remove((time, oplog_id))
+        leaf = self.leaf_list.pop((time, oplog_id))
+        if leaf is None:
+            return False
+        self.fingerprint -= int.from_bytes(leaf.hash)
+        return True
