@@ -29,7 +29,13 @@ from pttsync.core.lifecycle.governance import (
 from pttsync.core.lifecycle.handle import OplogHandler
 from pttsync.core.lifecycle.pending import handle_failed, pending_for_peer
 from pttsync.core.lifecycle.replica import Replica, found_topic
-from pttsync.core.lifecycle.rules import Fold, build_governance, extend_fold, sign_kind
+from pttsync.core.lifecycle.rules import (
+    Fold,
+    build_governance,
+    extend_fold,
+    master_signed,
+    sign_kind,
+)
 from pttsync.core.oplog import (
     Oplog,
     OplogStatus,
@@ -556,6 +562,38 @@ def test_masters_sign_a_pending_oplog_when_they_receive_it() -> None:
     # M2, who already signed, signs nothing more on the valid copy.
     handler(m2).handle_pending_oplogs(enc(both), t + 4)
     assert held(m2, o).hash == both.hash
+
+
+def test_master_signed_says_whether_a_master_wrote_or_cosigned_it() -> None:
+    """What the push router asks before it sends a pending oplog downhill: the nearest
+    master may be the one that signed (net/push.py, `_towards_master`)."""
+    info, r = three_masters(Quorum.MAJORITY)
+    t = T0 + 10
+    gov = r.fold.governance
+    alice, m1 = peer(info, ALICE, r, t), peer(info, M1, r, t)
+    o, _ = alice.create(object_id=b"k", op=OP_PUT, value=put_payload(1), now=t)
+    assert not master_signed(o, gov)  # a member's, unsigned
+    assert master_signed(cosign(o, M2, SignKind.MASTER, t + 1), gov)
+    own, status = m1.create(object_id=b"k2", op=OP_PUT, value=put_payload(2), now=t)
+    assert status is OplogStatus.PENDING and master_signed(own, gov)  # 1 of 3: its author
+
+
+def test_a_peer_sent_a_copy_with_less_than_its_own_offers_its_own_back() -> None:
+    """Was: a master that had signed an oplog answered its author's unsigned copy
+    with nothing (integrating it changed nothing here), so the author never
+    learnt the signature.  With two masters the author held the unsigned copy
+    for good, until it expired (the simulator: masters back from offline)."""
+    info, r = three_masters(Quorum.MAJORITY)
+    t = T0 + 10
+    alice, m2 = peer(info, ALICE, r, t), peer(info, M2, r, t)
+    o, _ = alice.create(object_id=b"k", op=OP_PUT, value=put_payload(1), now=t)
+    handler(m2).handle_pending_oplogs(enc(o), t + 2)  # M2 signs it
+    by_m2 = held(m2, o)
+    again = handler(m2).handle_pending_oplogs(enc(o), t + 5)
+    assert again.stored == [] and again.unchanged == 1
+    assert again.improved == [by_m2]  # the better copy to send back
+    # The very copy held is nothing better; neither is one the batch itself bettered.
+    assert handler(m2).handle_pending_oplogs(enc(by_m2), t + 6).improved == []
 
 
 def test_an_expired_pending_oplog_is_dropped() -> None:

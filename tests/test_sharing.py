@@ -86,11 +86,11 @@ def test_sorted_chunks_read_as_sorted_lists_copied_the_plain_way(
                 if not there:
                     plain[i] = sorted([*plain[i], (key, f"v{key}")])
             elif op == "remove":
-                there = next((x for x in plain[i] if x[0] == key), None)
+                item = next((x for x in plain[i] if x[0] == key), None)
                 if key % 2:
-                    assert shared[i].pop(key) == there  # the item taken out, or None
+                    assert shared[i].pop(key) == item  # the item taken out, or None
                 else:
-                    assert shared[i].remove(key) is (there is not None)
+                    assert shared[i].remove(key) is (item is not None)
                 plain[i] = [x for x in plain[i] if x[0] != key]
             else:
                 shared.append(shared[i].copy())

@@ -807,6 +807,24 @@ def test_regression_writes_landing_during_a_descent_close_no_honest_peer() -> No
     assert report.ok, report.trace()
 
 
+@pytest.mark.parametrize(("peers", "seed"), [(12, 2), (16, 1)])
+def test_regression_two_masters_back_from_offline_apart_sign_every_write(
+    peers: int, seed: int
+) -> None:
+    """Was: members' writes pending for good (until they expired) once the two
+    masters came back linked to others but not to each other.  A copy one master
+    signed went down towards the nearest master, the one that signed it, and
+    stopped there; the master took the author for a holder of its co-signed copy
+    and never sent it; and a peer sent a copy with less than its own answered
+    nothing (tests/test_pusher.py, tests/test_lifecycle.py)."""
+    cfg = SimConfig(
+        peers=peers, writes=20, seed=seed, masters=2, write_by="members",
+        masters_offline=(6.0, 12.0), max_peers=4,
+    )  # fmt: skip
+    report = simulate(cfg, reproduce=command_line(cfg))
+    assert report.ok, report.trace()
+
+
 def test_the_cli_profiles_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     """--profile: wall time per phase and the top cost centres, in text and in JSON."""
     argv = ["simulate", "--peers", "4", "--writes", "6", "--seed", "2", "--profile"]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 import trio
 
 from ..core.lifecycle.pending import not_yet_valid
-from ..core.lifecycle.rules import expired, sign_kind
+from ..core.lifecycle.rules import expired, master_signed, sign_kind
 from ..core.oplog import OplogStatus
 from ..core.oplogcodec import decode_known, encode_oplog
 from ..core.sync.session import MAX_BODY, pack_bodies, remote_input
@@ -38,6 +38,7 @@ from .wire import MAX_PUSH_OPLOGS, IHave, Prune, Push, id_chunks
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
+    from ..core.lifecycle.governance import Governance
     from ..core.lifecycle.replica import Commit, Replica
     from ..core.oplog import Oplog
     from ..core.sync.session import SyncContext
@@ -92,6 +93,7 @@ class Pusher:
         self.me = me
         self.lazy = lazy
         self.source: bytes | None = None  # the peer whose sync messages are being handled
+        self._answering = False  # ... and they are a request this node answers
         self.ctx = ctx
         self.replica = ctx.replica
         self.seen = seen
@@ -154,13 +156,15 @@ class Pusher:
         return len(result.rejected)
 
     @contextlib.contextmanager
-    def storing_from(self, peer_id: bytes) -> Iterator[None]:
-        """Within: what is stored came in a sync message from `peer_id`, so it holds it."""
-        self.source = peer_id
+    def storing_from(self, peer_id: bytes, *, answering: bool = False) -> Iterator[None]:
+        """Within: what is stored came in a sync message from `peer_id`, so it holds the
+        copies it sent.  `answering` its request: the answer takes it the copies bettered
+        here too (receiver.py: a peer's better copies go back in the same round)."""
+        self.source, self._answering = peer_id, answering
         try:
             yield
         finally:
-            self.source = None
+            self.source, self._answering = None, False
 
     def _duplicate(self, link: PeerLink, push: Push) -> None:
         """A push of valid oplogs this node held already: the link leaves the tree."""
@@ -175,7 +179,7 @@ class Pusher:
     def after_commit(self, commit: Commit) -> None:
         """Queue what a commit stored for pushing (never blocks: drops when full)."""
         horizon = self._clock() - self.max_age
-        me, source = self.me, self.source
+        me, source, received = self.me, self.source, commit.received
         # Only a valid copy is what an announcement promises (a pending one is not).
         # Its announcers hold it, valid: they need no announcement of it.
         announcers = self.lazy.arrived(
@@ -188,8 +192,9 @@ class Pusher:
                 holders.mark_valid()
                 for peer_id in announcers.get(oplog.oplog_id, ()):
                     holders.add(peer_id)
-            if source is not None:
-                holders.add(source)  # a sync reply from it: never pushed back to it
+            sent = received.get(oplog.oplog_id)
+            if source is not None and sent is not None and (sent == oplog.hash or self._answering):
+                holders.add(source)  # it has this copy, or gets it in our answer
             if new is OplogStatus.VALID and old is OplogStatus.VALID:
                 continue  # a better copy of a valid oplog: sync spreads it
             if oplog.update_time < horizon and new is OplogStatus.VALID:
@@ -310,7 +315,7 @@ class PushRouter:
                     ln
                     for ln in members
                     if sign_kind(oplog, status, gov, ln.peer_id, now) is not None
-                ] or self._towards_master(members, mesh, holders)
+                ] or self._towards_master(members, mesh, holders, oplog, gov)
                 if oplog.creator == self.me:
                     targets = targets + self._second_home(members, mesh, targets, holders)
             body = b""
@@ -406,7 +411,12 @@ class PushRouter:
         return [(spare_mesh or spare)[0]]
 
     def _towards_master(
-        self, members: list[PeerLink], mesh: list[PeerLink], holders: Holders
+        self,
+        members: list[PeerLink],
+        mesh: list[PeerLink],
+        holders: Holders,
+        oplog: Oplog,
+        gov: Governance,
     ) -> list[PeerLink]:
         """Where a pending oplog with no signer connected goes.
 
@@ -416,7 +426,17 @@ class PushRouter:
         on its second home, and `relay_pending` routes it once a way opens);
         over the push mesh otherwise (a master that signed it and needs another
         master's signature: the mesh reaches them all).
+
+        A copy a master signed already (or wrote) and that needs another
+        master's signature goes over the mesh too, from every peer: the way
+        down leads to the nearest master, which may be the one that signed,
+        and that way it stopped one hop from it, for good (the simulator:
+        two masters back from offline, not linked to each other).  Each peer
+        relays it once; the first peer linked to a master that has not signed
+        pushes it there.
         """
+        if master_signed(oplog, gov):
+            return [] if self.routes.hops() >= MAX_HOPS else mesh
         down = self.routes.downhill()
         by_id = {ln.peer_id: ln for ln in members}
         for peer_id in down:

@@ -311,7 +311,7 @@ class TopicRuntime:
             return [rec.reject(msg, RejectCode.UNKNOWN_TOPIC, "not a member of this topic")]
         if isinstance(msg, SyncOplog):
             self.stats.rounds_served += 1
-        with self.pusher.storing_from(link.peer_id):
+        with self.pusher.storing_from(link.peer_id, answering=True):
             return rec.receive(msg, self.clock())
 
     # -- push (push.py) -------------------------------------------------------------------

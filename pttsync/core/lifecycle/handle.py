@@ -211,11 +211,13 @@ class OplogHandler:
                 continue
             if outcome is None:
                 result.unchanged += 1
+                if held is not None and copy.oplog_id not in batch and held[0].hash != oplog.hash:
+                    result.improved.append(held[0])  # ours has all its signatures, and more
             else:
                 batch[copy.oplog_id] = outcome
                 sent[copy.oplog_id] = oplog.hash
         if batch:
-            replica.commit(list(batch.values()), now=now)
+            replica.commit(list(batch.values()), now=now, received=sent)
         result.added += [o for o, _ in batch.values() if o.oplog_id not in known]
         result.replaced += [o for o, _ in batch.values() if o.oplog_id in known]
         result.improved += [o for o, _ in batch.values() if o.hash != sent[o.oplog_id]]
@@ -279,7 +281,11 @@ class OplogHandler:
                     draft.accept(oplog)
             queue.extend(self._waiting.release(oid))
         if batch:
-            self.replica.commit([(o, OplogStatus.VALID) for o in batch.values()], now=now)
+            self.replica.commit(
+                [(o, OplogStatus.VALID) for o in batch.values()],
+                now=now,
+                received={oid: o.hash for oid, o in batch.items()},  # stored as they came
+            )
         result.added += [o for o in batch.values() if o.oplog_id not in known]
         result.replaced += [o for o in batch.values() if o.oplog_id in known]
 

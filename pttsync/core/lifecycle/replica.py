@@ -40,7 +40,7 @@ from .governance import (
 from .rules import Fold, assess, build_governance, extend_fold
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable, Iterable, Sequence
+    from collections.abc import Hashable, Iterable, Mapping, Sequence
 
     from ..identity import Identity
     from ..store import BatchResult, Store
@@ -55,6 +55,10 @@ class Commit:
 
     stored: list[tuple[Oplog, OplogStatus | None, OplogStatus]] = field(default_factory=list)
     failed: list[tuple[FailedOplog, Oplog]] = field(default_factory=list)
+    # For oplogs a peer sent: the hash of the copy it sent, by oplog ID.  It holds
+    # that copy, which is not the one stored where this peer co-signed it or
+    # unioned the signatures of another copy in.
+    received: Mapping[bytes, bytes] = field(default_factory=dict)
 
 
 class Observer(Protocol):
@@ -130,11 +134,13 @@ class Replica:
         failed: Sequence[tuple[FailedOplog, Oplog]] = (),
         *,
         now: int = 0,
+        received: Mapping[bytes, bytes] | None = None,
     ) -> BatchResult:
         """Write a batch (and whatever a governance change in it implies) in one transaction.
 
         `failed` oplogs are deleted and recorded as failed.  `now` stamps the
-        records of oplogs a governance change makes invalid.
+        records of oplogs a governance change makes invalid.  `received`, for
+        what a peer sent: the hash of each copy as it came (`Commit.received`).
         """
         puts, failed = list(puts), list(failed)
         # The statuses before the commit matter only to observers: no extra read without them.
@@ -149,10 +155,7 @@ class Replica:
             puts += more_puts
             failed += more_failed
             old.update(more_old)
-        commit = Commit(
-            [(o, old.get(o.oplog_id), s) for o, s in puts],
-            failed,
-        )
+        commit = Commit([(o, old.get(o.oplog_id), s) for o, s in puts], failed, received or {})
         for observer in self.observers:
             observer.before_commit(commit)
         result = self.store.write_batch(self.topic_id, puts, failed=[f for f, _ in failed])

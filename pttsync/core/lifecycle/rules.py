@@ -367,6 +367,16 @@ def sign_kind(
     return None
 
 
+def master_signed(oplog: Oplog, gov: Governance) -> bool:
+    """Whether a master whose signature counts has signed `oplog` (an author who is a
+    master counts): the nearest master may then be one with nothing left to sign."""
+    t = oplog.create_time
+    masters = gov.masters_at(t)
+    if gov.user_of(oplog.creator, t) in masters:
+        return True
+    return any(gov.user_of(s.signer, s.time) in masters for s in oplog.master_sigs)
+
+
 def sign(oplog: Oplog, identity: Identity, kind: SignKind, now: int) -> Oplog:
     """Add `identity`'s co-signature of `kind`, made at `now` (never before the create time)."""
     return cosign(oplog, identity, kind, max(now, oplog.create_time))
