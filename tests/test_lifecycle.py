@@ -34,6 +34,7 @@ from pttsync.core.lifecycle.rules import (
     build_governance,
     extend_fold,
     master_signed,
+    masters_to_sign,
     sign_kind,
 )
 from pttsync.core.oplog import (
@@ -576,6 +577,11 @@ def test_master_signed_says_whether_a_master_wrote_or_cosigned_it() -> None:
     assert master_signed(cosign(o, M2, SignKind.MASTER, t + 1), gov)
     own, status = m1.create(object_id=b"k2", op=OP_PUT, value=put_payload(2), now=t)
     assert status is OplogStatus.PENDING and master_signed(own, gov)  # 1 of 3: its author
+    # Who is left to sign: what a node short of masters dials (net/topicruntime.py).
+    m1_user, m2_user, m3_user = (gov.user_of(m.peer_id, t) for m in (M1, M2, M3))
+    assert masters_to_sign(o, gov) == {m1_user, m2_user, m3_user}
+    assert masters_to_sign(cosign(o, M2, SignKind.MASTER, t + 1), gov) == {m1_user, m3_user}
+    assert masters_to_sign(own, gov) == {m2_user, m3_user}
 
 
 def test_a_peer_sent_a_copy_with_less_than_its_own_offers_its_own_back() -> None:

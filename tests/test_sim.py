@@ -825,6 +825,31 @@ def test_regression_two_masters_back_from_offline_apart_sign_every_write(
     assert report.ok, report.trace()
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"peers": 30, "writes": 10, "seed": 923, "masters": 2, "masters_offline": (12.0, 38.0)},
+        {
+            "peers": 16, "writes": 40, "seed": 870, "masters": 3, "write_by": "masters",
+            "masters_offline": (13.0, 15.0),
+        },
+    ],
+)  # fmt: skip
+def test_regression_a_part_of_the_network_short_of_masters_dials_them(
+    settings: dict[str, Any],
+) -> None:
+    """Was: with three slots a node, the masters came back from offline linked to
+    parts of the network; a part with no master (198 copies pending after 900 s),
+    or with one of the two of three a member's write needed (48), had no link out
+    and, each node with its outbound share in use, no reason to dial.  Its writes
+    stayed pending, and it never saw the others'.  A node with no way to a master,
+    or with a pending oplog stuck for a sync interval, now dials the masters still
+    to sign, then anyone, on every free slot (dialer.py; tests/test_dialer.py)."""
+    cfg = SimConfig(**settings, max_peers=3)
+    report = simulate(cfg, reproduce=command_line(cfg))
+    assert report.ok, report.trace()
+
+
 def test_the_cli_profiles_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     """--profile: wall time per phase and the top cost centres, in text and in JSON."""
     argv = ["simulate", "--peers", "4", "--writes", "6", "--seed", "2", "--profile"]

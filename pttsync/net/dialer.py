@@ -6,7 +6,11 @@ dials the addresses the address book (addressbook.py) says are due,
 skipping the node's own, and those of peers already connected or being
 dialed.  It dials out to at most half the peer slots, so the rest stay open
 for peers dialing in and a newcomer always finds room somewhere, and to at
-most `MAX_CONCURRENT_DIALS` addresses at once.  Each dial runs as a task:
+most `MAX_CONCURRENT_DIALS` addresses at once.  While the node wants masters
+it has no way to (the links split the network into parts, and its part has
+none, or too few to sign a write: node.py), it dials them first, then
+anyone, on every free slot: go-pttai's `ConnectMaster`, where a route cannot
+do.  Each dial runs as a task:
 the TCP connect under `connect_timeout` (a failure is backed off in the
 book), then the connection's whole life (the node's `run_link`).
 """
@@ -51,6 +55,7 @@ class Dialer:
         network: Network,
         listen_address: Callable[[], str | None],
         run_link: Callable[[trio.abc.Stream, str, Direction, bytes | None], Awaitable[None]],
+        out_of_reach: Callable[[], frozenset[bytes]] = frozenset,
     ) -> None:
         self.peer_id = peer_id
         self.book = book
@@ -59,6 +64,7 @@ class Dialer:
         self.network = network
         self.listen_address = listen_address
         self._run_link = run_link
+        self._out_of_reach = out_of_reach  # the masters it wants and has no way to
         self.dialing: set[str] = set()  # addresses being dialed (or connected through)
         self.changed = trio.Event()  # set to wake the dialer; replaced as it wakes
 
@@ -74,11 +80,15 @@ class Dialer:
             busy = self.dialing | {ln.address for ln in self.links.values()}
             busy |= {ln.listen for ln in self.links.values()}
             outbound = sum(1 for ln in self.links.values() if ln.direction is Direction.OUTBOUND)
+            masters = self._out_of_reach()
             # No room to dial: wait for a link or a dial to end, not for the clock (and
             # do not sort the whole book, up to a thousand addresses, for nothing).
-            full = self._no_room(outbound)
-            for entry in () if full else self.book.due(now):
-                if full := self._no_room(outbound):
+            full = self._no_room(outbound, bool(masters))
+            due = [] if full else self.book.due(now)
+            if masters:
+                due.sort(key=lambda e: e.peer_id not in masters)  # the masters first
+            for entry in due:
+                if full := self._no_room(outbound, bool(masters)):
                     break
                 if entry.peer_id == self.peer_id or entry.address == self.listen_address():
                     entry.next_try = math.inf
@@ -94,11 +104,13 @@ class Dialer:
             with trio.move_on_at(wake):
                 await self.changed.wait()
 
-    def _no_room(self, outbound: int) -> bool:
-        """Whether a dial now would exceed the outbound share, the peers or the dials."""
+    def _no_room(self, outbound: int, stranded: bool = False) -> bool:
+        """Whether a dial now would exceed the outbound share (every slot, `stranded`
+        from the masters), the peers or the dials."""
         cfg = self.config
+        share = cfg.max_peers if stranded else max(1, cfg.max_peers // 2)
         return (
-            outbound + len(self.dialing) >= max(1, cfg.max_peers // 2)
+            outbound + len(self.dialing) >= share
             or len(self.links) + len(self.dialing) >= cfg.max_peers
             or len(self.dialing) >= MAX_CONCURRENT_DIALS
         )

@@ -129,10 +129,12 @@ class Node:
         watcher = CommitWatcher(self.changes.notify, self.door.recheck_links)
         for rt in self.topics.values():
             rt.replica.observers.append(watcher)
+        self._stranded_since: float | None = None  # since when no way to a master is known
         self.dialer = Dialer(
             self.peer_id, book=self.book, links=self.links, config=config, network=self.network,
             listen_address=lambda: self.listen_address,
             run_link=lambda *link: self.connections.run_link(*link),  # noqa: PLW0108
+            out_of_reach=self._masters_out_of_reach,
         )  # fmt: skip
         self.dispatcher = Dispatcher(
             self.peer_id, topics=self.topics, book=self.book, book_changed=self.dialer.wake
@@ -298,6 +300,25 @@ class Node:
 
     # -- timers ---------------------------------------------------------------------------
 
+    def _masters_out_of_reach(self) -> frozenset[bytes]:
+        """The masters to dial (`TopicRuntime.masters_wanted`: none reachable, or one
+        still to sign a pending oplog stuck here), wanted for a sync interval
+        (dialer.py).  Not at once: a node just started knows no way to a master until
+        its first peer's `Route`, and a route lost with a link is found again by the
+        next."""
+        stuck_before = self.clock() - round(self.config.sync_interval * NS_PER_SECOND)
+        masters = frozenset().union(
+            *(rt.masters_wanted(self.links, stuck_before) for rt in self.topics.values())
+        )
+        now = trio.current_time()
+        if not masters:
+            self._stranded_since = None
+        elif self._stranded_since is None:
+            self._stranded_since = now
+        elif now - self._stranded_since >= self.config.sync_interval:
+            return masters
+        return frozenset()
+
     def _start_round(self, rt: TopicRuntime, link: PeerLink) -> None:
         if self._nursery is not None:
             self._nursery.start_soon(self._round, rt, link)
@@ -325,6 +346,8 @@ class Node:
             # Pending oplogs are routed on towards a signer even with push off:
             # a sync round carries them only to a signer one hop away.
             rt.pusher.relay_pending(list(self.links.values()), unreached_only=not self.config.push)
+            if self._masters_out_of_reach():
+                self.dialer.wake()  # its routes may have lost the way since it last looked
 
     async def _housekeeping(self, rt: TopicRuntime) -> None:
         """HandleFailedOplogs and a scrub batch (config.py) every `failed_interval`."""

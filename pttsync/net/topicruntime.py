@@ -37,7 +37,9 @@ import trio
 
 from ..core.documents.docstore import DocumentStore
 from ..core.lifecycle.governance import Role, is_governance_op
+from ..core.lifecycle.pending import not_yet_valid
 from ..core.lifecycle.replica import Replica
+from ..core.lifecycle.rules import expired, masters_to_sign
 from ..core.oplog import OplogStatus
 from ..core.store.integrity import Scrubber
 from ..core.sync.messages import Message, RejectCode, SyncOplog
@@ -48,13 +50,13 @@ from ..errors import ConnectionLostError
 from .histogram import Histogram
 from .lazypush import DEFAULT_ANNOUNCE_EVERY, DEFAULT_LAZY_TIMEOUT, LazyPush
 from .push import Pusher, PushRouter
-from .routing import DEFAULT_MESH, Routes
+from .routing import DEFAULT_MESH, MAX_HOPS, Routes
 from .seen import SeenCache
 from .timers import Alarm
 from .wire import IWant, Push, Route, id_chunks
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Container, Iterable, Mapping
 
     from ..core.identity import Identity
     from ..core.oplog import Oplog
@@ -207,6 +209,28 @@ class TopicRuntime:
         gov = self.replica.fold.governance
         self.routes.set_master(gov.role_at(self.identity.peer_id, self.clock()) is Role.MASTER)
         self.send_routes()
+
+    def masters_wanted(self, linked: Container[bytes], stuck_before: int) -> frozenset[bytes]:
+        """The keys (and devices) of the masters to dial (dialer.py), less those linked:
+        every master if no way to one is known here; else those yet to sign a pending
+        oplog created before `stuck_before` (ns) that has not expired.
+
+        The links can split the network into parts that routing cannot cross, and a
+        part may hold no master, or too few for a quorum (the simulator: masters back
+        from offline, with three slots a node)."""
+        gov, now = self.replica.fold.governance, self.clock()
+        if self.routes.hops() >= MAX_HOPS:
+            users: set[bytes] | frozenset[bytes] = gov.masters_at(now)
+        elif not self.ctx.has_pending():
+            return frozenset()
+        else:
+            users = set()
+            for oplog, status in not_yet_valid(self.replica):
+                stuck = status is OplogStatus.PENDING and oplog.create_time < stuck_before
+                if stuck and not expired(oplog, gov, now):
+                    users |= masters_to_sign(oplog, gov)
+        keys = {key for m in users for key in gov.devices_of(m, now)}
+        return frozenset(key for key in keys if key not in linked)
 
     def send_routes(self) -> None:
         """Tell each peer what changed: our distance to a master, our mesh choice."""

@@ -367,14 +367,18 @@ def sign_kind(
     return None
 
 
+def masters_to_sign(oplog: Oplog, gov: Governance) -> frozenset[bytes]:
+    """The masters whose signatures count for `oplog` (masters at its create time) and
+    who have not signed it; an author who is one counts as signed."""
+    t = oplog.create_time
+    signed = {gov.user_of(s.signer, s.time) for s in oplog.master_sigs}
+    return gov.masters_at(t) - signed - {gov.user_of(oplog.creator, t)}
+
+
 def master_signed(oplog: Oplog, gov: Governance) -> bool:
     """Whether a master whose signature counts has signed `oplog` (an author who is a
     master counts): the nearest master may then be one with nothing left to sign."""
-    t = oplog.create_time
-    masters = gov.masters_at(t)
-    if gov.user_of(oplog.creator, t) in masters:
-        return True
-    return any(gov.user_of(s.signer, s.time) in masters for s in oplog.master_sigs)
+    return len(masters_to_sign(oplog, gov)) < len(gov.masters_at(oplog.create_time))
 
 
 def sign(oplog: Oplog, identity: Identity, kind: SignKind, now: int) -> Oplog:

@@ -1,0 +1,79 @@
+"""The dialer's share of the slots, and the masters it dials when it has no way to one
+(net/dialer.py), on trio's autojump clock with a network that refuses every dial."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import trio
+from trio.testing import MockClock
+
+from pttsync.errors import ConnectionLostError
+from pttsync.net.addressbook import AddressBook
+from pttsync.net.config import NodeConfig
+from pttsync.net.dialer import Dialer
+from pttsync.net.peer import Direction
+
+MASTER = b"\x01" * 32
+PEERS = [bytes([i]) * 32 for i in range(2, 8)]
+
+
+@dataclass
+class FakeLink:
+    address: str
+    listen: str
+    direction: Direction
+
+
+class RefusingNetwork:
+    """Every dial is refused at once; the addresses dialed, in order."""
+
+    def __init__(self) -> None:
+        self.dialed: list[str] = []
+
+    async def connect(self, address: str) -> trio.abc.Stream:
+        self.dialed.append(address)
+        await trio.lowlevel.checkpoint()
+        raise ConnectionLostError(f"cannot connect to {address}: refused")
+
+
+async def never_linked(*link: object) -> None:
+    raise AssertionError("every dial is refused")
+
+
+async def dials(masters: frozenset[bytes]) -> list[str]:
+    """What a node with 4 slots, 2 of them its own dials already, dials in 1 s."""
+    book = AddressBook(random.Random(1))
+    book.add("master:1", MASTER)
+    for i, p in enumerate(PEERS):
+        book.add(f"peer{i}:1", p)
+    links = {
+        b"a" * 32: FakeLink("a:1", "a:1", Direction.OUTBOUND),
+        b"b" * 32: FakeLink("b:1", "b:1", Direction.OUTBOUND),
+    }
+    network = RefusingNetwork()
+    dialer = Dialer(
+        b"\x00" * 32, book=book, links=links,  # type: ignore[arg-type]
+        config=NodeConfig(max_peers=4), network=network,  # type: ignore[arg-type]
+        listen_address=lambda: "me:1", run_link=never_linked,
+        out_of_reach=lambda: masters,
+    )  # fmt: skip
+    with trio.move_on_after(1):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(dialer.run, nursery)
+    return network.dialed
+
+
+async def test_a_node_with_its_outbound_share_dials_nobody(autojump_clock: MockClock) -> None:
+    assert await dials(frozenset()) == []  # 2 of 4 slots: half are for peers dialing in
+
+
+async def test_with_no_way_to_a_master_it_dials_the_masters_first_on_every_free_slot(
+    autojump_clock: MockClock,
+) -> None:
+    dialed = await dials(frozenset({MASTER}))
+    # Two slots free: the first two dials go at once, the master's among them
+    # (go-pttai's ConnectMaster); trio runs the two in either order.
+    assert "master:1" in dialed[:2]
+    assert len(dialed) > 2 and set(dialed) > {"master:1"}  # then anyone, slot after slot
