@@ -129,12 +129,13 @@ class Node:
         watcher = CommitWatcher(self.changes.notify, self.door.recheck_links)
         for rt in self.topics.values():
             rt.replica.observers.append(watcher)
-        self._stranded_since: float | None = None  # since when no way to a master is known
+        self._stranded_since: float | None = None  # since when masters have been wanted
+        self._masters_wanted: frozenset[bytes] = frozenset()  # what the dialer dials first
         self.dialer = Dialer(
             self.peer_id, book=self.book, links=self.links, config=config, network=self.network,
             listen_address=lambda: self.listen_address,
             run_link=lambda *link: self.connections.run_link(*link),  # noqa: PLW0108
-            out_of_reach=self._masters_out_of_reach,
+            out_of_reach=lambda: self._masters_wanted,
         )  # fmt: skip
         self.dispatcher = Dispatcher(
             self.peer_id, topics=self.topics, book=self.book, book_changed=self.dialer.wake
@@ -300,12 +301,14 @@ class Node:
 
     # -- timers ---------------------------------------------------------------------------
 
-    def _masters_out_of_reach(self) -> frozenset[bytes]:
-        """The masters to dial (`TopicRuntime.masters_wanted`: none reachable, or one
-        still to sign a pending oplog stuck here), wanted for a sync interval
-        (dialer.py).  Not at once: a node just started knows no way to a master until
-        its first peer's `Route`, and a route lost with a link is found again by the
-        next."""
+    def _want_masters(self) -> None:
+        """Work out the masters the dialer dials first (`TopicRuntime.masters_wanted`:
+        none reachable, or one still to sign a pending oplog stuck here), once they have
+        been wanted for a sync interval; wake the dialer if there are any.  Not at once:
+        a node just started knows no way to a master until its first peer's `Route`,
+        and a route lost with a link is found again by the next.  Run on every
+        anti-entropy tick (not on every wake of the dialer: a pending oplog's masters
+        cost a scan of the pending oplogs)."""
         stuck_before = self.clock() - round(self.config.sync_interval * NS_PER_SECOND)
         masters = frozenset().union(
             *(rt.masters_wanted(self.links, stuck_before) for rt in self.topics.values())
@@ -315,9 +318,11 @@ class Node:
             self._stranded_since = None
         elif self._stranded_since is None:
             self._stranded_since = now
-        elif now - self._stranded_since >= self.config.sync_interval:
-            return masters
-        return frozenset()
+        since = self._stranded_since
+        wanted = since is not None and now - since >= self.config.sync_interval
+        self._masters_wanted = masters if wanted else frozenset()
+        if self._masters_wanted:
+            self.dialer.wake()
 
     def _start_round(self, rt: TopicRuntime, link: PeerLink) -> None:
         if self._nursery is not None:
@@ -346,8 +351,7 @@ class Node:
             # Pending oplogs are routed on towards a signer even with push off:
             # a sync round carries them only to a signer one hop away.
             rt.pusher.relay_pending(list(self.links.values()), unreached_only=not self.config.push)
-            if self._masters_out_of_reach():
-                self.dialer.wake()  # its routes may have lost the way since it last looked
+            self._want_masters()
 
     async def _housekeeping(self, rt: TopicRuntime) -> None:
         """HandleFailedOplogs and a scrub batch (config.py) every `failed_interval`."""
