@@ -42,23 +42,24 @@ async def never_linked(*link: object) -> None:
     raise AssertionError("every dial is refused")
 
 
-async def dials(masters: frozenset[bytes]) -> list[str]:
-    """What a node with 4 slots, 2 of them its own dials already, dials in 1 s."""
+async def dials(masters: frozenset[bytes], *, slots: int = 4, outbound: int = 2) -> list[str]:
+    """What a node with `slots` slots, `outbound` of them links it dialed, dials in 1 s."""
     book = AddressBook(random.Random(1))
     book.add("master:1", MASTER)
     for i, p in enumerate(PEERS):
         book.add(f"peer{i}:1", p)
     links = {
-        b"a" * 32: FakeLink("a:1", "a:1", Direction.OUTBOUND),
-        b"b" * 32: FakeLink("b:1", "b:1", Direction.OUTBOUND),
+        bytes([i]) * 32: FakeLink(f"{i}:1", f"{i}:1", Direction.OUTBOUND)
+        for i in range(100, 100 + outbound)
     }
     network = RefusingNetwork()
     dialer = Dialer(
         b"\x00" * 32, book=book, links=links,  # type: ignore[arg-type]
-        config=NodeConfig(max_peers=4), network=network,  # type: ignore[arg-type]
+        config=NodeConfig(max_peers=slots), network=network,  # type: ignore[arg-type]
         listen_address=lambda: "me:1", run_link=never_linked,
         out_of_reach=lambda: masters,
     )  # fmt: skip
+    dialer.dialing.update(ln.address for ln in links.values())  # connected through, as run
     with trio.move_on_after(1):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(dialer.run, nursery)
@@ -77,3 +78,11 @@ async def test_with_no_way_to_a_master_it_dials_the_masters_first_on_every_free_
     # (go-pttai's ConnectMaster); trio runs the two in either order.
     assert "master:1" in dialed[:2]
     assert len(dialed) > 2 and set(dialed) > {"master:1"}  # then anyone, slot after slot
+
+
+async def test_stranded_each_outbound_link_counts_once(autojump_clock: MockClock) -> None:
+    """Was: an outbound link's address stays in `dialing` for the link's life, so it
+    counted twice, and a node of a part with no master, one link out of two slots,
+    took itself for full (the simulator: `--max-peers 3 --partition 9:26 --churn 3`)."""
+    assert await dials(frozenset(), slots=2, outbound=1) == []  # its share: as before
+    assert "master:1" in await dials(frozenset({MASTER}), slots=2, outbound=1)

@@ -833,6 +833,9 @@ def test_regression_two_masters_back_from_offline_apart_sign_every_write(
             "peers": 16, "writes": 40, "seed": 870, "masters": 3, "write_by": "masters",
             "masters_offline": (13.0, 15.0),
         },
+        # Here the part's nodes had free slots, but took themselves for full: an
+        # outbound link counted twice (dialer.py).
+        {"peers": 20, "writes": 80, "seed": 927, "partitions": ((9.0, 26.0),), "churn": 3},
     ],
 )  # fmt: skip
 def test_regression_a_part_of_the_network_short_of_masters_dials_them(

@@ -29,7 +29,9 @@ def test_every_drawn_setting_is_a_valid_simulation_and_a_function_of_its_seed() 
         seen.update(a for a in args if a.startswith("--"))
     # Over 300 draws, every fault and setting is tried.
     for flag in ("--loss", "--partition", "--crash", "--churn", "--late", "--masters-offline",
-                 "--skew-ms", "--push-mesh", "--no-push", "--partition-groups"):  # fmt: skip
+                 "--skew-ms", "--push-mesh", "--no-push", "--partition-groups", "--expiry",
+                 "--latency-dist", "--bandwidth", "--sync-interval", "--hot", "--store",
+                 "--transport"):  # fmt: skip
         assert flag in seen
 
 

@@ -3,7 +3,9 @@
 Each run is `pttsync simulate` with settings drawn from the sweep's seed:
 peers, writes, masters (1 to 3), who writes, slots a node (3 to 16), and
 any mix of loss, partitions, crashes, churn, late joiners, masters offline,
-clock skew, a thin push mesh or no push.  A run that breaks an invariant
+clock skew, a thin push mesh or no push, a short expiry, lognormal latency,
+a bandwidth cap, a short or long sync interval, hot keys and deletes, the
+SQLite store, and (small runs) the real Noise handshake.  A run that breaks an invariant
 is printed with what broke and the command that replays it (add `--shrink`
 to that command for the smallest plan that still fails).  The runs are
 separate processes, `--jobs` at a time.
@@ -66,6 +68,20 @@ def draw(rng: random.Random, max_peers: int = 40) -> list[str]:
         args += ["--push-mesh", str(rng.choice([0, 1, 2]))]
     if rng.random() < 0.1:
         args += ["--no-push"]
+    if rng.random() < 0.15:  # writes left pending this long are rolled back
+        args += ["--expiry", str(rng.choice([60, 120, 300]))]
+    if rng.random() < 0.15:
+        args += ["--latency-dist", "lognormal"]
+    if rng.random() < 0.1:
+        args += ["--bandwidth", rng.choice(["16k", "256k"])]
+    if rng.random() < 0.1:
+        args += ["--sync-interval", str(rng.choice([2, 30]))]
+    if rng.random() < 0.1:
+        args += ["--hot", str(rng.choice([0.0, 0.8])), "--deletes", str(rng.choice([0.0, 0.3]))]
+    if rng.random() < 0.05:
+        args += ["--store", "sqlite"]
+    if rng.random() < 0.05 and peers <= 12:
+        args += ["--transport", "noise"]
     return args
 
 

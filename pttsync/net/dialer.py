@@ -105,12 +105,19 @@ class Dialer:
                 await self.changed.wait()
 
     def _no_room(self, outbound: int, stranded: bool = False) -> bool:
-        """Whether a dial now would exceed the outbound share (every slot, `stranded`
-        from the masters), the peers or the dials."""
+        """Whether a dial now would exceed the outbound share, the peers or the dials.
+
+        `dialing` holds the address of each outbound connection for its whole life,
+        so outbound links count twice here: in effect a node dials a quarter of its
+        slots, not half.  `stranded` from the masters, it may dial every free slot,
+        each link and each dial counted once."""
         cfg = self.config
-        share = cfg.max_peers if stranded else max(1, cfg.max_peers // 2)
+        if stranded:
+            connected = sum(1 for ln in self.links.values() if ln.address in self.dialing)
+            dials = len(self.dialing) - connected
+            return len(self.links) + dials >= cfg.max_peers or dials >= MAX_CONCURRENT_DIALS
         return (
-            outbound + len(self.dialing) >= share
+            outbound + len(self.dialing) >= max(1, cfg.max_peers // 2)
             or len(self.links) + len(self.dialing) >= cfg.max_peers
             or len(self.dialing) >= MAX_CONCURRENT_DIALS
         )
