@@ -8,9 +8,8 @@ dialed.  It dials out to at most half the peer slots, so the rest stay open
 for peers dialing in and a newcomer always finds room somewhere, and to at
 most `MAX_CONCURRENT_DIALS` addresses at once.  While the node wants masters
 it has no way to (the links split the network into parts, and its part has
-none, or too few to sign a write: node.py), it dials them first, then
-anyone, on every free slot: go-pttai's `ConnectMaster`, where a route cannot
-do.  Each dial runs as a task:
+none, or too few to sign a write: node.py), it dials them first, on every
+free slot: go-pttai's `ConnectMaster`, where a route cannot do.  Each dial runs as a task:
 the TCP connect under `connect_timeout` (a failure is backed off in the
 book), then the connection's whole life (the node's `run_link`).
 """
@@ -83,12 +82,12 @@ class Dialer:
             masters = self._out_of_reach()
             # No room to dial: wait for a link or a dial to end, not for the clock (and
             # do not sort the whole book, up to a thousand addresses, for nothing).
-            full = self._no_room(outbound, bool(masters))
+            full = self._no_room(outbound, stranded=bool(masters))
             due = [] if full else self.book.due(now)
             if masters:
                 due.sort(key=lambda e: e.peer_id not in masters)  # the masters first
             for entry in due:
-                if full := self._no_room(outbound, bool(masters)):
+                if full := self._no_room(outbound, stranded=entry.peer_id in masters):
                     break
                 if entry.peer_id == self.peer_id or entry.address == self.listen_address():
                     entry.next_try = math.inf
@@ -109,8 +108,11 @@ class Dialer:
 
         `dialing` holds the address of each outbound connection for its whole life,
         so outbound links count twice here: in effect a node dials a quarter of its
-        slots, not half.  `stranded` from the masters, it may dial every free slot,
-        each link and each dial counted once."""
+        slots, not half.  A master it is `stranded` from it may dial on every free
+        slot, each link and each dial counted once.  Only a master: a part that filled
+        its slots with each other while the masters were offline left none for a
+        newcomer, nor a master coming back (the simulator: `--max-peers 6 --churn 2
+        --masters-offline 12:40`)."""
         cfg = self.config
         if stranded:
             connected = sum(1 for ln in self.links.values() if ln.address in self.dialing)
