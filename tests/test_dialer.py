@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import trio
 from trio.testing import MockClock
@@ -13,7 +15,10 @@ from pttsync.errors import ConnectionLostError
 from pttsync.net.addressbook import AddressBook
 from pttsync.net.config import NodeConfig
 from pttsync.net.dialer import Dialer
+from pttsync.net.dispatch import Dispatcher
+from pttsync.net.node import MAX_REFERRALS, Node
 from pttsync.net.peer import Direction
+from pttsync.net.wire import Peers
 
 MASTER = b"\x01" * 32
 PEERS = [bytes([i]) * 32 for i in range(2, 8)]
@@ -85,3 +90,26 @@ async def test_stranded_each_outbound_link_counts_once(autojump_clock: MockClock
     took itself for full (the simulator: `--max-peers 3 --partition 9:26 --churn 3`)."""
     assert await dials(frozenset(), slots=2, outbound=1) == []  # its share: as before
     assert "master:1" in await dials(frozenset({MASTER}), slots=2, outbound=1)
+
+
+def test_the_peers_a_wanted_master_names_are_dialed_like_it() -> None:
+    """A full master refuses a stranded peer, but sends its `Peers` first: peers that
+    reached it.  Was: a part whose masters were all full stayed apart for good."""
+    named: list[tuple[bytes, list[bytes]]] = []
+    me = b"\x00" * 32
+    dispatcher = Dispatcher(
+        me, topics={}, book=AddressBook(random.Random(1)), book_changed=lambda: None,
+        referred=lambda by, peers: named.append((by, peers)),
+    )  # fmt: skip
+    link: Any = SimpleNamespace(peer_id=MASTER)
+    dispatcher.handle(link, Peers(((PEERS[0], "p0:1"), (me, "me:1"))), 0.0)
+    assert named == [(MASTER, [PEERS[0]])]  # not itself
+
+    node: Any = SimpleNamespace(_masters_wanted=frozenset({MASTER}), _referrals={})
+    Node._referred(node, PEERS[1], [PEERS[2]])  # not a master it wants: ignored
+    assert node._referrals == {}
+    Node._referred(node, MASTER, PEERS[:2])
+    assert list(node._referrals) == PEERS[:2]
+    many = [bytes([9, i]) * 16 for i in range(MAX_REFERRALS + 5)]
+    Node._referred(node, MASTER, many)
+    assert list(node._referrals) == many[-MAX_REFERRALS:]  # bounded, the newest kept

@@ -833,6 +833,13 @@ def test_regression_two_masters_back_from_offline_apart_sign_every_write(
             "peers": 16, "writes": 40, "seed": 870, "masters": 3, "write_by": "masters",
             "masters_offline": (13.0, 15.0),
         },
+        # A part whose masters were all full: each refused it, naming other peers.
+        {"peers": 20, "writes": 80, "seed": 927, "partitions": ((9.0, 26.0),), "churn": 3},
+        {
+            "peers": 30, "writes": 40, "seed": 113, "masters": 3, "write_by": "masters",
+            "partitions": ((16.0, 36.0),), "partition_groups": 3, "masters_offline": (9.0, 27.0),
+        },
+        {"peers": 40, "writes": 20, "seed": 109, "masters": 2, "hot": 0.0, "deletes": 0.3},
     ],
 )  # fmt: skip
 def test_regression_a_part_of_the_network_short_of_masters_dials_them(
@@ -844,7 +851,9 @@ def test_regression_a_part_of_the_network_short_of_masters_dials_them(
     and, each node with its outbound share in use, no reason to dial.  Its writes
     stayed pending, and it never saw the others'.  A node with no way to a master,
     or with a pending oplog stuck for a sync interval, now dials the masters still
-    to sign on every free slot (dialer.py; tests/test_dialer.py)."""
+    to sign on every free slot, and the peers such a master named as it refused
+    it for lack of room (dialer.py, node.py; tests/test_dialer.py).  The last run
+    split with no fault at all, as the network formed."""
     cfg = SimConfig(**settings, max_peers=3)
     report = simulate(cfg, reproduce=command_line(cfg))
     assert report.ok, report.trace()

@@ -63,11 +63,13 @@ class Dispatcher:
         topics: Mapping[bytes, TopicRuntime],
         book: AddressBook,
         book_changed: Callable[[], None],
+        referred: Callable[[bytes, list[bytes]], None] = lambda by, peers: None,
     ) -> None:
         self.peer_id = peer_id
         self.topics = topics
         self.book = book
         self.book_changed = book_changed
+        self.referred = referred  # a peer's `Peers`, by its sender (node.py: referrals)
 
     def handle(self, link: PeerLink, msg: AnyMessage, now: float) -> list[Message]:
         """Handle one message of `link`'s peer; the replies to send it.
@@ -82,6 +84,7 @@ class Dispatcher:
                 for peer_id, address in msg.peers:
                     if peer_id != self.peer_id and self.book.add(address, peer_id, now=now):
                         self.book_changed()
+                self.referred(link.peer_id, [p for p, _ in msg.peers if p != self.peer_id])
             case Route():
                 if (rt := self._runtime(link, msg.topic, "a route")) is not None:
                     rt.on_route(link, msg)
