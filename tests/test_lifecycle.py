@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import random
 import sqlite3
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -28,7 +29,7 @@ from pttsync.core.lifecycle.governance import (
 )
 from pttsync.core.lifecycle.handle import OplogHandler
 from pttsync.core.lifecycle.pending import handle_failed, pending_for_peer
-from pttsync.core.lifecycle.replica import Replica, found_topic
+from pttsync.core.lifecycle.replica import Commit, Replica, found_topic
 from pttsync.core.lifecycle.rules import (
     Fold,
     build_governance,
@@ -1166,6 +1167,50 @@ def test_a_pending_oplog_ahead_of_its_previous_log_waits_for_it() -> None:
     h.handle_pending_oplogs(enc(long[0]), T0 + 2000)
     assert h.waiting == 0
     assert all(status(relay, o) is OplogStatus.PENDING for o in long)
+
+
+def test_a_commit_says_which_copies_came_from_the_peer_as_stored() -> None:
+    """`Commit.received`: the push router takes the peer whose sync message is being
+    handled for a holder of these alone.  Waiters released by an arrival came
+    earlier, maybe from another peer; a copy co-signed here is not the one sent."""
+    info = topic()
+    master = found(info)
+    grant(master, ALICE, Role.MEMBER, T0 + 1)
+    relay = peer(info, None, master, T0 + 1)
+    first, _ = master.create(object_id=b"hot", op=OP_PUT, value=put_payload(1), now=T0 + 2)
+    alice = peer(info, ALICE, master, T0 + 3)
+    later, _ = alice.create(
+        object_id=b"hot", op=OP_PUT, value=put_payload(2), now=T0 + 4, prev_id=first.oplog_id
+    )
+    commits: list[Commit] = []
+    relay.observers.append(
+        SimpleNamespace(before_commit=lambda c: None, after_commit=commits.append)
+    )
+    h = handler(relay)
+    assert h.handle_pending_oplogs(enc(later), T0 + 10).waiting == 1  # waits for `first`
+    h.handle(enc(first), T0 + 11)
+    assert [dict(c.received) for c in commits] == [
+        {first.oplog_id: first.hash},  # the arrival
+        {},  # the waiter it released: not this message's
+    ]
+    # Valid ones: a waiter released by the arrival is stored in the same commit.
+    a, _ = master.create(object_id=b"v", op=OP_PUT, value=put_payload(4), now=T0 + 5)
+    b, _ = master.create(
+        object_id=b"v", op=OP_PUT, value=put_payload(5), now=T0 + 6, prev_id=a.oplog_id
+    )
+    commits.clear()
+    assert h.handle(enc(b), T0 + 11).waiting == 1
+    h.handle(enc(a), T0 + 11)
+    assert {o.oplog_id for o, _, _ in commits[0].stored} == {a.oplog_id, b.oplog_id}
+    assert dict(commits[0].received) == {a.oplog_id: a.hash}
+    commits.clear()
+    m = peer(info, M1, master, T0 + 12)  # a master: it signs what it is sent
+    m.observers.append(SimpleNamespace(before_commit=lambda c: None, after_commit=commits.append))
+    other, _ = alice.create(object_id=b"k", op=OP_PUT, value=put_payload(3), now=T0 + 13)
+    handler(m).handle_pending_oplogs(enc(other), T0 + 14)
+    ((stored, _, _),) = commits[0].stored
+    assert stored.hash != other.hash  # co-signed here
+    assert dict(commits[0].received) == {other.oplog_id: other.hash}  # what it was sent
 
 
 def test_replicas_on_one_governance_share_its_fold_until_theirs_changes() -> None:

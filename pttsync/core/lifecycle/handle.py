@@ -183,7 +183,9 @@ class OplogHandler:
         self._release(result.stored, now)
         return result
 
-    def _integrate(self, oplogs: Sequence[Oplog], result: HandleResult, now: int) -> None:
+    def _integrate(
+        self, oplogs: Sequence[Oplog], result: HandleResult, now: int, *, sent: bool = True
+    ) -> None:
         """Integrate pending oplogs; one whose previous log is missing waits for it."""
         replica = self.replica
         gov = replica.fold.governance
@@ -192,7 +194,7 @@ class OplogHandler:
         ids = {o.oplog_id for o in fresh} | {o.prev_id for o in fresh if o.prev_id}
         known = replica.store.existing(replica.topic_id, ids)
         batch: dict[bytes, tuple[Oplog, OplogStatus]] = {}
-        sent: dict[bytes, bytes] = {}  # the hash of the copy the peer sent, by ID
+        as_sent: dict[bytes, bytes] = {}  # the hash of the copy the peer sent, by ID
         for oplog in fresh:
             if (
                 oplog.prev_id is not None
@@ -215,12 +217,12 @@ class OplogHandler:
                     result.improved.append(held[0])  # ours has all its signatures, and more
             else:
                 batch[copy.oplog_id] = outcome
-                sent[copy.oplog_id] = oplog.hash
+                as_sent[copy.oplog_id] = oplog.hash
         if batch:
-            replica.commit(list(batch.values()), now=now, received=sent)
+            replica.commit(list(batch.values()), now=now, received=as_sent if sent else None)
         result.added += [o for o, _ in batch.values() if o.oplog_id not in known]
         result.replaced += [o for o, _ in batch.values() if o.oplog_id in known]
-        result.improved += [o for o, _ in batch.values() if o.hash != sent[o.oplog_id]]
+        result.improved += [o for o, _ in batch.values() if o.hash != as_sent[o.oplog_id]]
 
     def _release(self, stored: Iterable[Oplog], now: int) -> None:
         """Handle what waited for the oplogs just stored, and what waited for those, in
@@ -234,9 +236,9 @@ class OplogHandler:
                 pending += self._waiting_pending.release(oid)
             done = HandleResult()
             if pending:
-                self._integrate(pending, done, now)
+                self._integrate(pending, done, now, sent=False)
             if valid:
-                self._process(valid, done, now)
+                self._process(valid, done, now, sent=False)
             ids = [o.oplog_id for o in done.stored]
 
     def handle_failed_oplogs(self, now: int) -> HandleResult:
@@ -246,7 +248,11 @@ class OplogHandler:
         """
         return HandleResult(failed=handle_failed(self.replica, now))
 
-    def _process(self, oplogs: Sequence[Oplog], result: HandleResult, now: int) -> None:
+    def _process(
+        self, oplogs: Sequence[Oplog], result: HandleResult, now: int, *, sent: bool = True
+    ) -> None:
+        """HandleOplogs' steps on decoded oplogs.  `sent`: they are what the caller's peer
+        sent now (`Commit.received`), not waiters released by an earlier arrival."""
         wanted = {o.oplog_id for o in oplogs} | {o.prev_id for o in oplogs if o.prev_id}
         known = self.store.existing(self.topic_id, wanted)
         batch: dict[bytes, Oplog] = {}  # the copy to save, by ID
@@ -281,10 +287,12 @@ class OplogHandler:
                     draft.accept(oplog)
             queue.extend(self._waiting.release(oid))
         if batch:
+            # What came now, stored as it came (not waiters released on the way).
+            came = {o.oplog_id: o.hash for o in oplogs if batch.get(o.oplog_id) is o}
             self.replica.commit(
                 [(o, OplogStatus.VALID) for o in batch.values()],
                 now=now,
-                received={oid: o.hash for oid, o in batch.items()},  # stored as they came
+                received=came if sent else None,
             )
         result.added += [o for o in batch.values() if o.oplog_id not in known]
         result.replaced += [o for o in batch.values() if o.oplog_id in known]
