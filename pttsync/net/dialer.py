@@ -8,8 +8,9 @@ dialed.  It dials out to at most half the peer slots, so the rest stay open
 for peers dialing in and a newcomer always finds room somewhere, and to at
 most `MAX_CONCURRENT_DIALS` addresses at once.  While the node wants masters
 it has no way to (the links split the network into parts, and its part has
-none, or too few to sign a write: node.py), it dials them first, on every
-free slot: go-pttai's `ConnectMaster`, where a route cannot do.  Each dial runs as a task:
+none, or too few to sign a write: node.py), it dials them first, and the
+peers such a master named as it refused it, on every free slot: go-pttai's
+`ConnectMaster`, where a route cannot do.  Each dial runs as a task:
 the TCP connect under `connect_timeout` (a failure is backed off in the
 book), then the connection's whole life (the node's `run_link`).
 """
@@ -63,7 +64,7 @@ class Dialer:
         self.network = network
         self.listen_address = listen_address
         self._run_link = run_link
-        self._out_of_reach = out_of_reach  # the masters it wants and has no way to
+        self._out_of_reach = out_of_reach  # the masters it wants, and the peers they named
         self.dialing: set[str] = set()  # addresses being dialed (or connected through)
         self.changed = trio.Event()  # set to wake the dialer; replaced as it wakes
 
@@ -79,15 +80,15 @@ class Dialer:
             busy = self.dialing | {ln.address for ln in self.links.values()}
             busy |= {ln.listen for ln in self.links.values()}
             outbound = sum(1 for ln in self.links.values() if ln.direction is Direction.OUTBOUND)
-            masters = self._out_of_reach()
+            wanted = self._out_of_reach()
             # No room to dial: wait for a link or a dial to end, not for the clock (and
             # do not sort the whole book, up to a thousand addresses, for nothing).
-            full = self._no_room(outbound, stranded=bool(masters))
+            full = self._no_room(outbound, stranded=bool(wanted))
             due = [] if full else self.book.due(now)
-            if masters:
-                due.sort(key=lambda e: e.peer_id not in masters)  # the masters first
+            if wanted:
+                due.sort(key=lambda e: e.peer_id not in wanted)  # the wanted first
             for entry in due:
-                if full := self._no_room(outbound, stranded=entry.peer_id in masters):
+                if full := self._no_room(outbound, stranded=entry.peer_id in wanted):
                     break
                 if entry.peer_id == self.peer_id or entry.address == self.listen_address():
                     entry.next_try = math.inf
@@ -108,8 +109,9 @@ class Dialer:
 
         `dialing` holds the address of each outbound connection for its whole life,
         so outbound links count twice here: in effect a node dials a quarter of its
-        slots, not half.  A master it is `stranded` from it may dial on every free
-        slot, each link and each dial counted once.  Only a master: a part that filled
+        slots, not half.  A master it is `stranded` from (or a peer such a master
+        named) it may dial on every free slot, each link and each dial counted once.
+        Only those: a part that filled
         its slots with each other while the masters were offline left none for a
         newcomer, nor a master coming back (the simulator: `--max-peers 6 --churn 2
         --masters-offline 12:40`)."""

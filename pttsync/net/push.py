@@ -192,8 +192,11 @@ class Pusher:
                 holders.mark_valid()
                 for peer_id in announcers.get(oplog.oplog_id, ()):
                     holders.add(peer_id)
-            sent = received.get(oplog.oplog_id)
-            if source is not None and sent is not None and (sent == oplog.hash or self._answering):
+            if (
+                source is not None
+                and (sent := received.get(oplog.oplog_id)) is not None
+                and (sent == oplog.hash or self._answering)
+            ):
                 holders.add(source)  # it has this copy, or gets it in our answer
             if new is OplogStatus.VALID and old is OplogStatus.VALID:
                 continue  # a better copy of a valid oplog: sync spreads it

@@ -184,7 +184,7 @@ class OplogHandler:
         return result
 
     def _integrate(
-        self, oplogs: Sequence[Oplog], result: HandleResult, now: int, *, sent: bool = True
+        self, oplogs: Sequence[Oplog], result: HandleResult, now: int, *, from_peer: bool = True
     ) -> None:
         """Integrate pending oplogs; one whose previous log is missing waits for it."""
         replica = self.replica
@@ -194,7 +194,7 @@ class OplogHandler:
         ids = {o.oplog_id for o in fresh} | {o.prev_id for o in fresh if o.prev_id}
         known = replica.store.existing(replica.topic_id, ids)
         batch: dict[bytes, tuple[Oplog, OplogStatus]] = {}
-        as_sent: dict[bytes, bytes] = {}  # the hash of the copy the peer sent, by ID
+        sent: dict[bytes, bytes] = {}  # the hash of the copy the peer sent, by ID
         for oplog in fresh:
             if (
                 oplog.prev_id is not None
@@ -217,12 +217,12 @@ class OplogHandler:
                     result.improved.append(held[0])  # ours has all its signatures, and more
             else:
                 batch[copy.oplog_id] = outcome
-                as_sent[copy.oplog_id] = oplog.hash
+                sent[copy.oplog_id] = oplog.hash
         if batch:
-            replica.commit(list(batch.values()), now=now, received=as_sent if sent else None)
+            replica.commit(list(batch.values()), now=now, received=sent if from_peer else None)
         result.added += [o for o, _ in batch.values() if o.oplog_id not in known]
         result.replaced += [o for o, _ in batch.values() if o.oplog_id in known]
-        result.improved += [o for o, _ in batch.values() if o.hash != as_sent[o.oplog_id]]
+        result.improved += [o for o, _ in batch.values() if o.hash != sent[o.oplog_id]]
 
     def _release(self, stored: Iterable[Oplog], now: int) -> None:
         """Handle what waited for the oplogs just stored, and what waited for those, in
@@ -236,9 +236,9 @@ class OplogHandler:
                 pending += self._waiting_pending.release(oid)
             done = HandleResult()
             if pending:
-                self._integrate(pending, done, now, sent=False)
+                self._integrate(pending, done, now, from_peer=False)
             if valid:
-                self._process(valid, done, now, sent=False)
+                self._process(valid, done, now, from_peer=False)
             ids = [o.oplog_id for o in done.stored]
 
     def handle_failed_oplogs(self, now: int) -> HandleResult:
@@ -249,10 +249,10 @@ class OplogHandler:
         return HandleResult(failed=handle_failed(self.replica, now))
 
     def _process(
-        self, oplogs: Sequence[Oplog], result: HandleResult, now: int, *, sent: bool = True
+        self, oplogs: Sequence[Oplog], result: HandleResult, now: int, *, from_peer: bool = True
     ) -> None:
-        """HandleOplogs' steps on decoded oplogs.  `sent`: they are what the caller's peer
-        sent now (`Commit.received`), not waiters released by an earlier arrival."""
+        """HandleOplogs' steps on decoded oplogs.  `from_peer`: they are what the caller's
+        peer sent now (`Commit.received`), not waiters released by an earlier arrival."""
         wanted = {o.oplog_id for o in oplogs} | {o.prev_id for o in oplogs if o.prev_id}
         known = self.store.existing(self.topic_id, wanted)
         batch: dict[bytes, Oplog] = {}  # the copy to save, by ID
@@ -292,7 +292,7 @@ class OplogHandler:
             self.replica.commit(
                 [(o, OplogStatus.VALID) for o in batch.values()],
                 now=now,
-                received=came if sent else None,
+                received=came if from_peer else None,
             )
         result.added += [o for o in batch.values() if o.oplog_id not in known]
         result.replaced += [o for o in batch.values() if o.oplog_id in known]
