@@ -770,6 +770,8 @@ def test_counts_are_bounded(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     args = parser.parse_args(["launch", "3", "--dir", "x"])
     assert (args.n, args.base_port, args.host, args.sync_interval) == (3, 7400, "127.0.0.1", None)
+    assert parser.parse_args(["run", "--data", "d"]).visit_interval == 60.0
+    assert parser.parse_args(["run", "--data", "d", "--visit-interval", "0"]).visit_interval == 0
     args = parser.parse_args(["demo"])
     assert (args.peers, args.writes, args.base_port, args.dir, args.seed) == (5, 20, 0, None, None)
     for argv in (
@@ -780,6 +782,9 @@ def test_counts_are_bounded(capsys: pytest.CaptureFixture[str]) -> None:
         ["run", "--data", "d", "--sync-interval", "0"],
         ["run", "--data", "d", "--sync-interval", "nan"],
         ["run", "--data", "d", "--max-peers", "0"],
+        ["run", "--data", "d", "--visit-interval", "-1"],
+        ["run", "--data", "d", "--visit-interval", "0.0001"],
+        ["simulate", "--visit-interval", "inf"],
     ):
         with pytest.raises(SystemExit):
             parser.parse_args(argv)

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import random
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
@@ -39,7 +40,7 @@ from pttsync.net.config import NodeConfig, trio_wall_clock
 from pttsync.net.fetchtree import FetchReport, RefusedError, _Client, fetch_tree
 from pttsync.net.serve import open_node
 
-from .nethelpers import SECOND, T0, make_cluster
+from .nethelpers import SECOND, T0, digest, make_cluster, wait_until
 from .synchelpers import MEMBER, OTHER, TID, TOPIC, WRITER
 
 Run = Any
@@ -380,6 +381,31 @@ async def test_fetch_pulls_the_peer_tree_and_sends_nothing(autojump_clock: MockC
     assert ids(result.only_a) == {extra_a.oplog_id}
     assert ids(result.only_b) == {only_b.oplog_id}
     assert result.different.total == 0
+
+
+async def test_a_full_peer_is_fetched_as_a_visit(autojump_clock: MockClock) -> None:
+    """B has one slot, taken by C: the fetch comes as a visit (network.md, "Visits"),
+    so B lets it in all the same, and keeps its link."""
+    cluster = make_cluster(3)
+    async with cluster.run():
+        pass  # every node holds the governance
+    async with AsyncExitStack() as stack:
+        node_b = await stack.enter_async_context(cluster.node(1, max_peers=1))
+        node_c = await stack.enter_async_context(
+            cluster.node(2, max_peers=1, join=(cluster.address(1),))
+        )
+        await wait_until([node_b, node_c], lambda: len(node_b.links) == 1, limit=30)
+        fetched = MemoryStore()
+        fetched.add_topic(cluster.info)
+        with trio.fail_after(60):
+            report = await fetch_tree(
+                fetched, cluster.info, cluster.identities[0], cluster.address(1),
+                network=cluster.network, clock=trio_wall_clock(T0), timeout=30,
+            )  # fmt: skip
+        assert report.settled
+        assert fetched.tree(cluster.topic_id).digest() == digest(node_b)
+        assert list(node_b.links) == [node_c.peer_id]
+        assert node_b.status()["visits"]["taken"] == 1
 
 
 async def test_fetch_sends_no_record_and_opens_no_postsync() -> None:

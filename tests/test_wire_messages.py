@@ -58,6 +58,7 @@ def _raw(**fields: object) -> bytes:
         "tps": [],
         "ag": "",
         "cr": [],
+        "vis": False,
     }
     base.update(fields)
     return codec.dumps({k: v for k, v in base.items() if v is not ...})
@@ -76,6 +77,8 @@ def _raw(**fields: object) -> bytes:
         (_raw(tps=[b"short"]), "32 bytes"),
         (_raw(tps=[TOPIC] * (MAX_TOPICS + 1)), "over the limit of 64"),
         (_raw(cr=[b"x"] * (MAX_CREDENTIALS + 1)), "over the limit of 64"),
+        (_raw(vis=1), "boolean"),
+        (_raw(vis=...), "missing field"),
         (
             codec.dumps({"v": V, "t": 33, "tp": TOPIC, "ops": [], "pd": False}),
             "at least one",

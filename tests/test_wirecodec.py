@@ -48,6 +48,7 @@ messages: st.SearchStrategy[NodeMessage] = st.one_of(
         st.lists(ids32, max_size=3).map(tuple),
         texts,
         st.lists(bodies, max_size=3).map(tuple),
+        st.booleans(),
     ),
     st.builds(Peers, st.lists(st.tuples(ids32, addresses), max_size=4).map(tuple)),
     st.builds(Bye, texts),

@@ -77,6 +77,8 @@ def draw(rng: random.Random, max_peers: int = 40) -> list[str]:
     if rng.random() < 0.1:
         args += ["--sync-interval", str(rng.choice([2, 30]))]
     if rng.random() < 0.1:
+        args += ["--visit-interval", str(rng.choice([20, 300]))]
+    if rng.random() < 0.1:
         args += ["--hot", str(rng.choice([0.0, 0.8])), "--deletes", str(rng.choice([0.0, 0.3]))]
     if rng.random() < 0.05:
         args += ["--store", "sqlite"]

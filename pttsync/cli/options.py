@@ -79,6 +79,14 @@ def seconds(text: str) -> float:
     return value
 
 
+def seconds_or_off(text: str) -> float:
+    """0 (off), or a number of seconds from 0.001 to a day."""
+    value = seconds(text) if text.strip() not in ("0", "0.0") else 0.0
+    if 0 < value < 0.001:
+        raise argparse.ArgumentTypeError("must be 0 (off) or at least 0.001 seconds")
+    return value
+
+
 def port(text: str) -> int:
     """A TCP port, 1..65535."""
     return bounded(1, 65535)(text)

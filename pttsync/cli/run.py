@@ -23,7 +23,7 @@ from ..core.identity import peer_id_text
 from ..datadir import DataDir
 from ..errors import DataDirError
 from .init import admit
-from .options import add_command, bounded, count, seconds
+from .options import add_command, bounded, count, seconds, seconds_or_off
 
 if TYPE_CHECKING:
     from ..net.config import NodeConfig
@@ -103,6 +103,14 @@ def register(sub: Subparsers) -> None:
         help="seconds between sync rounds with each peer (default: %(default)s)",
     )
     p.add_argument(
+        "--visit-interval",
+        type=seconds_or_off,
+        default=60.0,
+        metavar="SECONDS",
+        help="about every SECONDS visit a known peer this node has no link to, for one sync"
+        " round outside the slots; 0: never (default: %(default)s)",
+    )
+    p.add_argument(
         "--no-push", action="store_true", help="do not push new writes; rely on sync rounds"
     )
     p.add_argument(
@@ -141,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         join=tuple(addr(a) for a in args.join or ()),
         max_peers=args.max_peers,
         sync_interval=args.sync_interval,
+        visit_interval=args.visit_interval,
         push=not args.no_push,
         restarts=args.restarts,
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from .options import seconds_or_off
 from .output import LiveLine, emit_json, tell
 from .triorun import Terminated, on_sigterm
 
@@ -135,6 +136,9 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
         "help": "each peer's clock is off by up to MS either way (default: 0)"}),
     ("--sync-interval", "sync_interval", {"type": _number(float, 0.01, 3600), "metavar": "S",
         "help": "anti-entropy interval of every node (default: 10)"}),
+    ("--visit-interval", "visit_interval", {"type": seconds_or_off, "metavar": "S",
+        "help": "about every S seconds a node visits a peer it has no link to, for one"
+        " sync round; 0: never (default: 60)"}),
     ("--push-mesh", "push_mesh", {"type": _number(int, 0, 1024), "metavar": "K",
         "help": "peers each node picks for its push mesh; 0 pushes to every peer (default: 3)"}),
     ("--push-every", "push_every", {"type": _number(float, 0, 60), "metavar": "S",

@@ -6,6 +6,13 @@
   push within seconds, and a round between peers in sync costs ~350 bytes.
 * `max_peers` 16: connections kept, in and out; enough for an epidemic to
   cross a network in a few hops, few enough to stay cheap.
+* `visit_interval` 60 s: about this often (jittered like `sync_interval`)
+  a node visits a known peer it has no link to: one sync round over a
+  connection outside the slots, then closed (connections.py, network.md
+  "Visits").  Rounds between linked peers cannot leave the part of the
+  network their links form; a visit crosses to a random known peer, so
+  parts whose links never meet still converge, whatever their slots.  It
+  costs a handshake and a round a minute a node.  0 turns visits off.
 * `push` on: best-effort push of new oplogs; off leaves anti-entropy alone.
 * `push_every` 0.1 s: at most one push batch per topic this often; under a
   stream of writes each message carries many oplogs instead of one, at the
@@ -87,6 +94,7 @@ class NodeConfig:
     join: tuple[str, ...] = ()  # addresses to bootstrap from
     max_peers: int = 16
     sync_interval: float = 10.0
+    visit_interval: float = 60.0  # 0: no visits
     push: bool = True
     push_mesh: int = 3
     push_every: float = 0.1
@@ -123,6 +131,10 @@ class NodeConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value <= 60:
                 raise UsageError(f"NodeConfig.{name} must be a number in [0, 60]")
+        if not isinstance(self.visit_interval, int | float) or not (
+            self.visit_interval == 0 or 0.001 <= self.visit_interval <= 86400
+        ):
+            raise UsageError("NodeConfig.visit_interval must be 0 (no visits) or in [0.001, 86400]")
         positive = {
             "sync_interval": (0.001, 86400.0),
             "handshake_timeout": (0.001, 3600.0),

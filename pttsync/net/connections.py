@@ -10,6 +10,14 @@ address's account in the book: a clean end, a refusal, a violation
 (counted), or a bug of ours (`contain`: logged with its traceback, counted,
 and that connection alone closed).
 
+A **visit** (network.md, "Visits") is a connection for one sync round
+outside the slots: the node dials one now and then (node.py), and takes at
+most `door.MAX_VISITS` at once.  A visit is not a link: it is kept in
+`visits`, not `links`, so nothing pushes over it, routes through it or
+counts it as a slot; the visitor runs one round per shared topic and then
+closes it, and either side closes it after `round_timeout`.  Its end settles
+nothing in the book but a violation.
+
 It keeps the counters the node shows: `violations`, `internal_errors`,
 the gate's `turned_away`, the connections `opened` by direction and the
 traffic of those that have ended (`closed_traffic`).  What it works with
@@ -38,7 +46,7 @@ from .peer import Direction, LinkStats, PeerLink
 from .wire import MAX_PEERS_LISTED, Bye, Peers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from ..core.identity import Identity
     from .addressbook import AddressBook
@@ -61,7 +69,9 @@ class Connections:
 
     `links` is the node's connected peers by peer ID (this is where they are
     added and removed), `scopes` each live link's reader scope by `id(link)`
-    (the door reads it), `start_round(rt, link)` starts a sync round.
+    (the door reads it), `visits` the links on a visit by `id(link)` (kept
+    here, read by the door), `start_round(rt, link)` starts a sync round and
+    `run_round(rt, link)` runs one to its end (a visit's).
     """
 
     def __init__(
@@ -73,6 +83,7 @@ class Connections:
         topics: Mapping[bytes, TopicRuntime],
         links: dict[bytes, PeerLink],
         scopes: dict[int, trio.CancelScope],
+        visits: dict[int, PeerLink],
         book: AddressBook,
         door: Door,
         dispatcher: Dispatcher,
@@ -80,6 +91,7 @@ class Connections:
         verifier: Verifier | None,
         wake_dialer: Callable[[], None],
         start_round: Callable[[TopicRuntime, PeerLink], None],
+        run_round: Callable[[TopicRuntime, PeerLink], Awaitable[bool]],
     ) -> None:
         self.identity = identity
         self.peer_id = identity.peer_id
@@ -88,6 +100,7 @@ class Connections:
         self.topics = topics
         self.links = links
         self.scopes = scopes
+        self.visits = visits
         self.book = book
         self.door = door
         self.dispatcher = dispatcher
@@ -95,12 +108,15 @@ class Connections:
         self.verifier = verifier
         self._wake_dialer = wake_dialer
         self._start_round = start_round
+        self._run_round = run_round
         self.gate = InboundGate(config.max_handshakes, config.max_handshakes_per_host)
         self.violations = 0  # connections closed for breaking the protocol
         self.internal_errors = 0  # connections closed by a bug of ours (logged with traceback)
         self.closed_traffic = LinkStats()  # the counters of connections that have ended
         self.opened = dict.fromkeys(Direction, 0)  # connections admitted, by direction
+        self.visited = dict.fromkeys(Direction, 0)  # visits admitted: made, and taken
         self._verdicts: dict[int, tuple[int, str]] = {}  # a contained link's (penalty, reason)
+        self._visit_news: dict[int, trio.Event] = {}  # a visit of ours: admitted, or over
 
     async def on_inbound(self, stream: trio.abc.Stream, remote: str) -> None:
         """An inbound connection, if the gate (gate.py) has a place for one more."""
@@ -120,10 +136,13 @@ class Connections:
         address: str,
         direction: Direction,
         expect: bytes | None,
+        visit: bool = False,
         *,
         admitted: Callable[[], None] | None = None,
     ) -> None:
-        """Run one connection to its end; `admitted()` is called once the door lets it in."""
+        """Run one connection to its end; `admitted()` is called once the door lets it in.
+
+        `visit`: the node dialed for a visit (one round, then closed)."""
         cfg = self.config
         outbound = direction is Direction.OUTBOUND
         try:
@@ -146,13 +165,20 @@ class Connections:
             channel, direction=direction, address=address, local_id=self.peer_id,
             queue_size=cfg.send_queue, send_timeout=cfg.send_timeout, started=trio.current_time(),
         )  # fmt: skip
+        link.visit = visit
         penalty, reason, violation = 0, "closed", False
+        news = trio.Event()  # a visit admitted, or the reader done: its rounds may go on
+        if visit:
+            self._visit_news[id(link)] = news
         try:
             async with trio.open_nursery() as nursery:
                 with trio.CancelScope() as scope:
                     self.scopes[id(link)] = scope
                     nursery.start_soon(self._write, link, scope)
+                    if visit:
+                        nursery.start_soon(self._visit, link, scope, news)
                     penalty, reason = await self._converse(link, admitted)
+                news.set()
                 penalty, reason = self._verdicts.pop(id(link), (penalty, reason))
                 violation = penalty > 0 and not link.refused
                 link.close(reason)
@@ -160,23 +186,30 @@ class Connections:
         finally:
             self.scopes.pop(id(link), None)
             self._verdicts.pop(id(link), None)
+            self._visit_news.pop(id(link), None)
             self.drop(link)
             await link.aclose()
-            self.closed_traffic.add(link.stats)
-            now = trio.current_time()
-            # A peer refused at the door (not a member here, yet) is backed off
-            # like a violator but not counted as one: its admission may simply
-            # not have reached this node.
-            if violation:
-                self.violations += 1
-                log.warning("closed %r: %s", link, reason)
-            else:
-                log.info("%s %r: %s", "refused" if penalty else "disconnected", link, reason)
+            self._settle(link, penalty, reason, violation=violation)
+
+    def _settle(self, link: PeerLink, penalty: int, reason: str, *, violation: bool) -> None:
+        """A connection ended: its traffic kept, its end logged and the book told."""
+        self.closed_traffic.add(link.stats)
+        now = trio.current_time()
+        # A peer refused at the door (not a member here, yet) is backed off
+        # like a violator but not counted as one: its admission may simply
+        # not have reached this node.
+        if violation:
+            self.violations += 1
+            log.warning("closed %r: %s", link, reason)
+        else:
+            log.info("%s %r: %s", "refused" if penalty else "disconnected", link, reason)
+        if violation or not link.visit:  # a visit's end tells nothing of the address
+            outbound = link.direction is Direction.OUTBOUND
             self.book.ended(
                 link.address if outbound else link.listen, now, lasted=now - link.started,
                 penalty=penalty, reason=reason, sent_away=link.peer_bye is not None,
             )  # fmt: skip
-            self.changes.notify()
+        self.changes.notify()
 
     async def _write(self, link: PeerLink, reader: trio.CancelScope) -> None:
         """The link's writer; if the peer stopped taking data, its reader ends too."""
@@ -192,7 +225,7 @@ class Connections:
         """The reader: every frame to the link's conversation.  (penalty, why it ended)."""
         conv = Conversation(link, door=self.door, dispatcher=self.dispatcher)
         try:
-            await link.send(self.door.hello())
+            await link.send(self.door.hello(visit=link.visit))
             with trio.fail_after(self.config.handshake_timeout):
                 frame = await link.receive_frame()
             replies = await feed(
@@ -235,9 +268,12 @@ class Connections:
 
     def _admit(self, link: PeerLink, admitted: Callable[[], None] | None) -> None:
         """The door let `link` in: register it, tell the dialer, start the first rounds."""
-        self._register(link)
         if admitted is not None:
             admitted()
+        if link.visit:
+            self._welcome(link)
+            return
+        self._register(link)
         # A round carries news both ways, so the dialing side starts it alone
         # (both did: two rounds for one new connection).
         if link.direction is Direction.OUTBOUND:
@@ -245,13 +281,44 @@ class Connections:
                 if rt.topic_id in link.topics:
                     self._start_round(rt, link)
 
-    def _register(self, link: PeerLink) -> None:
-        self.links[link.peer_id] = link
+    def _welcome(self, link: PeerLink) -> None:
+        """A visit let in: addresses told both ways, and its time bounded."""
+        self.visits[id(link)] = link
+        self.visited[link.direction] += 1
+        self._learn(link)
+        link.try_send(self.peers_message(link))
+        scope = self.scopes.get(id(link))
+        if scope is not None:
+            scope.deadline = trio.current_time() + self.config.round_timeout
+        news = self._visit_news.get(id(link))
+        if news is not None:
+            news.set()
+        log.info("%r on a visit (%d topics)", link, len(link.topics))
+
+    async def _visit(self, link: PeerLink, reader: trio.CancelScope, news: trio.Event) -> None:
+        """The visitor's side: once admitted, one round per shared topic, then the end.
+        `news` is set when the door lets the visit in, or the reader stops first
+        (refused, or the peer left)."""
+        await news.wait()
+        if id(link) not in self.visits:
+            return
+        for rt in self.topics.values():
+            if rt.topic_id in link.topics and not link.closed:
+                await self._run_round(rt, link)
+        self._verdicts.setdefault(id(link), (0, "visit over"))
+        reader.cancel()
+
+    def _learn(self, link: PeerLink) -> None:
+        """The peer's addresses into the book, as reached."""
         now = trio.current_time()
         for address in (link.address if link.direction is Direction.OUTBOUND else "", link.listen):
             if address:
                 self.book.add(address, link.peer_id, now=now)
                 self.book.connected(address, link.peer_id)
+
+    def _register(self, link: PeerLink) -> None:
+        self.links[link.peer_id] = link
+        self._learn(link)
         link.try_send(self.peers_message(link))
         self.opened[link.direction] += 1
         for topic_id in link.topics:
@@ -260,6 +327,12 @@ class Connections:
         self.changes.notify()
 
     def drop(self, link: PeerLink) -> None:
+        if self.visits.get(id(link)) is link:
+            del self.visits[id(link)]
+            for rt in self.topics.values():  # the round's state, unless the peer is linked
+                if rt.topic_id in link.topics and link.peer_id not in self.links:
+                    rt.forget(link.peer_id)
+            return
         if self.links.get(link.peer_id) is link:
             del self.links[link.peer_id]
             for rt in self.topics.values():

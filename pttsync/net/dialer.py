@@ -10,7 +10,9 @@ most `MAX_CONCURRENT_DIALS` addresses at once.  While the node wants masters
 it has no way to (the links split the network into parts, and its part has
 none, or too few to sign a write: node.py), it dials them first, and the
 peers such a master named as it refused it, on every free slot: go-pttai's
-`ConnectMaster`, where a route cannot do.  Each dial runs as a task:
+`ConnectMaster`, where a route cannot do.  A visit (node.py; network.md,
+"Visits") is dialed apart from all this, whatever the room, one at a time.
+Each dial runs as a task:
 the TCP connect under `connect_timeout` (a failure is backed off in the
 book), then the connection's whole life (the node's `run_link`).
 """
@@ -54,7 +56,7 @@ class Dialer:
         config: NodeConfig,
         network: Network,
         listen_address: Callable[[], str | None],
-        run_link: Callable[[trio.abc.Stream, str, Direction, bytes | None], Awaitable[None]],
+        run_link: Callable[[trio.abc.Stream, str, Direction, bytes | None, bool], Awaitable[None]],
         out_of_reach: Callable[[], frozenset[bytes]] = frozenset,
     ) -> None:
         self.peer_id = peer_id
@@ -66,18 +68,30 @@ class Dialer:
         self._run_link = run_link
         self._out_of_reach = out_of_reach  # the masters it wants, and the peers they named
         self.dialing: set[str] = set()  # addresses being dialed (or connected through)
+        self.visiting: str | None = None  # the address of our visit under way
+        self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set to wake the dialer; replaced as it wakes
 
     def wake(self) -> None:
         """The book or the links changed: look again at what is due."""
         self.changed.set()
 
-    async def run(self, nursery: trio.Nursery) -> None:
-        """Dial what is due, forever, each dial a task in `nursery` (run this as a task)."""
+    async def run(
+        self,
+        nursery: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Dial what is due, forever, each dial a task in `nursery` (run this as a task;
+        started once it can take a visit)."""
         cfg = self.config
+        self._nursery = nursery
+        task_status.started()
         while True:
             now = trio.current_time()
             busy = self.dialing | {ln.address for ln in self.links.values()}
+            if self.visiting is not None:
+                busy.add(self.visiting)
             busy |= {ln.listen for ln in self.links.values()}
             outbound = sum(1 for ln in self.links.values() if ln.direction is Direction.OUTBOUND)
             wanted = self._out_of_reach()
@@ -126,7 +140,17 @@ class Dialer:
             or len(self.dialing) >= MAX_CONCURRENT_DIALS
         )
 
-    async def _dial(self, address: str, expect: bytes | None) -> None:
+    def visit(self, address: str, peer_id: bytes | None) -> bool:
+        """Dial `address` for a visit now, outside the slots; False if a visit is under
+        way, the address is dialed or linked already, or the dialer is not running."""
+        busy = self.visiting is not None or address in self.dialing
+        if busy or self._nursery is None or (peer_id is not None and peer_id in self.links):
+            return False
+        self.visiting = address
+        self._nursery.start_soon(self._dial, address, peer_id, True)
+        return True
+
+    async def _dial(self, address: str, expect: bytes | None, visit: bool = False) -> None:
         try:
             try:
                 with trio.fail_after(self.config.connect_timeout):
@@ -139,7 +163,10 @@ class Dialer:
                 reason = f"no answer within {self.config.connect_timeout:g} s"
                 self.book.failed(address, trio.current_time(), reason=reason)
                 return
-            await self._run_link(stream, address, Direction.OUTBOUND, expect)
+            await self._run_link(stream, address, Direction.OUTBOUND, expect, visit)
         finally:
-            self.dialing.discard(address)
+            if visit:
+                self.visiting = None
+            else:
+                self.dialing.discard(address)
             self.wake()

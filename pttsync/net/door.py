@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     from .topicruntime import TopicRuntime
 
 AGENT = "pttsync/0.1"
+MAX_VISITS = 2
+"""Visits a node takes at once (network.md, "Visits"): each is a connection for one
+sync round, outside `max_peers`, so a full node still answers one; bounded, so
+visits cannot take what the slots bound."""
 
 
 class Door:
@@ -47,7 +51,7 @@ class Door:
     reads them, never changes them.  `listen_address()` is the node's listen
     address now; `drop(link)` forgets a link that was replaced;
     `peers_message(link)` is the `Peers` message for a peer refused for lack
-    of room.
+    of room.  `visits` are the links on a visit now, by `id(link)` (both ways).
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class Door:
         topics: Mapping[bytes, TopicRuntime],
         links: Mapping[bytes, PeerLink],
         scopes: Mapping[int, trio.CancelScope],
+        visits: Mapping[int, PeerLink],
         max_peers: int,
         clock: Callable[[], int],
         listen_address: Callable[[], str | None],
@@ -68,6 +73,7 @@ class Door:
         self.topics = topics
         self.links = links
         self.scopes = scopes
+        self.visits = visits
         self.max_peers = max_peers
         self.clock = clock
         self.listen_address = listen_address
@@ -75,17 +81,19 @@ class Door:
         self._peers_message = peers_message
         self.refusals = refusals
 
-    def hello(self) -> Hello:
-        """This node's Hello: its listen address, its topics and its credentials."""
+    def hello(self, *, visit: bool = False) -> Hello:
+        """This node's Hello: its listen address, its topics and its credentials (and
+        whether it comes on a visit)."""
         creds: list[bytes] = []
         for rt in self.topics.values():
             room = MAX_CREDENTIALS - len(creds)
             creds += [encode_oplog(o) for o in rt.credentials(room)] if room > 0 else []
-        return Hello(self.listen_address() or "", tuple(self.topics), AGENT, tuple(creds))
+        return Hello(self.listen_address() or "", tuple(self.topics), AGENT, tuple(creds), visit)
 
     def admit(self, link: PeerLink, hello: Hello) -> tuple[int, str] | None:
         """None if the link may stay, else (penalty, reason)."""
         link.listen, link.agent = self._listen_of(link, hello.listen), hello.agent
+        link.visit = link.visit or hello.visit  # ours (we dialed for one), or the peer's
         now = self.clock()
         if hello.credentials and not all(
             self.topics[t].admits(link.peer_id, now) for t in hello.topics if t in self.topics
@@ -102,6 +110,8 @@ class Door:
             self.refusals.add(link.peer_id, self._where(link), NOT_MEMBER, reason, now)
             return 3, reason
         existing = self.links.get(link.peer_id)
+        if link.visit:
+            return self._admit_visit(link, existing is not None, now)
         if existing is not None:
             preferred = min(self.peer_id, link.peer_id)
             if link.initiator == preferred and existing.initiator != preferred:
@@ -118,6 +128,19 @@ class Door:
             self.refusals.add(link.peer_id, self._where(link), NO_ROOM, reason, now)
             return 0, reason
         self.refusals.forget(link.peer_id)
+        return None
+
+    def _admit_visit(self, link: PeerLink, linked: bool, now: int) -> tuple[int, str] | None:
+        """A visit: let in whatever the slots, unless the peer is linked already (a
+        visit never replaces a link) or `MAX_VISITS` peers visit us now."""
+        if linked:
+            return 0, "already connected"
+        inbound = sum(1 for v in self.visits.values() if v.direction is Direction.INBOUND)
+        if link.direction is Direction.INBOUND and inbound >= MAX_VISITS:
+            link.try_send(self._peers_message(link))
+            reason = f"too many visits (at most {MAX_VISITS})"
+            self.refusals.add(link.peer_id, self._where(link), NO_ROOM, reason, now)
+            return 0, reason
         return None
 
     @staticmethod

@@ -20,6 +20,10 @@ It is **pull-only**: the peer is sent no oplog.
 * The Hello lists only the topic and carries no credentials (a node's
   Hello carries the governance oplogs that make it a member, which the
   door may store): the peer must already know `identity` as a member.
+* It comes as a **visit** (network.md, "Visits"): let in whatever the
+  peer's slots (a full peer refused a fetch before), taking none, and
+  pushed nothing; the peer closes it after its `round_timeout` at the
+  latest.
 * Whatever the peer sends beside the replies is dropped: pushes,
   announcements, routes, addresses.  A sync round the peer starts with us
   is rejected as BUSY, so it never waits on us.
@@ -207,7 +211,7 @@ class _Client:
 
     async def hello(self) -> None:
         """Hellos both ways; UsageError if the peer does not serve the topic."""
-        await self.link.send(Hello("", (self.topic_id,), AGENT, ()))
+        await self.link.send(Hello("", (self.topic_id,), AGENT, (), visit=True))
         frame = await self.link.receive_frame()
         msg = None if frame is None else decode_any(frame)
         if isinstance(msg, Bye):

@@ -95,6 +95,14 @@ class NodeCollector:
             opened.add_metric([d.value], node.connections.opened[d])
         yield now
         yield opened
+        visits = CounterMetricFamily(
+            "pttsync_visits",
+            "Visits admitted (one sync round outside the slots), made and taken.",
+            labels=["direction"],
+        )
+        for way, n in node.visits.items():
+            visits.add_metric([way], n)
+        yield visits
         traffic = LinkStats()
         traffic.add(node.connections.closed_traffic)
         for link in node.links.values():

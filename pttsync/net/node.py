@@ -20,6 +20,8 @@ What runs inside (all in one nursery):
 * per topic: the pusher, the anti-entropy loop (a round with one random
   peer every `sync_interval`, jittered, and at once with each new peer),
   and the HandleFailedOplogs timer;
+* visits: about every `visit_interval`, one round with a random known
+  peer it has no link to, over a connection of its own (connections.py);
 * the control socket the CLI talks to (control.py), in the data directory.
 
 A node is made of components, each given what it works with: a
@@ -57,6 +59,7 @@ from .door import Door
 from .inbox import Verifier
 from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
+from .peer import Direction
 from .refusals import Refusals
 from .topicruntime import TopicRuntime
 
@@ -118,9 +121,13 @@ class Node:
         self.refusals = Refusals()  # peers refused at the door lately (refusals.py)
         self.changes = Changes()
         scopes: dict[int, trio.CancelScope] = {}
+        visits: dict[int, PeerLink] = {}
+        # Visits draw from their own stream: the rest of a seeded run's choices
+        # are the same whether or not it makes visits.
+        self._visit_rng = random.Random(None if config.seed is None else f"{config.seed}/visits")
         self._nursery: trio.Nursery | None = None
         self.door = Door(
-            self.peer_id, topics=self.topics, links=self.links, scopes=scopes,
+            self.peer_id, topics=self.topics, links=self.links, scopes=scopes, visits=visits,
             max_peers=config.max_peers, clock=self.clock,
             listen_address=lambda: self.listen_address,
             # The door and the dialer call into the connections, made below with them:
@@ -146,10 +153,10 @@ class Node:
         )  # fmt: skip
         self.connections = Connections(
             identity, config=config, network=self.network, topics=self.topics,
-            links=self.links, scopes=scopes, book=self.book, door=self.door,
+            links=self.links, scopes=scopes, visits=visits, book=self.book, door=self.door,
             dispatcher=self.dispatcher, changes=self.changes,
             verifier=Verifier() if config.verify_ahead else None,
-            wake_dialer=self.dialer.wake, start_round=self._start_round,
+            wake_dialer=self.dialer.wake, start_round=self._start_round, run_round=self._round,
         )  # fmt: skip
         self.gate = self.connections.gate
         self.api = NodeAPI(
@@ -164,6 +171,12 @@ class Node:
     def turned_away(self) -> int:
         """Inbound connections closed unread: the gate had no place left (gate.py)."""
         return self.gate.turned_away
+
+    @property
+    def visits(self) -> dict[str, int]:
+        """Visits admitted since the node started: made to peers, and taken from them."""
+        done = self.connections.visited
+        return {"made": done[Direction.OUTBOUND], "taken": done[Direction.INBOUND]}
 
     @property
     def violations(self) -> int:
@@ -199,7 +212,9 @@ class Node:
                     )
                 nursery.start_soon(self._anti_entropy, rt)
                 nursery.start_soon(self._housekeeping, rt)
-            nursery.start_soon(self.dialer.run, nursery)
+            await nursery.start(self.dialer.run, nursery)
+            if cfg.visit_interval and self.topics:
+                nursery.start_soon(self._visits)
             if cfg.control and self.data_path is not None:
                 await nursery.start(serve_control, self.api, self.data_path / CONTROL_SOCKET)
             log.info("node %s up: %d topics, listening on %s", self, len(self.topics),
@@ -373,6 +388,26 @@ class Node:
             # a sync round carries them only to a signer one hop away.
             rt.pusher.relay_pending(list(self.links.values()), unreached_only=not self.config.push)
             self._want_masters()
+
+    async def _visits(self) -> None:
+        """About every `visit_interval` (jittered as the rounds are), visit a known peer
+        this node has no link to, drawn at random: one round with it outside the slots
+        (connections.py).  Linked peers' rounds cannot leave the part of the network
+        their links form; with few slots a node, parts can stay apart for good (the
+        simulator, three slots a node: `--peers 40 --writes 40 --seed 676 --masters 3
+        --write-by masters --max-peers 3 --partition 20:36 --crash 1
+        --masters-offline 20:43`)."""
+        rng = self._visit_rng
+        while True:
+            await trio.sleep(self.config.visit_interval * rng.uniform(0.5, 1.5))
+            mine = self.listen_address
+            known = [
+                e for e in self.book.entries()
+                if e.address != mine and e.peer_id != self.peer_id and e.peer_id not in self.links
+            ]  # fmt: skip
+            if known:
+                entry = rng.choice(known)
+                self.dialer.visit(entry.address, entry.peer_id)
 
     async def _housekeeping(self, rt: TopicRuntime) -> None:
         """HandleFailedOplogs and a scrub batch (config.py) every `failed_interval`."""

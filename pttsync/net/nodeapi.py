@@ -59,6 +59,9 @@ class RunState(Protocol):
     def turned_away(self) -> int: ...
 
     @property
+    def visits(self) -> dict[str, int]: ...
+
+    @property
     def book(self) -> AddressBook: ...
 
     @property
@@ -293,6 +296,7 @@ class NodeAPI:
             "violations": running.violations,
             "internal_errors": running.internal_errors,
             "turned_away": running.turned_away,
+            "visits": running.visits,
             "push": self.config.push,
             "sync_interval_s": self.config.sync_interval,
             "topics": topics,

@@ -110,6 +110,7 @@ class PeerLink:
         # or closed by an internal error of ours.
         self.refused = False
         self.peer_bye: str | None = None  # the reason of the peer's Bye, if it sent one
+        self.visit = False  # a visit: one sync round, outside the slots (connections.py)
         self.send_timeout = send_timeout
         self.stalled = False  # closed because the peer took no frame within send_timeout
         self._send, self._queue = trio.open_memory_channel[bytes](queue_size)

@@ -72,6 +72,7 @@ class Hello(NodeMessage):
     topics: tuple[bytes, ...]
     agent: str = ""
     credentials: tuple[bytes, ...] = ()
+    visit: bool = False  # a visit: one sync round, outside the slots (network.md, "Visits")
     TYPE: ClassVar[NodeMsgType] = NodeMsgType.HELLO
 
 

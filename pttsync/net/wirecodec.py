@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 __all__ = ["as_map", "decode_any", "encode_node_message"]
 
 _KEYS: dict[NodeMsgType, tuple[str, ...]] = {
-    NodeMsgType.HELLO: ("v", "t", "lis", "tps", "ag", "cr"),
+    NodeMsgType.HELLO: ("v", "t", "lis", "tps", "ag", "cr", "vis"),
     NodeMsgType.PUSH: ("v", "t", "tp", "ops", "pd"),
     NodeMsgType.PEERS: ("v", "t", "ps"),
     NodeMsgType.BYE: ("v", "t", "why"),
@@ -126,7 +126,13 @@ def as_map(msg: NodeMessage) -> dict[str, object]:
     m: dict[str, object] = {"v": PROTOCOL_VERSION, "t": int(msg.TYPE)}
     match msg:
         case Hello():
-            m.update(lis=msg.listen, tps=list(msg.topics), ag=msg.agent, cr=list(msg.credentials))
+            m.update(
+                lis=msg.listen,
+                tps=list(msg.topics),
+                ag=msg.agent,
+                cr=list(msg.credentials),
+                vis=msg.visit,
+            )
         case Push():
             m.update(tp=msg.topic, ops=list(msg.oplogs), pd=msg.pending)
         case Peers():
@@ -255,11 +261,14 @@ def _hello(m: dict[str, Any]) -> tuple[NodeMessage, int | None]:
         _checked_address(listen, "lis")
     topics = codec.get_list(m, "tps", max_items=MAX_TOPICS)
     creds = codec.get_list(m, "cr", max_items=MAX_CREDENTIALS)
+    if type(m["vis"]) is not bool:
+        _fail("vis", "must be a boolean")
     return Hello(
         listen,
         tuple(codec.as_bytes(t, "tps", size=TOPIC_ID_SIZE) for t in topics),
         _text(m, "ag", MAX_AGENT),
         tuple(codec.as_bytes(o, "cr", max_size=MAX_OPLOG_SIZE) for o in creds),
+        m["vis"],
     ), None
 
 

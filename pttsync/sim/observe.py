@@ -24,6 +24,7 @@ from ..core.lifecycle.handle import MAX_WAITING
 from ..core.oplog import OplogStatus
 from ..core.store.memory import MemoryStore
 from ..net.addressbook import DEFAULT_MAX_ENTRIES
+from ..net.door import MAX_VISITS
 from .plan import FaultKind
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class PeerSample:
 # The bounded structures of a node, with each one's limit.
 BOUNDS = (
     "links",
+    "visits",
     "send_queue",
     "push_queue",
     "seen_cache",
@@ -124,7 +126,9 @@ def bounds_of(node: Node) -> dict[str, tuple[int, int]]:
         "push_queue": (0, cfg.push_queue),
         "seen_cache": (0, cfg.seen_cache),
         "waiting": (0, MAX_WAITING),
-        "sessions": (0, 2 * cfg.max_peers),
+        # A visit holds sessions too: MAX_VISITS taken, and one of its own.
+        "visits": (len(node.connections.visits), MAX_VISITS + 1),
+        "sessions": (0, 2 * (cfg.max_peers + MAX_VISITS + 1)),
     }
     for rt in node.topics.values():
         for name, used in (

@@ -121,6 +121,7 @@ class SimConfig:
     masters: int = 1
     expiry: float = 3600.0  # seconds an oplog may stay pending
     sync_interval: float = 10.0
+    visit_interval: float = 60.0  # a node's visits to a peer it has no link to; 0: none
     push: bool = True
     push_mesh: int = 3  # peers each node picks for its push mesh (0: push to every peer)
     push_every: float = 0.1  # at most one push batch per node this often (seconds)
@@ -159,6 +160,10 @@ class SimConfig:
         _check(1 <= self.masters <= min(self.peers, 64), "masters must be 1..min(peers, 64)")
         _check(60 <= self.expiry <= 30 * 86400, "expiry must be 60 s .. 30 days")
         _check(0.01 <= self.sync_interval <= 3600, "sync interval must be 0.01..3600 s")
+        _check(
+            self.visit_interval == 0 or 0.01 <= self.visit_interval <= 86400,
+            "visit interval must be 0 (no visits) or 0.01..86400 s",
+        )
         _check(1 <= self.max_peers <= 1024, "max peers must be 1..1024")
         _check(0 <= self.push_mesh <= 1024, "push mesh must be 0..1024")
         _check(0 <= self.push_every <= 60, "push interval must be 0..60 s")

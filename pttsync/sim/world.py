@@ -188,7 +188,8 @@ class World:
             skew = int(r.uniform(-cfg.skew_ms, cfg.skew_ms) * NS_PER_SECOND / 1000)
         return NodeConfig(
             listen=peer.address, join=join, max_peers=cfg.max_peers,
-            sync_interval=cfg.sync_interval, push=cfg.push, control=False,
+            sync_interval=cfg.sync_interval, visit_interval=cfg.visit_interval, push=cfg.push,
+            control=False,
             scrub_batch=0,  # nothing rots in a simulated store: no scrubbing
             verify_ahead=False,  # worker threads run in real time: virtual time would jump
             push_mesh=cfg.push_mesh, push_every=cfg.push_every, announce_every=cfg.announce_every,

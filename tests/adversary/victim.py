@@ -82,7 +82,8 @@ class VictimNode:
         self.book = AddressBook(random.Random(0), max_entries=BOOK_SIZE)
         self.refusals = Refusals(max_entries=REFUSALS)
         self.door = Door(
-            self.me, topics=topics, links=self.links, scopes={}, max_peers=8, clock=clock,
+            self.me, topics=topics, links=self.links, scopes={}, visits={}, max_peers=8,
+            clock=clock,
             listen_address=lambda: LISTEN, drop=self._drop, peers_message=lambda _: Peers(()),
             refusals=self.refusals,
         )  # fmt: skip
