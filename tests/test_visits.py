@@ -9,15 +9,17 @@ address of the first only because the first refused it for lack of room.
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import trio
 
 from pttsync.errors import UsageError
 from pttsync.net.config import NodeConfig
-from pttsync.net.door import MAX_VISITS
+from pttsync.net.door import MAX_VISITS, Door
 from pttsync.net.peer import Direction
+from pttsync.net.refusals import Refusals
+from pttsync.net.wire import Hello, Peers
 
 from .nethelpers import Cluster, all_agree, make_cluster, value_of, wait_until
 
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from trio.testing import MockClock
 
     from pttsync.net.node import Node
+    from pttsync.net.peer import PeerLink
+
+TOPIC_ID = b"\x07" * 32
 
 
 async def two_parts(
@@ -142,3 +147,79 @@ def test_the_visit_interval_is_checked() -> None:
     for bad in (-1, 1e-9, 86401, float("nan")):
         with pytest.raises(UsageError, match="visit_interval"):
             NodeConfig(visit_interval=bad)
+
+
+class _Runtime:
+    """A topic whose governance admits everyone (all the door asks of it here)."""
+
+    def admits(self, peer_id: bytes, now: int) -> bool:
+        return True
+
+
+class _Link:
+    """What the door reads and sets on a connection."""
+
+    def __init__(self, peer: int, direction: Direction, *, visit: bool = False) -> None:
+        self.peer_id = bytes([peer]) * 32
+        self.direction = direction
+        self.initiator = self.peer_id if direction is Direction.INBOUND else b"\x00" * 32
+        self.address = self.listen = f"peer{peer}:1"
+        self.agent = ""
+        self.visit = visit
+        self.topics: frozenset[bytes] = frozenset()
+        self.refused = False
+        self.sent: list[object] = []
+
+    def try_send(self, msg: object) -> bool:
+        self.sent.append(msg)
+        return True
+
+
+def _door(links: dict[bytes, Any], visits: dict[int, Any]) -> Door:
+    return Door(
+        b"\x00" * 32, topics={TOPIC_ID: _Runtime()}, links=links,  # type: ignore[dict-item]
+        scopes={}, visits=visits, max_peers=1, clock=lambda: 0, listen_address=lambda: None,
+        drop=lambda link: None, peers_message=lambda link: Peers(()), refusals=Refusals(),
+    )  # fmt: skip
+
+
+def _hello(*, visit: bool = False) -> Hello:
+    return Hello("", (TOPIC_ID,), "test", (), visit)
+
+
+def _admit(door: Door, link: _Link, hello: Hello) -> tuple[int, str] | None:
+    return door.admit(cast("PeerLink", link), hello)
+
+
+def test_the_door_keeps_one_connection_a_peer_visits_included() -> None:
+    """A visit is let in whatever the slots, never beside another connection of its
+    peer (a peer's round state is kept by its ID, and a connection's end forgets it:
+    a link let in beside a visit broke the visit's round, closed as a violation:
+    `--peers 20 --writes 40 --seed 919 --write-by members --late 1 --no-push
+    --bandwidth 256k`), and at most MAX_VISITS at once."""
+    linked = _Link(1, Direction.INBOUND)
+    links: dict[bytes, Any] = {linked.peer_id: linked}
+    visits: dict[int, Any] = {}
+    door = _door(links, visits)
+    assert _admit(door, _Link(2, Direction.INBOUND), _hello()) == (0, "too many peers (at most 1)")
+    guest = _Link(2, Direction.INBOUND)
+    assert _admit(door, guest, _hello(visit=True)) is None and guest.visit  # slots are full
+    visits[id(guest)] = guest
+    again = _admit(door, _Link(2, Direction.OUTBOUND, visit=True), _hello())
+    assert again == (0, "already connected")  # our visit to a peer visiting us
+    del links[linked.peer_id]  # a free slot: the visiting peer's link still waits
+    assert _admit(door, _Link(2, Direction.INBOUND), _hello()) == (
+        0, "already connected (on a visit)",
+    )  # fmt: skip
+    links[linked.peer_id] = linked
+    assert _admit(door, _Link(1, Direction.INBOUND), _hello(visit=True)) == (0, "already connected")
+    for peer in range(3, 3 + MAX_VISITS):
+        v = _Link(peer, Direction.INBOUND)
+        if _admit(door, v, _hello(visit=True)) is None:
+            visits[id(v)] = v
+    assert len(visits) == MAX_VISITS
+    last = _Link(9, Direction.INBOUND)
+    assert _admit(door, last, _hello(visit=True)) == (0, f"too many visits (at most {MAX_VISITS})")
+    assert last.sent == [Peers(())]  # told where else to go
+    ours = _Link(10, Direction.OUTBOUND, visit=True)  # our own visit is not theirs to count
+    assert _admit(door, ours, _hello()) is None

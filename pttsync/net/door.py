@@ -110,8 +110,13 @@ class Door:
             self.refusals.add(link.peer_id, self._where(link), NOT_MEMBER, reason, now)
             return 3, reason
         existing = self.links.get(link.peer_id)
+        # One connection a peer, visits included: a peer's round state is kept by its
+        # ID, and a connection's end forgets it.
+        visiting = any(v.peer_id == link.peer_id for v in self.visits.values())
         if link.visit:
-            return self._admit_visit(link, existing is not None, now)
+            return self._admit_visit(link, existing is not None or visiting, now)
+        if visiting:
+            return 0, "already connected (on a visit)"
         if existing is not None:
             preferred = min(self.peer_id, link.peer_id)
             if link.initiator == preferred and existing.initiator != preferred:
@@ -131,7 +136,7 @@ class Door:
         return None
 
     def _admit_visit(self, link: PeerLink, linked: bool, now: int) -> tuple[int, str] | None:
-        """A visit: let in whatever the slots, unless the peer is linked already (a
+        """A visit: let in whatever the slots, unless the peer is connected already (a
         visit never replaces a link) or `MAX_VISITS` peers visit us now."""
         if linked:
             return 0, "already connected"
