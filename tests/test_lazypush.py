@@ -14,7 +14,7 @@ from trio.testing import MockClock
 from pttsync.errors import RemoteProtocolError
 from pttsync.net.lazypush import MAX_ANNOUNCERS, MAX_QUEUED, LazyPush
 from pttsync.net.node import Node
-from pttsync.net.peer import PeerLink
+from pttsync.net.peer import Direction, PeerLink
 from pttsync.net.seen import SeenCache
 from pttsync.net.wire import MAX_IDS, IHave, IWant, Prune
 from pttsync.net.wirecodec import decode_any, encode_node_message
@@ -162,7 +162,14 @@ async def cut_from_the_tree(nodes: list[Node]) -> Node:
     """Every peer connected to every other (so no new connection, and its sync round,
     can bring a write instead), then every link of one peer lazy on both ends: the
     victim hears of writes only by IHave."""
-    await wait_until(nodes, lambda: all(len(n.links) == len(nodes) - 1 for n in nodes), limit=60)
+
+    def still(n: Node) -> bool:  # linked to all, and the round each link it dialed starts, over
+        rt = n.topic()
+        begun = rt.stats.rounds >= n.connections.opened[Direction.OUTBOUND]
+        running = any(map(rt.round_running, n.links))
+        return len(n.links) == len(nodes) - 1 and begun and not running
+
+    await wait_until(nodes, lambda: all(still(n) for n in nodes), limit=60)
     victim = nodes[3]
     for n in nodes:
         for peer_id in list(n.links):
@@ -175,7 +182,7 @@ async def test_pushes_thin_out_to_a_tree_and_every_write_still_arrives(
     autojump_clock: MockClock,
 ) -> None:
     cluster = make_cluster(7)
-    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+    async with cluster.run(sync_interval=NO_TIMER, visit_interval=0) as nodes:
         master = nodes[0]
         for i in range(40):  # the master's writes are valid at once
             await master.put(f"w{i}", i)
@@ -193,7 +200,7 @@ async def test_a_peer_cut_from_the_tree_gets_writes_by_asking(autojump_clock: Mo
     """Every link of one peer lazy, on both ends: a write reaches it by IHave, then IWant
     after the timeout (the graft), with anti-entropy off."""
     cluster = make_cluster(5)
-    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+    async with cluster.run(sync_interval=NO_TIMER, visit_interval=0) as nodes:
         victim = await cut_from_the_tree(nodes)
         start = trio.current_time()
         await nodes[0].put("late", "news")
@@ -209,7 +216,7 @@ async def test_a_stream_of_writes_is_announced_in_fewer_messages_than_ids(
     """Announcements are gathered: one `IHave` per lazy link per quarter second
     carries every write of it, and each write still arrives within seconds."""
     cluster = make_cluster(5)
-    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+    async with cluster.run(sync_interval=NO_TIMER, visit_interval=0) as nodes:
         victim = await cut_from_the_tree(nodes)
         rt = victim.topic()
         heard: list[int] = []
@@ -235,7 +242,7 @@ async def test_an_announcement_for_an_unknown_topic_breaks_the_protocol(
     from pttsync.net.dispatch import Dispatcher  # noqa: PLC0415 - one test
 
     cluster = make_cluster(2)
-    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+    async with cluster.run(sync_interval=NO_TIMER, visit_interval=0) as nodes:
         node = nodes[0]
         link = next(iter(node.links.values()))
         dispatcher = Dispatcher(
@@ -255,7 +262,7 @@ async def test_a_peer_that_announced_an_oplog_is_not_announced_it_back(
     from pttsync.core.oplogcodec import encode_oplog  # noqa: PLC0415 - one test
 
     cluster = make_cluster(3)
-    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+    async with cluster.run(sync_interval=NO_TIMER, visit_interval=0) as nodes:
         await wait_until(nodes, lambda: all(len(n.links) == 2 for n in nodes), limit=60)
         master, member, other = nodes
         rt = member.topic()
@@ -288,7 +295,7 @@ async def test_a_pending_copy_does_not_count_as_holding_an_announced_valid_one(
     from pttsync.net.wire import IHave as Announce  # noqa: PLC0415
 
     cluster = make_cluster(3)
-    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+    async with cluster.run(sync_interval=NO_TIMER, visit_interval=0) as nodes:
         member, other = nodes[1], nodes[2]
         oplog = member.topic().replica.create(
             object_id=b"doc", op=1, value={"v": 1}, now=member.clock()

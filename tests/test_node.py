@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 from trio.testing import MockClock
 
@@ -11,12 +13,12 @@ from pttsync.synthetic import populate
 
 from .nethelpers import SECOND, T0, all_agree, digest, make_cluster, value_of, wait_until
 
-NO_TIMER = 3600.0  # an anti-entropy interval no test waits for: only push can deliver
+NO_TIMER = 3600.0  # an anti-entropy interval no test waits for (and no visits): only push delivers
 
 
 async def test_a_write_on_any_peer_reaches_all_by_push(autojump_clock: MockClock) -> None:
     cluster = make_cluster(4)
-    async with cluster.run(sync_interval=NO_TIMER) as nodes:
+    async with cluster.run(sync_interval=NO_TIMER, visit_interval=0) as nodes:
         await wait_until(nodes, lambda: all_agree(nodes), limit=30)
         start = trio.current_time()
         for i, node in enumerate(nodes):
@@ -113,7 +115,7 @@ async def test_a_non_member_can_neither_pull_nor_push(autojump_clock: MockClock)
 
 async def test_a_member_write_is_cosigned_by_push_alone(autojump_clock: MockClock) -> None:
     cluster = make_cluster(2)
-    async with cluster.run(sync_interval=NO_TIMER) as (master, member):
+    async with cluster.run(sync_interval=NO_TIMER, visit_interval=0) as (master, member):
         await wait_until([master, member], lambda: all_agree([master, member]), limit=30)
         write = await member.put("note", "hi")
         assert member.get("note") is not None and member.get("note").pending  # type: ignore[union-attr]
@@ -156,7 +158,8 @@ async def test_nodes_keep_digests_equal_under_concurrent_writes(autojump_clock: 
 
 async def test_pushes_are_paced_under_a_stream_of_writes(autojump_clock: MockClock) -> None:
     cluster = make_cluster(2)
-    async with cluster.run(sync_interval=NO_TIMER, push_every=1.0) as (master, member):
+    quiet: dict[str, Any] = {"sync_interval": NO_TIMER, "visit_interval": 0}
+    async with cluster.run(**quiet, push_every=1.0) as (master, member):
         await trio.sleep(5)  # a quiet spell
         start = trio.current_time()
         await master.put("first", 1)

@@ -864,16 +864,17 @@ def test_regression_parts_whose_links_never_meet_converge_by_visits() -> None:
     held a master, or whose masters and the peers they named were all full: dialing
     for masters could not see it (40 oplogs pending 900 s after the last event).  A
     node now visits a random known peer it has no link to about once a minute, for
-    one round outside its slots (connections.py; tests/test_visits.py)."""
+    one round outside its slots (connections.py).  Whether this seed splits without
+    visits depends on the order the nodes start in; tests/test_visits.py holds a
+    split that stays without them."""
     settings: dict[str, Any] = {
         "peers": 40, "writes": 40, "seed": 676, "masters": 3, "write_by": "masters",
         "max_peers": 3, "partitions": ((20.0, 36.0),), "crashes": 1,
         "masters_offline": (20.0, 43.0),
     }  # fmt: skip
-    report = simulate(SimConfig(**settings), reproduce=command_line(SimConfig(**settings)))
+    cfg = SimConfig(**settings)
+    report = simulate(cfg, reproduce=command_line(cfg))
     assert report.ok, report.trace()
-    apart = SimConfig(**settings, visit_interval=0)
-    assert not simulate(apart, reproduce=command_line(apart)).ok  # without visits
 
 
 def test_a_part_stranded_from_the_masters_does_not_fill_every_slot() -> None:

@@ -109,6 +109,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         f" connected ({status.get('failing', 0)} failing),"
         f" {status.get('refused_last_hour', 0)} refused in the last hour"
     )
+    visits = status.get("visits") or {}
+    if visits.get("made") or visits.get("taken"):
+        print(f"visits:   {visits.get('made', 0)} made, {visits.get('taken', 0)} taken")
     for t in status.get("topics") or []:
         valid, pending = t.get("valid", 0), t.get("pending", 0)
         digest = short_hash(str(t.get("digest") or "-"))
