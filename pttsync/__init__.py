@@ -112,6 +112,7 @@ _EXPORTS: dict[str, str] = {
     "OversizeError": ".errors",
     "PttsyncError": ".errors",
     "RemoteProtocolError": ".errors",
+    "SelfConnectionError": ".errors",
     "SignatureError": ".errors",
     "StoreError": ".errors",
     "TimestampError": ".errors",
@@ -191,6 +192,7 @@ __all__ = [
     "Requester",
     "Resolver",
     "Role",
+    "SelfConnectionError",
     "SignKind",
     "Signature",
     "SignatureError",
@@ -318,6 +320,7 @@ if TYPE_CHECKING:
     from .errors import OversizeError as OversizeError
     from .errors import PttsyncError as PttsyncError
     from .errors import RemoteProtocolError as RemoteProtocolError
+    from .errors import SelfConnectionError as SelfConnectionError
     from .errors import SignatureError as SignatureError
     from .errors import StoreError as StoreError
     from .errors import TimestampError as TimestampError

@@ -70,6 +70,10 @@ class HandshakeError(RemoteProtocolError):
     """The secure handshake failed: garbage, a bad identity proof, or a peer too slow."""
 
 
+class SelfConnectionError(HandshakeError):
+    """The address dialed is this node's own: the peer presented our own peer ID."""
+
+
 class HandshakeTimeoutError(HandshakeError):
     """The handshake did not finish in time: a slow or cut network as likely as a bad peer."""
 

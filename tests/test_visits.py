@@ -223,3 +223,26 @@ def test_the_door_keeps_one_connection_a_peer_visits_included() -> None:
     assert last.sent == [Peers(())]  # told where else to go
     ours = _Link(10, Direction.OUTBOUND, visit=True)  # our own visit is not theirs to count
     assert _admit(door, ours, _hello()) is None
+
+
+async def test_a_node_that_dials_its_own_address_marks_it_and_blames_nobody(
+    autojump_clock: MockClock,
+) -> None:
+    """An address that turns out to be this node's (a peer named it, or --join did,
+    under another form than the node knows): no violation, and never dialed or
+    visited again.  A visit could draw such an entry once a minute."""
+    cluster = make_cluster(1)
+    async with cluster.node(0) as node:
+        mine = cluster.address(0)
+        alias = "alias-of-" + mine  # the same listener under a name the node cannot tell
+        cluster.network._listeners[alias] = cluster.network._listeners[mine]
+        node.book.add(alias)
+        node.dialer.wake()
+        entry = node.book.get(alias)
+        assert entry is not None
+        await wait_until(node, lambda: entry.peer_id == node.peer_id, limit=30)
+        assert node.violations == 0 and entry.next_try == float("inf")
+        dials = cluster.network.connections
+        await trio.sleep(300)  # five visits' time: it is no candidate for them either
+        assert cluster.network.connections == dials
+        assert node.violations == 0 and node.status()["visits"]["made"] == 0

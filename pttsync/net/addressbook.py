@@ -26,6 +26,7 @@ evicted.  No clock: times are trio's (`trio.current_time()`), passed in.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -122,6 +123,14 @@ class AddressBook:
         else:
             log.debug("%s failed (%s); next try in %.1f s", address, reason, wait)
         return wait
+
+    def own(self, address: str, peer_id: bytes) -> None:
+        """`address` turned out to be this node's own (`peer_id`): never dialed again."""
+        entry = self._entries.get(address)
+        if entry is not None:
+            entry.peer_id = peer_id
+            entry.next_try = math.inf
+            entry.last_error = "this node's own address"
 
     def connected(self, address: str, peer_id: bytes) -> None:
         entry = self._entries.get(address)

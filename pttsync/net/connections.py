@@ -38,6 +38,7 @@ from ..errors import (
     HandshakeError,
     HandshakeTimeoutError,
     RemoteProtocolError,
+    SelfConnectionError,
 )
 from .conversation import Conversation
 from .gate import InboundGate
@@ -150,6 +151,13 @@ class Connections:
                 stream, self.identity, initiator=outbound, expect=expect,
                 timeout=cfg.handshake_timeout,
             )  # fmt: skip
+        except SelfConnectionError:
+            log.info("%s is this node's own address: not dialed again", address)
+            self.book.own(address, self.peer_id)
+            self.changes.notify()
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
         except (HandshakeError, ConnectionLostError) as exc:
             penalty = 3 if isinstance(exc, HandshakeError) else 1
             if isinstance(exc, HandshakeError) and not isinstance(exc, HandshakeTimeoutError):

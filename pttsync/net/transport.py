@@ -58,6 +58,7 @@ from ..errors import (
     HandshakeError,
     HandshakeTimeoutError,
     RemoteProtocolError,
+    SelfConnectionError,
     UsageError,
 )
 
@@ -352,7 +353,7 @@ def _check_identity_payload(
             " its noise static key does not verify"
         )
     if peer_id == identity.peer_id:
-        raise HandshakeError("the peer presented our own peer ID")
+        raise SelfConnectionError("the peer presented our own peer ID")
     if expect is not None and peer_id != expect:
         raise HandshakeError(
             f"expected peer {peer_id_text(expect)}, but the peer is {peer_id_text(peer_id)}"
@@ -388,8 +389,15 @@ async def _handshake(
     if initiator:
         await wire.send(noise.write())  # -> e
         payload = noise.read(await _receive_handshake_message(wire))  # <- e, ee, s, es
-        remote_id = _check_identity_payload(payload, noise.remote_static(), identity, expect)
-        await wire.send(noise.write(_identity_payload(identity, static_public)))  # -> s, se
+        mine = _identity_payload(identity, static_public)
+        try:
+            remote_id = _check_identity_payload(payload, noise.remote_static(), identity, expect)
+        except SelfConnectionError:
+            # We dialed ourselves: our other end learns it only from message 3, so it
+            # is sent, and neither end takes the other for a peer breaking the handshake.
+            await wire.send(noise.write(mine))
+            raise
+        await wire.send(noise.write(mine))  # -> s, se
     else:
         first = await _receive_handshake_message(wire)  # -> e, with an empty payload
         if len(first) != _DH_SIZE:

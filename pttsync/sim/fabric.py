@@ -52,7 +52,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..errors import ConnectionLostError, HandshakeError, HandshakeTimeoutError, UsageError
+from ..errors import (
+    ConnectionLostError,
+    HandshakeError,
+    HandshakeTimeoutError,
+    SelfConnectionError,
+    UsageError,
+)
 from ..net.network import format_address
 from ..net.timers import call_at
 from ..net.transport import secure_handshake
@@ -287,6 +293,9 @@ class Fabric:
         if not isinstance(stream, SimStream):
             raise UsageError("the direct transport secures only the fabric's own streams")
         remote_id = self.identities[stream.remote]
+        if remote_id == identity.peer_id:
+            await stream.aclose()
+            raise SelfConnectionError("the peer presented our own peer ID")
         try:
             with trio.fail_after(timeout):
                 # Noise XX is one and a half round trips; each side waits one.
