@@ -17,6 +17,7 @@ import trio
 from pttsync.errors import UsageError
 from pttsync.net.config import NodeConfig
 from pttsync.net.door import MAX_VISITS, Door
+from pttsync.net.node import MAX_VISIT_BACKOFF
 from pttsync.net.peer import Direction
 from pttsync.net.refusals import Refusals
 from pttsync.net.wire import Hello, Peers
@@ -79,6 +80,36 @@ async def test_parts_whose_links_never_meet_converge_by_visits(autojump_clock: M
         assert made >= 1 and taken >= 1
         # Each visit ended: nothing is left on one (the visitor closes it after its round).
         await wait_until(nodes, lambda: all(not n.connections.visits for n in nodes), limit=300)
+
+
+async def test_visits_that_find_nothing_back_off_and_news_brings_them_back(
+    autojump_clock: MockClock,
+) -> None:
+    """Trickle (RFC 6206): a visit that moved no oplog doubles the wait for the next, up
+    to MAX_VISIT_BACKOFF intervals; one that moved any brings it back to one."""
+    async with AsyncExitStack() as stack:
+        cluster = await settled_cluster(stack)
+        first, second = await two_parts(cluster, stack, visit_interval=60.0, sync_interval=60)
+        nodes = first + second
+        heard: list[tuple[int, bool]] = []
+        for i, n in enumerate(nodes):
+
+            def record(news: bool, i: int = i, was: Any = n.connections._visited) -> None:
+                heard.append((i, news))
+                was(news)
+
+            n.connections._visited = record
+        await trio.sleep(2 * 3600)  # a converged network, idle
+        quiet = len(heard)
+        # Every 60 s, four nodes would make 480 visits; with the backoff one a
+        # quarter hour each once it is reached (60 + 120 + ... + 960 s first).
+        assert 4 * 6 <= quiet <= 4 * 16, quiet
+        assert not any(news for _, news in heard)
+        assert all(n._visit_backoff == MAX_VISIT_BACKOFF for n in nodes)
+        await first[0].put("greeting", "news")
+        await wait_until(nodes, lambda: all_agree(nodes), limit=3 * 3600)
+        movers = {i for i, news in heard[quiet:] if news}
+        assert movers and all(nodes[i]._visit_backoff <= 2 for i in movers)
 
 
 async def test_without_visits_such_parts_stay_apart(autojump_clock: MockClock) -> None:

@@ -72,7 +72,8 @@ class Connections:
     added and removed), `scopes` each live link's reader scope by `id(link)`
     (the door reads it), `visits` the links on a visit by `id(link)` (kept
     here, read by the door), `start_round(rt, link)` starts a sync round and
-    `run_round(rt, link)` runs one to its end (a visit's).
+    `run_round(rt, link)` runs one to its end (a visit's), and `visited(news)`
+    hears how each visit of ours went.
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class Connections:
         wake_dialer: Callable[[], None],
         start_round: Callable[[TopicRuntime, PeerLink], None],
         run_round: Callable[[TopicRuntime, PeerLink], Awaitable[bool]],
+        visited: Callable[[bool], None] = lambda news: None,
     ) -> None:
         self.identity = identity
         self.peer_id = identity.peer_id
@@ -110,6 +112,7 @@ class Connections:
         self._wake_dialer = wake_dialer
         self._start_round = start_round
         self._run_round = run_round
+        self._visited = visited
         self.gate = InboundGate(config.max_handshakes, config.max_handshakes_per_host)
         self.violations = 0  # connections closed for breaking the protocol
         self.internal_errors = 0  # connections closed by a bug of ours (logged with traceback)
@@ -117,7 +120,7 @@ class Connections:
         self.opened = dict.fromkeys(Direction, 0)  # connections admitted, by direction
         self.visited = dict.fromkeys(Direction, 0)  # visits admitted: made, and taken
         self._verdicts: dict[int, tuple[int, str]] = {}  # a contained link's (penalty, reason)
-        self._visit_news: dict[int, trio.Event] = {}  # a visit of ours: admitted, or over
+        self._visit_ready: dict[int, trio.Event] = {}  # a visit of ours: admitted, or over
 
     async def on_inbound(self, stream: trio.abc.Stream, remote: str) -> None:
         """An inbound connection, if the gate (gate.py) has a place for one more."""
@@ -175,18 +178,18 @@ class Connections:
         )  # fmt: skip
         link.visit = visit
         penalty, reason, violation = 0, "closed", False
-        news = trio.Event()  # a visit admitted, or the reader done: its rounds may go on
+        ready = trio.Event()  # a visit admitted, or the reader done: its rounds may go on
         if visit:
-            self._visit_news[id(link)] = news
+            self._visit_ready[id(link)] = ready
         try:
             async with trio.open_nursery() as nursery:
                 with trio.CancelScope() as scope:
                     self.scopes[id(link)] = scope
                     nursery.start_soon(self._write, link, scope)
                     if visit:
-                        nursery.start_soon(self._visit, link, scope, news)
+                        nursery.start_soon(self._visit, link, scope, ready)
                     penalty, reason = await self._converse(link, admitted)
-                news.set()
+                ready.set()
                 penalty, reason = self._verdicts.pop(id(link), (penalty, reason))
                 violation = penalty > 0 and not link.refused
                 link.close(reason)
@@ -194,7 +197,7 @@ class Connections:
         finally:
             self.scopes.pop(id(link), None)
             self._verdicts.pop(id(link), None)
-            self._visit_news.pop(id(link), None)
+            self._visit_ready.pop(id(link), None)
             self.drop(link)
             await link.aclose()
             self._settle(link, penalty, reason, violation=violation)
@@ -290,29 +293,36 @@ class Connections:
                     self._start_round(rt, link)
 
     def _welcome(self, link: PeerLink) -> None:
-        """A visit let in: addresses told both ways, and its time bounded."""
+        """A visit let in: its addresses learnt, and its time bounded.  No `Peers` either
+        way (they were two thirds of a visit's bytes): a visit is for one round."""
         self.visits[id(link)] = link
         self.visited[link.direction] += 1
         self._learn(link)
-        link.try_send(self.peers_message(link))
         scope = self.scopes.get(id(link))
         if scope is not None:
             scope.deadline = trio.current_time() + self.config.round_timeout
-        news = self._visit_news.get(id(link))
-        if news is not None:
-            news.set()
+        ready = self._visit_ready.get(id(link))
+        if ready is not None:
+            ready.set()
         log.info("%r on a visit (%d topics)", link, len(link.topics))
 
-    async def _visit(self, link: PeerLink, reader: trio.CancelScope, news: trio.Event) -> None:
-        """The visitor's side: once admitted, one round per shared topic, then the end.
-        `news` is set when the door lets the visit in, or the reader stops first
-        (refused, or the peer left)."""
-        await news.wait()
+    async def _visit(self, link: PeerLink, reader: trio.CancelScope, ready: trio.Event) -> None:
+        """The visitor's side: once admitted, one round per shared topic, then the end;
+        `visited(news)` says whether the rounds moved any oplog either way.  `ready`
+        is set when the door lets the visit in, or the reader stops first (refused,
+        or the peer left)."""
+        await ready.wait()
         if id(link) not in self.visits:
             return
+        moved = 0
         for rt in self.topics.values():
             if rt.topic_id in link.topics and not link.closed:
                 await self._run_round(rt, link)
+                req = rt.requesters.get(link.peer_id)  # made for this visit: no other link
+                if req is not None:
+                    moved += req.stats.oplogs_sent + req.stats.oplogs_received
+        if not link.closed:
+            self._visited(moved > 0)
         self._verdicts.setdefault(id(link), (0, "visit over"))
         reader.cancel()
 

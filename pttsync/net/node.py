@@ -81,6 +81,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REFERRALS = 64  # peers named by wanted masters, dialed like them
+MAX_VISIT_BACKOFF = 16
+"""A visit that found nothing to move doubles the wait for the next, up to this many
+`visit_interval`s; one that moved an oplog brings it back to one (Trickle, RFC 6206)."""
 
 
 class Node:
@@ -125,6 +128,7 @@ class Node:
         # Visits draw from their own stream: the rest of a seeded run's choices
         # are the same whether or not it makes visits.
         self._visit_rng = random.Random(None if config.seed is None else f"{config.seed}/visits")
+        self._visit_backoff = 1  # visit_interval times this between visits
         self._nursery: trio.Nursery | None = None
         self.door = Door(
             self.peer_id, topics=self.topics, links=self.links, scopes=scopes, visits=visits,
@@ -157,6 +161,7 @@ class Node:
             dispatcher=self.dispatcher, changes=self.changes,
             verifier=Verifier() if config.verify_ahead else None,
             wake_dialer=self.dialer.wake, start_round=self._start_round, run_round=self._round,
+            visited=self._visited,
         )  # fmt: skip
         self.gate = self.connections.gate
         self.api = NodeAPI(
@@ -399,7 +404,8 @@ class Node:
         --masters-offline 20:43`)."""
         rng = self._visit_rng
         while True:
-            await trio.sleep(self.config.visit_interval * rng.uniform(0.5, 1.5))
+            wait = self.config.visit_interval * self._visit_backoff
+            await trio.sleep(wait * rng.uniform(0.5, 1.5))
             mine = self.listen_address
             known = [
                 e for e in self.book.entries()
@@ -408,6 +414,13 @@ class Node:
             if known:
                 entry = rng.choice(known)
                 self.dialer.visit(entry.address, entry.peer_id)
+
+    def _visited(self, news: bool) -> None:
+        """A visit of ours ended: sooner again if it moved an oplog, else later (up to
+        MAX_VISIT_BACKOFF times `visit_interval`).  A network that converged pays
+        for a visit a node every quarter hour, not every minute; a split part
+        whose visits keep finding news keeps visiting every minute."""
+        self._visit_backoff = 1 if news else min(2 * self._visit_backoff, MAX_VISIT_BACKOFF)
 
     async def _housekeeping(self, rt: TopicRuntime) -> None:
         """HandleFailedOplogs and a scrub batch (config.py) every `failed_interval`."""
