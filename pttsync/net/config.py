@@ -11,8 +11,10 @@
   connection outside the slots, then closed (connections.py, network.md
   "Visits").  Rounds between linked peers cannot leave the part of the
   network their links form; a visit crosses to a random known peer, so
-  parts whose links never meet still converge, whatever their slots.  It
-  costs a handshake and a round a minute a node.  0 turns visits off.
+  parts whose links never meet still converge, whatever their slots.  A
+  visit that moved nothing doubles the wait for the next, up to 16x (a
+  quarter hour); one that moved an oplog brings it back.  Each costs a
+  handshake and a round.  0 turns visits off.
 * `push` on: best-effort push of new oplogs; off leaves anti-entropy alone.
 * `push_every` 0.1 s: at most one push batch per topic this often; under a
   stream of writes each message carries many oplogs instead of one, at the
