@@ -30,8 +30,8 @@ def test_every_drawn_setting_is_a_valid_simulation_and_a_function_of_its_seed() 
     # Over 300 draws, every fault and setting is tried.
     for flag in ("--loss", "--partition", "--crash", "--churn", "--late", "--masters-offline",
                  "--skew-ms", "--push-mesh", "--no-push", "--partition-groups", "--expiry",
-                 "--latency-dist", "--bandwidth", "--sync-interval", "--visit-interval", "--hot", "--store",
-                 "--transport"):  # fmt: skip
+                 "--latency-dist", "--bandwidth", "--sync-interval", "--visit-interval", "--hot",
+                 "--store", "--transport"):  # fmt: skip
         assert flag in seen
 
 
