@@ -53,9 +53,9 @@ async def two_parts(
     return [n0, n1], [n2, n3]
 
 
-async def settled_cluster(stack: AsyncExitStack) -> Cluster:
-    """Four members that all hold the topic's governance (they met once, unbounded)."""
-    cluster = make_cluster(4)
+async def settled_cluster(n: int = 4) -> Cluster:
+    """`n` members that all hold the topic's governance (they met once, unbounded)."""
+    cluster = make_cluster(n)
     async with cluster.run():
         pass
     return cluster
@@ -63,13 +63,12 @@ async def settled_cluster(stack: AsyncExitStack) -> Cluster:
 
 async def test_parts_whose_links_never_meet_converge_by_visits(autojump_clock: MockClock) -> None:
     async with AsyncExitStack() as stack:
-        cluster = await settled_cluster(stack)
+        cluster = await settled_cluster()
         first, second = await two_parts(cluster, stack, visit_interval=60.0)
         await first[0].put("greeting", "from the first part")
         await second[1].put("answer", "from the second part")
         nodes = first + second
-        with trio.fail_after(900):
-            await wait_until(nodes, lambda: all_agree(nodes), limit=900)
+        await wait_until(nodes, lambda: all_agree(nodes), limit=900)
         assert value_of(second[0], "greeting") == "from the first part"
         assert value_of(first[1], "answer") == "from the second part"
         # Visits took no slot: every node still holds its one link, to its pair.
@@ -93,7 +92,7 @@ async def test_visits_that_find_nothing_back_off_and_news_brings_them_back(
     """Trickle (RFC 6206): a visit that moved no oplog doubles the wait for the next, up
     to MAX_VISIT_BACKOFF intervals; one that moved any brings it back to one."""
     async with AsyncExitStack() as stack:
-        cluster = await settled_cluster(stack)
+        cluster = await settled_cluster()
         first, second = await two_parts(cluster, stack, visit_interval=60.0, sync_interval=60)
         nodes = first + second
         heard: list[tuple[int, bool]] = []
@@ -121,7 +120,7 @@ async def test_without_visits_such_parts_stay_apart(autojump_clock: MockClock) -
     """The same network with visits off (`visit_interval=0`): the second part never
     hears of the first's write (the regression the visits answer)."""
     async with AsyncExitStack() as stack:
-        cluster = await settled_cluster(stack)
+        cluster = await settled_cluster()
         first, second = await two_parts(cluster, stack, visit_interval=0)
         await first[0].put("greeting", "from the first part")
         with pytest.raises(trio.TooSlowError):
@@ -135,9 +134,7 @@ async def test_a_visit_is_refused_to_a_linked_peer_and_past_the_visits_a_node_ta
     """Admission at the door: a visit never replaces a link, and a node takes at most
     MAX_VISITS at once; one more is refused for lack of room, told where else to go."""
     async with AsyncExitStack() as stack:
-        cluster = make_cluster(3 + MAX_VISITS)
-        async with cluster.run():
-            pass  # every node holds the governance
+        cluster = await settled_cluster(3 + MAX_VISITS)
         one_slot = {"max_peers": 1, "visit_interval": 0}
         host = await stack.enter_async_context(cluster.node(0, **one_slot))
         linked = await stack.enter_async_context(

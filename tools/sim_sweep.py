@@ -4,9 +4,9 @@ Each run is `pttsync simulate` with settings drawn from the sweep's seed:
 peers, writes, masters (1 to 3), who writes, slots a node (3 to 16), and
 any mix of loss, partitions, crashes, churn, late joiners, masters offline,
 clock skew, a thin push mesh or no push, a short expiry, lognormal latency,
-a bandwidth cap, a short or long sync interval, hot keys and deletes, the
-SQLite store, and (small runs) the real Noise handshake.  A run that breaks an invariant
-is printed with what broke and the command that replays it (add `--shrink`
+a bandwidth cap, a short or long sync or visit interval, hot keys and
+deletes, the SQLite store, and (small runs) the real Noise handshake.  A run
+that breaks an invariant is printed with what broke and the command that replays it (add `--shrink`
 to that command for the smallest plan that still fails).  The runs are
 separate processes, `--jobs` at a time.
 

@@ -18,6 +18,7 @@ and its -v counts under a name of its own, summed by `merge_common`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import math
@@ -81,8 +82,11 @@ def seconds(text: str) -> float:
 
 def seconds_or_off(text: str) -> float:
     """0 (off), or a number of seconds from 0.001 to a day."""
-    value = seconds(text) if text.strip() not in ("0", "0.0") else 0.0
-    if 0 < value < 0.001:
+    with contextlib.suppress(ValueError):
+        if float(text) == 0:
+            return 0.0
+    value = seconds(text)
+    if value < 0.001:
         raise argparse.ArgumentTypeError("must be 0 (off) or at least 0.001 seconds")
     return value
 

@@ -125,10 +125,9 @@ class Dialer:
         so outbound links count twice here: in effect a node dials a quarter of its
         slots, not half.  A master it is `stranded` from (or a peer such a master
         named) it may dial on every free slot, each link and each dial counted once.
-        Only those: a part that filled
-        its slots with each other while the masters were offline left none for a
-        newcomer, nor a master coming back (the simulator: `--max-peers 6 --churn 2
-        --masters-offline 12:40`)."""
+        Only those: a part that filled its slots with each other while the masters
+        were offline left none for a newcomer, nor a master coming back (the
+        simulator: `--max-peers 6 --churn 2 --masters-offline 12:40`)."""
         cfg = self.config
         if stranded:
             connected = sum(1 for ln in self.links.values() if ln.address in self.dialing)

@@ -288,11 +288,13 @@ class OplogHandler:
             queue.extend(self._waiting.release(oid))
         if batch:
             # What came now, stored as it came (not waiters released on the way).
-            came = {o.oplog_id: o.hash for o in oplogs if batch.get(o.oplog_id) is o}
+            came = (
+                {o.oplog_id: o.hash for o in oplogs if batch.get(o.oplog_id) is o}
+                if from_peer
+                else None
+            )
             self.replica.commit(
-                [(o, OplogStatus.VALID) for o in batch.values()],
-                now=now,
-                received=came if from_peer else None,
+                [(o, OplogStatus.VALID) for o in batch.values()], now=now, received=came
             )
         result.added += [o for o in batch.values() if o.oplog_id not in known]
         result.replaced += [o for o in batch.values() if o.oplog_id in known]
