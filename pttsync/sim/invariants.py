@@ -45,7 +45,8 @@ from ..core.store.sqlite import SqliteStore
 if TYPE_CHECKING:
     from ..core.documents.derive import DocState
     from ..core.store import Store
-    from .world import Peer, World
+    from .peers import Peer
+    from .world import World
 
 OK = "ok"
 MAX_DOC_READS = 50_000

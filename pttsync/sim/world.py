@@ -26,7 +26,7 @@ import functools
 import logging
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -40,7 +40,8 @@ from ..net.timers import use_ticks
 from . import observe
 from .fabric import Cut, Fabric
 from .link import TICK
-from .observe import BOUNDS, FaultCounts, PeerSample, Probe, Timeline, WriteTrack, bounds_of
+from .observe import BOUNDS, FaultCounts, Probe, Timeline, WriteTrack, bounds_of
+from .peers import LivePeers, Peer, name_of
 from .plan import Fault, FaultKind, Plan, SimConfig, Write, WriteKind
 from .profiling import PhaseClock
 from .setup import T0, derived_int, identity_of, make_topic
@@ -48,49 +49,12 @@ from .setup import T0, derived_int, identity_of, make_topic
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..core.identity import Identity
-    from ..core.store import Store
     from ..net.node import Node
 
 log = logging.getLogger(__name__)
 
-PORT = 7400
 MAX_LOG = 5000  # lines of the event log kept (the faults are always kept)
 BOUNDS_PER_SAMPLE = 64  # peers whose bounded structures are read at each sample
-
-
-def name_of(peer: int) -> str:
-    return f"peer{peer}"
-
-
-@dataclass(slots=True, eq=False)  # one object per peer: `in` and `==` by identity, fast
-class Peer:
-    """One simulated peer across its incarnations."""
-
-    index: int
-    identity: Identity
-    store: Store
-    probe: Probe
-    state: str = "new"  # new, up, down, left
-    node: Node | None = None
-    scope: trio.CancelScope | None = None
-    incarnation: int = 0
-    rounds: int = 0  # completed sync rounds of its earlier incarnations
-    violations: int = 0  # connections it closed for protocol violations, all incarnations
-    internal_errors: int = 0  # connections it closed because of a bug of ours, likewise
-    sample: PeerSample = field(default_factory=PeerSample)
-
-    @property
-    def name(self) -> str:
-        return name_of(self.index)
-
-    @property
-    def address(self) -> str:
-        return f"{self.name}:{PORT}"
-
-    @property
-    def up(self) -> bool:
-        return self.state == "up" and self.node is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +106,7 @@ class World:
                 self.fabric.cuts.append(Cut(f.at, end, groups))
         self.tracks: dict[bytes, WriteTrack] = {}
         self.peers: dict[int, Peer] = {}
+        self.up_peers = LivePeers()
         for i in range(plan.initial):
             self._add_peer(i, admitted=True)
         self.rng = random.Random(f"pttsync-sim/{cfg.seed}/world")
@@ -178,7 +143,8 @@ class World:
         return peer
 
     def live(self) -> list[Peer]:
-        return [p for p in self.peers.values() if p.up]
+        """The peers up, by index."""
+        return list(self.up_peers.peers)
 
     def _node_config(self, peer: Peer, join: tuple[str, ...]) -> NodeConfig:
         cfg = self.cfg
@@ -200,9 +166,9 @@ class World:
     def _bootstrap(self, peer: Peer, first: list[Peer] | None = None) -> tuple[str, ...]:
         """Addresses a starting peer joins: `first`, then random peers that are up."""
         chosen = [p for p in first or [] if p.up and p is not peer]
-        others = sorted(
-            (p for p in self.live() if p is not peer and p not in chosen), key=lambda p: p.index
-        )
+        others = self.up_peers.peers  # not a copy: the peer starting is not up; `sample` reads
+        if chosen:
+            others = [p for p in others if p not in chosen]
         want = max(0, self.cfg.bootstrap - len(chosen))
         chosen += self.rng.sample(others, min(want, len(others)))
         return tuple(p.address for p in chosen)
@@ -230,7 +196,7 @@ class World:
                 node: Node = await nursery.start(start)
                 for rt in node.topics.values():
                     rt.replica.observers.append(peer.probe)
-                peer.node, peer.state = node, "up"
+                self.up_peers.mark_up(peer, node)
                 peer.probe.dirty = True
                 task_status.started()
 
@@ -244,7 +210,7 @@ class World:
         self.fabric.crash(peer.name)
         if peer.scope is not None:
             peer.scope.cancel()
-        peer.node, peer.scope, peer.state = None, None, state
+        self.up_peers.mark_down(peer, state)
 
     # -- the plan -------------------------------------------------------------------------
 
