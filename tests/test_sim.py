@@ -834,6 +834,9 @@ def test_regression_two_masters_back_from_offline_apart_sign_every_write(
             "masters_offline": (13.0, 15.0),
         },
         # A part whose masters were all full: each refused it, naming other peers.
+        # Once those were full too (the nodes' timers woken by the service, not by
+        # trio.sleep: other timing), the part stayed apart with 5 oplogs pending
+        # until a stranded node came to visit the master it wants (node.py).
         {"peers": 20, "writes": 80, "seed": 927, "partitions": ((9.0, 26.0),), "churn": 3},
         {
             "peers": 30, "writes": 40, "seed": 113, "masters": 3, "write_by": "masters",

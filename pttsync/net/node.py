@@ -21,7 +21,8 @@ What runs inside (all in one nursery):
   peer every `sync_interval`, jittered, and at once with each new peer),
   and the HandleFailedOplogs timer;
 * visits: about every `visit_interval`, one round with a random known
-  peer it has no link to, over a connection of its own (connections.py);
+  peer it has no link to (a master it wants, if stranded), over a
+  connection of its own (connections.py);
 * the control socket the CLI talks to (control.py), in the data directory.
 
 A node is made of components, each given what it works with: a
@@ -61,6 +62,7 @@ from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction
 from .refusals import Refusals
+from .timers import Flag, sleep_until
 from .topicruntime import TopicRuntime
 
 if TYPE_CHECKING:
@@ -79,6 +81,13 @@ if TYPE_CHECKING:
     from .peer import PeerLink
 
 log = logging.getLogger(__name__)
+
+
+async def _sleep(seconds: float) -> None:
+    """`trio.sleep` through the timers' service (timers.py): a node's periodic
+    tasks sleep without a cancel scope and a `Cancelled` each time."""
+    await sleep_until(trio.current_time() + seconds)
+
 
 MAX_REFERRALS = 64  # peers named by wanted masters, dialed like them
 MAX_VISIT_BACKOFF = 16
@@ -129,6 +138,8 @@ class Node:
         # are the same whether or not it makes visits.
         self._visit_rng = random.Random(None if config.seed is None else f"{config.seed}/visits")
         self._visit_backoff = 1  # visit_interval times this between visits
+        self._visit_soon = Flag()  # set: masters came to be wanted during a backed-off wait
+        self._visit_patient = False  # the visits wait out a backoff now
         self._nursery: trio.Nursery | None = None
         self.door = Door(
             self.peer_id, topics=self.topics, links=self.links, scopes=scopes, visits=visits,
@@ -194,7 +205,7 @@ class Node:
         return self.connections.internal_errors
 
     @property
-    def _book_changed(self) -> trio.Event:
+    def _book_changed(self) -> Flag:
         """The dialer's wake-up: set it after adding to `book` by hand."""
         return self.dialer.changed
 
@@ -347,6 +358,8 @@ class Node:
         self._masters_wanted = masters if wanted else frozenset()
         if self._masters_wanted:
             self.dialer.wake()
+            if self._visit_patient and self._stuck():
+                self._visit_soon.set()
         else:
             self._referrals.clear()
 
@@ -380,7 +393,7 @@ class Node:
 
     async def _anti_entropy(self, rt: TopicRuntime) -> None:
         while True:
-            await trio.sleep(self.config.sync_interval * self.rng.uniform(0.5, 1.5))
+            await _sleep(self.config.sync_interval * self.rng.uniform(0.5, 1.5))
             links = [
                 ln for ln in self.links.values()
                 if rt.topic_id in ln.topics and not rt.round_running(ln.peer_id)
@@ -401,19 +414,37 @@ class Node:
         their links form; with few slots a node, parts can stay apart for good (the
         simulator, three slots a node: `--peers 40 --writes 40 --seed 676 --masters 3
         --write-by masters --max-peers 3 --partition 20:36 --crash 1
-        --masters-offline 20:43`)."""
+        --masters-offline 20:43`).  A node stranded (`_want_masters`) visits the
+        masters it wants, and with oplogs stuck here, without backing off and at
+        once if it was: with all their slots and their referrals' in use, nothing
+        else reaches them (`--peers 20 --writes 80
+        --seed 927 --partition 9:26 --churn 3 --max-peers 3`)."""
         rng = self._visit_rng
         while True:
-            wait = self.config.visit_interval * self._visit_backoff
-            await trio.sleep(wait * rng.uniform(0.5, 1.5))
+            wait = self.config.visit_interval * (1 if self._stuck() else self._visit_backoff)
+            self._visit_soon, self._visit_patient = Flag(), wait > self.config.visit_interval
+            if await self._visit_soon.wait_until(
+                trio.current_time() + wait * rng.uniform(0.5, 1.5)
+            ):
+                continue  # masters are wanted: visit within one interval, not the backoff
             mine = self.listen_address
             known = [
                 e for e in self.book.entries()
                 if e.address != mine and e.peer_id != self.peer_id and e.peer_id not in self.links
             ]  # fmt: skip
-            if known:
-                entry = rng.choice(known)
+            # Stranded (a pending oplog stuck, or no way to a master): visit a master
+            # wanted.  A visit is let in whatever the slots, and its round's postsync
+            # has the master sign; a dial is refused by a master with no slot left.
+            masters = [e for e in known if e.peer_id in self._masters_wanted]
+            if masters or known:
+                entry = rng.choice(masters or known)
                 self.dialer.visit(entry.address, entry.peer_id)
+
+    def _stuck(self) -> bool:
+        """Masters are wanted (`_want_masters`) and oplogs wait here for signatures:
+        visits do not back off then.  (A node merely with no way to a master, and
+        nothing pending, backs off as any: a visit would bring it nothing.)"""
+        return bool(self._masters_wanted) and self.api.pending_count() > 0
 
     def _visited(self, news: bool) -> None:
         """A visit of ours ended: sooner again if it moved an oplog, else later (up to
@@ -428,6 +459,6 @@ class Node:
             changed = bool(self.config.scrub_batch) and rt.scrub(self.config.scrub_batch)
             if changed:
                 self.changes.notify()
-            await trio.sleep(self.config.failed_interval)
+            await _sleep(self.config.failed_interval)
             if rt.handle_failed_oplogs():
                 self.changes.notify()

@@ -60,7 +60,7 @@ from ..errors import (
     UsageError,
 )
 from ..net.network import format_address
-from ..net.timers import call_at
+from ..net.timers import call_at, sleep_until
 from ..net.transport import secure_handshake
 from .link import (
     _RESET,
@@ -98,6 +98,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("direct", "noise")
+
+
+async def _sleep(seconds: float) -> None:
+    """`trio.sleep`, exactly as long, without its cancel scope: a simulated dial or
+    handshake waits this way (`trio.sleep` cost a tenth of 10,000 peers' setup)."""
+    await sleep_until(trio.current_time() + seconds, exact=True)
 
 
 @dataclass(slots=True)
@@ -224,7 +230,7 @@ class Fabric:
     async def _connect(self, dialer: str, address: str) -> SimStream:
         listener = self._listeners.get(address)
         if listener is None:
-            await trio.sleep(2 * self.latency(dialer, address.rpartition(":")[0]))
+            await _sleep(2 * self.latency(dialer, address.rpartition(":")[0]))
             raise ConnectionLostError(f"cannot connect to {address}: connection refused")
         target = listener.owner
         latency = self.latency(dialer, target)
@@ -238,7 +244,7 @@ class Fabric:
                 break
         else:
             await trio.sleep_forever()
-        await trio.sleep(2 * latency)  # SYN, SYN-ACK
+        await _sleep(2 * latency)  # SYN, SYN-ACK
         listener = self._listeners.get(address)
         if listener is None or listener.owner != target:
             raise ConnectionLostError(f"cannot connect to {address}: connection refused")
@@ -296,13 +302,12 @@ class Fabric:
         if remote_id == identity.peer_id:
             await stream.aclose()
             raise SelfConnectionError("the peer presented our own peer ID")
-        try:
-            with trio.fail_after(timeout):
-                # Noise XX is one and a half round trips; each side waits one.
-                await trio.sleep(2 * stream.end.connection.latency)
-        except trio.TooSlowError:
+        # Noise XX is one and a half round trips; each side waits one.
+        delay = 2 * stream.end.connection.latency
+        await _sleep(min(delay, timeout))
+        if delay >= timeout:
             await stream.aclose()
-            raise HandshakeTimeoutError(f"the handshake timed out after {timeout:g} s") from None
+            raise HandshakeTimeoutError(f"the handshake timed out after {timeout:g} s")
         if stream.end.inn.broken or stream.end.closed:
             raise ConnectionLostError("the connection broke during the handshake")
         if expect is not None and expect != remote_id:
