@@ -116,6 +116,30 @@ async def test_visits_that_find_nothing_back_off_and_news_brings_them_back(
         assert movers and all(nodes[i]._visit_backoff <= 2 for i in movers)
 
 
+async def test_an_oplog_waiting_for_a_master_cuts_a_stranded_nodes_backoff_short(
+    autojump_clock: MockClock,
+) -> None:
+    """A node with no way to a master backs its visits off like any (a visit brings it
+    nothing); once an oplog waits on it for the master's signature, the backed-off wait
+    is cut short and its next visit goes to the master, which signs.  (The master and
+    its one peer are full: no dial reaches it; node.py, `_visits`.)"""
+    async with AsyncExitStack() as stack:
+        cluster = await settled_cluster()
+        first, second = await two_parts(cluster, stack, visit_interval=60.0, sync_interval=10.0)
+        master, writer = first[0], second[1]
+        await trio.sleep(2 * 3600)  # idle: every visit finds nothing
+        assert writer._visit_backoff == MAX_VISIT_BACKOFF
+        assert writer._masters_wanted == {master.peer_id}  # no way to the master
+        taken = master.status()["visits"]["taken"]
+        await writer.put("late", "to be signed by the master")
+        assert writer.pending_count() == 1
+        # Found stuck within two anti-entropy ticks or so, then one visit interval at
+        # most (90 s), not what was left of the backed-off wait (up to 24 minutes).
+        await wait_until([writer], lambda: writer.pending_count() == 0, limit=180)
+        assert master.status()["visits"]["taken"] == taken + 1
+        assert value_of(master, "late") == "to be signed by the master"
+
+
 async def test_without_visits_such_parts_stay_apart(autojump_clock: MockClock) -> None:
     """The same network with visits off (`visit_interval=0`): the second part never
     hears of the first's write (the regression the visits answer)."""
