@@ -10,11 +10,14 @@ from pathlib import Path
 TOOL = Path(__file__).parent.parent / "tools" / "bench_timers.py"
 
 
+def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def test_the_timers_benchmark_measures_each_sleep_and_their_ratios() -> None:
-    done = subprocess.run(
-        [sys.executable, str(TOOL), "--tasks", "50", "--waits", "4", "--tick", "0", "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    done = run_tool("--tasks", "50", "--waits", "4", "--tick", "0", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     out = json.loads(done.stdout)
     us = out["us_a_sleep"]
@@ -25,14 +28,8 @@ def test_the_timers_benchmark_measures_each_sleep_and_their_ratios() -> None:
 
 
 def test_the_timers_benchmark_refuses_bad_arguments_without_a_traceback() -> None:
-    done = subprocess.run(
-        [sys.executable, str(TOOL), "--tasks", "0"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = run_tool("--tasks", "0")
     assert done.returncode == 2 and "at least 1" in done.stderr
     assert "Traceback" not in done.stderr
-    done = subprocess.run(
-        [sys.executable, str(TOOL), "--tick", "-1"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = run_tool("--tick", "-1")
     assert done.returncode == 2 and "--tick" in done.stderr and "Traceback" not in done.stderr

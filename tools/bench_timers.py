@@ -7,10 +7,11 @@ Each of `--tasks` tasks waits `--waits` times for a random time under trio's
 autojump mock clock, as a simulated network's nodes do, three ways in one
 run (the figures are wall microseconds a wait, and their ratios to trio's):
 
-* `trio`: `trio.sleep`, what a node's periodic tasks did;
+* `trio`: `trio.sleep`, what a node's anti-entropy tick and HandleFailedOplogs
+  timer did;
 * `trio_fail_after`: `trio.sleep` inside `trio.fail_after`, what a simulated
   handshake did;
-* `timers`: `net.timers.sleep_until`, one service task waking the parked
+* `timers`: `net.timers.sleep`, one service task waking the parked
   tasks (what both do now), its wake-ups rounded up to `--tick` (the
   simulator's 1 ms by default; 0, a real node's exact times: then every
   wake-up costs the service a turn of its own, and trio's own sleep wins).
@@ -32,7 +33,7 @@ from collections.abc import Awaitable, Callable
 import trio
 import trio.testing
 
-from pttsync.net.timers import sleep_until, use_ticks
+from pttsync.net.timers import sleep, use_ticks
 
 Waiter = Callable[[random.Random, int], Awaitable[None]]
 
@@ -50,7 +51,7 @@ async def _trio_fail_after(rng: random.Random, waits: int) -> None:
 
 async def _timers(rng: random.Random, waits: int) -> None:
     for _ in range(waits):
-        await sleep_until(trio.current_time() + rng.random())
+        await sleep(rng.random())
 
 
 def measure(waiter: Waiter, tasks: int, waits: int, tick: float = 0.0) -> float:

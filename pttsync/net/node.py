@@ -62,7 +62,7 @@ from .network import Network, TcpNetwork
 from .nodeapi import NodeAPI
 from .peer import Direction
 from .refusals import Refusals
-from .timers import sleep_until
+from .timers import sleep
 from .topicruntime import TopicRuntime
 
 if TYPE_CHECKING:
@@ -81,13 +81,6 @@ if TYPE_CHECKING:
     from .peer import PeerLink
 
 log = logging.getLogger(__name__)
-
-
-async def _sleep(seconds: float) -> None:
-    """`trio.sleep` through the timers' service (timers.py): without a cancel scope
-    and a `Cancelled` each time, and in a simulation on its shared 1 ms ticks
-    (`python tools/bench_timers.py`: 15.7 against 82.6 us a sleep, 20,000 tasks)."""
-    await sleep_until(trio.current_time() + seconds)
 
 
 MAX_REFERRALS = 64  # peers named by wanted masters, dialed like them
@@ -394,7 +387,7 @@ class Node:
 
     async def _anti_entropy(self, rt: TopicRuntime) -> None:
         while True:
-            await _sleep(self.config.sync_interval * self.rng.uniform(0.5, 1.5))
+            await sleep(self.config.sync_interval * self.rng.uniform(0.5, 1.5))
             links = [
                 ln for ln in self.links.values()
                 if rt.topic_id in ln.topics and not rt.round_running(ln.peer_id)
@@ -460,6 +453,6 @@ class Node:
             changed = bool(self.config.scrub_batch) and rt.scrub(self.config.scrub_batch)
             if changed:
                 self.changes.notify()
-            await _sleep(self.config.failed_interval)
+            await sleep(self.config.failed_interval)
             if rt.handle_failed_oplogs():
                 self.changes.notify()

@@ -60,7 +60,7 @@ from ..errors import (
     UsageError,
 )
 from ..net.network import format_address
-from ..net.timers import call_at, sleep_until
+from ..net.timers import call_at, sleep
 from ..net.transport import secure_handshake
 from .link import (
     _RESET,
@@ -98,12 +98,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("direct", "noise")
-
-
-async def _sleep(seconds: float) -> None:
-    """`trio.sleep`, exactly as long, without its cancel scope: a simulated dial or
-    handshake waits this way (`trio.sleep` cost a tenth of 10,000 peers' setup)."""
-    await sleep_until(trio.current_time() + seconds, exact=True)
 
 
 @dataclass(slots=True)
@@ -230,7 +224,7 @@ class Fabric:
     async def _connect(self, dialer: str, address: str) -> SimStream:
         listener = self._listeners.get(address)
         if listener is None:
-            await _sleep(2 * self.latency(dialer, address.rpartition(":")[0]))
+            await sleep(2 * self.latency(dialer, address.rpartition(":")[0]), exact=True)
             raise ConnectionLostError(f"cannot connect to {address}: connection refused")
         target = listener.owner
         latency = self.latency(dialer, target)
@@ -244,7 +238,9 @@ class Fabric:
                 break
         else:
             await trio.sleep_forever()
-        await _sleep(2 * latency)  # SYN, SYN-ACK
+        # SYN, SYN-ACK.  The simulated delays sleep on the timers' service, exact:
+        # `trio.sleep`'s cancel scopes were a tenth of 10,000 peers' setup.
+        await sleep(2 * latency, exact=True)
         listener = self._listeners.get(address)
         if listener is None or listener.owner != target:
             raise ConnectionLostError(f"cannot connect to {address}: connection refused")
@@ -304,7 +300,7 @@ class Fabric:
             raise SelfConnectionError("the peer presented our own peer ID")
         # Noise XX is one and a half round trips; each side waits one.
         delay = 2 * stream.end.connection.latency
-        await _sleep(min(delay, timeout))
+        await sleep(min(delay, timeout), exact=True)
         if delay >= timeout:
             await stream.aclose()
             raise HandshakeTimeoutError(f"the handshake timed out after {timeout:g} s")

@@ -77,9 +77,6 @@ class LivePeers:
         """The list itself (not a copy): read it, never change it."""
         return self._up
 
-    def __len__(self) -> int:
-        return len(self._up)
-
     def mark_up(self, peer: Peer, node: Node) -> None:
         assert not peer.up, f"{peer.name} is already up"
         peer.node, peer.state = node, "up"
