@@ -164,7 +164,7 @@ class FakeNode:
             "peer_id": peer_id_text(ALICE),
             "listen": "127.0.0.1:7400",
             "peers": [{"peer_id": peer_id_text(BOB)}],
-            "visits": {"made": 2, "taken": 5},
+            "visits": {"made": 2, "taken": 5, "displaced": 1},
             "topics": [
                 {
                     "topic_id": t.topic_id.hex(),
@@ -657,7 +657,7 @@ async def test_cli_status_and_peers(
         out = capsys.readouterr().out
         assert f"peer id:  {peer_id_text(ALICE)}" in out
         assert "listen:   127.0.0.1:7400" in out and "peers:    1 connected" in out
-        assert "visits:   2 made, 5 taken" in out
+        assert "visits:   2 made, 5 taken (1 displaced by newer ones)" in out
         assert f"topic {'aa' * 32}  main: 3 valid, 1 pending, digest {'cd' * 4}…{'cd' * 2}" in out
 
         assert await _cli("status", "--data", str(d), "--json") == 0

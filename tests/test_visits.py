@@ -16,7 +16,7 @@ import trio
 
 from pttsync.errors import UsageError
 from pttsync.net.config import NodeConfig
-from pttsync.net.door import MAX_VISITS, Door
+from pttsync.net.door import MAX_VISITS, VISIT_GRACE, Door
 from pttsync.net.node import MAX_VISIT_BACKOFF
 from pttsync.net.peer import Direction
 from pttsync.net.refusals import Refusals
@@ -25,6 +25,8 @@ from pttsync.net.wire import Hello, Peers
 from .nethelpers import Cluster, all_agree, make_cluster, value_of, wait_until
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from trio.testing import MockClock
 
     from pttsync.net.node import Node
@@ -156,9 +158,10 @@ async def test_a_visit_is_refused_to_a_linked_peer_and_past_the_visits_a_node_ta
     autojump_clock: MockClock,
 ) -> None:
     """Admission at the door: a visit never replaces a link, and a node takes at most
-    MAX_VISITS at once; one more is refused for lack of room, told where else to go."""
+    MAX_VISITS at once; one more is refused for lack of room, told where else to go,
+    until the held visits are past VISIT_GRACE: then a newcomer displaces the oldest."""
     async with AsyncExitStack() as stack:
-        cluster = await settled_cluster(3 + MAX_VISITS)
+        cluster = await settled_cluster(4 + MAX_VISITS)
         one_slot = {"max_peers": 1, "visit_interval": 0}
         host = await stack.enter_async_context(cluster.node(0, **one_slot))
         linked = await stack.enter_async_context(
@@ -194,9 +197,19 @@ async def test_a_visit_is_refused_to_a_linked_peer_and_past_the_visits_a_node_ta
         (refusal,) = host.refusals.recent(host.clock())
         assert refusal.reason == f"too many visits (at most {MAX_VISITS})"
         assert list(host.links) == [linked.peer_id]  # no slot was taken
+        # Past the grace, a newcomer displaces the oldest held visit (not a violation).
+        await trio.sleep(VISIT_GRACE)
+        newcomer = await stack.enter_async_context(cluster.node(3 + MAX_VISITS, **one_slot))
+        newcomer.connections._run_round = endless
+        assert newcomer.dialer.visit(cluster.address(0), host.peer_id)
+        everyone.append(newcomer)
+        await wait_until(everyone, lambda: host.status()["visits"]["displaced"] == 1, limit=60)
+        assert len(host.connections.visits) == MAX_VISITS
+        assert newcomer.peer_id in {v.peer_id for v in host.connections.visits.values()}
+        assert host.violations == 0 and all(v.violations == 0 for v in visitors)
         hold.set()
         await wait_until(everyone, lambda: not host.connections.visits, limit=60)
-        assert host.connections.visited[Direction.INBOUND] == MAX_VISITS
+        assert host.connections.visited[Direction.INBOUND] == MAX_VISITS + 1
 
 
 def test_the_visit_interval_is_checked() -> None:
@@ -226,17 +239,25 @@ class _Link:
         self.topics: frozenset[bytes] = frozenset()
         self.refused = False
         self.sent: list[object] = []
+        self.started = 0.0
+        self.closed_for = ""
 
     def try_send(self, msg: object) -> bool:
         self.sent.append(msg)
         return True
 
+    def close(self, reason: str) -> None:
+        self.closed_for = self.closed_for or reason
 
-def _door(links: dict[bytes, Any], visits: dict[int, Any]) -> Door:
+
+def _door(
+    links: dict[bytes, Any], visits: dict[int, Any], now: Callable[[], float] = lambda: 0.0
+) -> Door:
     return Door(
         b"\x00" * 32, topics={TOPIC_ID: _Runtime()}, links=links,  # type: ignore[dict-item]
         scopes={}, visits=visits, max_peers=1, clock=lambda: 0, listen_address=lambda: None,
-        drop=lambda link: None, peers_message=lambda link: Peers(()), refusals=Refusals(),
+        drop=lambda link: visits.pop(id(link), None), peers_message=lambda link: Peers(()),
+        refusals=Refusals(), monotonic=now,
     )  # fmt: skip
 
 
@@ -280,6 +301,34 @@ def test_the_door_keeps_one_connection_a_peer_visits_included() -> None:
     assert last.sent == [Peers(())]  # told where else to go
     ours = _Link(10, Direction.OUTBOUND, visit=True)  # our own visit is not theirs to count
     assert _admit(door, ours, _hello()) is None
+
+
+def test_a_visit_past_its_grace_is_displaced_by_a_newer_one() -> None:
+    """A visitor that stalls holds its place only until somebody else comes after
+    VISIT_GRACE: the oldest visit past it is closed for the newer one; within the
+    grace the newcomer is refused, and the oldest goes first."""
+    clock = [0.0]
+    visits: dict[int, Any] = {}
+    door = _door({}, visits, now=lambda: clock[0])
+    held = [_Link(3 + i, Direction.INBOUND) for i in range(MAX_VISITS)]
+    for i, v in enumerate(held):
+        v.started = float(i)  # the first came first
+        assert _admit(door, v, _hello(visit=True)) is None
+        visits[id(v)] = v
+    clock[0] = VISIT_GRACE - 0.5  # the oldest is still within its grace
+    early = _Link(20, Direction.INBOUND)
+    assert _admit(door, early, _hello(visit=True)) == (0, f"too many visits (at most {MAX_VISITS})")
+    assert not any(v.closed_for for v in held) and door.visits_displaced == 0
+    clock[0] = VISIT_GRACE  # now it is past it
+    late = _Link(21, Direction.INBOUND)
+    late.started = clock[0]
+    assert _admit(door, late, _hello(visit=True)) is None
+    visits[id(late)] = late
+    assert held[0].closed_for == "a visit of 10 s displaced by a newer one"
+    assert id(held[0]) not in visits and all(not v.closed_for for v in held[1:])
+    assert door.visits_displaced == 1 and len(visits) == MAX_VISITS
+    ours = _Link(22, Direction.OUTBOUND, visit=True)  # our own visits displace nothing
+    assert _admit(door, ours, _hello()) is None and door.visits_displaced == 1
 
 
 async def test_a_node_that_dials_its_own_address_marks_it_and_blames_nobody(

@@ -111,7 +111,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     visits = status.get("visits") or {}
     if visits.get("made") or visits.get("taken"):
-        print(f"visits:   {visits.get('made', 0)} made, {visits.get('taken', 0)} taken")
+        line = f"visits:   {visits.get('made', 0)} made, {visits.get('taken', 0)} taken"
+        if visits.get("displaced"):
+            line += f" ({visits['displaced']} displaced by newer ones)"
+        print(line)
     for t in status.get("topics") or []:
         valid, pending = t.get("valid", 0), t.get("pending", 0)
         digest = short_hash(str(t.get("digest") or "-"))

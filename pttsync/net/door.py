@@ -18,7 +18,10 @@ changes), how to drop a link, and the `Peers` message for a refused peer.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
+
+import trio
 
 from ..core.oplogcodec import decode_oplog, encode_oplog
 from ..errors import InvalidOplogError, RemoteProtocolError
@@ -29,18 +32,25 @@ from .wire import MAX_CREDENTIALS, Hello, Peers
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    import trio
-
     from ..core.oplog import Oplog
     from .peer import PeerLink
     from .refusals import Refusals
     from .topicruntime import TopicRuntime
+
+log = logging.getLogger(__name__)
 
 AGENT = "pttsync/0.1"
 MAX_VISITS = 2
 """Visits a node takes at once (network.md, "Visits"): each is a connection for one
 sync round, outside `max_peers`, so a full node still answers one; bounded, so
 visits cannot take what the slots bound."""
+VISIT_GRACE = 10.0
+"""Seconds an inbound visit holds its place against newer ones (from its connection's
+start).  With every place taken, a new visit displaces the oldest visit past this:
+a visitor that stalls (a hostile member, or a peer gone quiet) holds a place only
+until somebody else comes, not for its round's whole `round_timeout`.  An honest
+visit is a handshake and one round, a round trip or a few; ten seconds is the
+handshake's own timeout."""
 
 
 class Door:
@@ -68,6 +78,7 @@ class Door:
         drop: Callable[[PeerLink], None],
         peers_message: Callable[[PeerLink], Peers],
         refusals: Refusals,
+        monotonic: Callable[[], float] = trio.current_time,
     ) -> None:
         self.peer_id = peer_id
         self.topics = topics
@@ -80,6 +91,8 @@ class Door:
         self._drop = drop
         self._peers_message = peers_message
         self.refusals = refusals
+        self._monotonic = monotonic
+        self.visits_displaced = 0
 
     def hello(self, *, visit: bool = False) -> Hello:
         """This node's Hello: its listen address, its topics and its credentials (and
@@ -137,16 +150,35 @@ class Door:
 
     def _admit_visit(self, link: PeerLink, linked: bool, now: int) -> tuple[int, str] | None:
         """A visit: let in whatever the slots, unless the peer is connected already (a
-        visit never replaces a link) or `MAX_VISITS` peers visit us now."""
+        visit never replaces a link) or `MAX_VISITS` peers visit us now, each for
+        less than `VISIT_GRACE` (else the oldest of them makes room)."""
         if linked:
             return 0, "already connected"
-        inbound = sum(1 for v in self.visits.values() if v.direction is Direction.INBOUND)
-        if link.direction is Direction.INBOUND and inbound >= MAX_VISITS:
-            link.try_send(self._peers_message(link))
-            reason = f"too many visits (at most {MAX_VISITS})"
-            self.refusals.add(link.peer_id, self._where(link), NO_ROOM, reason, now)
-            return 0, reason
-        return None
+        if link.direction is not Direction.INBOUND:
+            return None
+        inbound = [v for v in self.visits.values() if v.direction is Direction.INBOUND]
+        if len(inbound) < MAX_VISITS:
+            return None
+        oldest = min(inbound, key=lambda v: v.started)
+        lasted = self._monotonic() - oldest.started
+        if lasted >= VISIT_GRACE:
+            self._displace(oldest, lasted)
+            return None
+        link.try_send(self._peers_message(link))
+        reason = f"too many visits (at most {MAX_VISITS})"
+        self.refusals.add(link.peer_id, self._where(link), NO_ROOM, reason, now)
+        return 0, reason
+
+    def _displace(self, visit: PeerLink, lasted: float) -> None:
+        """Close a visit that held its place past `VISIT_GRACE`, for a newer one (not a
+        violation: a slow honest visitor is displaced too, and visits again later)."""
+        self.visits_displaced += 1
+        log.info("%r displaced: on a visit for %.1f s, and another came", visit, lasted)
+        visit.close(f"a visit of {lasted:.0f} s displaced by a newer one")
+        scope = self.scopes.get(id(visit))
+        if scope is not None:
+            scope.cancel()
+        self._drop(visit)
 
     @staticmethod
     def _where(link: PeerLink) -> str:

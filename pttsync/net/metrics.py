@@ -100,9 +100,18 @@ class NodeCollector:
             "Visits admitted (one sync round outside the slots), made and taken.",
             labels=["direction"],
         )
+        displaced = CounterMetricFamily(
+            "pttsync_visits_displaced",
+            "Visits taken that were closed for a newer one after holding their place"
+            " past the grace (a stalled visitor's place freed).",
+        )
         for way, n in node.visits.items():
-            visits.add_metric([way], n)
+            if way == "displaced":
+                displaced.add_metric([], n)
+            else:
+                visits.add_metric([way], n)
         yield visits
+        yield displaced
         traffic = LinkStats()
         traffic.add(node.connections.closed_traffic)
         for link in node.links.values():

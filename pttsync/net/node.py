@@ -184,9 +184,14 @@ class Node:
 
     @property
     def visits(self) -> dict[str, int]:
-        """Visits admitted since the node started: made to peers, and taken from them."""
+        """Visits admitted since the node started: made to peers, and taken from them;
+        and of those taken, the ones displaced by a newer visit (door.py, VISIT_GRACE)."""
         done = self.connections.visited
-        return {"made": done[Direction.OUTBOUND], "taken": done[Direction.INBOUND]}
+        return {
+            "made": done[Direction.OUTBOUND],
+            "taken": done[Direction.INBOUND],
+            "displaced": self.door.visits_displaced,
+        }
 
     @property
     def violations(self) -> int:
