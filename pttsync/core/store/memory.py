@@ -34,6 +34,7 @@ from .batch import Held, plan_batch
 from .database import SCHEMA_VERSION
 from .memtree import MemoryTree
 from .overlay import Overlay, Same, pairs, split
+from .pages import OpPages, page_of
 from .protocol import (
     MAX_FAILED,
     BatchResult,
@@ -83,6 +84,7 @@ class _Topic:
     failed: dict[bytes, FailedOplog] = field(default_factory=dict)
     sync_times: dict[bytes, int] = field(default_factory=dict)
     tree: MemoryTree = field(default_factory=MemoryTree)
+    pages: OpPages = field(default_factory=OpPages)  # object IDs by op page (pages.py)
     # Sorted views, made on demand (rarely read; sorting on each insert cost more):
     _order: list[tuple[int, bytes]] | None = None  # (update time, ID) of every oplog
     _objects: list[bytes] | None = None  # the distinct object IDs
@@ -114,6 +116,7 @@ class _Topic:
             dict(self.failed),
             dict(self.sync_times),
             self.tree.copy(),
+            self.pages.copy(),
         )
 
     # -- one oplog in, one oplog out ------------------------------------------------
@@ -129,6 +132,8 @@ class _Topic:
             self._objects = None
         if oid not in flat[0::2]:
             self.by_object[o.object_id] = (*flat, oid, o.op)
+            if not flat or page_of(o.op) != page_of(cast("int", flat[1])):
+                self.pages.add(o.object_id, page_of(o.op))  # (a page it had is kept once)
         self.counts[stored.status.value] += 1
         if stored.status is not _VALID:
             self.not_valid.add(oid)
@@ -149,6 +154,9 @@ class _Topic:
         else:
             del self.by_object[o.object_id]
             self._objects = None
+        page = page_of(o.op)
+        if not any(page_of(cast("int", op)) == page for op in rest[1::2]):
+            self.pages.discard(o.object_id, page)
         self.counts[stored.status.value] -= 1
         self.not_valid.discard(oid)
         return stored
@@ -328,7 +336,10 @@ class MemoryStore:
         pick = bisect.bisect_left if inclusive else bisect.bisect_right
         out: list[bytes] = []
         lo, hi = ops
-        for object_id in t.objects[pick(t.objects, after) :]:
+        ids = t.pages.within(lo, hi)  # the objects of the one page, if the range is in one
+        if ids is None:
+            ids = t.objects
+        for object_id in ids[pick(ids, after) :]:
             if any(lo <= op < hi for op in cast("tuple[int, ...]", t.by_object[object_id][1::2])):
                 out.append(object_id)
                 if len(out) >= limit:
