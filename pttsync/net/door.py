@@ -133,10 +133,7 @@ class Door:
         if existing is not None:
             preferred = min(self.peer_id, link.peer_id)
             if link.initiator == preferred and existing.initiator != preferred:
-                existing.close("replaced by the connection its peer dialed")
-                scope = self.scopes.get(id(existing))
-                if scope is not None:
-                    scope.cancel()
+                self._end(existing, "replaced by the connection its peer dialed")
                 self._drop(existing)
             else:
                 return 0, "already connected"
@@ -174,11 +171,15 @@ class Door:
         violation: a slow honest visitor is displaced too, and visits again later)."""
         self.visits_displaced += 1
         log.info("%r displaced: on a visit for %.1f s, and another came", visit, lasted)
-        visit.close(f"a visit of {lasted:.0f} s displaced by a newer one")
-        scope = self.scopes.get(id(visit))
+        self._end(visit, f"a visit of {lasted:.0f} s displaced by a newer one")
+        self._drop(visit)
+
+    def _end(self, link: PeerLink, reason: str) -> None:
+        """Close `link` and stop its reader (its connection then ends as any does)."""
+        link.close(reason)
+        scope = self.scopes.get(id(link))
         if scope is not None:
             scope.cancel()
-        self._drop(visit)
 
     @staticmethod
     def _where(link: PeerLink) -> str:
@@ -210,10 +211,7 @@ class Door:
                 self.topics[t].forget(link.peer_id)
             link.topics = kept
             if not link.topics:
-                link.close("no longer a member of any topic here")
-                scope = self.scopes.get(id(link))
-                if scope is not None:
-                    scope.cancel()
+                self._end(link, "no longer a member of any topic here")
 
     def _listen_of(self, link: PeerLink, listen: str) -> str:
         """The peer's listen address, its wildcard host replaced by where it came from."""

@@ -105,11 +105,10 @@ class NodeCollector:
             "Visits taken that were closed for a newer one after holding their place"
             " past the grace (a stalled visitor's place freed).",
         )
-        for way, n in node.visits.items():
-            if way == "displaced":
-                displaced.add_metric([], n)
-            else:
-                visits.add_metric([way], n)
+        done = node.visits
+        for way in ("made", "taken"):
+            visits.add_metric([way], done[way])
+        displaced.add_metric([], done["displaced"])
         yield visits
         yield displaced
         traffic = LinkStats()

@@ -82,7 +82,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
 MAX_REFERRALS = 64  # peers named by wanted masters, dialed like them
 MAX_VISIT_BACKOFF = 16
 """A visit that found nothing to move doubles the wait for the next, up to this many

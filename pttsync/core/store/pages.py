@@ -41,12 +41,11 @@ class OpPages:
         return OpPages(dict(self._lists))
 
     def _mine(self, page: int) -> list[bytes]:
-        ids = self._lists.get(page)
+        """The list of `page`, this side's own (copied first if shared or made if none)."""
         if page not in self._own:
-            ids = self._lists[page] = list(ids or ())
+            self._lists[page] = list(self._lists.get(page, ()))
             self._own.add(page)
-        assert ids is not None
-        return ids
+        return self._lists[page]
 
     def add(self, object_id: bytes, page: int) -> None:
         """`object_id` has an op in `page` (it may have had one already)."""
