@@ -972,3 +972,18 @@ def test_the_simulation_clock_reads_as_trios_mock_clock() -> None:
     clock = sim_clock()
     clock.jump(4.5)
     assert clock.current_time() == 4.5
+
+
+def test_a_run_on_the_simulation_clock_is_the_run_on_trios_mock_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SimClock drops MockClock's empty turns (clock.py) and nothing else: a run with
+    a crash, loss and a partition gives the same report on both clocks."""
+    import trio.testing  # noqa: PLC0415 - one test
+
+    from pttsync.sim import run as sim_run  # noqa: PLC0415
+
+    ours = run(FAULTY)
+    monkeypatch.setattr(sim_run, "sim_clock", lambda: trio.testing.MockClock(autojump_threshold=0))
+    theirs = run(FAULTY)
+    assert ours.ok and ours.without_wall_time() == theirs.without_wall_time()

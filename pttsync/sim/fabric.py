@@ -2,7 +2,7 @@
 
 Every node of a simulation gets its own `SimNetwork` (the `Network` a
 `Node` dials and listens through); they all share one `Fabric`, which
-carries every byte on trio's clock (the autojump `MockClock` in a run, so
+carries every byte on trio's clock (a run's `SimClock`, clock.py, so
 a simulated hour costs no wall time).
 
 The model is TCP's, seen from the application:

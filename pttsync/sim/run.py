@@ -3,8 +3,9 @@
     report = pttsync.simulate(pttsync.SimConfig(peers=50, writes=200, seed=7))
     assert report.ok, report.trace()
 
-A run is one `trio.run` under the autojump `MockClock`, so virtual time
-costs no wall time.  Everything random comes from the seed: the plan, the
+A run is one `trio.run` under a clock that jumps to the next deadline
+(clock.py, as trio's autojump `MockClock`), so virtual time costs no wall
+time.  Everything random comes from the seed: the plan, the
 keys, the latencies, each node's RNG.  One thing is left: trio shuffles
 each batch of ready tasks with its own module-level `random.Random`, and
 breaks deadline ties by memory address.  `deterministic_trio` seeds that
@@ -26,9 +27,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import trio
-import trio.testing
 
 from ..core import oplogcodec
+from .clock import SimClock
 from .invariants import check
 from .observe import cdf_points, fault_windows, quantiles, spread, tree_state
 from .plan import FaultKind, Plan, SimConfig, make_plan
@@ -47,23 +48,9 @@ DECODE_CACHE = 200_000
 """Verified oplog records remembered across the simulated peers (see run_plan)."""
 
 
-def sim_clock() -> trio.testing.MockClock:
-    """The autojump `MockClock` (threshold 0), read in one attribute lookup.
-
-    A simulated run reads the clock a dozen times a message (trio, the
-    links, the nodes), and `MockClock` works its time out from the real
-    clock and a rate each time.  At rate 0, the only one a run uses, the
-    time moves by jumps alone: it is the virtual base the clock keeps.
-    `MockClock` is final, so its instance's reading is replaced, not the
-    class; tests/test_sim.py checks the two read alike.
-    """
-    clock = trio.testing.MockClock(autojump_threshold=0)
-
-    def current_time() -> float:
-        return clock._virtual_base
-
-    clock.current_time = current_time  # type: ignore[method-assign]
-    return clock
+def sim_clock() -> SimClock:
+    """The run's clock (clock.py): MockClock's autojump, without its empty turns."""
+    return SimClock()
 
 
 @contextlib.contextmanager
