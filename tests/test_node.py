@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 from trio.testing import MockClock
 
 from pttsync.core.lifecycle.governance import Role
 from pttsync.core.oplog import OplogStatus
+from pttsync.net.connections import PEERS_REFRESH
+from pttsync.net.peer import PeerLink
+from pttsync.net.wire import Peers
 from pttsync.synthetic import populate
 
 from .nethelpers import SECOND, T0, all_agree, digest, make_cluster, value_of, wait_until
@@ -85,6 +89,50 @@ async def test_peer_exchange_connects_everyone_from_one_address(autojump_clock: 
     cluster = make_cluster(5)
     async with cluster.run() as nodes:
         await wait_until(nodes, lambda: all(len(n.links) == 4 for n in nodes), limit=120)
+
+
+async def test_peer_exchange_tells_a_peer_news_not_the_same_addresses_at_every_tick(
+    autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Peers` at an anti-entropy tick only with news for that peer (an address
+    reached since it was last told), or after PEERS_REFRESH without: a settled
+    network's ticks sent the same addresses every time, more bytes than its rounds."""
+    told: list[tuple[bytes, bytes, Peers]] = []  # (sender, receiver, message)
+    real = PeerLink.try_send
+
+    def spy(link: PeerLink, msg: Any) -> bool:
+        if isinstance(msg, Peers):
+            told.append((link.local_id, link.peer_id, msg))
+        return real(link, msg)
+
+    monkeypatch.setattr(PeerLink, "try_send", spy)
+    cluster = make_cluster(4)
+    quick: dict[str, Any] = {"sync_interval": 5.0, "visit_interval": 0}
+    async with cluster.run(3, **quick) as nodes:
+        await wait_until(nodes, lambda: all(len(n.links) == 2 for n in nodes), limit=120)
+        await trio.sleep(120)  # every link's first ticks: what each node reached since
+        told.clear()
+        await trio.sleep(1200)  # 240 ticks a node
+        assert told == []
+        first, ids = nodes[0], [n.peer_id for n in nodes]
+        async with cluster.node(3, join=(first.listen_address,), **quick) as late:
+
+            def news_reached(receiver: bytes) -> bool:
+                return any(
+                    s == first.peer_id and r == receiver and late.peer_id in dict(m.peers)
+                    for s, r, m in told
+                )
+
+            # The first node reached the newcomer: its other peers hear of it at a tick.
+            await wait_until([*nodes, late], lambda: all(map(news_reached, ids[1:])), limit=120)
+            await trio.sleep(120)
+            told.clear()
+            await trio.sleep(PEERS_REFRESH - 300)
+            assert told == []  # nothing new
+            await trio.sleep(600)  # each link's first tick past PEERS_REFRESH: a new draw
+            pairs = {(s, r) for s, r, _ in told}
+            assert {(first.peer_id, p) for p in [*ids[1:], late.peer_id]} <= pairs
+            assert len(told) <= 2 * len(pairs)
 
 
 async def test_max_peers_is_respected_and_the_network_still_converges(

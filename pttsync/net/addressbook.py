@@ -67,6 +67,9 @@ class AddressBook:
         self.cap = cap
         self.max_entries = max_entries
         self._entries: dict[str, Entry] = {}
+        # Bumped when an address is first reached (or reached as another peer): what
+        # a `Peers` message passes on has grown since a peer was last told.
+        self.news = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -135,6 +138,8 @@ class AddressBook:
     def connected(self, address: str, peer_id: bytes) -> None:
         entry = self._entries.get(address)
         if entry is not None:
+            if not entry.connected_once or entry.peer_id != peer_id:
+                self.news += 1
             entry.peer_id = peer_id
             entry.connected_once = True
 

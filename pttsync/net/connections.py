@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "pttsync_internal_error"
 """Set (True) on the log record of an exception the node contained: a bug of ours."""
+# A link's peer is told this node's addresses again at a tick after this many
+# seconds without news: Bitcoin's nodes answer one getaddr a connection and
+# re-announce once a day; a peer here also gets them at every link's start.
+PEERS_REFRESH = 3600.0
 
 
 class Connections:
@@ -363,5 +367,24 @@ class Connections:
             self.changes.notify()
 
     def peers_message(self, link: PeerLink) -> Peers:
+        """Where else peers are: up to MAX_PEERS_LISTED addresses this node reached,
+        drawn at random, for `link`'s peer (which is told them now)."""
+        link.told = (self.book.news, trio.current_time())
         known = [(p, a) for p, a in self.book.known(MAX_PEERS_LISTED + 1) if p != link.peer_id]
         return Peers(tuple(known[:MAX_PEERS_LISTED]))
+
+    def peers_news(self, link: PeerLink) -> Peers | None:
+        """The `Peers` message for an anti-entropy tick on `link`, if there is news for
+        its peer: an address this node reached since it last told it (the book's
+        `news` moved), or none told for PEERS_REFRESH (a new draw, where the node
+        knows more than one message holds).  Else None: a converged network's
+        ticks carried the same addresses every time, 614 bytes a tick, more than
+        the sync round itself (network.md, "Join and peer exchange")."""
+        told = link.told
+        if (
+            told is not None
+            and told[0] == self.book.news
+            and trio.current_time() - told[1] < PEERS_REFRESH
+        ):
+            return None
+        return self.peers_message(link)

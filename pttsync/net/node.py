@@ -398,7 +398,8 @@ class Node:
             ]  # fmt: skip
             if links:
                 link = self.rng.choice(sorted(links, key=lambda ln: ln.peer_id))
-                link.try_send(self.connections.peers_message(link))
+                if (news := self.connections.peers_news(link)) is not None:
+                    link.try_send(news)
                 self._start_round(rt, link)
             # Pending oplogs are routed on towards a signer even with push off:
             # a sync round carries them only to a signer one hop away.

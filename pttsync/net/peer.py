@@ -111,6 +111,7 @@ class PeerLink:
         self.refused = False
         self.peer_bye: str | None = None  # the reason of the peer's Bye, if it sent one
         self.visit = False  # a visit: one sync round, outside the slots (connections.py)
+        self.told: tuple[int, float] | None = None  # our last `Peers`: (the book's news, when)
         self.send_timeout = send_timeout
         self.stalled = False  # closed because the peer took no frame within send_timeout
         self._send, self._queue = trio.open_memory_channel[bytes](queue_size)
