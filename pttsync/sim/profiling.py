@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import cProfile
 
-PHASES = ("setup", "writes", "quiescence", "hold", "checks")
+PHASES = ("setup", "writes", "quiescence", "hold", "stop", "checks")
 TOP = 15
 
 

@@ -247,6 +247,7 @@ class World:
                 self.phases.enter("hold")
                 await trio.sleep(cfg.hold)
             self.finished_at = trio.current_time()
+            self.phases.enter("stop")  # every node shut down: not the hold's, nor the checks'
             nursery.cancel_scope.cancel()
 
     def _note(self, text: str) -> None:
