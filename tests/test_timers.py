@@ -1,4 +1,5 @@
-"""net/timers.py: parked tasks woken by one service task, on trio's mock clock."""
+"""net/timers.py: parked tasks woken by one service task on trio's mock clock, or
+driven by the simulator's clock (sim/clock.py): each test that can runs both ways."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pttsync.net.timers import Alarm, call_at, sleep_until, use_ticks
+from pttsync.net.timers import Alarm, call_at, drive, sleep_until, use_ticks
+from pttsync.sim.clock import SimClock
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -19,13 +21,21 @@ if TYPE_CHECKING:
 DEADLINE = 10_000  # virtual seconds: every test ends well before, or fails
 
 
-def run(main: Callable[[], Awaitable[None]], *, tick: float = 0.0) -> None:
+DRIVERS = ("service", "clock")  # a service task wakes the timers, or the run's clock
+
+
+def run(main: Callable[[], Awaitable[None]], *, tick: float = 0.0, driver: str = "service") -> None:
+    mock = trio.testing.MockClock(autojump_threshold=0)
+    clock: trio.abc.Clock = SimClock() if driver == "clock" else mock
+
     async def bounded() -> None:
         use_ticks(tick)
+        if isinstance(clock, SimClock):
+            clock.drive()
         with trio.fail_after(DEADLINE):
             await main()
 
-    trio.run(bounded, clock=trio.testing.MockClock(autojump_threshold=0))
+    trio.run(bounded, clock=clock)
 
 
 def test_sleepers_wake_at_their_times_in_order() -> None:
@@ -47,7 +57,8 @@ def test_sleepers_wake_at_their_times_in_order() -> None:
     assert [t for _, t in woke] == [0.0, 1.0, 2.0, 2.0, 3.0]
 
 
-def test_ticks_round_wake_ups_up_to_a_whole_tick() -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_ticks_round_wake_ups_up_to_a_whole_tick(driver: str) -> None:
     woke: list[float] = []
 
     async def main() -> None:
@@ -55,11 +66,12 @@ def test_ticks_round_wake_ups_up_to_a_whole_tick() -> None:
             await sleep_until(when)
             woke.append(trio.current_time())
 
-    run(main, tick=0.001)
+    run(main, tick=0.001, driver=driver)
     assert woke == pytest.approx([0.001, 0.001, 0.004])
 
 
-def test_a_time_a_hair_past_a_tick_is_never_rounded_below_itself() -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_time_a_hair_past_a_tick_is_never_rounded_below_itself(driver: str) -> None:
     """It once was (the 1e-6 slack for float error): a simulated connection's reset,
     due 1e-10 s after a tick, woke the delivery task at the tick, where nothing was due
     yet, and it waited again at once: the simulation spun forever."""
@@ -71,11 +83,12 @@ def test_a_time_a_hair_past_a_tick_is_never_rounded_below_itself() -> None:
         await sleep_until(when)
         woke.append(trio.current_time())
 
-    run(main, tick=0.001)
+    run(main, tick=0.001, driver=driver)
     assert woke[0] >= when
 
 
-def test_an_alarm_wakes_at_its_time_or_when_rung_first() -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_an_alarm_wakes_at_its_time_or_when_rung_first(driver: str) -> None:
     results: list[tuple[bool, float]] = []
 
     async def main() -> None:
@@ -93,11 +106,12 @@ def test_an_alarm_wakes_at_its_time_or_when_rung_first() -> None:
             results.append((await alarm.wait_until(1.0), trio.current_time()))  # past: at once
         alarm.ring()  # nobody waits: nothing happens
 
-    run(main)
+    run(main, driver=driver)
     assert results == [(True, 2.0), (False, 3.0), (False, 3.0)]
 
 
-def test_a_cancelled_sleeper_is_dropped_and_the_others_still_wake() -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_cancelled_sleeper_is_dropped_and_the_others_still_wake(driver: str) -> None:
     woke: list[float] = []
 
     async def main() -> None:
@@ -109,11 +123,11 @@ def test_a_cancelled_sleeper_is_dropped_and_the_others_still_wake() -> None:
         await sleep_until(6.0)
         woke.append(trio.current_time())
 
-    run(main)
+    run(main, driver=driver)
     assert woke == [6.0]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     st.lists(
         st.tuples(st.integers(0, 40), st.one_of(st.none(), st.integers(1, 40))),
@@ -121,9 +135,10 @@ def test_a_cancelled_sleeper_is_dropped_and_the_others_still_wake() -> None:
         max_size=12,
     ),
     st.sampled_from([0.0, 0.001, 0.25]),
+    st.sampled_from(DRIVERS),
 )
 def test_each_waiter_wakes_at_its_time_rounded_or_its_ring(
-    plan: list[tuple[int, int | None]], tick: float
+    plan: list[tuple[int, int | None]], tick: float, driver: str
 ) -> None:
     """Alarms with random times (tenths of a second), some rung by another task at a
     random time: each wakes at the first of the two, never early, never late."""
@@ -147,7 +162,7 @@ def test_each_waiter_wakes_at_its_time_rounded_or_its_ring(
                 if ring is not None:
                     nursery.start_soon(ringer, alarm, ring / 10)
 
-    run(main, tick=tick)
+    run(main, tick=tick, driver=driver)
     for i, (when, ring) in enumerate(plan):
         rung, at = got[i]
         own = due(when / 10)
@@ -159,7 +174,8 @@ def test_each_waiter_wakes_at_its_time_rounded_or_its_ring(
             assert at == pytest.approx(own)
 
 
-def test_calls_run_at_their_times_with_no_task_of_their_own() -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_calls_run_at_their_times_with_no_task_of_their_own(driver: str) -> None:
     ran: list[tuple[str, float]] = []
 
     async def main() -> None:
@@ -167,7 +183,7 @@ def test_calls_run_at_their_times_with_no_task_of_their_own() -> None:
             call_at(when, lambda name=name: ran.append((name, trio.current_time())))  # type: ignore[misc]
         await sleep_until(0.01)
 
-    run(main, tick=0.001)
+    run(main, tick=0.001, driver=driver)
     assert ran == [("now", 0.0), ("soon", 0.001), ("late", pytest.approx(0.004))]
 
 
@@ -194,7 +210,8 @@ def test_the_service_wakes_at_its_deadlines_without_a_cancelled_and_ends_with_th
     assert turns >= 1000
 
 
-def test_exact_sleeps_ignore_the_ticks() -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_exact_sleeps_ignore_the_ticks(driver: str) -> None:
     woke: list[float] = []
 
     async def main() -> None:
@@ -202,5 +219,34 @@ def test_exact_sleeps_ignore_the_ticks() -> None:
             await sleep_until(when, exact=True)
             woke.append(trio.current_time())
 
-    run(main, tick=0.001)
+    run(main, tick=0.001, driver=driver)
     assert woke == [0.0004, 0.0031]
+
+
+def test_the_clock_drives_the_timers_with_no_service_task_and_only_from_the_start() -> None:
+    """Driven by the clock, a thousand wake-ups reschedule no service task (there is
+    none); and a run whose service has started cannot hand its timers to a clock."""
+    services = 0
+    real_reschedule = trio.lowlevel.reschedule
+
+    def counting(task: trio.lowlevel.Task, *args: Any) -> None:
+        nonlocal services
+        services += task.name == "pttsync.net.timers"
+        real_reschedule(task, *args)
+
+    async def main() -> None:
+        for i in range(1, 1001):
+            await sleep_until(i / 1000)
+        assert trio.current_time() == pytest.approx(1.0)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trio.lowlevel, "reschedule", counting)
+        run(main, driver="clock")
+    assert services == 0
+
+    async def late() -> None:
+        await sleep_until(1.0)  # the service starts
+        with pytest.raises(RuntimeError, match="too late"):
+            drive()
+
+    run(late)

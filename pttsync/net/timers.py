@@ -23,6 +23,10 @@ earliest time wanted, and reschedules every task due then.
   so wake-ups within one tick share one turn of the service.  The
   simulator sets its 1 ms delivery tick (sim/link.py); a real node keeps
   the default, 0: exact times.
+* `drive()`: no service task; the run's clock wakes what is due itself
+  (`Timers.next_time` and `fire`), as the simulator's clock does
+  (sim/clock.py): a wake-up then costs no turn of trio's loop and no
+  cancel scope of the service's.
 
 One `Timers` per trio run (a `RunVar`): every node of a simulation shares
 it, as they share the run.  Its service is a trio system task, started at
@@ -41,7 +45,7 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Alarm", "call_at", "sleep", "sleep_until", "use_ticks"]
+__all__ = ["Alarm", "call_at", "drive", "sleep", "sleep_until", "use_ticks"]
 
 
 class _Entry:
@@ -70,6 +74,7 @@ class Timers:
         self._order = itertools.count()  # ties are rescheduled in the order parked
         self._scope: trio.CancelScope | None = None  # the service's sleep
         self._started = False
+        self.driven = False  # woken by the run's clock (`drive`): no service task
 
     def due(self, when: float) -> float:
         """`when` rounded up to a whole tick (unchanged with no tick).
@@ -84,19 +89,37 @@ class Timers:
     def park(self, entry: _Entry) -> None:
         """Have `entry`'s task woken at its time (the caller then parks it)."""
         heapq.heappush(self._heap, (entry.when, next(self._order), entry))
+        if self.driven:
+            return
         if not self._started:
             self._started = True
             trio.lowlevel.spawn_system_task(self._serve, name="pttsync.net.timers")
         elif self._scope is not None and entry.when < self._scope.deadline:
             self._scope.deadline = entry.when
 
-    async def _serve(self) -> None:
+    def next_time(self) -> float:
+        """When the earliest wake-up still wanted is due (math.inf: none)."""
         heap = self._heap
+        while heap and heap[0][2].task is None and heap[0][2].call is None:
+            heapq.heappop(heap)  # woken early (an alarm rung) or cancelled
+        return heap[0][0] if heap else math.inf
+
+    def fire(self, now: float) -> None:
+        """Wake every task due by `now`, and make every call due, in the order parked."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)[2]
+            task, entry.task = entry.task, None
+            if task is not None:
+                trio.lowlevel.reschedule(task)
+            elif entry.call is not None:
+                call, entry.call = entry.call, None
+                call()  # a bug here ends the run loudly, as a bug should
+
+    async def _serve(self) -> None:
         me = trio.lowlevel.current_task()
         while True:
-            while heap and heap[0][2].task is None and heap[0][2].call is None:
-                heapq.heappop(heap)  # woken early (an alarm rung) or cancelled
-            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+            with trio.CancelScope(deadline=self.next_time()) as scope:
                 self._scope = scope
 
                 def wake(_: object, scope: trio.CancelScope = scope) -> trio.lowlevel.Abort:
@@ -110,15 +133,7 @@ class Timers:
 
                 await trio.lowlevel.wait_task_rescheduled(wake)
             self._scope = None
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                entry = heapq.heappop(heap)[2]
-                task, entry.task = entry.task, None
-                if task is not None:
-                    trio.lowlevel.reschedule(task)
-                elif entry.call is not None:
-                    call, entry.call = entry.call, None
-                    call()  # a bug here ends the run loudly, as a bug should
+            self.fire(trio.current_time())
 
 
 _TIMERS: trio.lowlevel.RunVar[Timers] = trio.lowlevel.RunVar("pttsync_timers")
@@ -136,6 +151,18 @@ def _timers() -> Timers:
 def use_ticks(tick: float) -> None:
     """Round this trio run's wake-ups up to whole `tick`s (call before any timer)."""
     _timers().tick = tick
+
+
+def drive() -> Timers:
+    """This run's timers, to be woken by its clock rather than a service task: the
+    clock (sim/clock.py) calls `next_time()` and `fire(now)` whenever trio asks
+    it how long to sleep.  Call before any timer; the clock must then call them
+    for as long as the run lasts, or a sleeping task never wakes."""
+    timers = _timers()
+    if timers._started:
+        raise RuntimeError("the timers' service has started: too late to drive them")
+    timers.driven = True
+    return timers
 
 
 def call_at(when: float, call: Callable[[], None]) -> None:

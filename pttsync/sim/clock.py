@@ -1,22 +1,29 @@
-"""The simulation's clock: virtual time that jumps to the next deadline, in one turn.
+"""The simulation's clock: virtual time that jumps to what is due next, in one turn.
 
 A run is one `trio.run` whose time moves only by jumps: when every task
-waits, the clock jumps to the earliest deadline and the tasks due then
-run.  trio's `MockClock(autojump_threshold=0)` does this in two turns of
-the run loop: a turn that finds nothing to run and jumps the clock (from
-inside trio, through a hook only `MockClock` has), then a turn that wakes
-the tasks due.  Each virtual instant of a run thus cost a turn of the loop
-with nothing in it: an I/O poll, the deadlines' expiry and trio's
-statistics for the jump, about a third of the turns of a converged
-network on idle.
+waits, the clock jumps to the earliest wake-up and the tasks due then run.
+trio's `MockClock(autojump_threshold=0)` does this in two turns of the run
+loop: a turn that finds nothing to run and jumps the clock (from inside
+trio, through a hook only `MockClock` has), then a turn that wakes the
+tasks due.  And most wake-ups of a run are not trio's deadlines but the
+nodes' timers (net/timers.py: sleeps, alarms, the fabric's deliveries),
+which a service task wakes: one more turn, and a cancel scope, for each.
 
-`SimClock` jumps where trio asks a clock how long to sleep before the next
+`SimClock` jumps where trio asks a clock how long to sleep before its next
 deadline (`deadline_to_sleep_time`, which trio calls only when no task is
-ready to run): it moves its time to that deadline and answers 0, so the
-same turn's expiry wakes the tasks due.  The tasks, their order and the
-times they see are the very ones `MockClock` gives (tests/test_sim.py
-compares the two on a trace and on whole runs): only the empty turns go.
-With no deadline at all it answers a day, so a run waiting only for I/O
+ready to run), and answers 0, so the same turn's expiry wakes the tasks
+due.  And it drives the run's timers (`drive`, called as the run starts):
+when their next wake-up comes no later than trio's next deadline, it jumps
+to that wake-up and wakes what is due there itself, rescheduling the tasks
+and making the calls; those tasks run in the same turn, with any trio
+deadline due at that instant.  A virtual instant thus costs one turn of
+trio's loop, not three, and no cancel scope.  The times every task sees
+are the times it would see under `MockClock` with the service; the order
+of tasks woken at one instant is not (they are one batch now, shuffled by
+trio's seeded generator, run.py), so a run's report differs from the
+service's, and is as reproducible.
+
+With nothing due at all it answers a day, so a run waiting only for I/O
 (a signal's wake-up, `Stopper`) sleeps on it as under `MockClock`.
 
 Not for code that uses `trio.testing.wait_all_tasks_blocked`: its waiters
@@ -30,16 +37,24 @@ import math
 
 import trio
 
-IDLE_SLEEP = 86_400.0  # seconds: no deadline at all, so wait for I/O alone
+from ..net import timers as net_timers
+
+IDLE_SLEEP = 86_400.0  # seconds: nothing due at all, so wait for I/O alone
 
 
 class SimClock(trio.abc.Clock):
-    """Virtual time, jumped to each deadline as trio asks how long to sleep for it."""
+    """Virtual time, jumped to each wake-up as trio asks how long to sleep for it."""
 
-    __slots__ = ("now",)
+    __slots__ = ("now", "timers")
 
     def __init__(self) -> None:
         self.now = 0.0
+        self.timers: net_timers.Timers | None = None  # the run's, once driven
+
+    def drive(self) -> None:
+        """Wake the run's timers from the clock, from now on (call as the run starts,
+        in it, before any timer is set)."""
+        self.timers = net_timers.drive()
 
     def start_clock(self) -> None:
         pass
@@ -48,12 +63,19 @@ class SimClock(trio.abc.Clock):
         return self.now
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
-        """Called by trio with no task ready to run: jump to `deadline`, sleep 0."""
+        """Called by trio with no task ready to run: jump to what is due first (a timer
+        of the run's, woken here, or `deadline`), and sleep 0."""
+        timers = self.timers
+        if timers is not None:
+            due = timers.next_time()
+            if due <= deadline and not math.isinf(due):
+                self.now = max(self.now, due)
+                timers.fire(self.now)
+                return 0.0
         if math.isinf(deadline):
             return IDLE_SLEEP
         if deadline > self.now:
-            # MockClock's arithmetic (its jump adds the time left), so that every
-            # time a run sees is the very float it would see under MockClock.
+            # MockClock's arithmetic (its jump adds the time left): the same floats.
             self.now += deadline - self.now
         return 0.0
 

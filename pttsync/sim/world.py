@@ -38,6 +38,7 @@ from ..net.config import NodeConfig, trio_wall_clock
 from ..net.serve import serve_node
 from ..net.timers import use_ticks
 from . import observe
+from .clock import SimClock
 from .fabric import Cut, Fabric
 from .link import TICK
 from .observe import BOUNDS, FaultCounts, Probe, Timeline, WriteTrack, bounds_of
@@ -218,6 +219,9 @@ class World:
         """Carry out the plan, then wait for convergence (or give up after max_wait)."""
         cfg, plan = self.cfg, self.plan
         use_ticks(TICK)  # the nodes' timers wake on the fabric's ticks (net/timers.py)
+        clock = trio.lowlevel.current_clock()
+        if isinstance(clock, SimClock):
+            clock.drive()  # and the clock wakes them: one turn an instant (clock.py)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._watch)
