@@ -55,6 +55,16 @@ _WIRE = {
     "want_fps": "wf",
 }  # fmt: skip
 
+# Each message type's (field, wire key) pairs and its map's keys, worked out once:
+# `dataclasses.fields` walks the class each time it is asked.
+_LAYOUT: dict[type[Message], tuple[tuple[tuple[str, str], ...], frozenset[str]]] = {
+    cls: (
+        tuple((f.name, _WIRE[f.name]) for f in fields(cls)),
+        frozenset(["v", "t", *(_WIRE[f.name] for f in fields(cls))]),
+    )
+    for cls in MESSAGE_TYPES.values()
+}
+
 
 # ---------------------------------------------------------------------------
 # Encoding.
@@ -100,9 +110,12 @@ def encode_message(msg: Message) -> bytes:
         UsageError: the encoding is over MAX_FRAME_SIZE (callers chunk first).
     """
     m: dict[str, object] = {"v": PROTOCOL_VERSION, "t": int(msg.TYPE)}
-    for f in fields(msg):
-        m[_WIRE[f.name]] = _enc_value(f.name, getattr(msg, f.name))
-    data = codec.dumps(m)
+    for name, wire in _LAYOUT[type(msg)][0]:
+        m[wire] = _enc_value(name, getattr(msg, name))
+    # Our own map: text keys, and values of null, booleans, integers under 2**63,
+    # text, bytes and lists of them (`_enc_value`), which cbor2's canonical encoder
+    # writes as `codec.dumps` would, without `dumps`'s walk to check it may.
+    data = codec.dumps_text_keyed(m)
     if len(data) > MAX_FRAME_SIZE:
         raise UsageError(f"{type(msg).__name__} encodes to {len(data)} bytes, over the frame limit")
     return data
@@ -284,10 +297,9 @@ def decode_message(data: bytes) -> Message:
             cls = MESSAGE_TYPES[MsgType(raw_type)]
         except (ValueError, TypeError, KeyError):
             raise RemoteProtocolError(f"unknown message type {codec._short(raw_type)}") from None
-        names = [f.name for f in fields(cls)]
-        wire = frozenset(["v", "t", *(_WIRE[n] for n in names)])
+        layout, wire = _LAYOUT[cls]
         codec.check_keys(m, wire, cls.__name__)
-        values = {n: _dec_value(n, m[_WIRE[n]], _WIRE[n]) for n in names}
+        values = {n: _dec_value(n, m[w], w) for n, w in layout}
     except codec.CBORFormatError as exc:
         raise RemoteProtocolError(f"malformed message: {exc}") from None
     return cls(**values)  # type: ignore[arg-type]
