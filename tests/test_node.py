@@ -129,7 +129,11 @@ async def test_peer_exchange_tells_a_peer_news_not_the_same_addresses_at_every_t
             told.clear()
             await trio.sleep(PEERS_REFRESH - 300)
             assert told == []  # nothing new
-            await trio.sleep(600)  # each link's first tick past PEERS_REFRESH: a new draw
+            # Each link's first tick past PEERS_REFRESH: a new draw.
+            redrawn = {(first.peer_id, p) for p in [*ids[1:], late.peer_id]}
+            await wait_until(
+                [*nodes, late], lambda: redrawn <= {(s, r) for s, r, _ in told}, limit=600
+            )
             pairs = {(s, r) for s, r, _ in told}
             assert {(first.peer_id, p) for p in [*ids[1:], late.peer_id]} <= pairs
             assert len(told) <= 2 * len(pairs)

@@ -55,15 +55,15 @@ _WIRE = {
     "want_fps": "wf",
 }  # fmt: skip
 
-# Each message type's (field, wire key) pairs and its map's keys, worked out once:
-# `dataclasses.fields` walks the class each time it is asked.
-_LAYOUT: dict[type[Message], tuple[tuple[tuple[str, str], ...], frozenset[str]]] = {
-    cls: (
-        tuple((f.name, _WIRE[f.name]) for f in fields(cls)),
-        frozenset(["v", "t", *(_WIRE[f.name] for f in fields(cls))]),
-    )
-    for cls in MESSAGE_TYPES.values()
-}
+
+def _layout(cls: type[Message]) -> tuple[tuple[tuple[str, str], ...], frozenset[str]]:
+    """`cls`'s (field, wire key) pairs, and its map's keys."""
+    pairs = tuple((f.name, _WIRE[f.name]) for f in fields(cls))
+    return pairs, frozenset(["v", "t", *(wire for _, wire in pairs)])
+
+
+# Worked out once per type: `dataclasses.fields` walks the class each time it is asked.
+_LAYOUT = {cls: _layout(cls) for cls in MESSAGE_TYPES.values()}
 
 
 # ---------------------------------------------------------------------------
