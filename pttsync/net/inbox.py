@@ -115,6 +115,46 @@ class Inbox:
         return item
 
 
+class _Handed:
+    """The conversation's handler of the frames a parking channel hands it while the
+    reader waits (`PeerLink.park`, the simulator's): a frame whose replies all go
+    out at once needs nothing of the reader's task.  Anything else (replies that
+    must wait for the queue, the conversation's end, a bug of ours) is left for
+    the task, which `finish`es it as it would a frame it had read itself."""
+
+    __slots__ = ("conv", "failure", "left", "link")
+
+    def __init__(self, conv: Conversation, link: PeerLink) -> None:
+        self.conv = conv
+        self.link = link
+        self.left: Sequence[AnyMessage] = ()  # replies the task must send
+        self.failure: Exception | None = None  # raised by the task, as its own
+
+    def take(self, frame: bytes) -> bool:
+        """Give `frame` to the conversation; True if all its work is done."""
+        conv = self.conv
+        try:
+            replies = conv.receive(frame, trio.current_time())
+            if conv.ended is not None:
+                self.left = replies
+                return False
+            for i, msg in enumerate(replies):
+                if not self.link.send_now(msg):
+                    self.left = replies[i:]
+                    return False
+        except Exception as exc:
+            self.failure = exc
+            return False
+        return True
+
+    def finish(self) -> Sequence[AnyMessage]:
+        """What the task has left to do: the replies to send, or the failure raised."""
+        if self.failure is not None:
+            raise self.failure
+        left, self.left = self.left, ()
+        return left
+
+
 async def feed(
     conv: Conversation,
     link: PeerLink,
@@ -132,6 +172,7 @@ async def feed(
     """
     failure: Exception | None = None
     replies: Sequence[AnyMessage] = ()
+    handed = _Handed(conv, link) if link.parks and verifier is None else None
     async with trio.open_nursery() as nursery:
         next_frame = link.receive_frame
         if verifier is not None:
@@ -142,12 +183,18 @@ async def feed(
             while True:
                 was_admitted = conv.admitted
                 replies = conv.receive(frame, trio.current_time())
+                if conv.ended is None and conv.admitted and not was_admitted:
+                    on_admit()
+                # Once admitted, a parking channel hands the frames to `handed`
+                # while this task waits; it wakes for what `handed` left it.
+                while conv.ended is None:
+                    if replies:
+                        await link.send_all(replies)
+                    if handed is None or not conv.admitted or not await link.park(handed.take):
+                        break
+                    replies = handed.finish()
                 if conv.ended is not None:
                     break
-                if conv.admitted and not was_admitted:
-                    on_admit()
-                if replies:
-                    await link.send_all(replies)
                 frame = await next_frame()
         except Exception as exc:
             failure = exc

@@ -34,7 +34,7 @@ from .wire import AnyMessage, NodeMessage
 from .wirecodec import encode_node_message
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,16 @@ class Channel(Protocol):
     async def receive_frame(self) -> bytes | None: ...
 
     async def aclose(self) -> None: ...
+
+
+class InlineChannel(Channel, Protocol):
+    """A channel that can hand frames to a parked reader's handler (the simulator's):
+    `park(handle)` waits as `receive_frame` would, giving each frame that arrives
+    meanwhile to `handle(frame)` instead of waking the reader's task, until
+    `handle` returns False (True is returned: the task has that frame's work to
+    finish) or there is something to receive instead (False is returned)."""
+
+    async def park(self, handle: Callable[[bytes], bool]) -> bool: ...
 
 
 class Direction(Enum):
@@ -120,6 +130,7 @@ class PeerLink:
         # it at once when nothing is queued or being written: no writer hop.
         self._nowait = getattr(channel, "send_frame_nowait", None)
         self._queued = 0  # frames queued or being written by the writer
+        self._park = getattr(channel, "park", None)
 
     def __repr__(self) -> str:
         return f"<PeerLink {peer_id_text(self.peer_id)[:12]} {self.direction.value} {self.address}>"
@@ -181,6 +192,11 @@ class PeerLink:
         self._count(frame)
         return True
 
+    def send_now(self, msg: AnyMessage) -> bool:
+        """Send `msg` at once if the channel takes it without waiting and nothing is
+        queued before it; False if not sent (`send` it then, in order)."""
+        return self._send_now(encode_any(msg))
+
     def _send_now(self, frame: bytes) -> bool:
         """Hand `frame` to a channel that takes it at once, if the queue is empty."""
         if self._nowait is None or self._queued or self._closed:
@@ -211,6 +227,26 @@ class PeerLink:
             self.stats.messages_received += 1
             self.stats.bytes_received += len(frame)
         return frame
+
+    @property
+    def parks(self) -> bool:
+        """True if the channel can hand frames to a parked reader (`park`)."""
+        return self._park is not None
+
+    async def park(self, handle: Callable[[bytes], bool]) -> bool:
+        """`InlineChannel.park`, counting the frames handed; False at once if the
+        channel cannot (the reader then calls `receive_frame`)."""
+        if self._park is None:
+            return False
+        stats = self.stats
+
+        def counted(frame: bytes) -> bool:
+            stats.messages_received += 1
+            stats.bytes_received += len(frame)
+            return handle(frame)
+
+        parked: bool = await self._park(counted)
+        return parked
 
     async def run_writer(self) -> None:
         """Send queued frames until the link closes (run this as a task)."""

@@ -224,6 +224,12 @@ class Alarm:
             self._entry = None
         return entry.rung
 
+    @property
+    def waiting(self) -> bool:
+        """True while a task waits on it (not yet woken, rung, or cancelled)."""
+        entry = self._entry
+        return entry is not None and entry.task is not None
+
     def ring(self) -> None:
         """Wake the task waiting now, if any (a no-op otherwise)."""
         entry = self._entry

@@ -60,7 +60,7 @@ from ..errors import (
     UsageError,
 )
 from ..net.network import format_address
-from ..net.timers import call_at, sleep
+from ..net.timers import Alarm, call_at, sleep
 from ..net.transport import secure_handshake
 from .link import (
     _RESET,
@@ -135,6 +135,11 @@ class Fabric:
         self._pending = _Pending()
         self._armed: set[float] = set()  # the times a delivery call is due
         self._dials = 0
+        # Frames for parked readers' handlers (`_End.park`), handed over by one task.
+        self._handing = False  # that task runs (`hand_inline`)
+        self.handed = 0  # frames it handed (statistics)
+        self._to_hand: list[tuple[_Pipe, bytes | int]] = []
+        self._bell = Alarm()
 
     # -- the nodes' view --------------------------------------------------------------
 
@@ -208,16 +213,41 @@ class Fabric:
         self._armed.discard(at)
         heap = self._pending.heap
         now = trio.current_time()
+        to_hand = self._to_hand
         while heap and heap[0][0] <= now:
             _, _, pipe, item = heapq.heappop(heap)
-            if isinstance(item, bytes):
-                if not pipe.broken:
-                    pipe.items.append(item)
-            elif item == _RESET:
-                pipe.broken = True
+            if self._handing and pipe.takes_inline():
+                pipe.queued_inline += 1
+                to_hand.append((pipe, item))
             else:
-                pipe.eof = True
-            pipe.wake()
+                pipe.put(item)
+        if to_hand:
+            self._bell.ring()
+
+    @property
+    def inline(self) -> bool:
+        return self._handing
+
+    async def hand_inline(self) -> None:
+        """Hand the frames that arrive for parked readers to their handlers
+        (`_End.park`), all those due at one instant in one turn of this task: a
+        frame then costs no wake-up of its reader's task.  Run it as a task for as
+        long as the fabric is used; without it every reader is woken a frame."""
+        if self._handing:
+            raise UsageError("the fabric's frames are already handed by a task")
+        self._handing = True
+        try:
+            while True:
+                await self._bell.wait_until(math.inf)
+                todo, self._to_hand = self._to_hand, []
+                for pipe, item in todo:
+                    self.handed += pipe.hand(item)
+        finally:
+            self._handing = False
+            for pipe, item in self._to_hand:  # the readers take the rest themselves
+                pipe.queued_inline -= 1
+                pipe.put(item)
+            self._to_hand = []
 
     # -- connections ----------------------------------------------------------------------
 

@@ -27,6 +27,9 @@ from ..net.timers import Alarm
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Callable
+
+    Handle = Callable[[bytes], bool]
 
 DISTRIBUTIONS = ("uniform", "lognormal")
 TICK = 0.001
@@ -94,7 +97,10 @@ _RESET: Final = 1  # scheduled instead of bytes: the connection broke
 class _Pipe:
     """One direction of a connection: what arrived and is not yet read."""
 
-    __slots__ = ("broken", "eof", "items", "last_arrival", "receiver", "tx_free", "waiter")
+    __slots__ = (
+        "broken", "eof", "handed", "inline", "items", "last_arrival", "queued_inline",
+        "receiver", "tx_free", "waiter",
+    )  # fmt: skip
 
     def __init__(self, receiver: str) -> None:
         self.receiver = receiver
@@ -104,12 +110,51 @@ class _Pipe:
         self.last_arrival = 0.0
         self.tx_free = 0.0  # when the sender's wire is free again (bandwidth)
         self.waiter = Alarm()  # the reader's, rung by a delivery
+        # The parked reader's handler of frames (`_End.park`), and the frames on
+        # their way to it (the fabric's inline delivery keeps their order).
+        self.inline: Handle | None = None
+        self.queued_inline = 0
+        self.handed = False  # the handler gave a frame back to the reader's task
 
     def wake(self) -> None:
         self.waiter.ring()
 
     async def wait(self) -> None:
         await self.waiter.wait_until(math.inf)
+
+    def takes_inline(self) -> bool:
+        """True if a frame arriving now goes to the parked reader's handler: the
+        handler is set and its reader still parked (not cancelled), and nothing
+        arrived before it that the reader has still to read."""
+        if self.inline is None:
+            return False
+        return self.queued_inline > 0 or (not self.items and self.waiter.waiting)
+
+    def put(self, item: bytes | int) -> None:
+        """Deliver `item` the usual way: queued for the reader (or its end, or a
+        reset), and the reader woken."""
+        if isinstance(item, bytes):
+            if not self.broken:
+                self.items.append(item)
+        elif item == _RESET:
+            self.broken = True
+        else:
+            self.eof = True
+        self.wake()
+
+    def hand(self, item: bytes | int) -> bool:
+        """Deliver `item`, which the fabric queued for the handler (`takes_inline`):
+        to the handler if its reader is still parked (True), else the usual way."""
+        self.queued_inline -= 1
+        handle = self.inline
+        if handle is None or not isinstance(item, bytes) or self.broken or not self.waiter.waiting:
+            self.put(item)
+            return False
+        if not handle(item):  # the reader's task has the rest of that frame's work
+            self.inline = None
+            self.handed = True
+            self.wake()
+        return True
 
 
 class Medium(Protocol):
@@ -128,6 +173,11 @@ class Medium(Protocol):
 
     def traffic_of(self, name: str) -> Traffic:
         """The traffic counters of node `name`."""
+        ...
+
+    @property
+    def inline(self) -> bool:
+        """True if a task of the fabric's hands frames to parked readers (`_End.park`)."""
         ...
 
 
@@ -243,8 +293,7 @@ class _End:
             if self.inn.items:
                 await trio.lowlevel.checkpoint_if_cancelled()
                 item = self.inn.items.popleft()
-                self.traffic.messages_received += 1
-                self.traffic.bytes_received += len(item)
+                self.count(item)
                 return item
             if self.inn.broken:
                 raise ConnectionLostError("the connection was reset")
@@ -252,6 +301,32 @@ class _End:
                 await trio.lowlevel.checkpoint()
                 return None
             await self.inn.wait()
+
+    async def park(self, handle: Handle) -> bool:
+        """Wait for what arrives with `handle` attached: frames that arrive while this
+        side waits are given to `handle(frame)` by the fabric's delivery task, not
+        returned, as long as it returns True (it took the frame and all its work).
+
+        Returns True once `handle` returned False (it took a frame, but the caller's
+        task has the rest of its work); False at once, or when woken, if there is
+        something to `receive` instead (a frame queued, the end, a reset, the side
+        closed) or the fabric hands nothing inline: the caller then receives.
+        """
+        inn = self.inn
+        if self.closed or inn.items or inn.broken or inn.eof or not self.connection.fabric.inline:
+            return False
+        inn.inline = handle
+        inn.handed = False
+        try:
+            await inn.wait()
+        finally:
+            inn.inline = None
+        return inn.handed
+
+    def count(self, item: bytes) -> None:
+        """Count one frame received."""
+        self.traffic.messages_received += 1
+        self.traffic.bytes_received += len(item)
 
     def close(self) -> None:
         """Close this side: the peer reads what is in flight, then the end."""
@@ -328,6 +403,17 @@ class SimChannel:
 
     async def receive_frame(self) -> bytes | None:
         return await self.end.receive()
+
+    async def park(self, handle: Handle) -> bool:
+        """Wait with `handle` taking the frames that arrive (`_End.park`): a reader
+        parked here costs no wake-up of its task a frame."""
+        end = self.end
+
+        def counted(frame: bytes) -> bool:
+            end.count(frame)
+            return handle(frame)
+
+        return await end.park(counted)
 
     async def aclose(self) -> None:
         self.end.close()

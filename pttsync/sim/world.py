@@ -224,6 +224,7 @@ class World:
             clock.drive()  # and the clock wakes them: one turn an instant (clock.py)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.fabric.hand_inline)  # frames to parked readers (fabric.py)
             nursery.start_soon(self._watch)
             late = set(plan.late)
             starters = [i for i in range(plan.initial) if i not in late]
