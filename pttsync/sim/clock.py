@@ -24,7 +24,11 @@ trio's seeded generator, run.py), so a run's report differs from the
 service's, and is as reproducible.
 
 With nothing due at all it answers a day, so a run waiting only for I/O
-(a signal's wake-up, `Stopper`) sleeps on it as under `MockClock`.
+(a signal's wake-up, `Stopper`) sleeps on it as under `MockClock`.  And
+while `held` (a stop asked for, its call not yet run: `Stopper`) it does
+not move at all: the wake-up that carries the stop waits on a socket trio
+reads only after asking the clock, so a jump then would run the next
+instant's tasks in the same turn as the stop, one instant past it.
 
 Not for code that uses `trio.testing.wait_all_tasks_blocked`: its waiters
 are woken in a turn with nothing else due before the clock moves, which
@@ -45,11 +49,12 @@ IDLE_SLEEP = 86_400.0  # seconds: nothing due at all, so wait for I/O alone
 class SimClock(trio.abc.Clock):
     """Virtual time, jumped to each wake-up as trio asks how long to sleep for it."""
 
-    __slots__ = ("now", "timers")
+    __slots__ = ("held", "now", "timers")
 
     def __init__(self) -> None:
         self.now = 0.0
         self.timers: net_timers.Timers | None = None  # the run's, once driven
+        self.held = False  # time stands still (a stop on its way: see the module text)
 
     def drive(self) -> None:
         """Wake the run's timers from the clock, from now on (call as the run starts,
@@ -65,6 +70,8 @@ class SimClock(trio.abc.Clock):
     def deadline_to_sleep_time(self, deadline: float) -> float:
         """Called by trio with no task ready to run: jump to what is due first (a timer
         of the run's, woken here, or `deadline`), and sleep 0."""
+        if self.held:
+            return 0.0
         timers = self.timers
         if timers is not None:
             due = timers.next_time()

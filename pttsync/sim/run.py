@@ -125,20 +125,32 @@ class Stopper:
         self.stopped = False
         self._token: trio.lowlevel.TrioToken | None = None
         self._scope: trio.CancelScope | None = None
+        self._clock: SimClock | None = None
 
     def stop(self) -> None:
         self.stopped = True
-        token = self._token
+        token, clock = self._token, self._clock
         if token is not None:
-            with contextlib.suppress(trio.RunFinishedError):
+            # The run's time stands still until the cancellation runs: no instant
+            # after the stop's (clock.py).  A flag's store: signal-safe.
+            if clock is not None:
+                clock.held = True
+            try:
                 token.run_sync_soon(self._cancel)  # signal-safe, thread-safe
+            except trio.RunFinishedError:
+                if clock is not None:
+                    clock.held = False
 
     def _cancel(self) -> None:
         if self._scope is not None:
             self._scope.cancel()
+        if self._clock is not None:
+            self._clock.held = False  # the nodes' shutdown may wait on timers
 
     async def run(self, world: World) -> None:
         """`world.run()`, cancelled by `stop()`."""
+        clock = trio.lowlevel.current_clock()
+        self._clock = clock if isinstance(clock, SimClock) else None
         self._token = trio.lowlevel.current_trio_token()
         with trio.CancelScope() as self._scope:
             if self.stopped:
