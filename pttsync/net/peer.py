@@ -54,16 +54,6 @@ class Channel(Protocol):
     async def aclose(self) -> None: ...
 
 
-class InlineChannel(Channel, Protocol):
-    """A channel that can hand frames to a parked reader's handler (the simulator's):
-    `park(handle)` waits as `receive_frame` would, giving each frame that arrives
-    meanwhile to `handle(frame)` instead of waking the reader's task, until
-    `handle` returns False (True is returned: the task has that frame's work to
-    finish) or there is something to receive instead (False is returned)."""
-
-    async def park(self, handle: Callable[[bytes], bool]) -> bool: ...
-
-
 class Direction(Enum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
@@ -234,8 +224,15 @@ class PeerLink:
         return self._park is not None
 
     async def park(self, handle: Callable[[bytes], bool]) -> bool:
-        """`InlineChannel.park`, counting the frames handed; False at once if the
-        channel cannot (the reader then calls `receive_frame`)."""
+        """Wait as `receive_frame` would, but with each frame that arrives meanwhile
+        given to `handle(frame)` (counted here) instead of waking this task, for a
+        channel that can (the simulator's `SimChannel.park`).
+
+        Returns True once `handle` returned False (it took a frame; this task has
+        the rest of its work); False when there is something to `receive_frame`
+        instead (a frame queued, the end, a reset), or at once if the channel
+        cannot park.
+        """
         if self._park is None:
             return False
         stats = self.stats
