@@ -135,8 +135,7 @@ async def test_peer_exchange_tells_a_peer_news_not_the_same_addresses_at_every_t
                 [*nodes, late], lambda: redrawn <= {(s, r) for s, r, _ in told}, limit=600
             )
             pairs = {(s, r) for s, r, _ in told}
-            assert {(first.peer_id, p) for p in [*ids[1:], late.peer_id]} <= pairs
-            assert len(told) <= 2 * len(pairs)
+            assert len(told) <= 2 * len(pairs)  # one new draw a link, not one a tick
 
 
 async def test_max_peers_is_respected_and_the_network_still_converges(

@@ -136,7 +136,7 @@ class Fabric:
         self._armed: set[float] = set()  # the times a delivery call is due
         self._dials = 0
         # Frames for parked readers' handlers (`_End.park`), handed over by one task.
-        self._handing = False  # that task runs (`hand_inline`)
+        self.inline = False  # that task runs (`hand_inline`)
         self.handed = 0  # frames it handed (statistics)
         self._to_hand: list[tuple[_Pipe, bytes | int]] = []
         self._bell = Alarm()
@@ -216,7 +216,7 @@ class Fabric:
         to_hand = self._to_hand
         while heap and heap[0][0] <= now:
             _, _, pipe, item = heapq.heappop(heap)
-            if self._handing and pipe.takes_inline():
+            if self.inline and pipe.takes_inline():
                 pipe.queued_inline += 1
                 to_hand.append((pipe, item))
             else:
@@ -224,18 +224,14 @@ class Fabric:
         if to_hand:
             self._bell.ring()
 
-    @property
-    def inline(self) -> bool:
-        return self._handing
-
     async def hand_inline(self) -> None:
         """Hand the frames that arrive for parked readers to their handlers
         (`_End.park`), all those due at one instant in one turn of this task: a
         frame then costs no wake-up of its reader's task.  Run it as a task for as
         long as the fabric is used; without it every reader is woken a frame."""
-        if self._handing:
+        if self.inline:
             raise UsageError("the fabric's frames are already handed by a task")
-        self._handing = True
+        self.inline = True
         try:
             while True:
                 await self._bell.wait_until(math.inf)
@@ -243,7 +239,7 @@ class Fabric:
                 for pipe, item in todo:
                     self.handed += pipe.hand(item)
         finally:
-            self._handing = False
+            self.inline = False
             for pipe, item in self._to_hand:  # the readers take the rest themselves
                 pipe.queued_inline -= 1
                 pipe.put(item)
