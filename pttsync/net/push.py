@@ -17,6 +17,7 @@ most once.  network.md describes the rules.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -102,18 +103,25 @@ class Pusher:
         self._admits = admits
         self._route = route
         self._clock = clock
-        self._send, self._recv = trio.open_memory_channel[tuple["Oplog", OplogStatus]](queue)
+        self._queue: collections.deque[tuple[Oplog, OplogStatus]] = collections.deque()
+        self._limit = queue
+        self._closed = False
+        self._alarm = timers.Alarm()  # the pusher's wake-up: its pacing, or a commit
+        self._links: Callable[[], Iterable[PeerLink]] = tuple
+        self._every = 0.0
+        self._last = -math.inf  # when the last batch went (trio time)
 
     def __repr__(self) -> str:
         return f"<topic {self.ctx.topic_id.hex()[:12]}>"
 
     def queued(self) -> int:
         """Oplogs waiting in the push queue."""
-        return self._send.statistics().current_buffer_used
+        return len(self._queue)
 
     def close(self) -> None:
         """No more commits to queue: the pusher task ends once the queue is drained."""
-        self._send.close()
+        self._closed = True
+        self._alarm.ring()
 
     # -- what peers push ---------------------------------------------------------------
 
@@ -180,6 +188,7 @@ class Pusher:
         """Queue what a commit stored for pushing (never blocks: drops when full)."""
         horizon = self._clock() - self.max_age
         me, source, received = self.me, self.source, commit.received
+        queue, idle = self._queue, not self._queue
         # Only a valid copy is what an announcement promises (a pending one is not).
         # Its announcers hold it, valid: they need no announcement of it.
         announcers = self.lazy.arrived(
@@ -202,10 +211,12 @@ class Pusher:
                 continue  # a better copy of a valid oplog: sync spreads it
             if oplog.update_time < horizon and new is OplogStatus.VALID:
                 continue  # old history arriving by sync: anti-entropy spreads it
-            try:
-                self._send.send_nowait((oplog, new))
-            except trio.WouldBlock:
+            if len(queue) < self._limit and not self._closed:
+                queue.append((oplog, new))
+            else:
                 self.stats.push_dropped += 1
+        if idle and queue:
+            self._alarm.ring()  # the pusher waits for a first oplog: here it is
 
     # -- what goes out --------------------------------------------------------------------
 
@@ -215,21 +226,26 @@ class Pusher:
         At most one batch goes out every `every` seconds: the first oplog after
         a quiet spell goes at once, and under a stream of oplogs each batch
         carries whatever arrived meanwhile (Nagle's idea: many oplogs to a
-        message when it matters, no delay when it does not).
+        message when it matters, no delay when it does not).  Each batch is a
+        step of `timers.serve`: in the simulator, not a wake-up of this task.
         """
-        last = -math.inf
-        async for first in self._recv:
-            if last + every > trio.current_time():
-                await timers.sleep_until(last + every)
-            last = trio.current_time()
-            batch = [first]
-            while len(batch) < MAX_PUSH_OPLOGS:
-                try:
-                    batch.append(self._recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            self._route(batch, list(links()))
-            # No checkpoint here: the next receive yields, item or not.
+        self._links, self._every = links, every
+        await timers.serve(self._alarm, self._step)
+
+    def _step(self) -> float | None:
+        """Send a batch if one is due.  The trio time of the next (math.inf: when a
+        commit comes); None once closed and drained."""
+        queue = self._queue
+        if not queue:
+            return None if self._closed else math.inf
+        now = trio.current_time()
+        if self._last + self._every > now:
+            return self._last + self._every
+        self._last = now
+        n = min(len(queue), MAX_PUSH_OPLOGS)
+        batch = [queue.popleft() for _ in range(n)]
+        self._route(batch, list(self._links()))
+        return now + self._every if queue else math.inf
 
     def relay_pending(
         self, links: list[PeerLink], *, unreached_only: bool = False, limit: int = MAX_RELAYED

@@ -27,6 +27,14 @@ earliest time wanted, and reschedules every task due then.
   (`Timers.next_time` and `fire`), as the simulator's clock does
   (sim/clock.py): a wake-up then costs no turn of trio's loop and no
   cancel scope of the service's.
+* `serve(alarm, step)`: call `step()` (synchronous, quick) now and again at
+  the time it returns or when `alarm` is rung, until it returns None: a
+  task's loop of "wait, then do what is due" (the pusher, the lazy-push
+  timer).  While a `run_steps()` task runs (the simulator starts one), the
+  steps after the first are called by that task, every step due at an
+  instant in one turn, and the serving task stays parked: a step costs no
+  wake-up of its task.  Without one, the serving task wakes and calls
+  `step()` itself, as its own loop would.
 
 One `Timers` per trio run (a `RunVar`): every node of a simulation shares
 it, as they share the run.  Its service is a trio system task, started at
@@ -40,18 +48,19 @@ import itertools
 import math
 from typing import TYPE_CHECKING
 
+import outcome
 import trio
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Alarm", "call_at", "drive", "sleep", "sleep_until", "use_ticks"]
+__all__ = ["Alarm", "call_at", "drive", "run_steps", "serve", "sleep", "sleep_until", "use_ticks"]
 
 
 class _Entry:
     """One wake-up: a parked task's, or a call's; both None once done or gone."""
 
-    __slots__ = ("call", "rung", "task", "when")
+    __slots__ = ("call", "rung", "served", "task", "when")
 
     def __init__(
         self,
@@ -63,6 +72,7 @@ class _Entry:
         self.task = task
         self.call = call
         self.rung = False  # woken by `Alarm.ring`, not by its time
+        self.served: _Served | None = None  # its task `serve`s: a step may be made for it
 
 
 class Timers:
@@ -75,6 +85,18 @@ class Timers:
         self._scope: trio.CancelScope | None = None  # the service's sleep
         self._started = False
         self.driven = False  # woken by the run's clock (`drive`): no service task
+        self.stepping = False  # a `run_steps` task makes the steps of serving tasks
+        self._ready: list[_Served] = []  # steps due, for that task
+        self._bell = Alarm()  # ... which waits on it
+
+    def wake(self, entry: _Entry, task: trio.lowlevel.Task) -> None:
+        """`entry`'s time came (or its alarm rang): wake its task, or have its step made."""
+        served = entry.served
+        if served is not None and self.stepping:
+            self._ready.append(served)
+            self._bell.ring()
+        else:
+            trio.lowlevel.reschedule(task)
 
     def due(self, when: float) -> float:
         """`when` rounded up to a whole tick (unchanged with no tick).
@@ -111,7 +133,7 @@ class Timers:
             entry = heapq.heappop(heap)[2]
             task, entry.task = entry.task, None
             if task is not None:
-                trio.lowlevel.reschedule(task)
+                self.wake(entry, task)
             elif entry.call is not None:
                 call, entry.call = entry.call, None
                 call()  # a bug here ends the run loudly, as a bug should
@@ -224,6 +246,21 @@ class Alarm:
             self._entry = None
         return entry.rung
 
+    def _serve(self, served: _Served, when: float) -> bool:
+        """Park `served`'s task until `when` or a ring (False: `when` is due now and the
+        task is not in `run_steps`, so it checkpoints and steps again itself)."""
+        entry = self._entry = _Entry(when, served.task)
+        entry.served = served
+        if math.isinf(when):
+            return True
+        timers = served.timers
+        entry.when = when = timers.due(when)
+        if when <= trio.current_time() and not timers.stepping:
+            self._entry = None
+            return False
+        timers.park(entry)  # due now, in `run_steps`: the clock wakes it at once
+        return True
+
     @property
     def waiting(self) -> bool:
         """True while a task waits on it (not yet woken, rung, or cancelled)."""
@@ -236,4 +273,89 @@ class Alarm:
         if entry is not None and entry.task is not None:
             task, entry.task = entry.task, None
             entry.rung = True
-            trio.lowlevel.reschedule(task)
+            if entry.served is None:
+                trio.lowlevel.reschedule(task)
+            else:
+                entry.served.timers.wake(entry, task)
+
+
+_DONE = object()  # the last step said so: the serving task returns
+
+
+class _Served:
+    """A task that `serve`s an alarm, and its step."""
+
+    __slots__ = ("alarm", "live", "step", "task", "timers")
+
+    def __init__(self, alarm: Alarm, step: Callable[[], float | None]) -> None:
+        self.alarm = alarm
+        self.step = step
+        self.task = trio.lowlevel.current_task()
+        self.timers = _timers()
+        self.live = True  # False once its task is cancelled: no step is made for it
+
+    def abort(self, _: object) -> trio.lowlevel.Abort:
+        self.live = False
+        entry = self.alarm._entry
+        if entry is not None:
+            entry.task = None  # the timers drop it
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def make_step(self) -> None:
+        """Make the step due, in `run_steps`; the task stays parked unless it is the last
+        (it returned None) or it raised, which the task then raises as its own."""
+        if not self.live:
+            return
+        try:
+            when = self.step()
+        except Exception as exc:
+            trio.lowlevel.reschedule(self.task, outcome.Error(exc))
+            return
+        if when is None:
+            trio.lowlevel.reschedule(self.task, outcome.Value(_DONE))
+        else:
+            self.alarm._serve(self, when)
+
+
+async def serve(alarm: Alarm, step: Callable[[], float | None]) -> None:
+    """Call `step()` now, then at the trio time it returns (math.inf: none) or when
+    `alarm` rings, whichever comes first, until it returns None (see the module text).
+
+    The steps after the first are made by `run_steps`'s task while one runs; an
+    exception of a step is raised here either way.  The alarm is this loop's alone."""
+    served = _Served(alarm, step)
+    when = step()
+    while when is not None:
+        if alarm._serve(served, when):
+            try:
+                woke = await trio.lowlevel.wait_task_rescheduled(served.abort)
+            finally:
+                alarm._entry = None
+            if woke is _DONE:
+                return
+        else:
+            await trio.lowlevel.checkpoint()
+        when = step()
+
+
+async def run_steps() -> None:
+    """Make the steps of the tasks that `serve` (run as a task, one per trio run):
+    every step due at an instant in one turn of this task, in the order their
+    times came or their alarms rang, and no wake-up of the serving tasks."""
+    timers = _timers()
+    if timers.stepping:
+        raise RuntimeError("the timers' steps are already made by a task")
+    timers.stepping = True
+    try:
+        while True:
+            await timers._bell.wait_until(math.inf)
+            while timers._ready:  # a step may ring another's alarm: that one's too
+                todo, timers._ready = timers._ready, []
+                for served in todo:
+                    served.make_step()
+    finally:
+        timers.stepping = False
+        for served in timers._ready:  # their tasks make their steps themselves
+            if served.live:
+                trio.lowlevel.reschedule(served.task)
+        timers._ready = []

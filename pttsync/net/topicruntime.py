@@ -47,12 +47,12 @@ from ..core.sync.receiver import Receiver
 from ..core.sync.requester import Requester
 from ..core.sync.session import MAX_BODY, State, SyncConfig, SyncContext, pack_bodies
 from ..errors import ConnectionLostError
+from . import timers
 from .histogram import Histogram
 from .lazypush import DEFAULT_ANNOUNCE_EVERY, DEFAULT_LAZY_TIMEOUT, LazyPush
 from .push import Pusher, PushRouter
 from .routing import DEFAULT_MESH, MAX_HOPS, Routes
 from .seen import SeenCache
-from .timers import Alarm
 from .wire import IWant, Push, Route, id_chunks
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class TopicRuntime:
             self._holds_valid, timeout=lazy_timeout,  # on_ihave asks the seen-cache first
             announce_every=announce_every,
         )  # fmt: skip
-        self._alarm = Alarm()  # the lazy timer's wake-up (timers.py)
+        self._alarm = timers.Alarm()  # the lazy timer's wake-up (timers.py)
         self._timer_wake: int | None = None  # what the lazy timer sleeps until (None: news)
         self.router = PushRouter(
             self.topic_id, me, replica=self.replica, routes=self.routes, seen=self.seen,
@@ -387,19 +387,24 @@ class TopicRuntime:
 
     async def _lazy_timer(self, links: Callable[[], Iterable[PeerLink]]) -> None:
         """Ask for what an announcement promised and the tree did not bring in time,
-        and send the announcements that waited for their turn."""
-        while True:
-            wake = self._timer_wake = self.lazy.next_wake()
-            if await self._alarm.wait_until(math.inf if wake is None else self._trio_at(wake)):
-                continue  # something new to wait for: the earliest wake may be sooner
+        and send the announcements that waited for their turn (each a step of
+        `timers.serve`: in the simulator, not a wake-up of this task)."""
+
+        def step() -> float:
             now_linked = list(links())
             self.router.send_announcements(now_linked)
-            by_id = {ln.peer_id: ln for ln in now_linked}
-            for peer_id, ids in self.lazy.due(self.clock()).items():
-                link = by_id.get(peer_id)
-                if link is not None:
-                    for chunk in id_chunks(ids):
-                        link.try_send(IWant(self.topic_id, chunk))
+            due = self.lazy.due(self.clock())
+            if due:
+                by_id = {ln.peer_id: ln for ln in now_linked}
+                for peer_id, ids in due.items():
+                    link = by_id.get(peer_id)
+                    if link is not None:
+                        for chunk in id_chunks(ids):
+                            link.try_send(IWant(self.topic_id, chunk))
+            wake = self._timer_wake = self.lazy.next_wake()
+            return math.inf if wake is None else self._trio_at(wake)
+
+        await timers.serve(self._alarm, step)
 
     def _trio_at(self, t: int) -> float:
         """The trio time at which this node's clock reads `t` (ns)."""

@@ -36,7 +36,7 @@ from ..core.timeutil import NS_PER_SECOND
 from ..errors import PttsyncError
 from ..net.config import NodeConfig, trio_wall_clock
 from ..net.serve import serve_node
-from ..net.timers import use_ticks
+from ..net.timers import run_steps, use_ticks
 from . import observe
 from .clock import SimClock
 from .fabric import Cut, Fabric
@@ -225,6 +225,7 @@ class World:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.fabric.hand_inline)  # frames to parked readers (fabric.py)
+            nursery.start_soon(run_steps)  # the pushers' and lazy timers' steps (net/timers.py)
             nursery.start_soon(self._watch)
             late = set(plan.late)
             starters = [i for i in range(plan.initial) if i not in late]
