@@ -246,9 +246,9 @@ class Alarm:
             self._entry = None
         return entry.rung
 
-    def _serve(self, served: _Served, when: float) -> bool:
-        """Park `served`'s task until `when` or a ring (False: `when` is due now and the
-        task is not in `run_steps`, so it checkpoints and steps again itself)."""
+    def _park_step(self, served: _Served, when: float) -> bool:
+        """Park `served`'s task until `when` or a ring.  False if `when` is due already
+        and no `run_steps` task runs: the serving task checkpoints and steps itself."""
         entry = self._entry = _Entry(when, served.task)
         entry.served = served
         if math.isinf(when):
@@ -258,7 +258,7 @@ class Alarm:
         if when <= trio.current_time() and not timers.stepping:
             self._entry = None
             return False
-        timers.park(entry)  # due now, in `run_steps`: the clock wakes it at once
+        timers.park(entry)  # (if due already, `run_steps` gets it at the next wake-up)
         return True
 
     @property
@@ -314,7 +314,7 @@ class _Served:
         if when is None:
             trio.lowlevel.reschedule(self.task, outcome.Value(_DONE))
         else:
-            self.alarm._serve(self, when)
+            self.alarm._park_step(self, when)
 
 
 async def serve(alarm: Alarm, step: Callable[[], float | None]) -> None:
@@ -326,7 +326,7 @@ async def serve(alarm: Alarm, step: Callable[[], float | None]) -> None:
     served = _Served(alarm, step)
     when = step()
     while when is not None:
-        if alarm._serve(served, when):
+        if alarm._park_step(served, when):
             try:
                 woke = await trio.lowlevel.wait_task_rescheduled(served.abort)
             finally:
