@@ -268,3 +268,15 @@ def test_steps_queued_as_run_steps_ends_are_made_by_their_tasks(driver: str) -> 
 
     run(main, driver=driver)
     assert calls == pytest.approx([0, 1, 2, 2.5, 3.5, 4.5])
+
+
+def test_one_run_has_one_maker_of_steps() -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_steps)
+            await sleep_until(1)
+            with pytest.raises(RuntimeError, match="already"):
+                await run_steps()
+            nursery.cancel_scope.cancel()
+
+    run(main)
