@@ -23,7 +23,7 @@ from trio.testing import MockClock
 
 from pttsync.errors import ConnectionLostError, UsageError
 from pttsync.net.peer import PeerLink
-from pttsync.net.timers import call_at, run_steps, sleep, use_ticks
+from pttsync.net.timers import call_at, sleep, use_ticks
 from pttsync.net.topicruntime import TopicRuntime
 from pttsync.net.wire import Push
 from pttsync.sim import SimConfig, simulate
@@ -40,14 +40,11 @@ DEADLINE = 10_000.0  # virtual seconds: every run here ends well before, or fail
 
 @asynccontextmanager
 async def paired(
-    fabric: Fabric, *, hand: bool = True, steps: bool = False, limit: float = 600.0
+    fabric: Fabric, *, hand: bool = True, limit: float = 600.0
 ) -> AsyncIterator[tuple[Sim, SimChannel, SimChannel]]:
     """`running(fabric)` (its deadline and nursery), the fabric's handing task if
-    `hand`, a `run_steps` task to make its steps if `steps` (as a simulated world
-    has), and a connection from "a" to "b": (the sim, a's side, b's side)."""
+    `hand`, and a connection from "a" to "b": (the sim, a's side, b's side)."""
     async with running(fabric, limit) as sim:
-        if steps:
-            sim.nursery.start_soon(run_steps)
         if hand:
             sim.nursery.start_soon(fabric.hand_inline)
         client, server = await sim.pair("a", "b")
@@ -121,7 +118,6 @@ class Reader:
     steps=st.lists(st.sampled_from([0, 1, 1, 1, 3, 20]), min_size=1, max_size=6),
     end=st.sampled_from(["close", "crash", "none"]),
     driver=st.sampled_from(["mock", "clock"]),
-    stepper=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_every_frame_reaches_a_parking_reader_once_and_in_order(
@@ -133,13 +129,11 @@ def test_every_frame_reaches_a_parking_reader_once_and_in_order(
     steps: list[int],
     end: str,
     driver: str,
-    stepper: bool,
     seed: int,
 ) -> None:
     """Frames sent at random gaps over a lossy, jittery link, read by a reader that
     parks with a handler (which gives some frames back), receives, or parks and is
-    cancelled, as drawn; the sender then closes, crashes or stays.  The fabric's
-    steps are made by its own task, or by a `run_steps` task as in a simulation."""
+    cancelled, as drawn; the sender then closes, crashes or stays."""
     clock: trio.abc.Clock = (
         SimClock() if driver == "clock" else trio.testing.MockClock(autojump_threshold=0)
     )
@@ -151,7 +145,7 @@ def test_every_frame_reaches_a_parking_reader_once_and_in_order(
         use_ticks(TICK)
         if isinstance(clock, SimClock):
             clock.drive()
-        async with paired(fabric, steps=stepper, limit=DEADLINE) as (sim, client, server):
+        async with paired(fabric, limit=DEADLINE) as (sim, client, server):
             reader = Reader(server, gives_back, steps)
             sim.nursery.start_soon(reader.run, frames)
             try:
@@ -225,19 +219,17 @@ async def test_frames_queued_before_a_park_are_received_not_handed(
         assert fabric.traffic["b"].messages_received == 6
 
 
-@pytest.mark.parametrize("stepper", [False, True])
 async def test_frames_on_their_way_to_a_reader_cancelled_meanwhile_are_read_in_order(
-    autojump_clock: MockClock, stepper: bool
+    autojump_clock: MockClock,
 ) -> None:
     """The reader is cancelled at the very instant frame 0 arrives, after the fabric
     queued it for the handler but before its task handed it; frame 1 arrives at that
     instant too, after the cancellation.  Neither is handed to the cancelled
     reader's handler, and the reader reads both, in order.  Whether the fabric's task
     or the cancelled reader runs first is trio's shuffle of one batch: 16 rounds, so
-    that a hand-over to a cancelled reader shows in all but one run in 65,536.  The
-    fabric's steps are made by its task, or by `run_steps` (`stepper`)."""
+    that a hand-over to a cancelled reader shows in all but one run in 65,536."""
     fabric = Fabric(model=LinkModel(latency=(0.01, 0.01), jitter=0.0))
-    async with paired(fabric, steps=stepper) as (sim, client, server):
+    async with paired(fabric) as (sim, client, server):
         handed: list[int] = []
         pipe = server.end.inn
 
@@ -301,10 +293,9 @@ def test_a_simulation_hands_most_frames_to_parked_readers(monkeypatch: pytest.Mo
 def test_a_bug_met_in_a_handed_frame_fails_only_that_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A bug of ours while a push is handed inline (in the run's `run_steps` task,
-    which makes the fabric's steps, not in the reader's) is the reader's to raise:
-    logged, counted, that link closed and backed off; the run goes on and
-    converges, and reports the bug."""
+    """A bug of ours while a push is handed inline (in the fabric's task, not the
+    reader's) is the reader's to raise: logged, counted, that link closed and backed
+    off; the run goes on and converges, and reports the bug."""
     on_push = TopicRuntime.on_push
     hit: list[str] = []
 
@@ -316,7 +307,7 @@ def test_a_bug_met_in_a_handed_frame_fails_only_that_connection(
 
     monkeypatch.setattr(TopicRuntime, "on_push", buggy)
     report = simulate(SimConfig(peers=6, writes=12, seed=4))
-    assert hit and "run_steps" in hit[0]
+    assert hit and "hand_inline" in hit[0]
     assert report.converged and report.lost_writes == 0
     invariants = dict(report.invariants)
     assert invariants.pop("no_false_violations").startswith("1 connections closed by an internal")

@@ -60,7 +60,7 @@ from ..errors import (
     UsageError,
 )
 from ..net.network import format_address
-from ..net.timers import Alarm, call_at, serve, sleep
+from ..net.timers import Alarm, call_at, sleep
 from ..net.transport import secure_handshake
 from .link import (
     _RESET,
@@ -226,30 +226,24 @@ class Fabric:
 
     async def hand_inline(self) -> None:
         """Hand the frames that arrive for parked readers to their handlers
-        (`_End.park`), all those due at one instant in one step: a frame then costs
-        no wake-up of its reader's task.  Run it as a task for as long as the fabric
-        is used; without it every reader is woken a frame.  Its steps are made by
-        the run's `run_steps` task if one runs (net/timers.py `serve`), with the
-        nodes' pushers and lazy timers, and by this task otherwise."""
+        (`_End.park`), all those due at one instant in one turn of this task: a
+        frame then costs no wake-up of its reader's task.  Run it as a task for as
+        long as the fabric is used; without it every reader is woken a frame."""
         if self.inline:
             raise UsageError("the fabric's frames are already handed by a task")
         self.inline = True
         try:
-            await serve(self._bell, self._hand)
+            while True:
+                await self._bell.wait_until(math.inf)
+                todo, self._to_hand = self._to_hand, []
+                for pipe, item in todo:
+                    self.handed += pipe.hand(item)
         finally:
             self.inline = False
             for pipe, item in self._to_hand:  # the readers take the rest themselves
                 pipe.queued_inline -= 1
                 pipe.put(item)
             self._to_hand = []
-
-    def _hand(self) -> float:
-        """Hand every frame waiting for its handler (a step of `hand_inline`; it never
-        raises: a handler keeps what it meets for its reader's task to raise)."""
-        todo, self._to_hand = self._to_hand, []
-        for pipe, item in todo:
-            self.handed += pipe.hand(item)
-        return math.inf
 
     # -- connections ----------------------------------------------------------------------
 
