@@ -46,7 +46,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import outcome
 import trio
@@ -54,7 +54,12 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Alarm", "call_at", "drive", "run_steps", "serve", "sleep", "sleep_until", "use_ticks"]
+__all__ = [
+    "Alarm", "Handoff", "call_at", "drive", "run_steps", "serve", "sleep", "sleep_until",
+    "use_ticks",
+]  # fmt: skip
+
+T = TypeVar("T")
 
 
 class _Entry:
@@ -85,16 +90,19 @@ class Timers:
         self._scope: trio.CancelScope | None = None  # the service's sleep
         self._started = False
         self.driven = False  # woken by the run's clock (`drive`): no service task
-        self.stepping = False  # a `run_steps` task makes the steps of serving tasks
-        self._ready: list[_Served] = []  # steps due, for that task
-        self._bell = Alarm()  # ... which waits on it
+        self.steps: Handoff[_Served] = Handoff()  # steps due, for a `run_steps` task
+
+    @property
+    def stepping(self) -> bool:
+        """True while a `run_steps` task makes the steps of serving tasks."""
+        return self.steps.running
 
     def wake(self, entry: _Entry, task: trio.lowlevel.Task) -> None:
         """`entry`'s time came (or its alarm rang): wake its task, or have its step made."""
         served = entry.served
-        if served is not None and self.stepping:
-            self._ready.append(served)
-            self._bell.ring()
+        if served is not None and self.steps.running:
+            self.steps.items.append(served)
+            self.steps.ring()
         else:
             trio.lowlevel.reschedule(task)
 
@@ -316,6 +324,11 @@ class _Served:
         else:
             self.alarm._park_step(self, when)
 
+    def give_back(self) -> None:
+        """`run_steps` ended with this step due: the serving task makes it itself."""
+        if self.live:
+            trio.lowlevel.reschedule(self.task)
+
 
 async def serve(alarm: Alarm, step: Callable[[], float | None]) -> None:
     """Call `step()` now, then at the trio time it returns (math.inf: none) or when
@@ -342,20 +355,47 @@ async def run_steps() -> None:
     """Make the steps of the tasks that `serve` (run as a task, one per trio run):
     every step due at an instant in one turn of this task, in the order their
     times came or their alarms rang, and no wake-up of the serving tasks."""
-    timers = _timers()
-    if timers.stepping:
+    steps = _timers().steps
+    if steps.running:
         raise RuntimeError("the timers' steps are already made by a task")
-    timers.stepping = True
-    try:
-        while True:
-            await timers._bell.wait_until(math.inf)
-            while timers._ready:  # a step may ring another's alarm: that one's too
-                todo, timers._ready = timers._ready, []
-                for served in todo:
-                    served.make_step()
-    finally:
-        timers.stepping = False
-        for served in timers._ready:  # their tasks make their steps themselves
-            if served.live:
-                trio.lowlevel.reschedule(served.task)
-        timers._ready = []
+    await steps.run(_Served.make_step, _Served.give_back)
+
+
+class Handoff(Generic[T]):
+    """Items handed to one task, all those that came in a turn at once.
+
+    The givers append to `items` and `ring()`; `run(handle, give_back)` (the
+    taking task) calls `handle(item)` for each, in order, including those
+    appended by a handler meanwhile, and at its end gives the untaken ones
+    back (`give_back(item)`) for their owners to take the usual way.  The
+    timers' steps (`run_steps`) and the simulated fabric's frames for parked
+    readers (`sim/fabric.py`) are handed so."""
+
+    __slots__ = ("_bell", "items", "running")
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self.running = False  # a task takes them (`run`)
+        self._bell = Alarm()
+
+    def ring(self) -> None:
+        """Wake the taking task (after appending to `items`)."""
+        self._bell.ring()
+
+    async def run(self, handle: Callable[[T], object], give_back: Callable[[T], object]) -> None:
+        """Take the items handed over, until cancelled (see the class text)."""
+        if self.running:
+            raise RuntimeError("the items are already taken by a task")
+        self.running = True
+        try:
+            while True:
+                await self._bell.wait_until(math.inf)
+                while self.items:  # a handler may hand over more: those too
+                    todo, self.items = self.items, []
+                    for item in todo:
+                        handle(item)
+        finally:
+            self.running = False
+            left, self.items = self.items, []
+            for item in left:
+                give_back(item)

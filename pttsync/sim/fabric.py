@@ -60,7 +60,7 @@ from ..errors import (
     UsageError,
 )
 from ..net.network import format_address
-from ..net.timers import Alarm, call_at, sleep
+from ..net.timers import Handoff, call_at, sleep
 from ..net.transport import secure_handshake
 from .link import (
     _RESET,
@@ -115,6 +115,13 @@ class _Pending:
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
 
+def _give_back(to: tuple[_Pipe, bytes | int]) -> None:
+    """A frame on its way to a handler when the handing ended: its reader takes it."""
+    pipe, item = to
+    pipe.queued_inline -= 1
+    pipe.put(item)
+
+
 class Fabric:
     """Every simulated connection, and the delivery of their frames at their times."""
 
@@ -136,10 +143,13 @@ class Fabric:
         self._armed: set[float] = set()  # the times a delivery call is due
         self._dials = 0
         # Frames for parked readers' handlers (`_End.park`), handed over by one task.
-        self.inline = False  # that task runs (`hand_inline`)
+        self._to_hand: Handoff[tuple[_Pipe, bytes | int]] = Handoff()
         self.handed = 0  # frames it handed (statistics)
-        self._to_hand: list[tuple[_Pipe, bytes | int]] = []
-        self._bell = Alarm()
+
+    @property
+    def inline(self) -> bool:
+        """True while a task hands frames to parked readers (`hand_inline`)."""
+        return self._to_hand.running
 
     # -- the nodes' view --------------------------------------------------------------
 
@@ -213,37 +223,31 @@ class Fabric:
         self._armed.discard(at)
         heap = self._pending.heap
         now = trio.current_time()
-        to_hand = self._to_hand
+        handoff = self._to_hand
+        inline, to_hand = handoff.running, handoff.items
         while heap and heap[0][0] <= now:
             _, _, pipe, item = heapq.heappop(heap)
-            if self.inline and pipe.takes_inline():
+            if inline and pipe.takes_inline():
                 pipe.queued_inline += 1
                 to_hand.append((pipe, item))
             else:
                 pipe.put(item)
         if to_hand:
-            self._bell.ring()
+            handoff.ring()
 
     async def hand_inline(self) -> None:
         """Hand the frames that arrive for parked readers to their handlers
         (`_End.park`), all those due at one instant in one turn of this task: a
         frame then costs no wake-up of its reader's task.  Run it as a task for as
-        long as the fabric is used; without it every reader is woken a frame."""
+        long as the fabric is used; without it every reader is woken a frame.  At
+        its end the frames on their way go to their readers the usual way."""
         if self.inline:
             raise UsageError("the fabric's frames are already handed by a task")
-        self.inline = True
-        try:
-            while True:
-                await self._bell.wait_until(math.inf)
-                todo, self._to_hand = self._to_hand, []
-                for pipe, item in todo:
-                    self.handed += pipe.hand(item)
-        finally:
-            self.inline = False
-            for pipe, item in self._to_hand:  # the readers take the rest themselves
-                pipe.queued_inline -= 1
-                pipe.put(item)
-            self._to_hand = []
+        await self._to_hand.run(self._hand, _give_back)
+
+    def _hand(self, to: tuple[_Pipe, bytes | int]) -> None:
+        pipe, item = to
+        self.handed += pipe.hand(item)
 
     # -- connections ----------------------------------------------------------------------
 
