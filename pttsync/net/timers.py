@@ -195,10 +195,11 @@ def drive() -> Timers:
     return timers
 
 
-def call_at(when: float, call: Callable[[], None]) -> None:
-    """Run `call()` in the service task at trio time `when` (rounded up to a tick)."""
+def call_at(when: float, call: Callable[[], None], *, exact: bool = False) -> None:
+    """Run `call()` in the service task at trio time `when` (rounded up to a tick,
+    unless `exact`)."""
     timers = _timers()
-    timers.park(_Entry(timers.due(when), None, call))
+    timers.park(_Entry(when if exact else timers.due(when), None, call))
 
 
 async def _park(entry: _Entry) -> None:

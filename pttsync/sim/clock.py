@@ -38,10 +38,14 @@ this clock never leaves (the simulator has none).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..net import timers as net_timers
+
+if TYPE_CHECKING:
+    from .lockstep import Lockstep
 
 IDLE_SLEEP = 86_400.0  # seconds: nothing due at all, so wait for I/O alone
 
@@ -49,12 +53,15 @@ IDLE_SLEEP = 86_400.0  # seconds: nothing due at all, so wait for I/O alone
 class SimClock(trio.abc.Clock):
     """Virtual time, jumped to each wake-up as trio asks how long to sleep for it."""
 
-    __slots__ = ("held", "now", "timers")
+    __slots__ = ("held", "lockstep", "now", "timers")
 
-    def __init__(self) -> None:
+    def __init__(self, lockstep: Lockstep | None = None) -> None:
         self.now = 0.0
         self.timers: net_timers.Timers | None = None  # the run's, once driven
         self.held = False  # time stands still (a stop on its way: see the module text)
+        # The windows of a run split across two processes (lockstep.py): at each
+        # window's end the clock stops for the other process before it moves on.
+        self.lockstep = lockstep
 
     def drive(self) -> None:
         """Wake the run's timers from the clock, from now on (call as the run starts,
@@ -73,6 +80,8 @@ class SimClock(trio.abc.Clock):
         if self.held:
             return 0.0
         timers = self.timers
+        if self.lockstep is not None:
+            self._windows(deadline)
         if timers is not None:
             due = timers.next_time()
             if due <= deadline and not math.isinf(due):
@@ -85,6 +94,17 @@ class SimClock(trio.abc.Clock):
             # MockClock's arithmetic (its jump adds the time left): the same floats.
             self.now += deadline - self.now
         return 0.0
+
+    def _windows(self, deadline: float) -> None:
+        """Close windows until something of this process's is due before the current
+        one's end (lockstep.py): the other process may send what comes first."""
+        step, timers = self.lockstep, self.timers
+        assert step is not None
+        while True:
+            due = min(deadline, timers.next_time() if timers is not None else math.inf)
+            if not step.due(due) or math.isinf(step.window_end):
+                return
+            step.barrier(due)
 
     def jump(self, seconds: float) -> None:
         """Move the time on by `seconds` (as `MockClock.jump`)."""

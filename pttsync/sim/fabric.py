@@ -75,6 +75,7 @@ from .link import (
     _End,
     _Pipe,
 )
+from .remote import Remote
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -94,6 +95,7 @@ if TYPE_CHECKING:
 
     from ..core.identity import Identity
     from ..net.peer import Channel
+    from .lockstep import Lockstep
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,15 @@ class Fabric:
         # Frames for parked readers' handlers (`_End.park`), handed over by one task.
         self._to_hand: Handoff[tuple[_Pipe, bytes | int]] = Handoff()
         self.handed = 0  # frames it handed (statistics)
+        self.remote: Remote | None = None  # the connections to another process's peers
+
+    def split(self, lockstep: Lockstep, mine: Callable[[str], bool]) -> Remote:
+        """Run only the nodes `mine(name)` holds; the others' connections cross to
+        the other process of `lockstep` (remote.py).  Call before any node starts."""
+        if self.remote is not None:
+            raise UsageError("the fabric is split already")
+        self.remote = Remote(self, lockstep, mine)
+        return self.remote
 
     @property
     def inline(self) -> bool:
@@ -212,6 +223,10 @@ class Fabric:
 
     def schedule(self, when: float, pipe: _Pipe, item: bytes | int) -> None:
         """Deliver `item` to `pipe` at `when` (or its end, _EOF, or a reset, _RESET)."""
+        if pipe.remote is not None:
+            assert self.remote is not None
+            self.remote.send(when, pipe, item)
+            return
         p = self._pending
         heapq.heappush(p.heap, (when, next(p.counter), pipe, item))
         if when not in self._armed:  # one delivery call a distinct time (a 1 ms tick)
@@ -252,22 +267,18 @@ class Fabric:
     # -- connections ----------------------------------------------------------------------
 
     async def _connect(self, dialer: str, address: str) -> SimStream:
+        host = address.rpartition(":")[0]
+        if self.remote is not None and not self.remote.mine(host):
+            latency = self.latency(dialer, host)
+            await self._through_cuts(dialer, host)
+            return await self.remote.connect(dialer, address, host, latency)
         listener = self._listeners.get(address)
         if listener is None:
-            await sleep(2 * self.latency(dialer, address.rpartition(":")[0]), exact=True)
+            await sleep(2 * self.latency(dialer, host), exact=True)
             raise ConnectionLostError(f"cannot connect to {address}: connection refused")
         target = listener.owner
         latency = self.latency(dialer, target)
-        # SYN retransmissions at 0, 1, 3, 7, 15, 31 s: a dial across a cut hangs
-        # until one gets through or the caller's connect timeout gives up.
-        start = trio.current_time()
-        for wait in (0.0, 1.0, 3.0, 7.0, 15.0, 31.0):
-            if wait:
-                await trio.sleep_until(start + wait)
-            if not self.is_cut(dialer, target, trio.current_time()):
-                break
-        else:
-            await trio.sleep_forever()
+        await self._through_cuts(dialer, target)
         # SYN, SYN-ACK.  The simulated delays sleep on the timers' service, exact:
         # `trio.sleep`'s cancel scopes were a tenth of 10,000 peers' setup.
         await sleep(2 * latency, exact=True)
@@ -277,14 +288,33 @@ class Fabric:
         self._dials += 1
         rng = random.Random(f"{self.seed}/conn/{self._dials}")
         conn = _Connection(self, dialer, target, latency, rng)
-        for side in (dialer, target):
-            live = [c for c in self._connections.get(side, ()) if not c.over]
-            live.append(conn)
-            self._connections[side] = live
-            self.traffic_of(side).connections += 1
+        self.opened(conn, dialer)
+        self.opened(conn, target)
         server = SimStream(_End(conn, target), dialer)
         listener.nursery.start_soon(listener.handler, server, f"{dialer}:{self._dials}")
         return SimStream(_End(conn, dialer), target)
+
+    async def _through_cuts(self, dialer: str, target: str) -> None:
+        """SYN retransmissions at 0, 1, 3, 7, 15, 31 s: a dial across a cut hangs
+        until one gets through or the caller's connect timeout gives up."""
+        start = trio.current_time()
+        for wait in (0.0, 1.0, 3.0, 7.0, 15.0, 31.0):
+            if wait:
+                await trio.sleep_until(start + wait)
+            if not self.is_cut(dialer, target, trio.current_time()):
+                return
+        await trio.sleep_forever()
+
+    def listener(self, address: str) -> _Listener | None:
+        """Who listens on `address` now, if anyone."""
+        return self._listeners.get(address)
+
+    def opened(self, conn: _Connection, side: str) -> None:
+        """Count `conn` among node `side`'s connections."""
+        live = [c for c in self._connections.get(side, ()) if not c.over]
+        live.append(conn)
+        self._connections[side] = live
+        self.traffic_of(side).connections += 1
 
     async def _serve(
         self,

@@ -99,7 +99,7 @@ class _Pipe:
 
     __slots__ = (
         "broken", "eof", "handed", "inline", "items", "last_arrival", "queued_inline",
-        "receiver", "tx_free", "waiter",
+        "receiver", "remote", "tx_free", "waiter",
     )  # fmt: skip
 
     def __init__(self, receiver: str) -> None:
@@ -115,6 +115,8 @@ class _Pipe:
         self.inline: Handle | None = None
         self.queued_inline = 0
         self.handed = False  # the handler gave a frame back to the reader's task
+        # (connection, towards its dialer) if another process runs the reader (remote.py)
+        self.remote: tuple[str, bool] | None = None
 
     def wake(self) -> None:
         self.waiter.ring()
