@@ -41,6 +41,10 @@ class UsageError(LocalError, ValueError):
     """A bad argument or value was passed to the API or the CLI."""
 
 
+class SimulationError(LocalError):
+    """A simulation could not be carried out (not an invariant failing: the run itself)."""
+
+
 class DataDirError(LocalError):
     """The data directory is missing, incomplete or not a pttsync directory."""
 

@@ -102,7 +102,7 @@ class SimClock(trio.abc.Clock):
         assert step is not None
         while True:
             due = min(deadline, timers.next_time() if timers is not None else math.inf)
-            if not step.due(due) or math.isinf(step.window_end):
+            if not step.due(due) or math.isinf(step.window_end) or step.broken:
                 return
             step.barrier(due)
 

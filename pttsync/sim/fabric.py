@@ -144,6 +144,7 @@ class Fabric:
         self._pending = _Pending()
         self._armed: set[float] = set()  # the times a delivery call is due
         self._dials = 0
+        self._pair_dials: dict[str, int] = {}  # "dialer>target" -> its dials so far
         # Frames for parked readers' handlers (`_End.park`), handed over by one task.
         self._to_hand: Handoff[tuple[_Pipe, bytes | int]] = Handoff()
         self.handed = 0  # frames it handed (statistics)
@@ -271,7 +272,7 @@ class Fabric:
         if self.remote is not None and not self.remote.mine(host):
             latency = self.latency(dialer, host)
             await self._through_cuts(dialer, host)
-            return await self.remote.connect(dialer, address, host, latency)
+            return await self.remote.connect(self._name(dialer, host), address, latency)
         listener = self._listeners.get(address)
         if listener is None:
             await sleep(2 * self.latency(dialer, host), exact=True)
@@ -286,13 +287,20 @@ class Fabric:
         if listener is None or listener.owner != target:
             raise ConnectionLostError(f"cannot connect to {address}: connection refused")
         self._dials += 1
-        rng = random.Random(f"{self.seed}/conn/{self._dials}")
+        # Its randomness is its own (not the order of the dials of one instant).
+        rng = random.Random(f"{self.seed}/conn/{self._name(dialer, target)}")
         conn = _Connection(self, dialer, target, latency, rng)
         self.opened(conn, dialer)
         self.opened(conn, target)
         server = SimStream(_End(conn, target), dialer)
         listener.nursery.start_soon(listener.handler, server, f"{dialer}:{self._dials}")
         return SimStream(_End(conn, dialer), target)
+
+    def _name(self, dialer: str, target: str) -> str:
+        """A new connection's name: its ends and the count of such dials so far."""
+        pair = f"{dialer}>{target}"
+        n = self._pair_dials[pair] = self._pair_dials.get(pair, 0) + 1
+        return f"{pair}#{n}"
 
     async def _through_cuts(self, dialer: str, target: str) -> None:
         """SYN retransmissions at 0, 1, 3, 7, 15, 31 s: a dial across a cut hangs

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.docop import key_to_object
 from ..core.documents.derive import derive
@@ -41,14 +41,19 @@ from ..core.lifecycle.handle import OplogHandler
 from ..core.lifecycle.replica import Replica
 from ..core.oplog import OplogStatus
 from ..core.store.sqlite import SqliteStore
+from . import totals
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ..core.documents.derive import DocState
+    from ..core.oplog import Oplog
     from ..core.store import Store
     from .peers import Peer
     from .world import World
 
 OK = "ok"
+Losers = tuple[bytes, ...]
 MAX_DOC_READS = 50_000
 PAGE = 10_000
 EXAMPLES = 5
@@ -72,12 +77,46 @@ class Verdict:
         return all(v == OK for v in self.results.values())
 
 
-def check(world: World, live: list[Peer], *, max_doc_reads: int = MAX_DOC_READS) -> Verdict:
-    """Every invariant of a finished run over its `live` peers."""
+@dataclass(slots=True)
+class Facts:
+    """What the invariants read of the peers one process ran (in a split run, parts.py,
+    the second process sends its own; unsplit, they are read in place)."""
+
+    digests: dict[int, bytes]
+    pending: dict[int, int]
+    writes: dict[bytes, tuple[int, int, bool]]  # oplog ID -> valid on, held on, failed on any
+    oplogs: dict[bytes, list[Oplog]]  # a digest of its peers -> its first holder's valid oplogs
+
+
+class Elsewhere(Protocol):
+    """The second process of a split run, as the first one's checks ask it."""
+
+    @property
+    def facts(self) -> Facts: ...
+
+    def documents(
+        self, want: list[tuple[object, ...]], conflicts: dict[str, Losers], sampled: set[int]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Its peers' documents compared (`compare_documents`): (differ, hidden)."""
+        ...
+
+
+def check(
+    world: World,
+    live: list[Peer],
+    *,
+    max_doc_reads: int = MAX_DOC_READS,
+    elsewhere: Elsewhere | None = None,
+) -> Verdict:
+    """Every invariant of a finished run over its `live` peers (in a split run: all of
+    them, those the second process ran read through `elsewhere`)."""
     v = Verdict()
-    topic_id = world.topic.topic_id
-    digests = {p.index: p.store.tree(topic_id).digest() for p in live}
-    pending = {p.index: world_pending(p.store, topic_id) for p in live}
+    here = live if elsewhere is None else [p for p in live if p.node is not None]
+    facts = facts_of(world, here, world.tracks, oplogs=False)
+    digests, pending = dict(facts.digests), dict(facts.pending)
+    if elsewhere is not None:
+        digests.update(elsewhere.facts.digests)
+        pending.update(elsewhere.facts.pending)
     distinct = set(digests.values())
     if world.converged_at is not None:
         v.results["converged"] = OK
@@ -99,14 +138,20 @@ def check(world: World, live: list[Peer], *, max_doc_reads: int = MAX_DOC_READS)
             {"digest": d.hex()[:16], "peers": [f"peer{i}" for i in g[:10]], "count": len(g)}
             for d, g in groups.items()
         ]
-    _check_writes(world, live, v)
-    oracle = _oracle(world, live, digests)
-    _check_documents(world, live, oracle, v, max_doc_reads)
+    writes = dict(facts.writes)
+    if elsewhere is not None:
+        for oid, (valid, held, failed) in elsewhere.facts.writes.items():
+            if oid in writes:
+                v0, h0, f0 = writes[oid]
+                writes[oid] = (v0 + valid, h0 + held, f0 or failed)
+    _check_writes(world, len(live), writes, v)
+    oracle = _oracle(world, here, digests, elsewhere)
+    _check_documents(world, live, here, oracle, v, max_doc_reads, elsewhere)
     over = {name: b for name, b in world.bounds.items() if b.limit and b.used > b.limit}
     v.results["bounds"] = OK if not over else "; ".join(
         f"{name} reached {b.used} (limit {b.limit}) on peer{b.peer}" for name, b in over.items()
     )  # fmt: skip
-    violations, bugs = world.violations(), world.internal_errors()
+    violations, bugs = totals.violations(world), totals.internal_errors(world)
     v.results["no_false_violations"] = (
         f"{bugs} connections closed by an internal error (a bug of ours; see the log)"
         if bugs
@@ -123,24 +168,47 @@ def world_pending(store: Store, topic_id: bytes) -> int:
     )
 
 
-def _check_writes(world: World, live: list[Peer], v: Verdict) -> None:
+def facts_of(world: World, here: list[Peer], ids: Iterable[bytes], *, oplogs: bool) -> Facts:
+    """The invariants' facts of the peers `here`: digests, pending counts, where each
+    write of `ids` is held and valid (and, if held on none of them, whether one
+    recorded it as failed), and with `oplogs` each distinct digest's valid oplogs."""
     topic_id = world.topic.topic_id
-    ids = list(world.tracks)
+    digests = {p.index: p.store.tree(topic_id).digest() for p in here}
+    pending = {p.index: world_pending(p.store, topic_id) for p in here}
+    ids = list(ids)
     valid_on = dict.fromkeys(ids, 0)
     held_on = dict.fromkeys(ids, 0)
-    for peer in live:
+    for peer in here:
         for oid, stored in peer.store.existing(topic_id, ids).items():
             held_on[oid] += 1
             if stored.status is OplogStatus.VALID:
                 valid_on[oid] += 1
-    lost = []
+    writes = {}
     for oid in ids:
-        if valid_on[oid] == len(live):
+        failed = held_on[oid] == 0 and any(p.store.has_failed(topic_id, oid) for p in here)
+        writes[oid] = (valid_on[oid], held_on[oid], failed)
+    valid: dict[bytes, list[Oplog]] = {}
+    if oplogs:
+        for peer in here:
+            digest = digests[peer.index]
+            if digest not in valid:  # same digest, same valid oplogs
+                valid[digest] = [
+                    s.oplog for s in peer.store.since(topic_id, 0) if s.status is OplogStatus.VALID
+                ]
+    return Facts(digests, pending, writes, valid)
+
+
+def _check_writes(
+    world: World, live: int, writes: dict[bytes, tuple[int, int, bool]], v: Verdict
+) -> None:
+    lost = []
+    for oid, (valid_on, held_on, failed) in writes.items():
+        if valid_on == live:
             continue
-        if held_on[oid] == 0 and any(p.store.has_failed(topic_id, oid) for p in live):
+        if held_on == 0 and failed:
             v.expired_rolled_back += 1
             continue
-        if held_on[oid] == 0 and oid in world.orphans:
+        if held_on == 0 and oid in world.orphans:
             v.orphaned_writes += 1
             continue
         lost.append(oid)
@@ -149,27 +217,38 @@ def _check_writes(world: World, live: list[Peer], v: Verdict) -> None:
         v.results["acknowledged_writes"] = OK
         return
     v.results["acknowledged_writes"] = (
-        f"{len(lost)} of {len(ids)} acknowledged writes are neither valid on every live peer"
+        f"{len(lost)} of {len(writes)} acknowledged writes are neither valid on every live peer"
         " nor rolled back everywhere"
     )
     v.details["acknowledged_writes"] = [
-        {**world.describe_write(oid), "valid_now_on": valid_on[oid], "held_now_on": held_on[oid]}
+        {
+            **totals.describe_write(world, oid),
+            "valid_now_on": writes[oid][0],
+            "held_now_on": writes[oid][1],
+        }
         for oid in lost[:EXAMPLES]
     ]
 
 
-def _oracle(world: World, live: list[Peer], digests: dict[int, bytes]) -> DocumentStore:
+def _oracle(
+    world: World, here: list[Peer], digests: dict[int, bytes], elsewhere: Elsewhere | None
+) -> DocumentStore:
     """A replica holding the union of the live peers' valid oplogs, loaded in one batch."""
     topic_id = world.topic.topic_id
     union: dict[bytes, Any] = {}
     seen: set[bytes] = set()
-    for peer in live:
+    for peer in here:
         if digests[peer.index] in seen:
             continue  # same digest, same valid oplogs
         seen.add(digests[peer.index])
         for stored in peer.store.since(topic_id, 0):
             if stored.status is OplogStatus.VALID:
                 union.setdefault(stored.oplog.oplog_id, stored.oplog)
+    if elsewhere is not None:
+        for digest, oplogs in elsewhere.facts.oplogs.items():
+            if digest not in seen:
+                for oplog in oplogs:
+                    union.setdefault(oplog.oplog_id, oplog)
     store = SqliteStore.memory()
     store.add_topic(world.topic.info)
     replica = Replica(store, topic_id)
@@ -202,7 +281,13 @@ def summary(state: DocState) -> tuple[object, ...]:
 
 
 def _check_documents(
-    world: World, live: list[Peer], oracle: DocumentStore, v: Verdict, max_doc_reads: int
+    world: World,
+    live: list[Peer],
+    here: list[Peer],
+    oracle: DocumentStore,
+    v: Verdict,
+    max_doc_reads: int,
+    elsewhere: Elsewhere | None,
 ) -> None:
     expected = documents(oracle)
     want = [summary(s) for s in expected]
@@ -215,17 +300,43 @@ def _check_documents(
         checked = sorted(rng.sample(live, max(2, budget)), key=lambda p: p.index)
     sampled = {p.index for p in checked}
     v.peers_checked = len(checked)
+    differ, hidden = compare_documents(world, here, want, conflicts, sampled)
+    if elsewhere is not None:
+        there = elsewhere.documents(want, conflicts, sampled)
+        differ = sorted(differ + there[0], key=_by_peer)
+        hidden = sorted(hidden + there[1], key=_by_peer)
+    of = f"{len(differ)} of {len(checked)} peers checked"
+    v.results["documents_equal"] = (
+        OK if not differ else f"{of} show other documents than the oracle"
+    )
+    of = f"{len(hidden)} of {len(live)} peers"
+    v.results["conflicts_visible"] = OK if not hidden else f"{of} do not show every conflict"
+    if differ:
+        v.details["documents_equal"] = differ[:EXAMPLES]
+    if hidden:
+        v.details["conflicts_visible"] = hidden[:EXAMPLES]
+
+
+def compare_documents(
+    world: World,
+    here: list[Peer],
+    want: list[tuple[object, ...]],
+    conflicts: dict[str, Losers],
+    sampled: set[int],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The peers `here` whose documents differ from the oracle's (`want`: those in
+    `sampled`) and those that do not list each of its `conflicts` (every one)."""
     differ: list[dict[str, Any]] = []
     hidden: list[dict[str, Any]] = []
     topic_id = world.topic.topic_id
-    for peer in live:  # every peer for the conflicts; the sample for whole documents
+    for peer in here:  # every peer for the conflicts; the sample for whole documents
         if peer.index in sampled:
             docs = DocumentStore(Replica(peer.store, topic_id))
             got = documents(docs)
             docs.close()
             if [summary(s) for s in got] != want:
                 mine = {s.key: summary(s) for s in got}
-                theirs = {s.key: summary(s) for s in expected}
+                theirs = {str(w[0]): w for w in want}
                 keys = sorted(
                     k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)
                 )
@@ -239,16 +350,11 @@ def _check_documents(
             hidden.append(
                 {"peer": peer.name, "conflicts_not_shown": len(missing), "keys": missing[:5]}
             )
-    of = f"{len(differ)} of {len(checked)} peers checked"
-    v.results["documents_equal"] = (
-        OK if not differ else f"{of} show other documents than the oracle"
-    )
-    of = f"{len(hidden)} of {len(live)} peers"
-    v.results["conflicts_visible"] = OK if not hidden else f"{of} do not show every conflict"
-    if differ:
-        v.details["documents_equal"] = differ[:EXAMPLES]
-    if hidden:
-        v.details["conflicts_visible"] = hidden[:EXAMPLES]
+    return differ, hidden
+
+
+def _by_peer(detail: dict[str, Any]) -> int:
+    return int(str(detail["peer"])[4:])
 
 
 def _losers(store: Store, topic_id: bytes, key: str) -> tuple[bytes, ...]:

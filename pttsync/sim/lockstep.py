@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import UsageError
+from ..errors import SimulationError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,6 +81,8 @@ class Lockstep:
         self.barriers = 0  # windows closed (statistics)
         self.crossed = 0  # items sent across (statistics)
         self.other_finished = False
+        self.broken = False  # the pipe failed: the other process is gone
+        self.on_broken: Callable[[], None] = _nothing  # then this ends the run (world.py)
 
     def post(self, when: float, what: Any) -> None:
         """Send `what` to the other process, to arrive at virtual time `when`."""
@@ -115,31 +117,42 @@ class Lockstep:
         self.window_end = max(self.window_end, earliest + self.lookahead - SLACK)
 
     def _swap(self, payload: tuple[list[Item], float]) -> tuple[list[Item], float]:
-        if self.other_finished:
+        if self.other_finished or self.broken:
             return [], math.inf
-        if self.part == 0:
-            self.bridge.send(payload)
-            got = self.bridge.recv()
-        else:
-            got = self.bridge.recv()
-            self.bridge.send(payload)
+        try:
+            got = self.swap(payload)
+        except SimulationError:  # from the clock, nothing may raise: the run is ended
+            self.on_broken()
+            return [], math.inf
         if got == _DONE:
             self.other_finished = True
             return [], math.inf
         return got  # type: ignore[no-any-return]
 
+    def swap(self, obj: Any) -> Any:
+        """Give `obj` to the other process and take its: both must call it at the same
+        point of their runs (the same instant, before the same window's end)."""
+        try:
+            if self.part == 0:
+                self.bridge.send(obj)
+                return self.bridge.recv()
+            got = self.bridge.recv()
+            self.bridge.send(obj)
+        except (EOFError, OSError):
+            self.broken = True
+            raise SimulationError("the other process of the split run is gone") from None
+        return got
+
     def finish(self) -> None:
         """This process's run ended: one last exchange tells the other, whose next
         window then goes on alone (or which has finished too)."""
-        if self.other_finished:
-            return
-        if self.part == 0:
-            self.bridge.send(_DONE)
-            self.bridge.recv()
-        else:
-            self.bridge.recv()
-            self.bridge.send(_DONE)
-        self.other_finished = True
+        if not (self.other_finished or self.broken):
+            self.swap(_DONE)
+            self.other_finished = True
+
+
+def _nothing() -> None:
+    pass
 
 
 def _nowhere(items: list[Item]) -> None:  # pragma: no cover - a bug of ours: nobody listens

@@ -56,9 +56,17 @@ class WriteTrack:
 class Probe:
     """A replica observer for one peer (see the module text)."""
 
-    def __init__(self, peer: int, tracks: dict[bytes, WriteTrack]) -> None:
+    def __init__(
+        self,
+        peer: int,
+        tracks: dict[bytes, WriteTrack],
+        foreign: dict[bytes, WriteTrack] | None = None,
+    ) -> None:
         self.peer = peer
         self.tracks = tracks
+        # In a split run (parts.py): where the other process's writes reached this one's
+        # peers, by oplog ID (the writes are tracked where they were made).
+        self.foreign = foreign
         self.dirty = True
         self.last_change = 0.0
 
@@ -77,6 +85,15 @@ class Probe:
                 track = tracks.get(oplog.oplog_id)
                 if track is not None:
                     track.reach(self.peer, now)
+                elif self.foreign is not None:
+                    self._foreign(oplog.oplog_id, now)
+
+    def _foreign(self, oplog_id: bytes, now: float) -> None:
+        assert self.foreign is not None
+        track = self.foreign.get(oplog_id)
+        if track is None:
+            track = self.foreign[oplog_id] = WriteTrack(oplog_id, -1, "", 0.0, False)
+        track.reach(self.peer, now)
 
 
 def tree_state(store: Store, topic_id: bytes) -> bytes:

@@ -67,7 +67,8 @@ class LivePeers:
     """The peers that are up, in the order of their indexes.
 
     `mark_up` and `mark_down` are the only ways a peer's state changes, so
-    `peers` is always exactly the peers whose `up` holds."""
+    `peers` is always exactly the peers in state "up": those whose `up` holds,
+    and in a split run those the other process runs (parts.py)."""
 
     def __init__(self) -> None:
         self._up: list[Peer] = []
@@ -77,14 +78,15 @@ class LivePeers:
         """The list itself (not a copy): read it, never change it."""
         return self._up
 
-    def mark_up(self, peer: Peer, node: Node) -> None:
-        assert not peer.up, f"{peer.name} is already up"
+    def mark_up(self, peer: Peer, node: Node | None) -> None:
+        """`node`: the peer's node, or None if another process runs it (parts.py)."""
+        assert peer.state != "up", f"{peer.name} is already up"
         peer.node, peer.state = node, "up"
         bisect.insort(self._up, peer, key=_index)
 
     def mark_down(self, peer: Peer, state: str) -> None:
         """`state`: down (crashed) or left; the node and its scope are forgotten."""
-        if peer.up:
+        if peer.state == "up":
             i = bisect.bisect_left(self._up, peer.index, key=_index)
             assert self._up[i] is peer
             del self._up[i]

@@ -151,6 +151,7 @@ class SimConfig:
     hold: float = 0.0  # virtual seconds the converged network runs on idle before the checks
     sample_every: float = 1.0  # virtual seconds between timeline samples
     ramp: float = 2.0  # seconds over which the initial peers start
+    jobs: int = 1  # processes the run is split across (parts.py): 1 or 2
 
     def __post_init__(self) -> None:
         """Raises UsageError for a setting out of range (the message names it)."""
@@ -196,6 +197,7 @@ class SimConfig:
         _check(0 <= self.hold <= 86400, "hold must be 0..86400 s")
         _check(0.01 <= self.sample_every <= 3600, "sample interval must be 0.01..3600 s")
         _check(0 <= self.ramp <= 3600, "ramp must be 0..3600 s")
+        _check(self.jobs in (1, 2), "jobs must be 1 or 2")
         self.link_model()  # checks latency, jitter, loss and bandwidth
 
     def write_window(self) -> tuple[float, float]:

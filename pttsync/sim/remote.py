@@ -109,7 +109,6 @@ class Remote:
         self.mine = mine  # is node NAME run by this process?
         self._halves: dict[str, _Half] = {}  # connection name -> this process's half
         self._dials: dict[str, _Dial] = {}  # connection name -> the dial waiting
-        self._count: dict[str, int] = {}  # "dialer>target" -> its dials so far
         lockstep.deliver = self._deliver
 
     @property
@@ -119,13 +118,12 @@ class Remote:
 
     # -- the dialer's side ---------------------------------------------------------------
 
-    async def connect(self, dialer: str, address: str, target: str, latency: float) -> SimStream:
-        """Dial `address` (of node `target`, run by the other process) from `dialer`,
-        whose SYN leaves now: the stream one round trip later, or ConnectionLostError."""
-        pair = f"{dialer}>{target}"
-        n = self._count[pair] = self._count.get(pair, 0) + 1
-        name = f"{pair}#{n}"
-        dial = self._dials[name] = _Dial(dialer, target, latency)
+    async def connect(self, name: str, address: str, latency: float) -> SimStream:
+        """Open connection `name` ("DIALER>TARGET#N", TARGET run by the other process)
+        to `address`; its SYN leaves now.  The stream one round trip later, or
+        ConnectionLostError."""
+        dialer, _, rest = name.partition(">")
+        dial = self._dials[name] = _Dial(dialer, rest.partition("#")[0], latency)
         self.lockstep.post(trio.current_time() + latency, (_SYN, name, dialer, address, latency))
         try:
             await dial.alarm.wait_until(math.inf)

@@ -23,15 +23,22 @@ import contextlib
 import cProfile
 import gc
 import logging
+import multiprocessing
+import os
+import signal
 import time
+import traceback
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..core import oplogcodec
+from ..errors import SimulationError
+from . import totals
 from .clock import SimClock
-from .invariants import check
+from .invariants import Facts, check, compare_documents, facts_of
 from .observe import cdf_points, fault_windows, quantiles, spread, tree_state
+from .parts import Part, PartResult, check_splittable
 from .plan import FaultKind, Plan, SimConfig, make_plan
 from .profiling import PhaseClock, cost_centres
 from .report import SimReport
@@ -39,6 +46,7 @@ from .world import World
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
+    from multiprocessing.connection import Connection
 
     from .world import Progress
 
@@ -181,37 +189,148 @@ def run_plan(
     for tools that count what the run does (tools/census_sim.py).
     """
     wall = time.perf_counter()
+    check_splittable(cfg)
     phases = PhaseClock()
     profiler = cProfile.Profile() if profile else None
+    second = Second(cfg, plan) if cfg.jobs > 1 else None
     if profiler is not None:
         profiler.enable()
     try:
-        world = World(cfg, plan, progress=progress, phases=phases)
+        part = second.part() if second is not None else None
+        world = World(cfg, plan, progress=progress, phases=phases, part=part)
         with (
             deterministic_trio(cfg.seed) as reproducible,
             oplogcodec.decode_cache(DECODE_CACHE),
             few_collections(),
         ):
             watch = list(instruments)  # they watch the run; they change nothing in it
-            if stopper is None:
-                trio.run(world.run, clock=sim_clock(), instruments=watch)
-            else:
-                trio.run(stopper.run, world, clock=sim_clock(), instruments=watch)
-                if stopper.stopped:
-                    raise Stopped("the simulation was stopped before it ended")
+            clock = SimClock(part.lockstep if part is not None else None)
+            try:
+                if stopper is None:
+                    trio.run(world.run, clock=clock, instruments=watch)
+                else:
+                    trio.run(stopper.run, world, clock=clock, instruments=watch)
+            finally:
+                if part is not None:
+                    part.lockstep.finish()
+            if part is not None and part.lockstep.broken:
+                raise SimulationError("the split run's second process ended unexpectedly")
+            if stopper is not None and stopper.stopped:
+                raise Stopped("the simulation was stopped before it ended")
             phases.enter("checks")
-            live = sorted((p for p in world.peers.values() if p.up), key=lambda p: p.index)
-            verdict = check(world, live)
+            if second is not None:
+                assert part is not None
+                totals.merge(world, second.result())
+            live = sorted((p for p in world.peers.values() if p.state == "up"), key=_index)
+            verdict = check(world, live, elsewhere=second)
         phases.stop()
     finally:
         if profiler is not None:
             profiler.disable()
+        if second is not None:
+            second.close()
     elapsed = time.perf_counter() - wall
     report = _report(world, plan, verdict, live, elapsed, reproducible, reproduce)
     report.phases_s = phases.seconds()
     if profiler is not None:
         report.profile = cost_centres(profiler)
     return report
+
+
+def _index(peer: Any) -> int:
+    return int(peer.index)
+
+
+class Second:
+    """The second process of a split run (parts.py): forked with the plan, it runs
+    the peers of part 1 in lockstep with this process, then hands its results
+    over the same pipe and exits."""
+
+    def __init__(self, cfg: SimConfig, plan: Plan) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.conn, theirs = ctx.Pipe(duplex=True)
+        self.lookahead = cfg.latency_ms[0] / 1000
+        self.process = ctx.Process(
+            target=_second, args=(cfg, plan, theirs, self.lookahead), name="pttsync-sim-part-1"
+        )
+        self.process.start()
+        theirs.close()
+        self.facts = Facts({}, {}, {}, {})  # its peers' (invariants.py), with its result
+        self.done = False
+
+    def part(self) -> Part:
+        return Part(0, self.conn, self.lookahead)
+
+    def result(self) -> PartResult:
+        """Its results, once both runs ended (then `facts` holds its peers')."""
+        result, self.facts = self._recv("ok")
+        assert isinstance(result, PartResult)
+        return result
+
+    def documents(
+        self, want: list[tuple[object, ...]], conflicts: dict[str, Any], sampled: set[int]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        self.conn.send(("docs", want, conflicts, sampled))
+        differ, hidden = self._recv("docs")
+        self.done = True  # that was its last answer
+        return differ, hidden
+
+    def _recv(self, kind: str) -> tuple[Any, ...]:
+        try:
+            got = self.conn.recv()
+        except (EOFError, OSError):
+            raise SimulationError(
+                "the second process of the split run ended unexpectedly"
+            ) from None
+        if got[0] != kind:
+            raise SimulationError(f"the split run's second process failed:\n{got[1]}")
+        return tuple(got[1:])
+
+    def close(self) -> None:
+        """Its end: it exits after its last answer; stopped or failed before, it is killed
+        (it would run on alone)."""
+        self.conn.close()
+        if not self.done:
+            self.process.kill()
+        self.process.join(timeout=10)
+        if self.process.is_alive():  # pragma: no cover - it ignored its end
+            self.process.kill()
+            self.process.join()
+
+
+def _second(cfg: SimConfig, plan: Plan, conn: Connection, lookahead: float) -> None:
+    """The second process's life (see `Second`)."""
+    # The first process answers ^C and SIGTERM, and ends this one; if it dies, this
+    # one's next read of the pipe fails and it exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    code = 0
+    try:
+        part = Part(1, conn, lookahead)
+        world = World(cfg, plan, part=part)
+        with (
+            deterministic_trio(cfg.seed),
+            oplogcodec.decode_cache(DECODE_CACHE),
+            few_collections(),
+        ):
+            try:
+                trio.run(world.run, clock=SimClock(part.lockstep))
+            finally:
+                part.lockstep.finish()
+            if part.lockstep.broken:
+                raise SimulationError("the split run's first process is gone")
+        # What the first process's checks read of this one's peers (invariants.py).
+        here = [p for p in world.peers.values() if p.up]
+        known = [*world.tracks, *(oid for oid in world.foreign or () if oid not in world.tracks)]
+        conn.send(("ok", totals.part_result(world), facts_of(world, here, known, oplogs=True)))
+        _, want, conflicts, sampled = conn.recv()
+        conn.send(("docs", *compare_documents(world, here, want, conflicts, sampled)))
+    except BaseException:
+        code = 1
+        with contextlib.suppress(OSError):
+            conn.send(("error", traceback.format_exc()))
+    finally:
+        os._exit(code)  # no atexit handlers, no flushing of the first process's buffers
 
 
 def _report(
@@ -242,7 +361,7 @@ def _report(
         converged=world.converged_at is not None,
         invariants=verdict.results,
         convergence_s=convergence,
-        sync_rounds=world.rounds(),
+        sync_rounds=totals.rounds(world),
         messages={"total": sum(messages), "per_peer": spread(messages)},
         bytes={"total": sum(sent), "per_peer": spread(sent)},
         lost_writes=verdict.lost_writes,
@@ -275,7 +394,7 @@ def _report(
         events=list(world.events),
         refusals=world.refusals,
         timeline=world.timeline.rows(final),
-        push=_push(world.push_totals(), world.writes_done, len(live)),
+        push=_push(totals.push_totals(world), world.writes_done, len(live)),
         series={
             "bytes_per_peer": sent,
             "spread_cdf": cdf_points(spreads),

@@ -27,13 +27,13 @@ import logging
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..core.lifecycle.governance import Role
 from ..core.timeutil import NS_PER_SECOND
-from ..errors import PttsyncError
+from ..errors import PttsyncError, SimulationError
 from ..net.config import NodeConfig, trio_wall_clock
 from ..net.serve import serve_node
 from ..net.timers import run_steps, use_ticks
@@ -42,6 +42,7 @@ from .clock import SimClock
 from .fabric import Cut, Fabric
 from .link import TICK
 from .observe import BOUNDS, FaultCounts, Probe, Timeline, WriteTrack, bounds_of
+from .parts import SampleShare
 from .peers import LivePeers, Peer, name_of
 from .plan import Fault, FaultKind, Plan, SimConfig, Write, WriteKind
 from .profiling import PhaseClock
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..net.node import Node
+    from .parts import Part, PartResult
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,10 @@ class World:
         *,
         progress: Callable[[Progress], None] | None = None,
         phases: PhaseClock | None = None,
+        part: Part | None = None,
     ) -> None:
         self.cfg = cfg
+        self.part = part  # this process's share of a split run (parts.py), if split
         self.plan = plan
         self.progress = progress
         self.phases = phases if phases is not None else PhaseClock()
@@ -106,6 +110,10 @@ class World:
                 groups = tuple(frozenset(name_of(p) for p in g) for g in f.groups)
                 self.fabric.cuts.append(Cut(f.at, end, groups))
         self.tracks: dict[bytes, WriteTrack] = {}
+        self.other: PartResult | None = None  # the second process's results (totals.py)
+        self.foreign: dict[bytes, WriteTrack] | None = None if part is None else {}
+        if part is not None:
+            self.fabric.split(part.lockstep, part.runs)
         self.peers: dict[int, Peer] = {}
         self.up_peers = LivePeers()
         for i in range(plan.initial):
@@ -120,6 +128,7 @@ class World:
         self.writes_done = 0
         self.writes_refused = 0
         self.writes_skipped = 0
+        self.writes_seen = 0  # of the plan's writes, those whose time came
         self.refusals: list[str] = []
         self.orphans: set[bytes] = set()  # writes that left with their writer
         self.last_disturbance = 0.0
@@ -139,13 +148,17 @@ class World:
             else identity_of(self.cfg.seed, index)
         )
         store = self.topic.store_for(admitted=admitted)
-        peer = Peer(index, identity, store, Probe(index, self.tracks))
+        peer = Peer(index, identity, store, Probe(index, self.tracks, self.foreign))
         self.peers[index] = peer
+        if self.part is not None:  # a dial from the other process's peer is answered
+            self.fabric.identities[peer.name] = identity.peer_id
         return peer
 
     def live(self) -> list[Peer]:
-        """The peers up, by index."""
-        return list(self.up_peers.peers)
+        """The peers up (in a split run: those this process runs), by index."""
+        if self.part is None:
+            return list(self.up_peers.peers)
+        return [p for p in self.up_peers.peers if p.node is not None]
 
     def _node_config(self, peer: Peer, join: tuple[str, ...]) -> NodeConfig:
         cfg = self.cfg
@@ -176,10 +189,13 @@ class World:
 
     async def _start(self, peer: Peer, first: list[Peer] | None = None) -> None:
         assert self._nursery is not None
-        if peer.up:
+        if peer.state == "up":
             return
-        join = self._bootstrap(peer, first)
+        join = self._bootstrap(peer, first)  # drawn for every peer: the same draws
         peer.incarnation += 1
+        if self.part is not None and not self.part.mine(peer.index):
+            self.up_peers.mark_up(peer, None)  # the other process runs it
+            return
         await self._nursery.start(self._serve, peer, join)
         self._note(f"{peer.name} up (incarnation {peer.incarnation}, joins {len(join)})")
 
@@ -224,6 +240,9 @@ class World:
             clock.drive()  # and the clock wakes them: one turn an instant (clock.py)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self.part is not None:  # the other process gone: this run ends too
+                soon = trio.lowlevel.current_trio_token().run_sync_soon
+                self.part.lockstep.on_broken = lambda: soon(nursery.cancel_scope.cancel)
             nursery.start_soon(self.fabric.hand_inline)  # frames to parked readers (fabric.py)
             nursery.start_soon(run_steps)  # the pushers' and lazy timers' steps (net/timers.py)
             nursery.start_soon(self._watch)
@@ -243,6 +262,7 @@ class World:
                     await self._fault(what)
                 else:
                     self.phases.enter("writes")
+                    self.writes_seen += 1
                     await self._write(what)
             self.events_done = True
             self.phases.enter("quiescence")
@@ -320,10 +340,13 @@ class World:
 
     async def _write(self, write: Write) -> None:
         peer = self._writer(write.peer)
-        if peer is None or peer.node is None:
+        if peer is None:
             self.writes_skipped += 1
             return
-        value = {"n": self.writes_done + self.writes_refused, "by": peer.index}
+        if peer.node is None:
+            return  # the other process runs its writer, and makes it
+        # n: the write's place in the plan (every process knows it)
+        value = {"n": self.writes_seen - 1 - self.writes_skipped, "by": peer.index}
         try:
             if write.kind is WriteKind.DELETE:
                 done = await peer.node.api.delete(write.key)
@@ -348,7 +371,7 @@ class World:
         n = self.plan.initial
         for k in range(n):
             peer = self.peers.get((preferred + k) % n)
-            if peer is not None and peer.up:
+            if peer is not None and peer.state == "up":
                 return peer
         return None
 
@@ -373,27 +396,36 @@ class World:
                 peer.sample.pending = node.api.pending_count()
             digests[peer.index] = peer.sample.digest
         self._check_bounds(live)
-        sent = sum(t.messages_sent for t in self.fabric.traffic.values())
+        share = SampleShare(
+            digests,
+            all(p.sample.pending == 0 for p in live)
+            and all(p.state != "new" for p in self.peers.values()),
+            sum(t.messages_sent for t in self.fabric.traffic.values()),
+            self.writes_done,
+            max([p.probe.last_change for p in live], default=0.0),
+        )
+        if self.part is not None:  # the whole network: both processes' shares
+            try:
+                share = share.merge(self.part.swap(share))
+            except SimulationError:  # the other process is gone: the run ends (run.py says)
+                self.part.lockstep.on_broken()
+                return
         fresh, self._fresh_faults = self._fresh_faults, []
-        self.timeline.add(now, digests, sent, self.writes_done, self._fault_counts(), fresh)
+        counts = self._fault_counts()
+        self.timeline.add(now, share.digests, share.sent, share.writes_done, counts, fresh)
         groups: dict[bytes, int] = {}
-        for d in digests.values():
+        for d in share.digests.values():
             groups[d] = groups.get(d, 0) + 1
         agree = max(groups.values(), default=0)
-        done = (
-            self.events_done
-            and len(groups) <= 1
-            and all(p.sample.pending == 0 for p in live)
-            and all(p.state != "new" for p in self.peers.values())
-        )
+        done = self.events_done and len(groups) <= 1 and share.settled
         if done and self.converged_at is None:
-            self.converged_at = max([p.probe.last_change for p in live], default=now)
+            self.converged_at = share.last_change if share.digests else now
             self._converged.set()
         if self.progress is not None:
             self.progress(
                 Progress(
-                    now, self.plan.last_event, self.writes_done, len(self.plan.writes),
-                    len(live), agree, done,
+                    now, self.plan.last_event, share.writes_done, len(self.plan.writes),
+                    len(share.digests), agree, done,
                 )
             )  # fmt: skip
 
@@ -423,50 +455,3 @@ class World:
                 top.limit = limit
                 if used > top.used:
                     top.used, top.peer = used, peer.index
-
-    # -- results ------------------------------------------------------------------------------
-
-    def rounds(self) -> int:
-        total = 0
-        for peer in self.peers.values():
-            total += peer.rounds
-            if peer.node is not None:
-                total += sum(rt.stats.rounds_completed for rt in peer.node.topics.values())
-        return total
-
-    def push_totals(self) -> dict[str, int]:
-        """Push counters summed over the nodes running at the end (push.py, lazypush.py)."""
-        out = dict.fromkeys(("sent", "received", "announced", "requested", "prunes", "grafts"), 0)
-        for peer in self.peers.values():
-            for rt in peer.node.topics.values() if peer.node is not None else ():
-                out["sent"] += rt.stats.pushed
-                out["received"] += rt.stats.push_received
-                out["announced"] += rt.stats.announced
-                out["requested"] += rt.lazy.requested
-                out["prunes"] += rt.lazy.prunes
-                out["grafts"] += rt.lazy.grafts
-        return out
-
-    def violations(self) -> int:
-        total = 0
-        for peer in self.peers.values():
-            total += peer.violations + (peer.node.violations if peer.node is not None else 0)
-        return total
-
-    def internal_errors(self) -> int:
-        """Connections the nodes closed because of a bug of ours (node.internal_errors)."""
-        return sum(
-            p.internal_errors + (p.node.internal_errors if p.node is not None else 0)
-            for p in self.peers.values()
-        )
-
-    def describe_write(self, oplog_id: bytes) -> dict[str, Any]:
-        track = self.tracks[oplog_id]
-        return {
-            "oplog": oplog_id.hex()[:16],
-            "key": track.key,
-            "by": name_of(track.peer),
-            "acknowledged_at": round(track.at, 3),
-            "pending_at_ack": track.pending,
-            "valid_on": bin(track.reached).count("1"),
-        }

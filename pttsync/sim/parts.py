@@ -1,0 +1,120 @@
+"""A simulation run by two processes: who runs which peer, and what they share.
+
+`pttsync simulate --jobs 2` runs one plan in two processes, each one trio
+run on its own clock with half the peers (peer i in process i % 2), their
+connections crossing in conservative lockstep (lockstep.py, remote.py).
+Both carry out the same plan: each starts its own peers at their times and
+makes their writes, and knows the others are up (the plan says when), so a
+starting peer picks whom to join among all of them.
+
+What the world decides from every peer, the processes decide together:
+
+* **Samples.**  At each sample instant each process sends the other its
+  peers' digests and whether any has something pending, its count of
+  messages and writes, and its peers' last change; both then see the whole
+  network, and both decide at the same instant that it has converged.
+* **The end.**  After both runs, each sends its results (`PartResult`) and
+  the facts the invariants need of its peers (invariants.py): the first
+  process merges them and writes the one report.
+
+A seed gives the same report for a given number of processes (the split
+changes which task runs when, as any change of the code may); one process
+stays the reference.  Peer faults (crashes, churn, late joiners, masters
+offline) are not split yet: a plan with them runs in one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from .lockstep import Lockstep
+
+if TYPE_CHECKING:
+    from .lockstep import Bridge
+    from .plan import SimConfig
+
+JOBS = (1, 2)
+
+
+def check_splittable(cfg: SimConfig) -> None:
+    """UsageError unless `cfg` can run split across `cfg.jobs` processes."""
+    if cfg.jobs not in JOBS:
+        raise UsageError(f"jobs must be one of {', '.join(map(str, JOBS))}")
+    if cfg.jobs == 1:
+        return
+    faults = [
+        ("--crash", cfg.crashes),
+        ("--churn", cfg.churn),
+        ("--late", cfg.late),
+        ("--masters-offline", cfg.masters_offline),
+    ]
+    named = [flag for flag, value in faults if value]
+    if named:
+        raise UsageError(
+            f"--jobs 2 does not run peer faults yet ({', '.join(named)}): run them with --jobs 1"
+        )
+    if cfg.latency_ms[0] <= 0:
+        raise UsageError("--jobs 2 needs a least latency above 0 ms (its lookahead)")
+
+
+class Part:
+    """This process's share of a split run: its peers, and its side of the pipe."""
+
+    def __init__(self, index: int, bridge: Bridge, lookahead: float) -> None:
+        self.index = index
+        self.lockstep = Lockstep(bridge, index, lookahead)
+
+    def mine(self, peer: int) -> bool:
+        """True if this process runs peer `peer` (by index)."""
+        return peer % 2 == self.index
+
+    def runs(self, name: str) -> bool:
+        """True if this process runs the node named `name` ("peerN")."""
+        return self.mine(int(name[4:]))
+
+    def swap(self, obj: Any) -> Any:
+        return self.lockstep.swap(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleShare:
+    """One process's part of a sample (see the module text)."""
+
+    digests: dict[int, bytes]
+    settled: bool  # none of its peers has anything pending, and none is new
+    sent: int  # messages its peers sent so far
+    writes_done: int
+    last_change: float  # the latest commit of its peers (0: none)
+
+    def merge(self, other: SampleShare) -> SampleShare:
+        """Both processes' shares: the whole network's sample (the same on both sides)."""
+        return SampleShare(
+            {**self.digests, **other.digests},
+            self.settled and other.settled,
+            self.sent + other.sent,
+            self.writes_done + other.writes_done,
+            max(self.last_change, other.last_change),
+        )
+
+
+@dataclass(slots=True)
+class PartResult:
+    """What the second process hands the first at the end (everything the report
+    reads that lives with the peers that process ran)."""
+
+    traffic: dict[str, Any] = field(default_factory=dict)  # node name -> Traffic
+    rounds: int = 0
+    violations: int = 0
+    internal_errors: int = 0
+    push: dict[str, int] = field(default_factory=dict)
+    bounds: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # used, limit, peer
+    tracks: dict[bytes, Any] = field(default_factory=dict)  # its writes' WriteTracks
+    reached: dict[bytes, tuple[int, float]] = field(default_factory=dict)  # others' writes
+    writes_done: int = 0
+    writes_refused: int = 0
+    writes_skipped: int = 0
+    refusals: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    handed: int = 0

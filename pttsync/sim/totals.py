@@ -1,0 +1,143 @@
+"""What a finished run's peers add up to, in one process or two.
+
+The report's counters are sums over every peer and every incarnation of it:
+sync rounds, push counters, connections closed for violations or by a bug
+of ours.  In a run split across two processes (parts.py) each process
+holds its own peers' share: the second hands the first a `PartResult`
+(`part_result`), which the first merges into its world (`merge`) before it
+checks the invariants and writes the report, so every figure below counts
+the whole network.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .parts import PartResult
+from .peers import name_of
+
+if TYPE_CHECKING:
+    from .world import World
+
+PUSH_COUNTERS = ("sent", "received", "announced", "requested", "prunes", "grafts")
+
+
+def rounds(world: World) -> int:
+    total = world.other.rounds if world.other is not None else 0
+    for peer in world.peers.values():
+        total += peer.rounds
+        if peer.node is not None:
+            total += sum(rt.stats.rounds_completed for rt in peer.node.topics.values())
+    return total
+
+
+def push_totals(world: World) -> dict[str, int]:
+    """Push counters summed over the nodes running at the end (push.py, lazypush.py)."""
+    out = dict.fromkeys(PUSH_COUNTERS, 0)
+    if world.other is not None:
+        out.update(world.other.push)
+    for peer in world.peers.values():
+        for rt in peer.node.topics.values() if peer.node is not None else ():
+            out["sent"] += rt.stats.pushed
+            out["received"] += rt.stats.push_received
+            out["announced"] += rt.stats.announced
+            out["requested"] += rt.lazy.requested
+            out["prunes"] += rt.lazy.prunes
+            out["grafts"] += rt.lazy.grafts
+    return out
+
+
+def violations(world: World) -> int:
+    total = world.other.violations if world.other is not None else 0
+    for peer in world.peers.values():
+        total += peer.violations + (peer.node.violations if peer.node is not None else 0)
+    return total
+
+
+def internal_errors(world: World) -> int:
+    """Connections the nodes closed because of a bug of ours (node.internal_errors)."""
+    total = world.other.internal_errors if world.other is not None else 0
+    return total + sum(
+        p.internal_errors + (p.node.internal_errors if p.node is not None else 0)
+        for p in world.peers.values()
+    )
+
+
+def describe_write(world: World, oplog_id: bytes) -> dict[str, Any]:
+    track = world.tracks[oplog_id]
+    return {
+        "oplog": oplog_id.hex()[:16],
+        "key": track.key,
+        "by": name_of(track.peer),
+        "acknowledged_at": round(track.at, 3),
+        "pending_at_ack": track.pending,
+        "valid_on": bin(track.reached).count("1"),
+    }
+
+
+def part_result(world: World) -> PartResult:
+    """The second process's share of the report (see the module text)."""
+    assert world.part is not None
+    assert world.foreign is not None
+    mine = world.part.runs
+    return PartResult(
+        traffic={name: t for name, t in world.fabric.traffic.items() if mine(name)},
+        rounds=rounds(world),
+        violations=violations(world),
+        internal_errors=internal_errors(world),
+        push=push_totals(world),
+        bounds={name: (b.used, b.limit, b.peer) for name, b in world.bounds.items()},
+        tracks=dict(world.tracks),
+        reached={oid: (t.reached, t.last_reach) for oid, t in world.foreign.items()},
+        writes_done=world.writes_done,
+        writes_refused=world.writes_refused,
+        writes_skipped=world.writes_skipped,
+        refusals=list(world.refusals),
+        events=[e for e in world.events if e not in set(world.fault_log)],  # the first has those
+        handed=world.fabric.handed,
+    )
+
+
+def merge(world: World, other: PartResult) -> None:
+    """Take the second process's share into the first's world (see the module text)."""
+    assert world.part is not None
+    assert world.foreign is not None
+    world.other = other
+    world.fabric.traffic.update(other.traffic)
+    world.fabric.handed += other.handed
+    for name, (used, limit, peer) in other.bounds.items():
+        top = world.bounds[name]
+        top.limit = max(top.limit, limit)
+        if used > top.used:
+            top.used, top.peer = used, peer
+    # Each write was tracked where it was made; where it reached the other
+    # process's peers, that process noted by its ID.
+    for oid, track in other.tracks.items():
+        world.tracks[oid] = track
+        _reach(track, world.foreign.get(oid))
+    for oid, (bits, last) in other.reached.items():
+        track = world.tracks.get(oid)
+        if track is not None and oid not in other.tracks:
+            track.reached |= bits
+            track.last_reach = max(track.last_reach, last)
+    world.tracks = dict(sorted(world.tracks.items(), key=lambda kv: (kv[1].at, kv[0])))
+    world.writes_done += other.writes_done
+    world.writes_refused += other.writes_refused
+    world.refusals = (world.refusals + other.refusals)[:20]
+    events = sorted([*world.events, *other.events], key=_event_time)
+    world.events.clear()
+    world.events.extend(events)
+
+
+def _reach(track: Any, noted: Any) -> None:
+    if noted is not None:
+        track.reached |= noted.reached
+        track.last_reach = max(track.last_reach, noted.last_reach)
+
+
+def _event_time(line: str) -> float:
+    """An event line's virtual time ("t=   1.234s  ...")."""
+    try:
+        return float(line[2:].split("s", 1)[0])
+    except ValueError:
+        return 0.0
