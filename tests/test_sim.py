@@ -285,7 +285,10 @@ def deaf_peer(monkeypatch: pytest.MonkeyPatch) -> Callable[[int, int], None]:
 
 
 DEAF = SimConfig(peers=6, writes=12, seed=4, max_wait=60.0)
-DEAF_ARGS = ["simulate", "--peers", "6", "--writes", "12", "--seed", "4", "--max-wait", "60"]
+DEAF_ARGS = [
+    "simulate", "--peers", "6", "--writes", "12", "--seed", "4", "--max-wait", "60",
+    "--jobs", "1",
+]  # fmt: skip
 
 
 def test_a_peer_that_never_syncs_violates_the_invariants(
@@ -396,7 +399,10 @@ def test_the_cli_exits_1_and_prints_the_trace_when_an_invariant_fails(
     assert main([*DEAF_ARGS, "--no-progress"]) == 1
     out, err = capsys.readouterr()
     assert out.startswith("FAILED: 6 live peers did NOT converge")
-    assert "reproduce with: pttsync simulate --peers 6 --writes 12 --seed 4 --max-wait 60" in err
+    assert (
+        "reproduce with: pttsync simulate --peers 6 --writes 12 --seed 4 --max-wait 60 --jobs 1"
+        in err
+    )
     assert "seed: 4" in err
     assert "digests_equal: 2 distinct digests" in err
     assert "acknowledged_writes: 12 of 12" in err
@@ -440,7 +446,10 @@ def test_the_cli_prints_the_json_report_and_writes_the_timeline(
     assert report["virtual_s"] > 0 and report["wall_s"] >= 0
     assert report["writes"]["planned"] == report["writes"]["acknowledged"] == 10
     assert report["seed"] == 1 and report["config"]["peers"] == 6
-    assert report["reproduce"] == "pttsync simulate --peers 6 --writes 10 --seed 1"
+    # --jobs auto (the default) chose, and says what it chose (tests/test_sim_split.py).
+    jobs = report["config"]["jobs"]
+    assert jobs == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
+    assert report["reproduce"] == f"pttsync simulate --peers 6 --writes 10 --seed 1 --jobs {jobs}"
     assert "failures" not in report and "timeline" not in report
 
     text = path.read_text()

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from pttsync.cli import main
-from pttsync.cli.simulate import command_line
+from pttsync.cli import build_parser, main
+from pttsync.cli.simulate import command_line, config_from
 from pttsync.errors import SimulationError, UsageError
 from pttsync.net.topicruntime import TopicRuntime
 from pttsync.sim import SimConfig, SimReport, simulate, totals
@@ -169,11 +169,12 @@ def test_a_second_process_that_fails_is_reported(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"crashes": 1}, "--crash"),
+        ({"crashes": 1}, r"peer faults are not split yet \(--crash\); use --jobs 1"),
         ({"churn": 1}, "--churn"),
         ({"late": 1}, "--late"),
         ({"masters_offline": (6.0, 9.0)}, "--masters-offline"),
         ({"latency_ms": (0.0, 80.0)}, "least latency above 0"),
+        ({"peers": 1, "masters": 1}, "two peers"),
     ],
 )
 def test_what_is_not_split_yet_is_refused(changes: dict[str, Any], message: str) -> None:
@@ -184,9 +185,31 @@ def test_what_is_not_split_yet_is_refused(changes: dict[str, Any], message: str)
 def test_the_cli_refuses_a_split_it_cannot_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--peers", "6", "--jobs", "2", "--crash", "1"]) == 2
     err = capsys.readouterr().err
-    assert "--jobs 2 does not run peer faults yet (--crash)" in err
+    assert "--jobs 2 cannot run this plan: peer faults are not split yet (--crash)" in err
     assert "Traceback" not in err
     with pytest.raises(SystemExit) as info:
         main(["simulate", "--jobs", "3"])
     assert info.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("cpus", "extra", "jobs"),
+    [({0, 1}, [], 2), ({0, 1, 2, 3}, [], 2), ({0}, [], 1), ({0, 1}, ["--crash", "1"], 1)],
+)
+def test_jobs_auto_splits_where_two_cpus_and_the_plan_allow(
+    monkeypatch: pytest.MonkeyPatch, cpus: set[int], extra: list[str], jobs: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cpus)
+    for given in ([], ["--jobs", "auto"]):
+        args = build_parser().parse_args(["simulate", "--peers", "8", *extra, *given])
+        assert config_from(args).jobs == jobs
+    args = build_parser().parse_args(["simulate", "--peers", "8", "--jobs", "1", *extra])
+    assert config_from(args).jobs == 1  # asked for: kept
+
+
+def test_the_reproducing_command_says_how_many_processes_whenever_auto_could_differ() -> None:
+    assert command_line(SimConfig(peers=8, jobs=1)).endswith("--jobs 1")
+    assert command_line(SimConfig(peers=8, jobs=2)).endswith("--jobs 2")
+    # With a peer fault, auto always runs one process: nothing to say.
+    assert "--jobs" not in command_line(SimConfig(peers=8, crashes=1))

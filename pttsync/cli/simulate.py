@@ -50,6 +50,13 @@ def _number(kind: type[int] | type[float], lo: float, hi: float) -> Any:
     return parse
 
 
+def _jobs(text: str) -> int | None:
+    """--jobs: 1, 2, or auto (None: decided once the plan is known)."""
+    if text == "auto":
+        return None
+    return int(_number(int, 1, 2)(text))
+
+
 def _show(value: float) -> str:
     """A bound as people read it: 2592000, not 2.592e+06; 0.99."""
     return str(int(value)) if value == int(value) else f"{value:g}"
@@ -169,9 +176,12 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
                 " checks: what an idle network costs, with --profile (default: 0)"}),
     ("--sample-every", "sample_every", {"type": _number(float, 0.01, 3600), "metavar": "S",
         "help": "virtual seconds between samples of the timeline (default: 1)"}),
-    ("--jobs", "jobs", {"type": _number(int, 1, 2), "metavar": "N",
-        "help": "processes to split the peers across: 1 (default) or 2, for about 1.6x on"
-        " two cores; a seed gives the same report for the same N (no peer faults yet)"}),
+    ("--jobs", "jobs", {"type": _jobs, "metavar": "N",
+        "help": "processes the peers are split across: 1, 2 (about 1.7x faster on two"
+        " cores), or auto (default): 2 where this process may use two CPUs and the plan"
+        " has no peer faults (--crash, --churn, --late, --masters-offline), else 1.  A"
+        " seed gives one report for one N; the report and its reproducing command say"
+        " which"}),
 ]  # fmt: skip
 
 
@@ -283,6 +293,7 @@ def register(sub: Subparsers) -> None:
 
 def config_from(args: argparse.Namespace) -> SimConfig:
     """The SimConfig the arguments describe (UsageError for a bad combination)."""
+    from ..sim.parts import auto_jobs  # noqa: PLC0415
     from ..sim.plan import SimConfig  # noqa: PLC0415 - the simulator loads on use
     from ..sim.scenarios import scenario  # noqa: PLC0415
 
@@ -293,20 +304,24 @@ def config_from(args: argparse.Namespace) -> SimConfig:
             given[dest] = tuple(value) if dest == "partitions" else value
     if args.push is not None:
         given["push"] = args.push
-    if args.scenario:
-        return scenario(args.scenario).config(**given)
-    return SimConfig(**given)
+    cfg = scenario(args.scenario).config(**given) if args.scenario else SimConfig(**given)
+    if getattr(args, "jobs", None) is None:  # auto, the default: decided here, reported
+        cfg = cfg.replace(jobs=auto_jobs(cfg))
+    return cfg
 
 
 def command_line(cfg: SimConfig) -> str:
     """The `pttsync simulate` command that runs `cfg` (every setting off its default)."""
+    from ..sim.parts import refusals  # noqa: PLC0415
     from ..sim.plan import SimConfig  # noqa: PLC0415
 
     default = SimConfig()
     words = ["pttsync", "simulate"]
+    splittable = not refusals(cfg)  # then --jobs auto could run it either way: say which
     for flag, dest, _kw in _OPTIONS:
         value = getattr(cfg, dest)
-        if value == getattr(default, dest) and dest != "seed":
+        said = dest == "seed" or (dest == "jobs" and splittable)
+        if value == getattr(default, dest) and not said:
             continue
         if dest == "partitions":
             words += [w for a, b in value for w in (flag, f"{_num(a)}:{_num(b)}")]

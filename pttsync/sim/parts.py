@@ -25,6 +25,7 @@ offline) are not split yet: a plan with them runs in one process.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,12 +39,8 @@ if TYPE_CHECKING:
 JOBS = (1, 2)
 
 
-def check_splittable(cfg: SimConfig) -> None:
-    """UsageError unless `cfg` can run split across `cfg.jobs` processes."""
-    if cfg.jobs not in JOBS:
-        raise UsageError(f"jobs must be one of {', '.join(map(str, JOBS))}")
-    if cfg.jobs == 1:
-        return
+def refusals(cfg: SimConfig) -> list[str]:
+    """Why `cfg`'s plan cannot be split across processes (empty: it can)."""
     faults = [
         ("--crash", cfg.crashes),
         ("--churn", cfg.churn),
@@ -51,12 +48,31 @@ def check_splittable(cfg: SimConfig) -> None:
         ("--masters-offline", cfg.masters_offline),
     ]
     named = [flag for flag, value in faults if value]
-    if named:
-        raise UsageError(
-            f"--jobs 2 does not run peer faults yet ({', '.join(named)}): run them with --jobs 1"
-        )
+    out = [f"peer faults are not split yet ({', '.join(named)})"] if named else []
     if cfg.latency_ms[0] <= 0:
-        raise UsageError("--jobs 2 needs a least latency above 0 ms (its lookahead)")
+        out.append("it needs a least latency above 0 ms (its lookahead)")
+    if cfg.peers < 2:
+        out.append("it needs two peers")
+    return out
+
+
+def check_splittable(cfg: SimConfig) -> None:
+    """UsageError unless `cfg` can run split across `cfg.jobs` processes."""
+    if cfg.jobs not in JOBS:
+        raise UsageError(f"jobs must be one of {', '.join(map(str, JOBS))}")
+    why = refusals(cfg) if cfg.jobs > 1 else []
+    if why:
+        raise UsageError(f"--jobs 2 cannot run this plan: {'; '.join(why)}; use --jobs 1")
+
+
+def auto_jobs(cfg: SimConfig) -> int:
+    """What `--jobs auto` runs `cfg` with: 2 processes where the plan can be split and
+    this process may use two CPUs, else 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return 2 if cpus >= 2 and not refusals(cfg) else 1
 
 
 class Part:
