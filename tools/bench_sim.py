@@ -4,6 +4,7 @@
     python tools/bench_sim.py spread [--sizes 100,300,1000] [--seed 1]
     python tools/bench_sim.py idle   [--peers 1000] [--hold 60] [--seed 1]
     python tools/bench_sim.py all --json
+    (each also takes --jobs 1|2|auto: processes per run, as `pttsync simulate`'s)
 
 Every figure comes from one run of `pttsync.simulate` (real nodes, the
 simulated network, virtual time), so they compare like with like:
@@ -35,17 +36,26 @@ import sys
 from typing import Any
 
 from pttsync.sim import SimConfig, epidemic_rounds, simulate
+from pttsync.sim.parts import auto_jobs
+
+JOBS = "auto"  # --jobs: as `pttsync simulate`'s default
 
 SCALE_TARGET_S = 30.0  # issue 17; the default 30 s-of-writes run: 60 s
 SPREAD_TARGET = 1.5
 IDLE_TARGET = 0.2  # wall seconds per virtual second of a converged 1,000-peer network
 
 
+def jobs(cfg: SimConfig) -> SimConfig:
+    """`cfg` run with --jobs (auto: as `pttsync simulate` would)."""
+    return cfg.replace(jobs=auto_jobs(cfg) if JOBS == "auto" else int(JOBS))
+
+
 def scale(peers: int, duration: float, seed: int) -> dict[str, Any]:
-    cfg = SimConfig(peers=peers, writes=peers, duration=duration, seed=seed)
+    cfg = jobs(SimConfig(peers=peers, writes=peers, duration=duration, seed=seed))
     report = simulate(cfg)
     return {
         "peers": peers,
+        "jobs": cfg.jobs,
         "writes": peers,
         "write_window_s": duration,
         "ok": report.ok,
@@ -66,7 +76,7 @@ def spread(n: int, seed: int, *, push: bool) -> dict[str, Any]:
         peers=n, writes=1, write_by="masters", warmup=30.0, duration=0.0, seed=seed, push=push,
         hot=0.0, deletes=0.0,
     )  # fmt: skip
-    report = simulate(cfg)
+    report = simulate(jobs(cfg))
     seconds = report.spread_s["max"]
     rounds = seconds / cfg.sync_interval
     bound = epidemic_rounds(n)
@@ -87,12 +97,13 @@ def spread(n: int, seed: int, *, push: bool) -> dict[str, Any]:
 
 def idle(peers: int, hold: float, seed: int) -> dict[str, Any]:
     writes = max(1, peers // 100)
-    settled = simulate(SimConfig(peers=peers, writes=writes, duration=5.0, seed=seed))
-    cfg = SimConfig(peers=peers, writes=writes, duration=5.0, seed=seed, hold=hold)
+    settled = simulate(jobs(SimConfig(peers=peers, writes=writes, duration=5.0, seed=seed)))
+    cfg = jobs(SimConfig(peers=peers, writes=writes, duration=5.0, seed=seed, hold=hold))
     report = simulate(cfg)
     per_s = report.phases_s["hold"] / hold
     return {
         "peers": peers,
+        "jobs": cfg.jobs,
         "ok": report.ok,
         "hold_virtual_s": hold,
         "hold_wall_s": report.phases_s["hold"],
@@ -113,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--jobs", choices=["1", "2", "auto"], default="auto")
     args = parser.parse_args(argv)
+    global JOBS  # noqa: PLW0603 - the one setting every benchmark reads
+    JOBS = args.jobs
     out: dict[str, Any] = {}
     if args.what in ("scale", "all"):
         out["scale"] = scale(args.peers, args.duration, args.seed)
@@ -122,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"scale: {s['peers']} peers, {s['writes']} writes over {s['write_window_s']:g} s:"
                 f" {'converged' if s['converged'] else 'NOT converged'} in"
-                f" {s['virtual_s']:.1f} virtual s, {s['wall_s']:.1f} s wall"
+                f" {s['virtual_s']:.1f} virtual s, {s['wall_s']:.1f} s wall ({s['jobs']} processes)"
                 f" ({s['ratio_to_target']:.2f} x the {SCALE_TARGET_S:g} s target),"
                 f" {s['messages']:,} messages",
                 flush=True,

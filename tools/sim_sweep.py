@@ -84,6 +84,9 @@ def draw(rng: random.Random, max_peers: int = 40) -> list[str]:
         args += ["--store", "sqlite"]
     if rng.random() < 0.05 and peers <= 12:
         args += ["--transport", "noise"]
+    # Half the runs whose plan can be split run in two processes (parts.py).
+    faults = {"--crash", "--churn", "--late", "--masters-offline"} & set(args)
+    args += ["--jobs", "2" if not faults and rng.random() < 0.5 else "1"]
     return args
 
 
