@@ -175,6 +175,7 @@ def test_a_second_process_that_fails_is_reported(monkeypatch: pytest.MonkeyPatch
         ({"masters_offline": (6.0, 9.0)}, "--masters-offline"),
         ({"latency_ms": (0.0, 80.0)}, "least latency above 0"),
         ({"peers": 1, "masters": 1}, "two peers"),
+        ({"latency_dist": "lognormal"}, "lognormal latency has no least value"),
     ],
 )
 def test_what_is_not_split_yet_is_refused(changes: dict[str, Any], message: str) -> None:

@@ -85,8 +85,8 @@ def draw(rng: random.Random, max_peers: int = 40) -> list[str]:
     if rng.random() < 0.05 and peers <= 12:
         args += ["--transport", "noise"]
     # Half the runs whose plan can be split run in two processes (parts.py).
-    faults = {"--crash", "--churn", "--late", "--masters-offline"} & set(args)
-    args += ["--jobs", "2" if not faults and rng.random() < 0.5 else "1"]
+    unsplit = {"--crash", "--churn", "--late", "--masters-offline", "lognormal"} & set(args)
+    args += ["--jobs", "2" if not unsplit and rng.random() < 0.5 else "1"]
     return args
 
 

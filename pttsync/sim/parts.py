@@ -49,7 +49,9 @@ def refusals(cfg: SimConfig) -> list[str]:
     ]
     named = [flag for flag, value in faults if value]
     out = [f"peer faults are not split yet ({', '.join(named)})"] if named else []
-    if cfg.latency_ms[0] <= 0:
+    if cfg.latency_dist != "uniform":
+        out.append("a lognormal latency has no least value (the windows' length)")
+    elif cfg.latency_ms[0] <= 0:
         out.append("it needs a least latency above 0 ms (its lookahead)")
     if cfg.peers < 2:
         out.append("it needs two peers")
