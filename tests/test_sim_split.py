@@ -214,3 +214,14 @@ def test_the_reproducing_command_says_how_many_processes_whenever_auto_could_dif
     assert command_line(SimConfig(peers=8, jobs=2)).endswith("--jobs 2")
     # With a peer fault, auto always runs one process: nothing to say.
     assert "--jobs" not in command_line(SimConfig(peers=8, crashes=1))
+
+
+def test_the_profile_of_a_split_run_shows_its_windows_and_waits() -> None:
+    cfg = SimConfig(peers=8, writes=10, seed=3, jobs=2)
+    report = simulate(cfg, profile=True)
+    assert report.profile is not None
+    split = report.profile["split"]
+    assert split["windows"] > 0 and split["crossed"] > 0
+    assert len(split["waited_s"]) == 2 and min(split["waited_s"]) >= 0
+    assert "two processes: " in report.summary()
+    assert "split" not in simulate(cfg.replace(jobs=1), profile=True).profile  # type: ignore[operator]

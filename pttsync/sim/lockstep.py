@@ -26,6 +26,7 @@ side (sim/remote.py gives them their meaning).
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import SimulationError, UsageError
@@ -80,6 +81,7 @@ class Lockstep:
         self._outbox: list[Item] = []
         self.barriers = 0  # windows closed (statistics)
         self.crossed = 0  # items sent across (statistics)
+        self.waited = 0.0  # wall seconds spent waiting for the other process (statistics)
         self.other_finished = False
         self.broken = False  # the pipe failed: the other process is gone
         self.on_broken: Callable[[], None] = _nothing  # then this ends the run (world.py)
@@ -135,9 +137,11 @@ class Lockstep:
         try:
             if self.part == 0:
                 self.bridge.send(obj)
-                return self.bridge.recv()
+            began = time.perf_counter()
             got = self.bridge.recv()
-            self.bridge.send(obj)
+            self.waited += time.perf_counter() - began
+            if self.part == 1:
+                self.bridge.send(obj)
         except (EOFError, OSError):
             self.broken = True
             raise SimulationError("the other process of the split run is gone") from None

@@ -136,3 +136,6 @@ class PartResult:
     refusals: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     handed: int = 0
+    windows: int = 0  # the lockstep's windows, items it sent, and wall s it waited
+    crossed: int = 0
+    waited: float = 0.0

@@ -96,6 +96,14 @@ def render(profile: dict[str, Any]) -> list[str]:
     total = sum(phases.values()) or 1.0
     lines = ["wall time by phase"]
     lines += [f"  {name:<11} {s:9.3f} s  {100 * s / total:5.1f}%" for name, s in phases.items()]
+    split = profile.get("split")
+    if split is not None:  # --jobs 2 (parts.py): only the first process is profiled
+        first, second = split["waited_s"]
+        lines.append(
+            f"two processes: {split['windows']:,} windows, {split['crossed']:,} items crossed;"
+            f" waited for the other {first:.3f} s (first), {second:.3f} s (second);"
+            " cost centres: the first's"
+        )
     lines.append("top modules by own time (under cProfile)")
     lines += [f"  {m['own_s']:9.3f} s  {m['module']}" for m in profile["modules"]]
     lines.append("top functions by own time")

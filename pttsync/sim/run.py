@@ -233,7 +233,10 @@ def run_plan(
     report = _report(world, plan, verdict, live, elapsed, reproducible, reproduce)
     report.phases_s = phases.seconds()
     if profiler is not None:
-        report.profile = cost_centres(profiler)
+        centres: dict[str, Any] = dict(cost_centres(profiler))
+        if world.other is not None:
+            centres["split"] = totals.split_profile(world)
+        report.profile = centres
     return report
 
 

@@ -95,6 +95,9 @@ def part_result(world: World) -> PartResult:
         refusals=list(world.refusals),
         events=[e for e in world.events if e not in set(world.fault_log)],  # the first has those
         handed=world.fabric.handed,
+        windows=world.part.lockstep.barriers,
+        crossed=world.part.lockstep.crossed,
+        waited=world.part.lockstep.waited,
     )
 
 
@@ -127,6 +130,19 @@ def merge(world: World, other: PartResult) -> None:
     events = sorted([*world.events, *other.events], key=_event_time)
     world.events.clear()
     world.events.extend(events)
+
+
+def split_profile(world: World) -> dict[str, Any]:
+    """For `--profile`: the lockstep's windows, the items that crossed, and how long
+    each process waited for the other (their imbalance)."""
+    assert world.part is not None
+    assert world.other is not None
+    step, other = world.part.lockstep, world.other
+    return {
+        "windows": step.barriers,
+        "crossed": step.crossed + other.crossed,
+        "waited_s": [round(step.waited, 3), round(other.waited, 3)],
+    }
 
 
 def _reach(track: Any, noted: Any) -> None:
