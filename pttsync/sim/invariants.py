@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 OK = "ok"
 Losers = tuple[bytes, ...]
+NOWHERE = (0, 0, False)  # a write's facts where it never arrived: valid on, held on, failed
 MAX_DOC_READS = 50_000
 PAGE = 10_000
 EXAMPLES = 5
@@ -107,12 +108,15 @@ def check(
     *,
     max_doc_reads: int = MAX_DOC_READS,
     elsewhere: Elsewhere | None = None,
+    facts: Facts | None = None,
 ) -> Verdict:
     """Every invariant of a finished run over its `live` peers (in a split run: all of
-    them, those the second process ran read through `elsewhere`)."""
+    them, those the second process ran read through `elsewhere`).  `facts`: this
+    process's peers', if read already (`facts_of`)."""
     v = Verdict()
     here = live if elsewhere is None else [p for p in live if p.node is not None]
-    facts = facts_of(world, here, world.tracks, oplogs=False)
+    if facts is None:
+        facts = facts_of(world, here, world.tracks, oplogs=False)
     digests, pending = dict(facts.digests), dict(facts.pending)
     if elsewhere is not None:
         digests.update(elsewhere.facts.digests)
@@ -138,12 +142,12 @@ def check(
             {"digest": d.hex()[:16], "peers": [f"peer{i}" for i in g[:10]], "count": len(g)}
             for d, g in groups.items()
         ]
-    writes = dict(facts.writes)
-    if elsewhere is not None:
-        for oid, (valid, held, failed) in elsewhere.facts.writes.items():
-            if oid in writes:
-                v0, h0, f0 = writes[oid]
-                writes[oid] = (v0 + valid, h0 + held, f0 or failed)
+    writes = {oid: facts.writes.get(oid, NOWHERE) for oid in world.tracks}
+    if elsewhere is not None:  # where each write is, on the second process's peers too
+        there = elsewhere.facts.writes
+        for oid, (v0, h0, f0) in writes.items():
+            v1, h1, f1 = there.get(oid, NOWHERE)
+            writes[oid] = (v0 + v1, h0 + h1, f0 or f1)
     _check_writes(world, len(live), writes, v)
     oracle = _oracle(world, here, digests, elsewhere)
     _check_documents(world, live, here, oracle, v, max_doc_reads, elsewhere)

@@ -218,11 +218,12 @@ def run_plan(
             if stopper is not None and stopper.stopped:
                 raise Stopped("the simulation was stopped before it ended")
             phases.enter("checks")
-            if second is not None:
-                assert part is not None
-                totals.merge(world, second.result())
             live = sorted((p for p in world.peers.values() if p.state == "up"), key=_index)
-            verdict = check(world, live, elsewhere=second)
+            facts = None
+            if second is not None:  # this process's facts, while the second reads its own
+                facts = facts_of(world, [p for p in live if p.up], known(world), oplogs=False)
+                totals.merge(world, second.result())
+            verdict = check(world, live, elsewhere=second, facts=facts)
         phases.stop()
     finally:
         if profiler is not None:
@@ -238,6 +239,13 @@ def run_plan(
             centres["split"] = totals.split_profile(world)
         report.profile = centres
     return report
+
+
+def known(world: World) -> list[bytes]:
+    """The writes a process of a split run knows of: its own, then the other's that
+    reached its peers (the others are on none of them)."""
+    foreign = world.foreign or {}
+    return [*world.tracks, *(oid for oid in foreign if oid not in world.tracks)]
 
 
 def _index(peer: Any) -> int:
@@ -324,8 +332,8 @@ def _second(cfg: SimConfig, plan: Plan, conn: Connection, lookahead: float) -> N
                 raise SimulationError("the split run's first process is gone")
         # What the first process's checks read of this one's peers (invariants.py).
         here = [p for p in world.peers.values() if p.up]
-        known = [*world.tracks, *(oid for oid in world.foreign or () if oid not in world.tracks)]
-        conn.send(("ok", totals.part_result(world), facts_of(world, here, known, oplogs=True)))
+        facts = facts_of(world, here, known(world), oplogs=True)
+        conn.send(("ok", totals.part_result(world), facts))
         _, want, conflicts, sampled = conn.recv()
         conn.send(("docs", *compare_documents(world, here, want, conflicts, sampled)))
     except BaseException:
