@@ -27,7 +27,7 @@ from pttsync.sim.fabric import TICK, Fabric, LinkModel
 from pttsync.sim.lockstep import Lockstep
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
 END = 20.0  # virtual seconds each run lasts: every script's frames have arrived by then
 Action = tuple[float, int, int]  # (when, from node, to node)
@@ -116,11 +116,10 @@ def arrived(got: list[Record]) -> list[Record]:
     return sorted(got, key=lambda r: (r[0], r[1]))
 
 
-def split(
-    model: LinkModel, nodes: int, script: Sequence[Action]
-) -> tuple[list[Record], list[Fabric]]:
-    """The same script, node i run by part i % 2, each part in its own thread."""
-    results: list[list[Record]] = [[], []]
+def in_two_parts(model: LinkModel, body: Callable[[Fabric, int], Awaitable[Any]]) -> list[Any]:
+    """`body(fabric, k)` run by part k = 0 and 1, each in its own thread and trio run,
+    in lockstep; node NAME+i is part i % 2's.  Their results, by part."""
+    results: list[Any] = [None, None]
     errors: list[BaseException] = []
     fabrics = [Fabric(model=model, seed=1) for _ in range(2)]
     ends = bridges()
@@ -129,9 +128,7 @@ def split(
         step = Lockstep(ends[k], k, model.latency[0])
         fabrics[k].split(step, lambda node: int(node[1:]) % 2 == k)
         try:
-            results[k] = trio.run(
-                play, fabrics[k], nodes, script, lambda i: i % 2 == k, clock=SimClock(step)
-            )
+            results[k] = trio.run(body, fabrics[k], k, clock=SimClock(step))
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -144,6 +141,20 @@ def split(
         t.join(timeout=60)
     if errors:
         raise errors[0]
+    return results
+
+
+def split(
+    model: LinkModel, nodes: int, script: Sequence[Action]
+) -> tuple[list[Record], list[Fabric]]:
+    """The same script, node i run by part i % 2, each part in its own thread."""
+    fabrics: list[Fabric] = [Fabric(), Fabric()]
+
+    async def body(fabric: Fabric, k: int) -> list[Record]:
+        fabrics[k] = fabric
+        return await play(fabric, nodes, script, lambda i: i % 2 == k)
+
+    results = in_two_parts(model, body)
     return arrived(results[0] + results[1]), fabrics
 
 
@@ -210,26 +221,7 @@ def test_a_dial_to_a_node_nobody_serves_is_refused_across_too() -> None:
             outcome["refused_at"] = trio.current_time()
         await trio.sleep(1.0)
 
-    fabrics = [Fabric(model=model, seed=1) for _ in range(2)]
-    ends = bridges()
-    errors: list[BaseException] = []
-
-    def part(k: int) -> None:
-        step = Lockstep(ends[k], k, 0.01)
-        fabrics[k].split(step, lambda node: int(node[1:]) % 2 == k)
-        try:
-            trio.run(dial_nobody, fabrics[k], k, clock=SimClock(step))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            step.finish()
-
-    threads = [threading.Thread(target=part, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors
+    in_two_parts(model, dial_nobody)
     assert outcome["refused_at"] == pytest.approx(0.02)  # a round trip, as when whole
 
 
