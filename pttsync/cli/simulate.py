@@ -179,9 +179,8 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--jobs", "jobs", {"type": _jobs, "metavar": "N",
         "help": "processes the peers are split across: 1, 2 (about 1.7x faster on two"
         " cores), or auto (default): 2 where this process may use two CPUs and the plan"
-        " has no peer faults (--crash, --churn, --late, --masters-offline), else 1.  A"
-        " seed gives one report for one N; the report and its reproducing command say"
-        " which"}),
+        " allows (not with --churn or --latency-dist lognormal), else 1.  A seed gives"
+        " one report for one N; the report and its reproducing command say which"}),
 ]  # fmt: skip
 
 
