@@ -63,7 +63,7 @@ FAULTY = SimConfig(
 )  # fmt: skip
 FAULTY_ARGS = [
     "--peers", "6", "--writes", "12", "--seed", "9", "--crash", "1", "--loss", "0.05",
-    "--partition", "12:20",
+    "--partition", "12:20", "--jobs", "1",
 ]  # fmt: skip
 
 

@@ -35,7 +35,7 @@ NO_MATPLOTLIB = "matplotlib is not installed: pip install 'pttsync[plot]' to run
 CFG = SimConfig(peers=5, writes=8, seed=4, crashes=1, partitions=((6.5, 12.5),))
 ARGS = [
     "simulate", "--peers", "5", "--writes", "8", "--seed", "4", "--crash", "1",
-    "--partition", "6.5:12.5", "--no-progress",
+    "--partition", "6.5:12.5", "--no-progress", "--jobs", "1",
 ]  # fmt: skip
 TITLES = ("Peers holding the final digest", "Spread of writes", "Bytes sent per peer")
 
