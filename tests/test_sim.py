@@ -364,17 +364,22 @@ def test_an_acknowledged_write_no_node_stored_is_reported_lost(
     assert "'key': 'phantom'" in trace
 
 
+@pytest.mark.parametrize(
+    ("seed", "jobs", "leaver"), [(1, 1, 4), (1, 2, 4), (16, 2, 3)], ids=["whole", "split", "odd"]
+)
 def test_writes_that_leave_with_their_writer_are_counted_apart(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, seed: int, jobs: int, leaver: int
 ) -> None:
     """A peer whose writes never leave it (it pushes nothing and serves no sync round)
-    then leaves for good: its writes are gone with it, not lost by the protocol."""
-    cfg = SimConfig(peers=8, writes=30, seed=1, churn=1)
+    then leaves for good: its writes are gone with it, not lost by the protocol.  Split
+    in two processes (tests/test_sim_split.py), each notes what its peers hold; peer 3
+    is the second process's."""
+    cfg = SimConfig(peers=8, writes=30, seed=seed, churn=1, jobs=jobs)
     (leave,) = [f for f in make_plan(cfg).faults if f.kind is FaultKind.LEAVE]
-    assert leave.peers == (4,)
-    mine = [w for w in make_plan(cfg).writes if w.peer == 4 and w.at < leave.at]
+    assert leave.peers == (leaver,)
+    mine = [w for w in make_plan(cfg).writes if w.peer == leaver and w.at < leave.at]
     assert len(mine) == 3
-    victim = identity_of(cfg.seed, 4).peer_id
+    victim = identity_of(cfg.seed, leaver).peer_id
     push_batch = TopicRuntime.push_batch
 
     def mute_push_batch(

@@ -68,16 +68,18 @@ def test_a_split_run_is_healthy_and_counts_the_whole_network() -> None:
     assert split.config["jobs"] == 2
 
 
-def test_crashes_outages_and_late_joiners_are_carried_out_by_both_processes() -> None:
+def test_every_fault_is_carried_out_by_both_processes() -> None:
     """Each process stops and starts its own peers as the plan says, and marks the
-    other's down and up: the resets of a crashed peer's connections cross."""
+    other's down and up (the resets of a crashed peer's connections cross); a newcomer
+    is admitted by its master's process and started by its own."""
     cfg = SimConfig(
         peers=16, writes=30, seed=8, crashes=4, masters=2, masters_offline=(10.0, 20.0),
-        late=2, loss=0.02, partitions=((12.0, 16.0),), jobs=2,
+        late=2, churn=3, loss=0.02, partitions=((12.0, 16.0),), jobs=2,
     )  # fmt: skip
     split = run(cfg)
     assert split.ok, split.trace()
     assert split.peers["crashes"] == 4 + 2 and split.peers["live"] == 18
+    assert split.peers["joined"] == 2 + 3 and split.peers["left"] == 3  # late, newcomers
     assert split.writes["acknowledged"] == 30
     assert split.faults == run(cfg.replace(jobs=1)).faults  # one plan, carried out alike
     again = run(cfg)
@@ -185,7 +187,6 @@ def test_a_second_process_that_fails_is_reported(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"churn": 1}, r"churn is not split yet \(--churn\); use --jobs 1"),
         ({"latency_ms": (0.0, 80.0)}, "least latency above 0"),
         ({"peers": 1, "masters": 1}, "two peers"),
         ({"latency_dist": "lognormal"}, "lognormal latency has no least value"),
@@ -197,9 +198,10 @@ def test_what_is_not_split_yet_is_refused(changes: dict[str, Any], message: str)
 
 
 def test_the_cli_refuses_a_split_it_cannot_run(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["simulate", "--peers", "6", "--jobs", "2", "--churn", "1"]) == 2
+    args = ["simulate", "--peers", "6", "--jobs", "2", "--latency-dist", "lognormal"]
+    assert main(args) == 2
     err = capsys.readouterr().err
-    assert "--jobs 2 cannot run this plan: churn is not split yet (--churn)" in err
+    assert "--jobs 2 cannot run this plan: a lognormal latency has no least value" in err
     assert "Traceback" not in err
     with pytest.raises(SystemExit) as info:
         main(["simulate", "--jobs", "3"])
@@ -213,7 +215,8 @@ def test_the_cli_refuses_a_split_it_cannot_run(capsys: pytest.CaptureFixture[str
         ({0, 1}, [], 2),
         ({0, 1, 2, 3}, ["--crash", "2"], 2),
         ({0}, [], 1),
-        ({0, 1}, ["--churn", "1"], 1),
+        ({0, 1}, ["--churn", "1"], 2),
+        ({0, 1}, ["--latency-ms", "0:80"], 1),
     ],
 )
 def test_jobs_auto_splits_where_two_cpus_and_the_plan_allow(
@@ -230,8 +233,8 @@ def test_jobs_auto_splits_where_two_cpus_and_the_plan_allow(
 def test_the_reproducing_command_says_how_many_processes_whenever_auto_could_differ() -> None:
     assert command_line(SimConfig(peers=8, jobs=1)).endswith("--jobs 1")
     assert command_line(SimConfig(peers=8, jobs=2)).endswith("--jobs 2")
-    # With churn, auto always runs one process: nothing to say.
-    assert "--jobs" not in command_line(SimConfig(peers=8, churn=1))
+    # With a log-normal latency, auto always runs one process: nothing to say.
+    assert "--jobs" not in command_line(SimConfig(peers=8, latency_dist="lognormal"))
 
 
 def test_the_profile_of_a_split_run_shows_its_windows_and_waits() -> None:

@@ -85,7 +85,7 @@ def draw(rng: random.Random, max_peers: int = 40) -> list[str]:
     if rng.random() < 0.05 and peers <= 12:
         args += ["--transport", "noise"]
     # Half the runs whose plan can be split run in two processes (parts.py).
-    unsplit = {"--churn", "lognormal"} & set(args)
+    unsplit = "lognormal" in args
     args += ["--jobs", "2" if not unsplit and rng.random() < 0.5 else "1"]
     return args
 

@@ -179,7 +179,7 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--jobs", "jobs", {"type": _jobs, "metavar": "N",
         "help": "processes the peers are split across: 1, 2 (about 1.7x faster on two"
         " cores), or auto (default): 2 where this process may use two CPUs and the plan"
-        " allows (not with --churn or --latency-dist lognormal), else 1.  A seed gives"
+        " allows (not with --latency-dist lognormal), else 1.  A seed gives"
         " one report for one N; the report and its reproducing command say which"}),
 ]  # fmt: skip
 

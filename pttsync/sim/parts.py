@@ -19,12 +19,12 @@ What the world decides from every peer, the processes decide together:
 
 A seed gives the same report for a given number of processes (the split
 changes which task runs when, as any change of the code may); one process
-stays the reference.  Crashes and restarts, masters' outages and late
-joiners are carried out by both processes as the plan says (each stops or
-starts the peers it runs, and marks the others down or up); churn is not
-split yet (a newcomer's admission and the writes that left with the peers
-that left are decided from every peer at once): such a plan runs in one
-process.
+stays the reference.  Faults are carried out by both processes as the
+plan says: each stops or starts the peers it runs and marks the others
+down or up; a newcomer is admitted by its master's process, at once, and
+started by its own; when a peer leaves, each process notes which writes
+its remaining peers hold, and the first decides at the end which left
+with the peers that left (totals.py).
 """
 
 from __future__ import annotations
@@ -45,10 +45,7 @@ JOBS = (1, 2)
 
 def refusals(cfg: SimConfig) -> list[str]:
     """Why `cfg`'s plan cannot be split across processes (empty: it can)."""
-    # Crashes, restarts, masters' outages and late joiners follow the plan in both
-    # processes; churn does not: who admits a newcomer, and which writes left with
-    # the peers that left, are decided from every peer at once.
-    out = ["churn is not split yet (--churn)"] if cfg.churn else []
+    out = []
     if cfg.latency_dist != "uniform":
         out.append("a lognormal latency has no least value (the windows' length)")
     elif cfg.latency_ms[0] <= 0:
@@ -136,6 +133,7 @@ class PartResult:
     refusals: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     handed: int = 0
+    leaves: list[tuple[list[bytes], set[bytes]]] = field(default_factory=list)  # world.py
     windows: int = 0  # the lockstep's windows, items it sent, and wall s it waited
     crossed: int = 0
     waited: float = 0.0

@@ -95,6 +95,7 @@ def part_result(world: World) -> PartResult:
         refusals=list(world.refusals),
         events=[e for e in world.events if e not in set(world.fault_log)],  # the first has those
         handed=world.fabric.handed,
+        leaves=world.leaves,
         windows=world.part.lockstep.barriers,
         crossed=world.part.lockstep.crossed,
         waited=world.part.lockstep.waited,
@@ -124,6 +125,7 @@ def merge(world: World, other: PartResult) -> None:
             track.reached |= bits
             track.last_reach = max(track.last_reach, last)
     world.tracks = dict(sorted(world.tracks.items(), key=lambda kv: (kv[1].at, kv[0])))
+    _orphans(world, other)
     world.writes_done += other.writes_done
     world.writes_refused += other.writes_refused
     world.refusals = (world.refusals + other.refusals)[:20]
@@ -143,6 +145,16 @@ def split_profile(world: World) -> dict[str, Any]:
         "crossed": step.crossed + other.crossed,
         "waited_s": [round(step.waited, 3), round(other.waited, 3)],
     }
+
+
+def _orphans(world: World, other: PartResult) -> None:
+    """The writes no remaining peer held when a peer left (world._note_orphans), from
+    what each process's peers held at each leave (the same leaves, in the same order)."""
+    assert len(world.leaves) == len(other.leaves), "both processes carry out every leave"
+    for (mine, held_here), (theirs, held_there) in zip(world.leaves, other.leaves, strict=True):
+        for oid in [*mine, *theirs]:
+            if oid not in world.orphans and oid not in held_here and oid not in held_there:
+                world.orphans.add(oid)
 
 
 def _reach(track: Any, noted: Any) -> None:

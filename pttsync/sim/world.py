@@ -131,6 +131,7 @@ class World:
         self.writes_seen = 0  # of the plan's writes, those whose time came
         self.refusals: list[str] = []
         self.orphans: set[bytes] = set()  # writes that left with their writer
+        self.leaves: list[tuple[list[bytes], set[bytes]]] = []  # split: `_held_here` a leave
         self.last_disturbance = 0.0
         self.converged_at: float | None = None
         self.finished_at = 0.0
@@ -179,7 +180,7 @@ class World:
 
     def _bootstrap(self, peer: Peer, first: list[Peer] | None = None) -> tuple[str, ...]:
         """Addresses a starting peer joins: `first`, then random peers that are up."""
-        chosen = [p for p in first or [] if p.up and p is not peer]
+        chosen = [p for p in first or [] if p.state == "up" and p is not peer]
         others = self.up_peers.peers  # not a copy: the peer starting is not up; `sample` reads
         if chosen:
             others = [p for p in others if p not in chosen]
@@ -309,13 +310,28 @@ class World:
     def _note_orphans(self) -> None:
         """After a peer left for good: note the writes no remaining peer holds (up, or
         down but coming back).  They left with the last peers that held them: a write
-        is durable where it is stored, and nowhere else."""
+        is durable where it is stored, and nowhere else.  In a split run each process
+        notes what its own peers hold, and the first decides at the end (totals.py)."""
+        if self.part is not None:
+            self.leaves.append(self._held_here())
+            return
         ids = [oid for oid in self.tracks if oid not in self.orphans]
         held: set[bytes] = set()
         for peer in self.peers.values():
             if peer.state != "left" and ids:
                 held.update(peer.store.existing(self.topic.topic_id, ids))
         self.orphans.update(oid for oid in ids if oid not in held)
+
+    def _held_here(self) -> tuple[list[bytes], set[bytes]]:
+        """(this process's writes so far, every write its remaining peers hold)."""
+        assert self.part is not None
+        assert self.foreign is not None
+        ids = [*self.tracks, *(oid for oid in self.foreign if oid not in self.tracks)]
+        held: set[bytes] = set()
+        for peer in self.peers.values():
+            if peer.state != "left" and self.part.mine(peer.index) and ids:
+                held.update(peer.store.existing(self.topic.topic_id, ids))
+        return list(self.tracks), held
 
     async def _join(self, index: int) -> None:
         """Admit (unless already admitted) and start peer `index`."""
@@ -325,16 +341,20 @@ class World:
             self.last_disturbance = trio.current_time()
             return
         peer = self._add_peer(index, admitted=False)
+        here = self.part is None or self.part.mine(index)
         while True:
-            masters = [p for p in self.live() if p.index < self.cfg.masters]
+            masters = [p for p in self.up_peers.peers if p.index < self.cfg.masters]
             if masters:
                 break
-            self._note(f"{peer.name} waits for a master to admit it")
+            if here:
+                self._note(f"{peer.name} waits for a master to admit it")
             await trio.sleep(5.0)
         master = masters[0]
-        assert master.node is not None
-        status = await master.node.api.set_role(peer.identity.peer_id, Role.MEMBER)
-        self._note(f"{master.name} admits {peer.name} ({status.name.lower()})")
+        # The master's process admits it (at once: the newcomer's first SYN reaches the
+        # master a latency later); in a split run the other one starts it meanwhile.
+        if master.node is not None:
+            status = await master.node.api.set_role(peer.identity.peer_id, Role.MEMBER)
+            self._note(f"{master.name} admits {peer.name} ({status.name.lower()})")
         await self._start(peer, first=[master])
         self.last_disturbance = trio.current_time()
 
