@@ -114,6 +114,7 @@ _EXPORTS: dict[str, str] = {
     "RemoteProtocolError": ".errors",
     "SelfConnectionError": ".errors",
     "SignatureError": ".errors",
+    "SimulationError": ".errors",
     "StoreError": ".errors",
     "TimestampError": ".errors",
     "UsageError": ".errors",
@@ -198,6 +199,7 @@ __all__ = [
     "SignatureError",
     "SimConfig",
     "SimReport",
+    "SimulationError",
     "Stopped",
     "Stopper",
     "Store",
@@ -322,6 +324,7 @@ if TYPE_CHECKING:
     from .errors import RemoteProtocolError as RemoteProtocolError
     from .errors import SelfConnectionError as SelfConnectionError
     from .errors import SignatureError as SignatureError
+    from .errors import SimulationError as SimulationError
     from .errors import StoreError as StoreError
     from .errors import TimestampError as TimestampError
     from .errors import UsageError as UsageError

@@ -1,4 +1,4 @@
-"""Multi-peer network simulation: real nodes in one process, on virtual time, with faults.
+"""Multi-peer network simulation: real nodes in one process or two, on virtual time, with faults.
 
     report = pttsync.simulate(pttsync.SimConfig(peers=100, writes=500, seed=7, loss=0.05))
     print(report.summary())
@@ -12,6 +12,9 @@ the report.  The modules:
 * setup.py: deterministic identities, the topic and its governance;
 * world.py: the real nodes on the fabric, the plan carried out;
 * observe.py: probes on each peer, the timeline, bounds;
+* lockstep.py, remote.py: two processes' windows, and the connections that cross;
+* parts.py: `--jobs 2`, who runs which peer and the samples both share;
+  totals.py: the report's sums, the second process's share merged;
 * invariants.py: the checks; report.py: the report; run.py: `simulate`;
 * scenarios.py: named, ready-made scenarios; shrink.py: failing plans shrunk, saved, replayed.
 """
