@@ -246,3 +246,19 @@ def test_the_profile_of_a_split_run_shows_its_windows_and_waits() -> None:
     assert len(split["waited_s"]) == 2 and min(split["waited_s"]) >= 0
     assert "two processes: " in report.summary()
     assert "split" not in simulate(cfg.replace(jobs=1), profile=True).profile  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("hold", [0.0, 3.0, 2.5])
+def test_a_split_run_ends_at_one_sample_in_both_processes(hold: float) -> None:
+    """The hold (and max_wait) end on a sample both processes decide it at: a hold that
+    ended on a sample instant once let one process sample while the other had
+    stopped, and the pipe's next message was the wrong one."""
+    cfg = SimConfig(peers=8, writes=10, seed=3, hold=hold, jobs=2)
+    report = run(cfg)
+    assert report.ok, report.trace()
+    assert report.virtual_s >= report.timeline[-1]["t"]
+    assert report.phases_s["hold"] >= 0
+    if hold:
+        converged_sample = min(r["t"] for r in report.timeline if r["distinct_digests"] == 1)
+        assert report.virtual_s >= converged_sample + hold
+

@@ -56,7 +56,7 @@ class PeerFinished(Exception):
     came instead of a window's exchange)."""
 
 
-_DONE = "done"
+DONE = "done"  # what a process whose run ended sends instead
 
 
 class Lockstep:
@@ -126,7 +126,7 @@ class Lockstep:
         except SimulationError:  # from the clock, nothing may raise: the run is ended
             self.on_broken()
             return [], math.inf
-        if got == _DONE:
+        if got == DONE:
             self.other_finished = True
             return [], math.inf
         return got  # type: ignore[no-any-return]
@@ -151,7 +151,7 @@ class Lockstep:
         """This process's run ended: one last exchange tells the other, whose next
         window then goes on alone (or which has finished too)."""
         if not (self.other_finished or self.broken):
-            self.swap(_DONE)
+            self.swap(DONE)
             self.other_finished = True
 
 

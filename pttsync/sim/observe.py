@@ -28,6 +28,8 @@ from ..net.door import MAX_VISITS
 from .plan import FaultKind
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ..core.lifecycle.replica import Commit
     from ..core.store.protocol import Store
     from ..net.node import Node
@@ -159,6 +161,21 @@ def bounds_of(node: Node) -> dict[str, tuple[int, int]]:
 
 
 FaultCounts = tuple[int, int, int, int]
+
+
+def fault_counts(peers: Iterable[Any], masters: int, partitions: int) -> FaultCounts:
+    """Partitions in effect, peers down, masters down in their outage, peers left: as
+    the fault events applied so far left them (what the timeline's `events` lists)."""
+    down = masters_down = left = 0
+    for peer in peers:
+        if peer.state == "down":
+            down += 1
+            masters_down += peer.index < masters  # only their outage stops masters
+        elif peer.state == "left":
+            left += 1
+    return partitions, down, masters_down, left
+
+
 """At a sample: partitions in effect, peers down, masters down in their outage, peers left."""
 
 MAX_EVENTS = 8  # fault events named in one sample's `events` cell; the rest are counted

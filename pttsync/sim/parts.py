@@ -33,8 +33,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
-from .lockstep import Lockstep
+from ..errors import SimulationError, UsageError
+from .lockstep import DONE, Lockstep
 
 if TYPE_CHECKING:
     from .lockstep import Bridge
@@ -90,13 +90,19 @@ class Part:
         return self.mine(int(name[4:]))
 
     def swap(self, obj: Any) -> Any:
-        return self.lockstep.swap(obj)
+        """`obj` for the other process's (SimulationError if that one's run ended)."""
+        got = self.lockstep.swap(obj)
+        if got == DONE:
+            self.lockstep.other_finished = True
+            raise SimulationError("the other process of the split run ended first")
+        return got
 
 
 @dataclass(frozen=True, slots=True)
 class SampleShare:
     """One process's part of a sample (see the module text)."""
 
+    events_done: bool  # the plan's last event is behind it
     digests: dict[int, bytes]
     settled: bool  # none of its peers has anything pending, and none is new
     sent: int  # messages its peers sent so far
@@ -106,6 +112,7 @@ class SampleShare:
     def merge(self, other: SampleShare) -> SampleShare:
         """Both processes' shares: the whole network's sample (the same on both sides)."""
         return SampleShare(
+            self.events_done and other.events_done,
             {**self.digests, **other.digests},
             self.settled and other.settled,
             self.sent + other.sent,

@@ -41,7 +41,7 @@ from . import observe
 from .clock import SimClock
 from .fabric import Cut, Fabric
 from .link import TICK
-from .observe import BOUNDS, FaultCounts, Probe, Timeline, WriteTrack, bounds_of
+from .observe import BOUNDS, Probe, Timeline, WriteTrack, bounds_of
 from .parts import SampleShare
 from .peers import LivePeers, Peer, name_of
 from .plan import Fault, FaultKind, Plan, SimConfig, Write, WriteKind
@@ -139,6 +139,9 @@ class World:
         self._bounds_cursor = 0
         self._nursery: trio.Nursery | None = None
         self._converged = trio.Event()
+        self._ended = trio.Event()  # a split run's end (`_end_split`)
+        self._quiet_since: float | None = None  # split: the first sample after the plan
+        self._hold_since: float | None = None  # split: the sample it converged at
 
     # -- peers ----------------------------------------------------------------------------
 
@@ -268,11 +271,14 @@ class World:
             self.events_done = True
             self.phases.enter("quiescence")
             self.last_disturbance = max(self.last_disturbance, trio.current_time())
-            with trio.move_on_at(trio.current_time() + cfg.max_wait):
-                await self._converged.wait()
-            if cfg.hold and self._converged.is_set():
-                self.phases.enter("hold")
-                await trio.sleep(cfg.hold)
+            if self.part is not None:  # both processes end at one sample (`_end_split`)
+                await self._ended.wait()
+            else:
+                with trio.move_on_at(trio.current_time() + cfg.max_wait):
+                    await self._converged.wait()
+                if cfg.hold and self._converged.is_set():
+                    self.phases.enter("hold")
+                    await trio.sleep(cfg.hold)
             self.finished_at = trio.current_time()
             self.phases.enter("stop")  # every node shut down: not the hold's, nor the checks'
             nursery.cancel_scope.cancel()
@@ -399,7 +405,7 @@ class World:
 
     async def _watch(self) -> None:
         every = self.cfg.sample_every
-        while True:
+        while not self._ended.is_set():
             await trio.sleep(every)
             self._sample()
 
@@ -417,6 +423,7 @@ class World:
             digests[peer.index] = peer.sample.digest
         self._check_bounds(live)
         share = SampleShare(
+            self.events_done,
             digests,
             all(p.sample.pending == 0 for p in live)
             and all(p.state != "new" for p in self.peers.values()),
@@ -431,16 +438,18 @@ class World:
                 self.part.lockstep.on_broken()
                 return
         fresh, self._fresh_faults = self._fresh_faults, []
-        counts = self._fault_counts()
+        counts = observe.fault_counts(self.peers.values(), self.cfg.masters, self.partitions)
         self.timeline.add(now, share.digests, share.sent, share.writes_done, counts, fresh)
         groups: dict[bytes, int] = {}
         for d in share.digests.values():
             groups[d] = groups.get(d, 0) + 1
         agree = max(groups.values(), default=0)
-        done = self.events_done and len(groups) <= 1 and share.settled
+        done = share.events_done and len(groups) <= 1 and share.settled
         if done and self.converged_at is None:
             self.converged_at = share.last_change if share.digests else now
             self._converged.set()
+        if self.part is not None and share.events_done:
+            self._end_split(now)
         if self.progress is not None:
             self.progress(
                 Progress(
@@ -449,17 +458,21 @@ class World:
                 )
             )  # fmt: skip
 
-    def _fault_counts(self) -> FaultCounts:
-        """Partitions in effect, peers down, masters down in their outage, peers left: as
-        the fault events applied so far left them (what the timeline's `events` lists)."""
-        down = masters = left = 0
-        for peer in self.peers.values():
-            if peer.state == "down":
-                down += 1
-                masters += peer.index < self.cfg.masters  # only their outage stops masters
-            elif peer.state == "left":
-                left += 1
-        return self.partitions, down, masters, left
+    def _end_split(self, now: float) -> None:
+        """A split run ends at a sample both processes decide it at (as `run` ends one
+        process's: after the hold once converged, or `max_wait` after the plan's end),
+        so that neither samples, and waits for the other's share, alone."""
+        if self._quiet_since is None:
+            self._quiet_since = now
+        if self.converged_at is not None:
+            if self._hold_since is None:
+                self._hold_since = now
+                if self.cfg.hold:
+                    self.phases.enter("hold")
+            if now >= self._hold_since + self.cfg.hold:
+                self._ended.set()
+        elif now >= self._quiet_since + self.cfg.max_wait:
+            self._ended.set()
 
     def _check_bounds(self, live: list[Peer]) -> None:
         if not live:
