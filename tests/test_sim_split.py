@@ -261,4 +261,3 @@ def test_a_split_run_ends_at_one_sample_in_both_processes(hold: float) -> None:
     if hold:
         converged_sample = min(r["t"] for r in report.timeline if r["distinct_digests"] == 1)
         assert report.virtual_s >= converged_sample + hold
-
