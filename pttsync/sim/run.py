@@ -361,7 +361,10 @@ def _report(
     spreads = [
         t.last_reach - t.at for t in world.tracks.values() if t.reached & live_bits == live_bits
     ]
-    final = tree_state(live[0].store, world.topic.topic_id) if live else b""
+    # The lowest-numbered live peer's tree (in a split run: of this process's peers;
+    # peer0, the first master, is always this process's and is up at the end).
+    here = [p for p in live if p.node is not None]
+    final = tree_state(here[0].store, world.topic.topic_id) if here else b""
     convergence = None
     if world.converged_at is not None:
         convergence = round(max(0.0, world.converged_at - world.last_disturbance), 6)
