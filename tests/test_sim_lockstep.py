@@ -197,7 +197,10 @@ def test_a_split_run_with_jitter_and_loss_is_the_same_every_time(
     model = LinkModel(latency=(0.005, 0.080), jitter=0.5, loss=0.2, max_retries=2)
     first, _ = split(model, nodes, actions)
     again, _ = split(model, nodes, actions)
-    assert first == again
+    # The same frames at the same times.  (Which of two frames from two connections
+    # a node reads first at one instant is trio's task order, which these threads
+    # cannot seed; `pttsync simulate` seeds it in each process: run.deterministic_trio.)
+    assert sorted(first) == sorted(again)
     # Per connection, frames arrive in the order they were sent.
     sent_order = {f"{src}>{dst}#{seq}".encode(): seq for seq, (_, src, dst) in enumerate(actions)}
     by_pair: dict[bytes, list[int]] = {}
