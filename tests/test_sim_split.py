@@ -26,10 +26,8 @@ from pttsync.cli.simulate import command_line, config_from
 from pttsync.errors import SimulationError, UsageError
 from pttsync.net.topicruntime import TopicRuntime
 from pttsync.sim import SimConfig, SimReport, simulate, totals
-from pttsync.sim.plan import make_plan
-from pttsync.sim.run import Stopped, Stopper, run_plan
 from pttsync.sim.setup import identity_of
-from pttsync.sim.world import Progress, World
+from pttsync.sim.world import World
 
 REPO = Path(__file__).resolve().parent.parent
 SPLIT = SimConfig(peers=12, writes=30, seed=11, loss=0.03, partitions=((9.0, 14.0),), jobs=2)
@@ -143,22 +141,6 @@ def test_the_checks_see_a_broken_peer_of_the_second_process(
     assert not report.converged
 
 
-def test_a_stopped_split_run_ends_both_processes() -> None:
-    stopper = Stopper()
-    seen: list[float] = []
-
-    def progress(p: Progress) -> None:
-        seen.append(p.t)
-        if len(seen) == 3:
-            stopper.stop()  # as the CLI's SIGTERM handler would
-
-    cfg = SimConfig(peers=12, writes=20, seed=5, jobs=2)
-    with pytest.raises(Stopped):
-        run_plan(cfg, make_plan(cfg), progress=progress, stopper=stopper)
-    assert len(seen) == 3
-    assert multiprocessing.active_children() == []  # the second process is gone
-
-
 def test_a_second_process_killed_mid_run_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     """The second process dies (as the OOM killer would) at its first sample."""
     sample = World._sample
@@ -257,7 +239,7 @@ def test_a_split_run_ends_at_one_sample_in_both_processes(hold: float) -> None:
     report = run(cfg)
     assert report.ok, report.trace()
     assert report.virtual_s >= report.timeline[-1]["t"]
-    assert report.phases_s["hold"] >= 0
+    assert (report.phases_s["hold"] > 0) == bool(hold)  # entered exactly with a hold
     if hold:
         converged_sample = min(r["t"] for r in report.timeline if r["distinct_digests"] == 1)
         assert report.virtual_s >= converged_sample + hold

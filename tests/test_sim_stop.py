@@ -11,6 +11,7 @@ the mechanism that replaced it, which adds nothing to the run until it is used.
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import subprocess
 import sys
@@ -25,7 +26,8 @@ from pttsync.sim.world import Progress
 SMALL = SimConfig(peers=12, writes=20, seed=5)
 
 
-def test_a_stopper_ends_the_run_where_it_is_and_no_report_is_made() -> None:
+@pytest.mark.parametrize("jobs", [1, 2], ids=["one-process", "split"])
+def test_a_stopper_ends_the_run_where_it_is_and_no_report_is_made(jobs: int) -> None:
     stopper = Stopper()
     seen: list[float] = []
 
@@ -34,9 +36,11 @@ def test_a_stopper_ends_the_run_where_it_is_and_no_report_is_made() -> None:
         if len(seen) == 3:
             stopper.stop()  # as a signal handler would, from inside the run
 
+    cfg = SMALL.replace(jobs=jobs)
     with pytest.raises(Stopped):
-        run_plan(SMALL, make_plan(SMALL), progress=progress, stopper=stopper)
+        run_plan(cfg, make_plan(cfg), progress=progress, stopper=stopper)
     assert len(seen) == 3  # no sample after the stop
+    assert multiprocessing.active_children() == []  # a split run's second process is gone
 
 
 def test_a_stopper_not_stopped_changes_nothing() -> None:

@@ -272,7 +272,8 @@ class Fabric:
         if self.remote is not None and not self.remote.mine(host):
             latency = self.latency(dialer, host)
             await self._through_cuts(dialer, host)
-            return await self.remote.connect(self._name(dialer, host), address, latency)
+            name = self._name(dialer, host)
+            return await self.remote.connect(name, dialer, host, address, latency)
         listener = self._listeners.get(address)
         if listener is None:
             await sleep(2 * self.latency(dialer, host), exact=True)

@@ -44,7 +44,7 @@ from ..core.store.sqlite import SqliteStore
 from . import totals
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from ..core.documents.derive import DocState
     from ..core.oplog import Oplog
@@ -193,13 +193,23 @@ def facts_of(world: World, here: list[Peer], ids: Iterable[bytes], *, oplogs: bo
         writes[oid] = (valid_on[oid], held_on[oid], failed)
     valid: dict[bytes, list[Oplog]] = {}
     if oplogs:
-        for peer in here:
-            digest = digests[peer.index]
-            if digest not in valid:  # same digest, same valid oplogs
-                valid[digest] = [
-                    s.oplog for s in peer.store.since(topic_id, 0) if s.status is OplogStatus.VALID
-                ]
+        valid = {d: list(found) for d, found in _valid_by_digest(world, here, digests)}
     return Facts(digests, pending, writes, valid)
+
+
+def _valid_by_digest(
+    world: World, here: list[Peer], digests: dict[int, bytes]
+) -> Iterator[tuple[bytes, Iterator[Oplog]]]:
+    """Each distinct digest of the peers `here`, with its first holder's valid oplogs
+    (same digest, same valid oplogs)."""
+    topic_id = world.topic.topic_id
+    seen: set[bytes] = set()
+    for peer in here:
+        digest = digests[peer.index]
+        if digest not in seen:
+            seen.add(digest)
+            stored = peer.store.since(topic_id, 0)
+            yield digest, (s.oplog for s in stored if s.status is OplogStatus.VALID)
 
 
 def _check_writes(
@@ -241,18 +251,12 @@ def _oracle(
     topic_id = world.topic.topic_id
     union: dict[bytes, Any] = {}
     seen: set[bytes] = set()
-    for peer in here:
-        if digests[peer.index] in seen:
-            continue  # same digest, same valid oplogs
-        seen.add(digests[peer.index])
-        for stored in peer.store.since(topic_id, 0):
-            if stored.status is OplogStatus.VALID:
-                union.setdefault(stored.oplog.oplog_id, stored.oplog)
-    if elsewhere is not None:
-        for digest, oplogs in elsewhere.facts.oplogs.items():
-            if digest not in seen:
-                for oplog in oplogs:
-                    union.setdefault(oplog.oplog_id, oplog)
+    there = elsewhere.facts.oplogs.items() if elsewhere is not None else ()
+    for digest, oplogs in [*_valid_by_digest(world, here, digests), *there]:
+        if digest not in seen:  # the second process's digests this one's peers lack
+            seen.add(digest)
+            for oplog in oplogs:
+                union.setdefault(oplog.oplog_id, oplog)
     store = SqliteStore.memory()
     store.add_topic(world.topic.info)
     replica = Replica(store, topic_id)

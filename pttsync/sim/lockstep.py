@@ -51,11 +51,6 @@ class Bridge(Protocol):
     def recv(self) -> Any: ...
 
 
-class PeerFinished(Exception):
-    """The other process's run ended while this one still runs (its own `finish`
-    came instead of a window's exchange)."""
-
-
 DONE = "done"  # what a process whose run ended sends instead
 
 

@@ -161,6 +161,7 @@ def bounds_of(node: Node) -> dict[str, tuple[int, int]]:
 
 
 FaultCounts = tuple[int, int, int, int]
+"""At a sample: partitions in effect, peers down, masters down in their outage, peers left."""
 
 
 def fault_counts(peers: Iterable[Any], masters: int, partitions: int) -> FaultCounts:
@@ -175,8 +176,6 @@ def fault_counts(peers: Iterable[Any], masters: int, partitions: int) -> FaultCo
             left += 1
     return partitions, down, masters_down, left
 
-
-"""At a sample: partitions in effect, peers down, masters down in their outage, peers left."""
 
 MAX_EVENTS = 8  # fault events named in one sample's `events` cell; the rest are counted
 

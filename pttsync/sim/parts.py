@@ -136,7 +136,6 @@ class PartResult:
     reached: dict[bytes, tuple[int, float]] = field(default_factory=dict)  # others' writes
     writes_done: int = 0
     writes_refused: int = 0
-    writes_skipped: int = 0
     refusals: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     handed: int = 0

@@ -118,12 +118,13 @@ class Remote:
 
     # -- the dialer's side ---------------------------------------------------------------
 
-    async def connect(self, name: str, address: str, latency: float) -> SimStream:
-        """Open connection `name` ("DIALER>TARGET#N", TARGET run by the other process)
-        to `address`; its SYN leaves now.  The stream one round trip later, or
+    async def connect(
+        self, name: str, dialer: str, target: str, address: str, latency: float
+    ) -> SimStream:
+        """Open connection `name` from `dialer` to `address` (of `target`, run by the
+        other process); its SYN leaves now.  The stream one round trip later, or
         ConnectionLostError."""
-        dialer, _, rest = name.partition(">")
-        dial = self._dials[name] = _Dial(dialer, rest.partition("#")[0], latency)
+        dial = self._dials[name] = _Dial(dialer, target, latency)
         self.lockstep.post(trio.current_time() + latency, (_SYN, name, dialer, address, latency))
         try:
             await dial.alarm.wait_until(math.inf)

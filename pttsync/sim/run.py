@@ -221,7 +221,7 @@ def run_plan(
             live = sorted((p for p in world.peers.values() if p.state == "up"), key=_index)
             facts = None
             if second is not None:  # this process's facts, while the second reads its own
-                facts = facts_of(world, [p for p in live if p.up], known(world), oplogs=False)
+                facts = facts_of(world, world.live(), world.known(), oplogs=False)
                 totals.merge(world, second.result())
             verdict = check(world, live, elsewhere=second, facts=facts)
         phases.stop()
@@ -239,13 +239,6 @@ def run_plan(
             centres["split"] = totals.split_profile(world)
         report.profile = centres
     return report
-
-
-def known(world: World) -> list[bytes]:
-    """The writes a process of a split run knows of: its own, then the other's that
-    reached its peers (the others are on none of them)."""
-    foreign = world.foreign or {}
-    return [*world.tracks, *(oid for oid in foreign if oid not in world.tracks)]
 
 
 def _index(peer: Any) -> int:
@@ -332,7 +325,7 @@ def _second(cfg: SimConfig, plan: Plan, conn: Connection, lookahead: float) -> N
                 raise SimulationError("the split run's first process is gone")
         # What the first process's checks read of this one's peers (invariants.py).
         here = [p for p in world.peers.values() if p.up]
-        facts = facts_of(world, here, known(world), oplogs=True)
+        facts = facts_of(world, here, world.known(), oplogs=True)
         conn.send(("ok", totals.part_result(world), facts))
         _, want, conflicts, sampled = conn.recv()
         conn.send(("docs", *compare_documents(world, here, want, conflicts, sampled)))

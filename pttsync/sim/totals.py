@@ -17,6 +17,7 @@ from .parts import PartResult
 from .peers import name_of
 
 if TYPE_CHECKING:
+    from .observe import WriteTrack
     from .world import World
 
 PUSH_COUNTERS = ("sent", "received", "announced", "requested", "prunes", "grafts")
@@ -80,6 +81,7 @@ def part_result(world: World) -> PartResult:
     assert world.part is not None
     assert world.foreign is not None
     mine = world.part.runs
+    faults = set(world.fault_log)
     return PartResult(
         traffic={name: t for name, t in world.fabric.traffic.items() if mine(name)},
         rounds=rounds(world),
@@ -91,9 +93,8 @@ def part_result(world: World) -> PartResult:
         reached={oid: (t.reached, t.last_reach) for oid, t in world.foreign.items()},
         writes_done=world.writes_done,
         writes_refused=world.writes_refused,
-        writes_skipped=world.writes_skipped,
         refusals=list(world.refusals),
-        events=[e for e in world.events if e not in set(world.fault_log)],  # the first has those
+        events=[e for e in world.events if e not in faults],  # the first process has those
         handed=world.fabric.handed,
         leaves=world.leaves,
         windows=world.part.lockstep.barriers,
@@ -118,12 +119,13 @@ def merge(world: World, other: PartResult) -> None:
     # process's peers, that process noted by its ID.
     for oid, track in other.tracks.items():
         world.tracks[oid] = track
-        _reach(track, world.foreign.get(oid))
+        noted = world.foreign.get(oid)
+        if noted is not None:
+            _reach(track, noted.reached, noted.last_reach)
     for oid, (bits, last) in other.reached.items():
         track = world.tracks.get(oid)
         if track is not None and oid not in other.tracks:
-            track.reached |= bits
-            track.last_reach = max(track.last_reach, last)
+            _reach(track, bits, last)
     world.tracks = dict(sorted(world.tracks.items(), key=lambda kv: (kv[1].at, kv[0])))
     _orphans(world, other)
     world.writes_done += other.writes_done
@@ -157,10 +159,10 @@ def _orphans(world: World, other: PartResult) -> None:
                 world.orphans.add(oid)
 
 
-def _reach(track: Any, noted: Any) -> None:
-    if noted is not None:
-        track.reached |= noted.reached
-        track.last_reach = max(track.last_reach, noted.last_reach)
+def _reach(track: WriteTrack, bits: int, last: float) -> None:
+    """Add the peers `bits` that held `track`'s write valid, the last of them at `last`."""
+    track.reached |= bits
+    track.last_reach = max(track.last_reach, last)
 
 
 def _event_time(line: str) -> float:

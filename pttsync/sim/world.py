@@ -160,9 +160,13 @@ class World:
 
     def live(self) -> list[Peer]:
         """The peers up (in a split run: those this process runs), by index."""
-        if self.part is None:
-            return list(self.up_peers.peers)
         return [p for p in self.up_peers.peers if p.node is not None]
+
+    def known(self) -> list[bytes]:
+        """The writes this process knows of: its own, then (split) the other's that
+        reached its peers (the other's others are on none of them)."""
+        foreign = self.foreign or {}
+        return [*self.tracks, *(oid for oid in foreign if oid not in self.tracks)]
 
     def _node_config(self, peer: Peer, join: tuple[str, ...]) -> NodeConfig:
         cfg = self.cfg
@@ -331,8 +335,7 @@ class World:
     def _held_here(self) -> tuple[list[bytes], set[bytes]]:
         """(this process's writes so far, every write its remaining peers hold)."""
         assert self.part is not None
-        assert self.foreign is not None
-        ids = [*self.tracks, *(oid for oid in self.foreign if oid not in self.tracks)]
+        ids = self.known()
         held: set[bytes] = set()
         for peer in self.peers.values():
             if peer.state != "left" and self.part.mine(peer.index) and ids:
