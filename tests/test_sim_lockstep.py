@@ -10,6 +10,7 @@ in two as with it whole.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import queue
 import threading
@@ -241,3 +242,40 @@ def test_a_lockstep_needs_a_least_latency() -> None:
         Lockstep(bridges()[0], 2, 0.005)
     with pytest.raises(UsageError, match="least latency"):
         Lockstep(bridges()[0], 0, math.inf)
+
+
+async def told_hosts(fabric: Fabric, *, serve: bool, dial: bool) -> list[str]:
+    """n1 serves (if `serve`) and n0, n2 dial it (if `dial`): the hosts n1's handler
+    was told, the part before ':' of what it gets (net/gate.py counts by it)."""
+    use_ticks(TICK)
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, SimClock)
+    clock.drive()
+    told: list[str] = []
+
+    async def handler(stream: trio.abc.Stream, remote: str) -> None:
+        told.append(remote.rpartition(":")[0])
+        await stream.aclose()
+
+    with trio.move_on_after(1.0):
+        async with trio.open_nursery() as nursery:
+            if serve:
+                await nursery.start(fabric.network("n1", b"").serve, "n1:1", handler)
+            for dialer in ("n0", "n2") if dial else ():
+                await fabric.network(dialer, b"").connect("n1:1")
+    return sorted(told)
+
+
+def test_a_listener_is_told_the_dialer_as_host_split_or_whole() -> None:
+    """A dial across names its dialer as the host, as a dial within one fabric does:
+    the listening node's per-host cap on connections not yet admitted holds alike."""
+    model = LinkModel(latency=(0.01, 0.01), jitter=0.0)
+    whole = trio.run(
+        functools.partial(told_hosts, Fabric(model=model, seed=1), serve=True, dial=True),
+        clock=SimClock(),
+    )
+
+    async def body(fabric: Fabric, k: int) -> list[str]:
+        return await told_hosts(fabric, serve=k == 1, dial=k == 0)
+
+    assert whole == in_two_parts(model, body)[1] == ["n0", "n2"]

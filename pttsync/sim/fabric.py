@@ -74,6 +74,7 @@ from .link import (
     _Connection,
     _End,
     _Pipe,
+    inbound,
 )
 from .remote import Remote
 
@@ -143,7 +144,6 @@ class Fabric:
         self._latency: dict[tuple[str, str], float] = {}
         self._pending = _Pending()
         self._armed: set[float] = set()  # the times a delivery call is due
-        self._dials = 0
         self._pair_dials: dict[str, int] = {}  # "dialer>target" -> its dials so far
         # Frames for parked readers' handlers (`_End.park`), handed over by one task.
         self._to_hand: Handoff[tuple[_Pipe, bytes | int]] = Handoff()
@@ -287,14 +287,14 @@ class Fabric:
         listener = self._listeners.get(address)
         if listener is None or listener.owner != target:
             raise ConnectionLostError(f"cannot connect to {address}: connection refused")
-        self._dials += 1
         # Its randomness is its own (not the order of the dials of one instant).
-        rng = random.Random(f"{self.seed}/conn/{self._name(dialer, target)}")
+        name = self._name(dialer, target)
+        rng = random.Random(f"{self.seed}/conn/{name}")
         conn = _Connection(self, dialer, target, latency, rng)
         self.opened(conn, dialer)
         self.opened(conn, target)
         server = SimStream(_End(conn, target), dialer)
-        listener.nursery.start_soon(listener.handler, server, f"{dialer}:{self._dials}")
+        listener.nursery.start_soon(listener.handler, server, inbound(dialer, name))
         return SimStream(_End(conn, dialer), target)
 
     def _name(self, dialer: str, target: str) -> str:

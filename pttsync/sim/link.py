@@ -159,6 +159,12 @@ class _Pipe:
         return True
 
 
+def inbound(dialer: str, name: str) -> str:
+    """What a listener's handler is told of a connection from `dialer`: "HOST:WHICH",
+    the host being what the node's door counts places by (net/gate.py)."""
+    return f"{dialer}:{name}"
+
+
 class Medium(Protocol):
     """What a connection needs of the fabric it runs on (fabric.Fabric is one)."""
 

@@ -34,7 +34,7 @@ import trio
 
 from ..errors import ConnectionLostError
 from ..net.timers import Alarm, call_at
-from .link import _EOF, _RESET, Medium, SimStream, _Connection, _End
+from .link import _EOF, _RESET, Medium, SimStream, _Connection, _End, inbound
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -167,7 +167,7 @@ class Remote:
         if self.fabric.listener(address) is not listener:
             end.close()  # it went meanwhile (its crash reset the connection already)
             return
-        listener.nursery.start_soon(listener.handler, SimStream(end, dialer), name)
+        listener.nursery.start_soon(listener.handler, SimStream(end, dialer), inbound(dialer, name))
 
     # -- both ---------------------------------------------------------------------------
 
