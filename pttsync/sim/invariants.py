@@ -95,10 +95,15 @@ class Elsewhere(Protocol):
     @property
     def facts(self) -> Facts: ...
 
-    def documents(
+    def ask_documents(
         self, want: list[tuple[object, ...]], conflicts: dict[str, Losers], sampled: set[int]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Its peers' documents compared (`compare_documents`): (differ, hidden)."""
+    ) -> None:
+        """Have it compare its peers' documents (`compare_documents`), while this
+        process compares its own."""
+        ...
+
+    def documents(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """What it found when asked: (differ, hidden)."""
         ...
 
 
@@ -308,9 +313,11 @@ def _check_documents(
         checked = sorted(rng.sample(live, max(2, budget)), key=lambda p: p.index)
     sampled = {p.index for p in checked}
     v.peers_checked = len(checked)
+    if elsewhere is not None:  # both processes compare at once
+        elsewhere.ask_documents(want, conflicts, sampled)
     differ, hidden = compare_documents(world, here, want, conflicts, sampled)
     if elsewhere is not None:
-        there = elsewhere.documents(want, conflicts, sampled)
+        there = elsewhere.documents()
         differ = sorted(differ + there[0], key=_by_peer)
         hidden = sorted(hidden + there[1], key=_by_peer)
     of = f"{len(differ)} of {len(checked)} peers checked"
