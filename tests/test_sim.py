@@ -246,6 +246,30 @@ def test_the_report_is_the_same_in_processes_with_other_hash_seeds(tmp_path: Pat
     assert first == here
 
 
+def test_the_command_ends_at_once_with_its_output_whole() -> None:
+    """`pttsync simulate` ends its process without the interpreter's teardown of the
+    simulation (cli/output.py `end_process_now`): stdout and stderr, both pipes here
+    (block-buffered), still carry everything, and the exit code is the run's."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered
+    proc = subprocess.run(
+        [sys.executable, "-m", "pttsync", "simulate", "--peers", "12", "--writes", "10",
+         "--duration", "0", "--max-wait", "1", "--partition", "4:100", "--jobs", "1",
+         "--no-progress"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.startswith("FAILED: 12 live peers did NOT converge")
+    assert proc.stdout.rstrip().endswith("no_false_violations    ok")  # the last line
+    assert "--max-wait 1 --jobs 1\n" in proc.stderr  # the trace, told after the report
+    assert proc.stderr.rstrip().endswith("heal into groups of 6, 6")  # ... to its end
+
+
+def test_in_process_the_command_returns(capsys: pytest.CaptureFixture[str]) -> None:
+    """Called in process (tests, tools, a program), `main` returns: no early end."""
+    assert main(["simulate", "--peers", "3", "--writes", "2", "--jobs", "1"]) == 0
+    assert "converged" in capsys.readouterr().out
+
+
 # -- violated invariants are detected and reported -----------------------------------------
 
 

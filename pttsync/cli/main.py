@@ -28,7 +28,7 @@ from ..errors import LocalError, PttsyncError
 from . import client, demo, documents, gen, init, inspect, launch, log, run, simulate, sync, watch
 from .logformat import StderrHandler, formatter
 from .options import CommandParser, TopParser, add_common, json_usage_errors, merge_common
-from .output import configure_output, end_live_line, json_stderr
+from .output import configure_output, end_live_line, json_stderr, mark_entry
 from .triorun import Terminated
 
 if TYPE_CHECKING:
@@ -131,6 +131,13 @@ def _terminate(_signum: int, _frame: object) -> None:
     # Delivered the way Ctrl-C is: trio, when it runs, raises it where that is safe
     # (an exception raised here, inside trio's own code, breaks its run loop).
     signal.raise_signal(signal.SIGINT)
+
+
+def entry() -> None:
+    """The `pttsync` command itself (its console script, and `python -m pttsync`):
+    `main` as the process's entry, which a command may end early (`end_process_now`)."""
+    mark_entry()
+    sys.exit(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -116,6 +117,12 @@ class _State:
     quiet = False  # -q: no progress, and of `tell`, errors only
     json_stderr = False  # --log-format json: stderr carries JSON log records only
     drawn: LiveLine | None = None  # the live line on a terminal now, if any
+    entry = False  # main() is the process's own entry (cli/main.py `entry`): it ends with it
+
+
+def mark_entry() -> None:
+    """main() is the process's entry (cli/main.py `entry`)."""
+    _State.entry = True
 
 
 def configure_output(*, quiet: bool, json_stderr: bool) -> None:
@@ -138,6 +145,22 @@ def tell(text: str, *, level: int = logging.WARNING) -> None:
     elif level >= logging.ERROR or not _State.quiet:
         with live_line_aside():
             print(text, file=sys.stderr, flush=True)
+
+
+def end_process_now(code: int) -> None:
+    """If the command line is this process's entry (`pttsync`, `python -m pttsync`), end
+    the process with `code` at once: its output flushed and logging shut down, but
+    without the interpreter's teardown, which frees every object one by one (a
+    simulation's millions: 0.8 s at 1,000 peers, more than a minute at 10,000).  In
+    process (tests, tools, a program calling `main`), nothing: the command returns."""
+    if not _State.entry:
+        return
+    end_live_line()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
 
 
 # -- progress ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from .options import seconds_or_off
-from .output import LiveLine, emit_json, tell
+from .output import LiveLine, emit_json, end_process_now, tell
 from .triorun import Terminated, on_sigterm
 
 if TYPE_CHECKING:
@@ -377,8 +377,14 @@ def _quiet_nodes(quiet: bool) -> Iterator[None]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    with _quiet_nodes(args.verbose == 0):
-        return _simulate(args)
+    from ..sim.run import few_collections  # noqa: PLC0415
+
+    # As the process's own command, it ends inside the block: neither putting the
+    # collector back nor the interpreter's teardown walks the simulation's heap.
+    with _quiet_nodes(args.verbose == 0), few_collections():
+        code = _simulate(args)
+        end_process_now(code)
+    return code
 
 
 def _simulate(args: argparse.Namespace) -> int:

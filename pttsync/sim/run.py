@@ -83,6 +83,10 @@ def deterministic_trio(seed: int) -> Iterator[bool]:
         trio_run._ALLOW_DETERMINISTIC_SCHEDULING = flag  # type: ignore[misc]
 
 
+class _Collections:
+    depth = 0  # few_collections blocks entered and not left (in this process)
+
+
 @contextlib.contextmanager
 def few_collections() -> Iterator[None]:
     """Python's cyclic garbage collector, tuned for a run's millions of objects.
@@ -91,16 +95,24 @@ def few_collections() -> Iterator[None]:
     thousand peers' state in memory that cost a quarter of a run's time.
     What exists when the run starts is frozen (never walked again) and young
     collections run ten times less often; cycles are still collected.
+
+    The outermost block puts things back as they were; that costs a full
+    collection soon after, of the whole heap (0.5 s at 1,000 peers), which
+    the CLI avoids by ending the process inside its own block (cli/main.py).
     """
+    outermost = _Collections.depth == 0
     threshold = gc.get_threshold()
     gc.collect()
     gc.freeze()
     gc.set_threshold(200_000, 50, 1000)
+    _Collections.depth += 1
     try:
         yield
     finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
+        _Collections.depth -= 1
+        if outermost:
+            gc.set_threshold(*threshold)
+            gc.unfreeze()
 
 
 def simulate(
