@@ -128,3 +128,43 @@ def test_an_announcer_is_noted_on_the_copy_held_as_valid_only() -> None:
     valid.mark_valid()
     cache.held_by(b"x" * 32, b"A" * 32)
     assert b"A" * 32 in valid and b"A" * 32 not in pending
+
+
+@settings(max_examples=300)
+@given(
+    ops,
+    st.lists(st.sampled_from(IDS), max_size=12),
+    st.sampled_from(PEERS),
+    st.lists(st.tuples(st.sampled_from(IDS), st.sampled_from(HASHES)), max_size=8),
+)
+def test_lacking_is_held_by_of_each_id(
+    steps: list[tuple[object, ...]],
+    announced: list[bytes],
+    announcer: bytes,
+    valid: list[tuple[bytes, bytes]],
+) -> None:
+    """`lacking` (an announcement's IDs at once) answers and notes what `held_by`,
+    asked of each ID in turn, does; slots renumbered often, copies held as valid."""
+    one, other = SeenCache(4, spare_slots=1), SeenCache(4, spare_slots=1)
+    for cache in (one, other):
+        for step in steps:
+            match step:
+                case ("add", oid, h, peer):
+                    cache.holders((oid, h)).add(peer)  # type: ignore[arg-type]
+                case ("discard", oid, h, peer):
+                    cache.holders((oid, h)).discard(peer)  # type: ignore[arg-type]
+                case ("forget", peer):
+                    cache.forget_peer(peer)  # type: ignore[arg-type]
+                case ("touch", oid, h):
+                    cache.holders((oid, h))  # type: ignore[arg-type]
+        for key in valid:
+            cache.holders(key).mark_valid()
+    assert one.lacking(announcer, announced) == [
+        oid for oid in announced if not other.held_by(oid, announcer)
+    ]
+    for oid in IDS:
+        for h in HASHES:
+            a, b = one.get((oid, h)), other.get((oid, h))
+            assert (a is None) == (b is None)
+            if a is not None and b is not None:
+                assert {p for p in PEERS if p in a} == {p for p in PEERS if p in b}

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from ..core.lifecycle.governance import is_governance_op
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -23,21 +21,27 @@ __all__ = ["Changes", "CommitWatcher", "wait_until"]
 
 
 class Changes:
-    """One event per change: `notify()` fires it, `next()` waits for the next one."""
+    """One event per change: `notify()` fires it, `next()` waits for the next one.
+
+    The event is made only when somebody waits: a node notifies on every commit
+    and every connection, and mostly nobody is waiting."""
 
     def __init__(self) -> None:
-        self._event = trio.Event()
+        self._event: trio.Event | None = None
 
     def notify(self) -> None:
-        self._event.set()
-        self._event = trio.Event()
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
 
     async def next(self) -> None:
+        if self._event is None:
+            self._event = trio.Event()
         await self._event.wait()
 
     async def until(self, predicate: Callable[[], bool]) -> None:
         while not predicate():
-            await self._event.wait()
+            await self.next()
 
 
 class CommitWatcher:
@@ -51,7 +55,7 @@ class CommitWatcher:
         pass
 
     def after_commit(self, commit: Commit) -> None:
-        if any(is_governance_op(o.op) for o, _old, _new in commit.stored):
+        if commit.governance:
             self._recheck()
         self._notify()
 

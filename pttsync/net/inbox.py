@@ -28,7 +28,7 @@ from ..errors import ConnectionLostError, RemoteProtocolError
 from .wirecodec import decode_any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from ..core.oplog import Oplog
     from .conversation import Conversation
@@ -170,35 +170,46 @@ async def feed(
     link (its framing, a lost connection) and of ours come out as raised, not
     wrapped in an exception group.
     """
+    if verifier is None:  # no reader ahead: no nursery either (one a connection, each side)
+        handed = _Handed(conv, link) if link.parks else None
+        return await _converse(conv, link, frame, link.receive_frame, handed, on_admit)
     failure: Exception | None = None
     replies: Sequence[AnyMessage] = ()
-    handed = _Handed(conv, link) if link.parks and verifier is None else None
     async with trio.open_nursery() as nursery:
-        next_frame = link.receive_frame
-        if verifier is not None:
-            inbox = Inbox(link, verifier)
-            nursery.start_soon(inbox.run)
-            next_frame = inbox.next
+        inbox = Inbox(link, verifier)
+        nursery.start_soon(inbox.run)
         try:
-            while True:
-                was_admitted = conv.admitted
-                replies = conv.receive(frame, trio.current_time())
-                if conv.ended is None and conv.admitted and not was_admitted:
-                    on_admit()
-                # Once admitted, a parking channel hands the frames to `handed`
-                # while this task waits; it wakes for what `handed` left it.
-                while conv.ended is None:
-                    if replies:
-                        await link.send_all(replies)
-                    if handed is None or not conv.admitted or not await link.park(handed.take):
-                        break
-                    replies = handed.finish()
-                if conv.ended is not None:
-                    break
-                frame = await next_frame()
+            replies = await _converse(conv, link, frame, inbox.next, None, on_admit)
         except Exception as exc:
             failure = exc
         nursery.cancel_scope.cancel()
     if failure is not None:
         raise failure
     return replies
+
+
+async def _converse(
+    conv: Conversation,
+    link: PeerLink,
+    frame: bytes | None,
+    next_frame: Callable[[], Awaitable[bytes | None]],
+    handed: _Handed | None,
+    on_admit: Callable[[], None],
+) -> Sequence[AnyMessage]:
+    """`feed`'s loop: each frame to `conv`, its replies sent, until it ends."""
+    while True:
+        was_admitted = conv.admitted
+        replies = conv.receive(frame, trio.current_time())
+        if conv.ended is None and conv.admitted and not was_admitted:
+            on_admit()
+        # Once admitted, a parking channel hands the frames to `handed`
+        # while this task waits; it wakes for what `handed` left it.
+        while conv.ended is None:
+            if replies:
+                await link.send_all(replies)
+            if handed is None or not conv.admitted or not await link.park(handed.take):
+                break
+            replies = handed.finish()
+        if conv.ended is not None:
+            return replies
+        frame = await next_frame()

@@ -144,12 +144,17 @@ class LazyPush:
 
     def announce(self, peer_id: bytes, key: tuple[bytes, bytes]) -> None:
         """Queue an announcement of the oplog copy `key` (ID, hash) to `peer_id`."""
+        self.announce_all(peer_id, [key])
+
+    def announce_all(self, peer_id: bytes, keys: list[tuple[bytes, bytes]]) -> None:
+        """Queue announcements of the oplog copies `keys` to `peer_id`, in order."""
         ids = self._outbox.get(peer_id)
         if ids is None:
             ids = self._outbox[peer_id] = {}
-        if key not in ids and self._queued < MAX_QUEUED:
-            ids[key] = None
-            self._queued += 1
+        for key in keys:
+            if key not in ids and self._queued < MAX_QUEUED:
+                ids[key] = None
+                self._queued += 1
 
     def outbox_due(self) -> int | None:
         """When the queued announcements may go (None: nothing queued): at once after

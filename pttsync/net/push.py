@@ -321,14 +321,23 @@ class PushRouter:
         members, mesh, eager, lazy = self._split(links, now)
         peers: dict[bytes, PeerLink] = {}
         queued: dict[tuple[bytes, bool], list[tuple[bytes, Holders]]] = {}  # -> (record, holders)
+        # Each lazy peer's bit in the seen-cache's masks, looked up once a batch, not
+        # once an oplog: its slot stays (a slot is given, and the masks renumbered,
+        # only to a peer that has none, and every member link has one from here on).
+        slot = self.seen.slot
+        for link in members:
+            slot(link.peer_id)
+        lazy_bits = [(link.peer_id, 1 << slot(link.peer_id)) for link in lazy]
+        announce: dict[bytes, list[tuple[bytes, bytes]]] = {}  # -> the copies, in order
         for oplog, status in batch:
             holders = self.seen.holders((oplog.oplog_id, oplog.hash))
             is_pending = status is not OplogStatus.VALID
             if not is_pending:
                 targets = eager
-                for link in lazy:
-                    if link.peer_id not in holders:
-                        self.lazy.announce(link.peer_id, (oplog.oplog_id, oplog.hash))
+                held = holders.mask
+                for peer_id, bit in lazy_bits:
+                    if not held & bit:
+                        announce.setdefault(peer_id, []).append((oplog.oplog_id, oplog.hash))
             else:
                 targets = [
                     ln
@@ -360,6 +369,8 @@ class PushRouter:
                     self.stats.push_dropped += len(chunk)
                     for body in chunk:  # not sent: the next relay may try again
                         held_by[body].discard(peer_id)
+        for peer_id, keys in announce.items():
+            self.lazy.announce_all(peer_id, keys)
         self.send_announcements(links)
 
     def _split(self, links: list[PeerLink], now: int) -> Split:

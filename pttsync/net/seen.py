@@ -21,6 +21,11 @@ while), newest first, at most `MAX_COPIES`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 __all__ = ["MAX_COPIES", "Holders", "SeenCache"]
 
 MAX_COPIES = 4
@@ -107,6 +112,26 @@ class SeenCache:
                 return True
             entry = entry.older
         return False
+
+    def lacking(self, peer_id: bytes, oplog_ids: Iterable[bytes]) -> list[bytes]:
+        """`held_by` of each ID, in order: the IDs not stored here as valid lately (while
+        in the cache), and `peer_id` noted as a holder of the others.  The two bits
+        are looked up once (an announcement asks it of every ID it carries)."""
+        peer_bit = 1 << self.slot(peer_id)  # first: a new slot may renumber every mask
+        valid_slot = self._slots.get(_VALID_HERE)
+        if valid_slot is None:  # nothing stored as valid yet
+            return list(oplog_ids)
+        valid_bit, found, out = 1 << valid_slot, self._map.get, []
+        for oid in oplog_ids:
+            entry = found(oid)
+            while entry is not None:
+                if entry.mask & valid_bit:
+                    entry.mask |= peer_bit
+                    break
+                entry = entry.older
+            else:
+                out.append(oid)
+        return out
 
     def not_held_by(self, peer_id: bytes, keys: list[tuple[bytes, bytes]]) -> list[bytes]:
         """The oplog IDs of the copies `keys` that `peer_id` is not known to hold, in

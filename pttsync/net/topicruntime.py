@@ -351,9 +351,9 @@ class TopicRuntime:
             return
         # What arrived lately needs no waiting for, only noting that the peer holds it
         # (no need to announce it back): one look at the seen-cache each.
-        held_by = self.seen.held_by
-        lacking = [oplog_id for oplog_id in msg.ids if not held_by(oplog_id, peer)]
+        lacking = self.seen.lacking(peer, msg.ids)
         if lacking:
+            held_by = self.seen.held_by
             for oplog_id in self.lazy.announced(peer, lacking, self.clock()):
                 held_by(oplog_id, peer)
             self._wake_timer_if_sooner()

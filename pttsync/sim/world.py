@@ -285,6 +285,11 @@ class World:
                     await trio.sleep(cfg.hold)
             self.finished_at = trio.current_time()
             self.phases.enter("stop")  # every node shut down: not the hold's, nor the checks'
+            # Each node by its own scope first, which then ends its task quietly: the
+            # world's cancel alone took every node's Cancelled into one exception group.
+            for peer in self.peers.values():
+                if peer.scope is not None:
+                    peer.scope.cancel()
             nursery.cancel_scope.cancel()
 
     def _note(self, text: str) -> None:

@@ -159,16 +159,18 @@ class OplogHandler:
         """Process and post-process oplogs that passed pre-processing (governance ones first)."""
         result = HandleResult()
         # Governance in fold order: each may depend on an earlier one of the batch.
-        governance = sorted(
-            (o for o in oplogs if is_governance_op(o.op)),
-            key=lambda o: (o.create_time, o.oplog_id),
-        )
-        rest = [o for o in oplogs if not is_governance_op(o.op)]
-        for part in (governance, rest):
-            if part:
-                self._process(part, result, now)
+        governance = [o for o in oplogs if is_governance_op(o.op)]
+        if governance:
+            governance.sort(key=lambda o: (o.create_time, o.oplog_id))
+            self._process(governance, result, now)
+            rest = [o for o in oplogs if not is_governance_op(o.op)]
+        else:
+            rest = list(oplogs)
+        if rest:
+            self._process(rest, result, now)
         self._release(result.stored, now)  # pending oplogs that waited for these
-        result.waiting = sum(1 for oid in {o.oplog_id for o in oplogs} if oid in self._waiting)
+        if self._waiting:
+            result.waiting = sum(1 for oid in {o.oplog_id for o in oplogs} if oid in self._waiting)
         return result
 
     def handle_pending_oplogs(self, raw: Sequence[bytes], now: int) -> HandleResult:
@@ -294,8 +296,9 @@ class OplogHandler:
                 else None
             )
             self.replica.commit(
-                [(o, OplogStatus.VALID) for o in batch.values()], now=now, received=came
-            )
+                [(o, OplogStatus.VALID) for o in batch.values()], now=now, received=came,
+                held=known,
+            )  # fmt: skip
         result.added += [o for o in batch.values() if o.oplog_id not in known]
         result.replaced += [o for o in batch.values() if o.oplog_id in known]
 

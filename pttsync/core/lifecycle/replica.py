@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Hashable, Iterable, Mapping, Sequence
 
     from ..identity import Identity
-    from ..store import BatchResult, Store
+    from ..store import BatchResult, Store, StoredOplog
     from ..topic import TopicInfo
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class Commit:
     # that copy, which is not the one stored where this peer co-signed it or
     # unioned the signatures of another copy in.
     received: Mapping[bytes, bytes] = field(default_factory=dict)
+    governance: bool = False  # a governance oplog among those stored or failed
 
 
 class Observer(Protocol):
@@ -135,17 +136,21 @@ class Replica:
         *,
         now: int = 0,
         received: Mapping[bytes, bytes] | None = None,
+        held: Mapping[bytes, StoredOplog] | None = None,
     ) -> BatchResult:
         """Write a batch (and whatever a governance change in it implies) in one transaction.
 
         `failed` oplogs are deleted and recorded as failed.  `now` stamps the
         records of oplogs a governance change makes invalid.  `received`, for
         what a peer sent: the hash of each copy as it came (`Commit.received`).
+        `held`: what the store holds of the puts' IDs (at least), if the caller read it.
         """
         puts, failed = list(puts), list(failed)
         # The statuses before the commit matter only to observers: no extra read without them.
         ids = [o.oplog_id for o, _ in puts] if self.observers else []
-        old = {k: v.status for k, v in self.store.existing(self.topic_id, ids).items()}
+        if held is None:
+            held = self.store.existing(self.topic_id, ids)
+        old = {k: s.status for k in ids if (s := held.get(k)) is not None}
         fold = self.fold
         touches_governance = any(is_governance_op(o.op) for o, _ in puts) or any(
             is_governance_op(o.op) for _, o in failed
@@ -155,7 +160,10 @@ class Replica:
             puts += more_puts
             failed += more_failed
             old.update(more_old)
-        commit = Commit([(o, old.get(o.oplog_id), s) for o, s in puts], failed, received or {})
+        commit = Commit(
+            [(o, old.get(o.oplog_id), s) for o, s in puts], failed, received or {},
+            touches_governance,
+        )  # fmt: skip
         for observer in self.observers:
             observer.before_commit(commit)
         result = self.store.write_batch(self.topic_id, puts, failed=[f for f, _ in failed])

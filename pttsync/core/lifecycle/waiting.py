@@ -73,7 +73,10 @@ class Waiting:
 
     def release(self, prev_id: bytes) -> list[Oplog]:
         """The oplogs waiting for `prev_id`, taken out (in ID order: deterministic)."""
-        found = (self._oplogs.pop(oid, None) for oid in sorted(self._by_prev.pop(prev_id, ())))
+        waiters = self._by_prev.pop(prev_id, None)
+        if not waiters:  # nearly always: asked of every oplog stored
+            return []
+        found = (self._oplogs.pop(oid, None) for oid in sorted(waiters))
         return [o for o in found if o is not None]
 
     def take(self, oplog: Oplog) -> Oplog:
