@@ -46,7 +46,7 @@ from . import totals
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from ..core.documents.derive import DocState
+    from ..core.documents.derive import DocState, Resolver
     from ..core.oplog import Oplog
     from ..core.store import Store
     from .peers import Peer
@@ -344,9 +344,10 @@ def compare_documents(
     differ: list[dict[str, Any]] = []
     hidden: list[dict[str, Any]] = []
     topic_id = world.topic.topic_id
+    memo = _Memo()
     for peer in here:  # every peer for the conflicts; the sample for whole documents
         if peer.index in sampled:
-            docs = DocumentStore(Replica(peer.store, topic_id))
+            docs = DocumentStore(Replica(peer.store, topic_id), deriver=memo.derive)
             got = documents(docs)
             docs.close()
             if [summary(s) for s in got] != want:
@@ -359,7 +360,7 @@ def compare_documents(
                     {"peer": peer.name, "documents_differing": len(keys), "keys": keys[:5]}
                 )
         missing = [
-            k for k, losers in conflicts.items() if _losers(peer.store, topic_id, k) != losers
+            k for k, losers in conflicts.items() if _losers(peer.store, topic_id, k, memo) != losers
         ]
         if missing:
             hidden.append(
@@ -372,8 +373,32 @@ def _by_peer(detail: dict[str, Any]) -> int:
     return int(str(detail["peer"])[4:])
 
 
-def _losers(store: Store, topic_id: bytes, key: str) -> tuple[bytes, ...]:
+class _Memo:
+    """`derive`, each distinct input derived once: the peers hold the very same record
+    objects (setup.py), so a document most peers hold alike (a hot key's hundred
+    versions, derived twice a peer) is derived once, not once a peer.  The input is
+    known by its records' identities, which are unique while the stores hold them:
+    for one comparison (and each input is kept, so that no identity is reused)."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[object, ...], tuple[object, DocState | None]] = {}
+
+    def derive(
+        self,
+        key: str,
+        oplogs: Iterable[tuple[Oplog, OplogStatus]],
+        resolver: Resolver | None = None,
+    ) -> DocState | None:
+        oplogs = list(oplogs)
+        ident = (key, resolver, *[(id(o), s) for o, s in oplogs])
+        known = self._known.get(ident)
+        if known is None:
+            known = self._known[ident] = (oplogs, derive(key, oplogs, resolver))
+        return known[1]
+
+
+def _losers(store: Store, topic_id: bytes, key: str, memo: _Memo) -> tuple[bytes, ...]:
     """The losing versions a peer lists for a document (derived as its DocumentStore does)."""
     stored = store.by_objects(topic_id, [key_to_object(key)])
-    state = derive(key, [(s.oplog, s.status) for s in stored])
+    state = memo.derive(key, [(s.oplog, s.status) for s in stored])
     return () if state is None else tuple(c.oplog_id for c in state.conflicts)

@@ -46,6 +46,9 @@ class Merged:
 Resolver = Callable[[str, tuple[Version, ...]], "Version | Merged"]
 """`(key, heads) -> Version | Merged`: a pure, deterministic choice of what a conflict shows."""
 
+Deriver = Callable[[str, Iterable[tuple[Oplog, OplogStatus]], "Resolver | None"], "DocState | None"]
+"""`derive` itself, or a stand-in that gives what it gives (a memo: the simulator's checks)."""
+
 
 @dataclass(frozen=True, slots=True)
 class DocState:

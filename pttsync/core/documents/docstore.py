@@ -44,7 +44,7 @@ from ..docop import (
     put_payload,
 )
 from ..oplog import NO_VALUE, OplogStatus
-from .derive import DocState, Resolver, derive
+from .derive import Deriver, DocState, Resolver, derive
 from .history import DEFAULT_LIMIT, History, history
 
 if TYPE_CHECKING:
@@ -101,9 +101,12 @@ class Write:
 class DocumentStore:
     """A topic's documents over a Replica; reports changes to subscribers."""
 
-    def __init__(self, replica: Replica, *, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self, replica: Replica, *, resolver: Resolver | None = None, deriver: Deriver = derive
+    ) -> None:
         self.replica = replica
         self.resolver = resolver
+        self._deriver = deriver  # `derive`, or what gives the same (derive.py `Deriver`)
         self._subscribers: list[Callable[[Change], None]] = []
         self._before: dict[bytes, DocState | None] = {}
         replica.observers.append(self)
@@ -120,7 +123,7 @@ class DocumentStore:
 
     def _derive(self, object_id: bytes) -> DocState | None:
         stored = self.replica.store.by_objects(self.replica.topic_id, [object_id])
-        return derive(
+        return self._deriver(
             object_to_key(object_id), [(s.oplog, s.status) for s in stored], self.resolver
         )
 
