@@ -314,17 +314,16 @@ def test_the_document_check_derives_each_distinct_document_once(
     """Peers that hold the same records show the same documents: the check reads every
     peer's documents but derives each distinct input once (invariants.py `_Memo`); the
     deaf peer's test below shows a peer that holds other records still caught."""
-    import pttsync.sim.invariants as invariants  # noqa: PLC0415
+    from pttsync.core.documents.derive import derive  # noqa: PLC0415
 
     calls: list[str] = []
-    derive = invariants.derive
 
     def counted(key: str, *args: Any, **kwargs: Any) -> Any:
         calls.append(key)
         return derive(key, *args, **kwargs)
 
-    monkeypatch.setattr(invariants, "derive", counted)
-    report = run(SimConfig(peers=12, writes=40, seed=2, hot=0.5, partitions=[(6.0, 20.0)]))
+    monkeypatch.setattr("pttsync.sim.invariants.derive", counted)
+    report = run(SimConfig(peers=12, writes=40, seed=2, hot=0.5, partitions=((6.0, 20.0),)))
     assert report.ok and report.documents["peers_checked"] == 12
     assert report.conflicts > 0  # the conflicts' losers are read on every peer too
     assert sorted(calls) == sorted(set(calls))  # each key's one input: derived once

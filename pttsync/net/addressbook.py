@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,9 @@ class Entry:
     last_error: str = ""  # why the last dial or connection failed
     last_error_at: float | None = None
     quiet_until: float | None = None  # a --join address: no new warning before this
+
+
+_NEXT_TRY = operator.attrgetter("next_try")
 
 
 class AddressBook:
@@ -184,7 +188,7 @@ class AddressBook:
         return ready
 
     def next_due(self) -> float | None:
-        return min((e.next_try for e in self._entries.values()), default=None)
+        return min(map(_NEXT_TRY, self._entries.values()), default=None)
 
     def known(self, limit: int) -> list[tuple[bytes, str]]:
         """(peer ID, address) of peers this node reached, for peer exchange."""
