@@ -101,7 +101,17 @@ class ProcessSigner:
         return result
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        except RuntimeError:
+            # A signal (Ctrl-C; SIGTERM, which the CLI delivers as one) cut the pool's
+            # start short: CPython's pool spawns its worker, then starts the thread that
+            # manages it, and a KeyboardInterrupt raised while that thread starts leaves
+            # one that shutdown cannot join ("cannot join thread before it is
+            # started").  Nothing manages the worker then: it is ended here.
+            for process in list((self._pool._processes or {}).values()):
+                process.kill()
+                process.join()
 
     def __enter__(self) -> ProcessSigner:
         return self

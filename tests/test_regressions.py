@@ -107,6 +107,30 @@ def test_a_dead_signer_process_is_a_pttsync_error(tmp_path: Path) -> None:
             sign([b"b"]).result(timeout=60)
 
 
+def test_a_signer_whose_start_a_signal_cut_short_closes_and_leaves_no_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM during `pttsync gen`'s first signature (CI saw it, exit 1 for 143): the
+    pool had spawned its worker when the KeyboardInterrupt came, in the start of the
+    thread that manages it, and `close` failed ("cannot join thread before it is
+    started") and left the worker behind."""
+    from concurrent.futures import process as pool_module  # noqa: PLC0415
+
+    def interrupted(self: object) -> None:
+        raise KeyboardInterrupt
+
+    me = Identity.generate()
+    me.save(tmp_path / "k")
+    sign = ProcessSigner(tmp_path / "k", me)
+    monkeypatch.setattr(pool_module._ExecutorManagerThread, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sign([b"a"])
+    workers = list((sign._pool._processes or {}).values())
+    assert workers  # the worker was spawned before the thread's start
+    sign.close()  # no RuntimeError
+    assert all(not w.is_alive() for w in workers)
+
+
 def test_damaged_store_reads_are_store_errors(tmp_path: Path, topic: TopicInfo) -> None:
     path = tmp_path / "s.sqlite3"
     with Store.open(path, create=True) as s:
