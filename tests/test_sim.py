@@ -330,6 +330,21 @@ def test_the_document_check_derives_each_distinct_document_once(
     assert len(calls) == report.documents["count"]
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_part_formed_apart_in_a_partition_finds_the_masters_after_the_heal(jobs: int) -> None:
+    """Found by the sweep (seed 42): three slots a node, a partition, and a part whose
+    members knew no master's address kept its writes pending for good, its nodes'
+    one outbound slot taken and nobody dialing in.  Stranded so, a node now dials any
+    peer on its free slots (dialer.py)."""
+    cfg = SimConfig(
+        peers=40, writes=20, seed=734, masters=2, write_by="members", max_peers=3,
+        partitions=((7.0, 13.0),), jobs=jobs,
+    )  # fmt: skip
+    report = run(cfg)
+    assert report.ok, report.invariants
+    assert report.lost_writes == 0
+
+
 DEAF = SimConfig(peers=6, writes=12, seed=4, max_wait=60.0)
 DEAF_ARGS = [
     "simulate", "--peers", "6", "--writes", "12", "--seed", "4", "--max-wait", "60",

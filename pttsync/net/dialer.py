@@ -99,10 +99,18 @@ class Dialer:
             # do not sort the whole book, up to a thousand addresses, for nothing).
             full = self._no_room(outbound, stranded=bool(wanted))
             due = [] if full else self.book.due(now)
+            # Stranded from masters whose addresses it does not know (nor any peer such
+            # a master named), a node may dial any peer on its free slots: one of them
+            # may have a way down.  With its outbound share taken it waited for a dial
+            # in, and a part that had formed apart in a partition stayed apart after
+            # the heal, its members' writes pending for good (the simulator, three
+            # slots a node: `--peers 40 --writes 20 --seed 734 --masters 2 --write-by
+            # members --max-peers 3 --partition 7:13`).
+            lost = bool(wanted) and not any(e.peer_id in wanted for e in self.book.entries())
             if wanted:
                 due.sort(key=lambda e: e.peer_id not in wanted)  # the wanted first
             for entry in due:
-                if full := self._no_room(outbound, stranded=entry.peer_id in wanted):
+                if full := self._no_room(outbound, stranded=lost or entry.peer_id in wanted):
                     break
                 if entry.peer_id == self.peer_id or entry.address == self.listen_address():
                     entry.next_try = math.inf
