@@ -98,7 +98,8 @@ def few_collections() -> Iterator[None]:
 
     The outermost block puts things back as they were; that costs a full
     collection soon after, of the whole heap (0.5 s at 1,000 peers), which
-    the CLI avoids by ending the process inside its own block (cli/main.py).
+    the CLI avoids by ending the process inside its own block (cli/simulate.py
+    `cmd_simulate`, cli/output.py `end_process_now`).
     """
     outermost = _Collections.depth == 0
     threshold = gc.get_threshold()

@@ -160,12 +160,11 @@ class OplogHandler:
         result = HandleResult()
         # Governance in fold order: each may depend on an earlier one of the batch.
         governance = [o for o in oplogs if is_governance_op(o.op)]
+        rest: Sequence[Oplog] = oplogs  # nearly always: no governance, nothing to split
         if governance:
             governance.sort(key=lambda o: (o.create_time, o.oplog_id))
             self._process(governance, result, now)
             rest = [o for o in oplogs if not is_governance_op(o.op)]
-        else:
-            rest = list(oplogs)
         if rest:
             self._process(rest, result, now)
         self._release(result.stored, now)  # pending oplogs that waited for these
