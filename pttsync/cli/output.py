@@ -125,6 +125,11 @@ def mark_entry() -> None:
     _State.entry = True
 
 
+def is_entry() -> bool:
+    """Whether main() is the process's entry: a command may end it, or exec it anew."""
+    return _State.entry
+
+
 def configure_output(*, quiet: bool, json_stderr: bool) -> None:
     """Set from -q and --log-format (by main.py, before the command runs)."""
     _State.quiet = quiet

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from .hugepages import CHOICES as HUGE_PAGES
+from .hugepages import run_again_if_worth_it
 from .options import seconds_or_off
 from .output import LiveLine, emit_json, end_process_now, tell
 from .triorun import Terminated, on_sigterm
@@ -265,6 +267,14 @@ def register(sub: Subparsers) -> None:
         " quiescence, checks) and the top cost centres (about half as fast)",
     )
     p.add_argument(
+        "--huge-pages",
+        choices=HUGE_PAGES,
+        default="auto",
+        help="run on transparent huge pages (Linux, glibc 2.35+): the command runs itself"
+        " again with glibc's malloc, which asks for them; faster for large runs.  auto"
+        " (default): from 2,000 peers a process",
+    )
+    p.add_argument(
         "--shrink",
         action="store_true",
         help="if an invariant fails, look for a smaller plan that still fails, save it"
@@ -377,7 +387,7 @@ def _quiet_nodes(quiet: bool) -> Iterator[None]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..sim.run import few_collections  # noqa: PLC0415
+    from ..sim.collect import few_collections  # noqa: PLC0415
 
     # As the process's own command, it ends inside the block: neither putting the
     # collector back nor the interpreter's teardown walks the simulation's heap.
@@ -410,6 +420,7 @@ def _simulate(args: argparse.Namespace) -> int:
         from ..sim.plot import check_target  # noqa: PLC0415 - loads matplotlib: only for --plot
 
         check_target(args.plot)
+    run_again_if_worth_it(args.huge_pages, cfg.peers // cfg.jobs)  # all checked: may exec
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = ProgressBar() if show and not args.quiet else None
     reproduce = f"pttsync simulate --plan {args.plan}" if args.plan else command_line(cfg)

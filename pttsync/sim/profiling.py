@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import cProfile
+    from collections.abc import Callable
 
 PHASES = ("setup", "writes", "quiescence", "hold", "stop", "checks")
 TOP = 15
@@ -31,9 +32,14 @@ TOP = 15
 class PhaseClock:
     """Wall time per phase of a run: each phase lasts until the next one is entered."""
 
-    def __init__(self) -> None:
+    def __init__(self, *listeners: Callable[[str], None]) -> None:
+        """`listeners` are told each phase as it starts, the first (setup) now
+        (collect.py `Collector` is one)."""
+        self._listeners = listeners
         self._marks: list[tuple[str, float]] = [(PHASES[0], time.perf_counter())]
         self._end: float | None = None
+        for listener in listeners:
+            listener(PHASES[0])
 
     def enter(self, phase: str) -> None:
         """Start `phase` now, unless it (or a later one) has already started."""
@@ -41,6 +47,8 @@ class PhaseClock:
             raise ValueError(f"unknown phase {phase!r}")
         if PHASES.index(phase) > PHASES.index(self._marks[-1][0]):
             self._marks.append((phase, time.perf_counter()))
+            for listener in self._listeners:
+                listener(phase)
 
     def stop(self) -> None:
         self._end = time.perf_counter()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
-import gc
 import logging
 import multiprocessing
 import os
@@ -36,6 +35,7 @@ from ..core import oplogcodec
 from ..errors import SimulationError
 from . import totals
 from .clock import SimClock
+from .collect import Collector, few_collections
 from .invariants import Facts, check, compare_documents, facts_of
 from .observe import cdf_points, fault_windows, quantiles, spread, tree_state
 from .parts import Part, PartResult, check_splittable
@@ -81,39 +81,6 @@ def deterministic_trio(seed: int) -> Iterator[bool]:
     finally:
         rng.setstate(state)
         trio_run._ALLOW_DETERMINISTIC_SCHEDULING = flag  # type: ignore[misc]
-
-
-class _Collections:
-    depth = 0  # few_collections blocks entered and not left (in this process)
-
-
-@contextlib.contextmanager
-def few_collections() -> Iterator[None]:
-    """Python's cyclic garbage collector, tuned for a run's millions of objects.
-
-    By default a full collection walks every object now and then: with a
-    thousand peers' state in memory that cost a quarter of a run's time.
-    What exists when the run starts is frozen (never walked again) and young
-    collections run ten times less often; cycles are still collected.
-
-    The outermost block puts things back as they were; that costs a full
-    collection soon after, of the whole heap (0.5 s at 1,000 peers), which
-    the CLI avoids by ending the process inside its own block (cli/simulate.py
-    `cmd_simulate`, cli/output.py `end_process_now`).
-    """
-    outermost = _Collections.depth == 0
-    threshold = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(200_000, 50, 1000)
-    _Collections.depth += 1
-    try:
-        yield
-    finally:
-        _Collections.depth -= 1
-        if outermost:
-            gc.set_threshold(*threshold)
-            gc.unfreeze()
 
 
 def simulate(
@@ -203,46 +170,48 @@ def run_plan(
     """
     wall = time.perf_counter()
     check_splittable(cfg)
-    phases = PhaseClock()
     profiler = cProfile.Profile() if profile else None
-    second = Second(cfg, plan) if cfg.jobs > 1 else None
-    if profiler is not None:
-        profiler.enable()
-    try:
-        part = second.part() if second is not None else None
-        world = World(cfg, plan, progress=progress, phases=phases, part=part)
-        with (
-            deterministic_trio(cfg.seed) as reproducible,
-            oplogcodec.decode_cache(DECODE_CACHE),
-            few_collections(),
-        ):
-            watch = list(instruments)  # they watch the run; they change nothing in it
-            clock = SimClock(part.lockstep if part is not None else None)
-            try:
-                if stopper is None:
-                    trio.run(world.run, clock=clock, instruments=watch)
-                else:
-                    trio.run(stopper.run, world, clock=clock, instruments=watch)
-            finally:
-                if part is not None:
-                    part.lockstep.finish()
-            if part is not None and part.lockstep.broken:
-                raise SimulationError("the split run's second process ended unexpectedly")
-            if stopper is not None and stopper.stopped:
-                raise Stopped("the simulation was stopped before it ended")
-            phases.enter("checks")
-            live = sorted((p for p in world.peers.values() if p.state == "up"), key=_index)
-            facts = None
-            if second is not None:  # this process's facts, while the second reads its own
-                facts = facts_of(world, world.live(), world.known(), oplogs=False)
-                totals.merge(world, second.result())
-            verdict = check(world, live, elsewhere=second, facts=facts)
-        phases.stop()
-    finally:
+    # From here the collector follows the run's phases (collect.py); the second
+    # process is forked inside the block, so it starts from a collected heap.
+    with few_collections():
+        phases = PhaseClock(Collector())
+        second = Second(cfg, plan) if cfg.jobs > 1 else None
         if profiler is not None:
-            profiler.disable()
-        if second is not None:
-            second.close()
+            profiler.enable()
+        try:
+            part = second.part() if second is not None else None
+            world = World(cfg, plan, progress=progress, phases=phases, part=part)
+            with (
+                deterministic_trio(cfg.seed) as reproducible,
+                oplogcodec.decode_cache(DECODE_CACHE),
+            ):
+                watch = list(instruments)  # they watch the run; they change nothing in it
+                clock = SimClock(part.lockstep if part is not None else None)
+                try:
+                    if stopper is None:
+                        trio.run(world.run, clock=clock, instruments=watch)
+                    else:
+                        trio.run(stopper.run, world, clock=clock, instruments=watch)
+                finally:
+                    if part is not None:
+                        part.lockstep.finish()
+                if part is not None and part.lockstep.broken:
+                    raise SimulationError("the split run's second process ended unexpectedly")
+                if stopper is not None and stopper.stopped:
+                    raise Stopped("the simulation was stopped before it ended")
+                phases.enter("checks")
+                live = sorted((p for p in world.peers.values() if p.state == "up"), key=_index)
+                facts = None
+                if second is not None:  # this process's facts, while the second reads its own
+                    facts = facts_of(world, world.live(), world.known(), oplogs=False)
+                    totals.merge(world, second.result())
+                verdict = check(world, live, elsewhere=second, facts=facts)
+            phases.stop()
+        finally:
+            if profiler is not None:
+                profiler.disable()
+            if second is not None:
+                second.close()
     elapsed = time.perf_counter() - wall
     report = _report(world, plan, verdict, live, elapsed, reproducible, reproduce)
     report.phases_s = phases.seconds()
@@ -326,7 +295,7 @@ def _second(cfg: SimConfig, plan: Plan, conn: Connection, lookahead: float) -> N
     code = 0
     try:
         part = Part(1, conn, lookahead)
-        world = World(cfg, plan, part=part)
+        world = World(cfg, plan, part=part, phases=PhaseClock(Collector()))
         with (
             deterministic_trio(cfg.seed),
             oplogcodec.decode_cache(DECODE_CACHE),
