@@ -102,3 +102,19 @@ def test_a_run_on_huge_pages_does_not_run_itself_again(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(os, "execve", no_exec)
     hugepages.run_again_if_worth_it("on", 10_000)
+
+
+def test_if_it_cannot_run_again_it_runs_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(hugepages, "is_entry", lambda: True)
+    monkeypatch.delenv(MARK, raising=False)
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    monkeypatch.setattr(hugepages, "environment", lambda *a: ({"X": "1"}, "on huge pages"))
+
+    def failing(*args: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "execve", failing)
+    hugepages.run_again_if_worth_it("on", 10_000)
+    assert "could not run" in caplog.text

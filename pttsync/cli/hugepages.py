@@ -122,4 +122,7 @@ def run_again_if_worth_it(choice: str, peers_per_process: int) -> None:
     log.info("running again %s", why)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    os.execve(sys.executable, argv, env)
+    try:
+        os.execve(sys.executable, argv, env)
+    except OSError as exc:  # the interpreter gone since it started, say: run as it is
+        log.warning("not on huge pages: could not run %s again: %s", sys.executable, exc)
