@@ -10,10 +10,11 @@ kernel to use transparent huge pages for its heap).  So for a large run the
 command runs itself again, once, with `PYTHONMALLOC=malloc` and that
 tunable: the same process (`exec`), the same arguments, the same report.
 
-Measured (docs/pip-11/simulation.md, "Huge pages"): the writes phase of a
-4,000-peer run 12% faster, and a 10,000-peer run 10% faster as a whole; at
-1,000 peers a process, a wash (glibc's malloc is a little slower than
-pymalloc, which the fewer misses only make up for in a large heap).  Hence
+Measured (docs/pip-11/simulation.md, fifteenth sitting): a 2,000-peer run
+6% faster, the writes phase of a 4,000-peer run 12%, and the 10,000-peer run
+653.7 s against 726.5 s; at 1,000 peers a process, a wash (glibc's malloc is
+a little slower than pymalloc, which the fewer misses only make up for in a
+large heap).  Hence
 `auto`, the default: on where each process runs at least
 `PEERS_PER_PROCESS` peers.  `on` runs any size so; `off` never.
 
