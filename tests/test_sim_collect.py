@@ -9,7 +9,7 @@ import pytest
 
 from pttsync import SimConfig, simulate
 from pttsync.sim import collect
-from pttsync.sim.collect import Collector, few_collections
+from pttsync.sim.collect import few_collections, follow_phases
 from pttsync.sim.profiling import PhaseClock
 from pttsync.sim.world import World
 
@@ -22,13 +22,13 @@ def test_the_phases_turn_the_collector_off_and_on() -> None:
     before = (gc.isenabled(), gc.get_threshold())
     with few_collections():
         assert gc.get_threshold() == collect.THRESHOLDS
-        phases = PhaseClock(Collector())
+        phases = PhaseClock(follow_phases)
         assert not gc.isenabled()  # the setup: nothing to find
         built = _Thing()
         phases.enter("writes")
         assert gc.isenabled()
         assert gc.get_freeze_count() > 0  # what the setup built is never walked again
-        assert gc.is_tracked(built)
+        assert not any(o is built for o in gc.get_objects())  # frozen: out of every walk
         phases.enter("quiescence")
         assert gc.isenabled()
         phases.enter("stop")
@@ -41,7 +41,7 @@ def test_the_phases_turn_the_collector_off_and_on() -> None:
 
 def test_a_run_without_writes_turns_it_on_at_quiescence() -> None:
     with few_collections():
-        phases = PhaseClock(Collector())
+        phases = PhaseClock(follow_phases)
         assert not gc.isenabled()
         phases.enter("quiescence")
         assert gc.isenabled()
@@ -50,7 +50,7 @@ def test_a_run_without_writes_turns_it_on_at_quiescence() -> None:
 def test_an_inner_block_leaves_it_on_and_nothing_frozen() -> None:
     with few_collections():
         with few_collections():
-            PhaseClock(Collector()).enter("stop")
+            PhaseClock(follow_phases).enter("stop")
             assert not gc.isenabled()
         assert gc.isenabled()
         assert gc.get_threshold() == collect.THRESHOLDS  # the outer block's
@@ -61,7 +61,7 @@ def test_a_collector_turned_off_outside_stays_off_after() -> None:
     gc.disable()
     try:
         with few_collections():
-            phases = PhaseClock(Collector())
+            phases = PhaseClock(follow_phases)
             phases.enter("writes")
             assert gc.isenabled()  # a run collects its cycles during its writes
         assert not gc.isenabled()
@@ -71,7 +71,7 @@ def test_a_collector_turned_off_outside_stays_off_after() -> None:
 
 def test_the_garbage_of_a_frozen_setup_is_collected_after_the_block() -> None:
     with few_collections():
-        phases = PhaseClock(Collector())
+        phases = PhaseClock(follow_phases)
         cycle = _Thing()
         cycle.me = cycle  # type: ignore[attr-defined]
         watch = weakref.ref(cycle)

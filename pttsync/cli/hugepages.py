@@ -116,7 +116,7 @@ def run_again_if_worth_it(choice: str, peers_per_process: int) -> None:
     if not is_entry():
         return
     env, why = environment(choice, peers_per_process, os.environ)
-    argv = getattr(sys, "orig_argv", [])
+    argv = sys.orig_argv
     if env is None or not argv or not sys.executable:
         (log.warning if choice == "on" else log.info)("not on huge pages: %s", why)
         return

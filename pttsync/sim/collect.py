@@ -3,13 +3,14 @@
 A thousand simulated peers are millions of objects, nearly all of which live
 until the run ends.  The collector walks young objects every so often to
 find cycles, and now and then every object; at a run's scale that work
-finds little and costs much (docs/pip-11/simulation.md, "The collector"):
+finds little and costs much (docs/pip-11/simulation.md, "The collector by
+phase, and huge pages"):
 
 * `few_collections()`: the block a run runs in (`run_plan`, the second
   process of a split run, and the CLI's whole command around them).  What
   exists when it starts is frozen (never walked again) and young
   collections run ten times less often; cycles are still collected.
-* `Collector`: told the run's phases (profiling.py `PhaseClock`), it turns
+* `follow_phases`: told the run's phases (profiling.py `PhaseClock`), it turns
   the collector off while walking finds nothing or is not worth it:
   - the setup (the world built, the peers started and joined): everything
     it makes is the peers' state, kept to the end (a 2,000-peer setup left
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["Collector", "few_collections"]
+__all__ = ["few_collections", "follow_phases"]
 
 THRESHOLDS = (200_000, 50, 1000)
 """The collector's thresholds within a block (Python's defaults: 700, 10, 10)."""
@@ -73,21 +74,15 @@ def few_collections() -> Iterator[None]:
             gc.disable()
 
 
-class Collector:
+def follow_phases(phase: str) -> None:
     """The collector off in a run's setup, stop and checks (see the module text).
 
     Called with each phase a run enters (profiling.py `PHASES`); meant for a
-    run inside a `few_collections` block, whose end turns it back on.
+    run inside a `few_collections` block, whose end turns it back on.  Off
+    here means off since the setup: the first phase after it turns it on.
     """
-
-    def __init__(self) -> None:
-        self.paused = False
-
-    def __call__(self, phase: str) -> None:
-        if phase in ("setup", "stop"):
-            gc.disable()
-            self.paused = True
-        elif self.paused and phase != "checks":
-            gc.freeze()  # what the setup built: never walked again
-            gc.enable()
-            self.paused = False
+    if phase in ("setup", "stop"):
+        gc.disable()
+    elif phase != "checks" and not gc.isenabled():
+        gc.freeze()  # what the setup built: never walked again
+        gc.enable()

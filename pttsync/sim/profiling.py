@@ -34,7 +34,7 @@ class PhaseClock:
 
     def __init__(self, *listeners: Callable[[str], None]) -> None:
         """`listeners` are told each phase as it starts, the first (setup) now
-        (collect.py `Collector` is one)."""
+        (collect.py `follow_phases` is one)."""
         self._listeners = listeners
         self._marks: list[tuple[str, float]] = [(PHASES[0], time.perf_counter())]
         self._end: float | None = None

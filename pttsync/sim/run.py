@@ -35,7 +35,7 @@ from ..core import oplogcodec
 from ..errors import SimulationError
 from . import totals
 from .clock import SimClock
-from .collect import Collector, few_collections
+from .collect import few_collections, follow_phases
 from .invariants import Facts, check, compare_documents, facts_of
 from .observe import cdf_points, fault_windows, quantiles, spread, tree_state
 from .parts import Part, PartResult, check_splittable
@@ -174,7 +174,7 @@ def run_plan(
     # From here the collector follows the run's phases (collect.py); the second
     # process is forked inside the block, so it starts from a collected heap.
     with few_collections():
-        phases = PhaseClock(Collector())
+        phases = PhaseClock(follow_phases)
         second = Second(cfg, plan) if cfg.jobs > 1 else None
         if profiler is not None:
             profiler.enable()
@@ -295,7 +295,7 @@ def _second(cfg: SimConfig, plan: Plan, conn: Connection, lookahead: float) -> N
     code = 0
     try:
         part = Part(1, conn, lookahead)
-        world = World(cfg, plan, part=part, phases=PhaseClock(Collector()))
+        world = World(cfg, plan, part=part, phases=PhaseClock(follow_phases))
         with (
             deterministic_trio(cfg.seed),
             oplogcodec.decode_cache(DECODE_CACHE),
@@ -315,8 +315,8 @@ def _second(cfg: SimConfig, plan: Plan, conn: Connection, lookahead: float) -> N
             conn.send(("ok", totals.part_result(world), facts))
             _, want, conflicts, sampled = conn.recv()
             conn.send(("docs", *compare_documents(world, here, want, conflicts, sampled)))
-            # Its end, here: leaving the block would put the collector back, which walks
-            # the whole heap (0.3 s at 1,000 peers) while the first process waits for it.
+            # Its end, here: the interpreter's teardown would free the whole heap
+            # object by object while the first process waits for it.
             os._exit(0)
     except BaseException:
         code = 1
