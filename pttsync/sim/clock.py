@@ -96,15 +96,20 @@ class SimClock(trio.abc.Clock):
         return 0.0
 
     def _windows(self, deadline: float) -> None:
-        """Close windows until something of this process's is due before the current
-        one's end (lockstep.py): the other process may send what comes first."""
+        """Cross windows until something of this process's is due before the current
+        one's end (lockstep.py): the other process may send what comes first.  Then
+        report how far this process got, so the other may run on meanwhile."""
         step, timers = self.lockstep, self.timers
         assert step is not None
+        crossed = False
         while True:
             due = min(deadline, timers.next_time() if timers is not None else math.inf)
             if not step.due(due) or math.isinf(step.window_end) or step.broken:
-                return
+                break
             step.barrier(due)
+            crossed = True
+        if crossed:  # the other may run on as far as this tells it
+            step.report(due)
 
     def jump(self, seconds: float) -> None:
         """Move the time on by `seconds` (as `MockClock.jump`)."""

@@ -91,7 +91,7 @@ class Part:
 
     def swap(self, obj: Any) -> Any:
         """`obj` for the other process's (SimulationError if that one's run ended)."""
-        got = self.lockstep.swap(obj)
+        got = self.lockstep.exchange(obj)
         if got == DONE:
             self.lockstep.other_finished = True
             raise SimulationError("the other process of the split run ended first")

@@ -25,6 +25,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ import trio
 from ..core import oplogcodec
 from ..errors import SimulationError
 from . import totals
+from .bridge import SocketBridge
 from .clock import SimClock
 from .collect import few_collections, follow_phases
 from .invariants import Facts, check, compare_documents, facts_of
@@ -235,17 +237,22 @@ class Second:
     def __init__(self, cfg: SimConfig, plan: Plan) -> None:
         ctx = multiprocessing.get_context("fork")
         self.conn, theirs = ctx.Pipe(duplex=True)
+        # The lockstep's own wire (bridge.py): its sends never block, unlike the pipe's.
+        self.link, their_link = socket.socketpair()
         self.lookahead = cfg.latency_ms[0] / 1000
         self.process = ctx.Process(
-            target=_second, args=(cfg, plan, theirs, self.lookahead), name="pttsync-sim-part-1"
+            target=_second,
+            args=(cfg, plan, theirs, (their_link, self.link), self.lookahead),
+            name="pttsync-sim-part-1",
         )
         self.process.start()
         theirs.close()
+        their_link.close()
         self.facts = Facts({}, {}, {}, {})  # its peers' (invariants.py), with its result
         self.done = False
 
     def part(self) -> Part:
-        return Part(0, self.conn, self.lookahead)
+        return Part(0, SocketBridge(self.link), self.lookahead)
 
     def result(self) -> PartResult:
         """Its results, once both runs ended (then `facts` holds its peers')."""
@@ -278,6 +285,7 @@ class Second:
         """Its end: it exits after its last answer; stopped or failed before, it is killed
         (it would run on alone)."""
         self.conn.close()
+        self.link.close()
         if not self.done:
             self.process.kill()
         self.process.join(timeout=10)
@@ -286,7 +294,13 @@ class Second:
             self.process.join()
 
 
-def _second(cfg: SimConfig, plan: Plan, conn: Connection, lookahead: float) -> None:
+def _second(
+    cfg: SimConfig,
+    plan: Plan,
+    conn: Connection,
+    links: tuple[socket.socket, socket.socket],
+    lookahead: float,
+) -> None:
     """The second process's life (see `Second`)."""
     # The first process answers ^C and SIGTERM, and ends this one; if it dies, this
     # one's next read of the pipe fails and it exits.
@@ -294,7 +308,8 @@ def _second(cfg: SimConfig, plan: Plan, conn: Connection, lookahead: float) -> N
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     code = 0
     try:
-        part = Part(1, conn, lookahead)
+        links[1].close()  # the first process's end: its death then reads as the end
+        part = Part(1, SocketBridge(links[0]), lookahead)
         world = World(cfg, plan, part=part, phases=PhaseClock(follow_phases))
         with (
             deterministic_trio(cfg.seed),

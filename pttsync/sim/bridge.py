@@ -1,0 +1,116 @@
+"""The lockstep's wire between two processes: a socket that never blocks a send.
+
+Each process of a split run (lockstep.py) sends its reports as it goes and
+reads the other's only when it needs them, so neither may ever block in a
+send: two processes each blocked sending to the other, with both buffers
+full, would wait for ever.  A send therefore writes what the socket takes
+and keeps the rest; the rest goes at the next send, or while the process
+waits to read (it waits for its socket to be readable *or* writable).
+
+Messages are pickled, each behind its length (4 bytes, big-endian).  The
+two ends are a `socket.socketpair()` made before the fork.
+"""
+
+from __future__ import annotations
+
+import pickle
+import select
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
+
+__all__ = ["NOTHING", "SocketBridge"]
+
+NOTHING: Any = object()
+"""What `recv(block=False)` gives when no message has come."""
+
+_HEADER = 4
+_CHUNK = 1 << 20  # bytes read at a time
+
+
+class SocketBridge:
+    """One end of the pipe: `send` never blocks, `recv` blocks only if asked to."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self._out = bytearray()  # written by no socket yet
+        self._in = bytearray()  # read, not yet a whole message
+        self._got: deque[Any] = deque()
+        self._poll = select.poll()
+
+    def send(self, obj: Any) -> None:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        self._out += len(data).to_bytes(_HEADER, "big")
+        self._out += data
+        self._write()
+
+    def recv(self, block: bool) -> Any:
+        """The next message; NOTHING if none has come and not `block`.  EOFError
+        once the other end is closed."""
+        while not self._got:
+            self._read()
+            if self._got or not block:
+                break
+            self._wait()
+        return self._got.popleft() if self._got else NOTHING
+
+    def flush(self) -> None:
+        """Write everything kept, waiting as long as it takes (reading meanwhile,
+        so that the other end, flushing too, is not blocked by us)."""
+        while self._out:
+            self._wait()
+
+    def drop_output(self) -> None:
+        """Forget what is kept unwritten (the other end no longer reads)."""
+        self._out.clear()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _write(self) -> None:
+        while self._out:
+            try:
+                sent = self.sock.send(self._out)
+            except BlockingIOError:
+                return
+            del self._out[:sent]
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = self.sock.recv(_CHUNK)
+            except BlockingIOError:
+                break
+            if not chunk:
+                raise EOFError("the other end of the lockstep closed")
+            self._in += chunk
+            if len(chunk) < _CHUNK:
+                break
+        buf, at = self._in, 0
+        while len(buf) - at >= _HEADER:
+            size = int.from_bytes(buf[at : at + _HEADER], "big")
+            if len(buf) - at - _HEADER < size:
+                break
+            at += _HEADER
+            self._got.append(pickle.loads(buf[at : at + size]))
+            at += size
+        if at:
+            del buf[:at]
+
+    def _wait(self) -> None:
+        """Until the socket is readable, or writable while something is kept."""
+        fd = self.sock.fileno()
+        mask = select.POLLIN | (select.POLLOUT if self._out else 0)
+        self._poll.register(fd, mask)
+        try:
+            events = self._poll.poll()
+        finally:
+            self._poll.unregister(fd)
+        for _, event in events:
+            if event & select.POLLOUT:
+                self._write()
+            if event & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                self._read()
