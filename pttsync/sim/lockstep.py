@@ -107,6 +107,7 @@ class Lockstep:
         self._pool: list[tuple[float, int, Any]] = []  # the other's items, not yet taken
         self._received = 0  # the other's items so far (their order, for ties)
         self._safe = 0.0  # the other sends nothing before this (virtual) time
+        self._soonest = 0.0  # its next wake-up, or first item held, as it last said
         self._told: tuple[float, float] = (-1.0, -1.0)  # the last report's (next, end)
         self._shares: deque[Any] = deque()
         self.barriers = 0  # windows crossed (statistics)
@@ -139,17 +140,17 @@ class Lockstep:
         window at all.  Hands over the other's items of the windows crossed."""
         self.barriers += 1
         try:
-            self._take(False, next_time)
+            self._take(False)
             while True:
                 pool = self._pool
                 first = min(next_time, pool[0][0]) if pool else next_time
-                limit = math.inf if self.other_finished else self._safe + self.lookahead
+                limit = self._limit(next_time)
                 allowed = self._last_window(limit)
                 if allowed > self._index:
                     break  # at least the next window
                 self.report(next_time)
                 began = time.perf_counter()
-                self._take(True, next_time)
+                self._take(True)
                 self.waited += time.perf_counter() - began
         except SimulationError:  # from the clock, nothing may raise: the run is ended
             self.on_broken()
@@ -158,16 +159,34 @@ class Lockstep:
         if math.isinf(first) and math.isinf(limit):  # nothing due, nothing to come
             self._start, self.window_end = self.window_end, math.inf
             return
-        index = self._index + 1
-        if math.isfinite(first):
-            index = max(index, int((first + SLACK) // self.width))
+        if math.isfinite(first):  # the window of `first`, if the other allows it
+            index = max(self._index + 1, int((first + SLACK) // self.width))
             while (index + 1) * self.width - SLACK <= first:
                 index += 1
-        if allowed < index:
+            if allowed < index:
+                index = int(allowed)
+        else:  # nothing due here: as far as the other allows
             index = int(allowed)
         self._index = index
         self._start, self.window_end = self.window_end, (index + 1) * self.width - SLACK
         self._hand_over()
+
+    def _limit(self, next_time: float) -> float:
+        """How far this process may run: a lookahead past the time before which the
+        other sends nothing (the earliest of its next wake-up as it last said, the
+        arrival of what is on its way to it, and a lookahead after what this one
+        may yet send it).  The other's future items need not be counted: whatever
+        they make this one send comes two lookaheads after the other's first, so
+        the first send of either below the bound cannot be the answer to a sooner
+        one."""
+        if self.other_finished:
+            return math.inf
+        pool, sent = self._pool, self._sent
+        mine = min(next_time, pool[0][0]) if pool else next_time
+        safe = min(self._soonest, sent[0] if sent else math.inf, mine + self.lookahead)
+        if safe > self._safe:
+            self._safe = safe
+        return self._safe + self.lookahead
 
     def _last_window(self, limit: float) -> float:
         """The last window whose end comes no later than `limit` (math.inf: none)."""
@@ -203,7 +222,7 @@ class Lockstep:
         while not self._shares:
             if self.other_finished or self.broken:
                 return DONE
-            self._take(True, None)
+            self._take(True)
         self.waited += time.perf_counter() - began
         return self._shares.popleft()
 
@@ -212,7 +231,7 @@ class Lockstep:
         if self.other_finished or self.broken:
             return
         try:
-            self._take(False, None)  # it may have ended too
+            self._take(False)  # it may have ended too
         except SimulationError:
             return
         if self.other_finished:
@@ -234,7 +253,7 @@ class Lockstep:
             self.broken = True
             raise SimulationError("the other process of the split run is gone") from None
 
-    def _take(self, block: bool, next_time: float | None) -> None:
+    def _take(self, block: bool) -> None:
         """Read one message (waiting for it if `block`), or all those come (if not)."""
         while True:
             try:
@@ -248,7 +267,7 @@ class Lockstep:
             if kind == "s":
                 self._shares.append(got[1])
             elif kind == "p":
-                self._on_report(got[1], got[2], got[3], next_time)
+                self._on_report(got[1], got[2], got[3])
             else:  # "d": its run ended, and these are its last items
                 self._pool_up(got[1])
                 self.other_finished = True
@@ -263,28 +282,14 @@ class Lockstep:
             n += 1
         self._received = n
 
-    def _on_report(
-        self, soonest: float, end: float, items: list[Item], next_time: float | None
-    ) -> None:
+    def _on_report(self, soonest: float, end: float, items: list[Item]) -> None:
         """The other's report: it has taken everything of ours due before `end`, and
-        has nothing of its own due before `soonest`."""
+        has nothing of its own due before `soonest` (bar what is on its way to it)."""
         self._pool_up(items)
         sent = self._sent
         while sent and sent[0] < end:
             heapq.heappop(sent)
-        pool = self._pool
-        # The earliest this process may yet send anything: its next wake-up, or the
-        # first of the other's items it holds (mid-window, at a sample: the window's
-        # start).  The other's future items need not be counted: whatever they make
-        # this one send comes two lookaheads after the other's first, and so after
-        # the bound below (the earliest send of either, by induction, cannot be
-        # the answer to a sooner one).
-        if next_time is None:
-            mine = self._start
-        else:
-            mine = min(next_time, pool[0][0]) if pool else next_time
-        safe = min(soonest, sent[0] if sent else math.inf, mine + self.lookahead)
-        self._safe = max(self._safe, safe)
+        self._soonest = soonest
 
     def _hand_over(self) -> None:
         """Schedule the other's items due before the window's end, in their order."""
