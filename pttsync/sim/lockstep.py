@@ -184,8 +184,7 @@ class Lockstep:
         pool, sent = self._pool, self._sent
         mine = min(next_time, pool[0][0]) if pool else next_time
         safe = min(self._soonest, sent[0] if sent else math.inf, mine + self.lookahead)
-        if safe > self._safe:
-            self._safe = safe
+        self._safe = max(self._safe, safe)
         return self._safe + self.lookahead
 
     def _last_window(self, limit: float) -> float:
