@@ -13,6 +13,7 @@ the report.  The modules:
 * world.py: the real nodes on the fabric, the plan carried out;
 * observe.py: probes on each peer, the timeline, bounds;
 * lockstep.py, remote.py: two processes' windows, and the connections that cross;
+  bridge.py: the lockstep's wire, whose sends never block;
 * parts.py: `--jobs 2`, who runs which peer and the samples both share;
   totals.py: the report's sums, the second process's share merged;
 * invariants.py: the checks; report.py: the report; run.py: `simulate`;

@@ -59,8 +59,9 @@ class SimClock(trio.abc.Clock):
         self.now = 0.0
         self.timers: net_timers.Timers | None = None  # the run's, once driven
         self.held = False  # time stands still (a stop on its way: see the module text)
-        # The windows of a run split across two processes (lockstep.py): at each
-        # window's end the clock stops for the other process before it moves on.
+        # The windows of a run split across two processes (lockstep.py): at a
+        # window's end the clock crosses into the next, waiting for the other
+        # process only if it is a lookahead behind.
         self.lockstep = lockstep
 
     def drive(self) -> None:

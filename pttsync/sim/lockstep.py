@@ -19,10 +19,11 @@ Each process reports as it goes, without waiting: the items it sent, its
 window's end, and the time of its next wake-up.  From a report the other
 works out a time before which this one sends nothing (its *safe* time: the
 earliest of its next wake-up, the arrival of anything on its way to it, and
-what the reader itself may yet send it), and may run up to that time plus
-`L`.  So a process waits only when it is more than about one window ahead;
-a window's random imbalance between the two no longer costs a wait at every
-window, as a barrier did (docs/pip-11/simulation.md measures it).  Idle
+a lookahead after what the reader itself may yet send it), and may run up
+to that time plus `L`.  So a process waits only when it is about a
+lookahead ahead; a window's random imbalance between the two no longer
+costs a wait at every window, as a barrier did (docs/pip-11/simulation.md
+measures it).  Idle
 stretches are jumped: a process with nothing due for a while says so, and
 the other crosses every empty window at once.  When both have nothing due
 and nothing is on its way, the window is endless, as in one process.
@@ -59,8 +60,10 @@ ticks may fall a hair (float error) below the time plus the latency, never by th
 much; and a window that ends a hair before an instant runs none of it early."""
 
 GRID = 4
-"""Windows per lookahead: a process may run up to about one window ahead of the
-other (a barrier a lookahead long let neither run ahead at all)."""
+"""Windows per lookahead.  A process may run up to `GRID - 1` windows past the
+last report of the other; a window is where items are handed over and reports
+sent, so more of them cost more messages (2: waits of 3.5 s a process in a
+95 s run of 2,000 peers; 4: 1.6-2.4 s; the barrier before: 7.8-9.4 s)."""
 
 
 class Bridge(Protocol):
