@@ -1,8 +1,8 @@
 """A fabric split across two trio runs in lockstep (sim/lockstep.py, sim/remote.py).
 
 The two runs here are threads joined by a pair of queues, each with its own
-`SimClock`; `pttsync simulate` would run them as processes on a pipe.  The
-property: whatever a script of dials, frames and closes does, every frame
+`SimClock`; `pttsync simulate` runs them as processes on a socket
+(sim/bridge.py).  The property: whatever a script of dials, frames and closes does, every frame
 arrives at the same virtual time, to the same node, with the network split
 in two as with it whole.
 """

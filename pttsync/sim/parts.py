@@ -75,7 +75,7 @@ def auto_jobs(cfg: SimConfig) -> int:
 
 
 class Part:
-    """This process's share of a split run: its peers, and its side of the pipe."""
+    """This process's share of a split run: its peers, and its end of the lockstep's wire."""
 
     def __init__(self, index: int, bridge: Bridge, lookahead: float) -> None:
         self.index = index

@@ -231,8 +231,8 @@ def _index(peer: Any) -> int:
 
 class Second:
     """The second process of a split run (parts.py): forked with the plan, it runs
-    the peers of part 1 in lockstep with this process, then hands its results
-    over the same pipe and exits."""
+    the peers of part 1 in lockstep with this process (over a socket of their
+    own, bridge.py), then hands its results over a pipe and exits."""
 
     def __init__(self, cfg: SimConfig, plan: Plan) -> None:
         ctx = multiprocessing.get_context("fork")
@@ -303,7 +303,7 @@ def _second(
 ) -> None:
     """The second process's life (see `Second`)."""
     # The first process answers ^C and SIGTERM, and ends this one; if it dies, this
-    # one's next read of the pipe fails and it exits.
+    # one's next read of the lockstep's socket or the pipe fails and it exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     code = 0
