@@ -64,6 +64,12 @@ def test_a_split_run_is_healthy_and_counts_the_whole_network() -> None:
     assert split.timeline[-1]["agree_final"] == 12
     assert "--jobs 2" in split.reproduce
     assert split.config["jobs"] == 2
+    # The lockstep's figures: items crossed both ways, each process's wait (wall time,
+    # so not in the JSON without --profile).
+    assert split.split is not None and whole.split is None
+    assert split.split["windows"] > 0 and split.split["crossed"] > 0
+    assert [w >= 0 for w in split.split["waited_s"]] == [True, True]
+    assert "split" not in split.to_json()
 
 
 def test_every_fault_is_carried_out_by_both_processes() -> None:

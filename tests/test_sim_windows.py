@@ -164,7 +164,7 @@ def test_neither_end_blocks_sending_however_much_is_unread() -> None:
     a.flush()  # writes what it kept while the other reads
     reader.join(timeout=30)
     assert done == list(range(40))
-    got = []
+    got: list[int] = []
     while len(got) < 40:
         b._write()  # its kept bytes, as its next send or wait would
         item = a.recv(False)

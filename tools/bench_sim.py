@@ -68,6 +68,8 @@ def scale(peers: int, duration: float, seed: int) -> dict[str, Any]:
         "messages": report.messages["total"],
         "bytes": report.bytes["total"],
         "spread_s": report.spread_s,
+        # Two processes: how long each waited for the other (lockstep.py).
+        "waited_s": report.split["waited_s"] if report.split is not None else None,
     }
 
 
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                 f" {'converged' if s['converged'] else 'NOT converged'} in"
                 f" {s['virtual_s']:.1f} virtual s, {s['wall_s']:.1f} s wall ({s['jobs']} processes)"
                 f" ({s['ratio_to_target']:.2f} x the {SCALE_TARGET_S:g} s target),"
-                f" {s['messages']:,} messages",
+                f" {s['messages']:,} messages"
+                + (f"; waited {w[0]:.1f} / {w[1]:.1f} s" if (w := s["waited_s"]) else ""),
                 flush=True,
             )
     if args.what in ("spread", "all"):

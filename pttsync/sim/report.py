@@ -85,6 +85,9 @@ class SimReport:
     phases_s: dict[str, float] = field(default_factory=dict)  # wall time by phase
     push: dict[str, Any] = field(default_factory=dict)  # push counters (run._push)
     profile: dict[str, Any] | None = None  # with --profile: the top cost centres
+    # A split run's lockstep: windows, items crossed, and the wall seconds each process
+    # waited for the other (wall-time figures: in the JSON only under --profile's).
+    split: dict[str, Any] | None = None
     # What --plot draws beyond the timeline (bounded: one number per peer, at most 1,000
     # points of the spread's CDF, the fault windows): bytes_per_peer (by peer number),
     # spread_cdf ([seconds, fraction] pairs), write_window, fault_windows

@@ -219,8 +219,8 @@ def run_plan(
     report.phases_s = phases.seconds()
     if profiler is not None:
         centres: dict[str, Any] = dict(cost_centres(profiler))
-        if world.other is not None:
-            centres["split"] = totals.split_profile(world)
+        if report.split is not None:
+            centres["split"] = report.split
         report.profile = centres
     return report
 
@@ -369,6 +369,7 @@ def _report(
     return SimReport(
         seed=cfg.seed,
         config=cfg.to_json(),
+        split=totals.split_profile(world) if world.other is not None else None,
         converged=world.converged_at is not None,
         invariants=verdict.results,
         convergence_s=convergence,

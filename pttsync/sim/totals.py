@@ -137,8 +137,8 @@ def merge(world: World, other: PartResult) -> None:
 
 
 def split_profile(world: World) -> dict[str, Any]:
-    """For `--profile`: the lockstep's windows, the items that crossed, and how long
-    each process waited for the other (their imbalance)."""
+    """The lockstep's windows, the items that crossed, and how long each process
+    waited for the other (their imbalance): `SimReport.split`, and `--profile`'s."""
     assert world.part is not None
     assert world.other is not None
     step, other = world.part.lockstep, world.other
