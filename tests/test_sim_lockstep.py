@@ -53,7 +53,7 @@ class QueueBridge:
                 return NOTHING
         return self.inn.get(timeout=30)  # a lockstep bug must fail, not hang the suite
 
-    def flush(self) -> None:
+    def flush(self, gone: Callable[[Any], bool]) -> None:
         pass
 
     def drop_output(self) -> None:

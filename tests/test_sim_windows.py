@@ -13,12 +13,15 @@ import pickle
 import queue
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pttsync.sim.bridge import NOTHING, SocketBridge
 from pttsync.sim.lockstep import DONE, GRID, SLACK, Lockstep
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 L = 0.005  # the lookahead
 W = L / GRID  # a window
@@ -45,7 +48,7 @@ class Wire:
                 raise Waited from None
             return NOTHING
 
-    def flush(self) -> None:
+    def flush(self, gone: Callable[[Any], bool]) -> None:
         pass
 
     def drop_output(self) -> None:
@@ -161,7 +164,7 @@ def test_neither_end_blocks_sending_however_much_is_unread() -> None:
 
     reader = threading.Thread(target=drain, args=(b,))
     reader.start()
-    a.flush()  # writes what it kept while the other reads
+    a.flush(lambda message: False)  # writes what it kept while the other reads
     reader.join(timeout=30)
     assert done == list(range(40))
     got: list[int] = []
@@ -185,3 +188,23 @@ def test_a_closed_end_reads_as_the_end() -> None:
     with pytest.raises(EOFError):
         a.recv(True)
     left.close()
+
+
+def test_two_processes_ending_at_once_with_much_to_send_both_end() -> None:
+    """Each ends with megabytes unsent (a stop closes every crossing connection at
+    once) while the other, ending too, no longer reads: each stops writing once the
+    other says it ended, rather than wait for ever for room."""
+    left, right = socket.socketpair()
+    ends = [Lockstep(SocketBridge(left), 0, L), Lockstep(SocketBridge(right), 1, L)]
+    for end in ends:
+        for n in range(100_000):
+            end.post(1.0, ("frame", n, b"x" * 40))
+    threads = [threading.Thread(target=end.finish) for end in ends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert [end.broken for end in ends] == [False, False]
+    left.close()
+    right.close()

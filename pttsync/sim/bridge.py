@@ -13,6 +13,7 @@ two ends are a `socket.socketpair()` made before the fork.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import select
 from collections import deque
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable
 
 __all__ = ["NOTHING", "SocketBridge"]
 
@@ -57,11 +59,18 @@ class SocketBridge:
             self._wait()
         return self._got.popleft() if self._got else NOTHING
 
-    def flush(self) -> None:
-        """Write everything kept, waiting as long as it takes (reading meanwhile,
-        so that the other end, flushing too, is not blocked by us)."""
+    def flush(self, gone: Callable[[Any], bool]) -> None:
+        """Write everything kept, waiting as long as it takes, unless a message
+        comes meanwhile for which `gone(message)` is true (the other end says
+        it reads no more): then what is kept is dropped.  The messages read
+        meanwhile are kept for `recv`."""
+        seen = len(self._got)
         while self._out:
             self._wait()
+            if any(gone(m) for m in itertools.islice(self._got, seen, None)):
+                self._out.clear()
+                return
+            seen = len(self._got)
 
     def drop_output(self) -> None:
         """Forget what is kept unwritten (the other end no longer reads)."""

@@ -74,7 +74,7 @@ class Bridge(Protocol):
 
     def recv(self, block: bool) -> Any: ...  # NOTHING: none yet (not `block`)
 
-    def flush(self) -> None: ...
+    def flush(self, gone: Callable[[Any], bool]) -> None: ...
 
     def drop_output(self) -> None: ...
 
@@ -242,7 +242,8 @@ class Lockstep:
         self.other_finished = True  # nothing more is read
         try:
             self.bridge.send(("d", mine))
-            self.bridge.flush()
+            # Until it has all, or says it ended too (it reads no more then).
+            self.bridge.flush(_is_end)
         except (EOFError, OSError):
             pass  # gone as well: the first process's next read of it says so
 
@@ -302,6 +303,10 @@ class Lockstep:
                 when, _, what = heapq.heappop(pool)
                 items.append((when, what))
             self.deliver(items)
+
+
+def _is_end(message: Any) -> bool:
+    return bool(message[0] == "d")
 
 
 def _nothing() -> None:
