@@ -13,6 +13,7 @@ import pickle
 import queue
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -168,7 +169,8 @@ def test_neither_end_blocks_sending_however_much_is_unread() -> None:
     reader.join(timeout=30)
     assert done == list(range(40))
     got: list[int] = []
-    while len(got) < 40:
+    deadline = time.monotonic() + 30  # a bug must fail, not hang the suite
+    while len(got) < 40 and time.monotonic() < deadline:
         b._write()  # its kept bytes, as its next send or wait would
         item = a.recv(False)
         if item is not NOTHING:

@@ -76,9 +76,6 @@ class SocketBridge:
         """Forget what is kept unwritten (the other end no longer reads)."""
         self._out.clear()
 
-    def close(self) -> None:
-        self.sock.close()
-
     def _write(self) -> None:
         while self._out:
             try:

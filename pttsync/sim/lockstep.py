@@ -145,9 +145,8 @@ class Lockstep:
         try:
             self._take(False)
             while True:
-                pool = self._pool
-                first = min(next_time, pool[0][0]) if pool else next_time
-                limit = self._limit(next_time)
+                first = self._first(next_time)
+                limit = self._limit(first)
                 allowed = self._last_window(limit)
                 if allowed > self._index:
                     break  # at least the next window
@@ -174,19 +173,24 @@ class Lockstep:
         self._start, self.window_end = self.window_end, (index + 1) * self.width - SLACK
         self._hand_over()
 
-    def _limit(self, next_time: float) -> float:
+    def _first(self, next_time: float) -> float:
+        """The first thing this process has to do: its next wake-up (`next_time`), or
+        the first of the other's items it holds, whichever is sooner."""
+        pool = self._pool
+        return min(next_time, pool[0][0]) if pool else next_time
+
+    def _limit(self, first: float) -> float:
         """How far this process may run: a lookahead past the time before which the
         other sends nothing (the earliest of its next wake-up as it last said, the
-        arrival of what is on its way to it, and a lookahead after what this one
-        may yet send it).  The other's future items need not be counted: whatever
-        they make this one send comes two lookaheads after the other's first, so
-        the first send of either below the bound cannot be the answer to a sooner
-        one."""
+        arrival of what is on its way to it, and a lookahead after `first`, the
+        soonest this one may send it anything).  The other's future items need not
+        be counted: whatever they make this one send comes two lookaheads after the
+        other's first, so the first send of either below the bound cannot be the
+        answer to a sooner one."""
         if self.other_finished:
             return math.inf
-        pool, sent = self._pool, self._sent
-        mine = min(next_time, pool[0][0]) if pool else next_time
-        safe = min(self._soonest, sent[0] if sent else math.inf, mine + self.lookahead)
+        sent = self._sent
+        safe = min(self._soonest, sent[0] if sent else math.inf, first + self.lookahead)
         self._safe = max(self._safe, safe)
         return self._safe + self.lookahead
 
@@ -206,8 +210,7 @@ class Lockstep:
         wake-up (`next_time`), if any of it is news."""
         if self.other_finished or self.broken:
             return
-        pool = self._pool
-        soonest = min(next_time, pool[0][0]) if pool else next_time
+        soonest = self._first(next_time)
         told = (soonest, self.window_end)
         if told == self._told and not self._outbox:
             return
@@ -296,12 +299,11 @@ class Lockstep:
 
     def _hand_over(self) -> None:
         """Schedule the other's items due before the window's end, in their order."""
-        pool, end = self._pool, self.window_end
-        if pool and pool[0][0] < end:
-            items = []
-            while pool and pool[0][0] < end:
-                when, _, what = heapq.heappop(pool)
-                items.append((when, what))
+        pool, end, items = self._pool, self.window_end, []
+        while pool and pool[0][0] < end:
+            when, _, what = heapq.heappop(pool)
+            items.append((when, what))
+        if items:
             self.deliver(items)
 
 
