@@ -974,7 +974,7 @@ def test_the_cli_profiles_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "wall time by phase" in out and "top modules by own time" in out
-    for phase in ("setup", "writes", "quiescence", "hold", "stop", "checks"):
+    for phase in ("setup", "writes", "quiescence", "hold", "checks", "stop"):
         assert f"\n  {phase} " in out
     # A run this small is mostly trio and the start-up collection; the CI's busy
     # process once ranked no function of ours in the top 15.  Summed by module,
@@ -985,7 +985,7 @@ def test_the_cli_profiles_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     phases = report["phases_s"]
-    assert list(phases) == ["setup", "writes", "quiescence", "hold", "stop", "checks"]
+    assert list(phases) == ["setup", "writes", "quiescence", "hold", "checks", "stop"]
     assert all(s >= 0 for s in phases.values()) and phases["writes"] > 0
     assert phases["hold"] == 0  # no --hold
     assert sum(phases.values()) <= report["wall_s"] + 0.01
@@ -1005,7 +1005,7 @@ def test_phases_follow_each_other_and_never_go_back() -> None:
     clock.enter("checks")  # quiescence skipped: it took no time
     clock.stop()
     seconds = clock.seconds()
-    assert list(seconds) == ["setup", "writes", "quiescence", "hold", "stop", "checks"]
+    assert list(seconds) == ["setup", "writes", "quiescence", "hold", "checks", "stop"]
     assert seconds["quiescence"] == 0.0
     with pytest.raises(ValueError, match="unknown phase"):
         clock.enter("lunch")

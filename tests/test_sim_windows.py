@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pttsync.sim import bridge
 from pttsync.sim.bridge import NOTHING, SocketBridge
 from pttsync.sim.lockstep import DONE, GRID, SLACK, Lockstep
 
@@ -189,6 +190,43 @@ def test_a_closed_end_reads_as_the_end() -> None:
     assert a.recv(True) == "last"
     with pytest.raises(EOFError):
         a.recv(True)
+    left.close()
+
+
+def test_every_whole_message_before_the_end_is_read_then_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The messages that came before the other end closed come first, even when the
+    read that brings the last of them fills its chunk, so that the same call reads
+    the end too (a chunk of 16 bytes here, of 1 MB in a run)."""
+    monkeypatch.setattr(bridge, "_CHUNK", 16)
+    left, right = socket.socketpair()
+    a = SocketBridge(left)
+    frames = [pickle.dumps(("d", b"x" * n)) for n in range(40, 56)]
+    frame = next(f for f in frames if (len(f) + 4) % 16 == 0)  # whole chunks, no less
+    right.sendall(len(frame).to_bytes(4, "big") + frame)
+    right.close()
+    assert a.recv(True) == pickle.loads(frame)
+    with pytest.raises(EOFError):
+        a.recv(True)
+    left.close()
+
+
+def test_the_other_gone_after_its_end_is_no_break() -> None:
+    """Once the other has said its run ended (each process does at its checks), it may
+    exit: this one runs its stop alone, reading nothing more, and is not broken."""
+    left, right = socket.socketpair()
+    first, second = Lockstep(SocketBridge(left), 0, L), Lockstep(SocketBridge(right), 1, L)
+    first.deliver = lambda items: None
+    second.post(0.300, "last")
+    second.finish()
+    right.close()  # its process exits
+    first.barrier(1.0)
+    first.barrier(2.0)
+    first.report(3.0)
+    first.finish()
+    assert first.other_finished and not first.broken
+    assert first.window_end > 2.0
     left.close()
 
 

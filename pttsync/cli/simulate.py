@@ -27,7 +27,8 @@ from ..errors import UsageError
 from .hugepages import CHOICES as HUGE_PAGES
 from .hugepages import run_again_if_worth_it
 from .options import seconds_or_off
-from .output import LiveLine, emit_json, end_process_now, tell
+from .output import end_process_now, is_entry
+from .simout import ProgressBar, write_out
 from .triorun import Terminated, on_sigterm
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
     from ..sim.plan import Plan, SimConfig
     from ..sim.report import SimReport
-    from ..sim.world import Progress
     from .options import Subparsers
 
 
@@ -349,29 +349,6 @@ def _num(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-class ProgressBar:
-    """The run's progress, on stderr: a bar redrawn in place on a terminal; elsewhere
-    (--progress) a plain line per change of state and at most one a second."""
-
-    WIDTH = 24
-
-    def __init__(self) -> None:
-        self.line = LiveLine()
-
-    def __call__(self, p: Progress) -> None:
-        frac = 1.0 if p.horizon <= 0 else min(1.0, p.t / p.horizon)
-        filled = round(frac * self.WIDTH)
-        state = "converged" if p.converged else ("settling" if frac >= 1 else "running")
-        self.line.show(
-            f"[{'#' * filled}{'-' * (self.WIDTH - filled)}] t={p.t:8.1f}s"
-            f"  writes {p.writes_done}/{p.writes_total}  agree {p.agree}/{p.live}  {state}",
-            state=state,
-        )
-
-    def close(self) -> None:
-        self.line.close()
-
-
 @contextlib.contextmanager
 def _quiet_nodes(quiet: bool) -> Iterator[None]:
     """The simulated nodes' own warnings (a peer refused, a join retried: what the faults
@@ -401,7 +378,6 @@ def _simulate(args: argparse.Namespace) -> int:
     from ..sim.plan import make_plan  # noqa: PLC0415
     from ..sim.run import Stopped, Stopper, run_plan  # noqa: PLC0415
     from ..sim.scenarios import SCENARIOS  # noqa: PLC0415
-    from ..sim.shrink import save_plan  # noqa: PLC0415
 
     if args.list_scenarios:
         for s in SCENARIOS.values():
@@ -424,36 +400,30 @@ def _simulate(args: argparse.Namespace) -> int:
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = ProgressBar() if show and not args.quiet else None
     reproduce = f"pttsync simulate --plan {args.plan}" if args.plan else command_line(cfg)
-    plan = plan if plan is not None else make_plan(cfg)
+    planned = plan if plan is not None else make_plan(cfg)
     stopper = Stopper()  # SIGTERM stops the run where it is: no report, exit 143
+
+    def take(report: SimReport) -> None:
+        """The report, at the run's end, before its nodes stop: as the process's own
+        command, write it out and end (nobody waits for 10,000 nodes to shut down);
+        in process, or with a shrink to run, only once they have stopped."""
+        if is_entry() and (report.ok or not args.shrink):
+            if bar is not None:
+                bar.close()
+            end_process_now(write_out(args, cfg, planned, report))
+
     try:
         with on_sigterm(stopper.stop):
             report = run_plan(
-                cfg, plan, progress=bar, reproduce=reproduce, profile=args.profile, stopper=stopper
-            )
+                cfg, planned, progress=bar, reproduce=reproduce, profile=args.profile,
+                stopper=stopper, on_report=take,
+            )  # fmt: skip
     except Stopped:
         raise Terminated from None
     finally:
         if bar is not None:
             bar.close()
-    if not report.ok and args.shrink:
-        report = _shrink(args, cfg, plan, report)
-    elif args.save_plan:
-        save_plan(Path(args.save_plan), cfg, plan)
-    if args.timeline:
-        report.write_timeline(Path(args.timeline))
-    if args.plot:
-        from ..sim.plot import write_plot  # noqa: PLC0415
-
-        write_plot(report, Path(args.plot))
-    if args.json:
-        emit_json(report.to_json())
-    else:
-        print(report.summary())
-    if not report.ok:
-        tell(report.trace(), level=logging.ERROR)
-        return 1
-    return 0
+    return write_out(args, cfg, planned, report)
 
 
 def _config_and_plan(args: argparse.Namespace) -> tuple[SimConfig, Plan | None]:
@@ -467,29 +437,3 @@ def _config_and_plan(args: argparse.Namespace) -> tuple[SimConfig, Plan | None]:
         what = ", ".join(given) or "--scenario"
         raise UsageError(f"--plan replays a saved run as it was: drop {what}")
     return load_plan(Path(args.plan))
-
-
-def _shrink(args: argparse.Namespace, cfg: SimConfig, plan: Plan, report: SimReport) -> SimReport:
-    """--shrink: find a smaller failing plan, save it, show it; its report."""
-    from ..sim.shrink import save_plan, shrink  # noqa: PLC0415
-
-    def say(text: str) -> None:
-        tell(f"shrink: {text}", level=logging.INFO)
-
-    found = shrink(cfg, plan, report, max_runs=args.max_shrink_runs, progress=say)
-    target = Path(args.save_plan or f"pttsync-sim-seed{cfg.seed}-min.json")
-    save_plan(target, cfg, found.plan)
-    tell(
-        f"shrink: {len(found.plan.faults)} of {len(plan.faults)} fault events and"
-        f" {len(found.plan.writes)} of {len(plan.writes)} writes still fail"
-        f" ({found.runs} runs); saved to {target}"
-    )
-    if len(found.plan.writes) + len(found.plan.faults) <= 40:
-        events = [(f.at, f.describe()) for f in found.plan.faults] + [
-            (w.at, f"t={w.at:8.3f}s  {w.kind.value} {w.key} on peer{w.peer}")
-            for w in found.plan.writes
-        ]
-        lines = [f"  {line}" for _, line in sorted(events)]
-        tell("\n".join(["shrink: the minimal plan:", *lines]))
-    found.report.reproduce = f"pttsync simulate --plan {target}"
-    return found.report

@@ -85,13 +85,15 @@ class SocketBridge:
             del self._out[:sent]
 
     def _read(self) -> None:
+        ended = False
         while True:
             try:
                 chunk = self.sock.recv(_CHUNK)
             except BlockingIOError:
                 break
             if not chunk:
-                raise EOFError("the other end of the lockstep closed")
+                ended = True  # the end, after the whole messages read before it
+                break
             self._in += chunk
             if len(chunk) < _CHUNK:
                 break
@@ -105,6 +107,8 @@ class SocketBridge:
             at += size
         if at:
             del buf[:at]
+        elif ended:  # (the next read says it, if this one gave messages)
+            raise EOFError("the other end of the lockstep closed")
 
     def _wait(self) -> None:
         """Until the socket is readable, or writable while something is kept."""

@@ -15,8 +15,8 @@ phase, and huge pages"):
   - the setup (the world built, the peers started and joined): everything
     it makes is the peers' state, kept to the end (a 2,000-peer setup left
     no garbage at all); what it built is frozen when the first write comes;
-  - the stop and the checks: the run is over; its garbage (the nodes'
-    cancellations) waits for the block's end.
+  - the checks and the stop: the run is over; its garbage (the checks'
+    reads, the nodes' cancellations) waits for the block's end.
   During the writes, the quiescence and the hold the collector runs as the
   block tunes it: crashes, churn and closed connections make cycles there.
 
@@ -75,14 +75,14 @@ def few_collections() -> Iterator[None]:
 
 
 def follow_phases(phase: str) -> None:
-    """The collector off in a run's setup, stop and checks (see the module text).
+    """The collector off in a run's setup, checks and stop (see the module text).
 
     Called with each phase a run enters (profiling.py `PHASES`); meant for a
     run inside a `few_collections` block, whose end turns it back on.  Off
     here means off since the setup: the first phase after it turns it on.
     """
-    if phase in ("setup", "stop"):
+    if phase in ("setup", "checks", "stop"):
         gc.disable()
-    elif phase != "checks" and not gc.isenabled():
+    elif not gc.isenabled():
         gc.freeze()  # what the setup built: never walked again
         gc.enable()

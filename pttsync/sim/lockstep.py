@@ -260,8 +260,9 @@ class Lockstep:
             raise SimulationError("the other process of the split run is gone") from None
 
     def _take(self, block: bool) -> None:
-        """Read one message (waiting for it if `block`), or all those come (if not)."""
-        while True:
+        """Read one message (waiting for it if `block`), or all those come (if not);
+        nothing once the other's run ended (it may have exited since)."""
+        while not self.other_finished:
             try:
                 got = self.bridge.recv(block)
             except (EOFError, OSError):

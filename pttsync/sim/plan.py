@@ -264,6 +264,16 @@ class Plan:
         times = [w.at for w in self.writes] + [f.at for f in self.faults]
         return max(times, default=0.0)
 
+    def partitions(self) -> list[tuple[float, float, tuple[tuple[int, ...], ...]]]:
+        """Each partition's start, end (its heal's time; inf if none) and groups."""
+        heals = [h for h in self.faults if h.kind is FaultKind.HEAL]
+        out = []
+        for f in self.faults:
+            if f.kind is FaultKind.PARTITION:
+                ends = [h.at for h in heals if h.groups == f.groups and h.at > f.at]
+                out.append((f.at, min(ends, default=math.inf), f.groups))
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "initial": self.initial,

@@ -5,8 +5,10 @@ Two views, both of wall time (the virtual clock costs none):
 * **Phases** (`PhaseClock`): setup (the world built and the peers started,
   up to the first write), writes (the plan's writes and faults), quiescence
   (after the last event, until every live peer converged or max_wait ran
-  out), hold (with `--hold S`: the converged network running on idle) and
-  checks (the invariants).  Always kept; cheap.
+  out), hold (with `--hold S`: the converged network running on idle),
+  checks (the invariants and the report, every node still up) and stop
+  (every node shut down; 0 under `pttsync simulate`, which ends the
+  process with the report instead).  Always kept; cheap.
 * **Cost centres** (`cost_centres`): under cProfile, the functions with the
   most time of their own, and the same summed by module, so a finding reads
   "the Merkle descent" rather than one helper of it.  cProfile slows Python
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     import cProfile
     from collections.abc import Callable
 
-PHASES = ("setup", "writes", "quiescence", "hold", "stop", "checks")
+PHASES = ("setup", "writes", "quiescence", "hold", "checks", "stop")
 TOP = 15
 
 

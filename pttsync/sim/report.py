@@ -14,7 +14,7 @@ Fields (docs/pip-11/simulation.md explains how to read them):
   over the nodes running at the end);
 * lost_writes, expired_rolled_back, conflicts;
 * virtual_s, wall_s, and phases_s: wall seconds of setup, writes, quiescence,
-  hold, stop and checks (with --profile, also `profile`: the top cost centres);
+  hold, checks and stop (with --profile, also `profile`: the top cost centres);
 * and more: the writes, the peers, how long writes took to reach every
   peer (spread_s), the faults applied, and on failure the details and the
   command that reproduces the run;

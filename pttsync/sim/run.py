@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
+import functools
 import logging
 import multiprocessing
 import os
@@ -157,6 +158,7 @@ def run_plan(
     profile: bool = False,
     stopper: Stopper | None = None,
     instruments: Sequence[trio.abc.Instrument] = (),
+    on_report: Callable[[SimReport], None] | None = None,
 ) -> SimReport:
     """Carry out `plan` (normally `make_plan(cfg)`) and report.
 
@@ -165,8 +167,16 @@ def run_plan(
     function of the bytes, so nothing changes but the CPU spent; a real
     network does that work on a thousand machines at once).
 
-    With `profile`, the run is timed under cProfile and the report's
-    `profile` holds the wall time per phase and the top cost centres
+    The checks run at the run's end, inside it, while every node is still up
+    (`World.on_finished`); then the nodes stop.  `on_report(report)`, if
+    given, is handed the report there, before any node stops: it may end the
+    process (`pttsync simulate` does, once it has written the report out:
+    shutting down 10,000 nodes one by one takes a quarter of a minute nobody
+    waits for).  If it returns, the nodes stop, and the report comes back
+    with the stop's time.
+
+    With `profile`, the run up to its report is timed under cProfile and the
+    report's `profile` holds the wall time per phase and the top cost centres
     (profiling.py); without it, only the phases.  `instruments` are trio's,
     for tools that count what the run does (tools/census_sim.py).
     """
@@ -187,6 +197,9 @@ def run_plan(
                 deterministic_trio(cfg.seed) as reproducible,
                 oplogcodec.decode_cache(DECODE_CACHE),
             ):
+                end = _Ending(world, second, phases, profiler, on_report)
+                end.header = (reproducible, reproduce, wall)
+                world.on_finished = end.finish
                 watch = list(instruments)  # they watch the run; they change nothing in it
                 clock = SimClock(part.lockstep if part is not None else None)
                 try:
@@ -197,32 +210,75 @@ def run_plan(
                 finally:
                     if part is not None:
                         part.lockstep.finish()
-                if part is not None and part.lockstep.broken:
-                    raise SimulationError("the split run's second process ended unexpectedly")
-                if stopper is not None and stopper.stopped:
-                    raise Stopped("the simulation was stopped before it ended")
-                phases.enter("checks")
-                live = sorted((p for p in world.peers.values() if p.state == "up"), key=_index)
-                facts = None
-                if second is not None:  # this process's facts, while the second reads its own
-                    facts = facts_of(world, world.live(), world.known(), oplogs=False)
-                    totals.merge(world, second.result())
-                verdict = check(world, live, elsewhere=second, facts=facts)
             phases.stop()
         finally:
             if profiler is not None:
                 profiler.disable()
             if second is not None:
                 second.close()
-    elapsed = time.perf_counter() - wall
-    report = _report(world, plan, verdict, live, elapsed, reproducible, reproduce)
+    if end.error is not None:
+        raise end.error
+    if end.report is None:  # it never reached its checks
+        if part is not None and part.lockstep.broken:
+            raise SimulationError("the split run's second process ended unexpectedly")
+        if stopper is not None and stopper.stopped:
+            raise Stopped("the simulation was stopped before it ended")
+        raise SimulationError("the run ended before its checks")  # pragma: no cover - a bug
+    report = end.report
     report.phases_s = phases.seconds()
-    if profiler is not None:
-        centres: dict[str, Any] = dict(cost_centres(profiler))
-        if report.split is not None:
-            centres["split"] = report.split
-        report.profile = centres
+    report.wall_s = round(time.perf_counter() - wall, 3)
     return report
+
+
+class _Ending:
+    """A run's end (`World.on_finished`): the checks, over the second process's peers
+    too, and the report, all at the run's last instant, before any node stops."""
+
+    def __init__(
+        self,
+        world: World,
+        second: Second | None,
+        phases: PhaseClock,
+        profiler: cProfile.Profile | None,
+        on_report: Callable[[SimReport], None] | None,
+    ) -> None:
+        self.world, self.second, self.phases = world, second, phases
+        self.profiler, self.on_report = profiler, on_report
+        self.header: tuple[bool, str, float] = (False, "", 0.0)  # reproducible, reproduce, wall
+        self.report: SimReport | None = None
+        self.error: Exception | None = None  # the second process's failure, or on_report's
+
+    def finish(self) -> None:
+        world, second = self.world, self.second
+        self.phases.enter("checks")
+        if world.part is not None:  # each process runs on alone from here (`_answer`)
+            world.part.lockstep.finish()
+        try:
+            live = sorted((p for p in world.peers.values() if p.state == "up"), key=_index)
+            facts = None
+            if second is not None:  # this process's facts, while the second reads its own
+                facts = facts_of(world, world.live(), world.known(), oplogs=False)
+                totals.merge(world, second.result())
+            verdict = check(world, live, elsewhere=second, facts=facts)
+        except SimulationError as exc:  # the second process failed: raised after the run
+            self.error = exc
+            return
+        reproducible, reproduce, wall = self.header
+        elapsed = time.perf_counter() - wall
+        report = _report(world, world.plan, verdict, live, elapsed, reproducible, reproduce)
+        report.phases_s = self.phases.seconds()  # so far: the stop is to come
+        if self.profiler is not None:
+            self.profiler.disable()
+            centres: dict[str, Any] = dict(cost_centres(self.profiler))
+            if report.split is not None:
+                centres["split"] = report.split
+            report.profile = centres
+        self.report = report
+        if self.on_report is not None:
+            try:
+                self.on_report(report)
+            except Exception as exc:  # raised after the run, as it is (not in a group)
+                self.error = exc
 
 
 def _index(peer: Any) -> int:
@@ -311,6 +367,7 @@ def _second(
         links[1].close()  # the first process's end: its death then reads as the end
         part = Part(1, SocketBridge(links[0]), lookahead)
         world = World(cfg, plan, part=part, phases=PhaseClock(follow_phases))
+        world.on_finished = functools.partial(_answer, world, part, conn)
         with (
             deterministic_trio(cfg.seed),
             oplogcodec.decode_cache(DECODE_CACHE),
@@ -322,23 +379,37 @@ def _second(
                 part.lockstep.finish()
             if part.lockstep.broken:
                 raise SimulationError("the split run's first process is gone")
-            # What the first process's checks read of this one's peers (invariants.py),
-            # read as the first reads its own: with the decode cache, and few collections
-            # (without them, twice as slow).
-            here = [p for p in world.peers.values() if p.up]
-            facts = facts_of(world, here, world.known(), oplogs=True)
-            conn.send(("ok", totals.part_result(world), facts))
-            _, want, conflicts, sampled = conn.recv()
-            conn.send(("docs", *compare_documents(world, here, want, conflicts, sampled)))
-            # Its end, here: the interpreter's teardown would free the whole heap
-            # object by object while the first process waits for it.
-            os._exit(0)
+            raise SimulationError("the split run ended before its checks")  # pragma: no cover
     except BaseException:
         code = 1
         with contextlib.suppress(OSError):
             conn.send(("error", traceback.format_exc()))
     finally:
         os._exit(code)  # no atexit handlers, no flushing of the first process's buffers
+
+
+def _answer(world: World, part: Part, conn: Connection) -> None:
+    """The second process at the run's end (`World.on_finished`, at the instant the
+    first runs its checks): what those read of this process's peers (invariants.py),
+    then its end, without stopping its nodes (nobody reads them any more) nor the
+    interpreter's teardown (which would free the heap object by object).
+
+    Each process first ends its side of the lockstep, so that from here neither
+    waits for the other's windows: only for the answers on the pipe."""
+    code = 0
+    try:
+        world.phases.enter("checks")  # the collector off (collect.py)
+        part.lockstep.finish()
+        here = [p for p in world.peers.values() if p.up]
+        facts = facts_of(world, here, world.known(), oplogs=True)
+        conn.send(("ok", totals.part_result(world), facts))
+        _, want, conflicts, sampled = conn.recv()
+        conn.send(("docs", *compare_documents(world, here, want, conflicts, sampled)))
+    except BaseException:
+        code = 1
+        with contextlib.suppress(OSError):
+            conn.send(("error", traceback.format_exc()))
+    os._exit(code)
 
 
 def _report(

@@ -102,13 +102,9 @@ class World:
             expiry_s=cfg.expiry, store_kind=cfg.store,
         )  # fmt: skip
         self.fabric = Fabric(model=cfg.link_model(), seed=cfg.seed, transport=cfg.transport)
-        for f in plan.faults:
-            if f.kind is FaultKind.PARTITION:
-                heals = [h for h in plan.faults if h.kind is FaultKind.HEAL]
-                ends = [h.at for h in heals if h.groups == f.groups and h.at > f.at]
-                end = min(ends, default=float("inf"))
-                groups = tuple(frozenset(name_of(p) for p in g) for g in f.groups)
-                self.fabric.cuts.append(Cut(f.at, end, groups))
+        for start, end, groups in plan.partitions():
+            sides = tuple(frozenset(map(name_of, g)) for g in groups)
+            self.fabric.cuts.append(Cut(start, end, sides))
         self.tracks: dict[bytes, WriteTrack] = {}
         self.other: PartResult | None = None  # the second process's results (totals.py)
         self.foreign: dict[bytes, WriteTrack] | None = None if part is None else {}
@@ -133,6 +129,7 @@ class World:
         self.orphans: set[bytes] = set()  # writes that left with their writer
         self.leaves: list[tuple[list[bytes], set[bytes]]] = []  # split: `_held_here` a leave
         self.last_disturbance = 0.0
+        self.on_finished: Callable[[], None] = _nothing  # run.py: the checks and the report
         self.converged_at: float | None = None
         self.finished_at = 0.0
         self.events_done = False
@@ -284,7 +281,8 @@ class World:
                     self.phases.enter("hold")
                     await trio.sleep(cfg.hold)
             self.finished_at = trio.current_time()
-            self.phases.enter("stop")  # every node shut down: not the hold's, nor the checks'
+            self.on_finished()  # the checks, while every node is up and time stands still
+            self.phases.enter("stop")  # every node shut down (the last phase)
             # Each node by its own scope first, which then ends its task quietly: the
             # world's cancel alone took every node's Cancelled into one exception group.
             for peer in self.peers.values():
@@ -496,3 +494,7 @@ class World:
                 top.limit = limit
                 if used > top.used:
                     top.used, top.peer = used, peer.index
+
+
+def _nothing() -> None:
+    pass
