@@ -197,8 +197,10 @@ def run_plan(
                 deterministic_trio(cfg.seed) as reproducible,
                 oplogcodec.decode_cache(DECODE_CACHE),
             ):
-                end = _Ending(world, second, phases, profiler, on_report)
-                end.header = (reproducible, reproduce, wall)
+                end = _Ending(
+                    world, second, phases, profiler, on_report,
+                    reproducible=reproducible, reproduce=reproduce, wall=wall,
+                )  # fmt: skip
                 world.on_finished = end.finish
                 watch = list(instruments)  # they watch the run; they change nothing in it
                 clock = SimClock(part.lockstep if part is not None else None)
@@ -241,10 +243,14 @@ class _Ending:
         phases: PhaseClock,
         profiler: cProfile.Profile | None,
         on_report: Callable[[SimReport], None] | None,
+        *,
+        reproducible: bool,
+        reproduce: str,
+        wall: float,
     ) -> None:
         self.world, self.second, self.phases = world, second, phases
         self.profiler, self.on_report = profiler, on_report
-        self.header: tuple[bool, str, float] = (False, "", 0.0)  # reproducible, reproduce, wall
+        self.reproducible, self.reproduce, self.wall = reproducible, reproduce, wall
         self.report: SimReport | None = None
         self.error: Exception | None = None  # the second process's failure, or on_report's
 
@@ -263,9 +269,10 @@ class _Ending:
         except SimulationError as exc:  # the second process failed: raised after the run
             self.error = exc
             return
-        reproducible, reproduce, wall = self.header
-        elapsed = time.perf_counter() - wall
-        report = _report(world, world.plan, verdict, live, elapsed, reproducible, reproduce)
+        elapsed = time.perf_counter() - self.wall
+        report = _report(
+            world, world.plan, verdict, live, elapsed, self.reproducible, self.reproduce
+        )
         report.phases_s = self.phases.seconds()  # so far: the stop is to come
         if self.profiler is not None:
             self.profiler.disable()
@@ -381,9 +388,7 @@ def _second(
                 raise SimulationError("the split run's first process is gone")
             raise SimulationError("the split run ended before its checks")  # pragma: no cover
     except BaseException:
-        code = 1
-        with contextlib.suppress(OSError):
-            conn.send(("error", traceback.format_exc()))
+        code = _failed(conn)
     finally:
         os._exit(code)  # no atexit handlers, no flushing of the first process's buffers
 
@@ -406,10 +411,16 @@ def _answer(world: World, part: Part, conn: Connection) -> None:
         _, want, conflicts, sampled = conn.recv()
         conn.send(("docs", *compare_documents(world, here, want, conflicts, sampled)))
     except BaseException:
-        code = 1
-        with contextlib.suppress(OSError):
-            conn.send(("error", traceback.format_exc()))
+        code = _failed(conn)
     os._exit(code)
+
+
+def _failed(conn: Connection) -> int:
+    """Tell the first process why the second failed (the traceback being handled);
+    the second's exit status."""
+    with contextlib.suppress(OSError):
+        conn.send(("error", traceback.format_exc()))
+    return 1
 
 
 def _report(
