@@ -20,7 +20,8 @@ import time
 import pytest
 
 from pttsync.sim.plan import SimConfig, make_plan
-from pttsync.sim.run import Stopped, Stopper, run_plan
+from pttsync.sim.run import run_plan
+from pttsync.sim.stopper import Stopped, Stopper
 from pttsync.sim.world import Progress
 
 SMALL = SimConfig(peers=12, writes=20, seed=5)

@@ -376,8 +376,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from ..sim.plan import make_plan  # noqa: PLC0415
-    from ..sim.run import Stopped, Stopper, run_plan  # noqa: PLC0415
+    from ..sim.run import run_plan  # noqa: PLC0415
     from ..sim.scenarios import SCENARIOS  # noqa: PLC0415
+    from ..sim.stopper import Stopped, Stopper  # noqa: PLC0415
 
     if args.list_scenarios:
         for s in SCENARIOS.values():

@@ -17,6 +17,7 @@ the report.  The modules:
 * parts.py: `--jobs 2`, who runs which peer and the samples both share;
   totals.py: the report's sums, the second process's share merged;
 * invariants.py: the checks; report.py: the report; run.py: `simulate`;
+  stopper.py: a run stopped from outside;
 * scenarios.py: named, ready-made scenarios; shrink.py: failing plans shrunk, saved, replayed.
 """
 
@@ -25,7 +26,8 @@ from __future__ import annotations
 from .fabric import Cut, Fabric, LinkModel, SimNetwork
 from .plan import Fault, FaultKind, Plan, SimConfig, Write, WriteKind, epidemic_rounds, make_plan
 from .report import SimReport
-from .run import Stopped, Stopper, deterministic_trio, run_plan, simulate
+from .run import deterministic_trio, run_plan, simulate
+from .stopper import Stopped, Stopper
 
 __all__ = [
     "Cut",
