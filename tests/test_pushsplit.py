@@ -1,11 +1,11 @@
 """The push router's split of the links (net/push.py, `PushRouter._split`), kept between
 batches, against the same split worked out afresh, through random changes of
-everything it depends on; and the lazy links' seen-cache bits kept with it, against
-the cache's slots."""
+everything it depends on."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pttsync.net.lazypush import LazyPush
-from pttsync.net.peer import PeerLink
 from pttsync.net.push import PushRouter
 from pttsync.net.routing import MAX_HOPS, Routes
 from pttsync.net.seen import SeenCache
@@ -23,21 +22,10 @@ OTHER = b"\x08" * 32
 PEERS = [bytes([i]) * 32 for i in range(1, 7)]
 
 
+@dataclass(eq=False)
 class FakeLink:
-    """A link's peer and topics; a change of its topics is counted as a PeerLink's is."""
-
-    def __init__(self, peer_id: bytes, topics: frozenset[bytes]) -> None:
-        self.peer_id = peer_id
-        self._topics = topics
-
-    @property
-    def topics(self) -> frozenset[bytes]:
-        return self._topics
-
-    @topics.setter
-    def topics(self, topics: frozenset[bytes]) -> None:
-        self._topics = topics
-        PeerLink.topic_changes += 1
+    peer_id: bytes
+    topics: frozenset[bytes]
 
 
 class World:
@@ -63,15 +51,9 @@ class World:
             stats=SimpleNamespace(), admits=self.admits, clock=lambda: self.now, lazy=self.lazy,
         )  # fmt: skip
 
-    def change(self, what: str, i: int, kept: PushRouter) -> None:
+    def change(self, what: str, i: int) -> None:
         peer = PEERS[i % len(PEERS)]
         match what:
-            case "slot_gone":  # the kept router's cache: a peer's slot forgotten
-                kept.seen.forget_peer(peer)
-            case "slots_renumbered":  # slots given to passing peers until the cache renumbers
-                for n in range(kept.seen.spare_slots + 2 * len(PEERS) + 2):
-                    kept.seen.slot(n.to_bytes(32, "big"))
-                    kept.seen.forget_peer(n.to_bytes(32, "big"))
             case "prune":
                 self.lazy.prune(peer)
             case "graft":
@@ -100,7 +82,7 @@ class World:
 
 CHANGES = [
     "prune", "graft", "forget", "route_gone", "route_back", "their_mesh", "topics", "governance",
-    "second", "link_gone", "link_new", "slot_gone", "slots_renumbered",
+    "second", "link_gone", "link_new",
 ]  # fmt: skip
 
 
@@ -122,13 +104,9 @@ def test_the_kept_split_is_the_split_worked_out_afresh(changes: list[tuple[str, 
     world = World()
     kept = world.router()
     for what, i in changes:
-        world.change(what, i, kept)
+        world.change(what, i)
         links: Any = list(world.links)
-        split = kept._split(links, world.now)
-        assert ids(split) == ids(world.router()._split(links, world.now))
-        lazy = split[3]
-        assert kept._lazy_bits == [(ln.peer_id, 1 << kept.seen.slot(ln.peer_id)) for ln in lazy]
-        assert all(ln.peer_id in kept.seen._slots for ln in split[0])  # every member has one
+        assert ids(kept._split(links, world.now)) == ids(world.router()._split(links, world.now))
 
 
 def test_the_split_is_kept_while_nothing_changes() -> None:

@@ -100,7 +100,7 @@ class PeerLink:
         self.local_id = local_id
         self.address = address  # the address we dialed, or where the peer came from
         self.listen = ""  # the address the peer listens on (its Hello)
-        self._topics: frozenset[bytes] = frozenset()
+        self.topics: frozenset[bytes] = frozenset()  # the topics this link syncs
         self.agent = ""
         self.started = started
         self.stats = LinkStats()
@@ -128,20 +128,6 @@ class PeerLink:
     @property
     def name(self) -> str:
         return peer_id_text(self.peer_id)[:12]
-
-    topic_changes = 0
-    """Changes of any link's topics in this process: what a cache of who syncs which
-    topic compares (push.py), rather than the topics of every link."""
-
-    @property
-    def topics(self) -> frozenset[bytes]:
-        """The topics this link syncs."""
-        return self._topics
-
-    @topics.setter
-    def topics(self, topics: frozenset[bytes]) -> None:
-        self._topics = topics
-        PeerLink.topic_changes += 1
 
     @property
     def closed(self) -> bool:

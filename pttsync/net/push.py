@@ -21,6 +21,7 @@ import collections
 import contextlib
 import logging
 import math
+import operator
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import trio
@@ -31,7 +32,7 @@ from ..core.oplog import OplogStatus
 from ..core.oplogcodec import decode_known, encode_oplog
 from ..core.sync.session import MAX_BODY, pack_bodies, remote_input
 from . import timers
-from .peer import PeerLink, encode_any
+from .peer import encode_any
 from .routing import MAX_HOPS
 from .wire import MAX_PUSH_OPLOGS, IHave, Prune, Push, id_chunks
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from ..core.oplog import Oplog
     from ..core.sync.session import SyncContext
     from .lazypush import LazyPush
+    from .peer import PeerLink
     from .routing import Routes
     from .seen import Holders, SeenCache
 
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_RELAYED = 256  # pending oplogs routed again per anti-entropy tick
+
+_topics_of = operator.attrgetter("topics")
 
 
 class PushStats(Protocol):
@@ -303,9 +307,7 @@ class PushRouter:
         self._admits = admits
         self._clock = clock
         self._split_key: tuple[object, ...] = ()
-        self._split_of: list[PeerLink] = []
         self._split_links: Split = ([], [], [], [])
-        self._lazy_bits: list[tuple[bytes, int]] = []  # (peer ID, its bit) of the lazy links
 
     def push_batch(self, batch: Batch, links: list[PeerLink]) -> None:
         """Route a batch: valid oplogs over the push mesh, pending ones to their signers.
@@ -316,10 +318,16 @@ class PushRouter:
         """
         now = self._clock()
         gov = self.replica.fold.governance
-        members, mesh, eager, _ = self._split(links, now)
-        lazy_bits = self._lazy_bits
+        members, mesh, eager, lazy = self._split(links, now)
         peers: dict[bytes, PeerLink] = {}
         queued: dict[tuple[bytes, bool], list[tuple[bytes, Holders]]] = {}  # -> (record, holders)
+        # Each lazy peer's bit in the seen-cache's masks, looked up once a batch, not
+        # once an oplog: its slot stays (a slot is given, and the masks renumbered,
+        # only to a peer that has none, and every member link has one from here on).
+        slot = self.seen.slot
+        for link in members:
+            slot(link.peer_id)
+        lazy_bits = [(link.peer_id, 1 << slot(link.peer_id)) for link in lazy]
         announce: dict[bytes, list[tuple[bytes, bytes]]] = {}  # -> the copies, in order
         for oplog, status in batch:
             holders = self.seen.holders((oplog.oplog_id, oplog.hash))
@@ -376,9 +384,9 @@ class PushRouter:
         """
         key = (
             self.replica.fold, now // 10**9, self.routes.version, self.lazy.version,
-            PeerLink.topic_changes, self.seen.epoch,
+            *links, *map(_topics_of, links),
         )  # fmt: skip
-        if key == self._split_key and links == self._split_of:  # the same links, by identity
+        if key == self._split_key:
             return self._split_links
         tid, admits = self.topic_id, self._admits
         members: list[PeerLink] = []
@@ -392,16 +400,7 @@ class PushRouter:
                 if in_mesh(ln.peer_id):
                     mesh.append(ln)
                     (eager if is_eager(ln.peer_id) else lazy).append(ln)
-        # Each lazy peer's bit in the seen-cache's masks, looked up here, not once an
-        # oplog nor once a batch: a slot is given, and the masks renumbered, only to a
-        # peer that has none, and every member link has one from here on; a slot that
-        # goes, or a renumbering, changes the cache's epoch, and this is worked out again.
-        slot = self.seen.slot
-        for ln in members:
-            slot(ln.peer_id)
-        self._lazy_bits = [(ln.peer_id, 1 << slot(ln.peer_id)) for ln in lazy]
-        self._split_key = (*key[:-1], self.seen.epoch)  # the slots given may renumber
-        self._split_of, self._split_links = links, (members, mesh, eager, lazy)
+        self._split_key, self._split_links = key, (members, mesh, eager, lazy)
         return self._split_links
 
     def send_announcements(self, links: Iterable[PeerLink]) -> None:

@@ -77,7 +77,6 @@ class SeenCache:
         self._map: dict[bytes, Holders] = {}  # oplog ID -> its copies' holders, oldest ID first
         self._slots: dict[bytes, int] = {}  # peer -> its slot (peers not forgotten)
         self._next_slot = 0
-        self.epoch = 0  # changes when a slot goes or is renumbered: slots kept aside are stale
 
     def __len__(self) -> int:
         return len(self._map)
@@ -152,8 +151,7 @@ class SeenCache:
 
     def forget_peer(self, peer_id: bytes) -> None:
         """A peer disconnected: what we queued for it may never have arrived."""
-        if self._slots.pop(peer_id, None) is not None:
-            self.epoch += 1
+        self._slots.pop(peer_id, None)
 
     def get(self, key: tuple[bytes, bytes]) -> Holders | None:
         """The known holders of a copy, if it is in the cache (no entry is made)."""
@@ -196,4 +194,3 @@ class SeenCache:
         renamed = dict(moves)
         self._slots = {peer: renamed[old] for peer, old in self._slots.items()}
         self._next_slot = len(moves)
-        self.epoch += 1

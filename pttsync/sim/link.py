@@ -390,6 +390,9 @@ class SimChannel:
         self.end = end
         self.remote_id = remote_id
         self.initiator = initiator
+        # Asked of every frame sent: looked up once (a fabric's link model is fixed).
+        self._limited = end.connection.fabric.model.bandwidth > 0
+        self._put = end.put
 
     async def send_frame(self, payload: bytes) -> None:
         if len(payload) > MAX_FRAME_SIZE:
@@ -404,9 +407,9 @@ class SimChannel:
         """
         if len(payload) > MAX_FRAME_SIZE:
             raise UsageError(f"a {len(payload)}-byte frame is over the limit of {MAX_FRAME_SIZE}")
-        if self.end.connection.fabric.model.bandwidth > 0:
+        if self._limited:
             return False
-        self.end.put(payload)
+        self._put(payload)
         return True
 
     async def receive_frame(self) -> bytes | None:

@@ -134,7 +134,7 @@ class _Topic:
             self.by_object[o.object_id] = (*flat, oid, o.op)
             if not flat or page_of(o.op) != page_of(cast("int", flat[1])):
                 self.pages.add(o.object_id, page_of(o.op))  # (a page it had is kept once)
-        self.counts[stored.status.value] += 1
+        self.counts[stored.status] += 1  # an IntEnum: its value (no `.value` property)
         if stored.status is not _VALID:
             self.not_valid.add(oid)
 
@@ -157,7 +157,7 @@ class _Topic:
         page = page_of(o.op)
         if not any(page_of(cast("int", op)) == page for op in rest[1::2]):
             self.pages.discard(o.object_id, page)
-        self.counts[stored.status.value] -= 1
+        self.counts[stored.status] -= 1
         self.not_valid.discard(oid)
         return stored
 
