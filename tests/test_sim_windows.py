@@ -228,7 +228,7 @@ def test_the_other_gone_after_its_end_is_no_break() -> None:
         first.report(3.0)
         first.finish()
 
-    alone = threading.Thread(target=runs_on)
+    alone = threading.Thread(target=runs_on, daemon=True)  # a hang must not hold the exit
     alone.start()
     alone.join(timeout=30)  # a bug must fail, not hang the suite
     assert not alone.is_alive()
