@@ -15,12 +15,14 @@ import multiprocessing
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
+from pttsync.errors import SimulationError
 from pttsync.sim.plan import SimConfig, make_plan
-from pttsync.sim.run import run_plan
+from pttsync.sim.run import Second, run_plan
 from pttsync.sim.stopper import Stopped, Stopper
 from pttsync.sim.world import Progress
 
@@ -76,3 +78,84 @@ def test_sigterm_ends_pttsync_simulate_at_once_with_143(sigint: str) -> None:
             proc.wait()
     assert proc.returncode == 143, err
     assert err.decode().splitlines()[-1] == "pttsync: terminated"
+
+
+# The second process hangs (it never says a word), and the first waits for it in its
+# lockstep's `poll`, where a signal's handler runs but cannot end the wait by itself.
+# The first says when it is waiting, so the signal comes while it waits.
+_HUNG_SECOND = """
+import signal, sys, time
+from pttsync.sim import bridge, run
+
+def hung(*args):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    time.sleep(120)  # bounded: should the test fail, this process still ends
+
+run._second = hung
+wait = bridge.SocketBridge._wait
+
+def noted(self):
+    print("waiting", file=sys.stderr, flush=True)
+    wait(self)
+
+bridge.SocketBridge._wait = noted
+from pttsync.cli import entry
+sys.argv = ["pttsync", "simulate", "--peers", "20", "--writes", "10", "--jobs", "2"]
+entry()
+"""
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGTERM, 143, "pttsync: terminated"), (signal.SIGINT, 130, "pttsync: interrupted")],
+    ids=["SIGTERM", "ctrl-c"],
+)
+def test_a_signal_ends_a_split_run_whose_other_process_hangs(
+    signum: signal.Signals, code: int, said: str
+) -> None:
+    """Was (a known limit): the wait for the other process was a `poll` with no
+    timeout, so a split run hung on its other process ignored SIGTERM and ^C."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HUNG_SECOND], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the first process waits for the second
+        assert line == b"waiting\n", line
+        proc.send_signal(signum)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - sent < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, err
+    assert err.decode().splitlines()[-1] == said
+
+
+def test_a_stop_ends_a_wait_for_the_second_processs_answer() -> None:
+    """At the checks the first process waits for the second's results on a pipe: a
+    stop gives that wait up too (the run then raises `Stopped`, run.py)."""
+    stopper = Stopper()
+    second = Second.__new__(Second)
+    second.conn, theirs = multiprocessing.Pipe()
+    second.stopping = lambda: stopper.stopped
+    stopper.stop()
+    raised: list[BaseException] = []
+
+    def waits() -> None:
+        try:
+            second.result()
+        except BaseException as exc:  # checked below
+            raised.append(exc)
+
+    waiting = threading.Thread(target=waits, daemon=True)  # a hang must not hold the exit
+    waiting.start()
+    waiting.join(timeout=30)  # a bug must fail, not hang the suite
+    assert not waiting.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], SimulationError), raised
+    assert "stopped" in str(raised[0])
+    second.conn.close()
+    theirs.close()

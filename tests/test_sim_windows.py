@@ -255,3 +255,73 @@ def test_two_processes_ending_at_once_with_much_to_send_both_end() -> None:
     assert [end.broken for end in ends] == [False, False]
     left.close()
     right.close()
+
+
+# -- a stop while waiting (bridge.py's `interrupted`) -------------------------------------
+
+
+def test_a_wait_gives_up_once_interrupted_but_what_came_is_read_first() -> None:
+    left, right = socket.socketpair()
+    a = SocketBridge(left, interrupted=lambda: True)
+    right.sendall(len(pickle.dumps("came")).to_bytes(4, "big") + pickle.dumps("came"))
+    assert a.recv(True) == "came"  # no wait needed: read, stop or not
+    with pytest.raises(bridge.Interrupted):
+        a.recv(True)
+    assert a.recv(False) is NOTHING  # a read that does not wait is not given up
+    left.close()
+    right.close()
+
+
+def test_a_stop_ends_a_wait_for_a_hung_process_and_nothing_waits_after_it() -> None:
+    """The other process hangs (it sends nothing, ever): the barrier waits for it until
+    the stop, then ends the run (`on_broken`), and neither a report, an exchange nor
+    the end waits again.  Was: the wait was a `poll` with no timeout, which a signal's
+    handler could not end: SIGTERM and ^C left a split run hung with its other process."""
+    left, right = socket.socketpair()
+    stop = threading.Event()
+    first = Lockstep(SocketBridge(left, interrupted=stop.is_set), 0, L)
+    ended: list[bool] = []
+    first.on_broken = lambda: ended.append(True)
+    waiting = threading.Event()
+    wait = first.bridge._wait  # type: ignore[attr-defined]
+
+    def noted() -> None:
+        waiting.set()
+        wait()
+
+    first.bridge._wait = noted  # type: ignore[attr-defined]
+
+    def runs() -> None:
+        first.barrier(1.0)
+        first.report(2.0)
+        assert first.exchange("sample") == DONE
+        first.finish()
+
+    hung = threading.Thread(target=runs, daemon=True)  # a hang must not hold the exit
+    hung.start()
+    assert waiting.wait(timeout=30)
+    assert hung.is_alive()  # it waits for the other, as it should
+    stop.set()
+    hung.join(timeout=30)  # a bug must fail, not hang the suite
+    assert not hung.is_alive()
+    assert ended == [True] and first.broken
+    assert math.isinf(first.window_end)
+    left.close()
+    right.close()
+
+
+def test_a_stopped_end_drops_what_a_hung_process_does_not_read() -> None:
+    """Its run stopped, a process ends its side with megabytes unsent to another that
+    reads nothing and says nothing: it gives them up rather than wait for ever."""
+    left, right = socket.socketpair()
+    stop = threading.Event()
+    end = Lockstep(SocketBridge(left, interrupted=stop.is_set), 0, L)
+    for n in range(100_000):
+        end.post(1.0, ("frame", n, b"x" * 40))
+    stop.set()
+    ending = threading.Thread(target=end.finish, daemon=True)
+    ending.start()
+    ending.join(timeout=30)
+    assert not ending.is_alive()
+    left.close()
+    right.close()

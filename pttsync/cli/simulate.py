@@ -8,9 +8,10 @@ stderr while it runs if that is a terminal.  The simulated nodes log only
 errors, unless -v: their warnings are what the injected faults cause.
 Exit status 0 if every invariant holds, 1 if one is violated (the seed,
 the command that reproduces the run and the trace go to stderr), 2 for bad
-arguments, 143 when a SIGTERM stopped the run (no report).  The options
-map onto `pttsync.SimConfig` one to one; a `--scenario` supplies settings
-the options then override.
+arguments, 143 when a SIGTERM stopped the run and 130 when a ^C did (no
+report; either ends a split run at once, even one whose other process
+hangs).  The options map onto `pttsync.SimConfig` one to one; a
+`--scenario` supplies settings the options then override.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .hugepages import run_again_if_worth_it
 from .options import seconds_or_off
 from .output import end_process_now, is_entry
 from .simout import ProgressBar, write_out
-from .triorun import Terminated, on_sigterm
+from .triorun import Terminated, on_sigint, on_sigterm
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -402,7 +403,12 @@ def _simulate(args: argparse.Namespace) -> int:
     bar = ProgressBar() if show and not args.quiet else None
     reproduce = f"pttsync simulate --plan {args.plan}" if args.plan else command_line(cfg)
     planned = plan if plan is not None else make_plan(cfg)
-    stopper = Stopper()  # SIGTERM stops the run where it is: no report, exit 143
+    stopper = Stopper()  # SIGTERM (^C) stops the run where it is: no report, exit 143 (130)
+    interrupted: list[bool] = []
+
+    def ctrl_c() -> None:
+        interrupted.append(True)
+        stopper.stop()
 
     def take(report: SimReport) -> None:
         """The report, at the run's end, before its nodes stop: as the process's own
@@ -414,13 +420,13 @@ def _simulate(args: argparse.Namespace) -> int:
             end_process_now(write_out(args, cfg, planned, report))
 
     try:
-        with on_sigterm(stopper.stop):
+        with on_sigterm(stopper.stop), on_sigint(ctrl_c):
             report = run_plan(
                 cfg, planned, progress=bar, reproduce=reproduce, profile=args.profile,
                 stopper=stopper, on_report=take,
             )  # fmt: skip
     except Stopped:
-        raise Terminated from None
+        raise (KeyboardInterrupt if interrupted else Terminated) from None
     finally:
         if bar is not None:
             bar.close()

@@ -73,11 +73,28 @@ def on_sigterm(call: Callable[[], None]) -> Iterator[None]:
     """Within: a SIGTERM calls `call()` (which must be signal-safe) and nothing else,
     for a trio run that stops itself (the simulator's, whose run admits no watcher
     task: it would change the run).  In other threads, nothing changes."""
+    with _on_signal(signal.SIGTERM, call):
+        yield
+
+
+@contextlib.contextmanager
+def on_sigint(call: Callable[[], None]) -> Iterator[None]:
+    """Within: a ^C calls `call()` as `on_sigterm` does, unless SIGINT is not Python's
+    own ^C handling (ignored, as a script's `cmd &` starts it: it stays ignored)."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    with _on_signal(signal.SIGINT, call):
+        yield
+
+
+@contextlib.contextmanager
+def _on_signal(signum: signal.Signals, call: Callable[[], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: call())
+    previous = signal.signal(signum, lambda _signum, _frame: call())
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signum, previous)

@@ -9,6 +9,13 @@ waits to read (it waits for its socket to be readable *or* writable).
 
 Messages are pickled, each behind its length (4 bytes, big-endian).  The
 two ends are a `socket.socketpair()` made before the fork.
+
+A wait gives up once `interrupted()` says so (`Interrupted`): the run was
+stopped (SIGTERM, ^C).  The signal's handler runs while the process waits
+here, in the main thread, but cannot end the wait itself (the interpreter
+takes up an interrupted `poll` again once the handler returns), so the
+wait looks at `interrupted()` every `WAIT_SLICE_MS`.  A wait for a
+process that is hung would otherwise hold this one, and its stop, for ever.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Callable
 
-__all__ = ["NOTHING", "SocketBridge"]
+__all__ = ["NOTHING", "WAIT_SLICE_MS", "Interrupted", "SocketBridge"]
 
 NOTHING: Any = object()
 """What `recv(block=False)` gives when no message has come."""
@@ -31,13 +38,28 @@ NOTHING: Any = object()
 _HEADER = 4
 _CHUNK = 1 << 20  # bytes read at a time
 
+WAIT_SLICE_MS = 200
+"""How long a wait runs before it looks whether the run was stopped: a stop waits no
+longer than this for a hung process; a run's waits, a few milliseconds each, never
+reach it."""
+
+
+class Interrupted(Exception):
+    """A wait for the other process was given up: the run was stopped (`interrupted`)."""
+
+
+def _never() -> bool:
+    return False
+
 
 class SocketBridge:
-    """One end of the pipe: `send` never blocks, `recv` blocks only if asked to."""
+    """One end of the pipe: `send` never blocks, `recv` blocks only if asked to, and
+    a wait gives up (`Interrupted`) once `interrupted()` is true."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, interrupted: Callable[[], bool] = _never) -> None:
         sock.setblocking(False)
         self.sock = sock
+        self._interrupted = interrupted
         self._out = bytearray()  # written by no socket yet
         self._in = bytearray()  # read, not yet a whole message
         self._got: deque[Any] = deque()
@@ -51,7 +73,7 @@ class SocketBridge:
 
     def recv(self, block: bool) -> Any:
         """The next message; NOTHING if none has come and not `block`.  EOFError
-        once the other end is closed."""
+        once the other end is closed; Interrupted if a wait is given up."""
         while not self._got:
             self._read()
             if self._got or not block:
@@ -63,7 +85,7 @@ class SocketBridge:
         """Write everything kept, waiting as long as it takes, unless a message
         comes meanwhile for which `gone(message)` is true (the other end says
         it reads no more): then what is kept is dropped.  The messages read
-        meanwhile are kept for `recv`."""
+        meanwhile are kept for `recv`.  Interrupted if the wait is given up."""
         seen = len(self._got)
         while self._out:
             self._wait()
@@ -111,12 +133,18 @@ class SocketBridge:
             raise EOFError("the other end of the lockstep closed")
 
     def _wait(self) -> None:
-        """Until the socket is readable, or writable while something is kept."""
+        """Until the socket is readable, or writable while something is kept;
+        Interrupted once `interrupted()` is true, looked at every WAIT_SLICE_MS."""
         fd = self.sock.fileno()
         mask = select.POLLIN | (select.POLLOUT if self._out else 0)
         self._poll.register(fd, mask)
         try:
-            events = self._poll.poll()
+            while not self._interrupted():
+                events = self._poll.poll(WAIT_SLICE_MS)
+                if events:
+                    break
+            else:
+                raise Interrupted("the run was stopped while it waited for the other process")
         finally:
             self._poll.unregister(fd)
         for _, event in events:

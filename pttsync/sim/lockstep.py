@@ -47,7 +47,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import SimulationError, UsageError
-from .bridge import NOTHING
+from .bridge import NOTHING, Interrupted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -117,7 +117,9 @@ class Lockstep:
         self.crossed = 0  # items sent across (statistics)
         self.waited = 0.0  # wall seconds spent waiting for the other process (statistics)
         self.other_finished = False
-        self.broken = False  # the wire failed: the other process is gone
+        # The wire failed (the other process is gone), or a wait on it was given up (the
+        # run was stopped, bridge.py): nothing more is sent or waited for.
+        self.broken = False
         self.on_broken: Callable[[], None] = _nothing  # then this ends the run (world.py)
 
     def post(self, when: float, what: Any) -> None:
@@ -247,8 +249,8 @@ class Lockstep:
             self.bridge.send(("d", mine))
             # Until it has all, or says it ended too (it reads no more then).
             self.bridge.flush(_is_end)
-        except (EOFError, OSError):
-            pass  # gone as well: the first process's next read of it says so
+        except (EOFError, OSError, Interrupted):
+            pass  # gone as well (the first process's next read of it says so), or stopped
 
     # -- the wire ---------------------------------------------------------------------
 
@@ -268,6 +270,9 @@ class Lockstep:
             except (EOFError, OSError):
                 self.broken = True
                 raise SimulationError("the other process of the split run is gone") from None
+            except Interrupted as exc:
+                self.broken = True
+                raise SimulationError(str(exc)) from None
             if got is NOTHING:
                 return
             kind = got[0]

@@ -36,7 +36,7 @@ import trio
 from ..core import oplogcodec
 from ..errors import SimulationError
 from . import totals
-from .bridge import SocketBridge
+from .bridge import WAIT_SLICE_MS, SocketBridge
 from .clock import SimClock
 from .collect import few_collections, follow_phases
 from .invariants import Facts, check, compare_documents, facts_of
@@ -141,7 +141,8 @@ def run_plan(
     # process is forked inside the block, so it starts from a collected heap.
     with few_collections():
         phases = PhaseClock(follow_phases)
-        second = Second(cfg, plan) if cfg.jobs > 1 else None
+        stopped = stopper if stopper is not None else Stopper()  # never stopped, if none
+        second = Second(cfg, plan, lambda: stopped.stopped) if cfg.jobs > 1 else None
         if profiler is not None:
             profiler.enable()
         try:
@@ -172,13 +173,14 @@ def run_plan(
                 profiler.disable()
             if second is not None:
                 second.close()
+    if end.report is None and stopper is not None and stopper.stopped:
+        # Before any failure it explains: a wait for the second process given up.
+        raise Stopped("the simulation was stopped before it ended")
     if end.error is not None:
         raise end.error
     if end.report is None:  # it never reached its checks
         if part is not None and part.lockstep.broken:
             raise SimulationError("the split run's second process ended unexpectedly")
-        if stopper is not None and stopper.stopped:
-            raise Stopped("the simulation was stopped before it ended")
         raise SimulationError("the run ended before its checks")  # pragma: no cover - a bug
     report = end.report
     report.phases_s = phases.seconds()
@@ -249,9 +251,11 @@ def _index(peer: Any) -> int:
 class Second:
     """The second process of a split run (parts.py): forked with the plan, it runs
     the peers of part 1 in lockstep with this process (over a socket of their
-    own, bridge.py), then hands its results over a pipe and exits."""
+    own, bridge.py), then hands its results over a pipe and exits.  This process's
+    waits for it give up once `stopping()` is true (a stop: bridge.py)."""
 
-    def __init__(self, cfg: SimConfig, plan: Plan) -> None:
+    def __init__(self, cfg: SimConfig, plan: Plan, stopping: Callable[[], bool]) -> None:
+        self.stopping = stopping
         ctx = multiprocessing.get_context("fork")
         self.conn, theirs = ctx.Pipe(duplex=True)
         # The lockstep's own wire (bridge.py): its sends never block, unlike the pipe's.
@@ -269,7 +273,7 @@ class Second:
         self.done = False
 
     def part(self) -> Part:
-        return Part(0, SocketBridge(self.link), self.lookahead)
+        return Part(0, SocketBridge(self.link, self.stopping), self.lookahead)
 
     def result(self) -> PartResult:
         """Its results, once both runs ended (then `facts` holds its peers')."""
@@ -289,6 +293,9 @@ class Second:
 
     def _recv(self, kind: str) -> tuple[Any, ...]:
         try:
+            while not self.conn.poll(WAIT_SLICE_MS / 1000):
+                if self.stopping():
+                    raise SimulationError("the run was stopped while it waited for the other")
             got = self.conn.recv()
         except (EOFError, OSError):
             raise SimulationError(
