@@ -1,4 +1,4 @@
-"""Stopping a simulation from outside: `Stopper` (sim/run.py) and SIGTERM on the CLI.
+"""Stopping a simulation from outside: `Stopper` (sim/stopper.py), SIGTERM and ^C on the CLI.
 
 Was: SIGTERM reached the run as Ctrl-C does, raised wherever trio's code
 happened to be.  Where that was a garbage collector's callback, Python printed

@@ -291,10 +291,12 @@ def test_a_stop_ends_a_wait_for_a_hung_process_and_nothing_waits_after_it() -> N
 
     first.bridge._wait = noted  # type: ignore[attr-defined]
 
+    exchanged: list[Any] = []
+
     def runs() -> None:
         first.barrier(1.0)
         first.report(2.0)
-        assert first.exchange("sample") == DONE
+        exchanged.append(first.exchange("sample"))
         first.finish()
 
     hung = threading.Thread(target=runs, daemon=True)  # a hang must not hold the exit
@@ -306,6 +308,7 @@ def test_a_stop_ends_a_wait_for_a_hung_process_and_nothing_waits_after_it() -> N
     assert not hung.is_alive()
     assert ended == [True] and first.broken
     assert math.isinf(first.window_end)
+    assert exchanged == [DONE]
     left.close()
     right.close()
 

@@ -141,8 +141,11 @@ def run_plan(
     # process is forked inside the block, so it starts from a collected heap.
     with few_collections():
         phases = PhaseClock(follow_phases)
-        stopped = stopper if stopper is not None else Stopper()  # never stopped, if none
-        second = Second(cfg, plan, lambda: stopped.stopped) if cfg.jobs > 1 else None
+        second = (
+            Second(cfg, plan, lambda: stopper is not None and stopper.stopped)
+            if cfg.jobs > 1
+            else None
+        )
         if profiler is not None:
             profiler.enable()
         try:

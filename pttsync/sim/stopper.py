@@ -1,4 +1,4 @@
-"""Stopping a simulation run from outside it (`pttsync simulate` on SIGTERM).
+"""Stopping a simulation run from outside it (`pttsync simulate` on SIGTERM or ^C).
 
 `Stopper.run(world)` runs the world under a cancel scope that `stop()` cancels,
 from a signal handler or another thread; `run_plan` then raises `Stopped`.
@@ -24,7 +24,7 @@ class Stopped(Exception):
 
 class Stopper:
     """Stops a run from outside it: `stop()` may be called from a signal handler
-    (`pttsync simulate` calls it on SIGTERM).  The run ends at once, without its
+    (`pttsync simulate` calls it on SIGTERM or ^C).  The run ends at once, without its
     checks, and `run_plan` raises `Stopped`.  It adds no task to the run, so a run
     that is not stopped is the very same run."""
 
