@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 from ..errors import RemoteProtocolError
 from .wire import MAX_REASON, Bye, Hello
-from .wirecodec import decode_any
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,7 +70,7 @@ class Conversation:
         if self.ended is not None:
             raise RuntimeError(f"a frame after the conversation ended: {self.ended.reason}")
         try:
-            msg = None if frame is None else decode_any(frame)
+            msg = None if frame is None else self.link.decode(frame)
             if not self.admitted:
                 return self._before_door(msg)
             if msg is None:

@@ -31,7 +31,7 @@ from ..core.identity import peer_id_text
 from ..core.sync.msgcodec import encode_message
 from ..errors import ConnectionLostError, PttsyncError
 from .wire import AnyMessage, NodeMessage
-from .wirecodec import encode_node_message
+from .wirecodec import decode_any, encode_node_message
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -121,6 +121,11 @@ class PeerLink:
         self._nowait = getattr(channel, "send_frame_nowait", None)
         self._queued = 0  # frames queued or being written by the writer
         self._park = getattr(channel, "park", None)
+        # How its frames are encoded and decoded: the channel's way if it has one (the
+        # simulator's shares what its nodes encode and decode), else `encode_any` and
+        # `decode_any`.
+        self.encode: Callable[[AnyMessage], bytes] = getattr(channel, "encode", encode_any)
+        self.decode: Callable[[bytes], AnyMessage] = getattr(channel, "decode", decode_any)
 
     def __repr__(self) -> str:
         return f"<PeerLink {peer_id_text(self.peer_id)[:12]} {self.direction.value} {self.address}>"
@@ -144,7 +149,7 @@ class PeerLink:
         Raises:
             ConnectionLostError: the link is closed.
         """
-        frame = encode_any(msg)
+        frame = self.encode(msg)
         if self._send_now(frame):
             await trio.lowlevel.checkpoint_if_cancelled()
             return
@@ -163,7 +168,7 @@ class PeerLink:
         """Queue one message if there is room now; False if it was dropped."""
         if self._closed:
             return False
-        return self.try_send_frame(encode_any(msg))
+        return self.try_send_frame(self.encode(msg))
 
     def try_send_frame(self, frame: bytes) -> bool:
         """`try_send` of an already encoded message (one encoding sent to several peers)."""
@@ -185,7 +190,7 @@ class PeerLink:
     def send_now(self, msg: AnyMessage) -> bool:
         """Send `msg` at once if the channel takes it without waiting and nothing is
         queued before it; False if not sent (`send` it then, in order)."""
-        return self._send_now(encode_any(msg))
+        return self._send_now(self.encode(msg))
 
     def _send_now(self, frame: bytes) -> bool:
         """Hand `frame` to a channel that takes it at once, if the queue is empty."""

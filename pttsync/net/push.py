@@ -32,7 +32,6 @@ from ..core.oplog import OplogStatus
 from ..core.oplogcodec import decode_known, encode_oplog
 from ..core.sync.session import MAX_BODY, pack_bodies, remote_input
 from . import timers
-from .peer import encode_any
 from .routing import MAX_HOPS
 from .wire import MAX_PUSH_OPLOGS, IHave, Prune, Push, id_chunks
 
@@ -362,7 +361,7 @@ class PushRouter:
                 key = (is_pending, tuple(chunk))
                 frame = frames.get(key)
                 if frame is None:
-                    frame = frames[key] = encode_any(Push(self.topic_id, key[1], is_pending))
+                    frame = frames[key] = link.encode(Push(self.topic_id, key[1], is_pending))
                 if link.try_send_frame(frame):
                     self.stats.pushed += len(chunk)
                 else:

@@ -62,6 +62,7 @@ from ..errors import (
 from ..net.network import format_address
 from ..net.timers import Handoff, call_at, sleep
 from ..net.transport import secure_handshake
+from .framememo import FrameMemo
 from .link import (
     _RESET,
     DISTRIBUTIONS,
@@ -148,6 +149,7 @@ class Fabric:
         # Frames for parked readers' handlers (`_End.park`), handed over by one task.
         self._to_hand: Handoff[tuple[_Pipe, bytes | int]] = Handoff()
         self.handed = 0  # frames it handed (statistics)
+        self.frames = FrameMemo()  # frames decoded lately, for every node (framememo.py)
         self.remote: Remote | None = None  # the connections to another process's peers
 
     def split(self, lockstep: Lockstep, mine: Callable[[str], bool]) -> Remote:

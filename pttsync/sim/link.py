@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Callable
 
+    from .framememo import FrameMemo
+
     Handle = Callable[[bytes], bool]
 
 DISTRIBUTIONS = ("uniform", "lognormal")
@@ -167,6 +169,8 @@ def inbound(dialer: str, name: str) -> str:
 
 class Medium(Protocol):
     """What a connection needs of the fabric it runs on (fabric.Fabric is one)."""
+
+    frames: FrameMemo  # what its nodes encode and decode, shared (framememo.py)
 
     @property
     def model(self) -> LinkModel: ...
@@ -393,6 +397,11 @@ class SimChannel:
         # Asked of every frame sent: looked up once (a fabric's link model is fixed).
         self._limited = end.connection.fabric.model.bandwidth > 0
         self._put = end.put
+        # What `PeerLink` encodes and decodes its frames with: the fabric's, which every
+        # node shares (framememo.py: most frames are equal to one another node sent or
+        # received lately).
+        frames = end.connection.fabric.frames
+        self.encode, self.decode = frames.encode, frames.decode
 
     async def send_frame(self, payload: bytes) -> None:
         if len(payload) > MAX_FRAME_SIZE:
