@@ -370,7 +370,7 @@ class PushRouter:
                         held_by[body].discard(peer_id)
         for peer_id, keys in announce.items():
             self.lazy.announce_all(peer_id, keys)
-        self.send_announcements(links)
+        self.send_announcements(links, now)
 
     def _split(self, links: list[PeerLink], now: int) -> Split:
         """The member links, the mesh links among them, and those eager and lazy.
@@ -402,10 +402,10 @@ class PushRouter:
         self._split_key, self._split_links = key, (members, mesh, eager, lazy)
         return self._split_links
 
-    def send_announcements(self, links: Iterable[PeerLink]) -> None:
+    def send_announcements(self, links: Iterable[PeerLink], now: int | None = None) -> None:
         """Send the queued announcements (lazypush.py) if they are due, leaving out
-        the oplogs each peer is known to hold by now."""
-        now = self._clock()
+        the oplogs each peer is known to hold by now (`now`: the clock, if read)."""
+        now = self._clock() if now is None else now
         out = self.lazy.take_outbox(now)
         if not out:
             return

@@ -346,15 +346,15 @@ class TopicRuntime:
 
     def on_ihave(self, link: PeerLink, msg: IHave) -> None:
         """A peer announced oplogs (lazypush.py): wait for the ones this node lacks."""
-        peer = link.peer_id
-        if not self.admits_now(peer):
+        peer, now = link.peer_id, self.clock()
+        if not self.admits_now(peer, now):
             return
         # What arrived lately needs no waiting for, only noting that the peer holds it
         # (no need to announce it back): one look at the seen-cache each.
         lacking = self.seen.lacking(peer, msg.ids)
         if lacking:
             held_by = self.seen.held_by
-            for oplog_id in self.lazy.announced(peer, lacking, self.clock()):
+            for oplog_id in self.lazy.announced(peer, lacking, now):
                 held_by(oplog_id, peer)
             self._wake_timer_if_sooner()
 
@@ -391,9 +391,9 @@ class TopicRuntime:
         `timers.serve`: in the simulator, not a wake-up of this task)."""
 
         def step() -> float:
-            now_linked = list(links())
-            self.router.send_announcements(now_linked)
-            due = self.lazy.due(self.clock())
+            now_linked, now = list(links()), self.clock()
+            self.router.send_announcements(now_linked, now)
+            due = self.lazy.due(now)
             if due:
                 by_id = {ln.peer_id: ln for ln in now_linked}
                 for peer_id, ids in due.items():

@@ -171,6 +171,7 @@ class Medium(Protocol):
     """What a connection needs of the fabric it runs on (fabric.Fabric is one)."""
 
     frames: FrameMemo  # what its nodes encode and decode, shared (framememo.py)
+    cuts: list[Cut]  # its partitions (none: `is_cut` is never true)
 
     @property
     def model(self) -> LinkModel: ...
@@ -230,17 +231,19 @@ class _Connection:
         if self.doomed_at < math.inf:
             return
         model, fabric = self.fabric.model, self.fabric
-        a, b = self.ends
-        t, rto = depart, self.rto
-        for attempt in range(model.max_retries + 1):
-            lost = fabric.is_cut(a, b, t) or (model.loss > 0 and self.rng.random() < model.loss)
-            if not lost:
-                break
-            if attempt == model.max_retries:
-                self.doom(t + rto)
-                return
-            t += rto
-            rto *= 2
+        t = depart
+        if model.loss > 0 or fabric.cuts:  # else no attempt is lost (and no draw is made)
+            a, b = self.ends
+            rto = self.rto
+            for attempt in range(model.max_retries + 1):
+                lost = fabric.is_cut(a, b, t) or (model.loss > 0 and self.rng.random() < model.loss)
+                if not lost:
+                    break
+                if attempt == model.max_retries:
+                    self.doom(t + rto)
+                    return
+                t += rto
+                rto *= 2
         arrival = t + self.latency * (1 + model.jitter * self.rng.random())
         # Arrivals fall on the fabric's clock ticks (1 ms): frames due within one
         # tick are delivered by one delivery call (fabric.py), not one each.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...errors import UsageError
+from ..memo import remember
 from ..merkle import Leaf
 from ..oplog import Oplog, OplogStatus
 from .protocol import BatchResult
@@ -22,12 +23,31 @@ from .protocol import BatchResult
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-__all__ = ["BatchPlan", "Held", "plan_batch"]
+__all__ = ["BatchPlan", "Held", "leaf_of", "plan_batch", "shared_leaf"]
 
 Held = tuple[int, int, bytes]
 """What the plan needs of a stored copy: (status, update time, hash)."""
 
 _VALID = OplogStatus.VALID
+
+SHARED_LEAVES = 1 << 16
+"""Leaves the stores of a process share (by hash, newest kept): a simulation's peers
+hold the same ones (56 bytes an oplog a peer), and make none of their own."""
+_LEAVES: dict[bytes, Leaf] = {}
+
+
+def shared_leaf(leaf: Leaf) -> Leaf:
+    """The process's one object for `leaf` (a record's hash covers its ID and time)."""
+    return _LEAVES.get(leaf.hash) or remember(_LEAVES, leaf.hash, leaf, SHARED_LEAVES)
+
+
+def leaf_of(oplog: Oplog) -> Leaf:
+    """The leaf of a valid oplog: the process's one object for it (`shared_leaf`)."""
+    found = _LEAVES.get(oplog.hash)
+    if found is None:
+        leaf = Leaf(oplog.update_time, oplog.oplog_id, oplog.hash)
+        found = remember(_LEAVES, oplog.hash, leaf, SHARED_LEAVES)
+    return found
 
 
 @dataclass(slots=True)
@@ -87,7 +107,7 @@ def plan_batch(
         state[oid] = (status, oplog.update_time, oplog.hash)
         writes.append((oplog, status))
         if status is _VALID:
-            added[oid] = Leaf(oplog.update_time, oid, oplog.hash)
+            added[oid] = leaf_of(oplog)
     for oid in deletes:
         old = state.pop(oid, None)
         if old is not None:

@@ -15,8 +15,8 @@ import operator
 from typing import TYPE_CHECKING
 
 from ...errors import UsageError
-from ..memo import remember
 from ..merkle import Changes, Leaf, Level, MerkleNode, MerkleTree, merge_changes
+from .batch import shared_leaf
 from .chunks import SortedChunks
 from .overlay import split
 
@@ -27,16 +27,6 @@ _END = 2**63 - 1
 
 leaf_key = operator.attrgetter("time", "oplog_id")
 """A leaf's sort key, (time, oplog ID), for bisecting `MemoryTree.leaf_list`."""
-
-SHARED_LEAVES = 1 << 16
-"""Leaves the trees of a process share (by hash, newest kept): a simulation's peers
-hold the same ones (56 bytes an oplog a peer)."""
-_LEAVES: dict[bytes, Leaf] = {}
-
-
-def _shared(leaf: Leaf) -> Leaf:
-    """The process's one object for `leaf` (a record's hash covers its ID and time)."""
-    return _LEAVES.get(leaf.hash) or remember(_LEAVES, leaf.hash, leaf, SHARED_LEAVES)
 
 
 class MemoryTree:
@@ -168,7 +158,7 @@ class MemoryTree:
 
     def put_leaves(self, leaves: Sequence[Leaf]) -> None:
         for leaf in leaves:
-            if not self.leaf_list.add(_shared(leaf)):
+            if not self.leaf_list.add(shared_leaf(leaf)):
                 raise UsageError(f"a leaf for oplog {leaf.oplog_id.hex()} is already there")
             self.fingerprint += int.from_bytes(leaf.hash)
 
