@@ -230,8 +230,8 @@ class PeerLink:
 
     async def park(self, handle: Callable[[bytes], bool]) -> bool:
         """Wait as `receive_frame` would, but with each frame that arrives meanwhile
-        given to `handle(frame)` (counted here) instead of waking this task, for a
-        channel that can (the simulator's `SimChannel.park`).
+        given to `handle(frame)` instead of waking this task, for a channel that
+        can (the simulator's `SimChannel.park`, which counts each in `stats`).
 
         Returns True once `handle` returned False (it took a frame; this task has
         the rest of its work); False when there is something to `receive_frame`
@@ -240,14 +240,7 @@ class PeerLink:
         """
         if self._park is None:
             return False
-        stats = self.stats
-
-        def counted(frame: bytes) -> bool:
-            stats.messages_received += 1
-            stats.bytes_received += len(frame)
-            return handle(frame)
-
-        parked: bool = await self._park(counted)
+        parked: bool = await self._park(handle, self.stats)  # it counts them here too
         return parked
 
     async def run_writer(self) -> None:
