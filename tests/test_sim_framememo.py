@@ -92,6 +92,23 @@ def test_the_tables_stay_within_their_limit() -> None:
     assert memo.decoded == 21
 
 
+def test_the_tables_keep_at_most_their_budget_of_bytes() -> None:
+    memo = FrameMemo(limit=100, budget=3000)
+    sizes = []
+    for i in range(40):
+        msg = Push(TOPIC, (bytes([i]) * (100 + 20 * i),))
+        frame = memo.encode(msg)
+        memo.decode(bytes(bytearray(frame)))
+        sizes.append(len(frame))
+        assert memo.kept_bytes <= 2 * 3000
+        assert memo.kept_bytes == 2 * sum(sizes[-(len(memo) // 2) :])  # the newest, both ways
+    huge = Push(TOPIC, (b"x" * 5000,))  # over the budget alone: kept by neither table
+    frame = memo.encode(huge)
+    assert memo.decode(frame) == huge
+    assert len(memo) == 0 and memo.kept_bytes == 0
+    assert memo.encode(huge) == frame and memo.encoded == 42
+
+
 def test_a_real_channel_keeps_the_codec() -> None:
     class Plain:
         remote_id = b"\x01" * 32

@@ -23,6 +23,9 @@ those frames are seldom equal (each carries its round's numbers).  A frame
 that does not decode is never kept: each receiver finds the same error, and
 its conversation ends as it would have.
 
+Each table keeps at most `FRAMES_KEPT` frames and `FRAME_BYTES_KEPT` bytes of
+them, the oldest forgotten first.
+
 This is the simulator's, not the node's: a real node's frames come from
 one peer each, over Noise, and are seldom equal.  A `SimChannel` offers
 the tables' `encode` and `decode` to its `PeerLink` (`PeerLink.encode`,
@@ -33,7 +36,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..core.memo import remember
 from ..net.peer import encode_any
 from ..net.wire import NodeMessage
 from ..net.wirecodec import decode_any
@@ -41,27 +43,41 @@ from ..net.wirecodec import decode_any
 if TYPE_CHECKING:
     from ..net.wire import AnyMessage
 
-__all__ = ["FRAMES_KEPT", "FrameMemo"]
+__all__ = ["FRAMES_KEPT", "FRAME_BYTES_KEPT", "FrameMemo"]
 
 FRAMES_KEPT = 4096
-"""Frames a fabric keeps each way (oldest forgotten first): a few MB."""
+"""Frames a fabric keeps each way (oldest forgotten first)."""
+
+FRAME_BYTES_KEPT = 16 * 2**20
+"""The bytes of the frames a fabric keeps each way, at most (oldest forgotten first):
+a frame may be up to 256 KiB, and a run's are a few KiB."""
 
 
 class FrameMemo:
     """Node messages encoded and decoded lately (see the module text)."""
 
-    __slots__ = ("_decoded", "_encoded", "decoded", "encoded", "found", "limit")
+    __slots__ = (
+        "_decoded", "_decoded_bytes", "_encoded", "_encoded_bytes",
+        "budget", "decoded", "encoded", "found", "limit",
+    )  # fmt: skip
 
-    def __init__(self, limit: int = FRAMES_KEPT) -> None:
+    def __init__(self, limit: int = FRAMES_KEPT, budget: int = FRAME_BYTES_KEPT) -> None:
         self.limit = limit
+        self.budget = budget
         self._decoded: dict[bytes, AnyMessage] = {}  # frame -> its message
         self._encoded: dict[AnyMessage, bytes] = {}  # message -> its frame
+        self._decoded_bytes = self._encoded_bytes = 0  # the frames' bytes in each
         self.found = 0  # frames and messages found in the tables (statistics)
         self.decoded = 0  # frames decoded
         self.encoded = 0  # messages encoded
 
     def __len__(self) -> int:
         return len(self._decoded) + len(self._encoded)
+
+    @property
+    def kept_bytes(self) -> int:
+        """The bytes of the frames kept, both ways."""
+        return self._decoded_bytes + self._encoded_bytes
 
     def encode(self, msg: AnyMessage) -> bytes:
         """`encode_any(msg)`, the very bytes of an equal node message encoded lately."""
@@ -73,7 +89,13 @@ class FrameMemo:
             self.found += 1
             return frame
         self.encoded += 1
-        return remember(self._encoded, msg, encode_any(msg), self.limit)
+        frame = encode_any(msg)
+        table = self._encoded
+        table[msg] = frame
+        self._encoded_bytes += len(frame)
+        while len(table) > self.limit or self._encoded_bytes > self.budget:
+            self._encoded_bytes -= len(table.pop(next(iter(table))))
+        return frame
 
     def decode(self, frame: bytes) -> AnyMessage:
         """`decode_any(frame)`, found in the table if these bytes were decoded lately.
@@ -88,5 +110,11 @@ class FrameMemo:
         msg = decode_any(frame)
         self.decoded += 1
         if isinstance(msg, NodeMessage):
-            remember(self._decoded, frame, msg, self.limit)
+            table = self._decoded
+            table[frame] = msg
+            self._decoded_bytes += len(frame)
+            while len(table) > self.limit or self._decoded_bytes > self.budget:
+                oldest = next(iter(table))
+                del table[oldest]
+                self._decoded_bytes -= len(oldest)
         return msg
