@@ -12,6 +12,7 @@ the mechanism that replaced it, which adds nothing to the run until it is used.
 from __future__ import annotations
 
 import multiprocessing
+import select
 import signal
 import subprocess
 import sys
@@ -56,6 +57,14 @@ def test_a_stopper_not_stopped_changes_nothing() -> None:
     assert plain == watched
 
 
+def _first_line(proc: subprocess.Popen[bytes], within: float) -> bytes:
+    """The first line `proc` writes to stderr, waited for at most `within` seconds
+    (b"" if none comes: the test then fails rather than hangs)."""
+    assert proc.stderr is not None
+    ready, _, _ = select.select([proc.stderr], [], [], within)
+    return proc.stderr.readline() if ready else b""
+
+
 @pytest.mark.parametrize("sigint", ["ignored", "default"], ids=["started-with-&", "foreground"])
 def test_sigterm_ends_pttsync_simulate_at_once_with_143(sigint: str) -> None:
     cmd = [sys.executable, "-m", "pttsync", "simulate", "--peers", "200", "--writes", "400"]
@@ -64,10 +73,8 @@ def test_sigterm_ends_pttsync_simulate_at_once_with_143(sigint: str) -> None:
         cmd = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 60
-        first = proc.stderr.readline()  # the first progress line: the run is under way
-        assert first and time.monotonic() < deadline, first
+        first = _first_line(proc, 60)  # the first progress line: the run is under way
+        assert first, first
         proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         _, err = proc.communicate(timeout=30)
@@ -120,8 +127,7 @@ def test_a_signal_ends_a_split_run_whose_other_process_hangs(
         [sys.executable, "-c", _HUNG_SECOND], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()  # the first process waits for the second
+        line = _first_line(proc, 60)  # the first process waits for the second
         assert line == b"waiting\n", line
         proc.send_signal(signum)
         sent = time.monotonic()

@@ -265,8 +265,19 @@ def test_a_wait_gives_up_once_interrupted_but_what_came_is_read_first() -> None:
     a = SocketBridge(left, interrupted=lambda: True)
     right.sendall(len(pickle.dumps("came")).to_bytes(4, "big") + pickle.dumps("came"))
     assert a.recv(True) == "came"  # no wait needed: read, stop or not
-    with pytest.raises(bridge.Interrupted):
-        a.recv(True)
+    raised: list[BaseException] = []
+
+    def waits() -> None:
+        try:
+            a.recv(True)
+        except BaseException as exc:  # checked below
+            raised.append(exc)
+
+    waiting = threading.Thread(target=waits, daemon=True)  # a hang must not hold the exit
+    waiting.start()
+    waiting.join(timeout=30)  # a bug must fail, not hang the suite
+    assert not waiting.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], bridge.Interrupted), raised
     assert a.recv(False) is NOTHING  # a read that does not wait is not given up
     left.close()
     right.close()

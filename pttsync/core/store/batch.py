@@ -23,7 +23,7 @@ from .protocol import BatchResult
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-__all__ = ["BatchPlan", "Held", "leaf_of", "plan_batch", "shared_leaf"]
+__all__ = ["BatchPlan", "Held", "leaf_of", "plan_batch"]
 
 Held = tuple[int, int, bytes]
 """What the plan needs of a stored copy: (status, update time, hash)."""
@@ -36,18 +36,12 @@ hold the same ones (56 bytes an oplog a peer), and make none of their own."""
 _LEAVES: dict[bytes, Leaf] = {}
 
 
-def shared_leaf(leaf: Leaf) -> Leaf:
-    """The process's one object for `leaf` (a record's hash covers its ID and time)."""
-    return _LEAVES.get(leaf.hash) or remember(_LEAVES, leaf.hash, leaf, SHARED_LEAVES)
-
-
 def leaf_of(oplog: Oplog) -> Leaf:
-    """The leaf of a valid oplog: the process's one object for it (`shared_leaf`)."""
-    found = _LEAVES.get(oplog.hash)
-    if found is None:
-        leaf = Leaf(oplog.update_time, oplog.oplog_id, oplog.hash)
-        found = remember(_LEAVES, oplog.hash, leaf, SHARED_LEAVES)
-    return found
+    """The leaf of a valid oplog: the process's one object for it (a record's hash
+    covers its ID and update time)."""
+    return _LEAVES.get(oplog.hash) or remember(
+        _LEAVES, oplog.hash, Leaf(oplog.update_time, oplog.oplog_id, oplog.hash), SHARED_LEAVES
+    )
 
 
 @dataclass(slots=True)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from ...errors import UsageError
 from ..merkle import Changes, Leaf, Level, MerkleNode, MerkleTree, merge_changes
-from .batch import shared_leaf
 from .chunks import SortedChunks
 from .overlay import split
 
@@ -157,8 +156,9 @@ class MemoryTree:
         return None if leaf is None else leaf.hash
 
     def put_leaves(self, leaves: Sequence[Leaf]) -> None:
+        # A batch's leaves come shared already (batch.py `leaf_of`): kept as given.
         for leaf in leaves:
-            if not self.leaf_list.add(shared_leaf(leaf)):
+            if not self.leaf_list.add(leaf):
                 raise UsageError(f"a leaf for oplog {leaf.oplog_id.hex()} is already there")
             self.fingerprint += int.from_bytes(leaf.hash)
 
